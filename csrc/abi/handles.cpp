@@ -1,0 +1,160 @@
+#include <cstring>
+#include <mutex>
+#include <shared_mutex>
+#include <unordered_map>
+
+#include "abi/abi.h"
+
+namespace mlora::abi {
+
+namespace {
+
+struct HandleTable {
+  std::shared_mutex mutex;
+  std::unordered_map<const void*, HandleType> live;
+};
+
+// Intentionally leaked: handles may be released from finalizers running during process exit, after
+// static destructors would have run.
+HandleTable& table() {
+  static HandleTable* t = new HandleTable();
+  return *t;
+}
+
+const char* type_name(HandleType type) {
+  switch (type) {
+    case HandleType::kTensor: return "tensor";
+    case HandleType::kModelOptions: return "model options";
+    case HandleType::kModel: return "model";
+    case HandleType::kAdapter: return "adapter";
+    case HandleType::kAdapters: return "adapters";
+    case HandleType::kRunOptions: return "run options";
+    case HandleType::kGeneratorParams: return "generator params";
+    case HandleType::kGenerator: return "generator";
+  }
+  return "handle";
+}
+
+thread_local std::string t_last_message;
+thread_local mlora_status_t t_last_status = MLORA_STATUS_OK;
+
+}  // namespace
+
+void register_handle(const void* handle, HandleType type) {
+  auto& t = table();
+  std::unique_lock<std::shared_mutex> lock(t.mutex);
+  t.live[handle] = type;
+}
+
+bool unregister_handle(const void* handle, HandleType type) {
+  auto& t = table();
+  std::unique_lock<std::shared_mutex> lock(t.mutex);
+  auto it = t.live.find(handle);
+  if (it == t.live.end() || it->second != type) return false;
+  t.live.erase(it);
+  return true;
+}
+
+bool is_live(const void* handle, HandleType type) {
+  auto& t = table();
+  std::shared_lock<std::shared_mutex> lock(t.mutex);
+  auto it = t.live.find(handle);
+  return it != t.live.end() && it->second == type;
+}
+
+size_t live_handle_count() {
+  auto& t = table();
+  std::shared_lock<std::shared_mutex> lock(t.mutex);
+  return t.live.size();
+}
+
+void check_handle(const void* handle, HandleType type, const char* what) {
+  if (!handle) fail(MLORA_STATUS_INVALID_HANDLE, std::string(what) + " is NULL");
+  if (!is_live(handle, type)) {
+    fail(MLORA_STATUS_INVALID_HANDLE, std::string(what) + " is not a live " + type_name(type) +
+                                          " handle (released, or not made by multilora)");
+  }
+}
+
+mlora_status_t set_error(mlora_status_t status, const std::string& message) noexcept {
+  t_last_status = status;
+  try {
+    t_last_message = message;
+  } catch (...) {
+    t_last_message.clear();  // out of memory while recording the message: keep the status
+  }
+  return status;
+}
+
+const char* last_message() noexcept { return t_last_message.c_str(); }
+mlora_status_t last_status() noexcept { return t_last_status; }
+
+// ---- argument helpers ---------------------------------------------------------------------------------
+
+namespace {
+bool valid_utf8(const unsigned char* s) {
+  while (*s) {
+    unsigned c = *s;
+    int n;
+    uint32_t cp;
+    if (c < 0x80) { ++s; continue; }
+    if ((c & 0xE0) == 0xC0) { n = 1; cp = c & 0x1F; }
+    else if ((c & 0xF0) == 0xE0) { n = 2; cp = c & 0x0F; }
+    else if ((c & 0xF8) == 0xF0) { n = 3; cp = c & 0x07; }
+    else return false;
+    for (int i = 1; i <= n; ++i) {
+      if ((s[i] & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (s[i] & 0x3F);
+    }
+    // overlong forms, surrogates, beyond U+10FFFF
+    if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000)) return false;
+    if ((cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF) return false;
+    s += n + 1;
+  }
+  return true;
+}
+}  // namespace
+
+std::string str_arg(const char* s, const char* what) {
+  if (!s) fail(MLORA_STATUS_INVALID_ARGUMENT, std::string(what) + " is NULL");
+  if (!valid_utf8(reinterpret_cast<const unsigned char*>(s))) {
+    fail(MLORA_STATUS_INVALID_ARGUMENT, std::string(what) + " is not valid UTF-8");
+  }
+  return s;
+}
+
+void array_arg(const void* p, size_t count, const char* what) {
+  if (!p && count) fail(MLORA_STATUS_INVALID_ARGUMENT, std::string(what) + " is NULL but its count is " +
+                                                           std::to_string(count));
+}
+
+std::vector<std::string> str_array_arg(const char* const* names, size_t count, const char* what) {
+  array_arg(names, count, what);
+  std::vector<std::string> out;
+  out.reserve(count);
+  for (size_t i = 0; i < count; ++i) {
+    out.push_back(str_arg(names[i], (std::string(what) + "[" + std::to_string(i) + "]").c_str()));
+  }
+  return out;
+}
+
+void write_string(const std::string& value, char* buf, size_t capacity, size_t* out_len, const char* what) {
+  out_arg(out_len, "out_len");
+  const size_t needed = value.size() + 1;
+  *out_len = needed;
+  if (capacity < needed) {
+    fail(MLORA_STATUS_BUFFER_TOO_SMALL, std::string("buffer of ") + std::to_string(capacity) + " bytes is too small for " +
+                                            what + " (needs " + std::to_string(needed) + ")");
+  }
+  if (!buf) fail(MLORA_STATUS_INVALID_ARGUMENT, "buf is NULL but capacity is " + std::to_string(capacity));
+  std::memcpy(buf, value.c_str(), needed);
+}
+
+void index_arg(size_t index, size_t count, const char* what) {
+  if (index >= count) {
+    fail(MLORA_STATUS_INVALID_ARGUMENT, std::string(what) + " index " + std::to_string(index) +
+                                            " is out of range (count " + std::to_string(count) + ")");
+  }
+}
+
+}  // namespace mlora::abi

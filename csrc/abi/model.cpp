@@ -1,0 +1,205 @@
+// Header sections "Model options" and "Model".
+#include <set>
+
+#include "abi/abi.h"
+#include "model/model.h"
+#include "model/tensor.h"
+#include "run/active_set.h"
+
+using namespace mlora;
+using namespace mlora::abi;
+
+namespace {
+
+const Model& model_of(const mlora_model_t* m) { return *checked(m, HandleType::kModel, "model")->model; }
+
+void io_info(const std::vector<IoInfo>& list, size_t index, const char* what, mlora_dtype_t* out_dtype,
+             int64_t* shape_buf, size_t capacity, size_t* out_ndim) {
+  index_arg(index, list.size(), what);
+  out_arg(out_dtype, "out_dtype");
+  out_arg(out_ndim, "out_ndim");
+  const IoInfo& io = list[index];
+  *out_dtype = io.dtype;
+  *out_ndim = io.shape.size();
+  if (capacity < io.shape.size()) {
+    fail(MLORA_STATUS_BUFFER_TOO_SMALL, "shape buffer of " + std::to_string(capacity) + " dims is too small for '" +
+                                            io.name + "' of rank " + std::to_string(io.shape.size()));
+  }
+  array_arg(shape_buf, io.shape.size(), "shape_buf");
+  for (size_t i = 0; i < io.shape.size(); ++i) shape_buf[i] = io.shape[i];
+}
+
+}  // namespace
+
+extern "C" {
+
+MLORA_API mlora_status_t mlora_model_options_create(mlora_model_options_t** out_options) {
+  return guard(__func__, [&] {
+    out_arg(out_options, "out_options");
+    emit(out_options, HandleType::kModelOptions, std::make_unique<ModelOptions>());
+  });
+}
+
+MLORA_API void mlora_model_options_release(mlora_model_options_t* options) {
+  release(options, HandleType::kModelOptions);
+}
+
+MLORA_API mlora_status_t mlora_model_options_set_log_level(mlora_model_options_t* options, int32_t level) {
+  return guard(__func__, [&] {
+    checked(options, HandleType::kModelOptions, "options");
+    if (level < MLORA_LOG_VERBOSE || level > MLORA_LOG_FATAL) {
+      fail(MLORA_STATUS_INVALID_ARGUMENT, "log level " + std::to_string(level) + " is outside 0..4");
+    }
+    options->options->log_level = level;
+  });
+}
+
+MLORA_API mlora_status_t mlora_model_options_set_intra_op_threads(mlora_model_options_t* options, int32_t threads) {
+  return guard(__func__, [&] {
+    checked(options, HandleType::kModelOptions, "options");
+    if (threads < 0) fail(MLORA_STATUS_INVALID_ARGUMENT, "intra-op threads " + std::to_string(threads) + " < 0");
+    options->options->intra_op_threads = threads;
+  });
+}
+
+MLORA_API mlora_status_t mlora_model_options_set_config_entry(mlora_model_options_t* options, const char* key,
+                                                              const char* value) {
+  return guard(__func__, [&] {
+    checked(options, HandleType::kModelOptions, "options");
+    options->options->config_entries.emplace_back(str_arg(key, "key"), str_arg(value, "value"));
+  });
+}
+
+MLORA_API mlora_status_t mlora_model_create(const char* path, const mlora_model_options_t* options,
+                                            mlora_model_t** out_model) {
+  return guard(__func__, [&] {
+    out_arg(out_model, "out_model");
+    const std::string p = str_arg(path, "path");
+    ModelOptions defaults;
+    const ModelOptions& opts = options ? *checked(options, HandleType::kModelOptions, "options")->options : defaults;
+    emit(out_model, HandleType::kModel, Model::open(p, opts));
+  });
+}
+
+MLORA_API void mlora_model_release(mlora_model_t* model) { release(model, HandleType::kModel); }
+
+MLORA_API mlora_status_t mlora_model_input_count(const mlora_model_t* model, size_t* out_count) {
+  return guard(__func__, [&] {
+    const Model& m = model_of(model);
+    out_arg(out_count, "out_count");
+    *out_count = m.inputs().size();
+  });
+}
+
+MLORA_API mlora_status_t mlora_model_output_count(const mlora_model_t* model, size_t* out_count) {
+  return guard(__func__, [&] {
+    const Model& m = model_of(model);
+    out_arg(out_count, "out_count");
+    *out_count = m.outputs().size();
+  });
+}
+
+MLORA_API mlora_status_t mlora_model_input_name(const mlora_model_t* model, size_t index, char* buf, size_t capacity,
+                                                size_t* out_len) {
+  return guard(__func__, [&] {
+    const Model& m = model_of(model);
+    index_arg(index, m.inputs().size(), "input");
+    write_string(m.inputs()[index].name, buf, capacity, out_len, "the input name");
+  });
+}
+
+MLORA_API mlora_status_t mlora_model_output_name(const mlora_model_t* model, size_t index, char* buf, size_t capacity,
+                                                 size_t* out_len) {
+  return guard(__func__, [&] {
+    const Model& m = model_of(model);
+    index_arg(index, m.outputs().size(), "output");
+    write_string(m.outputs()[index].name, buf, capacity, out_len, "the output name");
+  });
+}
+
+MLORA_API mlora_status_t mlora_model_input_info(const mlora_model_t* model, size_t index, mlora_dtype_t* out_dtype,
+                                                int64_t* shape_buf, size_t capacity, size_t* out_ndim) {
+  return guard(__func__, [&] {
+    io_info(model_of(model).inputs(), index, "input", out_dtype, shape_buf, capacity, out_ndim);
+  });
+}
+
+MLORA_API mlora_status_t mlora_model_output_info(const mlora_model_t* model, size_t index, mlora_dtype_t* out_dtype,
+                                                 int64_t* shape_buf, size_t capacity, size_t* out_ndim) {
+  return guard(__func__, [&] {
+    io_info(model_of(model).outputs(), index, "output", out_dtype, shape_buf, capacity, out_ndim);
+  });
+}
+
+MLORA_API mlora_status_t mlora_model_lora_count(const mlora_model_t* model, size_t* out_count) {
+  return guard(__func__, [&] {
+    const Model& m = model_of(model);
+    out_arg(out_count, "out_count");
+    *out_count = m.lora_inputs().size();
+  });
+}
+
+MLORA_API mlora_status_t mlora_model_lora_name(const mlora_model_t* model, size_t index, char* buf, size_t capacity,
+                                               size_t* out_len) {
+  return guard(__func__, [&] {
+    const Model& m = model_of(model);
+    index_arg(index, m.lora_inputs().size(), "LoRA input");
+    write_string(m.lora_inputs()[index].name, buf, capacity, out_len, "the LoRA input name");
+  });
+}
+
+MLORA_API mlora_status_t mlora_model_lora_info(const mlora_model_t* model, size_t index, mlora_dtype_t* out_dtype,
+                                               int64_t* out_dim0, int64_t* out_dim1, int32_t* out_rank_axis) {
+  return guard(__func__, [&] {
+    const Model& m = model_of(model);
+    index_arg(index, m.lora_inputs().size(), "LoRA input");
+    out_arg(out_dtype, "out_dtype");
+    out_arg(out_dim0, "out_dim0");
+    out_arg(out_dim1, "out_dim1");
+    out_arg(out_rank_axis, "out_rank_axis");
+    const LoraInput& l = m.lora_inputs()[index];
+    *out_dtype = l.dtype;
+    *out_dim0 = l.dim0;
+    *out_dim1 = l.dim1;
+    *out_rank_axis = l.rank_axis;
+  });
+}
+
+MLORA_API mlora_status_t mlora_model_run(const mlora_model_t* model, const mlora_run_options_t* options,
+                                         const char* const* input_names, const mlora_tensor_t* const* inputs,
+                                         size_t input_count, const char* const* output_names, size_t output_count,
+                                         mlora_tensor_t** out_outputs) {
+  return guard(__func__, [&] {
+    const auto& m = checked(model, HandleType::kModel, "model")->model;
+    std::shared_ptr<const ActiveSet> active;
+    if (options) active = checked(options, HandleType::kRunOptions, "options")->active;
+    if (active && active->model() != m) {
+      fail(MLORA_STATUS_INVALID_ARGUMENT, "the run options' active adapters were loaded for model '" +
+                                              active->model()->path() + "', not for '" + m->path() + "'");
+    }
+    std::vector<std::string> in_names = str_array_arg(input_names, input_count, "input_names");
+    array_arg(inputs, input_count, "inputs");
+    std::vector<const OrtValue*> in_values;
+    std::vector<std::shared_ptr<const Tensor>> keep;  // inputs stay alive for the call
+    for (size_t i = 0; i < input_count; ++i) {
+      const std::string what = "inputs[" + std::to_string(i) + "] ('" + in_names[i] + "')";
+      keep.push_back(checked(inputs[i], HandleType::kTensor, what.c_str())->tensor);
+      in_values.push_back(keep.back()->ort_value());
+    }
+    std::vector<std::string> out_names = str_array_arg(output_names, output_count, "output_names");
+    out_arg(out_outputs, "out_outputs");
+    static const std::vector<const char*> kNoNames;
+    static const std::vector<const OrtValue*> kNoValues;
+    auto results = m->run(in_names, in_values, active ? active->feed_names() : kNoNames,
+                          active ? active->feed_values() : kNoValues, out_names);
+    // All-or-nothing: wrap every output before handing any out.
+    std::vector<std::unique_ptr<mlora_tensor_t>> boxes;
+    for (auto& v : results) boxes.push_back(std::make_unique<mlora_tensor_t>(mlora_tensor_t{Tensor::from_ort(std::move(v))}));
+    for (size_t i = 0; i < boxes.size(); ++i) {
+      register_handle(boxes[i].get(), HandleType::kTensor);
+      out_outputs[i] = boxes[i].release();
+    }
+  });
+}
+
+}  // extern "C"

@@ -1,0 +1,462 @@
+// Reading and writing ONNX Runtime's .onnx_adapter files (DESIGN.md §4).
+//
+// Reading maps the file and keeps every parameter's bytes where they are: Param::data points into the mapping.
+// The only copies are parameters whose payload is not aligned to its element size (ONNX Runtime's own writer
+// aligns raw_data to 4 bytes only, so float64/int64 payloads are often misaligned) and, for memory-loaded
+// adapters, the caller's buffer itself. Both are counted in bytes_copied().
+#include "adapter/adapter.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <new>
+#include <random>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "adapter_generated.h"
+#include "io/mapped_file.h"
+#include "util/dtype.h"
+#include "util/error.h"
+
+// Element bytes and dims are stored little-endian and used in place.
+static_assert(FLATBUFFERS_LITTLEENDIAN, "multilora reads .onnx_adapter payloads in place: little-endian hosts only");
+
+namespace mlora {
+
+namespace {
+
+constexpr int32_t kFormatVersion = 1;
+constexpr size_t kRawDataAlignment = 8;  // what the schema asks for raw_data (force_align: 8)
+constexpr size_t kBufferAlignment = 64;  // owned buffers: cache-line aligned, enough for every dtype
+// The largest buffer FlatBuffers can address (32-bit signed offsets).
+constexpr uint64_t kMaxBufferSize = FLATBUFFERS_MAX_BUFFER_SIZE;
+// The smallest possible buffer: root offset, table's vtable offset, vtable header (FLATBUFFERS_MIN_BUFFER_SIZE
+// spelled with qualified names; the macro itself only compiles inside namespace flatbuffers).
+constexpr size_t kMinBufferSize =
+    sizeof(flatbuffers::uoffset_t) + sizeof(flatbuffers::soffset_t) + 2 * sizeof(flatbuffers::voffset_t);
+
+// ---- owned, 64-byte aligned byte buffers -----------------------------------------------------------------
+
+struct AlignedDelete {
+  void operator()(uint8_t* p) const noexcept { ::operator delete(p, std::align_val_t(kBufferAlignment)); }
+};
+using AlignedBytes = std::unique_ptr<uint8_t[], AlignedDelete>;
+
+AlignedBytes aligned_copy(const void* src, size_t size) {
+  if (size == 0) return nullptr;
+  AlignedBytes buf(static_cast<uint8_t*>(::operator new(size, std::align_val_t(kBufferAlignment))));
+  std::memcpy(buf.get(), src, size);
+  return buf;
+}
+
+// ---- reading --------------------------------------------------------------------------------------------
+
+// Bytes 4..7 for an error message: printable ASCII as is, anything else as \xNN.
+std::string identifier_text(const uint8_t* p) {
+  std::string s;
+  for (int i = 0; i < 4; ++i) {
+    const unsigned char c = p[4 + i];
+    if (c >= 0x20 && c < 0x7f && c != '\'' && c != '\\') {
+      s += static_cast<char>(c);
+    } else {
+      char hex[8];
+      std::snprintf(hex, sizeof hex, "\\x%02x", c);
+      s += hex;
+    }
+  }
+  return s;
+}
+
+// Whether [s, s + n) is well-formed UTF-8 (no overlong forms, surrogates or code points beyond U+10FFFF).
+// FlatBuffers strings are UTF-8 by definition, parameter names match ONNX graph input names (UTF-8), and
+// names cross the C ABI as UTF-8.
+bool valid_utf8(const char* s, size_t n) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s);
+  size_t i = 0;
+  while (i < n) {
+    const unsigned c = p[i];
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    size_t extra;
+    uint32_t cp;
+    if ((c & 0xE0) == 0xC0) {
+      extra = 1, cp = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      extra = 2, cp = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      extra = 3, cp = c & 0x07;
+    } else {
+      return false;
+    }
+    if (n - i <= extra) return false;
+    for (size_t k = 1; k <= extra; ++k) {
+      if ((p[i + k] & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (p[i + k] & 0x3F);
+    }
+    static constexpr uint32_t kMinForLength[] = {0, 0x80, 0x800, 0x10000};
+    if (cp < kMinForLength[extra] || (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF) return false;
+    i += extra + 1;
+  }
+  return true;
+}
+
+// A name for an error message: control characters escaped so the message stays one readable line.
+std::string printable(const std::string& name) {
+  std::string s;
+  for (const char ch : name) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c < 0x20 || c == 0x7f) {
+      char hex[8];
+      std::snprintf(hex, sizeof hex, "\\x%02x", c);
+      s += hex;
+    } else {
+      s += ch;
+    }
+  }
+  return s;
+}
+
+// Largest LoRA rank among the parameters: dim 1 of A [in, r], dim 0 of B [r, out].
+int64_t lora_rank(const std::vector<Param>& params) {
+  int64_t rank = 0;
+  for (const Param& p : params) {
+    if (p.dims.size() < 2) continue;
+    if (p.name.find("lora_A") != std::string::npos) rank = std::max(rank, p.dims[1]);
+    if (p.name.find("lora_B") != std::string::npos) rank = std::max(rank, p.dims[0]);
+  }
+  return rank;
+}
+
+}  // namespace
+
+struct Adapter::Storage {
+  std::string source;                // path, or the label of a memory-loaded adapter
+  MappedFile file;                   // file-backed adapters
+  AlignedBytes buffer;               // memory-loaded adapters: the copy of the caller's bytes
+  std::vector<AlignedBytes> copies;  // payloads that were misaligned in the file/buffer
+  int32_t format_version = 0;
+  int32_t adapter_version = 0;
+  int32_t model_version = 0;
+  std::vector<Param> params;
+  std::unordered_map<std::string, size_t> index;  // name -> position in params
+  int64_t rank = 0;
+  uint64_t bytes_mapped = 0;
+  uint64_t bytes_copied = 0;
+};
+
+namespace {
+
+// Verifies `buf` (which `st` keeps alive) and fills st's header fields and params. `subject` starts every
+// message: "adapter file '/path'" or "adapter 'label'".
+void parse(const uint8_t* buf, size_t size, const std::string& subject, Adapter::Storage& st) {
+  if (size < kMinBufferSize) {
+    fail(MLORA_STATUS_FORMAT, subject + ": too small to be an .onnx_adapter file (" + std::to_string(size) +
+                                  " bytes, at least " + std::to_string(kMinBufferSize) + " needed)");
+  }
+  if (!fbs::AdapterBufferHasIdentifier(buf)) {
+    fail(MLORA_STATUS_FORMAT, subject + ": not an .onnx_adapter file (file identifier at bytes 4..7 is '" +
+                                  identifier_text(buf) + "', expected '" + fbs::AdapterIdentifier() + "')");
+  }
+  if (size >= kMaxBufferSize) {
+    fail(MLORA_STATUS_FORMAT, subject + ": " + std::to_string(size) +
+                                  " bytes is beyond the 2 GiB FlatBuffers limit of the .onnx_adapter format");
+  }
+  flatbuffers::Verifier verifier(buf, size);
+  if (!fbs::VerifyAdapterBuffer(verifier)) {
+    fail(MLORA_STATUS_FORMAT, subject + ": corrupt or truncated .onnx_adapter file (" + std::to_string(size) +
+                                  " bytes; FlatBuffers verification failed)");
+  }
+
+  const fbs::Adapter* root = fbs::GetAdapter(buf);
+  st.format_version = root->format_version();
+  st.adapter_version = root->adapter_version();
+  st.model_version = root->model_version();
+  if (st.format_version != kFormatVersion) {
+    fail(MLORA_STATUS_FORMAT, subject + ": unsupported format_version " + std::to_string(st.format_version) +
+                                  ", expected " + std::to_string(kFormatVersion));
+  }
+
+  const auto* fparams = root->parameters();  // absent = no parameters
+  const size_t count = fparams ? fparams->size() : 0;
+  st.params.reserve(count);
+  st.index.reserve(count);
+  for (size_t i = 0; i < count; ++i) {
+    const fbs::Parameter* fp = fparams->Get(static_cast<flatbuffers::uoffset_t>(i));
+    const std::string nth = subject + ": parameter #" + std::to_string(i);
+    if (!fp->name() || fp->name()->size() == 0) fail(MLORA_STATUS_FORMAT, nth + " has no name");
+
+    Param p;
+    p.name = fp->name()->str();
+    // Checked before the name appears in any message: messages are UTF-8 C strings.
+    if (p.name.find('\0') != std::string::npos) fail(MLORA_STATUS_FORMAT, nth + ": name contains a NUL byte");
+    if (!valid_utf8(p.name.data(), p.name.size())) fail(MLORA_STATUS_FORMAT, nth + ": name is not valid UTF-8");
+    const std::string what = subject + ": parameter '" + printable(p.name) + "'";
+    const auto dup = st.index.find(p.name);
+    if (dup != st.index.end()) {
+      fail(MLORA_STATUS_FORMAT,
+           what + " appears twice (parameters #" + std::to_string(dup->second) + " and #" + std::to_string(i) + ")");
+    }
+
+    p.dtype = fp->data_type();
+    const size_t elem_size = dtype_size(p.dtype);
+    if (elem_size == 0) {
+      fail(MLORA_STATUS_FORMAT, what + ": unsupported data_type " + std::to_string(p.dtype) +
+                                    " (ONNX TensorProto numbering; multilora reads float32, float16, bfloat16, "
+                                    "float64, int8, uint8, int16, uint16, int32, uint32, int64, uint64, bool)");
+    }
+
+    // ONNX Runtime always writes dims (an empty vector for a scalar) and dereferences it unchecked.
+    const auto* fdims = fp->dims();
+    if (!fdims) fail(MLORA_STATUS_FORMAT, what + " has no dims");
+    p.dims.resize(fdims->size());
+    // memcpy: the verifier only guarantees 4-byte alignment of the vector, the elements are int64.
+    if (!p.dims.empty()) std::memcpy(p.dims.data(), fdims->Data(), p.dims.size() * sizeof(int64_t));
+
+    size_t elements = 0;
+    try {
+      elements = element_count(p.dims, what);
+    } catch (const Error& e) {
+      fail(MLORA_STATUS_FORMAT, e.what());  // a shape in a file is a format problem, not a caller's mismatch
+    }
+    if (__builtin_mul_overflow(elements, elem_size, &p.nbytes)) {
+      fail(MLORA_STATUS_FORMAT,
+           what + ": byte size of " + dtype_name(p.dtype) + " " + shape_str(p.dims) + " overflows");
+    }
+
+    // Absent raw_data reads as empty: valid only for a zero-width parameter.
+    const auto* raw = fp->raw_data();
+    const size_t have = raw ? raw->size() : 0;
+    if (have != p.nbytes) {
+      fail(MLORA_STATUS_FORMAT, what + ": raw_data has " + std::to_string(have) + " bytes, expected " +
+                                    std::to_string(p.nbytes) + " (" + dtype_name(p.dtype) + " " + shape_str(p.dims) +
+                                    ")");
+    }
+
+    if (p.nbytes == 0) {
+      p.data = nullptr;
+    } else if (reinterpret_cast<uintptr_t>(raw->data()) % elem_size == 0) {
+      p.data = raw->data();  // zero-copy: into the mapping (or the owned buffer)
+    } else {
+      st.copies.push_back(aligned_copy(raw->data(), p.nbytes));
+      p.data = st.copies.back().get();
+      st.bytes_copied += p.nbytes;
+    }
+
+    st.index.emplace(p.name, st.params.size());
+    st.params.push_back(std::move(p));
+  }
+  st.rank = lora_rank(st.params);
+}
+
+}  // namespace
+
+std::shared_ptr<const Adapter> Adapter::open_file(const std::string& path) {
+  auto st = std::make_unique<Storage>();
+  st->source = path;
+  st->file = MappedFile::open(path);
+  st->bytes_mapped = st->file.size();
+  parse(st->file.data(), st->file.size(), "adapter file '" + path + "'", *st);
+  return std::make_shared<const Adapter>(std::move(st));
+}
+
+std::shared_ptr<const Adapter> Adapter::open_memory(const void* data, size_t size, const std::string& label) {
+  if (!data && size != 0) fail(MLORA_STATUS_INVALID_ARGUMENT, "adapter '" + label + "': data is NULL");
+  auto st = std::make_unique<Storage>();
+  st->source = label;
+  // Copy first: the caller's buffer may be misaligned and need not outlive the call. Offsets keep their
+  // alignment in the 64-aligned copy, exactly as in a page-aligned mapping of the same bytes.
+  st->buffer = aligned_copy(data, size);
+  st->bytes_copied = size;
+  parse(st->buffer.get(), size, "adapter '" + label + "'", *st);
+  return std::make_shared<const Adapter>(std::move(st));
+}
+
+Adapter::Adapter(std::unique_ptr<Storage> storage) : storage_(std::move(storage)) {}
+Adapter::~Adapter() = default;
+
+int32_t Adapter::format_version() const noexcept { return storage_->format_version; }
+int32_t Adapter::adapter_version() const noexcept { return storage_->adapter_version; }
+int32_t Adapter::model_version() const noexcept { return storage_->model_version; }
+const std::vector<Param>& Adapter::params() const noexcept { return storage_->params; }
+int64_t Adapter::rank() const noexcept { return storage_->rank; }
+uint64_t Adapter::bytes_mapped() const noexcept { return storage_->bytes_mapped; }
+uint64_t Adapter::bytes_copied() const noexcept { return storage_->bytes_copied; }
+const std::string& Adapter::source() const noexcept { return storage_->source; }
+
+const Param* Adapter::find(const std::string& name) const noexcept {
+  const auto it = storage_->index.find(name);
+  return it == storage_->index.end() ? nullptr : &storage_->params[it->second];
+}
+
+// ---- writing --------------------------------------------------------------------------------------------
+
+namespace {
+
+// Checks the parameters and builds the finished buffer in `fbb`.
+void build(flatbuffers::FlatBufferBuilder& fbb, const std::vector<ParamView>& params, int32_t adapter_version,
+           int32_t model_version) {
+  // Validate everything before building, and bound the size: FlatBuffers cannot address 2 GiB.
+  std::unordered_set<std::string> names;
+  names.reserve(params.size());
+  uint64_t estimate = 64;
+  for (size_t i = 0; i < params.size(); ++i) {
+    const ParamView& p = params[i];
+    if (p.name.empty()) fail(MLORA_STATUS_INVALID_ARGUMENT, "parameter #" + std::to_string(i) + " has an empty name");
+    const std::string nth = "parameter #" + std::to_string(i);
+    if (p.name.find('\0') != std::string::npos) fail(MLORA_STATUS_INVALID_ARGUMENT, nth + ": name contains a NUL byte");
+    if (!valid_utf8(p.name.data(), p.name.size()))
+      fail(MLORA_STATUS_INVALID_ARGUMENT, nth + ": name is not valid UTF-8");
+    const std::string what = "parameter '" + printable(p.name) + "'";
+    if (!names.insert(p.name).second) fail(MLORA_STATUS_INVALID_ARGUMENT, what + " is given twice");
+    check_dtype(p.dtype, what);
+    size_t elements = 0;
+    try {
+      elements = element_count(p.dims, what);
+    } catch (const Error& e) {
+      fail(MLORA_STATUS_INVALID_ARGUMENT, e.what());  // negative dim or overflowing shape
+    }
+    size_t expected = 0;
+    if (__builtin_mul_overflow(elements, dtype_size(p.dtype), &expected) || p.nbytes != expected) {
+      fail(MLORA_STATUS_INVALID_ARGUMENT, what + ": " + std::to_string(p.nbytes) + " bytes of data, expected " +
+                                              std::to_string(expected) + " for " + dtype_name(p.dtype) + " " +
+                                              shape_str(p.dims));
+    }
+    if (p.nbytes != 0 && !p.data) fail(MLORA_STATUS_INVALID_ARGUMENT, what + ": data is NULL");
+    // payload + alignment padding, name, dims, two vtables/tables and offsets, generously rounded.
+    estimate += p.nbytes + kRawDataAlignment + p.name.size() + 8 * p.dims.size() + 96;
+    if (estimate >= kMaxBufferSize) {
+      fail(MLORA_STATUS_INVALID_ARGUMENT,
+           "adapter too large for the .onnx_adapter format (FlatBuffers' 2 GiB limit) at " + what);
+    }
+  }
+
+  std::vector<flatbuffers::Offset<fbs::Parameter>> offsets;
+  offsets.reserve(params.size());
+  for (const ParamView& p : params) {
+    const auto name = fbb.CreateString(p.name);
+    const auto dims = fbb.CreateVector(p.dims);
+    // What the schema's force_align: 8 does in the generated *Direct helper: pad so the payload starts on
+    // an 8-byte boundary of the finished buffer.
+    fbb.ForceVectorAlignment(p.nbytes, sizeof(uint8_t), kRawDataAlignment);
+    const auto raw = fbb.CreateVector(static_cast<const uint8_t*>(p.data), p.nbytes);
+    offsets.push_back(fbs::CreateParameter(fbb, name, dims, p.dtype, raw));
+  }
+  const auto vec = fbb.CreateVector(offsets);
+  fbs::FinishAdapterBuffer(fbb, fbs::CreateAdapter(fbb, kFormatVersion, adapter_version, model_version, vec));
+
+  // Alignment is relative to the start of the finished buffer (the builder pads from its end, and Finish
+  // rounds the total to the largest alignment used); check it rather than trust it.
+  const uint8_t* buf = fbb.GetBufferPointer();
+  const auto* written = fbs::GetAdapter(buf)->parameters();
+  for (flatbuffers::uoffset_t i = 0; i < written->size(); ++i) {
+    const auto* raw = written->Get(i)->raw_data();
+    if (raw->size() != 0 && (raw->data() - buf) % kRawDataAlignment != 0) {
+      fail(MLORA_STATUS_INTERNAL, "serialize_adapter: raw_data of parameter '" + params[i].name +
+                                      "' landed at offset " + std::to_string(raw->data() - buf) + ", not 8-aligned");
+    }
+  }
+}
+
+uint64_t estimated_size(const std::vector<ParamView>& params) {
+  uint64_t size = 1024;
+  for (const ParamView& p : params) size += p.nbytes + p.name.size() + 8 * p.dims.size() + 128;
+  return std::min<uint64_t>(size, kMaxBufferSize);
+}
+
+std::string errno_text(int err) { return std::strerror(err); }
+
+// Writes all of [data, data + size) to fd, retrying short writes and EINTR. Returns 0 or an errno.
+int write_all(int fd, const uint8_t* data, size_t size) {
+  while (size > 0) {
+    const ssize_t n = ::write(fd, data, size);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    data += n;
+    size -= static_cast<size_t>(n);
+  }
+  return 0;
+}
+
+// A temp file beside `path`, deleted on scope exit unless released (after the rename).
+struct TempFile {
+  std::string path;
+  int fd = -1;
+  bool keep = false;
+  ~TempFile() {
+    if (fd >= 0) ::close(fd);
+    if (!keep && !path.empty()) ::unlink(path.c_str());
+  }
+};
+
+}  // namespace
+
+std::vector<uint8_t> serialize_adapter(const std::vector<ParamView>& params, int32_t adapter_version,
+                                       int32_t model_version) {
+  flatbuffers::FlatBufferBuilder fbb(static_cast<size_t>(estimated_size(params)));
+  build(fbb, params, adapter_version, model_version);
+  return std::vector<uint8_t>(fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize());
+}
+
+void write_adapter_file(const std::string& path, const std::vector<ParamView>& params, int32_t adapter_version,
+                        int32_t model_version) {
+  flatbuffers::FlatBufferBuilder fbb(static_cast<size_t>(estimated_size(params)));
+  build(fbb, params, adapter_version, model_version);
+
+  // Temp file in the same directory (so rename is atomic), created exclusively with mode 0666 & ~umask like
+  // any new file. The random suffix avoids collisions between threads and processes.
+  TempFile tmp;
+  std::random_device rd;
+  for (int attempt = 0; tmp.fd < 0; ++attempt) {
+    char suffix[40];
+    std::snprintf(suffix, sizeof suffix, ".tmp.%ld.%08x%08x", static_cast<long>(::getpid()), rd(), rd());
+    tmp.path = path + suffix;
+    tmp.fd = ::open(tmp.path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (tmp.fd < 0) {
+      const int err = errno;
+      if ((err == EEXIST || err == EINTR) && attempt < 100) continue;
+      tmp.path.clear();  // nothing to delete
+      fail(MLORA_STATUS_IO,
+           "cannot write '" + path + "': creating a temporary file beside it failed: " + errno_text(err));
+    }
+  }
+
+  if (const int err = write_all(tmp.fd, fbb.GetBufferPointer(), fbb.GetSize())) {
+    fail(MLORA_STATUS_IO, "cannot write '" + path + "': " + errno_text(err));
+  }
+  if (::fsync(tmp.fd) != 0) {
+    const int err = errno;
+    fail(MLORA_STATUS_IO, "cannot write '" + path + "': fsync failed: " + errno_text(err));
+  }
+  const int fd = tmp.fd;
+  tmp.fd = -1;
+  if (::close(fd) != 0) {
+    const int err = errno;
+    fail(MLORA_STATUS_IO, "cannot write '" + path + "': close failed: " + errno_text(err));
+  }
+  if (::rename(tmp.path.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    fail(MLORA_STATUS_IO, "cannot write '" + path + "': " + errno_text(err));
+  }
+  tmp.keep = true;
+
+  // Make the rename itself durable; a failure here leaves a complete file behind, so it is not an error.
+  const size_t slash = path.find_last_of('/');
+  const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+}
+
+}  // namespace mlora

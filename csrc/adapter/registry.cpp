@@ -1,0 +1,194 @@
+#include "adapter/registry.h"
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+#include <sstream>
+
+#include "run/active_set.h"
+#include "util/dtype.h"
+#include "util/error.h"
+
+namespace mlora {
+
+namespace {
+
+// "a, b, c" (at most `limit` items, then "...").
+std::string join_names(const std::vector<std::string>& names, size_t limit = 8) {
+  std::string out;
+  for (size_t i = 0; i < names.size() && i < limit; ++i) {
+    if (i) out += ", ";
+    out += "'" + names[i] + "'";
+  }
+  if (names.size() > limit) out += ", ... (" + std::to_string(names.size()) + " in all)";
+  if (names.empty()) out = "(none)";
+  return out;
+}
+
+// The partner name of a LoRA parameter: lora_A <-> lora_B; empty when the name has neither.
+std::string partner_name(const std::string& name) {
+  for (auto [from, to] : {std::pair<const char*, const char*>{"lora_A", "lora_B"}, {"lora_B", "lora_A"}}) {
+    auto pos = name.rfind(from);
+    if (pos != std::string::npos) return name.substr(0, pos) + to + name.substr(pos + 6);
+  }
+  return {};
+}
+
+}  // namespace
+
+Registry::Registry(std::shared_ptr<const Model> model) : model_(std::move(model)) {}
+
+void Registry::validate(const Adapter& adapter, const std::string& label, int32_t flags) const {
+  const Model& model = *model_;
+  const std::string who = "adapter " + label;
+  if (adapter.params().empty()) fail(MLORA_STATUS_FORMAT, who + " has no parameters");
+  if (adapter.model_version() != 0 && !(flags & MLORA_LOAD_IGNORE_MODEL_VERSION) &&
+      adapter.model_version() != model.lora_fingerprint()) {
+    fail(MLORA_STATUS_VERSION_MISMATCH,
+         who + " was made for model version " + std::to_string(adapter.model_version()) + ", but model '" +
+             model.path() + "' has LoRA signature " + std::to_string(model.lora_fingerprint()) +
+             " (load with the ignore-model-version flag to skip this check)");
+  }
+  for (const Param& p : adapter.params()) {
+    const LoraInput* in = model.find_lora(p.name);
+    if (!in) {
+      std::vector<std::string> known;
+      for (const auto& l : model.lora_inputs()) known.push_back(l.name);
+      fail(MLORA_STATUS_NOT_FOUND, who + ": parameter '" + p.name + "' is not a LoRA input of model '" +
+                                       model.path() + "'; its LoRA inputs are " + join_names(known));
+    }
+    if (p.dtype != in->dtype) {
+      fail(MLORA_STATUS_TYPE_MISMATCH, who + ": parameter '" + p.name + "' has dtype " + dtype_name(p.dtype) +
+                                           ", the model expects " + dtype_name(in->dtype));
+    }
+    std::vector<int64_t> expected = {in->dim0, in->dim1};
+    bool ok = p.dims.size() == 2;
+    if (ok) {
+      const int fixed_axis = in->rank_axis == 0 ? 1 : 0;
+      if (in->fixed_dim() >= 0 && p.dims[fixed_axis] != in->fixed_dim()) ok = false;
+    }
+    if (!ok) {
+      std::vector<int64_t> shown = expected;
+      std::string shape = "[";
+      for (int a = 0; a < 2; ++a) {
+        if (a) shape += ", ";
+        shape += a == in->rank_axis ? std::string("rank") : std::to_string(shown[a]);
+      }
+      shape += "]";
+      fail(MLORA_STATUS_SHAPE_MISMATCH, who + ": parameter '" + p.name + "' has shape " + shape_str(p.dims) +
+                                            ", the model expects " + shape);
+    }
+    // Rank of A must equal rank of B, and each half needs its partner.
+    const std::string other = partner_name(p.name);
+    if (!other.empty() && model.find_lora(other)) {
+      const Param* q = adapter.find(other);
+      if (!q) {
+        fail(MLORA_STATUS_FORMAT, who + ": parameter '" + p.name + "' has no partner '" + other + "'");
+      }
+      const LoraInput* qin = model.find_lora(other);
+      const int64_t r1 = p.dims[in->rank_axis];
+      const int64_t r2 = q->dims.size() == 2 ? q->dims[qin->rank_axis] : -1;
+      if (r1 != r2) {
+        fail(MLORA_STATUS_SHAPE_MISMATCH, who + ": parameter '" + p.name + "' has rank " + std::to_string(r1) +
+                                              " but '" + other + "' has rank " + std::to_string(r2));
+      }
+    }
+  }
+}
+
+void Registry::add(std::shared_ptr<const Adapter> adapter, const std::string& name, int32_t flags) {
+  if (name.empty()) fail(MLORA_STATUS_INVALID_ARGUMENT, "adapter name is empty");
+  if (flags & ~(MLORA_LOAD_REPLACE | MLORA_LOAD_IGNORE_MODEL_VERSION)) {
+    fail(MLORA_STATUS_INVALID_ARGUMENT, "unknown load flags " + std::to_string(flags));
+  }
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!(flags & MLORA_LOAD_REPLACE) && adapters_.count(name)) {
+      fail(MLORA_STATUS_ALREADY_EXISTS, "an adapter named '" + name + "' is already loaded (from " +
+                                            adapters_.at(name)->source() + "); unload it or ask for replace");
+    }
+  }
+  validate(*adapter, "'" + name + "' (" + adapter->source() + ")", flags);
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!(flags & MLORA_LOAD_REPLACE) && adapters_.count(name)) {  // lost a race with another load
+    fail(MLORA_STATUS_ALREADY_EXISTS, "an adapter named '" + name + "' is already loaded (from " +
+                                          adapters_.at(name)->source() + "); unload it or ask for replace");
+  }
+  adapters_[name] = std::move(adapter);
+}
+
+void Registry::unload(const std::string& name) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = adapters_.find(name);
+  if (it == adapters_.end()) {
+    std::vector<std::string> loaded;
+    for (const auto& kv : adapters_) loaded.push_back(kv.first);
+    fail(MLORA_STATUS_NOT_FOUND, "no adapter named '" + name + "' is loaded; loaded: " + join_names(loaded));
+  }
+  adapters_.erase(it);
+}
+
+std::vector<std::string> Registry::names() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::vector<std::string> out;
+  for (const auto& kv : adapters_) out.push_back(kv.first);
+  return out;
+}
+
+std::shared_ptr<const Adapter> Registry::get(const std::string& name) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = adapters_.find(name);
+  if (it == adapters_.end()) {
+    std::vector<std::string> loaded;
+    for (const auto& kv : adapters_) loaded.push_back(kv.first);
+    fail(MLORA_STATUS_NOT_FOUND, "no adapter named '" + name + "' is loaded; loaded: " + join_names(loaded));
+  }
+  return it->second;
+}
+
+std::shared_ptr<const ActiveSet> Registry::resolve(const std::vector<std::string>& names,
+                                                   const std::vector<float>& weights) const {
+  if (names.size() != weights.size()) {
+    fail(MLORA_STATUS_INVALID_ARGUMENT, std::to_string(names.size()) + " adapter names but " +
+                                            std::to_string(weights.size()) + " weights");
+  }
+  std::set<std::string> seen;
+  std::vector<ActiveEntry> entries;
+  CacheKey key;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (size_t i = 0; i < names.size(); ++i) {
+      if (!std::isfinite(weights[i])) {
+        fail(MLORA_STATUS_INVALID_ARGUMENT, "weight of adapter '" + names[i] + "' is not finite");
+      }
+      if (!seen.insert(names[i]).second) {
+        fail(MLORA_STATUS_INVALID_ARGUMENT, "adapter '" + names[i] + "' is named twice in the active set");
+      }
+      auto it = adapters_.find(names[i]);
+      if (it == adapters_.end()) {
+        std::vector<std::string> loaded;
+        for (const auto& kv : adapters_) loaded.push_back(kv.first);
+        fail(MLORA_STATUS_NOT_FOUND,
+             "no adapter named '" + names[i] + "' is loaded; loaded: " + join_names(loaded));
+      }
+      entries.push_back({names[i], it->second, weights[i]});
+      key.emplace_back(it->second.get(), weights[i]);
+    }
+    auto cached = cache_.find(key);
+    if (cached != cache_.end()) {
+      if (auto set = cached->second.lock()) return set;
+    }
+  }
+  // Build outside the lock: composites can take a while and must not block loads.
+  auto set = ActiveSet::build(model_, std::move(entries));
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (auto it = cache_.begin(); it != cache_.end();) {  // drop sets nobody holds any more
+    it = it->second.expired() ? cache_.erase(it) : std::next(it);
+  }
+  auto& slot = cache_[key];
+  if (auto existing = slot.lock()) return existing;  // another thread built the same set meanwhile
+  slot = set;
+  return set;
+}
+
+}  // namespace mlora

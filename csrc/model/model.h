@@ -1,0 +1,74 @@
+// A loaded base model: one ORT session plus the description of its LoRA inputs.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "ort/ort.h"
+
+namespace mlora {
+
+struct ModelOptions {
+  int32_t log_level = 3;  // ORT severity for this session (MLORA_LOG_*)
+  int32_t intra_op_threads = 0;
+  std::vector<std::pair<std::string, std::string>> config_entries;
+};
+
+struct IoInfo {
+  std::string name;
+  int32_t dtype = 0;           // ONNX numbering
+  std::vector<int64_t> shape;  // -1 for symbolic dims
+};
+
+// A LoRA input: 2-D, one axis is the rank axis (default size 0), the other fixed (in or out features).
+struct LoraInput {
+  std::string name;
+  int32_t dtype = 0;
+  int64_t dim0 = 0, dim1 = 0;  // declared dims; the rank axis's dim is 0
+  int32_t rank_axis = 1;       // 1 for A [in, r], 0 for B [r, out]
+  int64_t fixed_dim() const noexcept { return rank_axis == 0 ? dim1 : dim0; }
+};
+
+struct GenaiConfig;  // gen/genai_config.h (Generation)
+
+class Model {
+ public:
+  // Opens an .onnx file, or a folder with genai_config.json (decoder file resolved from it). Throws
+  // NOT_FOUND, IO, FORMAT, RUNTIME with the path in the message.
+  static std::shared_ptr<const Model> open(const std::string& path, const ModelOptions& options);
+
+  const std::string& path() const noexcept;            // as given
+  const std::string& onnx_path() const noexcept;       // the .onnx file loaded
+  const std::vector<IoInfo>& inputs() const noexcept;  // regular inputs (LoRA inputs excluded)
+  const std::vector<IoInfo>& outputs() const noexcept;
+  const std::vector<LoraInput>& lora_inputs() const noexcept;  // model order
+  const LoraInput* find_lora(const std::string& name) const noexcept;
+  const IoInfo* find_input(const std::string& name) const noexcept;
+  // Stable 32-bit fingerprint of the LoRA input signature (names, dtypes, fixed dims), never 0.
+  int32_t lora_fingerprint() const noexcept;
+  // nullptr when the model is a plain .onnx file.
+  const GenaiConfig* genai_config() const noexcept;
+
+  // Runs the session. `feeds` are regular inputs (validated: known name, not a LoRA input, no
+  // duplicates, dtype, rank and fixed dims) — the caller appends LoRA feeds in `lora_names/values`
+  // (already validated). Empty `output_names` = all outputs. Throws NOT_FOUND, INVALID_ARGUMENT,
+  // TYPE_MISMATCH, SHAPE_MISMATCH, RUNTIME.
+  std::vector<OrtValuePtr> run(const std::vector<std::string>& input_names, const std::vector<const OrtValue*>& inputs,
+                               const std::vector<const char*>& lora_names,
+                               const std::vector<const OrtValue*>& lora_values,
+                               const std::vector<std::string>& output_names) const;
+
+  OrtSession* session() const noexcept;
+  ~Model();
+
+  struct Impl;
+  explicit Model(std::unique_ptr<Impl> impl);
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace mlora

@@ -1,0 +1,54 @@
+// ONNX Runtime access: the library is dlopen'ed lazily (never linked), the OrtApi is requested for the
+// API version of the headers we compiled with, and one OrtEnv is created lazily and thread-safely.
+#pragma once
+
+#include <onnxruntime_c_api.h>
+
+#include <memory>
+#include <string>
+
+namespace mlora {
+
+// The OrtApi; loads libonnxruntime on first use. Throws RUNTIME listing every path tried.
+const OrtApi& ort();
+// The process-wide environment (created on first use, log level from MULTILORA_ORT_LOG_LEVEL, default error).
+OrtEnv* ort_env();
+// As ort_env(), and counts one more user (a live model) that ort_shutdown() must wait for; every successful
+// call is paired with one ort_env_release() once the user's sessions are released.
+OrtEnv* ort_env_acquire();
+void ort_env_release() noexcept;
+// CPU memory info for tensors over our own memory.
+const OrtMemoryInfo* ort_cpu_memory();
+// Converts a non-null OrtStatus into Error(RUNTIME, context + ": " + ORT message) and releases it.
+void ort_check(OrtStatus* status, const std::string& context);
+// Library location and version (loads it if needed).
+std::string ort_library_path();
+std::string ort_version();
+// Sets the library path before first use; throws IN_USE if another library is already loaded.
+void set_ort_library_path(const std::string& path);
+// Releases the environment if no model holds it (see ort_env_acquire); throws IN_USE otherwise. A later model
+// creates a new environment. The library itself stays loaded.
+void ort_shutdown();
+
+struct OrtValueDeleter {
+  void operator()(OrtValue* v) const noexcept;
+};
+struct OrtSessionDeleter {
+  void operator()(OrtSession* v) const noexcept;
+};
+struct OrtSessionOptionsDeleter {
+  void operator()(OrtSessionOptions* v) const noexcept;
+};
+struct OrtTypeInfoDeleter {
+  void operator()(OrtTypeInfo* v) const noexcept;
+};
+struct OrtTensorTypeAndShapeInfoDeleter {
+  void operator()(OrtTensorTypeAndShapeInfo* v) const noexcept;
+};
+using OrtValuePtr = std::unique_ptr<OrtValue, OrtValueDeleter>;
+using OrtSessionPtr = std::unique_ptr<OrtSession, OrtSessionDeleter>;
+using OrtSessionOptionsPtr = std::unique_ptr<OrtSessionOptions, OrtSessionOptionsDeleter>;
+using OrtTypeInfoPtr = std::unique_ptr<OrtTypeInfo, OrtTypeInfoDeleter>;
+using OrtTensorTypeAndShapeInfoPtr = std::unique_ptr<OrtTensorTypeAndShapeInfo, OrtTensorTypeAndShapeInfoDeleter>;
+
+}  // namespace mlora

@@ -1,0 +1,56 @@
+// An active adapter set resolved against a model: the LoRA feeds for Run, built once.
+//
+// For every LoRA input touched by the set:
+//   - one adapter with weight 1: an OrtValue over the adapter's own memory (no copy);
+//   - otherwise a composite: the adapters' tensors concatenated along the rank axis, with the blocks
+//     on rank axis 0 (B, [r, out]) scaled by their adapter's weight. Since
+//     x·[A1 A2]·[w1·B1; w2·B2] = w1·x·A1·B1 + w2·x·A2·B2, this is exactly the weighted sum of deltas.
+// LoRA inputs no adapter touches are not fed, so the model's zero-rank default applies (base model).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "adapter/adapter.h"
+#include "model/model.h"
+#include "ort/ort.h"
+
+namespace mlora {
+
+struct ActiveEntry {
+  std::string name;                          // registry name at resolve time
+  std::shared_ptr<const Adapter> adapter;    // keeps the adapter (and its mapping) alive
+  float weight = 1.0f;
+};
+
+class ActiveSet {
+ public:
+  // Throws INVALID_ARGUMENT when a weight != 1 applies to a non-floating tensor; NOT_FOUND if a parameter
+  // is not a LoRA input of `model` (cannot happen for validated adapters).
+  static std::shared_ptr<const ActiveSet> build(std::shared_ptr<const Model> model, std::vector<ActiveEntry> entries);
+
+  const std::shared_ptr<const Model>& model() const noexcept { return model_; }
+  const std::vector<ActiveEntry>& entries() const noexcept { return entries_; }
+  const std::vector<const char*>& feed_names() const noexcept { return feed_names_; }
+  const std::vector<const OrtValue*>& feed_values() const noexcept { return feed_values_; }
+  // Bytes allocated for composites (0 when every feed is zero-copy).
+  size_t composite_bytes() const noexcept { return composite_bytes_; }
+
+  ActiveSet() = default;
+  ActiveSet(const ActiveSet&) = delete;
+  ActiveSet& operator=(const ActiveSet&) = delete;
+
+ private:
+  std::shared_ptr<const Model> model_;
+  std::vector<ActiveEntry> entries_;
+  std::vector<std::string> feed_name_storage_;
+  std::vector<const char*> feed_names_;
+  std::vector<OrtValuePtr> owned_values_;
+  std::vector<const OrtValue*> feed_values_;
+  std::vector<std::shared_ptr<void>> buffers_;
+  size_t composite_bytes_ = 0;
+};
+
+}  // namespace mlora

@@ -1,0 +1,722 @@
+/*
+ * multilora — serve many LoRA adapters on one ONNX base model.
+ *
+ * This header is the C ABI and the single source of truth for every binding (Python, C++, C#, Java).
+ * The generator scripts/gen_bindings.py reads it: keep one declaration per line, in the shape
+ *     MLORA_API <return type> mlora_<object>_<verb>(<params>);
+ *
+ * ---------------------------------------------------------------------------------------------------
+ * Conventions
+ * ---------------------------------------------------------------------------------------------------
+ * Status:   every fallible function returns mlora_status_t (0 = MLORA_STATUS_OK). On any other value the
+ *           calling thread's last error holds a message naming the subject (file, adapter, tensor,
+ *           expected vs actual): read it with mlora_last_error_message() before the next call that can
+ *           fail on the same thread. No C++ exception ever crosses this ABI.
+ * Handles:  opaque; created by mlora_<obj>_create / _load / _open and released by mlora_<obj>_release,
+ *           which accepts NULL, never fails and ignores handles it does not know (double release is
+ *           harmless). A NULL or released handle passed to any other function gives
+ *           MLORA_STATUS_INVALID_HANDLE. Handles may be released in any order: each handle keeps alive
+ *           what it uses (a run options object keeps its adapters' memory, an adapters registry keeps
+ *           its model), so releasing a model while its registry lives is safe.
+ * Strings:  UTF-8, NUL-terminated. An input string that is not valid UTF-8 gives INVALID_ARGUMENT.
+ *           Variable-size outputs go to a caller buffer (buf, capacity): on success *out_len is the
+ *           number of bytes written including the terminating NUL; when capacity is too small the
+ *           call returns MLORA_STATUS_BUFFER_TOO_SMALL, writes nothing and sets *out_len to the size
+ *           needed. buf may be NULL when capacity is 0 (a size query).
+ * Arrays:   (pointer, size_t count). Every input pointer is const. A NULL array with count 0 is valid.
+ * Ownership words used on every pointer below:
+ *           owned    — the receiver owns it and must release it (for out-params: the caller).
+ *           borrowed — valid until the named event; nobody frees it through this pointer.
+ *           copied   — the library copies it before returning; the caller may free it at once.
+ *
+ * Threading model
+ *   - Last error state is per thread.
+ *   - Models, adapter registries, loaded adapters, tensors and run options are shareable: functions
+ *     taking them as `const` may be called concurrently from any threads. Mutating calls on an
+ *     adapter registry (load/unload) are internally synchronised and may race with runs; a running
+ *     call keeps the adapter versions it started with.
+ *   - A run options object or generator params object may be read by concurrent runs, but must not
+ *     be modified (set_active_adapters, setters) while a run that uses it is in progress.
+ *   - A generator is used by one thread at a time.
+ *   - Nothing needs an init call: the ONNX Runtime environment is created lazily and thread-safely.
+ *
+ * ONNX Runtime: libonnxruntime is loaded at run time with dlopen. The library file is, in order:
+ * the path given to mlora_set_ort_library_path(), the environment variable MULTILORA_ORT_LIBRARY,
+ * the onnxruntime Python package found when multilora was built, then the default search for
+ * "libonnxruntime.so". ORT's own log messages are shown at severity >= error unless the
+ * environment variable MULTILORA_ORT_LOG_LEVEL (0 verbose .. 4 fatal) says otherwise.
+ */
+#ifndef MULTILORA_H_
+#define MULTILORA_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ================================================================================================ */
+/* Export macros and versions                                                                        */
+/* ================================================================================================ */
+
+#if defined(_WIN32)
+#if defined(MLORA_BUILDING_LIBRARY)
+#define MLORA_API __declspec(dllexport)
+#else
+#define MLORA_API __declspec(dllimport)
+#endif
+#else
+#define MLORA_API __attribute__((visibility("default")))
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define MLORA_DEPRECATED(hint) __attribute__((deprecated(hint)))
+#else
+#define MLORA_DEPRECATED(hint)
+#endif
+
+#define MLORA_VERSION_MAJOR 0
+#define MLORA_VERSION_MINOR 1
+#define MLORA_VERSION_PATCH 0
+#define MLORA_VERSION_STRING "0.1.0"
+/* Bumped on any incompatible change of this header; bindings refuse a library with another value. */
+#define MLORA_ABI_VERSION 1
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ================================================================================================ */
+/* Types                                                                                             */
+/* ================================================================================================ */
+
+/** Result of every fallible call. Values are append-only and never renumbered. */
+typedef int32_t mlora_status_t;
+#define MLORA_STATUS_OK 0
+#define MLORA_STATUS_INVALID_ARGUMENT 1 /* a NULL where a value is required, bad UTF-8, bad count, bad option */
+#define MLORA_STATUS_INVALID_HANDLE 2   /* NULL, released or foreign handle */
+#define MLORA_STATUS_NOT_FOUND 3        /* file, adapter name, tensor or input name that does not exist */
+#define MLORA_STATUS_ALREADY_EXISTS 4   /* adapter name already loaded (and replace was not asked) */
+#define MLORA_STATUS_IN_USE 5           /* the object is busy in a way the call cannot wait for */
+#define MLORA_STATUS_IO 6               /* the operating system refused to open/read/map/write a file */
+#define MLORA_STATUS_FORMAT 7           /* a file or buffer is not a valid adapter/model/config */
+#define MLORA_STATUS_SHAPE_MISMATCH 8   /* a tensor's shape or byte size does not match what is expected */
+#define MLORA_STATUS_OUT_OF_MEMORY 9    /* an allocation failed */
+#define MLORA_STATUS_BUFFER_TOO_SMALL 10 /* the caller's buffer is too small; *out_len holds the size needed */
+#define MLORA_STATUS_VERSION_MISMATCH 11 /* adapter made for another model version, or ABI mismatch */
+#define MLORA_STATUS_RUNTIME 12         /* ONNX Runtime failed (load, session creation, Run) */
+#define MLORA_STATUS_INTERNAL 13        /* a bug in multilora; please report the message */
+#define MLORA_STATUS_TYPE_MISMATCH 14   /* a tensor's element type does not match what is expected */
+
+/** Element types, numbered as ONNX TensorProto.DataType. */
+typedef int32_t mlora_dtype_t;
+#define MLORA_DTYPE_FLOAT32 1
+#define MLORA_DTYPE_UINT8 2
+#define MLORA_DTYPE_INT8 3
+#define MLORA_DTYPE_UINT16 4
+#define MLORA_DTYPE_INT16 5
+#define MLORA_DTYPE_INT32 6
+#define MLORA_DTYPE_INT64 7
+#define MLORA_DTYPE_BOOL 9
+#define MLORA_DTYPE_FLOAT16 10
+#define MLORA_DTYPE_FLOAT64 11
+#define MLORA_DTYPE_UINT32 12
+#define MLORA_DTYPE_UINT64 13
+#define MLORA_DTYPE_BFLOAT16 16
+
+/** Flags for mlora_adapters_load / mlora_adapters_load_from_memory (bitwise OR). */
+#define MLORA_LOAD_DEFAULT 0
+#define MLORA_LOAD_REPLACE 1              /* replace an adapter already loaded under the same name */
+#define MLORA_LOAD_IGNORE_MODEL_VERSION 2 /* skip the model_version check (dtype/shape are always checked) */
+
+/** Severity levels for mlora_model_options_set_log_level (same numbers as OrtLoggingLevel). */
+#define MLORA_LOG_VERBOSE 0
+#define MLORA_LOG_INFO 1
+#define MLORA_LOG_WARNING 2
+#define MLORA_LOG_ERROR 3
+#define MLORA_LOG_FATAL 4
+
+/** A tensor: element type, shape and a contiguous row-major buffer. */
+typedef struct mlora_tensor mlora_tensor_t;
+/** Options used when creating a model (threads, log level, session config entries). */
+typedef struct mlora_model_options mlora_model_options_t;
+/** A loaded base model: one ONNX Runtime session plus the description of its LoRA inputs. */
+typedef struct mlora_model mlora_model_t;
+/** An adapter file's contents: parameters (name, dtype, shape, bytes) and versions; immutable. */
+typedef struct mlora_adapter mlora_adapter_t;
+/** A registry of named adapters validated against one model. */
+typedef struct mlora_adapters mlora_adapters_t;
+/** Per-run settings, chiefly the active adapter set. */
+typedef struct mlora_run_options mlora_run_options_t;
+/** Search options and active adapters for generation; reference-counted. */
+typedef struct mlora_generator_params mlora_generator_params_t;
+/** A generation in progress: token sequences, KV cache, sampling state. */
+typedef struct mlora_generator mlora_generator_t;
+
+/* ================================================================================================ */
+/* Library: versions, errors, ONNX Runtime location                                                  */
+/* ================================================================================================ */
+
+/**
+ * Version of the library as "MAJOR.MINOR.PATCH".
+ * Returns: borrowed static string, valid for the life of the process; never NULL.
+ * Thread-safety: safe from any thread.
+ */
+MLORA_API const char* mlora_version_string(void);
+
+/**
+ * ABI version the library was built with (MLORA_ABI_VERSION of its header). Bindings compare it with
+ * the value they were generated from and refuse to run on a mismatch.
+ * Thread-safety: safe from any thread.
+ */
+MLORA_API int32_t mlora_abi_version(void);
+
+/**
+ * Symbolic name of a status, e.g. "MLORA_STATUS_NOT_FOUND"; "MLORA_STATUS_UNKNOWN" for unknown values.
+ * Returns: borrowed static string; never NULL.
+ * Thread-safety: safe from any thread.
+ */
+MLORA_API const char* mlora_status_name(mlora_status_t status);
+
+/**
+ * Message of the last failing call on this thread ("" if none failed yet).
+ * Returns: borrowed, library-owned string valid until the next failing call on this thread; never NULL.
+ * Thread-safety: per thread.
+ */
+MLORA_API const char* mlora_last_error_message(void);
+
+/**
+ * Status of the last failing call on this thread (MLORA_STATUS_OK if none failed yet).
+ * Thread-safety: per thread.
+ */
+MLORA_API mlora_status_t mlora_last_error_status(void);
+
+/**
+ * Sets the path of libonnxruntime to load. Only effective before ONNX Runtime is first needed (the
+ * first model creation); afterwards it returns IN_USE unless the path equals the loaded one.
+ * @param[in] path copied; UTF-8 file path.
+ * Returns: OK, INVALID_ARGUMENT (NULL/bad UTF-8), IN_USE.
+ * Thread-safety: safe from any thread.
+ */
+MLORA_API mlora_status_t mlora_set_ort_library_path(const char* path);
+
+/**
+ * Writes the path of the loaded libonnxruntime and its version string ("1.32.0") into two buffers,
+ * loading ONNX Runtime if it is not loaded yet.
+ * @param[out] path_buf receives the path; may be NULL if path_capacity is 0.
+ * @param[out] out_path_len bytes needed/written including NUL.
+ * Returns: OK, RUNTIME (the library could not be loaded; the message lists every path tried),
+ *          BUFFER_TOO_SMALL, INVALID_ARGUMENT.
+ * Thread-safety: safe from any thread.
+ */
+MLORA_API mlora_status_t mlora_ort_info(char* path_buf, size_t path_capacity, size_t* out_path_len, char* version_buf, size_t version_capacity, size_t* out_version_len);
+
+/**
+ * Releases the ONNX Runtime environment early. Optional: it is released at process exit anyway.
+ * Precondition: every handle has been released; otherwise returns IN_USE and changes nothing.
+ * Thread-safety: must not race with any other call.
+ */
+MLORA_API mlora_status_t mlora_shutdown(void);
+
+/* ================================================================================================ */
+/* Tensors                                                                                           */
+/* ================================================================================================ */
+
+/**
+ * Creates a tensor holding a copy of data.
+ * @param[in] shape copied; ndim dimensions, each >= 0.
+ * @param[in] data copied; exactly data_bytes bytes, which must equal element count * element size.
+ * @param[out] out_tensor owned; release with mlora_tensor_release.
+ * Returns: OK, INVALID_ARGUMENT (unknown dtype, negative dim, NULL data with non-zero size),
+ *          SHAPE_MISMATCH (data_bytes differs from what shape and dtype need), OUT_OF_MEMORY.
+ * Thread-safety: safe from any thread.
+ */
+MLORA_API mlora_status_t mlora_tensor_create(mlora_dtype_t dtype, const int64_t* shape, size_t ndim, const void* data, size_t data_bytes, mlora_tensor_t** out_tensor);
+
+/**
+ * Creates a tensor over caller memory without copying it.
+ * @param[in] shape copied.
+ * @param[in] data borrowed until the tensor and every run using it are released/finished; must stay
+ *            unchanged meanwhile and be aligned to its element size.
+ * @param[out] out_tensor owned.
+ * Returns: as mlora_tensor_create, plus INVALID_ARGUMENT for misaligned data.
+ * Thread-safety: safe from any thread.
+ */
+MLORA_API mlora_status_t mlora_tensor_create_borrowed(mlora_dtype_t dtype, const int64_t* shape, size_t ndim, const void* data, size_t data_bytes, mlora_tensor_t** out_tensor);
+
+/**
+ * Releases a tensor. Accepts NULL; never fails.
+ * @param[in] tensor owned.
+ */
+MLORA_API void mlora_tensor_release(mlora_tensor_t* tensor);
+
+/**
+ * Element type of a tensor.
+ * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (NULL out).
+ * Thread-safety: concurrent calls are safe.
+ */
+MLORA_API mlora_status_t mlora_tensor_dtype(const mlora_tensor_t* tensor, mlora_dtype_t* out_dtype);
+
+/**
+ * Shape of a tensor. Writes up to capacity dims into shape_buf and the rank into *out_ndim.
+ * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT, BUFFER_TOO_SMALL (capacity < rank; *out_ndim = rank).
+ * Thread-safety: concurrent calls are safe.
+ */
+MLORA_API mlora_status_t mlora_tensor_shape(const mlora_tensor_t* tensor, int64_t* shape_buf, size_t capacity, size_t* out_ndim);
+
+/**
+ * Contents of a tensor.
+ * @param[out] out_data borrowed; valid until the tensor is released. Never written through.
+ * @param[out] out_bytes size of the contents in bytes.
+ * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT.
+ * Thread-safety: concurrent calls are safe.
+ */
+MLORA_API mlora_status_t mlora_tensor_data(const mlora_tensor_t* tensor, const void** out_data, size_t* out_bytes);
+
+/* ================================================================================================ */
+/* Model options                                                                                     */
+/* ================================================================================================ */
+
+/**
+ * Creates model options with defaults: ONNX Runtime's thread defaults, log level MLORA_LOG_ERROR.
+ * @param[out] out_options owned; release with mlora_model_options_release.
+ * Returns: OK, INVALID_ARGUMENT, OUT_OF_MEMORY.
+ * Thread-safety: safe from any thread.
+ */
+MLORA_API mlora_status_t mlora_model_options_create(mlora_model_options_t** out_options);
+
+/** Releases model options. Accepts NULL; never fails. @param[in] options owned. */
+MLORA_API void mlora_model_options_release(mlora_model_options_t* options);
+
+/**
+ * Sets the severity from which ONNX Runtime's messages for this model's session are printed.
+ * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (level outside 0..4).
+ * Thread-safety: not with concurrent use of the same options.
+ */
+MLORA_API mlora_status_t mlora_model_options_set_log_level(mlora_model_options_t* options, int32_t level);
+
+/**
+ * Sets the number of intra-op threads (0 = ONNX Runtime's default).
+ * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (negative).
+ * Thread-safety: not with concurrent use of the same options.
+ */
+MLORA_API mlora_status_t mlora_model_options_set_intra_op_threads(mlora_model_options_t* options, int32_t threads);
+
+/**
+ * Adds a session configuration entry passed to ONNX Runtime (AddSessionConfigEntry).
+ * @param[in] key copied. @param[in] value copied.
+ * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT.
+ * Thread-safety: not with concurrent use of the same options.
+ */
+MLORA_API mlora_status_t mlora_model_options_set_config_entry(mlora_model_options_t* options, const char* key, const char* value);
+
+/* ================================================================================================ */
+/* Model                                                                                             */
+/* ================================================================================================ */
+
+/**
+ * Loads a model: an .onnx file with LoRA inputs (optional inputs whose default has a zero-size rank
+ * dimension), or a folder with genai_config.json (see the Generation section).
+ * Inputs listed twice in graph.input are tolerated.
+ * @param[in] path copied; UTF-8.
+ * @param[in] options borrowed for the call; NULL = defaults.
+ * @param[out] out_model owned; release with mlora_model_release.
+ * Returns: OK, INVALID_ARGUMENT, INVALID_HANDLE (options), NOT_FOUND (no such file), IO, FORMAT
+ *          (not a model / bad genai_config.json), RUNTIME (ONNX Runtime could not load it).
+ * Thread-safety: safe from any thread.
+ */
+MLORA_API mlora_status_t mlora_model_create(const char* path, const mlora_model_options_t* options, mlora_model_t** out_model);
+
+/** Releases a model. Accepts NULL; never fails. Objects created from it keep it alive. @param[in] model owned. */
+MLORA_API void mlora_model_release(mlora_model_t* model);
+
+/**
+ * Number of regular (non-LoRA) inputs / outputs of the model.
+ * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT.
+ * Thread-safety: concurrent calls are safe.
+ */
+MLORA_API mlora_status_t mlora_model_input_count(const mlora_model_t* model, size_t* out_count);
+MLORA_API mlora_status_t mlora_model_output_count(const mlora_model_t* model, size_t* out_count);
+
+/**
+ * Name of regular input / output number index (0 <= index < count).
+ * @param[out] buf receives the UTF-8 name. @param[out] out_len bytes needed/written including NUL.
+ * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (index out of range), BUFFER_TOO_SMALL.
+ * Thread-safety: concurrent calls are safe.
+ */
+MLORA_API mlora_status_t mlora_model_input_name(const mlora_model_t* model, size_t index, char* buf, size_t capacity, size_t* out_len);
+MLORA_API mlora_status_t mlora_model_output_name(const mlora_model_t* model, size_t index, char* buf, size_t capacity, size_t* out_len);
+
+/**
+ * Element type and declared shape of regular input / output number index; symbolic dims are -1.
+ * @param[out] shape_buf up to capacity dims. @param[out] out_ndim rank.
+ * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT, BUFFER_TOO_SMALL (*out_ndim = rank).
+ * Thread-safety: concurrent calls are safe.
+ */
+MLORA_API mlora_status_t mlora_model_input_info(const mlora_model_t* model, size_t index, mlora_dtype_t* out_dtype, int64_t* shape_buf, size_t capacity, size_t* out_ndim);
+MLORA_API mlora_status_t mlora_model_output_info(const mlora_model_t* model, size_t index, mlora_dtype_t* out_dtype, int64_t* shape_buf, size_t capacity, size_t* out_ndim);
+
+/**
+ * Number of LoRA parameters (the A and B inputs) the model accepts.
+ * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT.
+ * Thread-safety: concurrent calls are safe.
+ */
+MLORA_API mlora_status_t mlora_model_lora_count(const mlora_model_t* model, size_t* out_count);
+
+/**
+ * Name of LoRA parameter number index, in the model's input order.
+ * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT, BUFFER_TOO_SMALL.
+ * Thread-safety: concurrent calls are safe.
+ */
+MLORA_API mlora_status_t mlora_model_lora_name(const mlora_model_t* model, size_t index, char* buf, size_t capacity, size_t* out_len);
+
+/**
+ * Description of LoRA parameter number index: element type, the two dims, and which axis (0 or 1) is
+ * the rank axis. The fixed dim is the projection's in features (A, rank axis 1) or out features
+ * (B, rank axis 0); the rank dim is reported as 0 (its default).
+ * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT.
+ * Thread-safety: concurrent calls are safe.
+ */
+MLORA_API mlora_status_t mlora_model_lora_info(const mlora_model_t* model, size_t index, mlora_dtype_t* out_dtype, int64_t* out_dim0, int64_t* out_dim1, int32_t* out_rank_axis);
+
+/**
+ * Runs the model once (ONNX Runtime's Run argument order: options, inputs, output names).
+ * LoRA parameters come from the run options' active adapter set; inputs must not name them.
+ * @param[in] options borrowed for the call; NULL = base model.
+ * @param[in] input_names copied; input_count UTF-8 names of regular inputs.
+ * @param[in] inputs borrowed for the call; input_count tensors.
+ * @param[in] output_names copied; output_count names; output_count == 0 means every output in order
+ *            (then out_outputs must have room for mlora_model_output_count entries).
+ * @param[out] out_outputs caller array of output_count (or output count) slots, each receiving an
+ *             owned tensor. On failure no slot is written.
+ * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (duplicate or LoRA input name), NOT_FOUND (unknown
+ *          input/output name), TYPE_MISMATCH, SHAPE_MISMATCH (rank or fixed dim of an input),
+ *          RUNTIME (ONNX Runtime failed; its message is included).
+ * Thread-safety: concurrent runs on one model are safe, with the same or different options.
+ */
+MLORA_API mlora_status_t mlora_model_run(const mlora_model_t* model, const mlora_run_options_t* options, const char* const* input_names, const mlora_tensor_t* const* inputs, size_t input_count, const char* const* output_names, size_t output_count, mlora_tensor_t** out_outputs);
+
+/* ================================================================================================ */
+/* Adapter files                                                                                     */
+/* ================================================================================================ */
+
+/**
+ * Opens an .onnx_adapter file (ONNX Runtime's format) without any model: maps it read-only, verifies
+ * it, and exposes its parameters without copying (a parameter whose data is not aligned to its
+ * element size is copied once; see mlora_adapter_bytes).
+ * @param[in] path copied; UTF-8.
+ * @param[out] out_adapter owned; release with mlora_adapter_release.
+ * Returns: OK, INVALID_ARGUMENT, NOT_FOUND, IO (not a regular file, mapping failed), FORMAT
+ *          (truncated, wrong identifier, format_version != 1, raw_data size != dims, bad dtype).
+ * Thread-safety: safe from any thread.
+ */
+MLORA_API mlora_status_t mlora_adapter_open(const char* path, mlora_adapter_t** out_adapter);
+
+/**
+ * As mlora_adapter_open, from a buffer.
+ * @param[in] data copied; size bytes.
+ * Returns: as mlora_adapter_open, without NOT_FOUND/IO.
+ */
+MLORA_API mlora_status_t mlora_adapter_open_from_memory(const void* data, size_t size, mlora_adapter_t** out_adapter);
+
+/** Releases an adapter handle. Accepts NULL; never fails. @param[in] adapter owned. */
+MLORA_API void mlora_adapter_release(mlora_adapter_t* adapter);
+
+/**
+ * Versions recorded in the file. Any out pointer may be NULL.
+ * Returns: OK, INVALID_HANDLE.
+ * Thread-safety: concurrent calls are safe.
+ */
+MLORA_API mlora_status_t mlora_adapter_versions(const mlora_adapter_t* adapter, int32_t* out_format_version, int32_t* out_adapter_version, int32_t* out_model_version);
+
+/**
+ * Memory accounting: bytes of the file mapping (0 for a buffer) and bytes the library had to copy
+ * (buffer-loaded adapters, misaligned parameters). Any out pointer may be NULL.
+ * Returns: OK, INVALID_HANDLE.
+ * Thread-safety: concurrent calls are safe.
+ */
+MLORA_API mlora_status_t mlora_adapter_bytes(const mlora_adapter_t* adapter, uint64_t* out_bytes_mapped, uint64_t* out_bytes_copied);
+
+/**
+ * LoRA rank: the largest rank among its parameters, from names containing "lora_A" (dim 1) or
+ * "lora_B" (dim 0); 0 if it has none.
+ * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT.
+ * Thread-safety: concurrent calls are safe.
+ */
+MLORA_API mlora_status_t mlora_adapter_rank(const mlora_adapter_t* adapter, int64_t* out_rank);
+
+/**
+ * Number of parameters in the adapter, in file order.
+ * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT.
+ * Thread-safety: concurrent calls are safe.
+ */
+MLORA_API mlora_status_t mlora_adapter_param_count(const mlora_adapter_t* adapter, size_t* out_count);
+
+/**
+ * Name of parameter number index.
+ * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (index), BUFFER_TOO_SMALL.
+ * Thread-safety: concurrent calls are safe.
+ */
+MLORA_API mlora_status_t mlora_adapter_param_name(const mlora_adapter_t* adapter, size_t index, char* buf, size_t capacity, size_t* out_len);
+
+/**
+ * Parameter number index as a tensor view over the adapter's memory (no copy).
+ * @param[out] out_tensor owned; keeps the adapter's memory alive until released.
+ * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (index).
+ * Thread-safety: concurrent calls are safe.
+ */
+MLORA_API mlora_status_t mlora_adapter_param_tensor(const mlora_adapter_t* adapter, size_t index, mlora_tensor_t** out_tensor);
+
+/**
+ * Writes an .onnx_adapter file that ONNX Runtime loads (raw data aligned to 8 bytes). The file is
+ * written to a temporary name beside path and renamed, so a reader never sees half a file.
+ * @param[in] path copied. @param[in] names copied; count UTF-8 names, unique.
+ * @param[in] tensors borrowed for the call; count tensors.
+ * Returns: OK, INVALID_ARGUMENT (duplicate/empty name), INVALID_HANDLE, IO.
+ * Thread-safety: safe from any thread.
+ */
+MLORA_API mlora_status_t mlora_adapter_write(const char* path, const char* const* names, const mlora_tensor_t* const* tensors, size_t count, int32_t adapter_version, int32_t model_version);
+
+/* ================================================================================================ */
+/* Adapter registry                                                                                  */
+/* ================================================================================================ */
+
+/**
+ * Creates an empty registry for adapters of one model.
+ * @param[in] model borrowed for the call; the registry keeps its own reference.
+ * @param[out] out_adapters owned; release with mlora_adapters_release.
+ * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT.
+ * Thread-safety: safe from any thread.
+ */
+MLORA_API mlora_status_t mlora_adapters_create(const mlora_model_t* model, mlora_adapters_t** out_adapters);
+
+/**
+ * Releases a registry. Accepts NULL; never fails. Run options and generator params that activated its
+ * adapters keep those adapters alive. @param[in] adapters owned.
+ */
+MLORA_API void mlora_adapters_release(mlora_adapters_t* adapters);
+
+/**
+ * Loads an .onnx_adapter file under a name: maps it, verifies it, and validates every parameter
+ * against the model's LoRA inputs (name, dtype, fixed dim, rank axis consistent between A and B) and
+ * a non-zero model_version against the model's (see MLORA_LOAD_IGNORE_MODEL_VERSION).
+ * @param[in] path copied. @param[in] name copied; non-empty UTF-8.
+ * @param[in] flags MLORA_LOAD_* bits.
+ * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT, NOT_FOUND (file, or a parameter the model lacks),
+ *          IO, FORMAT, TYPE_MISMATCH, SHAPE_MISMATCH, VERSION_MISMATCH, ALREADY_EXISTS (name taken
+ *          and MLORA_LOAD_REPLACE not given). On failure the registry is unchanged.
+ * Thread-safety: safe concurrently with any registry call and with runs.
+ */
+MLORA_API mlora_status_t mlora_adapters_load(mlora_adapters_t* adapters, const char* path, const char* name, int32_t flags);
+
+/**
+ * As mlora_adapters_load, from a buffer holding an .onnx_adapter file.
+ * @param[in] data copied; size bytes.
+ */
+MLORA_API mlora_status_t mlora_adapters_load_from_memory(mlora_adapters_t* adapters, const void* data, size_t size, const char* name, int32_t flags);
+
+/**
+ * Removes a name. The name is gone at once; the adapter's memory is freed when the last run options,
+ * generator params or adapter handle using it is released. Never breaks a holder.
+ * @param[in] name copied.
+ * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT, NOT_FOUND.
+ * Thread-safety: safe concurrently with any registry call and with runs.
+ */
+MLORA_API mlora_status_t mlora_adapters_unload(mlora_adapters_t* adapters, const char* name);
+
+/**
+ * Names of the loaded adapters, sorted, written one after another each with its NUL terminator.
+ * @param[out] buf may be NULL if capacity is 0. @param[out] out_len total bytes needed/written.
+ * @param[out] out_count number of names (may be NULL).
+ * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT, BUFFER_TOO_SMALL.
+ * Thread-safety: concurrent calls are safe; a concurrent load may make a retry needed.
+ */
+MLORA_API mlora_status_t mlora_adapters_names(const mlora_adapters_t* adapters, char* buf, size_t capacity, size_t* out_len, size_t* out_count);
+
+/**
+ * The adapter loaded under a name, for inspection (see mlora_adapter_*).
+ * @param[in] name copied.
+ * @param[out] out_adapter owned; keeps that version alive even after unload or replace.
+ * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT, NOT_FOUND.
+ * Thread-safety: concurrent calls are safe.
+ */
+MLORA_API mlora_status_t mlora_adapters_get(const mlora_adapters_t* adapters, const char* name, mlora_adapter_t** out_adapter);
+
+/* ================================================================================================ */
+/* Run options                                                                                       */
+/* ================================================================================================ */
+
+/**
+ * Creates run options with no active adapters (runs use the base model).
+ * @param[out] out_options owned; release with mlora_run_options_release.
+ * Returns: OK, INVALID_ARGUMENT, OUT_OF_MEMORY.
+ * Thread-safety: safe from any thread.
+ */
+MLORA_API mlora_status_t mlora_run_options_create(mlora_run_options_t** out_options);
+
+/** Releases run options and their references to adapters. Accepts NULL; never fails. @param[in] options owned. */
+MLORA_API void mlora_run_options_release(mlora_run_options_t* options);
+
+/**
+ * Sets the active adapter set: count == 0 means the base model; several adapters apply their weighted
+ * sum exactly (adapters on the same parameter are concatenated along the rank axis with B scaled by
+ * their weights). The set is resolved now: the options hold references to the adapters as loaded at
+ * this moment (a later unload or replace does not affect them). Composite tensors are built once and
+ * cached per registry.
+ * @param[in] adapters borrowed for the call (may be NULL when count == 0).
+ * @param[in] names copied; count UTF-8 names, no duplicates.
+ * @param[in] weights copied; count finite floats, or NULL for all 1.0.
+ * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (duplicate name, non-finite weight, bad UTF-8),
+ *          NOT_FOUND (a name not loaded; the message names it). On failure the options are unchanged.
+ * Thread-safety: not while a run uses these options.
+ */
+MLORA_API mlora_status_t mlora_run_options_set_active_adapters(mlora_run_options_t* options, const mlora_adapters_t* adapters, const char* const* names, const float* weights, size_t count);
+
+/**
+ * Number of adapters in the active set.
+ * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT.
+ * Thread-safety: concurrent calls are safe.
+ */
+MLORA_API mlora_status_t mlora_run_options_active_count(const mlora_run_options_t* options, size_t* out_count);
+
+
+/* ================================================================================================ */
+/* Generation                                                                                        */
+/* ================================================================================================ */
+/*
+ * Generation needs a model folder with genai_config.json (ONNX Runtime GenAI's layout: decoder file,
+ * input/output names, eos/pad/bos ids, context length, search defaults). Token ids are int32.
+ * Search option names are onnxruntime-genai's: numbers "max_length", "min_length", "top_k", "top_p",
+ * "temperature", "repetition_penalty", "random_seed", "batch_size"; booleans "do_sample".
+ */
+
+/**
+ * Creates generator params with the model's search defaults and no active adapters.
+ * @param[in] model borrowed for the call; the params keep their own reference.
+ * @param[out] out_params owned; release with mlora_generator_params_release. The params object is
+ *             reference-counted inside the library: generators keep it alive after this release.
+ * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (the model has no genai_config.json).
+ * Thread-safety: safe from any thread.
+ */
+MLORA_API mlora_status_t mlora_generator_params_create(const mlora_model_t* model, mlora_generator_params_t** out_params);
+
+/** Releases this reference to generator params (and, with the last one, their adapters). Accepts NULL; never fails. */
+MLORA_API void mlora_generator_params_release(mlora_generator_params_t* params);
+
+/**
+ * Sets a numeric search option by name (see the section comment).
+ * @param[in] name copied.
+ * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (unknown name, value out of range; the message names both).
+ * Thread-safety: not concurrently with other use of the same params.
+ */
+MLORA_API mlora_status_t mlora_generator_params_set_search_number(mlora_generator_params_t* params, const char* name, double value);
+
+/**
+ * Sets a boolean search option by name ("do_sample"); value is 0 or 1.
+ * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT.
+ * Thread-safety: not concurrently with other use of the same params.
+ */
+MLORA_API mlora_status_t mlora_generator_params_set_search_bool(mlora_generator_params_t* params, const char* name, int32_t value);
+
+/**
+ * Reads a search option by name (booleans read as 0.0/1.0).
+ * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (unknown name).
+ * Thread-safety: concurrent calls are safe.
+ */
+MLORA_API mlora_status_t mlora_generator_params_get_search_number(const mlora_generator_params_t* params, const char* name, double* out_value);
+
+/**
+ * Sets the adapters generators created from these params start with; same rules as
+ * mlora_run_options_set_active_adapters. The params hold references to the adapters until they are
+ * released or the set is changed.
+ * Returns: as mlora_run_options_set_active_adapters, plus INVALID_ARGUMENT for a registry of another model.
+ * Thread-safety: not concurrently with other use of the same params.
+ */
+MLORA_API mlora_status_t mlora_generator_params_set_active_adapters(mlora_generator_params_t* params, const mlora_adapters_t* adapters, const char* const* names, const float* weights, size_t count);
+
+/**
+ * Creates a generator; it copies the params' search options and active set and keeps the params alive.
+ * @param[in] model borrowed for the call; kept alive by the generator.
+ * @param[in] params borrowed for the call; kept alive by the generator.
+ * @param[out] out_generator owned; release with mlora_generator_release.
+ * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (params of another model, model without genai_config).
+ * Thread-safety: safe from any thread.
+ */
+MLORA_API mlora_status_t mlora_generator_create(const mlora_model_t* model, const mlora_generator_params_t* params, mlora_generator_t** out_generator);
+
+/** Releases a generator. Accepts NULL; never fails. @param[in] generator owned. */
+MLORA_API void mlora_generator_release(mlora_generator_t* generator);
+
+/**
+ * Appends prompt tokens to every sequence (batch size 1: the only sequence) and runs the prompt pass.
+ * @param[in] tokens copied; count token ids.
+ * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (token id outside the vocabulary, count 0, batch > 1),
+ *          SHAPE_MISMATCH (sequence would exceed max_length or the context length), RUNTIME.
+ * Thread-safety: one thread at a time per generator.
+ */
+MLORA_API mlora_status_t mlora_generator_append_tokens(mlora_generator_t* generator, const int32_t* tokens, size_t count);
+
+/**
+ * Appends one prompt per sequence for a batch (left-padded with the pad token, masked out).
+ * @param[in] tokens copied; the prompts concatenated. @param[in] lengths copied; batch_size lengths.
+ * Returns: as mlora_generator_append_tokens, plus INVALID_ARGUMENT when batch_size differs from the
+ *          params' "batch_size" or a length is 0.
+ * Thread-safety: one thread at a time per generator.
+ */
+MLORA_API mlora_status_t mlora_generator_append_token_sequences(mlora_generator_t* generator, const int32_t* tokens, const size_t* lengths, size_t batch_size);
+
+/**
+ * Runs one decode step and appends one token to every sequence that is not done.
+ * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (no prompt appended yet, or already done), RUNTIME.
+ * Thread-safety: one thread at a time per generator.
+ */
+MLORA_API mlora_status_t mlora_generator_generate_next_token(mlora_generator_t* generator);
+
+/**
+ * Whether every sequence is done (eos reached after min_length, or max_length reached): 1 or 0.
+ * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT.
+ * Thread-safety: one thread at a time per generator.
+ */
+MLORA_API mlora_status_t mlora_generator_is_done(const mlora_generator_t* generator, int32_t* out_done);
+
+/**
+ * Number of sequences in the generator's batch.
+ * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT.
+ * Thread-safety: one thread at a time per generator.
+ */
+MLORA_API mlora_status_t mlora_generator_batch_size(const mlora_generator_t* generator, size_t* out_batch_size);
+
+/**
+ * Tokens of sequence index (prompt then generated, without left padding). *out_len counts tokens.
+ * @param[out] buf receives up to capacity token ids.
+ * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (index), BUFFER_TOO_SMALL (*out_len = tokens needed).
+ * Thread-safety: one thread at a time per generator.
+ */
+MLORA_API mlora_status_t mlora_generator_get_sequence(const mlora_generator_t* generator, size_t index, int32_t* buf, size_t capacity, size_t* out_len);
+
+/**
+ * The token each sequence got in the last step (batch_size ids). *out_len counts tokens.
+ * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (no step yet), BUFFER_TOO_SMALL.
+ * Thread-safety: one thread at a time per generator.
+ */
+MLORA_API mlora_status_t mlora_generator_get_next_tokens(const mlora_generator_t* generator, int32_t* buf, size_t capacity, size_t* out_len);
+
+/**
+ * Logits of the last position of every sequence from the last model pass, as float32 [batch, vocab]
+ * (before search processing).
+ * @param[out] out_tensor owned; a copy.
+ * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (no pass yet).
+ * Thread-safety: one thread at a time per generator.
+ */
+MLORA_API mlora_status_t mlora_generator_get_logits(const mlora_generator_t* generator, mlora_tensor_t** out_tensor);
+
+/**
+ * Switches the active adapter set between steps (count == 0 = base model, which onnxruntime-genai
+ * cannot do). Tokens already processed keep the KV cache computed with the previous set.
+ * Returns: as mlora_generator_params_set_active_adapters.
+ * Thread-safety: one thread at a time per generator.
+ */
+MLORA_API mlora_status_t mlora_generator_set_active_adapters(mlora_generator_t* generator, const mlora_adapters_t* adapters, const char* const* names, const float* weights, size_t count);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* MULTILORA_H_ */

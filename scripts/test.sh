@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The test command (README, .ci/run): installs everything it needs itself, builds the library, the
+# Python package and the bindings, and runs every suite: C/C++ (CTest), bindings + conformance,
+# pytest. Safe to re-run; a fresh machine needs only network access to PyPI and Debian's mirror.
+#
+# Environment knobs: MLORA_VENV (default .venv), MLORA_SKIP_APT=1 (don't apt-get install),
+# MLORA_SKIP_BINDINGS=1 (skip C#/Java/conformance), PYTEST_ARGS (extra pytest arguments).
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$here"
+venv="${MLORA_VENV:-$here/.venv}"
+step() { printf '\n==== %s ====\n' "$*"; }
+
+step "system packages"
+bash scripts/install_system_deps.sh
+
+step "python environment ($venv)"
+[[ -x "$venv/bin/python" ]] || python3 -m venv "$venv"
+py="$venv/bin/python"
+"$py" -m pip install -q --upgrade pip
+"$py" -m pip install -q -r requirements-dev.txt
+
+step "native dependencies (ONNX Runtime headers, flatbuffers, nlohmann-json)"
+bash scripts/fetch_deps.sh >/dev/null
+
+step "build + install the Python package"
+"$py" -m pip install -q --no-build-isolation .
+
+step "C/C++ tests (CTest)"
+cmake -S . -B build/ctest -DMLORA_BUILD_TESTS=ON -DPython3_EXECUTABLE="$py" >/dev/null
+cmake --build build/ctest -j2
+ctest --test-dir build/ctest --output-on-failure
+
+if [[ "${MLORA_SKIP_BINDINGS:-0}" != 1 ]]; then
+  step "bindings: generated shims, ABI checks, C/C++/C#/Java samples, conformance"
+  PATH="$venv/bin:$PATH" MLORA_LIB_DIR="$here/build/ctest" bash scripts/test_bindings.sh
+fi
+
+step "pytest"
+cd "$here/tests/python"
+# shellcheck disable=SC2086
+"$py" -m pytest -q -p no:cacheprovider ${PYTEST_ARGS:-} .

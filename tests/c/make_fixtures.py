@@ -1,0 +1,74 @@
+"""Writes the fixtures the C tests use into DIR: a one-projection LoRA model, two adapters written by
+onnxruntime.AdapterFormat (ONNX Runtime's own writer), an input and numpy reference outputs.
+
+Layout of DIR:
+  model.onnx            y = x·W + (x·A)·B, x [batch, 8] float32, y [batch, 6]
+  a.onnx_adapter        rank 2, A/B seeded
+  b.onnx_adapter        rank 3
+  x.bin                 float32 [2, 8]
+  expect_base.bin, expect_a.bin, expect_b.bin, expect_mix.bin (a*1.0 + b*0.5)   float32 [2, 6]
+"""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+IN, OUT = 8, 6
+A_NAME = "model.layers.0.attn.q_proj.lora_A.MatMul.weight"
+B_NAME = "model.layers.0.attn.q_proj.lora_B.MatMul.weight"
+
+
+def make_model(path: Path, w: np.ndarray) -> None:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", IN])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", OUT])
+    a_in = helper.make_tensor_value_info(A_NAME, TensorProto.FLOAT, [IN, "lora_r"])
+    b_in = helper.make_tensor_value_info(B_NAME, TensorProto.FLOAT, ["lora_r", OUT])
+    inits = [
+        numpy_helper.from_array(w, "W"),
+        numpy_helper.from_array(np.zeros((IN, 0), np.float32), A_NAME),
+        numpy_helper.from_array(np.zeros((0, OUT), np.float32), B_NAME),
+    ]
+    nodes = [
+        helper.make_node("MatMul", ["x", "W"], ["base"]),
+        helper.make_node("MatMul", ["x", A_NAME], ["xa"]),
+        helper.make_node("MatMul", ["xa", B_NAME], ["delta"]),
+        helper.make_node("Add", ["base", "delta"], ["y"]),
+    ]
+    graph = helper.make_graph(nodes, "lora_one_proj", [x, a_in, b_in], [y], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+
+
+def write_adapter(path: Path, a: np.ndarray, b: np.ndarray) -> None:
+    fmt = ort.AdapterFormat()
+    fmt.set_adapter_version(1)
+    fmt.set_model_version(0)
+    fmt.set_parameters({A_NAME: ort.OrtValue.ortvalue_from_numpy(a), B_NAME: ort.OrtValue.ortvalue_from_numpy(b)})
+    fmt.export_adapter(str(path))
+
+
+def main(out: str) -> None:
+    d = Path(out)
+    d.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1234)
+    w = rng.standard_normal((IN, OUT)).astype(np.float32)
+    a1, b1 = rng.standard_normal((IN, 2)).astype(np.float32), rng.standard_normal((2, OUT)).astype(np.float32)
+    a2, b2 = rng.standard_normal((IN, 3)).astype(np.float32), rng.standard_normal((3, OUT)).astype(np.float32)
+    x = rng.standard_normal((2, IN)).astype(np.float32)
+    make_model(d / "model.onnx", w)
+    write_adapter(d / "a.onnx_adapter", a1, b1)
+    write_adapter(d / "b.onnx_adapter", a2, b2)
+    x.tofile(d / "x.bin")
+    (x @ w).astype(np.float32).tofile(d / "expect_base.bin")
+    (x @ w + x @ a1 @ b1).astype(np.float32).tofile(d / "expect_a.bin")
+    (x @ w + x @ a2 @ b2).astype(np.float32).tofile(d / "expect_b.bin")
+    (x @ w + x @ a1 @ b1 + 0.5 * (x @ a2 @ b2)).astype(np.float32).tofile(d / "expect_mix.bin")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -1,0 +1,258 @@
+/* C tests of the ABI on a one-projection LoRA model (fixtures from make_fixtures.py).
+ * Usage: test_abi FIXTURE_DIR. Prints "N passed, N failed"; exit code 1 on any failure. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "multilora/multilora.h"
+
+static int g_passed, g_failed;
+static char g_dir[1024];
+
+#define CHECK(cond, ...)                                                                         \
+  do {                                                                                           \
+    if (cond) {                                                                                  \
+      g_passed++;                                                                                \
+    } else {                                                                                     \
+      g_failed++;                                                                                \
+      fprintf(stderr, "FAIL %s:%d: %s — ", __FILE__, __LINE__, #cond);                           \
+      fprintf(stderr, __VA_ARGS__);                                                              \
+      fprintf(stderr, " (last error: %s)\n", mlora_last_error_message());                        \
+    }                                                                                            \
+  } while (0)
+
+#define CHECK_STATUS(call, expected)                                                             \
+  do {                                                                                           \
+    mlora_status_t s_ = (call);                                                                  \
+    CHECK(s_ == (expected), "%s returned %s, expected %s", #call, mlora_status_name(s_),        \
+          mlora_status_name(expected));                                                          \
+  } while (0)
+
+static const char* path_of(const char* name) {
+  static char buf[4][1200];
+  static int i;
+  i = (i + 1) % 4;
+  snprintf(buf[i], sizeof buf[i], "%s/%s", g_dir, name);
+  return buf[i];
+}
+
+static int read_floats(const char* name, float* out, size_t n) {
+  FILE* f = fopen(path_of(name), "rb");
+  if (!f) return 0;
+  size_t got = fread(out, sizeof(float), n, f);
+  fclose(f);
+  return got == n;
+}
+
+/* Runs the model on x with the given options; compares y with expect file. */
+static void run_and_compare(const mlora_model_t* model, const mlora_run_options_t* opts, const char* expect_file) {
+  float x[16], expect[12];
+  CHECK(read_floats("x.bin", x, 16), "read x.bin");
+  CHECK(read_floats(expect_file, expect, 12), "read %s", expect_file);
+  const int64_t shape[2] = {2, 8};
+  mlora_tensor_t* in = NULL;
+  CHECK_STATUS(mlora_tensor_create(MLORA_DTYPE_FLOAT32, shape, 2, x, sizeof x, &in), MLORA_STATUS_OK);
+  const char* in_names[1] = {"x"};
+  const char* out_names[1] = {"y"};
+  const mlora_tensor_t* ins[1] = {in};
+  mlora_tensor_t* out = NULL;
+  CHECK_STATUS(mlora_model_run(model, opts, in_names, ins, 1, out_names, 1, &out), MLORA_STATUS_OK);
+  if (out) {
+    const void* data = NULL;
+    size_t bytes = 0;
+    int64_t oshape[4];
+    size_t ndim = 0;
+    CHECK_STATUS(mlora_tensor_data(out, &data, &bytes), MLORA_STATUS_OK);
+    CHECK_STATUS(mlora_tensor_shape(out, oshape, 4, &ndim), MLORA_STATUS_OK);
+    CHECK(ndim == 2 && oshape[0] == 2 && oshape[1] == 6, "output shape");
+    CHECK(bytes == sizeof expect, "output bytes %zu", bytes);
+    float max_err = 0;
+    for (int i = 0; i < 12 && bytes == sizeof expect; ++i) {
+      float e = fabsf(((const float*)data)[i] - expect[i]);
+      if (e > max_err) max_err = e;
+    }
+    CHECK(max_err < 1e-4f, "%s: max abs error %g", expect_file, max_err);
+  }
+  mlora_tensor_release(out);
+  mlora_tensor_release(in);
+}
+
+static void test_library(void) {
+  CHECK(strcmp(mlora_version_string(), MLORA_VERSION_STRING) == 0, "version string");
+  CHECK(mlora_abi_version() == MLORA_ABI_VERSION, "abi version");
+  CHECK(strcmp(mlora_status_name(MLORA_STATUS_NOT_FOUND), "MLORA_STATUS_NOT_FOUND") == 0, "status name");
+  CHECK(strcmp(mlora_status_name(9999), "MLORA_STATUS_UNKNOWN") == 0, "unknown status name");
+  CHECK(mlora_last_error_message() != NULL, "last error never NULL");
+  char path[4096], version[64];
+  size_t plen = 0, vlen = 0;
+  CHECK_STATUS(mlora_ort_info(path, sizeof path, &plen, version, sizeof version, &vlen), MLORA_STATUS_OK);
+  CHECK(vlen > 1 && strlen(version) + 1 == vlen, "ort version '%s'", version);
+  CHECK_STATUS(mlora_ort_info(NULL, 0, &plen, version, sizeof version, &vlen), MLORA_STATUS_BUFFER_TOO_SMALL);
+  CHECK(plen == strlen(path) + 1, "needed size reported: %zu", plen);
+}
+
+static void test_misuse(void) {
+  size_t n = 0;
+  CHECK_STATUS(mlora_model_input_count(NULL, &n), MLORA_STATUS_INVALID_HANDLE);
+  CHECK(strstr(mlora_last_error_message(), "model is NULL") != NULL, "message names the handle");
+  CHECK(mlora_last_error_status() == MLORA_STATUS_INVALID_HANDLE, "last status");
+  mlora_run_options_t* opts = NULL;
+  CHECK_STATUS(mlora_run_options_create(&opts), MLORA_STATUS_OK);
+  mlora_run_options_release(opts);
+  CHECK_STATUS(mlora_run_options_active_count(opts, &n), MLORA_STATUS_INVALID_HANDLE);
+  CHECK(strstr(mlora_last_error_message(), "not a live run options handle") != NULL, "released handle named");
+  mlora_run_options_release(opts); /* double release is harmless */
+  mlora_run_options_release(NULL);
+  /* a handle of the wrong type */
+  mlora_model_options_t* mo = NULL;
+  CHECK_STATUS(mlora_model_options_create(&mo), MLORA_STATUS_OK);
+  CHECK_STATUS(mlora_model_input_count((const mlora_model_t*)mo, &n), MLORA_STATUS_INVALID_HANDLE);
+  CHECK_STATUS(mlora_model_options_set_log_level(mo, 7), MLORA_STATUS_INVALID_ARGUMENT);
+  mlora_model_options_release(mo);
+  mlora_model_t* model = NULL;
+  CHECK_STATUS(mlora_model_create(path_of("no_such_model.onnx"), NULL, &model), MLORA_STATUS_NOT_FOUND);
+  CHECK(strstr(mlora_last_error_message(), "no_such_model.onnx") != NULL, "message names the file");
+  CHECK(model == NULL, "no handle on failure");
+  CHECK_STATUS(mlora_model_create("\xff\xfe", NULL, &model), MLORA_STATUS_INVALID_ARGUMENT);
+  CHECK(strstr(mlora_last_error_message(), "UTF-8") != NULL, "invalid UTF-8 named");
+  CHECK_STATUS(mlora_model_create(NULL, NULL, &model), MLORA_STATUS_INVALID_ARGUMENT);
+  const int64_t shape[1] = {3};
+  float data[2] = {0, 0};
+  mlora_tensor_t* t = NULL;
+  CHECK_STATUS(mlora_tensor_create(MLORA_DTYPE_FLOAT32, shape, 1, data, sizeof data, &t), MLORA_STATUS_SHAPE_MISMATCH);
+  CHECK_STATUS(mlora_tensor_create(12345, shape, 1, data, sizeof data, &t), MLORA_STATUS_INVALID_ARGUMENT);
+}
+
+static void test_model_and_adapters(void) {
+  mlora_model_t* model = NULL;
+  CHECK_STATUS(mlora_model_create(path_of("model.onnx"), NULL, &model), MLORA_STATUS_OK);
+  if (!model) return;
+  size_t n = 0, len = 0;
+  CHECK_STATUS(mlora_model_input_count(model, &n), MLORA_STATUS_OK);
+  CHECK(n == 1, "one regular input, got %zu", n);
+  CHECK_STATUS(mlora_model_lora_count(model, &n), MLORA_STATUS_OK);
+  CHECK(n == 2, "two LoRA inputs, got %zu", n);
+  char name[256];
+  CHECK_STATUS(mlora_model_input_name(model, 0, name, sizeof name, &len), MLORA_STATUS_OK);
+  CHECK(strcmp(name, "x") == 0 && len == 2, "input name '%s' len %zu", name, len);
+  CHECK_STATUS(mlora_model_input_name(model, 0, name, 1, &len), MLORA_STATUS_BUFFER_TOO_SMALL);
+  CHECK(len == 2, "needed size %zu", len);
+  CHECK_STATUS(mlora_model_input_name(model, 5, name, sizeof name, &len), MLORA_STATUS_INVALID_ARGUMENT);
+  for (size_t i = 0; i < 2; ++i) {
+    mlora_dtype_t dt = 0;
+    int64_t d0 = -2, d1 = -2;
+    int32_t axis = -1;
+    CHECK_STATUS(mlora_model_lora_name(model, i, name, sizeof name, &len), MLORA_STATUS_OK);
+    CHECK_STATUS(mlora_model_lora_info(model, i, &dt, &d0, &d1, &axis), MLORA_STATUS_OK);
+    int is_a = strstr(name, "lora_A") != NULL;
+    CHECK(dt == MLORA_DTYPE_FLOAT32, "lora dtype");
+    CHECK(is_a ? (d0 == 8 && axis == 1) : (d1 == 6 && axis == 0), "lora %s dims [%lld, %lld] axis %d", name,
+          (long long)d0, (long long)d1, axis);
+  }
+
+  mlora_adapters_t* adapters = NULL;
+  CHECK_STATUS(mlora_adapters_create(model, &adapters), MLORA_STATUS_OK);
+  CHECK_STATUS(mlora_adapters_load(adapters, path_of("a.onnx_adapter"), "a", MLORA_LOAD_DEFAULT), MLORA_STATUS_OK);
+  CHECK_STATUS(mlora_adapters_load(adapters, path_of("b.onnx_adapter"), "b", MLORA_LOAD_DEFAULT), MLORA_STATUS_OK);
+  CHECK_STATUS(mlora_adapters_load(adapters, path_of("b.onnx_adapter"), "a", MLORA_LOAD_DEFAULT),
+               MLORA_STATUS_ALREADY_EXISTS);
+  CHECK(strstr(mlora_last_error_message(), "'a'") != NULL, "duplicate named");
+  CHECK_STATUS(mlora_adapters_load(adapters, path_of("missing.onnx_adapter"), "m", 0), MLORA_STATUS_NOT_FOUND);
+  CHECK_STATUS(mlora_adapters_load(adapters, path_of("a.onnx_adapter"), "", 0), MLORA_STATUS_INVALID_ARGUMENT);
+
+  char names[64];
+  size_t count = 0;
+  CHECK_STATUS(mlora_adapters_names(adapters, names, sizeof names, &len, &count), MLORA_STATUS_OK);
+  CHECK(count == 2 && len == 4 && strcmp(names, "a") == 0 && strcmp(names + 2, "b") == 0, "names list");
+  CHECK_STATUS(mlora_adapters_names(adapters, names, 3, &len, &count), MLORA_STATUS_BUFFER_TOO_SMALL);
+  CHECK(len == 4, "names needed size %zu", len);
+
+  mlora_adapter_t* info = NULL;
+  CHECK_STATUS(mlora_adapters_get(adapters, "b", &info), MLORA_STATUS_OK);
+  int64_t rank = 0;
+  uint64_t mapped = 0, copied = 1;
+  int32_t fv = 0, av = 0, mv = -1;
+  CHECK_STATUS(mlora_adapter_rank(info, &rank), MLORA_STATUS_OK);
+  CHECK(rank == 3, "rank %lld", (long long)rank);
+  CHECK_STATUS(mlora_adapter_bytes(info, &mapped, &copied), MLORA_STATUS_OK);
+  CHECK(mapped > 0 && copied == 0, "mapped %llu copied %llu", (unsigned long long)mapped, (unsigned long long)copied);
+  CHECK_STATUS(mlora_adapter_versions(info, &fv, &av, &mv), MLORA_STATUS_OK);
+  CHECK(fv == 1 && av == 1 && mv == 0, "versions %d %d %d", fv, av, mv);
+  mlora_adapter_release(info);
+  CHECK_STATUS(mlora_adapters_get(adapters, "zzz", &info), MLORA_STATUS_NOT_FOUND);
+
+  mlora_run_options_t* base = NULL;
+  mlora_run_options_t* opt_a = NULL;
+  mlora_run_options_t* opt_b = NULL;
+  mlora_run_options_t* opt_mix = NULL;
+  CHECK_STATUS(mlora_run_options_create(&base), MLORA_STATUS_OK);
+  CHECK_STATUS(mlora_run_options_create(&opt_a), MLORA_STATUS_OK);
+  CHECK_STATUS(mlora_run_options_create(&opt_b), MLORA_STATUS_OK);
+  CHECK_STATUS(mlora_run_options_create(&opt_mix), MLORA_STATUS_OK);
+  const char* na[1] = {"a"};
+  const char* nb[1] = {"b"};
+  const char* nmix[2] = {"a", "b"};
+  const float wmix[2] = {1.0f, 0.5f};
+  CHECK_STATUS(mlora_run_options_set_active_adapters(opt_a, adapters, na, NULL, 1), MLORA_STATUS_OK);
+  CHECK_STATUS(mlora_run_options_set_active_adapters(opt_b, adapters, nb, NULL, 1), MLORA_STATUS_OK);
+  CHECK_STATUS(mlora_run_options_set_active_adapters(opt_mix, adapters, nmix, wmix, 2), MLORA_STATUS_OK);
+  const char* nbad[1] = {"nope"};
+  CHECK_STATUS(mlora_run_options_set_active_adapters(opt_a, adapters, nbad, NULL, 1), MLORA_STATUS_NOT_FOUND);
+  CHECK(strstr(mlora_last_error_message(), "'nope'") != NULL, "unknown adapter named");
+  const char* ndup[2] = {"a", "a"};
+  CHECK_STATUS(mlora_run_options_set_active_adapters(opt_a, adapters, ndup, NULL, 2), MLORA_STATUS_INVALID_ARGUMENT);
+  CHECK_STATUS(mlora_run_options_active_count(opt_a, &n), MLORA_STATUS_OK);
+  CHECK(n == 1, "failed set leaves the options unchanged (%zu)", n);
+
+  run_and_compare(model, NULL, "expect_base.bin");
+  run_and_compare(model, base, "expect_base.bin");
+  run_and_compare(model, opt_a, "expect_a.bin");
+  run_and_compare(model, opt_b, "expect_b.bin");
+  run_and_compare(model, opt_mix, "expect_mix.bin");
+
+  /* Unload while in use: holders keep working; the name is gone at once. */
+  CHECK_STATUS(mlora_adapters_unload(adapters, "a"), MLORA_STATUS_OK);
+  CHECK_STATUS(mlora_adapters_unload(adapters, "a"), MLORA_STATUS_NOT_FOUND);
+  run_and_compare(model, opt_a, "expect_a.bin");
+  run_and_compare(model, opt_mix, "expect_mix.bin");
+  CHECK_STATUS(mlora_run_options_set_active_adapters(opt_b, adapters, na, NULL, 1), MLORA_STATUS_NOT_FOUND);
+
+  /* Release in any order: registry and model first, options still run. */
+  mlora_adapters_release(adapters);
+  mlora_model_release(model);
+  mlora_run_options_release(opt_b);
+  mlora_run_options_release(base);
+  mlora_run_options_release(opt_mix);
+  mlora_run_options_release(opt_a);
+
+  /* Bad input names on a fresh model. */
+  CHECK_STATUS(mlora_model_create(path_of("model.onnx"), NULL, &model), MLORA_STATUS_OK);
+  float x[16] = {0};
+  const int64_t wrong[2] = {2, 5};
+  mlora_tensor_t* in = NULL;
+  CHECK_STATUS(mlora_tensor_create(MLORA_DTYPE_FLOAT32, wrong, 2, x, 10 * sizeof(float), &in), MLORA_STATUS_OK);
+  const char* in_names[1] = {"x"};
+  const mlora_tensor_t* ins[1] = {in};
+  mlora_tensor_t* out = NULL;
+  CHECK_STATUS(mlora_model_run(model, NULL, in_names, ins, 1, NULL, 0, &out), MLORA_STATUS_SHAPE_MISMATCH);
+  CHECK(out == NULL, "no output on failure");
+  const char* unknown[1] = {"xx"};
+  CHECK_STATUS(mlora_model_run(model, NULL, unknown, ins, 1, NULL, 0, &out), MLORA_STATUS_NOT_FOUND);
+  mlora_tensor_release(in);
+  mlora_model_release(model);
+  CHECK_STATUS(mlora_shutdown(), MLORA_STATUS_OK);
+}
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    fprintf(stderr, "usage: %s FIXTURE_DIR\n", argv[0]);
+    return 2;
+  }
+  snprintf(g_dir, sizeof g_dir, "%s", argv[1]);
+  test_library();
+  test_misuse();
+  test_model_and_adapters();
+  printf("%d passed, %d failed\n", g_passed, g_failed);
+  return g_failed ? 1 : 0;
+}
