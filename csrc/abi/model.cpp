@@ -165,6 +165,14 @@ MLORA_API mlora_status_t mlora_model_lora_info(const mlora_model_t* model, size_
   });
 }
 
+MLORA_API mlora_status_t mlora_model_version(const mlora_model_t* model, int32_t* out_version) {
+  return guard(__func__, [&] {
+    const Model& m = model_of(model);
+    out_arg(out_version, "out_version");
+    *out_version = m.lora_fingerprint();
+  });
+}
+
 MLORA_API mlora_status_t mlora_model_run(const mlora_model_t* model, const mlora_run_options_t* options,
                                          const char* const* input_names, const mlora_tensor_t* const* inputs,
                                          size_t input_count, const char* const* output_names, size_t output_count,
@@ -174,8 +182,10 @@ MLORA_API mlora_status_t mlora_model_run(const mlora_model_t* model, const mlora
     std::shared_ptr<const ActiveSet> active;
     if (options) active = checked(options, HandleType::kRunOptions, "options")->active;
     if (active && active->model() != m) {
-      fail(MLORA_STATUS_INVALID_ARGUMENT, "the run options' active adapters were loaded for model '" +
-                                              active->model()->path() + "', not for '" + m->path() + "'");
+      fail(MLORA_STATUS_INVALID_ARGUMENT, "the run options' active adapters were resolved by a registry of another "
+                                          "model object (loaded from '" + active->model()->path() +
+                                          "'); this model was loaded from '" + m->path() +
+                                          "'. Set the active adapters from a registry of this model");
     }
     std::vector<std::string> in_names = str_array_arg(input_names, input_count, "input_names");
     array_arg(inputs, input_count, "inputs");

@@ -184,8 +184,13 @@ void parse(const uint8_t* buf, size_t size, const std::string& subject, Adapter:
                                   ", expected " + std::to_string(kFormatVersion));
   }
 
-  const auto* fparams = root->parameters();  // absent = no parameters
-  const size_t count = fparams ? fparams->size() : 0;
+  // Structural rules beyond the verifier follow ONNX Runtime's own loader (1.32), so that whatever we accept
+  // ORT accepts too: the parameters vector, each name, dims (non-empty) and raw_data must be present.
+  const auto* fparams = root->parameters();
+  if (!fparams) {
+    fail(MLORA_STATUS_FORMAT, subject + ": no parameters vector (an adapter without parameters has an empty one)");
+  }
+  const size_t count = fparams->size();
   st.params.reserve(count);
   st.index.reserve(count);
   for (size_t i = 0; i < count; ++i) {
@@ -213,12 +218,14 @@ void parse(const uint8_t* buf, size_t size, const std::string& subject, Adapter:
                                     "float64, int8, uint8, int16, uint16, int32, uint32, int64, uint64, bool)");
     }
 
-    // ONNX Runtime always writes dims (an empty vector for a scalar) and dereferences it unchecked.
     const auto* fdims = fp->dims();
-    if (!fdims) fail(MLORA_STATUS_FORMAT, what + " has no dims");
+    if (!fdims || fdims->size() == 0) {
+      fail(MLORA_STATUS_FORMAT,
+           what + (fdims ? " is a scalar (empty dims); parameters need at least one dimension" : " has no dims"));
+    }
     p.dims.resize(fdims->size());
     // memcpy: the verifier only guarantees 4-byte alignment of the vector, the elements are int64.
-    if (!p.dims.empty()) std::memcpy(p.dims.data(), fdims->Data(), p.dims.size() * sizeof(int64_t));
+    std::memcpy(p.dims.data(), fdims->Data(), p.dims.size() * sizeof(int64_t));
 
     size_t elements = 0;
     try {
@@ -231,9 +238,9 @@ void parse(const uint8_t* buf, size_t size, const std::string& subject, Adapter:
            what + ": byte size of " + dtype_name(p.dtype) + " " + shape_str(p.dims) + " overflows");
     }
 
-    // Absent raw_data reads as empty: valid only for a zero-width parameter.
     const auto* raw = fp->raw_data();
-    const size_t have = raw ? raw->size() : 0;
+    if (!raw) fail(MLORA_STATUS_FORMAT, what + " has no raw_data (even a zero-width parameter has an empty one)");
+    const size_t have = raw->size();
     if (have != p.nbytes) {
       fail(MLORA_STATUS_FORMAT, what + ": raw_data has " + std::to_string(have) + " bytes, expected " +
                                     std::to_string(p.nbytes) + " (" + dtype_name(p.dtype) + " " + shape_str(p.dims) +
@@ -309,14 +316,24 @@ void build(flatbuffers::FlatBufferBuilder& fbb, const std::vector<ParamView>& pa
   uint64_t estimate = 64;
   for (size_t i = 0; i < params.size(); ++i) {
     const ParamView& p = params[i];
-    if (p.name.empty()) fail(MLORA_STATUS_INVALID_ARGUMENT, "parameter #" + std::to_string(i) + " has an empty name");
     const std::string nth = "parameter #" + std::to_string(i);
+    if (p.name.empty()) fail(MLORA_STATUS_INVALID_ARGUMENT, nth + " has an empty name");
     if (p.name.find('\0') != std::string::npos) fail(MLORA_STATUS_INVALID_ARGUMENT, nth + ": name contains a NUL byte");
-    if (!valid_utf8(p.name.data(), p.name.size()))
+    if (!valid_utf8(p.name.data(), p.name.size())) {
       fail(MLORA_STATUS_INVALID_ARGUMENT, nth + ": name is not valid UTF-8");
+    }
     const std::string what = "parameter '" + printable(p.name) + "'";
     if (!names.insert(p.name).second) fail(MLORA_STATUS_INVALID_ARGUMENT, what + " is given twice");
     check_dtype(p.dtype, what);
+    // ONNX Runtime writes bool parameters but its loader refuses them (1.32: "not a supported LoRA parameter
+    // type"); scalars likewise ("dims is missing or empty"). Refuse both rather than write unloadable files.
+    if (p.dtype == MLORA_DTYPE_BOOL) {
+      fail(MLORA_STATUS_INVALID_ARGUMENT, what + ": bool parameters cannot be loaded by ONNX Runtime's adapter loader");
+    }
+    if (p.dims.empty()) {
+      fail(MLORA_STATUS_INVALID_ARGUMENT,
+           what + ": a scalar (empty dims) cannot be loaded by ONNX Runtime's adapter loader");
+    }
     size_t elements = 0;
     try {
       elements = element_count(p.dims, what);
@@ -359,7 +376,7 @@ void build(flatbuffers::FlatBufferBuilder& fbb, const std::vector<ParamView>& pa
   for (flatbuffers::uoffset_t i = 0; i < written->size(); ++i) {
     const auto* raw = written->Get(i)->raw_data();
     if (raw->size() != 0 && (raw->data() - buf) % kRawDataAlignment != 0) {
-      fail(MLORA_STATUS_INTERNAL, "serialize_adapter: raw_data of parameter '" + params[i].name +
+      fail(MLORA_STATUS_INTERNAL, "serialize_adapter: raw_data of parameter '" + printable(params[i].name) +
                                       "' landed at offset " + std::to_string(raw->data() - buf) + ", not 8-aligned");
     }
   }

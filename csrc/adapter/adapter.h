@@ -54,7 +54,8 @@ struct ParamView {  // input to the writer
 };
 
 // Serialises an .onnx_adapter buffer (format_version 1, raw_data aligned to 8). Throws INVALID_ARGUMENT
-// on empty/duplicate names, unsupported dtype, or nbytes != dims * dtype size (naming the parameter).
+// on empty/duplicate/non-UTF-8 names, unsupported dtype, or nbytes != dims * dtype size (naming the parameter),
+// and on what ONNX Runtime's loader refuses: bool parameters and scalars (empty dims).
 std::vector<uint8_t> serialize_adapter(const std::vector<ParamView>& params, int32_t adapter_version,
                                        int32_t model_version);
 // Writes serialize_adapter(...) to `path` atomically (temp file beside it + rename). Throws IO.

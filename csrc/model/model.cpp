@@ -13,6 +13,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "gen/genai_config.h"
 #include "io/mapped_file.h"
 #include "model/tensor.h"
 #include "util/dtype.h"
@@ -356,8 +357,7 @@ std::string decoder_from_genai_folder(const std::string& dir) {
   } catch (const nlohmann::json::exception& e) {
     fail(MLORA_STATUS_FORMAT, "'" + config_path + "' is not valid JSON: " + e.what());
   }
-  // TODO(generation): parse the whole file into a GenaiConfig (gen/genai_config.h) here and keep it in
-  // Model::Impl::genai so genai_config() returns it. For now only the decoder file name is read.
+  // Only the decoder file name is read here; Model::open parses the whole file with parse_genai_config.
   const nlohmann::json* filename = nullptr;
   if (config.is_object() && config.contains("model") && config["model"].is_object() &&
       config["model"].contains("decoder") && config["model"]["decoder"].is_object() &&
@@ -389,7 +389,7 @@ struct Model::Impl {
   std::unordered_map<std::string, size_t> input_index, output_index, lora_index;
   std::vector<std::string> input_names, output_names;  // for messages
   int32_t fingerprint = 1;
-  std::shared_ptr<const GenaiConfig> genai;  // TODO(generation): set when the folder has genai_config.json
+  std::shared_ptr<const GenaiConfig> genai;  // set when the model is a folder with genai_config.json
 };
 
 namespace {
@@ -445,7 +445,9 @@ bool describe_lora(const std::string& name, const Declared& d, const ModelScan& 
   out.dtype = d.dtype;
   out.rank_axis = axis;
   const int fixed_axis = 1 - axis;
-  const int64_t fixed = d.shape[fixed_axis] >= 0 ? d.shape[fixed_axis] : -1;
+  int64_t fixed = d.shape[fixed_axis] >= 0 ? d.shape[fixed_axis] : -1;
+  if (fixed < 0 && init_dims && (*init_dims)[fixed_axis] > 0) fixed = (*init_dims)[fixed_axis];  // from the default
+  out.rank_symbol = d.symbols[axis];
   out.dim0 = axis == 0 ? 0 : fixed;
   out.dim1 = axis == 1 ? 0 : fixed;
   return true;
@@ -469,8 +471,10 @@ std::shared_ptr<const Model> Model::open(const std::string& path, const ModelOpt
          "cannot open model '" + path + "': " + std::strerror(err));
   }
   std::string onnx_path = path;
+  std::shared_ptr<const GenaiConfig> genai;  // Generation: the folder's genai_config.json, fully parsed
   if (S_ISDIR(st.st_mode)) {
     onnx_path = decoder_from_genai_folder(path);
+    genai = std::make_shared<const GenaiConfig>(parse_genai_config(path + "/genai_config.json"));
     struct stat onnx_st;
     if (::stat(onnx_path.c_str(), &onnx_st) != 0) {
       const int err = errno;
@@ -483,6 +487,7 @@ std::shared_ptr<const Model> Model::open(const std::string& path, const ModelOpt
   auto impl = std::make_unique<Impl>();  // loads ONNX Runtime and holds the environment
   impl->path = path;
   impl->onnx_path = onnx_path;
+  impl->genai = std::move(genai);
   const OrtApi& api = ort();
 
   // Look at the file first: duplicate graph inputs (ORT rejects them: "Duplicate definition-site for (x)"),
@@ -499,6 +504,8 @@ std::shared_ptr<const Model> Model::open(const std::string& path, const ModelOpt
   OrtSessionOptions* raw_options = nullptr;
   ort_check(api.CreateSessionOptions(&raw_options), "creating session options");
   OrtSessionOptionsPtr session_options(raw_options);
+  // Generation: genai_config.json's session options; the caller's options below take precedence.
+  if (impl->genai) apply_genai_session_options(*impl->genai, options, session_options.get());
   ort_check(api.SetSessionLogId(session_options.get(), base_name(onnx_path).c_str()), "setting the session log id");
   ort_check(api.SetSessionLogSeverityLevel(session_options.get(), options.log_level), "setting the log level");
   if (options.intra_op_threads > 0) {

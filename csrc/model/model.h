@@ -29,6 +29,9 @@ struct LoraInput {
   int32_t dtype = 0;
   int64_t dim0 = 0, dim1 = 0;  // declared dims; the rank axis's dim is 0
   int32_t rank_axis = 1;       // 1 for A [in, r], 0 for B [r, out]
+  // The symbolic name of the rank dim ("" if none). LoRA inputs sharing one name must be fed with one
+  // rank in a run: ONNX Runtime's memory planner assumes equal dim_params mean equal sizes.
+  std::string rank_symbol;
   int64_t fixed_dim() const noexcept { return rank_axis == 0 ? dim1 : dim0; }
 };
 

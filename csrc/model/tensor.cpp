@@ -38,6 +38,12 @@ alignas(kCopyAlignment) unsigned char g_empty_tensor_data[kCopyAlignment];
 size_t checked_nbytes(int32_t dtype, const std::vector<int64_t>& shape, const void* data, size_t nbytes,
                       const char* what) {
   check_dtype(dtype, what);
+  for (int64_t d : shape) {
+    if (d < 0) {
+      fail(MLORA_STATUS_INVALID_ARGUMENT,
+           std::string(what) + ": negative dimension " + std::to_string(d) + " in shape " + shape_str(shape));
+    }
+  }
   const size_t count = element_count(shape, what);
   const size_t esize = dtype_size(dtype);
   size_t expected = 0;

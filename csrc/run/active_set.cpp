@@ -1,5 +1,6 @@
 #include "run/active_set.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -32,36 +33,72 @@ std::shared_ptr<const ActiveSet> ActiveSet::build(std::shared_ptr<const Model> m
   for (const ActiveEntry& e : entries) {
     for (const Param& p : e.adapter->params()) by_input[p.name].push_back({&p, e.weight});
   }
-  for (const LoraInput& in : model->lora_inputs()) {
-    auto it = by_input.find(in.name);
+  // Rank each input gets: the sum of its contributions' ranks, raised to the largest rank in its symbolic
+  // rank group (inputs declared with the same dim_param, e.g. "lora_r", must agree within one Run).
+  static const std::vector<Contribution> kNone;
+  const auto& inputs = model->lora_inputs();
+  std::vector<int64_t> ranks(inputs.size(), 0);
+  std::map<std::string, int64_t> group_rank;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    auto it = by_input.find(inputs[i].name);
     if (it == by_input.end()) continue;
-    const auto& parts = it->second;
+    for (const auto& c : it->second) ranks[i] += c.param->dims[inputs[i].rank_axis];
+    if (!inputs[i].rank_symbol.empty()) {
+      int64_t& g = group_rank[inputs[i].rank_symbol];
+      g = std::max(g, ranks[i]);
+    }
+  }
+  std::shared_ptr<void> zeros;  // one zeroed buffer shared by every untouched input that must be fed
+  size_t zeros_bytes = 0;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const LoraInput& in = inputs[i];
+    auto found = by_input.find(in.name);
+    const auto& parts = found == by_input.end() ? kNone : found->second;
+    int64_t target = ranks[i];
+    if (!in.rank_symbol.empty()) {
+      auto g = group_rank.find(in.rank_symbol);
+      if (g != group_rank.end()) target = g->second;
+    }
+    if (target == 0 && parts.empty()) continue;  // the model's zero-rank default applies
+    const size_t esize = dtype_size(in.dtype);
+    const int fixed_axis = 1 - in.rank_axis;
+    const int64_t fixed = parts.empty() ? in.fixed_dim() : parts[0].param->dims[fixed_axis];
+    if (fixed < 0) {
+      fail(MLORA_STATUS_SHAPE_MISMATCH, "LoRA input '" + in.name + "' shares the rank dim '" + in.rank_symbol +
+                                            "' with inputs the active set feeds, but its fixed dim is unknown");
+    }
+    std::vector<int64_t> dims(2);
+    dims[fixed_axis] = fixed;
+    dims[in.rank_axis] = target;
+    const size_t bytes = static_cast<size_t>(fixed) * static_cast<size_t>(target) * esize;
     const bool scaled_side = in.rank_axis == 0;  // B [r, out] carries the weight
     OrtValuePtr value;
-    if (parts.size() == 1 && (!scaled_side || parts[0].weight == 1.0f)) {
+    if (parts.empty()) {
+      // Zeros of the group's rank: contributes nothing, keeps every input of the group the same rank.
+      if (bytes > zeros_bytes) {
+        zeros = aligned_buffer(bytes);
+        std::memset(zeros.get(), 0, bytes);
+        zeros_bytes = bytes;
+        set->buffers_.push_back(zeros);
+        set->composite_bytes_ += bytes;
+      }
+      value = make_ort_tensor(in.dtype, dims, zeros.get(), bytes);
+    } else if (parts.size() == 1 && target == ranks[i] && (!scaled_side || parts[0].weight == 1.0f)) {
       const Param& p = *parts[0].param;
-      value = make_ort_tensor(p.dtype, p.dims, p.data, p.nbytes);
+      value = make_ort_tensor(p.dtype, p.dims, p.data, p.nbytes);  // zero-copy over the adapter's memory
     } else {
-      const size_t esize = dtype_size(in.dtype);
-      const int fixed_axis = 1 - in.rank_axis;
-      const int64_t fixed = parts[0].param->dims[fixed_axis];
-      int64_t total_rank = 0;
-      for (const auto& c : parts) total_rank += c.param->dims[in.rank_axis];
-      std::vector<int64_t> dims(2);
-      dims[fixed_axis] = fixed;
-      dims[in.rank_axis] = total_rank;
-      const size_t bytes = static_cast<size_t>(fixed) * static_cast<size_t>(total_rank) * esize;
-      auto buffer = aligned_buffer(bytes);
-      auto* dst = static_cast<uint8_t*>(buffer.get());
-      if (scaled_side) {
-        if (!dtype_is_float(in.dtype)) {
-          bool any_weight = false;
-          for (const auto& c : parts) any_weight |= c.weight != 1.0f;
-          if (any_weight) {
+      if (scaled_side && !dtype_is_float(in.dtype)) {
+        for (const auto& c : parts) {
+          if (c.weight != 1.0f) {
             fail(MLORA_STATUS_INVALID_ARGUMENT, "cannot apply a weight to LoRA input '" + in.name + "' of dtype " +
                                                     dtype_name(in.dtype));
           }
         }
+      }
+      auto buffer = aligned_buffer(bytes);
+      auto* dst = static_cast<uint8_t*>(buffer.get());
+      if (bytes) std::memset(dst, 0, bytes);  // rank padding stays zero: exact
+      if (scaled_side) {
         // Rank axis 0: blocks stacked row-wise, each block contiguous.
         size_t offset = 0;
         for (const auto& c : parts) {
@@ -76,9 +113,9 @@ std::shared_ptr<const ActiveSet> ActiveSet::build(std::shared_ptr<const Model> m
           offset += n;
         }
       } else {
-        // Rank axis 1: every row is the concatenation of the adapters' rows.
+        // Rank axis 1: every row is the concatenation of the adapters' rows (then zero padding).
         size_t col = 0;
-        const size_t row_bytes = static_cast<size_t>(total_rank) * esize;
+        const size_t row_bytes = static_cast<size_t>(target) * esize;
         for (const auto& c : parts) {
           const size_t r = static_cast<size_t>(c.param->dims[1]);
           const auto* src = static_cast<const uint8_t*>(c.param->data);

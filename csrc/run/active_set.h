@@ -5,7 +5,11 @@
 //   - otherwise a composite: the adapters' tensors concatenated along the rank axis, with the blocks
 //     on rank axis 0 (B, [r, out]) scaled by their adapter's weight. Since
 //     x·[A1 A2]·[w1·B1; w2·B2] = w1·x·A1·B1 + w2·x·A2·B2, this is exactly the weighted sum of deltas.
-// LoRA inputs no adapter touches are not fed, so the model's zero-rank default applies (base model).
+// LoRA inputs no adapter touches are not fed, so the model's zero-rank default applies (base model) —
+// except when the model declares several LoRA inputs with one symbolic rank dim (builders write
+// "lora_r" everywhere): ONNX Runtime then requires one rank for all of them within a Run, so every input
+// of such a group is fed at the group's largest rank, zero-padded (untouched ones as zeros). Zero
+// padding adds nothing to x·A·B, so results stay exact.
 #pragma once
 
 #include <cstdint>

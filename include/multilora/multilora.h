@@ -377,6 +377,15 @@ MLORA_API mlora_status_t mlora_model_lora_name(const mlora_model_t* model, size_
 MLORA_API mlora_status_t mlora_model_lora_info(const mlora_model_t* model, size_t index, mlora_dtype_t* out_dtype, int64_t* out_dim0, int64_t* out_dim1, int32_t* out_rank_axis);
 
 /**
+ * The model's version as adapters record it: a stable, non-zero fingerprint of its LoRA input signature
+ * (names, dtypes, fixed dims, rank axes). An adapter whose model_version is non-zero must carry this value
+ * to load without MLORA_LOAD_IGNORE_MODEL_VERSION.
+ * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT.
+ * Thread-safety: concurrent calls are safe.
+ */
+MLORA_API mlora_status_t mlora_model_version(const mlora_model_t* model, int32_t* out_version);
+
+/**
  * Runs the model once (ONNX Runtime's Run argument order: options, inputs, output names).
  * LoRA parameters come from the run options' active adapter set; inputs must not name them.
  * @param[in] options borrowed for the call; NULL = base model.
