@@ -1,0 +1,652 @@
+"""The Python surface: Model, Adapters, Adapter, RunOptions, adapter files, generation.
+
+Each class holds one native object of ``multilora._core`` (which binds the C ABI through
+``multilora.hpp``). ``close()`` releases it at once and is idempotent; any later use raises
+``ValueError`` naming the object; every class is a context manager. Handles may be closed in any order:
+the library keeps what it needs alive (a registry keeps its model, run options keep their adapters).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import (
+    Any,
+    Dict,
+    Iterator,
+    List,
+    Mapping,
+    NamedTuple,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+)
+
+import numpy as np
+
+from . import _core
+from ._dtypes import dtype_code, dtype_name
+
+__all__ = [
+    "Model",
+    "ModelOptions",
+    "Adapters",
+    "Adapter",
+    "RunOptions",
+    "GeneratorParams",
+    "Generator",
+    "AdapterFile",
+    "TensorInfo",
+    "LoraInputInfo",
+    "ParamInfo",
+    "OrtInfo",
+    "read_adapter",
+    "write_adapter",
+    "ort_info",
+]
+
+PathLike = Union[str, "os.PathLike[str]"]
+BytesLike = Union[bytes, bytearray, memoryview, np.ndarray]
+
+
+class TensorInfo(NamedTuple):
+    """A regular model input or output: name, dtype name, declared shape (None for symbolic dims)."""
+
+    name: str
+    dtype: str
+    shape: Tuple[Optional[int], ...]
+
+
+class LoraInputInfo(NamedTuple):
+    """A LoRA input of the model.
+
+    ``shape`` has None on the rank axis; ``kind`` is "A" ([in, r], rank axis 1) or "B" ([r, out],
+    rank axis 0); ``features`` is the fixed dim (in features for A, out features for B).
+    """
+
+    name: str
+    dtype: str
+    shape: Tuple[Optional[int], Optional[int]]
+    rank_axis: int
+    kind: str
+    features: int
+
+
+class ParamInfo(NamedTuple):
+    """An adapter parameter: dtype name, shape, size in bytes."""
+
+    dtype: str
+    shape: Tuple[int, ...]
+    nbytes: int
+
+
+class OrtInfo(NamedTuple):
+    """The ONNX Runtime library in use."""
+
+    path: str
+    version: str
+
+
+class _Native:
+    """Holds one native object; close() idempotent; use after close raises ValueError."""
+
+    _native: Any = None
+
+    def _describe(self) -> str:
+        return type(self).__name__
+
+    def _n(self) -> Any:
+        native = self._native
+        if native is None:
+            raise ValueError(f"{self._describe()} is closed")
+        return native
+
+    @property
+    def closed(self) -> bool:
+        """True once close() was called."""
+        return self._native is None
+
+    def _state(self) -> str:
+        return "closed" if self._native is None else "open"
+
+    def close(self) -> None:
+        """Releases the native handle now (idempotent). Objects that use it keep what they need."""
+        native, self._native = self._native, None
+        if native is not None:
+            native.close()
+
+    def __enter__(self) -> Any:
+        self._n()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _fspath(path: PathLike, what: str) -> str:
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{what}: path must be str or os.PathLike, not {type(path).__name__}")
+    return os.fspath(path)
+
+
+def _shape(dims: Sequence[int]) -> Tuple[Optional[int], ...]:
+    return tuple(None if d < 0 else int(d) for d in dims)
+
+
+# ------------------------------------------------------------------------------------------------
+# Model
+# ------------------------------------------------------------------------------------------------
+
+
+class ModelOptions:
+    """Options for creating a :class:`Model` (validated as they are set)."""
+
+    def __init__(
+        self,
+        log_level: Optional[int] = None,
+        intra_op_threads: Optional[int] = None,
+        config: Optional[Mapping[str, str]] = None,
+    ) -> None:
+        self._native = _core.ModelOptions()
+        self._settings: Dict[str, Any] = {}
+        if log_level is not None:
+            self.set_log_level(log_level)
+        if intra_op_threads is not None:
+            self.set_intra_op_threads(intra_op_threads)
+        for key, value in (config or {}).items():
+            self.set_config_entry(key, value)
+
+    def set_log_level(self, level: int) -> ModelOptions:
+        """ONNX Runtime log severity for the session: 0 verbose .. 4 fatal (default 3, error)."""
+        self._native.set_log_level(int(level))
+        self._settings["log_level"] = int(level)
+        return self
+
+    def set_intra_op_threads(self, threads: int) -> ModelOptions:
+        """Intra-op thread count (0 = ONNX Runtime's default)."""
+        self._native.set_intra_op_threads(int(threads))
+        self._settings["intra_op_threads"] = int(threads)
+        return self
+
+    def set_config_entry(self, key: str, value: str) -> ModelOptions:
+        """A session configuration entry passed to ONNX Runtime (AddSessionConfigEntry)."""
+        self._native.set_config_entry(str(key), str(value))
+        self._settings.setdefault("config", {})[str(key)] = str(value)
+        return self
+
+    def __repr__(self) -> str:
+        inner = " ".join(f"{k}={v!r}" for k, v in self._settings.items())
+        return f"<ModelOptions{' ' + inner if inner else ''}>"
+
+
+class Model(_Native):
+    """A LoRA-enabled ONNX model (an .onnx file, or a GenAI model folder) ready to run.
+
+    ``Model(path, options=None, **kwargs)``: kwargs are :class:`ModelOptions` arguments
+    (``log_level``, ``intra_op_threads``, ``config``).
+    """
+
+    def __init__(self, path: PathLike, options: Optional[ModelOptions] = None, **kwargs: Any) -> None:
+        self._path = _fspath(path, "Model")
+        if kwargs:
+            if options is not None:
+                raise TypeError("Model: give either options or keyword options, not both")
+            options = ModelOptions(**kwargs)
+        self._native = _core.Model(self._path, options._native if options is not None else None)
+
+    def _describe(self) -> str:
+        return f"Model({self._path!r})"
+
+    @property
+    def path(self) -> str:
+        """The path the model was loaded from."""
+        return self._path
+
+    @property
+    def inputs(self) -> List[TensorInfo]:
+        """Regular (non-LoRA) inputs."""
+        return [TensorInfo(n, dtype_name(d), _shape(s)) for n, d, s in self._n().inputs]
+
+    @property
+    def outputs(self) -> List[TensorInfo]:
+        return [TensorInfo(n, dtype_name(d), _shape(s)) for n, d, s in self._n().outputs]
+
+    @property
+    def input_names(self) -> List[str]:
+        return [i.name for i in self.inputs]
+
+    @property
+    def output_names(self) -> List[str]:
+        return [o.name for o in self.outputs]
+
+    @property
+    def lora_inputs(self) -> List[LoraInputInfo]:
+        """The LoRA inputs adapters may set, in model order."""
+        out = []
+        for name, code, d0, d1, axis in self._n().lora_inputs:
+            shape = (None, int(d1)) if axis == 0 else (int(d0), None)
+            out.append(
+                LoraInputInfo(
+                    name, dtype_name(code), shape, int(axis), "B" if axis == 0 else "A", int(d1 if axis == 0 else d0)
+                )
+            )
+        return out
+
+    def run(
+        self,
+        output_names: Optional[Sequence[str]],
+        input_feed: Mapping[str, Any],
+        run_options: Optional[RunOptions] = None,
+    ) -> List[np.ndarray]:
+        """Runs the model once, in onnxruntime's ``InferenceSession.run`` argument order.
+
+        ``output_names``: names to fetch, None or [] for all outputs in model order. ``input_feed``:
+        {name: array-like}; numpy arrays keep their dtype (a wrong one raises TypeMismatchError), other
+        array-likes are converted to the input's declared dtype. LoRA inputs come from
+        ``run_options``' active adapters (None = base model). Returns numpy arrays owning their memory.
+        """
+        if not isinstance(input_feed, Mapping):
+            raise TypeError(f"run: input_feed must be a mapping name -> array, not {type(input_feed).__name__}")
+        native_opts = run_options._n() if run_options is not None else None
+        names = None if not output_names else list(output_names)
+        return list(self._n().run(names, dict(input_feed), native_opts))
+
+    def __repr__(self) -> str:
+        if self._native is None:
+            return f"<Model {self._path!r} closed>"
+        return f"<Model {self._path!r} inputs={self.input_names} lora_inputs={len(self._native.lora_inputs)} open>"
+
+
+# ------------------------------------------------------------------------------------------------
+# Adapters
+# ------------------------------------------------------------------------------------------------
+
+
+def _load_flags(replace: bool, ignore_model_version: bool) -> int:
+    return (_core.LOAD_REPLACE if replace else 0) | (_core.LOAD_IGNORE_MODEL_VERSION if ignore_model_version else 0)
+
+
+def _bytes_like(data: Any, what: str) -> Any:
+    if isinstance(data, (str, os.PathLike)):
+        raise TypeError(f"{what}: data must be bytes-like (the file's contents), not a path; use load() for files")
+    if isinstance(data, np.ndarray):
+        return np.ascontiguousarray(data).reshape(-1).view(np.uint8)
+    return data
+
+
+class Adapter(_Native):
+    """One adapter's contents: parameters, rank, versions and memory accounting (immutable).
+
+    Obtained from :meth:`Adapters.info` (the version loaded under a name; it stays valid after unload
+    or replace) or opened from a file with :meth:`Adapter.open`.
+    """
+
+    def __init__(self, native: Any, name: str) -> None:
+        self._native = native
+        self._name = name
+
+    @classmethod
+    def open(cls, path: PathLike) -> Adapter:
+        """Opens an .onnx_adapter file without a model (mapped read-only and verified)."""
+        p = _fspath(path, "Adapter.open")
+        return cls(_core.Adapter.open(p), p)
+
+    @classmethod
+    def from_memory(cls, data: BytesLike, name: str = "<memory>") -> Adapter:
+        """Opens an .onnx_adapter file's contents from a bytes-like object (copied)."""
+        return cls(_core.Adapter.open_from_memory(_bytes_like(data, "Adapter.from_memory")), name)
+
+    def _describe(self) -> str:
+        return f"Adapter({self._name!r})"
+
+    @property
+    def name(self) -> str:
+        """The name it is loaded under (or the file path for an opened file)."""
+        return self._name
+
+    @property
+    def rank(self) -> int:
+        """Largest LoRA rank among its parameters (0 if none)."""
+        return int(self._n().rank)
+
+    @property
+    def format_version(self) -> int:
+        return int(self._n().versions[0])
+
+    @property
+    def adapter_version(self) -> int:
+        return int(self._n().versions[1])
+
+    @property
+    def model_version(self) -> int:
+        return int(self._n().versions[2])
+
+    @property
+    def bytes_mapped(self) -> int:
+        """Bytes of the file mapping (0 when loaded from memory)."""
+        return int(self._n().bytes[0])
+
+    @property
+    def bytes_copied(self) -> int:
+        """Bytes the library had to copy (memory-loaded buffers, misaligned parameters)."""
+        return int(self._n().bytes[1])
+
+    @property
+    def parameter_names(self) -> List[str]:
+        """Parameter names in file order."""
+        return list(self._n().param_names)
+
+    @property
+    def params(self) -> Dict[str, ParamInfo]:
+        """{name: ParamInfo(dtype, shape, nbytes)} in file order, without copying data."""
+        return {n: ParamInfo(dtype_name(d), tuple(int(x) for x in s), int(b)) for n, d, s, b in self._n().param_infos}
+
+    @property
+    def dtypes(self) -> Dict[str, str]:
+        """{name: dtype name} ("bfloat16" included) in file order."""
+        return {n: p.dtype for n, p in self.params.items()}
+
+    @property
+    def parameters(self) -> Dict[str, np.ndarray]:
+        """{name: numpy copy} in file order (bfloat16 as ml_dtypes.bfloat16)."""
+        native = self._n()
+        out: Dict[str, np.ndarray] = {}
+        for i in range(len(native.param_names)):
+            name, _, array = native.param(i)
+            out[name] = array
+        return out
+
+    def __repr__(self) -> str:
+        if self._native is None:
+            return f"<Adapter {self._name!r} closed>"
+        return f"<Adapter {self._name!r} rank={self.rank} params={len(self._native.param_names)} open>"
+
+
+class Adapters(_Native):
+    """A registry of named adapters validated against one model (mirrors onnxruntime-genai's Adapters).
+
+    ``unload`` never breaks a holder: run options that activated an adapter keep using the version
+    they resolved; the memory goes when the last holder releases it.
+    """
+
+    def __init__(self, model: Model) -> None:
+        if not isinstance(model, Model):
+            raise TypeError(f"Adapters: model must be a multilora.Model, not {type(model).__name__}")
+        self._model_path = model.path
+        self._native = _core.Adapters(model._n())
+
+    def _describe(self) -> str:
+        return f"Adapters(model={self._model_path!r})"
+
+    def load(self, path: PathLike, name: str, *, replace: bool = False, ignore_model_version: bool = False) -> None:
+        """Maps, verifies and validates an .onnx_adapter file against the model and names it.
+
+        ``replace``: replace an adapter already loaded under ``name`` (holders keep the old one);
+        otherwise that raises AlreadyExistsError. ``ignore_model_version``: skip the model_version
+        check (dtypes and shapes are always checked).
+        """
+        self._n().load(_fspath(path, "Adapters.load"), name, _load_flags(replace, ignore_model_version))
+
+    def load_from_memory(
+        self, data: BytesLike, name: str, *, replace: bool = False, ignore_model_version: bool = False
+    ) -> None:
+        """As :meth:`load`, from the bytes of an .onnx_adapter file (copied)."""
+        self._n().load_from_memory(
+            _bytes_like(data, "Adapters.load_from_memory"), name, _load_flags(replace, ignore_model_version)
+        )
+
+    def unload(self, name: str) -> None:
+        """Removes a name at once (AdapterNotFoundError if it is not loaded)."""
+        self._n().unload(name)
+
+    def names(self) -> List[str]:
+        """Loaded names, sorted."""
+        return list(self._n().names())
+
+    def info(self, name: str) -> Adapter:
+        """The adapter loaded under ``name`` (AdapterNotFoundError if none); close it when done."""
+        return Adapter(self._n().get(name), name)
+
+    __getitem__ = info
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name in self._n().names()
+
+    def __len__(self) -> int:
+        return len(self._n().names())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._n().names())
+
+    def __repr__(self) -> str:
+        if self._native is None:
+            return f"<Adapters model={self._model_path!r} closed>"
+        return f"<Adapters model={self._model_path!r} names={self.names()} open>"
+
+
+# ------------------------------------------------------------------------------------------------
+# Run options
+# ------------------------------------------------------------------------------------------------
+
+
+def _names_weights(
+    names: Union[str, Sequence[str], None], weights: Union[float, Sequence[float], None]
+) -> Tuple[List[str], Optional[List[float]]]:
+    if names is None:
+        names_list: List[str] = []
+    elif isinstance(names, str):
+        names_list = [names]
+    else:
+        names_list = list(names)
+    if weights is None:
+        return names_list, None
+    if isinstance(weights, (int, float, np.floating, np.integer)):
+        return names_list, [float(weights)]
+    return names_list, [float(w) for w in weights]
+
+
+class RunOptions(_Native):
+    """Per-run settings: chiefly the active adapter set (empty = the base model)."""
+
+    def __init__(self) -> None:
+        self._native = _core.RunOptions()
+        self._active: List[Tuple[str, float]] = []
+
+    def _describe(self) -> str:
+        return "RunOptions"
+
+    def set_active_adapters(
+        self,
+        adapters: Optional[Adapters],
+        names: Union[str, Sequence[str], None],
+        weights: Union[float, Sequence[float], None] = None,
+    ) -> None:
+        """Activates ``names`` of ``adapters`` with ``weights`` (default all 1.0); [] = base model.
+
+        Several adapters apply the weighted sum of their deltas exactly. The set is resolved now: a
+        later unload or replace does not change what these options run with.
+        """
+        names_list, weights_list = _names_weights(names, weights)
+        native_adapters = adapters._n() if adapters is not None else None
+        self._n().set_active_adapters(native_adapters, names_list, weights_list)
+        w = weights_list if weights_list is not None else [1.0] * len(names_list)
+        self._active = list(zip(names_list, w))
+
+    def set_active_adapter(self, adapters: Adapters, name: str) -> None:
+        """Activates the single adapter ``name`` (onnxruntime-genai's spelling)."""
+        self.set_active_adapters(adapters, [name])
+
+    def clear_active_adapters(self) -> None:
+        """Back to the base model."""
+        self.set_active_adapters(None, [])
+
+    @property
+    def active_adapters(self) -> List[Tuple[str, float]]:
+        """[(name, weight)] as last set."""
+        self._n()
+        return list(self._active)
+
+    @property
+    def active_count(self) -> int:
+        return int(self._n().active_count)
+
+    def __repr__(self) -> str:
+        names = [n for n, _ in self._active]
+        weights = [w for _, w in self._active]
+        shown = f" active={names}" + (f" weights={weights}" if any(w != 1.0 for w in weights) else "")
+        return f"<RunOptions{shown} {self._state()}>"
+
+
+# ------------------------------------------------------------------------------------------------
+# Adapter files
+# ------------------------------------------------------------------------------------------------
+
+
+class AdapterFile(NamedTuple):
+    """An .onnx_adapter file read into memory by :func:`read_adapter`."""
+
+    parameters: Dict[str, np.ndarray]  # name -> numpy (bfloat16 as ml_dtypes.bfloat16), file order
+    dtypes: Dict[str, str]  # name -> dtype name
+    adapter_version: int
+    model_version: int
+    format_version: int
+
+
+def read_adapter(path: Union[PathLike, BytesLike]) -> AdapterFile:
+    """Reads an .onnx_adapter file (or its bytes) with multilora's verifying reader; copies the data."""
+    if isinstance(path, (str, os.PathLike)):
+        adapter = Adapter.open(path)
+    else:
+        adapter = Adapter.from_memory(path)
+    with adapter:
+        return AdapterFile(
+            parameters=adapter.parameters,
+            dtypes=adapter.dtypes,
+            adapter_version=adapter.adapter_version,
+            model_version=adapter.model_version,
+            format_version=adapter.format_version,
+        )
+
+
+def write_adapter(
+    path: PathLike,
+    parameters: Mapping[str, Any],
+    adapter_version: int = 0,
+    model_version: int = 0,
+    *,
+    dtypes: Optional[Mapping[str, Any]] = None,
+) -> None:
+    """Writes {name: array-like} as an .onnx_adapter file that onnxruntime loads (written atomically).
+
+    Each array keeps its numpy dtype; ``dtypes`` may give a parameter another element type of the
+    same size to reinterpret its bytes as (e.g. ``{"x": "bfloat16"}`` for uint16 raw bits).
+    ml_dtypes.bfloat16 arrays are written as bfloat16 by themselves.
+    """
+    p = _fspath(path, "write_adapter")
+    if not isinstance(parameters, Mapping):
+        raise TypeError(f"write_adapter: parameters must be a mapping name -> array, not {type(parameters).__name__}")
+    overrides = dict(dtypes or {})
+    unknown = sorted(set(overrides) - set(parameters))
+    if unknown:
+        raise ValueError(f"write_adapter {p!r}: dtypes names parameters that are not given: {unknown}")
+    items = []
+    for name, value in parameters.items():
+        if not isinstance(name, str):
+            raise TypeError(f"write_adapter {p!r}: parameter names must be str, not {type(name).__name__}")
+        code = dtype_code(overrides[name]) if name in overrides else None
+        items.append((name, value, code))
+    _core.write_adapter(p, items, int(adapter_version), int(model_version))
+
+
+def ort_info() -> OrtInfo:
+    """The ONNX Runtime library multilora uses (loads it if needed): OrtInfo(path, version)."""
+    path, version = _core.ort_info()
+    return OrtInfo(path, version)
+
+
+# ------------------------------------------------------------------------------------------------
+# Generation (onnxruntime-genai's names)
+# ------------------------------------------------------------------------------------------------
+
+
+class GeneratorParams(_Native):
+    """Search options and the starting adapter set for generators of a GenAI model folder."""
+
+    def __init__(self, model: Model) -> None:
+        self._model_path = model.path
+        self._native = _core.GeneratorParams(model._n())
+
+    def _describe(self) -> str:
+        return f"GeneratorParams(model={self._model_path!r})"
+
+    def set_search_options(self, **options: Union[int, float, bool]) -> None:
+        """max_length, min_length, top_k, top_p, temperature, repetition_penalty, random_seed,
+        batch_size (numbers) and do_sample (bool)."""
+        native = self._n()
+        for key, value in options.items():
+            if isinstance(value, bool):
+                native.set_search_bool(key, value)
+            else:
+                native.set_search_number(key, float(value))
+
+    def get_search_option(self, name: str) -> float:
+        return float(self._n().get_search_number(name))
+
+    def set_active_adapters(
+        self,
+        adapters: Optional[Adapters],
+        names: Union[str, Sequence[str], None],
+        weights: Union[float, Sequence[float], None] = None,
+    ) -> None:
+        names_list, weights_list = _names_weights(names, weights)
+        self._n().set_active_adapters(adapters._n() if adapters is not None else None, names_list, weights_list)
+
+    def set_active_adapter(self, adapters: Adapters, name: str) -> None:
+        self.set_active_adapters(adapters, [name])
+
+
+class Generator(_Native):
+    """A generation in progress (one thread at a time)."""
+
+    def __init__(self, model: Model, params: GeneratorParams) -> None:
+        self._model_path = model.path
+        self._native = _core.Generator(model._n(), params._n())
+
+    def _describe(self) -> str:
+        return f"Generator(model={self._model_path!r})"
+
+    def append_tokens(self, tokens: Any) -> None:
+        """Prompt token ids: 1-D for one sequence, 2-D [batch, length] for a batch."""
+        self._n().append_tokens(tokens)
+
+    def generate_next_token(self) -> None:
+        self._n().generate_next_token()
+
+    def is_done(self) -> bool:
+        return bool(self._n().is_done())
+
+    def get_sequence(self, index: int) -> np.ndarray:
+        """int32 tokens of sequence ``index`` (prompt then generated)."""
+        out: np.ndarray = self._n().get_sequence(index)
+        return out
+
+    def get_next_tokens(self) -> np.ndarray:
+        out: np.ndarray = self._n().get_next_tokens()
+        return out
+
+    def get_logits(self) -> np.ndarray:
+        """float32 [batch, vocab] logits of the last position from the last pass."""
+        out: np.ndarray = self._n().get_logits()
+        return out
+
+    def set_active_adapters(
+        self,
+        adapters: Optional[Adapters],
+        names: Union[str, Sequence[str], None],
+        weights: Union[float, Sequence[float], None] = None,
+    ) -> None:
+        names_list, weights_list = _names_weights(names, weights)
+        self._n().set_active_adapters(adapters._n() if adapters is not None else None, names_list, weights_list)
+
+    def set_active_adapter(self, adapters: Adapters, name: str) -> None:
+        self.set_active_adapters(adapters, [name])

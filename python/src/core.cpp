@@ -1,0 +1,563 @@
+// multilora._core — the pybind11 extension behind the Python package.
+//
+// It binds the C ABI through the header-only RAII wrapper include/multilora/multilora.hpp, never csrc/
+// internals, so Python exercises exactly the ABI C, C# and Java use. The pure-Python package
+// (python/multilora) adds lifetimes, reprs and argument conveniences on top.
+//
+// numpy in: array-likes are converted with an explicit dtype and C order (np.require: a copy only when
+// the array is not already C-contiguous, aligned and native-endian) and passed as borrowed tensors
+// (mlora_tensor_create_borrowed); the arrays are kept referenced for the whole call.
+// numpy out: every array returned owns its memory — it is a copy of the library's tensor, made before
+// the tensor is released (as onnxruntime's own Python run() does), so it is writeable and outlives
+// every handle.
+// bfloat16: numpy has no such dtype; it is exposed as ml_dtypes.bfloat16 (a dependency of the package;
+// uint16 raw bits if ml_dtypes cannot be imported), and ml_dtypes.bfloat16 arrays are accepted.
+// Errors: multilora::Error is translated to the matching exception class of multilora._errors (chosen
+// by status there), carrying .status, .status_name and the C message verbatim.
+// The GIL is released around native work that may take time: model creation, run, adapter load,
+// adapter open/write, set_active_adapters (builds composites) and generation steps.
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "multilora/multilora.hpp"
+
+namespace py = pybind11;
+namespace ml = multilora;
+
+namespace {
+
+// ---------------------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------------------
+
+// Sets the Python error for a multilora::Error: an instance of the class multilora._errors picks for
+// the status, carrying the C text verbatim. Falls back to RuntimeError if that module is unavailable.
+void set_python_error(const ml::Error& e) {
+  try {
+    py::object errors = py::module_::import("multilora._errors");
+    py::object exc = errors.attr("error_from_status")(e.status(), e.status_name(), e.what());
+    PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(exc.ptr())), exc.ptr());
+  } catch (py::error_already_set&) {
+    std::string text = std::string(e.status_name()) + ": " + e.what();
+    PyErr_SetString(PyExc_RuntimeError, text.c_str());
+  }
+}
+
+// An error raised by the binding itself, with a status so Python sees the same classes as for C errors.
+[[noreturn]] void fail(mlora_status_t status, const std::string& message) { throw ml::Error(status, message); }
+
+// ---------------------------------------------------------------------------------------------------
+// dtypes
+// ---------------------------------------------------------------------------------------------------
+
+std::string dtype_label(mlora_dtype_t dtype) {
+  switch (dtype) {
+    case MLORA_DTYPE_FLOAT32: return "float32";
+    case MLORA_DTYPE_UINT8: return "uint8";
+    case MLORA_DTYPE_INT8: return "int8";
+    case MLORA_DTYPE_UINT16: return "uint16";
+    case MLORA_DTYPE_INT16: return "int16";
+    case MLORA_DTYPE_INT32: return "int32";
+    case MLORA_DTYPE_INT64: return "int64";
+    case MLORA_DTYPE_BOOL: return "bool";
+    case MLORA_DTYPE_FLOAT16: return "float16";
+    case MLORA_DTYPE_FLOAT64: return "float64";
+    case MLORA_DTYPE_UINT32: return "uint32";
+    case MLORA_DTYPE_UINT64: return "uint64";
+    case MLORA_DTYPE_BFLOAT16: return "bfloat16";
+    default: return "dtype(" + std::to_string(dtype) + ")";
+  }
+}
+
+py::object ml_dtypes_bfloat16() {
+  static py::object* cached = nullptr;  // leaked on purpose: outlives interpreter teardown order issues
+  static bool tried = false;
+  if (!tried) {
+    tried = true;
+    try {
+      cached = new py::object(py::module_::import("ml_dtypes").attr("bfloat16"));
+    } catch (py::error_already_set&) {
+      cached = nullptr;
+    }
+  }
+  return cached != nullptr ? *cached : py::object();
+}
+
+// numpy dtype for a multilora dtype.
+py::dtype numpy_dtype(mlora_dtype_t dtype) {
+  switch (dtype) {
+    case MLORA_DTYPE_FLOAT32:
+      return py::dtype::of<float>();
+    case MLORA_DTYPE_UINT8:
+      return py::dtype::of<uint8_t>();
+    case MLORA_DTYPE_INT8:
+      return py::dtype::of<int8_t>();
+    case MLORA_DTYPE_UINT16:
+      return py::dtype::of<uint16_t>();
+    case MLORA_DTYPE_INT16:
+      return py::dtype::of<int16_t>();
+    case MLORA_DTYPE_INT32:
+      return py::dtype::of<int32_t>();
+    case MLORA_DTYPE_INT64:
+      return py::dtype::of<int64_t>();
+    case MLORA_DTYPE_BOOL:
+      return py::dtype::of<bool>();
+    case MLORA_DTYPE_FLOAT16:
+      return py::dtype::from_args(py::str("float16"));
+    case MLORA_DTYPE_FLOAT64:
+      return py::dtype::of<double>();
+    case MLORA_DTYPE_UINT32:
+      return py::dtype::of<uint32_t>();
+    case MLORA_DTYPE_UINT64:
+      return py::dtype::of<uint64_t>();
+    case MLORA_DTYPE_BFLOAT16: {
+      py::object bf16 = ml_dtypes_bfloat16();
+      if (bf16) return py::dtype::from_args(bf16);
+      return py::dtype::of<uint16_t>();
+    }
+    default:
+      fail(MLORA_STATUS_TYPE_MISMATCH, "multilora dtype " + dtype_label(dtype) + " has no numpy equivalent");
+  }
+}
+
+// multilora dtype of a numpy dtype; 0 when there is none.
+mlora_dtype_t mlora_dtype_of(const py::dtype& dt) {
+  const char kind = dt.kind();
+  const py::ssize_t size = dt.itemsize();
+  if (py::str(dt.attr("name")).cast<std::string>() == "bfloat16") return MLORA_DTYPE_BFLOAT16;
+  switch (kind) {
+    case 'f':
+      return size == 4 ? MLORA_DTYPE_FLOAT32 : size == 2 ? MLORA_DTYPE_FLOAT16 : size == 8 ? MLORA_DTYPE_FLOAT64 : 0;
+    case 'i':
+      return size == 1 ? MLORA_DTYPE_INT8
+             : size == 2 ? MLORA_DTYPE_INT16
+             : size == 4 ? MLORA_DTYPE_INT32
+             : size == 8 ? MLORA_DTYPE_INT64
+                         : 0;
+    case 'u':
+      return size == 1 ? MLORA_DTYPE_UINT8
+             : size == 2 ? MLORA_DTYPE_UINT16
+             : size == 4 ? MLORA_DTYPE_UINT32
+             : size == 8 ? MLORA_DTYPE_UINT64
+                         : 0;
+    case 'b':
+      return size == 1 ? MLORA_DTYPE_BOOL : 0;
+    default:
+      return 0;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// numpy <-> tensors
+// ---------------------------------------------------------------------------------------------------
+
+// An array converted for the library plus the borrowed tensor over it; the array must outlive the tensor.
+struct BorrowedArray {
+  py::array array;
+  ml::Tensor tensor;
+};
+
+// Converts an array-like for the library. A numpy array (or anything with a dtype) keeps its dtype —
+// a mismatch is reported by the library with expected vs actual — while other array-likes (lists,
+// scalars) are converted to `preferred` when given. `as_dtype` (non-zero) reinterprets the array's
+// bytes as that dtype (e.g. uint16 bits as bfloat16); the element sizes must agree.
+BorrowedArray borrow_array(const py::handle& obj, const std::string& what, mlora_dtype_t preferred = 0,
+                           mlora_dtype_t as_dtype = 0) {
+  py::module_ np = py::module_::import("numpy");
+  py::object arr;
+  if (py::isinstance<py::array>(obj) || py::hasattr(obj, "dtype")) {
+    arr = np.attr("asarray")(obj);
+  } else if (preferred != 0) {
+    arr = np.attr("asarray")(obj, numpy_dtype(preferred));
+  } else {
+    arr = np.attr("asarray")(obj);
+  }
+  py::dtype dt = py::reinterpret_borrow<py::dtype>(arr.attr("dtype"));
+  mlora_dtype_t code = mlora_dtype_of(dt);
+  if (code == 0) {
+    fail(MLORA_STATUS_TYPE_MISMATCH,
+         what + ": numpy dtype " + py::str(dt).cast<std::string>() + " has no multilora/ONNX element type");
+  }
+  // Native byte order, C order, aligned: copies only if the array is not all of these already.
+  py::object native = dt.attr("newbyteorder")("=");
+  py::array ready = np.attr("require")(arr, native, py::make_tuple("C", "A")).cast<py::array>();
+  if (as_dtype != 0 && as_dtype != code) {
+    if (ml::dtype_size(as_dtype) != static_cast<size_t>(dt.itemsize())) {
+      fail(MLORA_STATUS_TYPE_MISMATCH, what + ": cannot reinterpret numpy dtype " + py::str(dt).cast<std::string>() +
+                                           " (" + std::to_string(dt.itemsize()) + " bytes) as " +
+                                           dtype_label(as_dtype) + " (" +
+                                           std::to_string(ml::dtype_size(as_dtype)) + " bytes)");
+    }
+    code = as_dtype;
+  }
+  std::vector<int64_t> shape(ready.shape(), ready.shape() + ready.ndim());
+  const size_t nbytes = static_cast<size_t>(ready.nbytes());
+  ml::Tensor tensor = ml::Tensor::borrow(code, shape, ready.data(), nbytes);
+  return BorrowedArray{std::move(ready), std::move(tensor)};
+}
+
+// A numpy array owning a copy of the tensor's contents.
+py::array array_from_tensor(const ml::Tensor& tensor) {
+  const mlora_dtype_t code = tensor.dtype();
+  const std::vector<int64_t> shape = tensor.shape();
+  const void* data = nullptr;
+  size_t nbytes = 0;
+  ml::detail::check(mlora_tensor_data(tensor.get(), &data, &nbytes));
+  std::vector<py::ssize_t> dims(shape.begin(), shape.end());
+  py::array out(numpy_dtype(code), dims);
+  if (static_cast<size_t>(out.nbytes()) != nbytes) {
+    fail(MLORA_STATUS_INTERNAL, "tensor of " + std::to_string(nbytes) + " bytes does not match its shape (" +
+                                    std::to_string(out.nbytes()) + " bytes expected)");
+  }
+  if (nbytes > 0) std::memcpy(out.mutable_data(), data, nbytes);
+  return out;
+}
+
+std::vector<std::string> names_from(const py::handle& seq, const char* what) {
+  if (py::isinstance<py::str>(seq)) return {seq.cast<std::string>()};
+  std::vector<std::string> out;
+  for (py::handle item : seq) {
+    if (!py::isinstance<py::str>(item)) {
+      fail(MLORA_STATUS_INVALID_ARGUMENT,
+           std::string(what) + ": names must be str, got " + py::str(py::type::of(item).attr("__name__")).cast<std::string>());
+    }
+    out.push_back(item.cast<std::string>());
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Model
+// ---------------------------------------------------------------------------------------------------
+
+py::tuple tensor_info_tuple(const ml::TensorInfo& info) {
+  return py::make_tuple(info.name, info.dtype, info.shape);
+}
+
+py::list run_model(const ml::Model& model, const py::object& output_names, const py::dict& feeds,
+                   const ml::RunOptions* options) {
+  // Declared dtypes of the regular inputs: array-likes that are not arrays are converted to them.
+  std::vector<std::string> input_names;
+  std::vector<BorrowedArray> inputs;
+  inputs.reserve(feeds.size());
+  std::vector<ml::TensorInfo> declared;
+  for (size_t i = 0, n = model.input_count(); i < n; ++i) declared.push_back(model.input_info(i));
+  for (const auto& item : feeds) {
+    if (!py::isinstance<py::str>(item.first)) {
+      fail(MLORA_STATUS_INVALID_ARGUMENT, "run: input names must be str, got " +
+                                              py::str(py::type::of(item.first).attr("__name__")).cast<std::string>());
+    }
+    std::string name = item.first.cast<std::string>();
+    mlora_dtype_t preferred = 0;
+    for (const ml::TensorInfo& d : declared) {
+      if (d.name == name) preferred = d.dtype;
+    }
+    inputs.push_back(borrow_array(item.second, "run: input '" + name + "'", preferred));
+    input_names.push_back(std::move(name));
+  }
+  std::vector<std::string> outputs;
+  if (!output_names.is_none()) outputs = names_from(output_names, "run: output_names");
+  std::vector<const ml::Tensor*> tensors;
+  tensors.reserve(inputs.size());
+  for (const BorrowedArray& b : inputs) tensors.push_back(&b.tensor);
+  std::vector<ml::Tensor> results;
+  {
+    py::gil_scoped_release release;
+    results = model.run(options, input_names, tensors, outputs);
+  }
+  py::list out;
+  for (const ml::Tensor& t : results) out.append(array_from_tensor(t));
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Adapter files
+// ---------------------------------------------------------------------------------------------------
+
+// A bytes-like object's contents, borrowed for a call (the buffer view keeps the object alive).
+struct BytesView {
+  py::buffer_info info;
+  const void* data() const { return info.ptr; }
+  size_t size() const { return static_cast<size_t>(info.size * info.itemsize); }
+};
+
+BytesView bytes_view(const py::buffer& buffer) {
+  py::buffer_info info = buffer.request();
+  if (info.ndim > 1) {
+    // Require a contiguous buffer: a C-contiguous multi-dimensional one is fine as raw bytes.
+    bool contiguous = true;
+    py::ssize_t expect = info.itemsize;
+    for (py::ssize_t d = info.ndim - 1; d >= 0; --d) {
+      if (info.strides[static_cast<size_t>(d)] != expect) contiguous = false;
+      expect *= info.shape[static_cast<size_t>(d)];
+    }
+    if (!contiguous) fail(MLORA_STATUS_INVALID_ARGUMENT, "the buffer is not contiguous");
+  } else if (info.ndim == 1 && info.strides[0] != info.itemsize) {
+    fail(MLORA_STATUS_INVALID_ARGUMENT, "the buffer is not contiguous");
+  }
+  return BytesView{std::move(info)};
+}
+
+void write_adapter(const std::string& path, const py::list& items, int32_t adapter_version, int32_t model_version) {
+  std::vector<std::string> names;
+  std::vector<BorrowedArray> arrays;
+  for (py::handle item : items) {
+    py::tuple t = item.cast<py::tuple>();
+    std::string name = t[0].cast<std::string>();
+    const mlora_dtype_t as_dtype = t.size() > 2 && !t[2].is_none() ? t[2].cast<mlora_dtype_t>() : 0;
+    arrays.push_back(borrow_array(t[1], "write_adapter '" + path + "': parameter '" + name + "'", 0, as_dtype));
+    names.push_back(std::move(name));
+  }
+  std::vector<const ml::Tensor*> tensors;
+  for (const BorrowedArray& b : arrays) tensors.push_back(&b.tensor);
+  py::gil_scoped_release release;
+  ml::Adapter::write(path, names, tensors, adapter_version, model_version);
+}
+
+py::tuple adapter_param(const ml::Adapter& adapter, size_t index) {
+  ml::Tensor t = adapter.param_tensor(index);
+  return py::make_tuple(adapter.param_name(index), t.dtype(), array_from_tensor(t));
+}
+
+py::list adapter_param_infos(const ml::Adapter& adapter) {
+  py::list out;
+  for (size_t i = 0, n = adapter.param_count(); i < n; ++i) {
+    ml::Tensor t = adapter.param_tensor(i);
+    out.append(py::make_tuple(adapter.param_name(i), t.dtype(), t.shape(), t.bytes()));
+  }
+  return out;
+}
+
+template <class T>
+void set_active(T& receiver, const ml::Adapters* adapters, const py::object& names, const py::object& weights) {
+  std::vector<std::string> n = names.is_none() ? std::vector<std::string>() : names_from(names, "set_active_adapters");
+  if (n.empty() && (weights.is_none() || py::len(weights) == 0)) {  // [] = the base model
+    receiver.clear_active_adapters();
+    return;
+  }
+  if (adapters == nullptr) fail(MLORA_STATUS_INVALID_ARGUMENT, "set_active_adapters: adapters is None but names were given");
+  if (weights.is_none()) {
+    py::gil_scoped_release release;
+    receiver.set_active_adapters(*adapters, n);
+  } else {
+    std::vector<float> w;
+    for (py::handle x : weights) w.push_back(x.cast<float>());
+    py::gil_scoped_release release;
+    receiver.set_active_adapters(*adapters, n, w);
+  }
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "multilora native core (C ABI via multilora.hpp). Use the `multilora` package, not this module.";
+
+  try {
+    ml::check_abi_version();
+  } catch (const ml::Error& e) {
+    throw py::import_error(e.what());
+  }
+
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const ml::Error& e) {
+      set_python_error(e);
+    }
+  });
+
+  m.attr("ABI_VERSION") = MLORA_ABI_VERSION;
+  m.attr("HEADER_VERSION") = MLORA_VERSION_STRING;
+  m.attr("LOAD_REPLACE") = MLORA_LOAD_REPLACE;
+  m.attr("LOAD_IGNORE_MODEL_VERSION") = MLORA_LOAD_IGNORE_MODEL_VERSION;
+
+  m.def("version", &ml::version_string, "Version of the loaded library.");
+  m.def("abi_version", &ml::abi_version, "ABI version of the loaded library.");
+  m.def("status_name", &ml::status_name, py::arg("status"));
+  m.def("set_ort_library_path", &ml::set_ort_library_path, py::arg("path"));
+  m.def(
+      "ort_info",
+      [] {
+        ml::OrtInfo info;
+        {
+          py::gil_scoped_release release;
+          info = ml::ort_info();
+        }
+        return py::make_tuple(info.path, info.version);
+      },
+      "(path, version) of the ONNX Runtime library in use; loads it if needed.");
+  m.def("shutdown", &ml::shutdown);
+  m.def("raise_status", [](mlora_status_t status, const std::string& message) { fail(status, message); },
+        py::arg("status"), py::arg("message"), "Raises the exception the bindings raise for status (for tests).");
+
+  py::class_<ml::ModelOptions>(m, "ModelOptions")
+      .def(py::init<>())
+      .def("set_log_level", [](ml::ModelOptions& o, int32_t level) { o.set_log_level(level); }, py::arg("level"))
+      .def("set_intra_op_threads", [](ml::ModelOptions& o, int32_t n) { o.set_intra_op_threads(n); },
+           py::arg("threads"))
+      .def("set_config_entry", [](ml::ModelOptions& o, const std::string& k, const std::string& v) {
+        o.set_config_entry(k, v);
+      }, py::arg("key"), py::arg("value"))
+      .def("close", &ml::ModelOptions::reset);
+
+  py::class_<ml::RunOptions>(m, "RunOptions")
+      .def(py::init<>())
+      .def("set_active_adapters",
+           [](ml::RunOptions& o, const ml::Adapters* adapters, const py::object& names, const py::object& weights) {
+             set_active(o, adapters, names, weights);
+           },
+           py::arg("adapters").none(true), py::arg("names"), py::arg("weights") = py::none())
+      .def_property_readonly("active_count", &ml::RunOptions::active_count)
+      .def("close", &ml::RunOptions::reset);
+
+  py::class_<ml::Model>(m, "Model")
+      .def(py::init([](const std::string& path, const ml::ModelOptions* options) {
+             py::gil_scoped_release release;
+             return std::make_unique<ml::Model>(path, options);
+           }),
+           py::arg("path"), py::arg("options") = nullptr)
+      .def_property_readonly("inputs", [](const ml::Model& model) {
+        py::list out;
+        for (size_t i = 0, n = model.input_count(); i < n; ++i) out.append(tensor_info_tuple(model.input_info(i)));
+        return out;
+      }, "[(name, dtype code, shape with -1 for symbolic dims)] of the regular inputs.")
+      .def_property_readonly("outputs", [](const ml::Model& model) {
+        py::list out;
+        for (size_t i = 0, n = model.output_count(); i < n; ++i) out.append(tensor_info_tuple(model.output_info(i)));
+        return out;
+      })
+      .def_property_readonly("lora_inputs", [](const ml::Model& model) {
+        py::list out;
+        for (const ml::LoraInfo& l : model.lora_inputs()) {
+          out.append(py::make_tuple(l.name, l.dtype, l.dim0, l.dim1, l.rank_axis));
+        }
+        return out;
+      }, "[(name, dtype code, dim0, dim1, rank axis)] of the LoRA inputs (the rank axis reads 0).")
+      .def("run", &run_model, py::arg("output_names").none(true), py::arg("feeds"),
+           py::arg("options").none(true) = py::none())
+      .def("close", &ml::Model::reset);
+
+  py::class_<ml::Adapter>(m, "Adapter")
+      .def_static("open", [](const std::string& path) {
+        py::gil_scoped_release release;
+        return ml::Adapter::open(path);
+      }, py::arg("path"))
+      .def_static("open_from_memory", [](const py::buffer& data) {
+        BytesView view = bytes_view(data);
+        py::gil_scoped_release release;
+        return ml::Adapter::open_from_memory(view.data(), view.size());
+      }, py::arg("data"))
+      .def_property_readonly("versions", [](const ml::Adapter& a) {
+        ml::AdapterVersions v = a.versions();
+        return py::make_tuple(v.format_version, v.adapter_version, v.model_version);
+      }, "(format_version, adapter_version, model_version)")
+      .def_property_readonly("bytes", [](const ml::Adapter& a) {
+        ml::AdapterBytes b = a.bytes();
+        return py::make_tuple(b.mapped, b.copied);
+      }, "(bytes_mapped, bytes_copied)")
+      .def_property_readonly("rank", &ml::Adapter::rank)
+      .def_property_readonly("param_names", &ml::Adapter::param_names)
+      .def_property_readonly("param_infos", &adapter_param_infos, "[(name, dtype code, shape, nbytes)]")
+      .def("param", &adapter_param, py::arg("index"), "(name, dtype code, numpy copy) of parameter index")
+      .def("close", &ml::Adapter::reset);
+
+  py::class_<ml::Adapters>(m, "Adapters")
+      .def(py::init<const ml::Model&>(), py::arg("model"))
+      .def("load", [](ml::Adapters& a, const std::string& path, const std::string& name, int32_t flags) {
+        py::gil_scoped_release release;
+        a.load(path, name, flags);
+      }, py::arg("path"), py::arg("name"), py::arg("flags") = 0)
+      .def("load_from_memory", [](ml::Adapters& a, const py::buffer& data, const std::string& name, int32_t flags) {
+        BytesView view = bytes_view(data);
+        py::gil_scoped_release release;
+        a.load_from_memory(view.data(), view.size(), name, flags);
+      }, py::arg("data"), py::arg("name"), py::arg("flags") = 0)
+      .def("unload", &ml::Adapters::unload, py::arg("name"))
+      .def("names", &ml::Adapters::names)
+      .def("get", &ml::Adapters::at, py::arg("name"))
+      .def("close", &ml::Adapters::reset);
+
+  m.def("write_adapter", &write_adapter, py::arg("path"), py::arg("items"), py::arg("adapter_version") = 0,
+        py::arg("model_version") = 0,
+        "Writes [(name, array, dtype code or None)] as an .onnx_adapter file.");
+
+  py::class_<ml::GeneratorParams>(m, "GeneratorParams")
+      .def(py::init<const ml::Model&>(), py::arg("model"))
+      .def("set_search_number", [](ml::GeneratorParams& p, const std::string& k, double v) {
+        p.set_search_number(k, v);
+      }, py::arg("name"), py::arg("value"))
+      .def("set_search_bool", [](ml::GeneratorParams& p, const std::string& k, bool v) { p.set_search_bool(k, v); },
+           py::arg("name"), py::arg("value"))
+      .def("get_search_number", &ml::GeneratorParams::get_search_number, py::arg("name"))
+      .def("set_active_adapters",
+           [](ml::GeneratorParams& p, const ml::Adapters* adapters, const py::object& names, const py::object& w) {
+             set_active(p, adapters, names, w);
+           },
+           py::arg("adapters").none(true), py::arg("names"), py::arg("weights") = py::none())
+      .def("close", &ml::GeneratorParams::reset);
+
+  py::class_<ml::Generator>(m, "Generator")
+      .def(py::init([](const ml::Model& model, const ml::GeneratorParams& params) {
+             py::gil_scoped_release release;
+             return std::make_unique<ml::Generator>(model, params);
+           }),
+           py::arg("model"), py::arg("params"))
+      .def("append_tokens", [](ml::Generator& g, const py::object& tokens) {
+        // 1-D: one prompt; 2-D [batch, length]: one prompt per sequence. Token ids are int32.
+        auto ids = py::array_t<int32_t, py::array::c_style | py::array::forcecast>::ensure(tokens);
+        if (!ids) throw py::error_already_set();
+        if (ids.ndim() == 2) {
+          std::vector<std::vector<int32_t>> seqs;
+          auto view = ids.unchecked<2>();
+          for (py::ssize_t r = 0; r < view.shape(0); ++r) {
+            seqs.emplace_back(ids.data(r, 0), ids.data(r, 0) + view.shape(1));
+          }
+          py::gil_scoped_release release;
+          g.append_token_sequences(seqs);
+          return;
+        }
+        if (ids.ndim() != 1) fail(MLORA_STATUS_INVALID_ARGUMENT, "append_tokens: tokens must be 1-D or 2-D");
+        const int32_t* data = ids.data();
+        const size_t count = static_cast<size_t>(ids.size());
+        py::gil_scoped_release release;
+        g.append_tokens(data, count);
+      }, py::arg("tokens"))
+      .def("append_token_sequences", [](ml::Generator& g, const std::vector<std::vector<int32_t>>& seqs) {
+        py::gil_scoped_release release;
+        g.append_token_sequences(seqs);
+      }, py::arg("sequences"))
+      .def("generate_next_token", [](ml::Generator& g) {
+        py::gil_scoped_release release;
+        g.generate_next_token();
+      })
+      .def("is_done", &ml::Generator::is_done)
+      .def("batch_size", &ml::Generator::batch_size)
+      .def("get_sequence", [](const ml::Generator& g, size_t index) {
+        std::vector<int32_t> s = g.get_sequence(index);
+        py::array_t<int32_t> out(static_cast<py::ssize_t>(s.size()));
+        if (!s.empty()) std::memcpy(out.mutable_data(), s.data(), s.size() * sizeof(int32_t));
+        return out;
+      }, py::arg("index"))
+      .def("get_next_tokens", [](const ml::Generator& g) {
+        std::vector<int32_t> s = g.get_next_tokens();
+        py::array_t<int32_t> out(static_cast<py::ssize_t>(s.size()));
+        if (!s.empty()) std::memcpy(out.mutable_data(), s.data(), s.size() * sizeof(int32_t));
+        return out;
+      })
+      .def("get_logits", [](const ml::Generator& g) { return array_from_tensor(g.get_logits()); })
+      .def("set_active_adapters",
+           [](ml::Generator& g, const ml::Adapters* adapters, const py::object& names, const py::object& w) {
+             set_active(g, adapters, names, w);
+           },
+           py::arg("adapters").none(true), py::arg("names"), py::arg("weights") = py::none())
+      .def("close", &ml::Generator::reset);
+}
