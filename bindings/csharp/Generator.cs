@@ -1,0 +1,197 @@
+// Idiomatic C# layer: GeneratorParams and Generator (token generation on a GenAI model folder).
+// See Multilora.cs for the rules every wrapper follows.
+
+using System;
+using Multilora.Native;
+
+namespace Multilora
+{
+    /// <summary>Search options and active adapters for generation. Generators keep their params alive.</summary>
+    public sealed class GeneratorParams : NativeObject<GeneratorParamsHandle>
+    {
+        public GeneratorParams(Model model) : base("GeneratorParams")
+        {
+            if (model == null) throw new ArgumentNullException("model");
+            using (var m = model.Use())
+            {
+                IntPtr p;
+                Library.Check(NativeMethods.mlora_generator_params_create(m.Ptr, out p));
+                Adopt(p);
+            }
+        }
+
+        /// <summary>Sets a numeric search option ("max_length", "top_k", "top_p", "temperature", ...).</summary>
+        public void SetSearchOption(string name, double value)
+        {
+            byte[] n = Library.Utf8(name, "name");
+            using (var u = Use()) Library.Check(NativeMethods.mlora_generator_params_set_search_number(u.Ptr, n, value));
+        }
+
+        /// <summary>Sets a boolean search option ("do_sample").</summary>
+        public void SetSearchOption(string name, bool value)
+        {
+            byte[] n = Library.Utf8(name, "name");
+            using (var u = Use())
+                Library.Check(NativeMethods.mlora_generator_params_set_search_bool(u.Ptr, n, value ? 1 : 0));
+        }
+
+        /// <summary>Reads a search option (booleans read as 0.0/1.0).</summary>
+        public double GetSearchNumber(string name)
+        {
+            byte[] n = Library.Utf8(name, "name");
+            using (var u = Use())
+            {
+                double v;
+                Library.Check(NativeMethods.mlora_generator_params_get_search_number(u.Ptr, n, out v));
+                return v;
+            }
+        }
+
+        /// <summary>The adapters generators created from these params start with (empty = base model).</summary>
+        public void SetActiveAdapters(Adapters adapters, string[] names, float[] weights = null)
+        {
+            names = names ?? new string[0];
+            using (var o = Use())
+            using (var a = new Use(adapters == null ? null : adapters.Handle, "Adapters"))
+            using (var n = new Utf8StringArray(names, "adapter name"))
+                Library.Check(NativeMethods.mlora_generator_params_set_active_adapters(o.Ptr, a.Ptr, n.Pointers, weights,
+                                                                                       Library.Size(names.Length)));
+        }
+    }
+
+    /// <summary>A generation in progress. Used by one thread at a time.</summary>
+    public sealed class Generator : NativeObject<GeneratorHandle>
+    {
+        public Generator(Model model, GeneratorParams parameters) : base("Generator")
+        {
+            if (model == null) throw new ArgumentNullException("model");
+            if (parameters == null) throw new ArgumentNullException("parameters");
+            using (var m = model.Use())
+            using (var p = parameters.Use())
+            {
+                IntPtr g;
+                Library.Check(NativeMethods.mlora_generator_create(m.Ptr, p.Ptr, out g));
+                Adopt(g);
+            }
+        }
+
+        /// <summary>Appends prompt tokens (batch size 1) and runs the prompt pass.</summary>
+        public void AppendTokens(int[] tokens)
+        {
+            if (tokens == null) throw new ArgumentNullException("tokens");
+            using (var u = Use())
+                Library.Check(NativeMethods.mlora_generator_append_tokens(u.Ptr, tokens, Library.Size(tokens.Length)));
+        }
+
+        /// <summary>Appends one prompt per sequence of the batch.</summary>
+        public void AppendTokenSequences(int[][] prompts)
+        {
+            if (prompts == null) throw new ArgumentNullException("prompts");
+            int total = 0;
+            foreach (var p in prompts) total += p.Length;
+            var flat = new int[total];
+            var lengths = new UIntPtr[prompts.Length];
+            int off = 0;
+            for (int i = 0; i < prompts.Length; i++)
+            {
+                Array.Copy(prompts[i], 0, flat, off, prompts[i].Length);
+                off += prompts[i].Length;
+                lengths[i] = Library.Size(prompts[i].Length);
+            }
+            using (var u = Use())
+                Library.Check(NativeMethods.mlora_generator_append_token_sequences(u.Ptr, flat, lengths,
+                                                                                   Library.Size(prompts.Length)));
+        }
+
+        public void GenerateNextToken()
+        {
+            using (var u = Use()) Library.Check(NativeMethods.mlora_generator_generate_next_token(u.Ptr));
+        }
+
+        public bool IsDone
+        {
+            get
+            {
+                using (var u = Use())
+                {
+                    int d;
+                    Library.Check(NativeMethods.mlora_generator_is_done(u.Ptr, out d));
+                    return d != 0;
+                }
+            }
+        }
+
+        public int BatchSize
+        {
+            get
+            {
+                using (var u = Use())
+                {
+                    UIntPtr n;
+                    Library.Check(NativeMethods.mlora_generator_batch_size(u.Ptr, out n));
+                    return (int)n.ToUInt64();
+                }
+            }
+        }
+
+        private delegate int TokensFn(IntPtr g, int[] buf, UIntPtr cap, out UIntPtr len);
+
+        private int[] ReadTokens(TokensFn fn)
+        {
+            using (var u = Use())
+            {
+                int[] buf = new int[64];
+                while (true)
+                {
+                    UIntPtr len;
+                    int st = fn(u.Ptr, buf, Library.Size(buf.Length), out len);
+                    int n = (int)len.ToUInt64();
+                    if (st == NativeMethods.MLORA_STATUS_BUFFER_TOO_SMALL && n > buf.Length)
+                    {
+                        buf = new int[n];
+                        continue;
+                    }
+                    Library.Check(st);
+                    var r = new int[n];
+                    Array.Copy(buf, r, n);
+                    return r;
+                }
+            }
+        }
+
+        /// <summary>Tokens of one sequence (prompt then generated).</summary>
+        public int[] GetSequence(int index)
+        {
+            return ReadTokens((IntPtr g, int[] b, UIntPtr c, out UIntPtr l) =>
+                NativeMethods.mlora_generator_get_sequence(g, Library.Size(index), b, c, out l));
+        }
+
+        /// <summary>The token each sequence got in the last step.</summary>
+        public int[] GetNextTokens()
+        {
+            return ReadTokens(NativeMethods.mlora_generator_get_next_tokens);
+        }
+
+        /// <summary>Logits of the last position of every sequence, float32 [batch, vocab] (a copy).</summary>
+        public Tensor GetLogits()
+        {
+            using (var u = Use())
+            {
+                IntPtr t;
+                Library.Check(NativeMethods.mlora_generator_get_logits(u.Ptr, out t));
+                return new Tensor(t);
+            }
+        }
+
+        /// <summary>Switches the active adapter set between steps (empty = base model).</summary>
+        public void SetActiveAdapters(Adapters adapters, string[] names, float[] weights = null)
+        {
+            names = names ?? new string[0];
+            using (var o = Use())
+            using (var a = new Use(adapters == null ? null : adapters.Handle, "Adapters"))
+            using (var n = new Utf8StringArray(names, "adapter name"))
+                Library.Check(NativeMethods.mlora_generator_set_active_adapters(o.Ptr, a.Ptr, n.Pointers, weights,
+                                                                                Library.Size(names.Length)));
+        }
+    }
+}

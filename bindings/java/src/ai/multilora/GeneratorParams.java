@@ -1,0 +1,59 @@
+package ai.multilora;
+
+import com.sun.jna.Pointer;
+import com.sun.jna.ptr.DoubleByReference;
+import com.sun.jna.ptr.PointerByReference;
+import java.util.ArrayList;
+import java.util.List;
+
+/** Search options and active adapters for generation. Generators keep their params alive. */
+public final class GeneratorParams extends NativeObject {
+    public GeneratorParams(Model model) {
+        super("GeneratorParams");
+        MultiloraLibrary l = Multilora.lib();
+        PointerByReference out = new PointerByReference();
+        try {
+            Multilora.check(l.mlora_generator_params_create(model.nativeHandle(), out));
+        } finally {
+            java.lang.ref.Reference.reachabilityFence(model);
+        }
+        adopt(out.getValue(), p -> l.mlora_generator_params_release(p));
+    }
+
+    /** Sets a numeric search option ("max_length", "top_k", "top_p", "temperature", ...). */
+    public GeneratorParams setSearchOption(String name, double value) {
+        byte[] n = Multilora.utf8(name, "name");
+        checked(p -> Multilora.lib().mlora_generator_params_set_search_number(p, n, value));
+        return this;
+    }
+
+    /** Sets a boolean search option ("do_sample"). */
+    public GeneratorParams setSearchOption(String name, boolean value) {
+        byte[] n = Multilora.utf8(name, "name");
+        checked(p -> Multilora.lib().mlora_generator_params_set_search_bool(p, n, value ? 1 : 0));
+        return this;
+    }
+
+    /** Reads a search option (booleans read as 0.0/1.0). */
+    public double getSearchNumber(String name) {
+        byte[] n = Multilora.utf8(name, "name");
+        DoubleByReference v = new DoubleByReference();
+        checked(p -> Multilora.lib().mlora_generator_params_get_search_number(p, n, v));
+        return v.getValue();
+    }
+
+    /** The adapters generators created from these params start with (no names = base model). */
+    public void setActiveAdapters(Adapters adapters, String[] names, float[] weights) {
+        String[] n = names == null ? new String[0] : names;
+        List<Object> keep = new ArrayList<>();
+        try {
+            Pointer reg = adapters == null ? null : adapters.nativeHandle();
+            Pointer arr = Multilora.stringArray(n, "adapter name", keep);
+            checked(p -> Multilora.lib().mlora_generator_params_set_active_adapters(p, reg, arr, weights,
+                    Multilora.size(n.length)));
+        } finally {
+            java.lang.ref.Reference.reachabilityFence(adapters);
+            java.lang.ref.Reference.reachabilityFence(keep);
+        }
+    }
+}

@@ -1,0 +1,34 @@
+package ai.multilora;
+
+import com.sun.jna.ptr.PointerByReference;
+
+/** Options used when creating a model: ONNX Runtime log level, threads, session config entries. */
+public final class ModelOptions extends NativeObject {
+    public ModelOptions() {
+        super("ModelOptions");
+        MultiloraLibrary l = Multilora.lib();
+        PointerByReference out = new PointerByReference();
+        Multilora.check(l.mlora_model_options_create(out));
+        adopt(out.getValue(), p -> l.mlora_model_options_release(p));
+    }
+
+    /** Severity from which ONNX Runtime messages are printed (0 verbose .. 4 fatal). */
+    public ModelOptions setLogLevel(int level) {
+        checked(p -> Multilora.lib().mlora_model_options_set_log_level(p, level));
+        return this;
+    }
+
+    /** Intra-op threads (0 = ONNX Runtime's default). */
+    public ModelOptions setIntraOpThreads(int threads) {
+        checked(p -> Multilora.lib().mlora_model_options_set_intra_op_threads(p, threads));
+        return this;
+    }
+
+    /** Adds an ONNX Runtime session configuration entry. */
+    public ModelOptions setConfigEntry(String key, String value) {
+        byte[] k = Multilora.utf8(key, "key");
+        byte[] v = Multilora.utf8(value, "value");
+        checked(p -> Multilora.lib().mlora_model_options_set_config_entry(p, k, v));
+        return this;
+    }
+}

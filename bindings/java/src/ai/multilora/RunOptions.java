@@ -1,0 +1,54 @@
+package ai.multilora;
+
+import com.sun.jna.Pointer;
+import com.sun.jna.ptr.PointerByReference;
+import java.util.ArrayList;
+import java.util.List;
+
+/** Per-run settings: the active adapter set (empty = base model). */
+public final class RunOptions extends NativeObject {
+    public RunOptions() {
+        super("RunOptions");
+        MultiloraLibrary l = Multilora.lib();
+        PointerByReference out = new PointerByReference();
+        Multilora.check(l.mlora_run_options_create(out));
+        adopt(out.getValue(), p -> l.mlora_run_options_release(p));
+    }
+
+    /**
+     * Activates adapters of a registry by name with optional weights (null = all 1.0); several apply their weighted
+     * sum exactly. No names means the base model. On failure the options are unchanged.
+     */
+    public void setActiveAdapters(Adapters adapters, String[] names, float[] weights) {
+        String[] n = names == null ? new String[0] : names;
+        if (weights != null && weights.length != n.length) {
+            throw new IllegalArgumentException("one weight per name (or no weights)");
+        }
+        List<Object> keep = new ArrayList<>();
+        try {
+            Pointer reg = adapters == null ? null : adapters.nativeHandle();
+            Pointer arr = Multilora.stringArray(n, "adapter name", keep);
+            checked(p -> Multilora.lib().mlora_run_options_set_active_adapters(p, reg, arr, weights,
+                    Multilora.size(n.length)));
+        } finally {
+            java.lang.ref.Reference.reachabilityFence(adapters);
+            java.lang.ref.Reference.reachabilityFence(keep);
+        }
+    }
+
+    public void setActiveAdapters(Adapters adapters, String... names) {
+        setActiveAdapters(adapters, names, null);
+    }
+
+    /** Back to the base model. */
+    public void clearActiveAdapters() {
+        setActiveAdapters(null, new String[0], null);
+    }
+
+    /** Number of adapters in the active set. */
+    public int activeCount() {
+        MultiloraLibrary.SizeTByReference n = new MultiloraLibrary.SizeTByReference();
+        checked(p -> Multilora.lib().mlora_run_options_active_count(p, n));
+        return (int) n.getValue();
+    }
+}

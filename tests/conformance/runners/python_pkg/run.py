@@ -1,0 +1,187 @@
+#!/usr/bin/env python3
+"""Conformance runner: the Python package (``import multilora``), through its public API only.
+
+Mapping of the vector calls onto the package (python/multilora):
+  model_create -> ml.Model(path); *_release -> .close(); model_{input,output,lora}_count -> len(model.inputs /
+  outputs / lora_inputs); model_*_name -> the name lists; model_run -> model.run(output_names or None,
+  {name: ndarray}, opts) (outputs are numpy arrays; tensor_shape/dtype/data on them read the arrays);
+  adapters_* -> ml.Adapters(model).load/load_from_memory/unload/names/info; adapter_open -> ml.Adapter.open;
+  run_options_* -> ml.RunOptions().set_active_adapters(adapters, names, weights) / .active_count.
+Steps the package cannot express are counted as skipped, with the reason printed: "level": "raw" steps (NULL
+handles, explicit buffer capacities, invalid UTF-8 bytes), tensor_create (the package takes numpy arrays, not
+tensor handles) and out-of-range indices (the package returns name lists, it has no per-index call).
+Errors: a MultiloraError gives its .status_name. STYLE.md rule 32 has the package raise ValueError naming the
+object for use after close(); that ValueError counts as MLORA_STATUS_INVALID_HANDLE, the status every other
+binding reports for a released handle (an InvalidHandleError, itself a ValueError, would need no mapping).
+
+Usage: run.py VECTORS_DIR FIXTURES_DIR [--trace]   prints exactly "N passed, N failed" last.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "python_common"))
+from harness import CODE_OF_NUMPY, Binding, Result, Skip, TensorSpec, Var, main  # noqa: E402
+
+import multilora as ml  # noqa: E402
+
+
+class PackageBinding(Binding):
+    name = "python package"
+    raw = False
+
+    def __init__(self) -> None:
+        self.closed_as_invalid_handle = 0
+
+    def header_line(self) -> str:
+        return (
+            f"python package multilora {ml.__version__} at {Path(ml.__file__).parent} — library "
+            f"{ml._core.version()}, ABI {ml._core.abi_version()}"
+        )
+
+    def notes(self) -> list[str]:
+        if not self.closed_as_invalid_handle:
+            return []
+        return [
+            f"{self.closed_as_invalid_handle} use-after-close steps matched MLORA_STATUS_INVALID_HANDLE through "
+            "the package's ValueError('... is closed') (STYLE.md rule 32)"
+        ]
+
+    def release(self, value: Any) -> None:
+        if hasattr(value, "close"):
+            value.close()
+
+    @staticmethod
+    def obj(a: dict, key: str) -> Any:
+        v = a.get(key)
+        if v is None:
+            return None
+        if not isinstance(v, Var):
+            raise TypeError(f"{key} must be a variable")
+        return v.value
+
+    @staticmethod
+    def array(spec: TensorSpec) -> np.ndarray:
+        if spec.array is None:
+            raise Skip("the package takes numpy arrays; this tensor has no consistent numpy form")
+        return spec.array
+
+    def execute(self, call: str, a: dict[str, Any], step: dict) -> Result:
+        r = Result()
+        try:
+            self._execute(call, a, r)
+        except ml.MultiloraError as e:
+            r.status_name = e.status_name
+            r.message = str(e)
+        except ValueError as e:
+            if "closed" not in str(e):
+                raise
+            self.closed_as_invalid_handle += 1
+            r.status_name = "MLORA_STATUS_INVALID_HANDLE"
+            r.message = str(e)
+        return r
+
+    def _execute(self, call: str, a: dict[str, Any], r: Result) -> None:
+        if call == "check_binding_abi":
+            expected = a.get("expected", ml._core.ABI_VERSION)
+            lib = ml._core.abi_version()
+            if lib != expected:
+                r.status_name = "MLORA_STATUS_VERSION_MISMATCH"
+                r.message = f"multilora ABI mismatch: the library has ABI version {lib}, the package expects {expected}"
+        elif call == "version_string":
+            r.values["value"] = ml._core.version()
+        elif call == "status_name":
+            r.values["value"] = ml._core.status_name(a["status"])
+        elif call == "model_create":
+            r.handle = ml.Model(a["path"])
+        elif call.endswith("_release"):
+            for v in a.values():
+                if isinstance(v, Var) and hasattr(v.value, "close"):  # run outputs are plain numpy arrays
+                    v.value.close()
+        elif call in ("model_input_count", "model_output_count", "model_lora_count"):
+            m = self.obj(a, "model")
+            attr = {"model_input_count": "inputs", "model_output_count": "outputs", "model_lora_count": "lora_inputs"}
+            r.values["count"] = len(getattr(m, attr[call]))
+        elif call in ("model_input_name", "model_output_name", "model_lora_name"):
+            m = self.obj(a, "model")
+            names = {
+                "model_input_name": lambda: m.input_names,
+                "model_output_name": lambda: m.output_names,
+                "model_lora_name": lambda: [x.name for x in m.lora_inputs],
+            }[call]()
+            i = a.get("index", 0)
+            if i >= len(names):
+                raise Skip("the package returns name lists; it has no per-index call to fail")
+            r.values["name"] = names[i]
+        elif call == "model_run":
+            m = self.obj(a, "model")
+            opts = self.obj(a, "options")
+            feeds = {}
+            for name, v in a.get("inputs", {}).items():
+                feeds[name] = v.value if isinstance(v, Var) else self.array(v)
+            out_names = a.get("output_names") or []
+            outs = m.run(out_names or None, feeds, opts)
+            names = out_names or m.output_names
+            for n, arr in zip(names, outs):
+                r.outputs[n] = np.asarray(arr)
+                r.output_handles[n] = np.asarray(arr)
+        elif call == "tensor_create":
+            raise Skip("the package has no tensor objects (numpy in, numpy out)")
+        elif call == "tensor_dtype":
+            t = self.obj(a, "tensor")
+            r.values["dtype"] = CODE_OF_NUMPY[np.dtype(t.dtype)]
+        elif call == "tensor_shape":
+            t = self.obj(a, "tensor")
+            r.values["shape"] = list(t.shape)
+            r.values["ndim"] = t.ndim
+        elif call == "tensor_data":
+            t = self.obj(a, "tensor")
+            r.values["data"] = t.ravel().tolist()
+            r.values["bytes"] = t.nbytes
+        elif call == "adapters_create":
+            r.handle = ml.Adapters(self.obj(a, "model"))
+        elif call in ("adapters_load", "adapters_load_from_memory"):
+            reg = self.obj(a, "adapters")
+            flags = a.get("flags", 0)
+            kw = {"replace": bool(flags & 1), "ignore_model_version": bool(flags & 2)}
+            if call == "adapters_load":
+                reg.load(a["path"], a["name"], **kw)
+            else:
+                reg.load_from_memory(Path(a["data"]).read_bytes(), a["name"], **kw)
+        elif call == "adapters_unload":
+            self.obj(a, "adapters").unload(a["name"])
+        elif call == "adapters_names":
+            names = self.obj(a, "adapters").names()
+            r.values["names"] = list(names)
+            r.values["count"] = len(names)
+        elif call == "adapters_get":
+            r.handle = self.obj(a, "adapters").info(a["name"])
+        elif call == "adapter_open":
+            r.handle = ml.Adapter.open(a["path"])
+        elif call == "adapter_rank":
+            r.values["rank"] = self.obj(a, "adapter").rank
+        elif call == "adapter_param_count":
+            r.values["count"] = len(self.obj(a, "adapter").parameter_names)
+        elif call == "adapter_versions":
+            ad = self.obj(a, "adapter")
+            r.values.update(
+                format_version=ad.format_version, adapter_version=ad.adapter_version, model_version=ad.model_version
+            )
+        elif call == "run_options_create":
+            r.handle = ml.RunOptions()
+        elif call == "run_options_set_active_adapters":
+            self.obj(a, "options").set_active_adapters(self.obj(a, "adapters"), a.get("names") or [], a.get("weights"))
+        elif call == "run_options_active_count":
+            r.values["count"] = self.obj(a, "options").active_count
+        else:
+            raise NotImplementedError(f"call {call}")
+
+
+if __name__ == "__main__":
+    b = PackageBinding()
+    sys.exit(main(b, sys.argv))
