@@ -14,17 +14,10 @@ step() { printf '\n==== %s ====\n' "$*"; }
 step "system packages"
 bash scripts/install_system_deps.sh
 
-step "python environment ($venv)"
-[[ -x "$venv/bin/python" ]] || python3 -m venv "$venv"
+step "python environment + build ($venv)"
+bash scripts/setup_env.sh
 py="$venv/bin/python"
-"$py" -m pip install -q --upgrade pip
-"$py" -m pip install -q -r requirements-dev.txt
-
-step "native dependencies (ONNX Runtime headers, flatbuffers, nlohmann-json)"
-bash scripts/fetch_deps.sh >/dev/null
-
-step "build + install the Python package"
-"$py" -m pip install -q --no-build-isolation .
+export PATH="$venv/bin:$PATH"
 
 step "C/C++ tests (CTest)"
 cmake -S . -B build/ctest -DMLORA_BUILD_TESTS=ON -DPython3_EXECUTABLE="$py" >/dev/null
