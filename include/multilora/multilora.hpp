@@ -381,6 +381,12 @@ class Model {
     info.name = lora_name(index);
     return info;
   }
+  /** The model version adapters record: a fingerprint of the LoRA input signature. */
+  int32_t version() const {
+    int32_t v = 0;
+    detail::check(mlora_model_version(get(), &v));
+    return v;
+  }
   std::vector<LoraInfo> lora_inputs() const {
     std::vector<LoraInfo> out;
     for (size_t i = 0, n = lora_count(); i < n; ++i) out.push_back(lora_info(i));

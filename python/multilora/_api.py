@@ -220,6 +220,13 @@ class Model(_Native):
         return [o.name for o in self.outputs]
 
     @property
+    def version(self) -> int:
+        """The model version adapters record in ``model_version``: a stable non-zero fingerprint of the LoRA
+        input signature (names, dtypes, fixed dims, rank axes). Adapters with a non-zero ``model_version``
+        that differs are refused unless loaded with ``ignore_model_version=True``."""
+        return int(self._n().version)
+
+    @property
     def lora_inputs(self) -> List[LoraInputInfo]:
         """The LoRA inputs adapters may set, in model order."""
         out = []

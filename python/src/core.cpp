@@ -442,6 +442,8 @@ PYBIND11_MODULE(_core, m) {
         }
         return out;
       }, "[(name, dtype code, dim0, dim1, rank axis)] of the LoRA inputs (the rank axis reads 0).")
+      .def_property_readonly("version", &ml::Model::version,
+                             "Fingerprint of the LoRA input signature, as adapters record it in model_version.")
       .def("run", &run_model, py::arg("output_names").none(true), py::arg("feeds"),
            py::arg("options").none(true) = py::none())
       .def("close", &ml::Model::reset);

@@ -154,6 +154,19 @@ def test_model_version_is_checked(adapters, params_sql, tmp_path):
         assert info.model_version == 12345
 
 
+def test_model_version_fingerprint(model, adapters, lora_model, wide_model, params_sql, tmp_path):
+    # the fingerprint is stable, non-zero, and differs between models with different LoRA inputs
+    assert model.version != 0
+    with ml.Model(lora_model.path) as again, ml.Model(wide_model.path) as other:
+        assert again.version == model.version
+        assert other.version != model.version
+    # an adapter that records this model's version loads without the override
+    path = str(tmp_path / "fp.onnx_adapter")
+    ml.write_adapter(path, params_sql, model_version=model.version)
+    adapters.load(path, "fp")
+    assert "fp" in adapters
+
+
 def test_handles_released_in_any_order(lora_model, sql_ours, chat_ours, ids, params_sql):
     model = ml.Model(lora_model.path)
     adapters = ml.Adapters(model)

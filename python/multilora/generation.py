@@ -1,0 +1,352 @@
+"""Generation: GeneratorParams, Generator, a Tokenizer over ``tokenizers`` and ``generate_stream``.
+
+    import multilora as ml
+    model = ml.Model("phi-lora/")                # folder with genai_config.json, model.onnx, tokenizer.json
+    adapters = ml.Adapters(model)
+    adapters.load("a.onnx_adapter", "a")
+    params = ml.GeneratorParams(model)
+    params.set_search_options(max_length=128, do_sample=True, top_k=50, top_p=0.9, temperature=0.7, seed=7)
+    params.set_active_adapters(adapters, ["a"])
+    gen = ml.Generator(model, params)
+    tokenizer = ml.Tokenizer(model)
+    gen.append_tokens(tokenizer.encode("..."))
+    while not gen.is_done():
+        gen.generate_next_token()                # adapters may be switched between steps
+    text = tokenizer.decode(gen.get_sequence(0))
+
+    for piece in ml.generate_stream(model, "prompt", adapters=["a"], registry=adapters, max_new_tokens=64):
+        print(piece, end="", flush=True)
+
+The native side (C ABI, Generation section) deals in int32 token ids; text goes through the model
+folder's ``tokenizer.json`` with the ``tokenizers`` package, imported only when a Tokenizer is made.
+
+Search option names are onnxruntime-genai's (``max_length``, ``min_length``, ``top_k``, ``top_p``,
+``temperature``, ``repetition_penalty``, ``random_seed``, ``batch_size``, ``do_sample``); ``seed`` is an
+alias of ``random_seed``. ``max_length`` counts the prompt. A sequence ends at an eos token (which is
+kept in the sequence) once ``min_length`` is reached, or at ``max_length``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
+
+import numpy as np
+
+from . import _api
+from ._api import Adapters, Model
+
+__all__ = ["GeneratorParams", "Generator", "Tokenizer", "TokenizerStream", "generate_stream", "generate"]
+
+PathLike = Union[str, "os.PathLike[str]"]
+Names = Union[str, Sequence[str], None]
+Weights = Union[float, Sequence[float], None]
+
+SEARCH_OPTIONS = (
+    "max_length",
+    "min_length",
+    "top_k",
+    "top_p",
+    "temperature",
+    "repetition_penalty",
+    "random_seed",
+    "batch_size",
+    "do_sample",
+)
+_ALIASES = {"seed": "random_seed"}
+_INTEGER_OPTIONS = {"max_length", "min_length", "top_k", "random_seed", "batch_size"}
+
+
+def _search_items(options: Mapping[str, Any]) -> List[tuple]:
+    """Validates names/types on the Python side (the library checks ranges) and applies aliases."""
+    items = []
+    for key, value in options.items():
+        name = _ALIASES.get(key, key)
+        if name not in SEARCH_OPTIONS:
+            known = ", ".join(SEARCH_OPTIONS + tuple(_ALIASES))
+            raise _unknown_option(key, known)
+        if name == "do_sample":
+            if not isinstance(value, (bool, np.bool_, int)) or int(value) not in (0, 1):
+                raise TypeError(f"search option 'do_sample' must be a bool, not {value!r}")
+            items.append((name, bool(value)))
+            continue
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise TypeError(f"search option '{key}' must be a number, not {type(value).__name__}")
+        items.append((name, float(value)))
+    return items
+
+
+def _unknown_option(key: str, known: str) -> Exception:
+    from ._errors import InvalidArgumentError
+
+    return InvalidArgumentError(f"unknown search option '{key}' (known: {known})")
+
+
+class GeneratorParams(_api.GeneratorParams):
+    """Search options and the adapters generators start with. Reference-counted in the library:
+    generators made from these params keep them alive after ``close()``."""
+
+    def set_search_options(self, **options: Union[int, float, bool]) -> GeneratorParams:  # type: ignore[override]
+        """Sets search options by keyword (see the module doc; ``seed`` = ``random_seed``). Unknown names
+        raise InvalidArgumentError; out-of-range values raise InvalidArgumentError from the library."""
+        native = self._n()
+        for name, value in _search_items(options):
+            if isinstance(value, bool):
+                native.set_search_bool(name, value)
+            else:
+                native.set_search_number(name, value)
+        return self
+
+    def get_search_options(self) -> Dict[str, Union[int, float, bool]]:
+        """Every search option's current value (ints for integer options, a bool for do_sample)."""
+        native = self._n()
+        out: Dict[str, Union[int, float, bool]] = {}
+        for name in SEARCH_OPTIONS:
+            v = float(native.get_search_number(name))
+            out[name] = bool(v) if name == "do_sample" else (int(v) if name in _INTEGER_OPTIONS else v)
+        return out
+
+    def clear_active_adapters(self) -> None:
+        """Generators start with the base model."""
+        self._n().set_active_adapters(None, [], None)
+
+
+class Generator(_api.Generator):
+    """A generation in progress; one thread at a time. Keeps its model and params alive (closing them
+    does not stop it)."""
+
+    def append_tokens(self, tokens: Any) -> None:
+        """Token ids: 1-D for one sequence (also after generated tokens, batch size 1), 2-D [batch, length]
+        or a list of lists of different lengths for a batch (padding is the library's business)."""
+        if (
+            isinstance(tokens, (list, tuple))
+            and tokens
+            and all(isinstance(t, (list, tuple, np.ndarray)) for t in tokens)
+        ):
+            seqs = [np.asarray(t, dtype=np.int64).tolist() for t in tokens]
+            self._n().append_token_sequences(seqs)
+            return
+        self._n().append_tokens(np.asarray(tokens, dtype=np.int32) if not isinstance(tokens, np.ndarray) else tokens)
+
+    def append_token_sequences(self, sequences: Sequence[Sequence[int]]) -> None:
+        """One prompt per sequence; the count must equal the params' batch_size."""
+        self._n().append_token_sequences([np.asarray(s, dtype=np.int64).tolist() for s in sequences])
+
+    @property
+    def batch_size(self) -> int:
+        return int(self._n().batch_size())
+
+    def set_active_adapters(self, adapters: Optional[Adapters], names: Names, weights: Weights = None) -> None:
+        """Switches adapters between steps (empty names = base model); tokens already processed keep the
+        cache computed with the previous set."""
+        names_list, weights_list = _api._names_weights(names, weights)
+        self._n().set_active_adapters(adapters._n() if adapters is not None else None, names_list, weights_list)
+
+    def set_active_adapter(self, adapters: Adapters, name: str) -> None:
+        """onnxruntime-genai's name: one adapter."""
+        self.set_active_adapters(adapters, [name])
+
+    def clear_active_adapters(self) -> None:
+        """Continue with the base model (onnxruntime-genai cannot do this)."""
+        self._n().set_active_adapters(None, [], None)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        """Steps until done, yielding each step's next tokens (int32 [batch])."""
+        while not self.is_done():
+            self.generate_next_token()
+            yield self.get_next_tokens()
+
+
+# ------------------------------------------------------------------------------------------------
+# Tokenizer
+# ------------------------------------------------------------------------------------------------
+
+
+def _import_tokenizers() -> Any:
+    try:
+        import tokenizers
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "multilora.Tokenizer needs the 'tokenizers' package (pip install tokenizers); the native API "
+            "itself works on token ids"
+        ) from e
+    return tokenizers
+
+
+class Tokenizer:
+    """Text <-> token ids with a model folder's ``tokenizer.json`` (Hugging Face ``tokenizers``)."""
+
+    def __init__(self, source: Union[Model, PathLike]) -> None:
+        path = source.path if isinstance(source, Model) else os.fspath(source)
+        file = os.path.join(path, "tokenizer.json") if os.path.isdir(path) else path
+        if not os.path.isfile(file):
+            from ._errors import NotFoundError
+
+            raise NotFoundError(f"no tokenizer.json at '{file}'")
+        self.path = file
+        self._tok = _import_tokenizers().Tokenizer.from_file(file)
+        self.eos_token_ids: List[int] = []
+        self.pad_token_id: Optional[int] = None
+        config = os.path.join(os.path.dirname(file), "genai_config.json")
+        if os.path.isfile(config):
+            with open(config, encoding="utf-8") as f:
+                model = json.load(f).get("model", {})
+            eos = model.get("eos_token_id", [])
+            self.eos_token_ids = [int(e) for e in (eos if isinstance(eos, list) else [eos])]
+            self.pad_token_id = model.get("pad_token_id")
+
+    def __repr__(self) -> str:
+        return f"<Tokenizer {self.path!r} vocab={self._tok.get_vocab_size()}>"
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self._tok.get_vocab_size())
+
+    def encode(self, text: str, add_special_tokens: bool = True) -> np.ndarray:
+        """int32 [n] token ids."""
+        return np.asarray(self._tok.encode(text, add_special_tokens=add_special_tokens).ids, dtype=np.int32)
+
+    def encode_batch(self, texts: Sequence[str], add_special_tokens: bool = True) -> List[np.ndarray]:
+        """One int32 array per text (unpadded: the generator pads a batch itself)."""
+        encs = self._tok.encode_batch(list(texts), add_special_tokens=add_special_tokens)
+        return [np.asarray(e.ids, dtype=np.int32) for e in encs]
+
+    def decode(self, ids: Any, skip_special_tokens: bool = True) -> str:
+        return str(
+            self._tok.decode([int(i) for i in np.asarray(ids).reshape(-1)], skip_special_tokens=skip_special_tokens)
+        )
+
+    def create_stream(self, prompt: Any = ()) -> TokenizerStream:
+        """An incremental decoder; ``prompt`` ids give the context the first pieces are decoded in."""
+        return TokenizerStream(self, prompt)
+
+
+class TokenizerStream:
+    """Decodes tokens one at a time into text pieces whose concatenation is the decoded text.
+
+    Pieces are diffs of decoding a short window of recent tokens, so word-joining spaces and multi-token
+    characters come out right; a piece ending in an incomplete UTF-8 sequence is held back."""
+
+    def __init__(self, tokenizer: Tokenizer, prompt: Any = ()) -> None:
+        self._tok = tokenizer
+        self._ids: List[int] = [int(i) for i in np.asarray(prompt, dtype=np.int64).reshape(-1)]
+        self._prefix = max(0, len(self._ids) - 6)
+        self._read = len(self._ids)
+
+    def decode(self, token: int) -> str:
+        self._ids.append(int(token))
+        before = self._tok.decode(self._ids[self._prefix : self._read])
+        after = self._tok.decode(self._ids[self._prefix :])
+        if len(after) <= len(before) or after.endswith("\ufffd"):
+            return ""
+        piece = after[len(before) :] if after.startswith(before) else after
+        self._prefix, self._read = self._read, len(self._ids)
+        return piece
+
+
+# ------------------------------------------------------------------------------------------------
+# One-call helpers
+# ------------------------------------------------------------------------------------------------
+
+
+def _context_length(model: Model) -> Optional[int]:
+    try:
+        with open(os.path.join(model.path, "genai_config.json"), encoding="utf-8") as f:
+            return int(json.load(f)["model"]["context_length"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _setup(
+    model: Model,
+    adapters: Union[Sequence[str], Mapping[str, PathLike], str, None],
+    registry: Optional[Adapters],
+    weights: Weights,
+    max_new_tokens: Optional[int],
+    prompt_len: int,
+    search: Mapping[str, Any],
+) -> tuple:
+    own_registry = None
+    names: List[str] = []
+    if isinstance(adapters, Mapping):
+        own_registry = registry if registry is not None else Adapters(model)
+        for name, path in adapters.items():
+            if name not in own_registry:
+                own_registry.load(path, name)
+        registry = own_registry
+        names = list(adapters)
+    elif adapters:
+        names = [adapters] if isinstance(adapters, str) else list(adapters)
+        if registry is None:
+            raise TypeError(
+                "adapters given by name need registry=<the multilora.Adapters they were loaded into>; "
+                "or pass adapters={name: path} to load them for this call"
+            )
+    params = GeneratorParams(model)
+    options = dict(search)
+    if max_new_tokens is not None:
+        if "max_length" in options:
+            raise TypeError("give max_new_tokens or max_length, not both")
+        if int(max_new_tokens) < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        # Capped at the context length; a prompt that does not fit fails on append with a ShapeMismatchError.
+        context = _context_length(model) or params.get_search_options()["max_length"]
+        options["max_length"] = min(prompt_len + int(max_new_tokens), context)
+    if options:
+        params.set_search_options(**options)
+    if names:
+        params.set_active_adapters(registry, names, weights)
+    return params, own_registry
+
+
+def generate_stream(
+    model: Model,
+    prompt: Union[str, Sequence[int], np.ndarray],
+    adapters: Union[Sequence[str], Mapping[str, PathLike], str, None] = None,
+    *,
+    registry: Optional[Adapters] = None,
+    weights: Weights = None,
+    tokenizer: Optional[Tokenizer] = None,
+    max_new_tokens: Optional[int] = None,
+    **search_options: Any,
+) -> Iterator[str]:
+    """Generates from one prompt and yields the text as it comes (pieces; their concatenation is the
+    decoded continuation, without the prompt and without special tokens such as eos).
+
+    ``prompt``: text (encoded with ``tokenizer``, by default the model folder's tokenizer.json) or ids.
+    ``adapters``: names in ``registry``, or ``{name: path}`` to load for this call; several are summed
+    (``weights`` scale them). ``max_new_tokens`` caps the continuation (else ``max_length`` / the
+    model's default applies). Other keywords are search options (``do_sample=True, top_p=0.9, seed=7``).
+    """
+    tok = tokenizer if tokenizer is not None else Tokenizer(model)
+    ids = tok.encode(prompt) if isinstance(prompt, str) else np.asarray(prompt, dtype=np.int32).reshape(-1)
+    params, own = _setup(model, adapters, registry, weights, max_new_tokens, len(ids), search_options)
+    gen = Generator(model, params)
+    try:
+        gen.append_tokens(ids)
+        stream = tok.create_stream(ids)
+        eos = set(tok.eos_token_ids)
+        while not gen.is_done():
+            gen.generate_next_token()
+            token = int(gen.get_next_tokens()[0])
+            if token in eos:
+                continue
+            piece = stream.decode(token)
+            if piece:
+                yield piece
+    finally:
+        gen.close()
+        params.close()
+        if own is not None and registry is None:
+            own.close()
+
+
+def generate(
+    model: Model,
+    prompt: Union[str, Sequence[int], np.ndarray],
+    adapters: Union[Sequence[str], Mapping[str, PathLike], str, None] = None,
+    **kwargs: Any,
+) -> str:
+    """``"".join(generate_stream(...))``."""
+    return "".join(generate_stream(model, prompt, adapters, **kwargs))
