@@ -34,6 +34,21 @@ def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 3) -> float:
     return statistics.median(times)
 
 
+def paired_ms(ours: Callable[[], object], theirs: Callable[[], object], repeats: int, warmup: int = 3):
+    """Medians of two functions timed alternately, so load on the machine hits both alike."""
+    for _ in range(warmup):
+        ours()
+        theirs()
+    a: List[float] = []
+    b: List[float] = []
+    for _ in range(repeats):
+        for fn, out in ((ours, a), (theirs, b)):
+            t0 = time.perf_counter()
+            fn()
+            out.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(a), statistics.median(b)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--hidden", type=int, default=512)
@@ -58,34 +73,10 @@ def main() -> None:
         size_mb = paths[0].stat().st_size / 2**20
         ids = testing.make_input_ids(info, batch=1, seq=args.seq, seed=1)
 
-        # --- ours
+        feeds = {"input_ids": ids}
+        # --- both runtimes on the same model file
         model = ml.Model(d / "model.onnx", intra_op_threads=args.threads)
         adapters = ml.Adapters(model)
-        load_ours = median_ms(lambda: adapters.load(paths[0], "a0", replace=True), args.repeats)
-        for i, p in enumerate(paths):
-            adapters.load(p, f"a{i}", replace=True)
-        opts = [ml.RunOptions() for _ in paths]
-        for i, o in enumerate(opts):
-            o.set_active_adapters(adapters, [f"a{i}"])
-        base_opts = ml.RunOptions()
-        feeds = {"input_ids": ids}
-        run_base_ours = median_ms(lambda: model.run(["logits"], feeds, base_opts), args.repeats)
-        run_lora_ours = median_ms(lambda: model.run(["logits"], feeds, opts[0]), args.repeats)
-        k = [0]
-
-        def switch_ours() -> None:
-            k[0] = (k[0] + 1) % len(opts)
-            model.run(["logits"], feeds, opts[k[0]])
-
-        run_switch_ours = median_ms(switch_ours, args.repeats)
-        mix = ml.RunOptions()
-        set_new = median_ms(lambda: mix.set_active_adapters(adapters, ["a0", "a1"], [1.0, 0.5 + np.random.rand()]),
-                            args.repeats)
-        set_cached = median_ms(lambda: mix.set_active_adapters(adapters, ["a1"]), args.repeats)
-        mix.set_active_adapters(adapters, ["a0", "a1"], [1.0, 0.5])
-        run_mix_ours = median_ms(lambda: model.run(["logits"], feeds, mix), args.repeats)
-
-        # --- ONNX Runtime's own LoRA path
         so = ort.SessionOptions()
         so.intra_op_num_threads = args.threads
         so.log_severity_level = 3
@@ -96,22 +87,45 @@ def main() -> None:
             a.Load(str(p))
             return a
 
-        load_ort = median_ms(ort_load, args.repeats)
+        load_ours, load_ort = paired_ms(lambda: adapters.load(paths[0], "a0", replace=True), ort_load, args.repeats)
+        for i, p in enumerate(paths):
+            adapters.load(p, f"a{i}", replace=True)
+        opts = [ml.RunOptions() for _ in paths]
+        for i, o in enumerate(opts):
+            o.set_active_adapters(adapters, [f"a{i}"])
+        base_opts = ml.RunOptions()
         ort_adapters = [ort_load(p) for p in paths]
         ro_list = []
         for a in ort_adapters:
             ro = ort.RunOptions()
             ro.add_active_adapter(a)
             ro_list.append(ro)
-        run_base_ort = median_ms(lambda: sess.run(["logits"], feeds), args.repeats)
-        run_lora_ort = median_ms(lambda: sess.run(["logits"], feeds, ro_list[0]), args.repeats)
-        j = [0]
+
+        run_base_ours, run_base_ort = paired_ms(
+            lambda: model.run(["logits"], feeds, base_opts), lambda: sess.run(["logits"], feeds), args.repeats
+        )
+        run_lora_ours, run_lora_ort = paired_ms(
+            lambda: model.run(["logits"], feeds, opts[0]), lambda: sess.run(["logits"], feeds, ro_list[0]), args.repeats
+        )
+        k = [0, 0]
+
+        def switch_ours() -> None:
+            k[0] = (k[0] + 1) % len(opts)
+            model.run(["logits"], feeds, opts[k[0]])
 
         def switch_ort() -> None:
-            j[0] = (j[0] + 1) % len(ro_list)
-            sess.run(["logits"], feeds, ro_list[j[0]])
+            k[1] = (k[1] + 1) % len(ro_list)
+            sess.run(["logits"], feeds, ro_list[k[1]])
 
-        run_switch_ort = median_ms(switch_ort, args.repeats)
+        run_switch_ours, run_switch_ort = paired_ms(switch_ours, switch_ort, args.repeats)
+        mix = ml.RunOptions()
+        set_new = median_ms(lambda: mix.set_active_adapters(adapters, ["a0", "a1"], [1.0, 0.5 + np.random.rand()]),
+                            args.repeats)
+        keep = ml.RunOptions()
+        keep.set_active_adapters(adapters, ["a1", "a2"], [1.0, 0.5])  # holds the composite: later sets hit the cache
+        set_cached = median_ms(lambda: mix.set_active_adapters(adapters, ["a1", "a2"], [1.0, 0.5]), args.repeats)
+        mix.set_active_adapters(adapters, ["a0", "a1"], [1.0, 0.5])
+        run_mix_ours = median_ms(lambda: model.run(["logits"], feeds, mix), args.repeats)
 
         # Same numbers from both paths (sanity, not timing).
         (ours,) = model.run(["logits"], feeds, opts[0])
@@ -124,8 +138,8 @@ def main() -> None:
         ("run, one adapter", run_lora_ours, run_lora_ort),
         ("run, switching adapter every run", run_switch_ours, run_switch_ort),
         ("run, mix of 2 adapters (ours only)", run_mix_ours, float("nan")),
-        ("set_active_adapters, new mix", set_new, float("nan")),
-        ("set_active_adapters, cached", set_cached, float("nan")),
+        ("set_active_adapters, new mix (builds)", set_new, float("nan")),
+        ("set_active_adapters, cached mix", set_cached, float("nan")),
     ]
     print(f"model: {args.layers} layers, hidden {args.hidden}, {len(info.pairs)} adapted projections; "
           f"adapter rank {args.rank}, {size_mb:.2f} MiB; input [1, {args.seq}]; threads {args.threads}; "
