@@ -2,8 +2,10 @@
 # Tests the bindings end to end against a built libmultilora.so:
 #   generated shims up to date (gen_bindings.py --check), ABI checks (scripts/check_abi.sh), reflection over the
 #   generated C# and Java raw layers against the header's C types (bindings/*/tests), the sample hosts
-#   in C, C++, C# and Java (built, run, and their printed numbers compared with each other), and the
-#   conformance vectors through every runner: C, Python cffi (raw .so), the Python package, C#, Java.
+#   in C, C++, C# and Java (built, run, their printed numbers compared with each other and the tokens they
+#   generate on the GenAI fixture with tests/python/fixtures/generation/reference.json), the snippets of
+#   bindings/README.md (built, run, generated tokens checked the same way), and the conformance vectors
+#   through every runner: C, Python cffi (raw .so), the Python package, C#, Java.
 # It installs what it needs when missing: Debian mono-mcs, libjna-java, default-jdk-headless, abigail-tools
 # (as root, `apt-get update` once first) and the Python modules the runners use (cffi; numpy/onnx/onnxruntime
 # for the fixtures) with pip.
@@ -132,7 +134,16 @@ stage "marshalling: C# raw layer (reflection)" mono "$out/csharp/raw_layer_check
 stage "marshalling: Java raw layer (reflection)" java -cp "$jna:$out/java" RawLayerCheck "$out/signatures.txt"
 
 # ---- samples ------------------------------------------------------------------------------------------------
-sample_args=("$fixtures/model.onnx" "$fixtures/adapter_a.onnx_adapter" "$fixtures/adapter_b.onnx_adapter")
+# Generation: the committed GenAI fixture (copied by make_fixtures.py into FIXTURES/generation), prompt 0 of
+# its reference.json, max_length = prompt + GEN_NEW tokens (small enough that one case stops at eos and the
+# other at max_length).
+gen_dir="$fixtures/generation/lora"
+gen_new=6
+gen_prompt="$("$py" -c 'import json, sys; print(",".join(map(str, json.load(open(sys.argv[1]))["prompt_ids"][0])))' \
+  "$fixtures/generation/reference.json" 2>/dev/null)"
+gen_max=$(( $(tr ',' '\n' <<<"$gen_prompt" | grep -c .) + gen_new ))
+sample_args=("$fixtures/model.onnx" "$fixtures/adapter_a.onnx_adapter" "$fixtures/adapter_b.onnx_adapter"
+  "$gen_dir" "$gen_max" "$gen_prompt")
 stage "sample C" bash -c '"$0/sample_c" "$@" | tee "$0/sample_c.txt"' "$out" "${sample_args[@]}"
 if ((have_hpp)); then
   stage "sample C++" bash -c '"$0/sample_cpp" "$@" | tee "$0/sample_cpp.txt"' "$out" "${sample_args[@]}"
@@ -141,17 +152,36 @@ stage "sample C#" bash -c 'mono "$0/csharp/sample_csharp.exe" "$@" | tee "$0/sam
 stage "sample Java" bash -c 'java -Djna.library.path="$MLORA_LIB_DIR" -cp "'"$jna"':$0/java" Sample "$@" | tee "$0/sample_java.txt"' \
   "$out" "${sample_args[@]}"
 compare_samples() {
-  "$py" - "$out" <<'EOF'
-import re, sys, pathlib
+  "$py" - "$out" "$fixtures/generation/reference.json" "$gen_new" <<'EOF'
+import json, re, sys, pathlib
 out = pathlib.Path(sys.argv[1])
-runs = {}
+reference = json.loads(pathlib.Path(sys.argv[2]).read_text())
+new = int(sys.argv[3])
+runs, gens = {}, {}
 for f in sorted(out.glob("sample_*.txt")):
-    rows = {}
+    rows, gen = {}, {}
     for line in f.read_text().splitlines():
         m = re.match(r"^(base|a|b|mix)\s+.*? last row:(.*)$", line)
         if m:
             rows[m.group(1)] = [float(x) for x in m.group(2).split()]
+        m = re.match(r"^gen (base|a):(.*)$", line)
+        if m:
+            gen[m.group(1)] = [int(x) for x in m.group(2).split()]
     runs[f.stem] = rows
+    gens[f.stem] = gen
+# Greedy tokens of prompt 0 from PyTorch + PEFT (eos kept, as multilora does), cut to the new-token budget.
+expected = {case: reference["torch"][case][0][:new] for case in ("base", "a")}
+gen_ok = True
+for name, gen in gens.items():
+    for case, want in expected.items():
+        if gen.get(case) != want:
+            print(f"{name}: generation {case} printed {gen.get(case)}, reference.json expects {want}")
+            gen_ok = False
+if expected["base"] == expected["a"]:
+    print("adapter a changes nothing in the reference tokens")
+    gen_ok = False
+print(f"{len(gens)} samples generate the reference tokens (base {expected['base']}, a {expected['a']})"
+      if gen_ok else "samples' generated tokens differ from reference.json")
 ref_name, ref = "sample_c", runs.get("sample_c", {})
 ok = len(ref) == 4
 for name, rows in runs.items():
@@ -164,10 +194,66 @@ if ref and ref["base"] == ref["a"] and ref["a"] == ref["mix"]:
     print("the adapters change nothing in the samples' output")
     ok = False
 print(f"{len(runs)} samples agree on base/a/b/mix" if ok else "samples disagree")
-sys.exit(0 if ok else 1)
+sys.exit(0 if ok and gen_ok else 1)
 EOF
 }
-stage "samples print the same numbers" compare_samples
+stage "samples print the same numbers and generate the reference tokens" compare_samples
+
+# ---- README snippets ------------------------------------------------------------------------------------------
+# Every fenced c / cpp / csharp / java / python block of bindings/README.md is written out with /tmp/ml replaced
+# by the fixtures folder, built and run; its last line must hold the generated tokens reference.json expects.
+readme_snippets() {
+  local d="$out/readme" rc=0 lang log ok
+  rm -rf "$d" && mkdir -p "$d/java" || return 1
+  "$py" - "$d" "$fixtures" <<'EOF' || return 1
+import re, sys, pathlib
+d, fixtures = pathlib.Path(sys.argv[1]), sys.argv[2]
+text = pathlib.Path("bindings/README.md").read_text(encoding="utf-8")
+names = {"c": "demo.c", "cpp": "demo.cpp", "csharp": "demo.cs", "java": "Demo.java", "python": "demo.py"}
+found = 0
+for lang, body in re.findall(r"^```(\w+)\n(.*?)^```", text, flags=re.S | re.M):
+    if lang in names:
+        (d / names[lang]).write_text(body.replace("/tmp/ml", fixtures), encoding="utf-8")
+        found += 1
+print(f"readme: {found} snippets written to {d}")
+sys.exit(0 if found == len(names) else 1)
+EOF
+  for lang in c cpp csharp java python; do
+    log="$d/$lang.txt"
+    ok=1
+    case "$lang" in
+      c) gcc -std=c99 "${cflags[@]}" "$d/demo.c" -L"$lib_dir" -lmultilora -o "$d/demo_c" && "$d/demo_c" >"$log" || ok=0 ;;
+      cpp) g++ -std=c++17 "${cflags[@]}" "$d/demo.cpp" -L"$lib_dir" -lmultilora -o "$d/demo_cpp" && "$d/demo_cpp" >"$log" || ok=0 ;;
+      csharp) mcs -nologo -out:"$d/demo.exe" -r:"$out/csharp/Multilora.dll" "$d/demo.cs" &&
+        MONO_PATH="$out/csharp" mono "$d/demo.exe" >"$log" || ok=0 ;;
+      java) javac -d "$d/java" -cp "$jna:$out/java" "$d/Demo.java" &&
+        java -Djna.library.path="$lib_dir" -cp "$jna:$out/java:$d/java" Demo >"$log" || ok=0 ;;
+      python)
+        if ! "$py" -c "import multilora.generation" 2>/dev/null; then
+          echo "readme python: skipped (multilora not importable)"
+          continue
+        fi
+        "$py" "$d/demo.py" >"$log" || ok=0 ;;
+    esac
+    if ((ok)) && "$py" - "$log" "$fixtures/reference.json" <<'EOF'; then
+import json, re, sys
+lines = [ln for ln in open(sys.argv[1]).read().splitlines() if ln.strip()]
+last = lines[-1] if lines else ""
+values = json.load(open(sys.argv[2]))["values"]
+want = values["gen_sequence_a"][len(values["gen_prompt"]):]
+got = [int(x) for x in re.findall(r"-?\d+", last)]
+print(f"  printed {last.strip()!r}" + ("" if got == want else f", reference.json expects {want}"))
+sys.exit(0 if got == want else 1)
+EOF
+      echo "readme $lang: ok"
+    else
+      echo "readme $lang: FAILED"
+      rc=1
+    fi
+  done
+  return $rc
+}
+stage "README snippets build, run and generate the reference tokens" readme_snippets
 
 # ---- conformance ----------------------------------------------------------------------------------------------
 stage "conformance: C (raw ABI)" "$out/conformance_c" "$vectors" "$fixtures"

@@ -57,6 +57,12 @@ namespace Multilora
                 Library.Check(NativeMethods.mlora_generator_params_set_active_adapters(o.Ptr, a.Ptr, n.Pointers, weights,
                                                                                        Library.Size(names.Length)));
         }
+
+        /// <summary>Generators created from these params start with the base model.</summary>
+        public void ClearActiveAdapters()
+        {
+            SetActiveAdapters(null, new string[0]);
+        }
     }
 
     /// <summary>A generation in progress. Used by one thread at a time.</summary>
@@ -192,6 +198,12 @@ namespace Multilora
             using (var n = new Utf8StringArray(names, "adapter name"))
                 Library.Check(NativeMethods.mlora_generator_set_active_adapters(o.Ptr, a.Ptr, n.Pointers, weights,
                                                                                 Library.Size(names.Length)));
+        }
+
+        /// <summary>Continues with the base model.</summary>
+        public void ClearActiveAdapters()
+        {
+            SetActiveAdapters(null, new string[0]);
         }
     }
 }

@@ -17,15 +17,26 @@ OUT_DIR receives
   not_an_adapter.onnx_adapter     text, not a FlatBuffers adapter                      -> FORMAT
   reference.json                  {"tensors": {name: {"dtype", "shape", "data"}}}: the input and the expected
                                   logits of every case, computed by numpy in float64 (testing.reference_forward),
-                                  then cross-checked against onnxruntime's own LoRA path before being written.
+                                  then cross-checked against onnxruntime's own LoRA path before being written;
+                                  {"values": {name: JSON}}: the generation references below
+  generation/                     a copy of the committed GenAI fixture tests/python/fixtures/generation
+                                  (lora/ with genai_config.json, model.onnx, adapters/{a,b}.onnx_adapter;
+                                  reference.json with PyTorch + PEFT greedy tokens)
 
-Nothing in the vectors is hand-typed numbers: they name tensors of reference.json ("ref": "logits_a").
+The "values" of reference.json come from generation/reference.json, prompt 0, greedy, with max_length =
+prompt + GEN_NEW tokens (so one case stops at eos, kept in the sequence, and the other at max_length):
+gen_prompt, gen_max_length, gen_sequence_{base,a} (prompt then generated), gen_sequence_{base,a}_len,
+gen_last_{base,a} (the last token as get_next_tokens gives it: [id]).
+
+Nothing in the vectors is hand-typed numbers: they name tensors of reference.json ("ref": "logits_a") or
+values ({"value_ref": "gen_sequence_a"}).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -35,6 +46,29 @@ ROOT = Path(__file__).resolve().parents[2]
 HIDDEN, VOCAB = 8, 16
 MIX = (("a", 0.5), ("b", 1.5))  # the weighted mix the vectors and samples use
 NEG_B = -1.0  # a negative weight: base minus adapter b
+GEN_FIXTURE = ROOT / "tests" / "python" / "fixtures" / "generation"
+GEN_NEW = 6  # new tokens the generation vectors and the sample hosts allow (max_length = prompt + GEN_NEW)
+
+
+def generation_values(d: Path) -> dict:
+    """Copies the committed GenAI fixture into d/generation and derives the generation references."""
+    dst = d / "generation"
+    if dst.exists():
+        shutil.rmtree(dst)
+    shutil.copytree(GEN_FIXTURE / "lora", dst / "lora")
+    shutil.copy2(GEN_FIXTURE / "reference.json", dst / "reference.json")
+    ref = json.loads((GEN_FIXTURE / "reference.json").read_text(encoding="utf-8"))
+    prompt = [int(t) for t in ref["prompt_ids"][0]]
+    values: dict = {"gen_prompt": prompt, "gen_max_length": len(prompt) + GEN_NEW}
+    for case in ("base", "a"):
+        # PyTorch + PEFT greedy tokens (eos kept, as multilora keeps it), cut to the new-token budget.
+        new = [int(t) for t in ref["torch"][case][0][:GEN_NEW]]
+        values[f"gen_sequence_{case}"] = prompt + new
+        values[f"gen_sequence_{case}_len"] = len(prompt) + len(new)
+        values[f"gen_last_{case}"] = new[-1:]
+    if values["gen_sequence_base"] == values["gen_sequence_a"]:
+        raise SystemExit("make_fixtures: adapter a changes nothing in the generation reference")
+    return values
 
 
 def load_testing():
@@ -140,9 +174,10 @@ def main(out_dir: str) -> int:
         "mix": [{"name": n, "weight": w} for n, w in MIX],
         "lora_names": model.lora_names,
         "tensors": tensors,
+        "values": generation_values(d),
     }
     (d / "reference.json").write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
-    print(f"make_fixtures: wrote {d} (model, 7 adapter files, reference.json; onnxruntime agrees)")
+    print(f"make_fixtures: wrote {d} (model, 7 adapter files, generation/, reference.json; onnxruntime agrees)")
     return 0
 
 

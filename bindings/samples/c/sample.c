@@ -3,8 +3,12 @@
  *
  * Build: cc -std=c99 -I include bindings/samples/c/sample.c -L build -lmultilora -o sample_c
  * Run:   LD_LIBRARY_PATH=build ./sample_c MODEL.onnx ADAPTER_A.onnx_adapter ADAPTER_B.onnx_adapter
+ *          [GEN_DIR MAX_LENGTH PROMPT_IDS]
  *        (MULTILORA_ORT_LIBRARY may name libonnxruntime.so; see multilora.h)
  * The model's first input is fed token ids 1..5 as int64 [1, 5]; the first output is printed.
+ * With GEN_DIR (a GenAI model folder with genai_config.json and adapters/a.onnx_adapter), MAX_LENGTH
+ * (prompt + generated tokens) and PROMPT_IDS (comma-separated token ids), it then generates greedily with
+ * the base model and with adapter a and prints the generated tokens ("gen base: 54 91 ...").
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,8 +65,63 @@ static void run(const mlora_model_t* model, const mlora_adapters_t* adapters, co
   mlora_tensor_release(input);
 }
 
-/* Generation (GeneratorParams + Generator on a GenAI model folder) will be shown here:
- * static void generate(const mlora_model_t* model, const mlora_adapters_t* adapters) { ... } */
+/* Greedy generation with the given active set (count 0 = base model); prints the generated tokens. */
+static void generate(const mlora_model_t* model, const mlora_adapters_t* adapters, const char* label,
+                     const char* const* names, size_t count, double max_length, const int32_t* prompt,
+                     size_t prompt_len) {
+  mlora_generator_params_t* params = NULL;
+  mlora_generator_t* gen = NULL;
+  int32_t done = 0, seq[256];
+  size_t len = 0, i;
+
+  check(mlora_generator_params_create(model, &params), "mlora_generator_params_create");
+  check(mlora_generator_params_set_search_number(params, "max_length", max_length), "set max_length");
+  check(mlora_generator_params_set_search_bool(params, "do_sample", 0), "set do_sample");
+  check(mlora_generator_params_set_active_adapters(params, adapters, names, NULL, count),
+        "mlora_generator_params_set_active_adapters");
+  check(mlora_generator_create(model, params, &gen), "mlora_generator_create");
+  mlora_generator_params_release(params); /* the generator keeps its params alive */
+  check(mlora_generator_append_tokens(gen, prompt, prompt_len), "mlora_generator_append_tokens");
+  for (;;) {
+    check(mlora_generator_is_done(gen, &done), "mlora_generator_is_done");
+    if (done) break;
+    check(mlora_generator_generate_next_token(gen), "mlora_generator_generate_next_token");
+  }
+  check(mlora_generator_get_sequence(gen, 0, seq, sizeof seq / sizeof seq[0], &len), "mlora_generator_get_sequence");
+  printf("gen %s:", label);
+  for (i = prompt_len; i < len; ++i) printf(" %d", (int)seq[i]);
+  printf("\n");
+  mlora_generator_release(gen);
+}
+
+/* Opens the GenAI model folder, loads its adapter a, and generates with the base model and with a. */
+static void generation(const char* dir, const char* max_length, const char* prompt_ids) {
+  mlora_model_t* model = NULL;
+  mlora_adapters_t* adapters = NULL;
+  char path[4096];
+  int32_t prompt[256];
+  size_t n = 0;
+  const char* p = prompt_ids;
+  const char* a_name[1] = {"a"};
+  char* end = NULL;
+
+  while (*p && n < sizeof prompt / sizeof prompt[0]) {
+    long v = strtol(p, &end, 10);
+    if (end == p) break;
+    prompt[n++] = (int32_t)v;
+    p = *end == ',' ? end + 1 : end;
+  }
+  check(mlora_model_create(dir, NULL, &model), "mlora_model_create (generation)");
+  check(mlora_adapters_create(model, &adapters), "mlora_adapters_create (generation)");
+  snprintf(path, sizeof path, "%s/adapters/a.onnx_adapter", dir);
+  check(mlora_adapters_load(adapters, path, "a", MLORA_LOAD_DEFAULT), "mlora_adapters_load (generation) a");
+  printf("generation: %s, prompt of %lu tokens, max_length %s\n", dir, (unsigned long)n, max_length);
+  generate(model, adapters, "base", NULL, 0, atof(max_length), prompt, n);
+  generate(model, adapters, "a", a_name, 1, atof(max_length), prompt, n);
+  check(mlora_adapters_unload(adapters, "a"), "mlora_adapters_unload (generation) a");
+  mlora_adapters_release(adapters);
+  mlora_model_release(model);
+}
 
 int main(int argc, char** argv) {
   mlora_model_t* model = NULL;
@@ -75,8 +134,8 @@ int main(int argc, char** argv) {
       {"b", 1, {"b", NULL}, {1.0f, 0.0f}},
       {"mix", 2, {"a", "b"}, {0.5f, 1.5f}},
   };
-  if (argc != 4) {
-    fprintf(stderr, "usage: %s MODEL ADAPTER_A ADAPTER_B\n", argv[0]);
+  if (argc != 4 && argc != 7) {
+    fprintf(stderr, "usage: %s MODEL ADAPTER_A ADAPTER_B [GEN_DIR MAX_LENGTH PROMPT_IDS]\n", argv[0]);
     return 2;
   }
   if (mlora_abi_version() != MLORA_ABI_VERSION) {
@@ -103,5 +162,6 @@ int main(int argc, char** argv) {
   printf("unloaded: a, b\n");
   mlora_adapters_release(adapters);
   mlora_model_release(model);
+  if (argc == 7) generation(argv[4], argv[5], argv[6]);
   return 0;
 }

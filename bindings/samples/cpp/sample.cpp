@@ -3,7 +3,12 @@
 //
 // Build: c++ -std=c++17 -I include bindings/samples/cpp/sample.cpp -L build -lmultilora -o sample_cpp
 // Run:   LD_LIBRARY_PATH=build ./sample_cpp MODEL.onnx ADAPTER_A.onnx_adapter ADAPTER_B.onnx_adapter
+//          [GEN_DIR MAX_LENGTH PROMPT_IDS]
+// With GEN_DIR (a GenAI model folder with adapters/a.onnx_adapter), MAX_LENGTH (prompt + generated tokens)
+// and PROMPT_IDS (comma-separated token ids) it then generates greedily with the base model and adapter a.
 #include <cstdio>
+#include <cstdlib>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -41,14 +46,45 @@ void run(const multilora::Model& model, const multilora::Adapters& adapters, con
   std::printf("\n");
 }
 
-// Generation (multilora::GeneratorParams + a generator on a GenAI model folder) will be shown here:
-// void generate(const multilora::Model& model, const multilora::Adapters& adapters);
+// Greedy generation with the given active set (empty = base model); prints the generated tokens.
+void generate(const multilora::Model& model, const multilora::Adapters& adapters, const char* label,
+              const std::vector<std::string>& names, double max_length, const std::vector<int32_t>& prompt) {
+  multilora::GeneratorParams params(model);
+  params.set_search_number("max_length", max_length).set_search_bool("do_sample", false);
+  if (names.empty()) {
+    params.clear_active_adapters();
+  } else {
+    params.set_active_adapters(adapters, names);
+  }
+  multilora::Generator gen(model, params);
+  gen.append_tokens(prompt);
+  while (!gen.is_done()) gen.generate_next_token();
+  const std::vector<int32_t> seq = gen.get_sequence(0);
+  std::printf("gen %s:", label);
+  for (size_t i = prompt.size(); i < seq.size(); ++i) std::printf(" %d", static_cast<int>(seq[i]));
+  std::printf("\n");
+}
+
+// Opens the GenAI model folder, loads its adapter a, and generates with the base model and with a.
+void generation(const std::string& dir, const std::string& max_length, const std::string& prompt_ids) {
+  std::vector<int32_t> prompt;
+  std::stringstream ss(prompt_ids);
+  for (std::string item; std::getline(ss, item, ',');) prompt.push_back(static_cast<int32_t>(std::stol(item)));
+  multilora::Model model(dir);
+  multilora::Adapters adapters(model);
+  adapters.load(dir + "/adapters/a.onnx_adapter", "a");
+  std::printf("generation: %s, prompt of %zu tokens, max_length %s\n", dir.c_str(), prompt.size(), max_length.c_str());
+  const double max_len = std::atof(max_length.c_str());
+  generate(model, adapters, "base", {}, max_len, prompt);
+  generate(model, adapters, "a", {"a"}, max_len, prompt);
+  adapters.unload("a");
+}
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 4) {
-    std::fprintf(stderr, "usage: %s MODEL ADAPTER_A ADAPTER_B\n", argv[0]);
+  if (argc != 4 && argc != 7) {
+    std::fprintf(stderr, "usage: %s MODEL ADAPTER_A ADAPTER_B [GEN_DIR MAX_LENGTH PROMPT_IDS]\n", argv[0]);
     return 2;
   }
   try {
@@ -70,6 +106,7 @@ int main(int argc, char** argv) {
     adapters.unload("a");
     adapters.unload("b");
     std::printf("unloaded: a, b\n");
+    if (argc == 7) generation(argv[4], argv[5], argv[6]);
   } catch (const multilora::Error& e) {
     std::fprintf(stderr, "%s: %s\n", e.status_name(), e.what());
     return 1;

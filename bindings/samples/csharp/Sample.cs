@@ -4,6 +4,9 @@
 // Build: mcs -target:library -out:Multilora.dll bindings/csharp/*.cs
 //        mcs -out:sample_csharp.exe -r:Multilora.dll bindings/samples/csharp/Sample.cs
 // Run:   LD_LIBRARY_PATH=build mono sample_csharp.exe MODEL.onnx ADAPTER_A.onnx_adapter ADAPTER_B.onnx_adapter
+//          [GEN_DIR MAX_LENGTH PROMPT_IDS]
+// With GEN_DIR (a GenAI model folder with adapters/a.onnx_adapter), MAX_LENGTH (prompt + generated tokens)
+// and PROMPT_IDS (comma-separated token ids) it then generates greedily with the base model and adapter a.
 
 using System;
 using System.Globalization;
@@ -39,14 +42,46 @@ public static class Sample
         }
     }
 
-    // Generation (GeneratorParams + Generator on a GenAI model folder) will be shown here:
-    // private static void Generate(Model model, Adapters adapters) { ... }
+    // Greedy generation with the given active set (empty = base model); prints the generated tokens.
+    private static void Generate(Model model, Adapters adapters, string label, string[] names, double maxLength,
+                                 int[] prompt)
+    {
+        using (var parameters = new GeneratorParams(model))
+        {
+            parameters.SetSearchOption("max_length", maxLength);
+            parameters.SetSearchOption("do_sample", false);
+            parameters.SetActiveAdapters(adapters, names);
+            using (var generator = new Generator(model, parameters))
+            {
+                generator.AppendTokens(prompt);
+                while (!generator.IsDone) generator.GenerateNextToken();
+                int[] seq = generator.GetSequence(0);
+                Console.WriteLine("gen {0}:{1}", label, string.Concat(seq.Skip(prompt.Length).Select(t => " " + t)));
+            }
+        }
+    }
+
+    // Opens the GenAI model folder, loads its adapter a, and generates with the base model and with a.
+    private static void Generation(string dir, string maxLength, string promptIds)
+    {
+        int[] prompt = promptIds.Split(',').Select(t => int.Parse(t, CultureInfo.InvariantCulture)).ToArray();
+        double max = double.Parse(maxLength, CultureInfo.InvariantCulture);
+        using (var model = new Model(dir))
+        using (var adapters = new Adapters(model))
+        {
+            adapters.Load(dir + "/adapters/a.onnx_adapter", "a");
+            Console.WriteLine("generation: {0}, prompt of {1} tokens, max_length {2}", dir, prompt.Length, maxLength);
+            Generate(model, adapters, "base", new string[0], max, prompt);
+            Generate(model, adapters, "a", new[] { "a" }, max, prompt);
+            adapters.Unload("a");
+        }
+    }
 
     public static int Main(string[] args)
     {
-        if (args.Length != 3)
+        if (args.Length != 3 && args.Length != 6)
         {
-            Console.Error.WriteLine("usage: sample_csharp.exe MODEL ADAPTER_A ADAPTER_B");
+            Console.Error.WriteLine("usage: sample_csharp.exe MODEL ADAPTER_A ADAPTER_B [GEN_DIR MAX_LENGTH PROMPT_IDS]");
             return 2;
         }
         try
@@ -72,6 +107,7 @@ public static class Sample
                 adapters.Unload("b");
                 Console.WriteLine("unloaded: a, b");
             }
+            if (args.Length == 6) Generation(args[3], args[4], args[5]);
             return 0;
         }
         catch (MultiloraException e)

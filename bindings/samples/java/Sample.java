@@ -3,8 +3,13 @@
 //
 // Build: javac -cp /usr/share/java/jna.jar -d classes bindings/java/src/ai/multilora/*.java bindings/samples/java/Sample.java
 // Run:   java -Djna.library.path=build -cp /usr/share/java/jna.jar:classes Sample MODEL ADAPTER_A ADAPTER_B
+//          [GEN_DIR MAX_LENGTH PROMPT_IDS]
+// With GEN_DIR (a GenAI model folder with adapters/a.onnx_adapter), MAX_LENGTH (prompt + generated tokens)
+// and PROMPT_IDS (comma-separated token ids) it then generates greedily with the base model and adapter a.
 
 import ai.multilora.Adapters;
+import ai.multilora.Generator;
+import ai.multilora.GeneratorParams;
 import ai.multilora.Model;
 import ai.multilora.Multilora;
 import ai.multilora.MultiloraException;
@@ -47,12 +52,47 @@ public final class Sample {
         }
     }
 
-    // Generation (GeneratorParams + Generator on a GenAI model folder) will be shown here:
-    // private static void generate(Model model, Adapters adapters) { ... }
+    // Greedy generation with the given active set (empty = base model); prints the generated tokens.
+    private static void generate(Model model, Adapters adapters, String label, String[] names, double maxLength,
+            int[] prompt) {
+        try (GeneratorParams params = new GeneratorParams(model)) {
+            params.setSearchOption("max_length", maxLength).setSearchOption("do_sample", false);
+            params.setActiveAdapters(adapters, names, null);
+            try (Generator generator = new Generator(model, params)) {
+                generator.appendTokens(prompt);
+                while (!generator.isDone()) {
+                    generator.generateNextToken();
+                }
+                int[] seq = generator.getSequence(0);
+                StringBuilder line = new StringBuilder("gen " + label + ":");
+                for (int i = prompt.length; i < seq.length; i++) {
+                    line.append(' ').append(seq[i]);
+                }
+                System.out.println(line);
+            }
+        }
+    }
+
+    // Opens the GenAI model folder, loads its adapter a, and generates with the base model and with a.
+    private static void generation(String dir, String maxLength, String promptIds) {
+        String[] items = promptIds.split(",");
+        int[] prompt = new int[items.length];
+        for (int i = 0; i < items.length; i++) {
+            prompt[i] = Integer.parseInt(items[i].trim());
+        }
+        double max = Double.parseDouble(maxLength);
+        try (Model model = new Model(dir); Adapters adapters = new Adapters(model)) {
+            adapters.load(dir + "/adapters/a.onnx_adapter", "a");
+            System.out.println("generation: " + dir + ", prompt of " + prompt.length + " tokens, max_length " + maxLength);
+            generate(model, adapters, "base", new String[0], max, prompt);
+            generate(model, adapters, "a", new String[] {"a"}, max, prompt);
+            adapters.unload("a");
+        }
+    }
 
     public static void main(String[] args) {
-        if (args.length != 3) {
-            System.err.println("usage: Sample MODEL ADAPTER_A ADAPTER_B");
+        if (args.length != 3 && args.length != 6) {
+            System.err.println("usage: Sample MODEL ADAPTER_A ADAPTER_B [GEN_DIR MAX_LENGTH PROMPT_IDS]");
             System.exit(2);
         }
         try {
@@ -76,6 +116,9 @@ public final class Sample {
                 adapters.unload("a");
                 adapters.unload("b");
                 System.out.println("unloaded: a, b");
+            }
+            if (args.length == 6) {
+                generation(args[3], args[4], args[5]);
             }
         } catch (MultiloraException e) {
             System.err.println(e.statusName() + ": " + e.getMessage());

@@ -19,7 +19,7 @@
 
 /* ---- variables ------------------------------------------------------------------------------------------ */
 
-typedef enum { K_MODEL, K_ADAPTERS, K_ADAPTER, K_RUN_OPTIONS, K_TENSOR, K_VALUE } kind_t;
+typedef enum { K_MODEL, K_ADAPTERS, K_ADAPTER, K_RUN_OPTIONS, K_TENSOR, K_GEN_PARAMS, K_GENERATOR, K_VALUE } kind_t;
 
 typedef struct {
   char name[64];
@@ -49,6 +49,8 @@ static void release_handle(kind_t k, void* p) {
     case K_ADAPTER: mlora_adapter_release((mlora_adapter_t*)p); break;
     case K_RUN_OPTIONS: mlora_run_options_release((mlora_run_options_t*)p); break;
     case K_TENSOR: mlora_tensor_release((mlora_tensor_t*)p); break;
+    case K_GEN_PARAMS: mlora_generator_params_release((mlora_generator_params_t*)p); break;
+    case K_GENERATOR: mlora_generator_release((mlora_generator_t*)p); break;
     case K_VALUE: break;
   }
 }
@@ -180,7 +182,15 @@ static void* handle_arg(ctx_t* c, const json* v) {
   return var->ptr;
 }
 
+/* {"value_ref": name} -> reference.json's values[name] (NULL if missing); anything else as it is. */
+static const json* value_ref(const json* v) {
+  const json* name = v && v->t == J_OBJ ? json_get(v, "value_ref") : NULL;
+  if (!name || name->t != J_STR) return v;
+  return json_get(json_get(g_reference, "values"), name->str);
+}
+
 static long long int_arg(const json* v, long long dflt) {
+  v = value_ref(v);
   if (!v || v->t != J_NUM) return dflt;
   return v->is_int ? v->inum : (long long)v->num;
 }
@@ -385,9 +395,9 @@ static void do_names(ctx_t* c, const json* step) {
   free(buf);
 }
 
-/* Builds the names array of a set_active_adapters step. */
-static void do_set_active(ctx_t* c, const json* step) {
-  mlora_run_options_t* o = (mlora_run_options_t*)handle_arg(c, arg(step, "options"));
+/* Builds the names array of a set_active_adapters step (which = 0 run options, 1 generator params). */
+static void do_set_active(ctx_t* c, const json* step, int which) {
+  void* o = handle_arg(c, arg(step, which ? "params" : "options"));
   const mlora_adapters_t* a = (const mlora_adapters_t*)handle_arg(c, arg(step, "adapters"));
   const json* names = arg(step, "names");
   const json* weights = arg(step, "weights");
@@ -398,11 +408,90 @@ static void do_set_active(ctx_t* c, const json* step) {
   for (i = 0; i < n; ++i) cnames[i] = str_arg(names->items[i], &ok);
   for (i = 0; weights && i < weights->n && i < n; ++i) w[i] = (float)weights->items[i]->num;
   if (!ok) ctx_error(c, "bad adapter name argument", "");
-  if (!c->error[0])
-    took(c, mlora_run_options_set_active_adapters(o, a, (const char* const*)cnames, weights ? w : NULL, n));
+  if (!c->error[0] && which == 0)
+    took(c, mlora_run_options_set_active_adapters((mlora_run_options_t*)o, a, (const char* const*)cnames,
+                                                  weights ? w : NULL, n));
+  if (!c->error[0] && which == 1)
+    took(c, mlora_generator_params_set_active_adapters((mlora_generator_params_t*)o, a, (const char* const*)cnames,
+                                                       weights ? w : NULL, n));
   for (i = 0; i < n; ++i) free(cnames[i]);
   free(cnames);
   free(w);
+}
+
+/* generator_get_sequence / generator_get_next_tokens; capacity absent: grow until it fits. */
+static mlora_status_t call_tokens(int which, const mlora_generator_t* g, size_t index, int32_t* buf, size_t cap,
+                                  size_t* len) {
+  if (which == 0) return mlora_generator_get_sequence(g, index, buf, cap, len);
+  return mlora_generator_get_next_tokens(g, buf, cap, len);
+}
+
+static void do_tokens(ctx_t* c, int which, const json* step) {
+  const mlora_generator_t* g = (const mlora_generator_t*)handle_arg(c, arg(step, "generator"));
+  size_t index = (size_t)int_arg(arg(step, "index"), 0);
+  long long cap = int_arg(arg(step, "capacity"), -1);
+  size_t len = 0, size, i;
+  int32_t* buf;
+  if (c->error[0]) return;
+  if (cap >= 0) {
+    size = (size_t)cap;
+    buf = (int32_t*)calloc(size + 1, sizeof(int32_t));
+    took(c, call_tokens(which, g, index, size ? buf : NULL, size, &len));
+  } else {
+    size = 4;
+    buf = (int32_t*)calloc(size, sizeof(int32_t));
+    for (;;) {
+      took(c, call_tokens(which, g, index, buf, size, &len));
+      if (c->status != MLORA_STATUS_BUFFER_TOO_SMALL || len <= size) break;
+      size = len;
+      buf = (int32_t*)realloc(buf, size * sizeof(int32_t));
+    }
+  }
+  if (c->status == MLORA_STATUS_OK) {
+    json* a = json_new_arr();
+    for (i = 0; i < len && i < size; ++i) json_push(a, json_new_int(buf[i]));
+    json_set(c->values, "tokens", a);
+  }
+  if (c->status == MLORA_STATUS_OK || c->status == MLORA_STATUS_BUFFER_TOO_SMALL)
+    json_set(c->values, "len", json_new_int((long long)len));
+  free(buf);
+}
+
+/* generator_append_tokens: tokens is a list of ids or {"value_ref": name}. */
+static void do_append(ctx_t* c, const json* step) {
+  mlora_generator_t* g = (mlora_generator_t*)handle_arg(c, arg(step, "generator"));
+  const json* tokens = value_ref(arg(step, "tokens"));
+  size_t n, i;
+  int32_t* ids;
+  if (!tokens || tokens->t != J_ARR) {
+    ctx_error(c, "tokens must be a list of token ids or a value_ref", "");
+    return;
+  }
+  n = tokens->n;
+  ids = (int32_t*)calloc(n ? n : 1, sizeof(int32_t));
+  for (i = 0; i < n; ++i) ids[i] = (int32_t)int_arg(tokens->items[i], 0);
+  if (!c->error[0]) took(c, mlora_generator_append_tokens(g, ids, n));
+  free(ids);
+}
+
+/* Binding-level generate_until_done: generate_next_token until is_done (at most max_steps, default 4096). */
+static void do_until_done(ctx_t* c, const json* step) {
+  mlora_generator_t* g = (mlora_generator_t*)handle_arg(c, arg(step, "generator"));
+  long long max_steps = int_arg(arg(step, "max_steps"), 4096), steps = 0;
+  int32_t done = 0;
+  if (c->error[0]) return;
+  for (;;) {
+    took(c, mlora_generator_is_done(g, &done));
+    if (c->status != MLORA_STATUS_OK || done) break;
+    if (steps == max_steps) {
+      ctx_error(c, "not done after max_steps steps", "");
+      return;
+    }
+    took(c, mlora_generator_generate_next_token(g));
+    if (c->status != MLORA_STATUS_OK) break;
+    ++steps;
+  }
+  if (c->status == MLORA_STATUS_OK) json_set(c->values, "steps", json_new_int(steps));
 }
 
 static void do_run(ctx_t* c, const json* step) {
@@ -640,11 +729,65 @@ static void execute(ctx_t* c, const json* step) {
   } else if (strcmp(call, "run_options_release") == 0) {
     mlora_run_options_release((mlora_run_options_t*)handle_arg(c, arg(step, "options")));
   } else if (strcmp(call, "run_options_set_active_adapters") == 0) {
-    do_set_active(c, step);
+    do_set_active(c, step, 0);
   } else if (strcmp(call, "run_options_active_count") == 0) {
     size_t n = 0;
     took(c, mlora_run_options_active_count((const mlora_run_options_t*)handle_arg(c, arg(step, "options")), &n));
     if (c->status == MLORA_STATUS_OK) json_set(c->values, "count", json_new_int((long long)n));
+  } else if (strcmp(call, "generator_params_create") == 0) {
+    mlora_generator_params_t* p = NULL;
+    const mlora_model_t* m = (const mlora_model_t*)handle_arg(c, arg(step, "model"));
+    if (!c->error[0]) took(c, mlora_generator_params_create(m, &p));
+    c->handle = p;
+    c->handle_kind = K_GEN_PARAMS;
+  } else if (strcmp(call, "generator_params_release") == 0) {
+    mlora_generator_params_release((mlora_generator_params_t*)handle_arg(c, arg(step, "params")));
+  } else if (strcmp(call, "generator_params_set_search_number") == 0 ||
+             strcmp(call, "generator_params_set_search_bool") == 0 ||
+             strcmp(call, "generator_params_get_search_number") == 0) {
+    mlora_generator_params_t* p = (mlora_generator_params_t*)handle_arg(c, arg(step, "params"));
+    char* name = str_arg(arg(step, "name"), &ok);
+    const json* value = value_ref(arg(step, "value"));
+    double d = value && value->t == J_NUM ? value->num : value && value->t == J_BOOL ? value->b : 0.0;
+    if (!c->error[0]) {
+      if (strcmp(call + 17, "set_search_number") == 0) {
+        took(c, mlora_generator_params_set_search_number(p, name, d));
+      } else if (strcmp(call + 17, "set_search_bool") == 0) {
+        took(c, mlora_generator_params_set_search_bool(p, name, (int32_t)d));
+      } else {
+        double v = 0.0;
+        took(c, mlora_generator_params_get_search_number(p, name, &v));
+        if (c->status == MLORA_STATUS_OK) json_set(c->values, "value", json_new_num(v));
+      }
+    }
+    free(name);
+  } else if (strcmp(call, "generator_params_set_active_adapters") == 0) {
+    do_set_active(c, step, 1);
+  } else if (strcmp(call, "generator_create") == 0) {
+    mlora_generator_t* g = NULL;
+    const mlora_model_t* m = (const mlora_model_t*)handle_arg(c, arg(step, "model"));
+    const mlora_generator_params_t* p = (const mlora_generator_params_t*)handle_arg(c, arg(step, "params"));
+    if (!c->error[0]) took(c, mlora_generator_create(m, p, &g));
+    c->handle = g;
+    c->handle_kind = K_GENERATOR;
+  } else if (strcmp(call, "generator_release") == 0) {
+    mlora_generator_release((mlora_generator_t*)handle_arg(c, arg(step, "generator")));
+  } else if (strcmp(call, "generator_append_tokens") == 0) {
+    do_append(c, step);
+  } else if (strcmp(call, "generator_generate_next_token") == 0) {
+    mlora_generator_t* g = (mlora_generator_t*)handle_arg(c, arg(step, "generator"));
+    if (!c->error[0]) took(c, mlora_generator_generate_next_token(g));
+  } else if (strcmp(call, "generate_until_done") == 0) {
+    do_until_done(c, step);
+  } else if (strcmp(call, "generator_is_done") == 0) {
+    const mlora_generator_t* g = (const mlora_generator_t*)handle_arg(c, arg(step, "generator"));
+    int32_t done = 0;
+    if (!c->error[0]) took(c, mlora_generator_is_done(g, &done));
+    if (c->status == MLORA_STATUS_OK) json_set(c->values, "done", json_new_int(done));
+  } else if (strcmp(call, "generator_get_sequence") == 0) {
+    do_tokens(c, 0, step);
+  } else if (strcmp(call, "generator_get_next_tokens") == 0) {
+    do_tokens(c, 1, step);
   } else {
     ctx_error(c, "unknown call %s", call);
   }
@@ -757,10 +900,13 @@ static void check(ctx_t* c, const json* step, const json* scenario) {
   }
   for (i = 0; values && i < values->n; ++i) {
     const json* gotv = json_get(c->values, values->keys[i]);
-    if (!json_equal(gotv, values->items[i])) {
+    const json* wantv = value_ref(values->items[i]);
+    if (!wantv) {
+      ctx_error(c, "value_ref of %s not in reference.json's values", values->keys[i]);
+    } else if (!json_equal(gotv, wantv)) {
       char buf[1024] = "", a[400] = "", b[400] = "";
       json_dump(gotv, a, sizeof a);
-      json_dump(values->items[i], b, sizeof b);
+      json_dump(wantv, b, sizeof b);
       snprintf(buf, sizeof buf, "value %s is %s, expected %s", values->keys[i], a, b);
       ctx_error(c, "%s", buf);
     }

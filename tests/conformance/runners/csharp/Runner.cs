@@ -168,6 +168,7 @@ namespace Multilora.Conformance
             if (o != null)
             {
                 if (o.Has("utf8_hex")) return FromHex((string)o.Get("utf8_hex"));
+                if (o.Has("value_ref")) return ValueRef(o);
                 if (o.Has("dtype") || o.Has("ref")) return Spec(o);
                 var r = new JObj();
                 foreach (var kv in o) r.Add(new KeyValuePair<string, object>(kv.Key, Resolve(kv.Value, kv.Key)));
@@ -191,6 +192,40 @@ namespace Multilora.Conformance
                 return r;
             }
             return v;
+        }
+
+        // {"value_ref": name} -> reference.json's values[name]; anything else as it is.
+        private static object ValueRef(object v)
+        {
+            var o = v as JObj;
+            if (o == null || !o.Has("value_ref")) return v;
+            var values = _reference.Get("values") as JObj;
+            string name = (string)o.Get("value_ref");
+            if (values == null || !values.Has(name)) throw new Exception("value_ref " + name + " not in reference.json");
+            return values.Get(name);
+        }
+
+        private static double Dbl(Dictionary<string, object> a, string key)
+        {
+            object v;
+            if (!a.TryGetValue(key, out v) || v == null) return 0.0;
+            if (v is bool) return (bool)v ? 1.0 : 0.0;
+            return ((JNum)v).D;
+        }
+
+        private static int[] Ints(Dictionary<string, object> a, string key)
+        {
+            var l = (List<object>)a[key];
+            var r = new int[l.Count];
+            for (int i = 0; i < l.Count; i++) r[i] = (int)((JNum)l[i]).L;
+            return r;
+        }
+
+        private static List<object> TokenList(int[] tokens, int count)
+        {
+            var l = new List<object>();
+            for (int i = 0; i < count && i < tokens.Length; i++) l.Add((long)tokens[i]);
+            return l;
         }
 
         private static byte[] FromHex(string hex)
@@ -314,6 +349,8 @@ namespace Multilora.Conformance
                 case "adapter_release":
                 case "run_options_release":
                 case "tensor_release":
+                case "generator_params_release":
+                case "generator_release":
                     foreach (var v in a.Values)
                         if (v is Var) ((IDisposable)((Var)v).Value).Dispose();
                     return;
@@ -413,6 +450,65 @@ namespace Multilora.Conformance
                 case "run_options_active_count":
                     r.Values["count"] = (long)Obj<RunOptions>(a, "options").ActiveCount;
                     return;
+                case "generator_params_create":
+                    r.Handle = new GeneratorParams(Obj<Model>(a, "model"));
+                    return;
+                case "generator_params_set_search_number":
+                    Obj<GeneratorParams>(a, "params").SetSearchOption(Str(a, "name"), Dbl(a, "value"));
+                    return;
+                case "generator_params_set_search_bool":
+                    Obj<GeneratorParams>(a, "params").SetSearchOption(Str(a, "name"), Dbl(a, "value") != 0.0);
+                    return;
+                case "generator_params_get_search_number":
+                    r.Values["value"] = Obj<GeneratorParams>(a, "params").GetSearchNumber(Str(a, "name"));
+                    return;
+                case "generator_params_set_active_adapters":
+                    Obj<GeneratorParams>(a, "params").SetActiveAdapters(Obj<Adapters>(a, "adapters"),
+                                                                        Strings(a, "names"), Weights(a));
+                    return;
+                case "generator_create":
+                    r.Handle = new Generator(Obj<Model>(a, "model"), Obj<GeneratorParams>(a, "params"));
+                    return;
+                case "generator_append_tokens":
+                    Obj<Generator>(a, "generator").AppendTokens(Ints(a, "tokens"));
+                    return;
+                case "generator_generate_next_token":
+                    Obj<Generator>(a, "generator").GenerateNextToken();
+                    return;
+                case "generate_until_done":
+                {
+                    var g = Obj<Generator>(a, "generator");
+                    long steps = 0, max = Num(a, "max_steps", 4096);
+                    while (!g.IsDone)
+                    {
+                        if (steps == max)
+                        {
+                            r.Problems.Add("not done after max_steps steps");
+                            return;
+                        }
+                        g.GenerateNextToken();
+                        steps++;
+                    }
+                    r.Values["steps"] = steps;
+                    return;
+                }
+                case "generator_is_done":
+                    r.Values["done"] = Obj<Generator>(a, "generator").IsDone ? 1L : 0L;
+                    return;
+                case "generator_get_sequence":
+                {
+                    int[] seq = Obj<Generator>(a, "generator").GetSequence((int)Num(a, "index", 0));
+                    r.Values["tokens"] = TokenList(seq, seq.Length);
+                    r.Values["len"] = (long)seq.Length;
+                    return;
+                }
+                case "generator_get_next_tokens":
+                {
+                    int[] next = Obj<Generator>(a, "generator").GetNextTokens();
+                    r.Values["tokens"] = TokenList(next, next.Length);
+                    r.Values["len"] = (long)next.Length;
+                    return;
+                }
                 default:
                     throw new Exception("runner does not know call " + call);
             }
@@ -626,6 +722,29 @@ namespace Multilora.Conformance
                     if (r.StatusName == "MLORA_STATUS_OK") r.Values["dtype"] = (long)d;
                     return;
                 }
+                case "generator_is_done":
+                {
+                    int done;
+                    Took(r, NativeMethods.mlora_generator_is_done(Ptr(a, "generator"), out done));
+                    if (r.StatusName == "MLORA_STATUS_OK") r.Values["done"] = (long)done;
+                    return;
+                }
+                case "generator_get_sequence":
+                case "generator_get_next_tokens":
+                {
+                    long cap = Num(a, "capacity", 4096);
+                    var buf = cap > 0 ? new int[cap] : null;
+                    UIntPtr len;
+                    int st = call == "generator_get_sequence"
+                        ? NativeMethods.mlora_generator_get_sequence(Ptr(a, "generator"), (UIntPtr)(ulong)Num(a, "index", 0),
+                                                                     buf, (UIntPtr)(ulong)cap, out len)
+                        : NativeMethods.mlora_generator_get_next_tokens(Ptr(a, "generator"), buf, (UIntPtr)(ulong)cap,
+                                                                        out len);
+                    Took(r, st);
+                    if (st == 0) r.Values["tokens"] = TokenList(buf ?? new int[0], (int)len.ToUInt64());
+                    if (st == 0 || st == NativeMethods.MLORA_STATUS_BUFFER_TOO_SMALL) r.Values["len"] = (long)len.ToUInt64();
+                    return;
+                }
                 default:
                     throw new Exception("runner has no raw form of call " + call);
             }
@@ -649,10 +768,11 @@ namespace Multilora.Conformance
             if (values != null)
                 foreach (var kv in values)
                 {
-                    object got;
+                    object got, wantValue = ValueRef(kv.Value);
                     if (!r.Values.TryGetValue(kv.Key, out got)) return "value " + kv.Key + " missing";
-                    if (!Same(got, kv.Value))
-                        return string.Format("value {0} is {1}, expected {2}", kv.Key, Json.Dump(got), Json.Dump(kv.Value));
+                    if (!Same(got, wantValue))
+                        return string.Format("value {0} is {1}, expected {2}", kv.Key, Json.Dump(got),
+                                             Json.Dump(wantValue));
                 }
             var outs = expect.Get("outputs") as JObj;
             if (outs != null)

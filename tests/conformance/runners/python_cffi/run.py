@@ -170,6 +170,8 @@ class CffiBinding(Binding):
                 "adapter": "adapter",
                 "run_options": "options",
                 "tensor": "tensor",
+                "generator_params": "params",
+                "generator": "generator",
             }[kind]
             getattr(L, f"mlora_{call}")(h(arg_name))
         elif call in ("model_input_count", "model_output_count", "model_lora_count"):
@@ -263,9 +265,94 @@ class CffiBinding(Binding):
             n = ffi.new("size_t*")
             if self.took(r, L.mlora_run_options_active_count(h("options"), n)) == 0:
                 r.values["count"] = n[0]
+        elif call.startswith("generator") or call == "generate_until_done":
+            self.generation(r, call, a, h, keep)
         else:
             raise NotImplementedError(f"call {call}")
         return r
+
+    def generation(self, r: Result, call: str, a: dict, h, keep: list) -> None:
+        L = self.lib
+        if call == "generator_params_create":
+            out = ffi.new("mlora_generator_params_t**")
+            if self.took(r, L.mlora_generator_params_create(h("model"), out)) == 0:
+                r.handle = ("generator_params", out[0])
+        elif call == "generator_params_set_search_number":
+            self.took(
+                r,
+                L.mlora_generator_params_set_search_number(
+                    h("params"), self.cstr(a.get("name"), keep), float(a["value"])
+                ),
+            )
+        elif call == "generator_params_set_search_bool":
+            self.took(
+                r,
+                L.mlora_generator_params_set_search_bool(h("params"), self.cstr(a.get("name"), keep), int(a["value"])),
+            )
+        elif call == "generator_params_get_search_number":
+            v = ffi.new("double*")
+            if (
+                self.took(r, L.mlora_generator_params_get_search_number(h("params"), self.cstr(a.get("name"), keep), v))
+                == 0
+            ):
+                r.values["value"] = v[0]
+        elif call == "generator_params_set_active_adapters":
+            names = a.get("names") or []
+            ptrs = ffi.new("const char*[]", [self.cstr(n, keep) for n in names] or [ffi.NULL])
+            w = a.get("weights")
+            weights = ffi.new("float[]", w) if w else ffi.NULL
+            self.took(
+                r, L.mlora_generator_params_set_active_adapters(h("params"), h("adapters"), ptrs, weights, len(names))
+            )
+        elif call == "generator_create":
+            out = ffi.new("mlora_generator_t**")
+            if self.took(r, L.mlora_generator_create(h("model"), h("params"), out)) == 0:
+                r.handle = ("generator", out[0])
+        elif call == "generator_append_tokens":
+            tokens = [int(t) for t in a["tokens"]]
+            buf = ffi.new("int32_t[]", tokens or [0])
+            self.took(r, L.mlora_generator_append_tokens(h("generator"), buf, len(tokens)))
+        elif call == "generator_generate_next_token":
+            self.took(r, L.mlora_generator_generate_next_token(h("generator")))
+        elif call == "generate_until_done":
+            done = ffi.new("int32_t*")
+            steps = 0
+            while self.took(r, L.mlora_generator_is_done(h("generator"), done)) == 0 and not done[0]:
+                if steps == a.get("max_steps", 4096):
+                    r.problems.append("not done after max_steps steps")
+                    return
+                if self.took(r, L.mlora_generator_generate_next_token(h("generator"))) != 0:
+                    return
+                steps += 1
+            if r.status_name == "MLORA_STATUS_OK":
+                r.values["steps"] = steps
+        elif call == "generator_is_done":
+            done = ffi.new("int32_t*")
+            if self.took(r, L.mlora_generator_is_done(h("generator"), done)) == 0:
+                r.values["done"] = done[0]
+        elif call in ("generator_get_sequence", "generator_get_next_tokens"):
+            fn = L.mlora_generator_get_sequence if call.endswith("sequence") else L.mlora_generator_get_next_tokens
+            pre = (h("generator"), a.get("index", 0)) if call.endswith("sequence") else (h("generator"),)
+            cap = a.get("capacity")
+            n = ffi.new("size_t*")
+            if cap is not None:
+                size = cap
+                buf = ffi.new("int32_t[]", max(cap, 1))
+                st = self.took(r, fn(*pre, buf if cap else ffi.NULL, cap, n))
+            else:
+                size = 4
+                while True:
+                    buf = ffi.new("int32_t[]", size)
+                    st = self.took(r, fn(*pre, buf, size, n))
+                    if st != L.MLORA_STATUS_BUFFER_TOO_SMALL or n[0] <= size:
+                        break
+                    size = n[0]
+            if st == 0:
+                r.values["tokens"] = [buf[i] for i in range(min(n[0], size))]
+            if st in (0, L.MLORA_STATUS_BUFFER_TOO_SMALL):
+                r.values["len"] = n[0]
+        else:
+            raise NotImplementedError(f"call {call}")
 
     def names(self, r: Result, a: dict, reg) -> None:
         L = self.lib

@@ -111,6 +111,8 @@ class Harness:
         if isinstance(v, dict):
             if "utf8_hex" in v:
                 return bytes.fromhex(v["utf8_hex"])
+            if "value_ref" in v:
+                return self.value_ref(v)
             if key in ("tensor",) or "dtype" in v or "ref" in v:
                 return self.tensor_spec(v)
             return {k: self.resolve(x, k) for k, x in v.items()}
@@ -121,6 +123,12 @@ class Harness:
                     out |= LOAD_FLAGS[f]
                 return out
             return [self.resolve(x) for x in v]
+        return v
+
+    def value_ref(self, v: Any) -> Any:
+        """{"value_ref": name} -> reference.json's values[name]; anything else as it is."""
+        if isinstance(v, dict) and "value_ref" in v:
+            return self.reference["values"][v["value_ref"]]
         return v
 
     def tensor_spec(self, v: dict) -> TensorSpec:
@@ -223,6 +231,7 @@ class Harness:
             if s not in res.message:
                 return f"message {res.message!r} lacks {s!r}"
         for k, v in expect.get("values", {}).items():
+            v = self.value_ref(v)
             if k not in res.values:
                 return f"value {k} missing (got {sorted(res.values)})"
             if not same(res.values[k], v):

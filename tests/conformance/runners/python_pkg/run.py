@@ -6,7 +6,11 @@ Mapping of the vector calls onto the package (python/multilora):
   outputs / lora_inputs); model_*_name -> the name lists; model_run -> model.run(output_names or None,
   {name: ndarray}, opts) (outputs are numpy arrays; tensor_shape/dtype/data on them read the arrays);
   adapters_* -> ml.Adapters(model).load/load_from_memory/unload/names/info; adapter_open -> ml.Adapter.open;
-  run_options_* -> ml.RunOptions().set_active_adapters(adapters, names, weights) / .active_count.
+  run_options_* -> ml.RunOptions().set_active_adapters(adapters, names, weights) / .active_count;
+  generator_params_* -> multilora.generation.GeneratorParams(model).set_search_options(name=value) /
+  .get_search_option(name) / .set_active_adapters; generator_* -> multilora.generation.Generator(model, params)
+  .append_tokens / .generate_next_token / .is_done() / .get_sequence(i) / .get_next_tokens(); the binding-level
+  generate_until_done -> `while not g.is_done(): g.generate_next_token()`.
 Steps the package cannot express are counted as skipped, with the reason printed: "level": "raw" steps (NULL
 handles, explicit buffer capacities, invalid UTF-8 bytes), tensor_create (the package takes numpy arrays, not
 tensor handles) and out-of-range indices (the package returns name lists, it has no per-index call).
@@ -29,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "python_common")
 from harness import CODE_OF_NUMPY, Binding, Result, Skip, TensorSpec, Var, main  # noqa: E402
 
 import multilora as ml  # noqa: E402
+from multilora.generation import Generator, GeneratorParams  # noqa: E402
 
 
 class PackageBinding(Binding):
@@ -178,6 +183,47 @@ class PackageBinding(Binding):
             self.obj(a, "options").set_active_adapters(self.obj(a, "adapters"), a.get("names") or [], a.get("weights"))
         elif call == "run_options_active_count":
             r.values["count"] = self.obj(a, "options").active_count
+        elif call.startswith("generator") or call == "generate_until_done":
+            self._generation(call, a, r)
+        else:
+            raise NotImplementedError(f"call {call}")
+
+    def _generation(self, call: str, a: dict[str, Any], r: Result) -> None:
+        if call == "generator_params_create":
+            r.handle = GeneratorParams(self.obj(a, "model"))
+        elif call == "generator_params_set_search_number":
+            self.obj(a, "params").set_search_options(**{a["name"]: float(a["value"])})
+        elif call == "generator_params_set_search_bool":
+            self.obj(a, "params").set_search_options(**{a["name"]: bool(a["value"])})
+        elif call == "generator_params_get_search_number":
+            r.values["value"] = self.obj(a, "params").get_search_option(a["name"])
+        elif call == "generator_params_set_active_adapters":
+            self.obj(a, "params").set_active_adapters(self.obj(a, "adapters"), a.get("names") or [], a.get("weights"))
+        elif call == "generator_create":
+            r.handle = Generator(self.obj(a, "model"), self.obj(a, "params"))
+        elif call == "generator_append_tokens":
+            self.obj(a, "generator").append_tokens(np.asarray(a["tokens"], dtype=np.int32))
+        elif call == "generator_generate_next_token":
+            self.obj(a, "generator").generate_next_token()
+        elif call == "generate_until_done":
+            g, steps = self.obj(a, "generator"), 0
+            while not g.is_done():
+                if steps == a.get("max_steps", 4096):
+                    r.problems.append("not done after max_steps steps")
+                    return
+                g.generate_next_token()
+                steps += 1
+            r.values["steps"] = steps
+        elif call == "generator_is_done":
+            r.values["done"] = int(self.obj(a, "generator").is_done())
+        elif call == "generator_get_sequence":
+            seq = self.obj(a, "generator").get_sequence(a.get("index", 0))
+            r.values["tokens"] = [int(t) for t in seq]
+            r.values["len"] = len(seq)
+        elif call == "generator_get_next_tokens":
+            tokens = self.obj(a, "generator").get_next_tokens()
+            r.values["tokens"] = [int(t) for t in tokens]
+            r.values["len"] = len(tokens)
         else:
             raise NotImplementedError(f"call {call}")
 

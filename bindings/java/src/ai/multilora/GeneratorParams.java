@@ -56,4 +56,14 @@ public final class GeneratorParams extends NativeObject {
             java.lang.ref.Reference.reachabilityFence(keep);
         }
     }
+
+    /** As {@link #setActiveAdapters(Adapters, String[], float[])} with every weight 1. */
+    public void setActiveAdapters(Adapters adapters, String... names) {
+        setActiveAdapters(adapters, names, null);
+    }
+
+    /** Back to the base model. */
+    public void clearActiveAdapters() {
+        setActiveAdapters(null, new String[0], null);
+    }
 }

@@ -3,6 +3,8 @@ package ai.multilora.conformance;
 import ai.multilora.Adapter;
 import ai.multilora.Adapters;
 import ai.multilora.DType;
+import ai.multilora.Generator;
+import ai.multilora.GeneratorParams;
 import ai.multilora.Model;
 import ai.multilora.Multilora;
 import ai.multilora.MultiloraException;
@@ -183,6 +185,9 @@ public final class ConformanceRunner {
             if (m.containsKey("utf8_hex")) {
                 return fromHex((String) m.get("utf8_hex"));
             }
+            if (m.containsKey("value_ref")) {
+                return valueRef(m);
+            }
             if (m.containsKey("dtype") || m.containsKey("ref")) {
                 return spec(m);
             }
@@ -213,6 +218,46 @@ public final class ConformanceRunner {
             return r;
         }
         return v;
+    }
+
+    /** {"value_ref": name} -> reference.json's values[name]; anything else as it is. */
+    @SuppressWarnings("unchecked")
+    private static Object valueRef(Object v) {
+        if (!(v instanceof Map) || !((Map<String, Object>) v).containsKey("value_ref")) {
+            return v;
+        }
+        String name = (String) ((Map<String, Object>) v).get("value_ref");
+        Map<String, Object> values = (Map<String, Object>) reference.get("values");
+        if (values == null || !values.containsKey(name)) {
+            throw new IllegalStateException("value_ref " + name + " not in reference.json");
+        }
+        return values.get(name);
+    }
+
+    private static double dbl(Map<String, Object> a, String key) {
+        Object v = a.get(key);
+        if (v instanceof Boolean) {
+            return (Boolean) v ? 1.0 : 0.0;
+        }
+        return v == null ? 0.0 : ((Number) v).doubleValue();
+    }
+
+    @SuppressWarnings("unchecked")
+    private static int[] ints(Map<String, Object> a, String key) {
+        List<Object> l = (List<Object>) a.get(key);
+        int[] r = new int[l.size()];
+        for (int i = 0; i < r.length; i++) {
+            r[i] = ((Number) l.get(i)).intValue();
+        }
+        return r;
+    }
+
+    private static List<Object> tokenList(int[] tokens, int count) {
+        List<Object> l = new ArrayList<>();
+        for (int i = 0; i < count && i < tokens.length; i++) {
+            l.add((long) tokens[i]);
+        }
+        return l;
     }
 
     private static byte[] fromHex(String hex) {
@@ -353,6 +398,8 @@ public final class ConformanceRunner {
             case "adapter_release":
             case "run_options_release":
             case "tensor_release":
+            case "generator_params_release":
+            case "generator_release":
                 for (Object v : a.values()) {
                     if (v instanceof Var) {
                         ((AutoCloseable) ((Var) v).value).close();
@@ -456,6 +503,61 @@ public final class ConformanceRunner {
             case "run_options_active_count":
                 r.values.put("count", (long) obj(a, "options", RunOptions.class).activeCount());
                 return;
+            case "generator_params_create":
+                r.handle = new GeneratorParams(obj(a, "model", Model.class));
+                return;
+            case "generator_params_set_search_number":
+                obj(a, "params", GeneratorParams.class).setSearchOption(str(a, "name"), dbl(a, "value"));
+                return;
+            case "generator_params_set_search_bool":
+                obj(a, "params", GeneratorParams.class).setSearchOption(str(a, "name"), dbl(a, "value") != 0.0);
+                return;
+            case "generator_params_get_search_number":
+                r.values.put("value", obj(a, "params", GeneratorParams.class).getSearchNumber(str(a, "name")));
+                return;
+            case "generator_params_set_active_adapters":
+                obj(a, "params", GeneratorParams.class).setActiveAdapters(obj(a, "adapters", Adapters.class),
+                        strings(a, "names"), weights(a));
+                return;
+            case "generator_create":
+                r.handle = new Generator(obj(a, "model", Model.class), obj(a, "params", GeneratorParams.class));
+                return;
+            case "generator_append_tokens":
+                obj(a, "generator", Generator.class).appendTokens(ints(a, "tokens"));
+                return;
+            case "generator_generate_next_token":
+                obj(a, "generator", Generator.class).generateNextToken();
+                return;
+            case "generate_until_done": {
+                Generator g = obj(a, "generator", Generator.class);
+                long steps = 0;
+                long max = num(a, "max_steps", 4096);
+                while (!g.isDone()) {
+                    if (steps == max) {
+                        r.problems.add("not done after max_steps steps");
+                        return;
+                    }
+                    g.generateNextToken();
+                    steps++;
+                }
+                r.values.put("steps", steps);
+                return;
+            }
+            case "generator_is_done":
+                r.values.put("done", obj(a, "generator", Generator.class).isDone() ? 1L : 0L);
+                return;
+            case "generator_get_sequence": {
+                int[] seq = obj(a, "generator", Generator.class).getSequence((int) num(a, "index", 0));
+                r.values.put("tokens", tokenList(seq, seq.length));
+                r.values.put("len", (long) seq.length);
+                return;
+            }
+            case "generator_get_next_tokens": {
+                int[] next = obj(a, "generator", Generator.class).getNextTokens();
+                r.values.put("tokens", tokenList(next, next.length));
+                r.values.put("len", (long) next.length);
+                return;
+            }
             default:
                 throw new IllegalArgumentException("runner does not know call " + call);
         }
@@ -664,6 +766,33 @@ public final class ConformanceRunner {
                 }
                 return;
             }
+            case "generator_is_done": {
+                IntByReference done = new IntByReference();
+                took(r, l.mlora_generator_is_done(ptr(a, "generator"), done));
+                if (r.statusName.equals("MLORA_STATUS_OK")) {
+                    r.values.put("done", (long) done.getValue());
+                }
+                return;
+            }
+            case "generator_get_sequence":
+            case "generator_get_next_tokens": {
+                long cap = num(a, "capacity", 4096);
+                int[] buf = cap > 0 ? new int[(int) cap] : null;
+                MultiloraLibrary.SizeTByReference len = new MultiloraLibrary.SizeTByReference();
+                MultiloraLibrary.SizeT capacity = new MultiloraLibrary.SizeT(cap);
+                int st = call.equals("generator_get_sequence")
+                        ? l.mlora_generator_get_sequence(ptr(a, "generator"),
+                                new MultiloraLibrary.SizeT(num(a, "index", 0)), buf, capacity, len)
+                        : l.mlora_generator_get_next_tokens(ptr(a, "generator"), buf, capacity, len);
+                took(r, st);
+                if (st == 0) {
+                    r.values.put("tokens", tokenList(buf == null ? new int[0] : buf, (int) len.getValue()));
+                }
+                if (st == 0 || st == MultiloraLibrary.MLORA_STATUS_BUFFER_TOO_SMALL) {
+                    r.values.put("len", len.getValue());
+                }
+                return;
+            }
             default:
                 throw new IllegalArgumentException("runner has no raw form of call " + call);
         }
@@ -694,11 +823,12 @@ public final class ConformanceRunner {
         Map<String, Object> values = (Map<String, Object>) expect.get("values");
         if (values != null) {
             for (Map.Entry<String, Object> e : values.entrySet()) {
+                Object wantValue = valueRef(e.getValue());
                 if (!r.values.containsKey(e.getKey())) {
                     return "value " + e.getKey() + " missing";
                 }
-                if (!same(r.values.get(e.getKey()), e.getValue())) {
-                    return "value " + e.getKey() + " is " + r.values.get(e.getKey()) + ", expected " + e.getValue();
+                if (!same(r.values.get(e.getKey()), wantValue)) {
+                    return "value " + e.getKey() + " is " + r.values.get(e.getKey()) + ", expected " + wantValue;
                 }
             }
         }
