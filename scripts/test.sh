@@ -4,7 +4,8 @@
 # pytest. Safe to re-run; a fresh machine needs only network access to PyPI and Debian's mirror.
 #
 # Environment knobs: MLORA_VENV (default .venv), MLORA_SKIP_APT=1 (don't apt-get install),
-# MLORA_SKIP_BINDINGS=1 (skip C#/Java/conformance), PYTEST_ARGS (extra pytest arguments).
+# MLORA_SKIP_BINDINGS=1 (skip C#/Java/conformance), MLORA_SKIP_FUZZ=1 (skip the short fuzz run),
+# MLORA_FUZZ_SECONDS (per fuzz target, default 20), PYTEST_ARGS (extra pytest arguments).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
@@ -23,6 +24,11 @@ step "C/C++ tests (CTest)"
 cmake -S . -B build/ctest -DMLORA_BUILD_TESTS=ON -DPython3_EXECUTABLE="$py" >/dev/null
 cmake --build build/ctest -j2
 ctest --test-dir build/ctest --output-on-failure
+
+if [[ "${MLORA_SKIP_FUZZ:-0}" != 1 ]]; then
+  step "fuzz: libFuzzer short run (${MLORA_FUZZ_SECONDS:-20} s per target; docs/errors.md for long runs)"
+  MLORA_PYTHON="$py" bash scripts/fuzz.sh
+fi
 
 if [[ "${MLORA_SKIP_BINDINGS:-0}" != 1 ]]; then
   step "bindings: generated shims, ABI checks, C/C++/C#/Java samples, conformance"

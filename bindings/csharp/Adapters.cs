@@ -260,6 +260,36 @@ namespace Multilora
             SetActiveAdapters(null, new string[0]);
         }
 
+        /// <summary>
+        /// One adapter set per batch row (an empty row = the base model), served by one Run, on a model prepared
+        /// with <c>multilora prepare-batching</c>. weights (null = all 1.0) has one array per row matching its
+        /// names. Every run with these options must have rows.Length rows. On failure the options are unchanged.
+        /// </summary>
+        public void SetActiveAdaptersPerRow(Adapters adapters, string[][] rows, float[][] weights = null)
+        {
+            if (rows == null) throw new ArgumentNullException("rows");
+            if (weights != null && weights.Length != rows.Length)
+                throw new ArgumentException("one weight array per row (or no weights)");
+            var flat = new System.Collections.Generic.List<string>();
+            var flatWeights = new System.Collections.Generic.List<float>();
+            var counts = new UIntPtr[rows.Length];
+            for (int i = 0; i < rows.Length; i++)
+            {
+                var row = rows[i] ?? new string[0];
+                if (weights != null && (weights[i] ?? new float[0]).Length != row.Length)
+                    throw new ArgumentException("row " + i + ": one weight per name");
+                flat.AddRange(row);
+                if (weights != null) flatWeights.AddRange(weights[i] ?? new float[0]);
+                counts[i] = Library.Size(row.Length);
+            }
+            using (var o = Use())
+            using (var a = new Use(adapters == null ? null : adapters.Handle, "Adapters"))
+            using (var n = new Utf8StringArray(flat.ToArray(), "adapter name"))
+                Library.Check(NativeMethods.mlora_run_options_set_active_adapters_per_row(
+                    o.Ptr, a.Ptr, n.Pointers, weights == null ? null : flatWeights.ToArray(), counts,
+                    Library.Size(rows.Length)));
+        }
+
         /// <summary>Number of adapters in the active set.</summary>
         public int ActiveCount
         {

@@ -662,6 +662,12 @@ namespace Multilora.Native
         /// Loads an .onnx_adapter file under a name: maps it, verifies it, and validates every parameter
         /// against the model's LoRA inputs (name, dtype, fixed dim, rank axis consistent between A and B) and
         /// a non-zero model_version against the model's (see MLORA_LOAD_IGNORE_MODEL_VERSION).
+        /// A directory holding adapter_config.json + adapter_model.safetensors is loaded as a PEFT folder: A/B are
+        /// transposed, the scale (lora_alpha/r, or /sqrt(r) for rsLoRA, with rank/alpha patterns) is folded into
+        /// B, tensors are converted to the model's LoRA dtype and resolved to its LoRA inputs by layer index and
+        /// module (self_attn/attn, with or without ".MatMul"); every tensor that matches nothing and every
+        /// unsupported feature (DoRA, modules_to_save, embedding LoRA, LoRA bias) is an error naming it (FORMAT /
+        /// NOT_FOUND). Such an adapter is held in memory (bytes_copied) and records the model's version.
         /// @param[in] path copied. @param[in] name copied; non-empty UTF-8.
         /// @param[in] flags MLORA_LOAD_* bits.
         /// Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT, NOT_FOUND (file, or a parameter the model lacks),
@@ -775,7 +781,7 @@ namespace Multilora.Native
         public static extern int mlora_run_options_set_active_adapters(IntPtr options, IntPtr adapters, IntPtr[] names, float[] weights, UIntPtr count);
 
         /// <summary>
-        /// Number of adapters in the active set.
+        /// Number of adapters in the active set (per-row sets: the number of distinct adapters over all rows).
         /// Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT.
         /// Thread-safety: concurrent calls are safe.
         /// </summary>
@@ -784,6 +790,37 @@ namespace Multilora.Native
         /// <param name="out_count"></param>
         [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         public static extern int mlora_run_options_active_count(IntPtr options, out UIntPtr out_count);
+
+        /// <summary>
+        /// Sets one adapter set per batch row, for runs that serve rows with different adapters in one Run
+        /// (adapter-aware batching). Needs a model rewritten once with `multilora prepare-batching IN.onnx OUT.onnx`
+        /// (stacked LoRA inputs plus the int64 input "lora_slot"). names and weights are flattened row by row:
+        /// row i uses the next row_counts[i] entries (0 = the base model for that row). Each distinct row set is
+        /// composed exactly as by mlora_run_options_set_active_adapters (weighted sum; rank concatenation with B
+        /// scaled), and the sets are stacked once, now, into slot tensors zero-padded to a common rank (exact);
+        /// runs then feed them with each row's slot. The options hold references to the adapters as loaded now.
+        /// Replaces any set given by mlora_run_options_set_active_adapters (and vice versa). Every later run with
+        /// these options must have batch_size rows.
+        /// @param[in] adapters borrowed for the call; a registry of a prepared model.
+        /// @param[in] names copied; sum(row_counts) UTF-8 names, no duplicate within a row.
+        /// @param[in] weights copied; sum(row_counts) finite floats, or NULL for all 1.0.
+        /// @param[in] row_counts copied; batch_size counts.
+        /// Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (model not prepared for batching: the message names it and
+        ///          the tool to run; batch_size 0; duplicate name within a row; non-finite weight; bad UTF-8),
+        ///          NOT_FOUND (a name not loaded; the message names it and its row). mlora_model_run with these
+        ///          options returns SHAPE_MISMATCH (naming both sizes) when its inputs' batch dim differs from
+        ///          batch_size. On failure the options are unchanged.
+        /// Thread-safety: not while a run uses these options.
+        /// </summary>
+        /// <remarks>C: <c>mlora_status_t mlora_run_options_set_active_adapters_per_row(mlora_run_options_t* options, const mlora_adapters_t* adapters, const char* const* names, const float* weights, const size_t* row_counts, size_t batch_size);</c></remarks>
+        /// <param name="options"></param>
+        /// <param name="adapters">borrowed. Header: [in] borrowed for the call; a registry of a prepared model.</param>
+        /// <param name="names">copied; array of pointers to NUL-terminated UTF-8 strings. Header: [in] copied; sum(row_counts) UTF-8 names, no duplicate within a row.</param>
+        /// <param name="weights">copied; input array. Header: [in] copied; sum(row_counts) finite floats, or NULL for all 1.0.</param>
+        /// <param name="row_counts">copied; input array. Header: [in] copied; batch_size counts.</param>
+        /// <param name="batch_size"></param>
+        [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern int mlora_run_options_set_active_adapters_per_row(IntPtr options, IntPtr adapters, IntPtr[] names, float[] weights, UIntPtr[] row_counts, UIntPtr batch_size);
 
         /// <summary>
         /// Creates generator params with the model's search defaults and no active adapters.

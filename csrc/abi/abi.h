@@ -15,6 +15,7 @@ namespace mlora {
 class Model;
 class Registry;
 class ActiveSet;
+class BatchSet;
 class Adapter;
 class Tensor;
 struct ModelOptions;
@@ -49,6 +50,7 @@ struct mlora_adapters {
 };
 struct mlora_run_options {
   std::shared_ptr<const mlora::ActiveSet> active;  // null = base model
+  std::shared_ptr<const mlora::BatchSet> per_row;  // set instead of `active` by set_active_adapters_per_row
 };
 
 namespace mlora::abi {

@@ -5,6 +5,7 @@
 #include "model/model.h"
 #include "model/tensor.h"
 #include "run/active_set.h"
+#include "run/batch_set.h"
 
 using namespace mlora;
 using namespace mlora::abi;
@@ -180,12 +181,25 @@ MLORA_API mlora_status_t mlora_model_run(const mlora_model_t* model, const mlora
   return guard(__func__, [&] {
     const auto& m = checked(model, HandleType::kModel, "model")->model;
     std::shared_ptr<const ActiveSet> active;
-    if (options) active = checked(options, HandleType::kRunOptions, "options")->active;
+    std::shared_ptr<const BatchSet> per_row;
+    if (options) {
+      const auto* o = checked(options, HandleType::kRunOptions, "options");
+      active = o->active;
+      per_row = o->per_row;
+    }
+    if (per_row && per_row->model() != m) {
+      fail(MLORA_STATUS_INVALID_ARGUMENT,
+           "the run options' per-row adapters were resolved by a registry of another "
+           "model object (loaded from '" +
+               per_row->model()->path() + "'); this model was loaded from '" + m->path() +
+               "'. Set the per-row adapters from a registry of this model");
+    }
     if (active && active->model() != m) {
-      fail(MLORA_STATUS_INVALID_ARGUMENT, "the run options' active adapters were resolved by a registry of another "
-                                          "model object (loaded from '" + active->model()->path() +
-                                          "'); this model was loaded from '" + m->path() +
-                                          "'. Set the active adapters from a registry of this model");
+      fail(MLORA_STATUS_INVALID_ARGUMENT,
+           "the run options' active adapters were resolved by a registry of another "
+           "model object (loaded from '" +
+               active->model()->path() + "'); this model was loaded from '" + m->path() +
+               "'. Set the active adapters from a registry of this model");
     }
     std::vector<std::string> in_names = str_array_arg(input_names, input_count, "input_names");
     array_arg(inputs, input_count, "inputs");
@@ -200,11 +214,14 @@ MLORA_API mlora_status_t mlora_model_run(const mlora_model_t* model, const mlora
     out_arg(out_outputs, "out_outputs");
     static const std::vector<const char*> kNoNames;
     static const std::vector<const OrtValue*> kNoValues;
-    auto results = m->run(in_names, in_values, active ? active->feed_names() : kNoNames,
-                          active ? active->feed_values() : kNoValues, out_names);
+    if (per_row) m->check_batch(in_names, in_values, per_row->batch_size());
+    const auto& lora_names = per_row ? per_row->feed_names() : active ? active->feed_names() : kNoNames;
+    const auto& lora_values = per_row ? per_row->feed_values() : active ? active->feed_values() : kNoValues;
+    auto results = m->run(in_names, in_values, lora_names, lora_values, out_names);
     // All-or-nothing: wrap every output before handing any out.
     std::vector<std::unique_ptr<mlora_tensor_t>> boxes;
-    for (auto& v : results) boxes.push_back(std::make_unique<mlora_tensor_t>(mlora_tensor_t{Tensor::from_ort(std::move(v))}));
+    for (auto& v : results)
+      boxes.push_back(std::make_unique<mlora_tensor_t>(mlora_tensor_t{Tensor::from_ort(std::move(v))}));
     for (size_t i = 0; i < boxes.size(); ++i) {
       register_handle(boxes[i].get(), HandleType::kTensor);
       out_outputs[i] = boxes[i].release();

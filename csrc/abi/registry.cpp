@@ -4,6 +4,7 @@
 #include "abi/abi.h"
 #include "adapter/adapter.h"
 #include "adapter/registry.h"
+#include "peft/peft_folder.h"
 
 using namespace mlora;
 using namespace mlora::abi;
@@ -30,7 +31,8 @@ MLORA_API mlora_status_t mlora_adapters_load(mlora_adapters_t* adapters, const c
     Registry& r = registry_of(adapters);
     const std::string p = str_arg(path, "path");
     const std::string n = str_arg(name, "name");
-    r.add(Adapter::open_file(p), n, flags);
+    // A directory is a PEFT LoRA folder, resolved against the registry's model (DESIGN.md §4).
+    r.add(peft::is_directory(p) ? peft::load_folder(p, *r.model()) : Adapter::open_file(p), n, flags);
   });
 }
 

@@ -195,25 +195,26 @@ void parse(const uint8_t* buf, size_t size, const std::string& subject, Adapter:
   st.index.reserve(count);
   for (size_t i = 0; i < count; ++i) {
     const fbs::Parameter* fp = fparams->Get(static_cast<flatbuffers::uoffset_t>(i));
-    const std::string nth = subject + ": parameter #" + std::to_string(i);
-    if (!fp->name() || fp->name()->size() == 0) fail(MLORA_STATUS_FORMAT, nth + " has no name");
+    // Messages are composed only on failure: loading is on the request path.
+    auto nth = [&] { return subject + ": parameter #" + std::to_string(i); };
+    if (!fp->name() || fp->name()->size() == 0) fail(MLORA_STATUS_FORMAT, nth() + " has no name");
 
     Param p;
     p.name = fp->name()->str();
     // Checked before the name appears in any message: messages are UTF-8 C strings.
-    if (p.name.find('\0') != std::string::npos) fail(MLORA_STATUS_FORMAT, nth + ": name contains a NUL byte");
-    if (!valid_utf8(p.name.data(), p.name.size())) fail(MLORA_STATUS_FORMAT, nth + ": name is not valid UTF-8");
-    const std::string what = subject + ": parameter '" + printable(p.name) + "'";
+    if (p.name.find('\0') != std::string::npos) fail(MLORA_STATUS_FORMAT, nth() + ": name contains a NUL byte");
+    if (!valid_utf8(p.name.data(), p.name.size())) fail(MLORA_STATUS_FORMAT, nth() + ": name is not valid UTF-8");
+    auto what = [&] { return subject + ": parameter '" + printable(p.name) + "'"; };
     const auto dup = st.index.find(p.name);
     if (dup != st.index.end()) {
       fail(MLORA_STATUS_FORMAT,
-           what + " appears twice (parameters #" + std::to_string(dup->second) + " and #" + std::to_string(i) + ")");
+           what() + " appears twice (parameters #" + std::to_string(dup->second) + " and #" + std::to_string(i) + ")");
     }
 
     p.dtype = fp->data_type();
     const size_t elem_size = dtype_size(p.dtype);
     if (elem_size == 0) {
-      fail(MLORA_STATUS_FORMAT, what + ": unsupported data_type " + std::to_string(p.dtype) +
+      fail(MLORA_STATUS_FORMAT, what() + ": unsupported data_type " + std::to_string(p.dtype) +
                                     " (ONNX TensorProto numbering; multilora reads float32, float16, bfloat16, "
                                     "float64, int8, uint8, int16, uint16, int32, uint32, int64, uint64, bool)");
     }
@@ -221,7 +222,7 @@ void parse(const uint8_t* buf, size_t size, const std::string& subject, Adapter:
     const auto* fdims = fp->dims();
     if (!fdims || fdims->size() == 0) {
       fail(MLORA_STATUS_FORMAT,
-           what + (fdims ? " is a scalar (empty dims); parameters need at least one dimension" : " has no dims"));
+           what() + (fdims ? " is a scalar (empty dims); parameters need at least one dimension" : " has no dims"));
     }
     p.dims.resize(fdims->size());
     // memcpy: the verifier only guarantees 4-byte alignment of the vector, the elements are int64.
@@ -229,20 +230,20 @@ void parse(const uint8_t* buf, size_t size, const std::string& subject, Adapter:
 
     size_t elements = 0;
     try {
-      elements = element_count(p.dims, what);
+      elements = element_count(p.dims, "");
     } catch (const Error& e) {
-      fail(MLORA_STATUS_FORMAT, e.what());  // a shape in a file is a format problem, not a caller's mismatch
+      fail(MLORA_STATUS_FORMAT, what() + e.what());  // a shape in a file is a format problem, not a caller's mismatch
     }
     if (__builtin_mul_overflow(elements, elem_size, &p.nbytes)) {
       fail(MLORA_STATUS_FORMAT,
-           what + ": byte size of " + dtype_name(p.dtype) + " " + shape_str(p.dims) + " overflows");
+           what() + ": byte size of " + dtype_name(p.dtype) + " " + shape_str(p.dims) + " overflows");
     }
 
     const auto* raw = fp->raw_data();
-    if (!raw) fail(MLORA_STATUS_FORMAT, what + " has no raw_data (even a zero-width parameter has an empty one)");
+    if (!raw) fail(MLORA_STATUS_FORMAT, what() + " has no raw_data (even a zero-width parameter has an empty one)");
     const size_t have = raw->size();
     if (have != p.nbytes) {
-      fail(MLORA_STATUS_FORMAT, what + ": raw_data has " + std::to_string(have) + " bytes, expected " +
+      fail(MLORA_STATUS_FORMAT, what() + ": raw_data has " + std::to_string(have) + " bytes, expected " +
                                     std::to_string(p.nbytes) + " (" + dtype_name(p.dtype) + " " + shape_str(p.dims) +
                                     ")");
     }

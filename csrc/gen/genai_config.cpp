@@ -1,9 +1,12 @@
 #include "gen/genai_config.h"
 
+#include <sys/stat.h>
+
 #include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <limits>
 #include <nlohmann/json.hpp>
 
@@ -161,15 +164,33 @@ std::string GenaiConfig::layer_name(const std::string& pattern, int layer) {
 }
 
 GenaiConfig parse_genai_config(const std::string& path) {
-  std::ifstream in(path);
+  // A FIFO would block the read below forever and a directory reads as empty: only a regular file will do.
+  struct stat st;
+  if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
+    fail(MLORA_STATUS_IO, "cannot read '" + path + "': it is " +
+                              (S_ISDIR(st.st_mode)    ? "a directory"
+                               : S_ISFIFO(st.st_mode) ? "a FIFO"
+                                                      : "a special file") +
+                              ", not a regular file");
+  }
+  std::ifstream in(path, std::ios::binary);
   if (!in) {
     const int err = errno;
     fail(err == ENOENT || err == ENOTDIR ? MLORA_STATUS_NOT_FOUND : MLORA_STATUS_IO,
          "cannot read '" + path + "': " + std::strerror(err));
   }
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) {
+    const int err = errno;
+    fail(MLORA_STATUS_IO, "cannot read '" + path + "': " + std::strerror(err));
+  }
+  return parse_genai_config_text(text, path);
+}
+
+GenaiConfig parse_genai_config_text(const std::string& text, const std::string& path) {
   Json root;
   try {
-    root = Json::parse(in);
+    root = Json::parse(text);
   } catch (const Json::exception& e) {
     fail(MLORA_STATUS_FORMAT, "'" + path + "' is not valid JSON: " + e.what());
   }

@@ -80,6 +80,9 @@ struct GenaiConfig {
 // Reads and validates `path` (a genai_config.json). Throws NOT_FOUND (no file), IO, FORMAT naming the file and
 // the offending key.
 GenaiConfig parse_genai_config(const std::string& path);
+// The same from the file's text (`path` names it in messages and gives the model folder). Throws FORMAT.
+// The entry point of the fuzz target tests/fuzz/fuzz_genai_config.cpp.
+GenaiConfig parse_genai_config_text(const std::string& text, const std::string& path);
 
 // Applies the config's session options to ORT session options. Explicit ModelOptions win: the config's
 // intra-op thread count is used only when options.intra_op_threads is 0, and the config's entries are

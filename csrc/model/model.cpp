@@ -342,6 +342,15 @@ struct EnvHold {
 // Resolves a GenAI model folder to its decoder .onnx file.
 std::string decoder_from_genai_folder(const std::string& dir) {
   const std::string config_path = dir + "/genai_config.json";
+  // A FIFO would block the read below forever and a directory reads as empty: only a regular file will do.
+  struct stat cst;
+  if (::stat(config_path.c_str(), &cst) == 0 && !S_ISREG(cst.st_mode)) {
+    fail(MLORA_STATUS_IO, "cannot read '" + config_path + "': it is " +
+                              (S_ISDIR(cst.st_mode)    ? "a directory"
+                               : S_ISFIFO(cst.st_mode) ? "a FIFO"
+                                                       : "a special file") +
+                              ", not a regular file");
+  }
   std::ifstream in(config_path);
   if (!in) {
     struct stat st;
@@ -389,6 +398,7 @@ struct Model::Impl {
   std::unordered_map<std::string, size_t> input_index, output_index, lora_index;
   std::vector<std::string> input_names, output_names;  // for messages
   int32_t fingerprint = 1;
+  bool batching = false;  // prepared for adapter-aware batching (lora_slot + stacked LoRA inputs)
   std::shared_ptr<const GenaiConfig> genai;  // set when the model is a folder with genai_config.json
 };
 
@@ -420,11 +430,26 @@ int32_t compute_fingerprint(const std::vector<LoraInput>& loras) {
 
 // Decides whether an overridable initializer is a LoRA input and describes it. A LoRA input is declared 2-D
 // with its rank axis 0 or symbolic, and its default value (the initializer) is empty along that axis.
-bool describe_lora(const std::string& name, const Declared& d, const ModelScan& scan, LoraInput& out) {
-  if (dtype_size(d.dtype) == 0 || d.shape.size() != 2) return false;  // not a tensor of a dtype we can feed
+// A model prepared for adapter-aware batching declares its LoRA inputs stacked, [S, d0, d1] with a symbolic
+// slot axis 0 and a default [1, d0, d1]: they are described by their last two axes (one slot).
+bool describe_lora(const std::string& name, const Declared& raw, const ModelScan& scan, LoraInput& out) {
+  if (dtype_size(raw.dtype) == 0) return false;  // not a tensor of a dtype we can feed
   const auto init = scan.initializer_dims.find(name);
-  const std::vector<int64_t>* init_dims =
-      init != scan.initializer_dims.end() && init->second.size() == 2 ? &init->second : nullptr;
+  Declared d = raw;
+  std::vector<int64_t> slot_dims;  // the default's dims without the slot axis
+  bool stacked = false;
+  if (d.shape.size() == 3 && d.shape[0] < 0) {
+    if (init == scan.initializer_dims.end() || init->second.size() != 3 || init->second[0] != 1) return false;
+    stacked = true;
+    d.shape.erase(d.shape.begin());
+    d.symbols.erase(d.symbols.begin());
+    slot_dims.assign(init->second.begin() + 1, init->second.end());
+  }
+  if (d.shape.size() != 2) return false;
+  const std::vector<int64_t>* init_dims = stacked ? &slot_dims
+                                          : init != scan.initializer_dims.end() && init->second.size() == 2
+                                              ? &init->second
+                                              : nullptr;
   auto rank_capable = [&](int axis) {
     if (d.shape[axis] > 0) return false;                     // declared fixed and non-zero
     if (init_dims && (*init_dims)[axis] != 0) return false;  // default not empty along it
@@ -450,6 +475,7 @@ bool describe_lora(const std::string& name, const Declared& d, const ModelScan& 
   out.rank_symbol = d.symbols[axis];
   out.dim0 = axis == 0 ? 0 : fixed;
   out.dim1 = axis == 1 ? 0 : fixed;
+  out.stacked = stacked;
   return true;
 }
 
@@ -564,6 +590,10 @@ std::shared_ptr<const Model> Model::open(const std::string& path, const ModelOpt
     ort_check(api.SessionGetOverridableInitializerTypeInfo(session, i, &type_info),
               "reading the type of initializer '" + name.str() + "'");
     const Declared d = declared_of(type_info, "initializer '" + name.str() + "'");
+    if (name.str() == kLoraSlotInput && d.dtype == MLORA_DTYPE_INT64 && d.shape.size() == 1) {
+      impl->batching = true;  // confirmed below: every LoRA input must be stacked
+      continue;
+    }
     LoraInput lora;
     if (describe_lora(name.str(), d, scan, lora) && found.emplace(lora.name, found_order.size()).second) {
       found_order.push_back(std::move(lora));
@@ -611,6 +641,10 @@ std::shared_ptr<const Model> Model::open(const std::string& path, const ModelOpt
     impl->loras.push_back(lora);
   }
   impl->fingerprint = compute_fingerprint(impl->loras);
+  if (impl->batching) {
+    impl->batching = !impl->loras.empty() &&
+                     std::all_of(impl->loras.begin(), impl->loras.end(), [](const LoraInput& l) { return l.stacked; });
+  }
   return std::make_shared<const Model>(std::move(impl));
 }
 
@@ -624,6 +658,43 @@ const std::vector<IoInfo>& Model::outputs() const noexcept { return impl_->outpu
 const std::vector<LoraInput>& Model::lora_inputs() const noexcept { return impl_->loras; }
 int32_t Model::lora_fingerprint() const noexcept { return impl_->fingerprint; }
 const GenaiConfig* Model::genai_config() const noexcept { return impl_->genai.get(); }
+bool Model::batching() const noexcept { return impl_->batching; }
+
+void Model::check_batch(const std::vector<std::string>& input_names, const std::vector<const OrtValue*>& inputs,
+                        int64_t batch) const {
+  const Impl& m = *impl_;
+  // The batch dim: axis 0 of regular inputs whose declared axis 0 is symbolic and named like a batch
+  // ("batch_size", "batch"); when no input names it so, every input with a symbolic axis 0.
+  auto is_batch_symbol = [](const std::string& s) { return s.find("batch") != std::string::npos; };
+  bool named = false;
+  for (size_t i = 0; i < m.inputs.size(); ++i) {
+    named |= m.input_has_shape[i] && !m.inputs[i].shape.empty() && m.inputs[i].shape[0] < 0 &&
+             is_batch_symbol(m.input_symbols[i][0]);
+  }
+  for (size_t i = 0; i < input_names.size() && i < inputs.size(); ++i) {
+    auto it = m.input_index.find(input_names[i]);
+    if (it == m.input_index.end() || !inputs[i]) continue;  // run() reports these
+    const size_t idx = it->second;
+    const IoInfo& want = m.inputs[idx];
+    if (!m.input_has_shape[idx] || want.shape.empty() || want.shape[0] >= 0) continue;
+    if (named && !is_batch_symbol(m.input_symbols[idx][0])) continue;
+    OrtTensorTypeAndShapeInfo* raw_info = nullptr;
+    ort_check(ort().GetTensorTypeAndShape(inputs[i], &raw_info), "inspecting input '" + input_names[i] + "'");
+    OrtTensorTypeAndShapeInfoPtr info(raw_info);
+    size_t rank = 0;
+    ort_check(ort().GetDimensionsCount(info.get(), &rank), "inspecting input '" + input_names[i] + "'");
+    if (rank == 0) continue;
+    std::vector<int64_t> shape(rank);
+    ort_check(ort().GetDimensions(info.get(), shape.data(), rank), "inspecting input '" + input_names[i] + "'");
+    if (shape[0] != batch) {
+      fail(MLORA_STATUS_SHAPE_MISMATCH, "input '" + input_names[i] + "' has batch size " + std::to_string(shape[0]) +
+                                            " (shape " + shape_str(shape) +
+                                            ") but the run options' per-row adapters "
+                                            "were set for batch size " +
+                                            std::to_string(batch));
+    }
+  }
+}
 OrtSession* Model::session() const noexcept { return impl_->session.get(); }
 
 const LoraInput* Model::find_lora(const std::string& name) const noexcept {

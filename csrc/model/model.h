@@ -32,8 +32,15 @@ struct LoraInput {
   // The symbolic name of the rank dim ("" if none). LoRA inputs sharing one name must be fed with one
   // rank in a run: ONNX Runtime's memory planner assumes equal dim_params mean equal sizes.
   std::string rank_symbol;
+  // Adapter-aware batching (`multilora prepare-batching`): the input is declared stacked, [S, dim0, dim1]
+  // with the slot axis 0, and the graph gathers each row's slot with the int64 input `lora_slot`. dim0,
+  // dim1 and rank_axis still describe one slot, i.e. what an adapter's parameter looks like.
+  bool stacked = false;
   int64_t fixed_dim() const noexcept { return rank_axis == 0 ? dim1 : dim0; }
 };
+
+// Name of the int64 [batch] input of a model prepared for adapter-aware batching.
+constexpr const char* kLoraSlotInput = "lora_slot";
 
 struct GenaiConfig;  // gen/genai_config.h (Generation)
 
@@ -52,6 +59,13 @@ class Model {
   const IoInfo* find_input(const std::string& name) const noexcept;
   // Stable 32-bit fingerprint of the LoRA input signature (names, dtypes, fixed dims), never 0.
   int32_t lora_fingerprint() const noexcept;
+  // True when the model was prepared for adapter-aware batching: it has the int64 input `lora_slot` and
+  // every LoRA input is stacked (see LoraInput::stacked).
+  bool batching() const noexcept;
+  // Adapter-aware batching: throws SHAPE_MISMATCH naming both sizes when a fed regular input whose
+  // declared axis 0 is the batch dim has another size than `batch`.
+  void check_batch(const std::vector<std::string>& input_names, const std::vector<const OrtValue*>& inputs,
+                   int64_t batch) const;
   // nullptr when the model is a plain .onnx file.
   const GenaiConfig* genai_config() const noexcept;
 

@@ -70,6 +70,7 @@ std::shared_ptr<const ActiveSet> ActiveSet::build(std::shared_ptr<const Model> m
     std::vector<int64_t> dims(2);
     dims[fixed_axis] = fixed;
     dims[in.rank_axis] = target;
+    if (in.stacked) dims.insert(dims.begin(), 1);  // one slot of a stacked input: same bytes
     const size_t bytes = static_cast<size_t>(fixed) * static_cast<size_t>(target) * esize;
     const bool scaled_side = in.rank_axis == 0;  // B [r, out] carries the weight
     OrtValuePtr value;
@@ -83,15 +84,17 @@ std::shared_ptr<const ActiveSet> ActiveSet::build(std::shared_ptr<const Model> m
         set->composite_bytes_ += bytes;
       }
       value = make_ort_tensor(in.dtype, dims, zeros.get(), bytes);
+      set->blocks_.push_back({i, zeros.get(), fixed, target});
     } else if (parts.size() == 1 && target == ranks[i] && (!scaled_side || parts[0].weight == 1.0f)) {
       const Param& p = *parts[0].param;
-      value = make_ort_tensor(p.dtype, p.dims, p.data, p.nbytes);  // zero-copy over the adapter's memory
+      value = make_ort_tensor(p.dtype, dims, p.data, p.nbytes);  // zero-copy over the adapter's memory
+      set->blocks_.push_back({i, p.data, fixed, target});
     } else {
       if (scaled_side && !dtype_is_float(in.dtype)) {
         for (const auto& c : parts) {
           if (c.weight != 1.0f) {
-            fail(MLORA_STATUS_INVALID_ARGUMENT, "cannot apply a weight to LoRA input '" + in.name + "' of dtype " +
-                                                    dtype_name(in.dtype));
+            fail(MLORA_STATUS_INVALID_ARGUMENT,
+                 "cannot apply a weight to LoRA input '" + in.name + "' of dtype " + dtype_name(in.dtype));
           }
         }
       }
@@ -126,6 +129,7 @@ std::shared_ptr<const ActiveSet> ActiveSet::build(std::shared_ptr<const Model> m
         }
       }
       value = make_ort_tensor(in.dtype, dims, buffer.get(), bytes);
+      set->blocks_.push_back({i, buffer.get(), fixed, target});
       set->buffers_.push_back(std::move(buffer));
       set->composite_bytes_ += bytes;
     }

@@ -10,6 +10,9 @@
 // "lora_r" everywhere): ONNX Runtime then requires one rank for all of them within a Run, so every input
 // of such a group is fed at the group's largest rank, zero-padded (untouched ones as zeros). Zero
 // padding adds nothing to x·A·B, so results stay exact.
+// On a model prepared for adapter-aware batching (LoraInput::stacked) every feed is one slot, [1, fixed, r]
+// / [1, r, out] over the same memory; `lora_slot` is not fed, its default [0] selects that slot for every row.
+// The composed blocks are also exposed (blocks()) so per-row batches (run/batch_set.h) stack them.
 #pragma once
 
 #include <cstdint>
@@ -29,6 +32,15 @@ struct ActiveEntry {
   float weight = 1.0f;
 };
 
+// One composed LoRA input of a set, 2-D as an adapter sees it: [fixed, rank] (A) or [rank, fixed] (B),
+// contiguous row-major, held alive by the set.
+struct ActiveBlock {
+  size_t input;  // index into model->lora_inputs()
+  const void* data;
+  int64_t fixed;
+  int64_t rank;
+};
+
 class ActiveSet {
  public:
   // Throws INVALID_ARGUMENT when a weight != 1 applies to a non-floating tensor; NOT_FOUND if a parameter
@@ -41,6 +53,8 @@ class ActiveSet {
   const std::vector<const OrtValue*>& feed_values() const noexcept { return feed_values_; }
   // Bytes allocated for composites (0 when every feed is zero-copy).
   size_t composite_bytes() const noexcept { return composite_bytes_; }
+  // Every fed LoRA input's composed tensor (same order as the feeds).
+  const std::vector<ActiveBlock>& blocks() const noexcept { return blocks_; }
 
   ActiveSet() = default;
   ActiveSet(const ActiveSet&) = delete;
@@ -55,6 +69,7 @@ class ActiveSet {
   std::vector<const OrtValue*> feed_values_;
   std::vector<std::shared_ptr<void>> buffers_;
   size_t composite_bytes_ = 0;
+  std::vector<ActiveBlock> blocks_;
 };
 
 }  // namespace mlora

@@ -108,10 +108,24 @@ struct Releaser {
 template <class T, void (*Release)(T*)>
 using Handle = std::unique_ptr<T, Releaser<T, Release>>;
 
-inline std::vector<const char*> c_strings(const std::vector<std::string>& strings) {
+/**
+ * s.c_str() for the C ABI, which ends strings at the first NUL: a std::string holding a NUL byte would be
+ * silently cut there (another file, another adapter name), so it is refused with INVALID_ARGUMENT naming
+ * `what` and the text before the NUL.
+ */
+inline const char* c_str(const std::string& s, const char* what) {
+  const size_t nul = s.find('\0');
+  if (nul != std::string::npos) {
+    throw Error(MLORA_STATUS_INVALID_ARGUMENT, std::string(what) + " '" + s.substr(0, nul) +
+                                                   "\\0...' contains a NUL byte at offset " + std::to_string(nul));
+  }
+  return s.c_str();
+}
+
+inline std::vector<const char*> c_strings(const std::vector<std::string>& strings, const char* what = "name") {
   std::vector<const char*> out;
   out.reserve(strings.size());
-  for (const std::string& s : strings) out.push_back(s.c_str());
+  for (const std::string& s : strings) out.push_back(c_str(s, what));
   return out;
 }
 
@@ -139,7 +153,9 @@ inline void check_abi_version() {
 }
 
 /** Sets the libonnxruntime path to load (before the first model is created). */
-inline void set_ort_library_path(const std::string& path) { detail::check(mlora_set_ort_library_path(path.c_str())); }
+inline void set_ort_library_path(const std::string& path) {
+  detail::check(mlora_set_ort_library_path(detail::c_str(path, "path")));
+}
 
 struct OrtInfo {
   std::string path;     // the libonnxruntime file loaded
@@ -155,8 +171,8 @@ inline OrtInfo ort_info() {
   for (int attempt = 0; status == MLORA_STATUS_BUFFER_TOO_SMALL && attempt < 8; ++attempt) {
     info.path.assign(path_len > 0 ? path_len : 1, '\0');
     info.version.assign(version_len > 0 ? version_len : 1, '\0');
-    status = mlora_ort_info(&info.path[0], info.path.size(), &path_len, &info.version[0], info.version.size(),
-                            &version_len);
+    status =
+        mlora_ort_info(&info.path[0], info.path.size(), &path_len, &info.version[0], info.version.size(), &version_len);
   }
   detail::check(status);
   info.path.resize(path_len > 0 ? path_len - 1 : 0);
@@ -286,7 +302,8 @@ class ModelOptions {
     return *this;
   }
   ModelOptions& set_config_entry(const std::string& key, const std::string& value) {
-    detail::check(mlora_model_options_set_config_entry(get(), key.c_str(), value.c_str()));
+    detail::check(mlora_model_options_set_config_entry(get(), detail::c_str(key, "config key"),
+                                                       detail::c_str(value, "config value")));
     return *this;
   }
 
@@ -323,7 +340,7 @@ class Model {
   /** Loads an .onnx model with LoRA inputs, or a GenAI model folder. options may be NULL. */
   explicit Model(const std::string& path, const ModelOptions* options = nullptr) {
     mlora_model_t* out = nullptr;
-    detail::check(mlora_model_create(path.c_str(), options != nullptr ? options->get() : nullptr, &out));
+    detail::check(mlora_model_create(detail::c_str(path, "path"), options != nullptr ? options->get() : nullptr, &out));
     handle_.reset(out);
   }
 
@@ -449,7 +466,7 @@ class Adapter {
   /** Opens an .onnx_adapter file without a model (mapped read-only and verified). */
   static Adapter open(const std::string& path) {
     mlora_adapter_t* out = nullptr;
-    detail::check(mlora_adapter_open(path.c_str(), &out));
+    detail::check(mlora_adapter_open(detail::c_str(path, "path"), &out));
     return Adapter(out);
   }
   /** As open, from a buffer (copied). */
@@ -502,12 +519,12 @@ class Adapter {
       throw Error(MLORA_STATUS_INVALID_ARGUMENT, "write adapter '" + path + "': " + std::to_string(names.size()) +
                                                      " names but " + std::to_string(tensors.size()) + " tensors");
     }
-    std::vector<const char*> c_names = detail::c_strings(names);
+    std::vector<const char*> c_names = detail::c_strings(names, "parameter name");
     std::vector<const mlora_tensor_t*> handles;
     handles.reserve(tensors.size());
     for (const Tensor* t : tensors) handles.push_back(t != nullptr ? t->get() : nullptr);
-    detail::check(
-        mlora_adapter_write(path.c_str(), c_names.data(), handles.data(), handles.size(), adapter_version, model_version));
+    detail::check(mlora_adapter_write(detail::c_str(path, "path"), c_names.data(), handles.data(), handles.size(),
+                                      adapter_version, model_version));
   }
 
   mlora_adapter_t* get() const noexcept { return handle_.get(); }
@@ -530,14 +547,16 @@ class Adapters {
 
   /** Loads an .onnx_adapter file under name; flags are MLORA_LOAD_* bits. */
   void load(const std::string& path, const std::string& name, int32_t flags = MLORA_LOAD_DEFAULT) {
-    detail::check(mlora_adapters_load(get(), path.c_str(), name.c_str(), flags));
+    detail::check(mlora_adapters_load(get(), detail::c_str(path, "path"), detail::c_str(name, "adapter name"), flags));
   }
   /** As load, from a buffer holding an .onnx_adapter file (copied). */
   void load_from_memory(const void* data, size_t size, const std::string& name, int32_t flags = MLORA_LOAD_DEFAULT) {
-    detail::check(mlora_adapters_load_from_memory(get(), data, size, name.c_str(), flags));
+    detail::check(mlora_adapters_load_from_memory(get(), data, size, detail::c_str(name, "adapter name"), flags));
   }
   /** Removes a name; holders keep the adapter they use. */
-  void unload(const std::string& name) { detail::check(mlora_adapters_unload(get(), name.c_str())); }
+  void unload(const std::string& name) {
+    detail::check(mlora_adapters_unload(get(), detail::c_str(name, "adapter name")));
+  }
 
   /** Loaded names, sorted. */
   std::vector<std::string> names() const {
@@ -548,7 +567,7 @@ class Adapters {
   /** The adapter loaded under name (that version stays alive while the result lives); throws NOT_FOUND. */
   Adapter at(const std::string& name) const {
     mlora_adapter_t* out = nullptr;
-    detail::check(mlora_adapters_get(get(), name.c_str(), &out));
+    detail::check(mlora_adapters_get(get(), detail::c_str(name, "adapter name"), &out));
     return Adapter(out);
   }
 
@@ -571,7 +590,7 @@ void set_active(Receiver* receiver, SetFn fn, const Adapters* adapters, const st
                                                    " adapter names but " + std::to_string(weights->size()) +
                                                    " weights; give one weight per name");
   }
-  std::vector<const char*> c_names = c_strings(names);
+  std::vector<const char*> c_names = c_strings(names, "adapter name");
   check(fn(receiver, adapters != nullptr ? adapters->get() : nullptr, c_names.data(),
            weights != nullptr ? weights->data() : nullptr, c_names.size()));
 }
@@ -606,6 +625,35 @@ class RunOptions {
     detail::check(mlora_run_options_set_active_adapters(get(), nullptr, nullptr, nullptr, 0));
     return *this;
   }
+  /**
+   * One adapter set per batch row (an empty row = the base model), on a model prepared with
+   * `multilora prepare-batching`; weights, when given, has one list per row matching its names.
+   */
+  RunOptions& set_active_adapters_per_row(const Adapters& adapters, const std::vector<std::vector<std::string>>& rows,
+                                          const std::vector<std::vector<float>>* weights = nullptr) {
+    if (weights != nullptr && weights->size() != rows.size()) {
+      throw Error(MLORA_STATUS_INVALID_ARGUMENT, "set_active_adapters_per_row: " + std::to_string(rows.size()) +
+                                                     " rows but " + std::to_string(weights->size()) + " weight rows");
+    }
+    std::vector<std::string> flat;
+    std::vector<float> flat_weights;
+    std::vector<size_t> counts;
+    for (size_t i = 0; i < rows.size(); ++i) {
+      if (weights != nullptr && (*weights)[i].size() != rows[i].size()) {
+        throw Error(MLORA_STATUS_INVALID_ARGUMENT, "set_active_adapters_per_row: row " + std::to_string(i) + " has " +
+                                                       std::to_string(rows[i].size()) + " adapter names but " +
+                                                       std::to_string((*weights)[i].size()) + " weights");
+      }
+      flat.insert(flat.end(), rows[i].begin(), rows[i].end());
+      if (weights != nullptr) flat_weights.insert(flat_weights.end(), (*weights)[i].begin(), (*weights)[i].end());
+      counts.push_back(rows[i].size());
+    }
+    std::vector<const char*> c_names = detail::c_strings(flat, "adapter name");
+    detail::check(mlora_run_options_set_active_adapters_per_row(get(), adapters.get(), c_names.data(),
+                                                                weights != nullptr ? flat_weights.data() : nullptr,
+                                                                counts.data(), counts.size()));
+    return *this;
+  }
   size_t active_count() const {
     size_t n = 0;
     detail::check(mlora_run_options_active_count(get(), &n));
@@ -627,8 +675,8 @@ inline std::vector<Tensor> Model::run(const RunOptions* options, const std::vect
     throw Error(MLORA_STATUS_INVALID_ARGUMENT, "run: " + std::to_string(input_names.size()) + " input names but " +
                                                    std::to_string(inputs.size()) + " input tensors");
   }
-  std::vector<const char*> c_inputs = detail::c_strings(input_names);
-  std::vector<const char*> c_outputs = detail::c_strings(output_names);
+  std::vector<const char*> c_inputs = detail::c_strings(input_names, "input name");
+  std::vector<const char*> c_outputs = detail::c_strings(output_names, "output name");
   std::vector<const mlora_tensor_t*> handles;
   handles.reserve(inputs.size());
   for (const Tensor* t : inputs) handles.push_back(t != nullptr ? t->get() : nullptr);
@@ -667,17 +715,17 @@ class GeneratorParams {
 
   /** "max_length", "min_length", "top_k", "top_p", "temperature", "repetition_penalty", "random_seed", ... */
   GeneratorParams& set_search_number(const std::string& name, double value) {
-    detail::check(mlora_generator_params_set_search_number(get(), name.c_str(), value));
+    detail::check(mlora_generator_params_set_search_number(get(), detail::c_str(name, "search option"), value));
     return *this;
   }
   /** "do_sample". */
   GeneratorParams& set_search_bool(const std::string& name, bool value) {
-    detail::check(mlora_generator_params_set_search_bool(get(), name.c_str(), value ? 1 : 0));
+    detail::check(mlora_generator_params_set_search_bool(get(), detail::c_str(name, "search option"), value ? 1 : 0));
     return *this;
   }
   double get_search_number(const std::string& name) const {
     double value = 0.0;
-    detail::check(mlora_generator_params_get_search_number(get(), name.c_str(), &value));
+    detail::check(mlora_generator_params_get_search_number(get(), detail::c_str(name, "search option"), &value));
     return value;
   }
   GeneratorParams& set_active_adapters(const Adapters& adapters, const std::vector<std::string>& names) {
@@ -739,8 +787,9 @@ class Generator {
     return n;
   }
   std::vector<int32_t> get_sequence(size_t index) const {
-    return read_tokens(
-        [&](int32_t* buf, size_t cap, size_t* len) { return mlora_generator_get_sequence(get(), index, buf, cap, len); });
+    return read_tokens([&](int32_t* buf, size_t cap, size_t* len) {
+      return mlora_generator_get_sequence(get(), index, buf, cap, len);
+    });
   }
   std::vector<int32_t> get_next_tokens() const {
     return read_tokens(

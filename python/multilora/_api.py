@@ -126,7 +126,13 @@ class _Native:
 def _fspath(path: PathLike, what: str) -> str:
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"{what}: path must be str or os.PathLike, not {type(path).__name__}")
-    return os.fspath(path)
+    p = os.fspath(path)
+    if isinstance(p, str):
+        try:
+            p.encode("utf-8")
+        except UnicodeEncodeError as e:  # e.g. surrogate-escaped bytes: the C ABI takes UTF-8 paths only
+            _core.raise_status(1, f"{what}: path {p!r} is not valid UTF-8 ({e.reason} at {e.start})")
+    return p
 
 
 def _shape(dims: Sequence[int]) -> Tuple[Optional[int], ...]:
@@ -388,6 +394,10 @@ class Adapters(_Native):
     def load(self, path: PathLike, name: str, *, replace: bool = False, ignore_model_version: bool = False) -> None:
         """Maps, verifies and validates an .onnx_adapter file against the model and names it.
 
+        A directory is loaded as a PEFT LoRA folder (adapter_config.json + adapter_model.safetensors):
+        tensors are resolved to the model's LoRA inputs, transposed, the LoRA scale folded into B and the
+        values converted to the model's LoRA dtype (see DESIGN.md §4); anything unsupported is an error.
+
         ``replace``: replace an adapter already loaded under ``name`` (holders keep the old one);
         otherwise that raises AlreadyExistsError. ``ignore_model_version``: skip the model_version
         check (dtypes and shapes are always checked).
@@ -483,6 +493,31 @@ class RunOptions(_Native):
         """Activates the single adapter ``name`` (onnxruntime-genai's spelling)."""
         self.set_active_adapters(adapters, [name])
 
+    def set_active_adapters_per_row(
+        self,
+        adapters: Adapters,
+        rows: Sequence[Sequence[str]],
+        weights: Optional[Sequence[Sequence[float]]] = None,
+    ) -> None:
+        """One adapter set per batch row (``[]`` = the base model for that row), all served by one Run.
+
+        Needs a model rewritten once with ``multilora prepare-batching IN.onnx OUT.onnx``. ``weights``, if
+        given, holds one list per row matching its names (default all 1.0). Each row's output equals
+        that row run alone with its own active set; every run with these options must have
+        ``len(rows)`` rows. Replaces any set given by :meth:`set_active_adapters`.
+        """
+        rows_list = [[row] if isinstance(row, str) else list(row) for row in rows]
+        weights_list = None if weights is None else [[float(w) for w in row] for row in weights]
+        self._n().set_active_adapters_per_row(adapters._n(), rows_list, weights_list)
+        self._active = []
+        seen = set()
+        for i, row in enumerate(rows_list):
+            for j, name in enumerate(row):
+                w = weights_list[i][j] if weights_list is not None else 1.0
+                if (name, w) not in seen:
+                    seen.add((name, w))
+                    self._active.append((name, w))
+
     def clear_active_adapters(self) -> None:
         """Back to the base model."""
         self.set_active_adapters(None, [])
@@ -542,14 +577,24 @@ def write_adapter(
     model_version: int = 0,
     *,
     dtypes: Optional[Mapping[str, Any]] = None,
+    model: Optional[Model] = None,
 ) -> None:
     """Writes {name: array-like} as an .onnx_adapter file that onnxruntime loads (written atomically).
 
     Each array keeps its numpy dtype; ``dtypes`` may give a parameter another element type of the
     same size to reinterpret its bytes as (e.g. ``{"x": "bfloat16"}`` for uint16 raw bits).
-    ml_dtypes.bfloat16 arrays are written as bfloat16 by themselves.
+    ml_dtypes.bfloat16 arrays are written as bfloat16 by themselves. ``model``: record that model's
+    version (``model.version``) as ``model_version``, so loading into another model is refused.
     """
     p = _fspath(path, "write_adapter")
+    if model is not None:
+        if not isinstance(model, Model):
+            raise TypeError(f"write_adapter {p!r}: model must be a multilora.Model, not {type(model).__name__}")
+        if model_version not in (0, model.version):
+            raise ValueError(
+                f"write_adapter {p!r}: model_version {model_version} contradicts model.version {model.version}"
+            )
+        model_version = model.version
     if not isinstance(parameters, Mapping):
         raise TypeError(f"write_adapter: parameters must be a mapping name -> array, not {type(parameters).__name__}")
     overrides = dict(dtypes or {})

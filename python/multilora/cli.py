@@ -2,6 +2,10 @@
 
     multilora inspect FILE [--json]
     multilora generate --model DIR [--adapter NAME=PATH ...] [--active NAME ...] --prompt TEXT  (cli_generate.py)
+    multilora convert PEFT_DIR -o OUT.onnx_adapter --model M [--dtype float16]                  (cli_peft.py)
+    multilora check --model M ADAPTER... [--json]                                                (cli_peft.py)
+    multilora prepare-model IN.onnx OUT.onnx --targets q_proj,v_proj                             (cli_peft.py)
+    multilora prepare-batching IN.onnx OUT.onnx                                           (prepare_batching.py)
 
 FILE is an .onnx_adapter file (recognised by its ``TORT`` identifier), an .onnx model or a GenAI model
 folder. Adapters: parameters with dtypes and shapes, rank, versions, sizes. Models: inputs, outputs and
@@ -100,12 +104,20 @@ def _inspect_model(path: str) -> Dict[str, Any]:
 
 
 def inspect_file(path: str) -> Dict[str, Any]:
-    """A description of an adapter file or a model, as the ``--json`` output prints it."""
+    """A description of an adapter file, a PEFT folder or a model, as the ``--json`` output prints it."""
+    if os.path.isfile(os.path.join(path, "adapter_config.json")):
+        from .cli_peft import inspect_peft
+
+        return inspect_peft(path)
     return _inspect_adapter(path) if is_adapter_file(path) else _inspect_model(path)
 
 
 def _format(info: Dict[str, Any]) -> str:
     lines: List[str] = []
+    if info["kind"] == "peft":
+        from .cli_peft import format_peft
+
+        return format_peft(info)
     if info["kind"] == "adapter":
         lines.append(f"adapter   {info['path']}")
         lines.append(f"size      {info['file_bytes']} bytes ({_human(info['file_bytes'])})")
@@ -151,6 +163,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from .cli_generate import add_generate_command
 
     add_generate_command(sub)
+    from .cli_peft import add_peft_commands
+
+    add_peft_commands(sub)
+    from .prepare_batching import add_prepare_batching_command
+
+    add_prepare_batching_command(sub)
     args = parser.parse_args(argv)
 
     from . import MultiloraError, __version__
@@ -158,7 +176,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.version:
         print(__version__)
         return 0
-    if args.command == "generate":
+    if args.command in ("generate", "convert", "check", "prepare-model", "prepare-batching"):
         return int(args.func(args))
     if args.command != "inspect":
         parser.print_help(sys.stderr)
@@ -170,6 +188,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         info = inspect_file(args.file)
     except MultiloraError as e:
         print(f"multilora inspect: {e.status_name}: {e}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as e:  # a malformed PEFT folder
+        print(f"multilora inspect: {e}", file=sys.stderr)
         return 1
     try:
         print(json.dumps(info, indent=2) if args.json else _format(info))

@@ -416,6 +416,25 @@ PYBIND11_MODULE(_core, m) {
              set_active(o, adapters, names, weights);
            },
            py::arg("adapters").none(true), py::arg("names"), py::arg("weights") = py::none())
+      .def("set_active_adapters_per_row",
+           [](ml::RunOptions& o, const ml::Adapters& adapters, const py::object& rows, const py::object& weights) {
+             std::vector<std::vector<std::string>> r;
+             for (py::handle row : rows) r.push_back(names_from(py::reinterpret_borrow<py::object>(row),
+                                                                "set_active_adapters_per_row"));
+             if (weights.is_none()) {
+               py::gil_scoped_release release;
+               o.set_active_adapters_per_row(adapters, r);
+             } else {
+               std::vector<std::vector<float>> w;
+               for (py::handle row : weights) {
+                 w.emplace_back();
+                 for (py::handle x : row) w.back().push_back(x.cast<float>());
+               }
+               py::gil_scoped_release release;
+               o.set_active_adapters_per_row(adapters, r, &w);
+             }
+           },
+           py::arg("adapters"), py::arg("rows"), py::arg("weights") = py::none())
       .def_property_readonly("active_count", &ml::RunOptions::active_count)
       .def("close", &ml::RunOptions::reset);
 

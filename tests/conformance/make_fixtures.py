@@ -15,6 +15,8 @@ OUT_DIR receives
   adapter_other_model.onnx_adapter  adapter_a's parameters recorded for model_version 12345 (another model's
                                   fingerprint)                                        -> VERSION_MISMATCH
   not_an_adapter.onnx_adapter     text, not a FlatBuffers adapter                      -> FORMAT
+  model_batched.onnx              model.onnx rewritten by `multilora prepare-batching` (per-row adapters);
+                                  reference tensor logits_rows: row 0 with adapter a, row 1 with the mix
   reference.json                  {"tensors": {name: {"dtype", "shape", "data"}}}: the input and the expected
                                   logits of every case, computed by numpy in float64 (testing.reference_forward),
                                   then cross-checked against onnxruntime's own LoRA path before being written;
@@ -77,6 +79,16 @@ def load_testing():
     mod = importlib.util.module_from_spec(spec)
     assert spec.loader is not None
     sys.modules[spec.name] = mod  # dataclasses look their module up
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def load_prepare_batching():
+    """python/multilora/prepare_batching.py, loaded by path (needs only onnx)."""
+    path = ROOT / "python" / "multilora" / "prepare_batching.py"
+    spec = importlib.util.spec_from_file_location("multilora_prepare_batching", path)
+    mod = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
     spec.loader.exec_module(mod)
     return mod
 
@@ -166,6 +178,9 @@ def main(out_dir: str) -> int:
     if np.allclose(ref["a"], ref["base"]) or np.allclose(ref["mix"], ref["b"]):
         print("make_fixtures: adapters do not change the output; the fixture is useless", file=sys.stderr)
         return 1
+
+    load_prepare_batching().prepare_batching(d / "model.onnx", d / "model_batched.onnx")
+    ref["rows"] = np.concatenate([ref["a"][0:1], ref["mix"][1:2]])  # per-row: [["a"], mix]
 
     tensors = {"input_ids": tensor_json(ids)}
     tensors.update({f"logits_{name}": tensor_json(v) for name, v in ref.items()})

@@ -419,6 +419,38 @@ static void do_set_active(ctx_t* c, const json* step, int which) {
   free(w);
 }
 
+/* run_options_set_active_adapters_per_row: "rows" (lists of names) and optional "weights" (lists of numbers)
+ * flattened row by row into names/weights + row_counts. */
+static void do_set_per_row(ctx_t* c, const json* step) {
+  mlora_run_options_t* o = (mlora_run_options_t*)handle_arg(c, arg(step, "options"));
+  const mlora_adapters_t* a = (const mlora_adapters_t*)handle_arg(c, arg(step, "adapters"));
+  const json* rows = arg(step, "rows");
+  const json* weights = arg(step, "weights");
+  size_t batch = rows ? rows->n : 0, total = 0, i, j, k = 0;
+  for (i = 0; i < batch; ++i) total += rows->items[i]->n;
+  char** cnames = (char**)calloc(total ? total : 1, sizeof(char*));
+  float* w = (float*)calloc(total ? total : 1, sizeof(float));
+  size_t* counts = (size_t*)calloc(batch ? batch : 1, sizeof(size_t));
+  int ok = 1;
+  for (i = 0; i < batch; ++i) {
+    const json* row = rows->items[i];
+    const json* wrow = weights && i < weights->n ? weights->items[i] : NULL;
+    counts[i] = row->n;
+    for (j = 0; j < row->n; ++j, ++k) {
+      cnames[k] = str_arg(row->items[j], &ok);
+      w[k] = wrow && j < wrow->n ? (float)wrow->items[j]->num : 1.0f;
+    }
+  }
+  if (!ok) ctx_error(c, "bad adapter name argument", "");
+  if (!c->error[0])
+    took(c, mlora_run_options_set_active_adapters_per_row(o, a, (const char* const*)cnames, weights ? w : NULL, counts,
+                                                          batch));
+  for (i = 0; i < total; ++i) free(cnames[i]);
+  free(cnames);
+  free(w);
+  free(counts);
+}
+
 /* generator_get_sequence / generator_get_next_tokens; capacity absent: grow until it fits. */
 static mlora_status_t call_tokens(int which, const mlora_generator_t* g, size_t index, int32_t* buf, size_t cap,
                                   size_t* len) {
@@ -730,6 +762,8 @@ static void execute(ctx_t* c, const json* step) {
     mlora_run_options_release((mlora_run_options_t*)handle_arg(c, arg(step, "options")));
   } else if (strcmp(call, "run_options_set_active_adapters") == 0) {
     do_set_active(c, step, 0);
+  } else if (strcmp(call, "run_options_set_active_adapters_per_row") == 0) {
+    do_set_per_row(c, step);
   } else if (strcmp(call, "run_options_active_count") == 0) {
     size_t n = 0;
     took(c, mlora_run_options_active_count((const mlora_run_options_t*)handle_arg(c, arg(step, "options")), &n));

@@ -447,6 +447,31 @@ namespace Multilora.Conformance
                     Obj<RunOptions>(a, "options").SetActiveAdapters(Obj<Adapters>(a, "adapters"), Strings(a, "names"),
                                                                     Weights(a));
                     return;
+                case "run_options_set_active_adapters_per_row":
+                {
+                    var rows = a.ContainsKey("rows") && a["rows"] != null ? (List<object>)a["rows"] : new List<object>();
+                    var names = new string[rows.Count][];
+                    for (int i = 0; i < rows.Count; i++)
+                    {
+                        var row = (List<object>)rows[i];
+                        names[i] = new string[row.Count];
+                        for (int j = 0; j < row.Count; j++) names[i][j] = (string)row[j];
+                    }
+                    float[][] weights = null;
+                    if (a.ContainsKey("weights") && a["weights"] != null)
+                    {
+                        var wl = (List<object>)a["weights"];
+                        weights = new float[wl.Count][];
+                        for (int i = 0; i < wl.Count; i++)
+                        {
+                            var row = (List<object>)wl[i];
+                            weights[i] = new float[row.Count];
+                            for (int j = 0; j < row.Count; j++) weights[i][j] = (float)((JNum)row[j]).D;
+                        }
+                    }
+                    Obj<RunOptions>(a, "options").SetActiveAdaptersPerRow(Obj<Adapters>(a, "adapters"), names, weights);
+                    return;
+                }
                 case "run_options_active_count":
                     r.Values["count"] = (long)Obj<RunOptions>(a, "options").ActiveCount;
                     return;

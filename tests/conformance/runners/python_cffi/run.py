@@ -261,6 +261,19 @@ class CffiBinding(Binding):
             self.took(
                 r, L.mlora_run_options_set_active_adapters(h("options"), h("adapters"), ptrs, weights, len(names))
             )
+        elif call == "run_options_set_active_adapters_per_row":
+            rows = a.get("rows") or []
+            flat = [n for row in rows for n in row]
+            ptrs = ffi.new("const char*[]", [self.cstr(n, keep) for n in flat] or [ffi.NULL])
+            wr = a.get("weights")
+            weights = ffi.new("float[]", [float(x) for row in wr for x in row] or [0.0]) if wr is not None else ffi.NULL
+            counts = ffi.new("size_t[]", [len(row) for row in rows] or [0])
+            self.took(
+                r,
+                L.mlora_run_options_set_active_adapters_per_row(
+                    h("options"), h("adapters"), ptrs, weights, counts, len(rows)
+                ),
+            )
         elif call == "run_options_active_count":
             n = ffi.new("size_t*")
             if self.took(r, L.mlora_run_options_active_count(h("options"), n)) == 0:

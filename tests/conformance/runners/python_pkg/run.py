@@ -181,6 +181,10 @@ class PackageBinding(Binding):
             r.handle = ml.RunOptions()
         elif call == "run_options_set_active_adapters":
             self.obj(a, "options").set_active_adapters(self.obj(a, "adapters"), a.get("names") or [], a.get("weights"))
+        elif call == "run_options_set_active_adapters_per_row":
+            self.obj(a, "options").set_active_adapters_per_row(
+                self.obj(a, "adapters"), a.get("rows") or [], a.get("weights")
+            )
         elif call == "run_options_active_count":
             r.values["count"] = self.obj(a, "options").active_count
         elif call.startswith("generator") or call == "generate_until_done":

@@ -348,6 +348,11 @@ public final class ConformanceRunner {
     }
 
     @SuppressWarnings("unchecked")
+    private static List<Object> objects(Object list) {
+        return (List<Object>) list;
+    }
+
+    @SuppressWarnings("unchecked")
     private static float[] weights(Map<String, Object> a) {
         List<Object> l = (List<Object>) a.get("weights");
         if (l == null) {
@@ -500,6 +505,27 @@ public final class ConformanceRunner {
                 obj(a, "options", RunOptions.class).setActiveAdapters(obj(a, "adapters", Adapters.class),
                         strings(a, "names"), weights(a));
                 return;
+            case "run_options_set_active_adapters_per_row": {
+                List<Object> rows = a.get("rows") == null ? new ArrayList<>() : objects(a.get("rows"));
+                String[][] names = new String[rows.size()][];
+                for (int i = 0; i < names.length; i++) {
+                    names[i] = objects(rows.get(i)).toArray(new String[0]);
+                }
+                float[][] w = null;
+                if (a.get("weights") != null) {
+                    List<Object> wl = objects(a.get("weights"));
+                    w = new float[wl.size()][];
+                    for (int i = 0; i < w.length; i++) {
+                        List<Object> row = objects(wl.get(i));
+                        w[i] = new float[row.size()];
+                        for (int j = 0; j < w[i].length; j++) {
+                            w[i][j] = ((Number) row.get(j)).floatValue();
+                        }
+                    }
+                }
+                obj(a, "options", RunOptions.class).setActiveAdaptersPerRow(obj(a, "adapters", Adapters.class), names, w);
+                return;
+            }
             case "run_options_active_count":
                 r.values.put("count", (long) obj(a, "options", RunOptions.class).activeCount());
                 return;
