@@ -63,8 +63,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         modules = testing.ATTN_MODULES + testing.MLP_MODULES
-        info = testing.make_lora_model(d / "model.onnx", layers=args.layers, hidden=args.hidden, vocab=1024,
-                                       modules=modules, seed=0)
+        info = testing.make_lora_model(
+            d / "model.onnx", layers=args.layers, hidden=args.hidden, vocab=1024, modules=modules, seed=0
+        )
         paths = []
         for i in range(args.adapters):
             p = d / f"a{i}.onnx_adapter"
@@ -119,8 +120,9 @@ def main() -> None:
 
         run_switch_ours, run_switch_ort = paired_ms(switch_ours, switch_ort, args.repeats)
         mix = ml.RunOptions()
-        set_new = median_ms(lambda: mix.set_active_adapters(adapters, ["a0", "a1"], [1.0, 0.5 + np.random.rand()]),
-                            args.repeats)
+        set_new = median_ms(
+            lambda: mix.set_active_adapters(adapters, ["a0", "a1"], [1.0, 0.5 + np.random.rand()]), args.repeats
+        )
         keep = ml.RunOptions()
         keep.set_active_adapters(adapters, ["a1", "a2"], [1.0, 0.5])  # holds the composite: later sets hit the cache
         set_cached = median_ms(lambda: mix.set_active_adapters(adapters, ["a1", "a2"], [1.0, 0.5]), args.repeats)
@@ -141,9 +143,11 @@ def main() -> None:
         ("set_active_adapters, new mix (builds)", set_new, float("nan")),
         ("set_active_adapters, cached mix", set_cached, float("nan")),
     ]
-    print(f"model: {args.layers} layers, hidden {args.hidden}, {len(info.pairs)} adapted projections; "
-          f"adapter rank {args.rank}, {size_mb:.2f} MiB; input [1, {args.seq}]; threads {args.threads}; "
-          f"ORT {ort.__version__}; median of {args.repeats}")
+    print(
+        f"model: {args.layers} layers, hidden {args.hidden}, {len(info.pairs)} adapted projections; "
+        f"adapter rank {args.rank}, {size_mb:.2f} MiB; input [1, {args.seq}]; threads {args.threads}; "
+        f"ORT {ort.__version__}; median of {args.repeats}"
+    )
     print(f"{'measurement':<38} {'multilora ms':>13} {'ORT ms':>9} {'ORT/ours':>9}")
     print("-" * 72)
     for label, ours_ms, ort_ms in rows:

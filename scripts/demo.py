@@ -26,8 +26,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(args.keep or tmp)
         d.mkdir(parents=True, exist_ok=True)
-        info = testing.make_lora_model(d / "model.onnx", layers=2, hidden=32, vocab=64,
-                                       modules=("q_proj", "k_proj", "v_proj", "o_proj"), seed=7)
+        info = testing.make_lora_model(
+            d / "model.onnx", layers=2, hidden=32, vocab=64, modules=("q_proj", "k_proj", "v_proj", "o_proj"), seed=7
+        )
         specs = {"sql": (8, 11, None), "chat": (4, 12, ("q_proj", "v_proj")), "code": (16, 13, ("o_proj",))}
         params = {}
         for name, (rank, seed, modules) in specs.items():
@@ -41,10 +42,18 @@ def main() -> int:
         ids = testing.make_input_ids(info, batch=1, seq=6, seed=3)
         print(f"model: {d / 'model.onnx'}  ({len(model.lora_inputs)} LoRA inputs)")
         print(f"ONNX Runtime: {ml.ort_info().version}   multilora {ml.__version__}\n")
-        cases = [("base", [], []), ("sql", ["sql"], [1.0]), ("chat", ["chat"], [1.0]), ("code", ["code"], [1.0]),
-                 ("sql + 0.5*chat", ["sql", "chat"], [1.0, 0.5]), ("0.3*sql + 0.7*code", ["sql", "code"], [0.3, 0.7])]
-        header = f"{'active set':<20} {'rank':>5} {'next token':>10} {'logit':>9} {'max |Δ| vs base':>16} " \
-                 f"{'max err vs numpy':>17} {'run ms':>7}"
+        cases = [
+            ("base", [], []),
+            ("sql", ["sql"], [1.0]),
+            ("chat", ["chat"], [1.0]),
+            ("code", ["code"], [1.0]),
+            ("sql + 0.5*chat", ["sql", "chat"], [1.0, 0.5]),
+            ("0.3*sql + 0.7*code", ["sql", "code"], [0.3, 0.7]),
+        ]
+        header = (
+            f"{'active set':<20} {'rank':>5} {'next token':>10} {'logit':>9} {'max |Δ| vs base':>16} "
+            f"{'max err vs numpy':>17} {'run ms':>7}"
+        )
         print(header)
         print("-" * len(header))
         base_logits = None
@@ -63,10 +72,15 @@ def main() -> int:
                 base_logits = logits
             delta = float(np.abs(logits - base_logits).max())
             rank = sum(adapters.info(n).rank for n in names)
-            print(f"{label:<20} {rank:>5} {int(last.argmax()):>10} {float(last.max()):>9.4f} {delta:>16.4f} "
-                  f"{err:>17.2e} {ms:>7.2f}")
-        print(f"\nall rows match the numpy reference within {worst:.1e}" if worst < 1e-3 else
-              f"\nMISMATCH: worst error {worst:.3e}")
+            print(
+                f"{label:<20} {rank:>5} {int(last.argmax()):>10} {float(last.max()):>9.4f} {delta:>16.4f} "
+                f"{err:>17.2e} {ms:>7.2f}"
+            )
+        print(
+            f"\nall rows match the numpy reference within {worst:.1e}"
+            if worst < 1e-3
+            else f"\nMISMATCH: worst error {worst:.3e}"
+        )
         return 0 if worst < 1e-3 else 1
 
 

@@ -20,6 +20,9 @@ bash scripts/setup_env.sh
 py="$venv/bin/python"
 export PATH="$venv/bin:$PATH"
 
+step "lint: ruff, clang-format, generated shims up to date"
+bash scripts/lint.sh
+
 step "C/C++ tests (CTest)"
 cmake -S . -B build/ctest -DMLORA_BUILD_TESTS=ON -DPython3_EXECUTABLE="$py" >/dev/null
 cmake --build build/ctest -j2

@@ -100,7 +100,8 @@ MLORA_API mlora_status_t mlora_adapter_write(const char* path, const char* const
       const std::string what = "tensors[" + std::to_string(i) + "] ('" + n[i] + "')";
       const Tensor& t = *checked(tensors[i], HandleType::kTensor, what.c_str())->tensor;
       if (n[i].empty()) fail(MLORA_STATUS_INVALID_ARGUMENT, "names[" + std::to_string(i) + "] is empty");
-      if (!seen.insert(n[i]).second) fail(MLORA_STATUS_INVALID_ARGUMENT, "parameter name '" + n[i] + "' is given twice");
+      if (!seen.insert(n[i]).second)
+        fail(MLORA_STATUS_INVALID_ARGUMENT, "parameter name '" + n[i] + "' is given twice");
       views.push_back({n[i], t.dtype(), t.shape(), t.data(), t.nbytes()});
     }
     write_adapter_file(p, views, adapter_version, model_version);

@@ -23,14 +23,22 @@ HandleTable& table() {
 
 const char* type_name(HandleType type) {
   switch (type) {
-    case HandleType::kTensor: return "tensor";
-    case HandleType::kModelOptions: return "model options";
-    case HandleType::kModel: return "model";
-    case HandleType::kAdapter: return "adapter";
-    case HandleType::kAdapters: return "adapters";
-    case HandleType::kRunOptions: return "run options";
-    case HandleType::kGeneratorParams: return "generator params";
-    case HandleType::kGenerator: return "generator";
+    case HandleType::kTensor:
+      return "tensor";
+    case HandleType::kModelOptions:
+      return "model options";
+    case HandleType::kModel:
+      return "model";
+    case HandleType::kAdapter:
+      return "adapter";
+    case HandleType::kAdapters:
+      return "adapters";
+    case HandleType::kRunOptions:
+      return "run options";
+    case HandleType::kGeneratorParams:
+      return "generator params";
+    case HandleType::kGenerator:
+      return "generator";
   }
   return "handle";
 }
@@ -71,8 +79,8 @@ size_t live_handle_count() {
 void check_handle(const void* handle, HandleType type, const char* what) {
   if (!handle) fail(MLORA_STATUS_INVALID_HANDLE, std::string(what) + " is NULL");
   if (!is_live(handle, type)) {
-    fail(MLORA_STATUS_INVALID_HANDLE, std::string(what) + " is not a live " + type_name(type) +
-                                          " handle (released, or not made by multilora)");
+    fail(MLORA_STATUS_INVALID_HANDLE,
+         std::string(what) + " is not a live " + type_name(type) + " handle (released, or not made by multilora)");
   }
 }
 
@@ -97,11 +105,21 @@ bool valid_utf8(const unsigned char* s) {
     unsigned c = *s;
     int n;
     uint32_t cp;
-    if (c < 0x80) { ++s; continue; }
-    if ((c & 0xE0) == 0xC0) { n = 1; cp = c & 0x1F; }
-    else if ((c & 0xF0) == 0xE0) { n = 2; cp = c & 0x0F; }
-    else if ((c & 0xF8) == 0xF0) { n = 3; cp = c & 0x07; }
-    else return false;
+    if (c < 0x80) {
+      ++s;
+      continue;
+    }
+    if ((c & 0xE0) == 0xC0) {
+      n = 1;
+      cp = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      n = 2;
+      cp = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      n = 3;
+      cp = c & 0x07;
+    } else
+      return false;
     for (int i = 1; i <= n; ++i) {
       if ((s[i] & 0xC0) != 0x80) return false;
       cp = (cp << 6) | (s[i] & 0x3F);
@@ -124,8 +142,8 @@ std::string str_arg(const char* s, const char* what) {
 }
 
 void array_arg(const void* p, size_t count, const char* what) {
-  if (!p && count) fail(MLORA_STATUS_INVALID_ARGUMENT, std::string(what) + " is NULL but its count is " +
-                                                           std::to_string(count));
+  if (!p && count)
+    fail(MLORA_STATUS_INVALID_ARGUMENT, std::string(what) + " is NULL but its count is " + std::to_string(count));
 }
 
 std::vector<std::string> str_array_arg(const char* const* names, size_t count, const char* what) {
@@ -143,8 +161,9 @@ void write_string(const std::string& value, char* buf, size_t capacity, size_t* 
   const size_t needed = value.size() + 1;
   *out_len = needed;
   if (capacity < needed) {
-    fail(MLORA_STATUS_BUFFER_TOO_SMALL, std::string("buffer of ") + std::to_string(capacity) + " bytes is too small for " +
-                                            what + " (needs " + std::to_string(needed) + ")");
+    fail(MLORA_STATUS_BUFFER_TOO_SMALL, std::string("buffer of ") + std::to_string(capacity) +
+                                            " bytes is too small for " + what + " (needs " + std::to_string(needed) +
+                                            ")");
   }
   if (!buf) fail(MLORA_STATUS_INVALID_ARGUMENT, "buf is NULL but capacity is " + std::to_string(capacity));
   std::memcpy(buf, value.c_str(), needed);

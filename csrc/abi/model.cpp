@@ -1,8 +1,9 @@
 // Header sections "Model options" and "Model".
+#include "model/model.h"
+
 #include <set>
 
 #include "abi/abi.h"
-#include "model/model.h"
 #include "model/tensor.h"
 #include "run/active_set.h"
 #include "run/batch_set.h"
@@ -120,16 +121,14 @@ MLORA_API mlora_status_t mlora_model_output_name(const mlora_model_t* model, siz
 
 MLORA_API mlora_status_t mlora_model_input_info(const mlora_model_t* model, size_t index, mlora_dtype_t* out_dtype,
                                                 int64_t* shape_buf, size_t capacity, size_t* out_ndim) {
-  return guard(__func__, [&] {
-    io_info(model_of(model).inputs(), index, "input", out_dtype, shape_buf, capacity, out_ndim);
-  });
+  return guard(__func__,
+               [&] { io_info(model_of(model).inputs(), index, "input", out_dtype, shape_buf, capacity, out_ndim); });
 }
 
 MLORA_API mlora_status_t mlora_model_output_info(const mlora_model_t* model, size_t index, mlora_dtype_t* out_dtype,
                                                  int64_t* shape_buf, size_t capacity, size_t* out_ndim) {
-  return guard(__func__, [&] {
-    io_info(model_of(model).outputs(), index, "output", out_dtype, shape_buf, capacity, out_ndim);
-  });
+  return guard(__func__,
+               [&] { io_info(model_of(model).outputs(), index, "output", out_dtype, shape_buf, capacity, out_ndim); });
 }
 
 MLORA_API mlora_status_t mlora_model_lora_count(const mlora_model_t* model, size_t* out_count) {

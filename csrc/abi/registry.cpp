@@ -1,9 +1,10 @@
 // Header section "Adapter registry".
+#include "adapter/registry.h"
+
 #include <cstring>
 
 #include "abi/abi.h"
 #include "adapter/adapter.h"
-#include "adapter/registry.h"
 #include "peft/peft_folder.h"
 
 using namespace mlora;

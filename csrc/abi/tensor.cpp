@@ -1,6 +1,7 @@
 // Header section "Tensors".
-#include "abi/abi.h"
 #include "model/tensor.h"
+
+#include "abi/abi.h"
 
 using namespace mlora;
 using namespace mlora::abi;
@@ -51,8 +52,8 @@ MLORA_API mlora_status_t mlora_tensor_shape(const mlora_tensor_t* tensor, int64_
     const auto& shape = tensor->tensor->shape();
     *out_ndim = shape.size();
     if (capacity < shape.size()) {
-      fail(MLORA_STATUS_BUFFER_TOO_SMALL, "shape buffer of " + std::to_string(capacity) + " dims is too small for rank " +
-                                              std::to_string(shape.size()));
+      fail(MLORA_STATUS_BUFFER_TOO_SMALL, "shape buffer of " + std::to_string(capacity) +
+                                              " dims is too small for rank " + std::to_string(shape.size()));
     }
     array_arg(shape_buf, shape.size(), "shape_buf");
     for (size_t i = 0; i < shape.size(); ++i) shape_buf[i] = shape[i];

@@ -11,10 +11,10 @@ namespace mlora {
 
 struct Param {
   std::string name;
-  int32_t dtype = 0;          // ONNX TensorProto numbering
-  std::vector<int64_t> dims;  // may contain 0 (zero-width)
-  const void* data = nullptr; // points into the mapping / owned buffer; aligned to the element size
-  size_t nbytes = 0;          // == element_count(dims) * dtype_size(dtype)
+  int32_t dtype = 0;           // ONNX TensorProto numbering
+  std::vector<int64_t> dims;   // may contain 0 (zero-width)
+  const void* data = nullptr;  // points into the mapping / owned buffer; aligned to the element size
+  size_t nbytes = 0;           // == element_count(dims) * dtype_size(dtype)
 };
 
 class Adapter {
@@ -32,8 +32,8 @@ class Adapter {
   const Param* find(const std::string& name) const noexcept;
   // Largest rank: dim 1 of params named *lora_A*, dim 0 of *lora_B*; 0 if none.
   int64_t rank() const noexcept;
-  uint64_t bytes_mapped() const noexcept;  // size of the file mapping (0 for memory-loaded)
-  uint64_t bytes_copied() const noexcept;  // bytes copied (memory-loaded buffer, misaligned params)
+  uint64_t bytes_mapped() const noexcept;      // size of the file mapping (0 for memory-loaded)
+  uint64_t bytes_copied() const noexcept;      // bytes copied (memory-loaded buffer, misaligned params)
   const std::string& source() const noexcept;  // path, or the label for memory-loaded adapters
 
   ~Adapter();

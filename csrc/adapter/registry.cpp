@@ -44,18 +44,18 @@ void Registry::validate(const Adapter& adapter, const std::string& label, int32_
   if (adapter.params().empty()) fail(MLORA_STATUS_FORMAT, who + " has no parameters");
   if (adapter.model_version() != 0 && !(flags & MLORA_LOAD_IGNORE_MODEL_VERSION) &&
       adapter.model_version() != model.lora_fingerprint()) {
-    fail(MLORA_STATUS_VERSION_MISMATCH,
-         who + " was made for model version " + std::to_string(adapter.model_version()) + ", but model '" +
-             model.path() + "' has LoRA signature " + std::to_string(model.lora_fingerprint()) +
-             " (load with the ignore-model-version flag to skip this check)");
+    fail(MLORA_STATUS_VERSION_MISMATCH, who + " was made for model version " + std::to_string(adapter.model_version()) +
+                                            ", but model '" + model.path() + "' has LoRA signature " +
+                                            std::to_string(model.lora_fingerprint()) +
+                                            " (load with the ignore-model-version flag to skip this check)");
   }
   for (const Param& p : adapter.params()) {
     const LoraInput* in = model.find_lora(p.name);
     if (!in) {
       std::vector<std::string> known;
       for (const auto& l : model.lora_inputs()) known.push_back(l.name);
-      fail(MLORA_STATUS_NOT_FOUND, who + ": parameter '" + p.name + "' is not a LoRA input of model '" +
-                                       model.path() + "'; its LoRA inputs are " + join_names(known));
+      fail(MLORA_STATUS_NOT_FOUND, who + ": parameter '" + p.name + "' is not a LoRA input of model '" + model.path() +
+                                       "'; its LoRA inputs are " + join_names(known));
     }
     if (p.dtype != in->dtype) {
       fail(MLORA_STATUS_TYPE_MISMATCH, who + ": parameter '" + p.name + "' has dtype " + dtype_name(p.dtype) +
@@ -75,8 +75,8 @@ void Registry::validate(const Adapter& adapter, const std::string& label, int32_
         shape += a == in->rank_axis ? std::string("rank") : std::to_string(shown[a]);
       }
       shape += "]";
-      fail(MLORA_STATUS_SHAPE_MISMATCH, who + ": parameter '" + p.name + "' has shape " + shape_str(p.dims) +
-                                            ", the model expects " + shape);
+      fail(MLORA_STATUS_SHAPE_MISMATCH,
+           who + ": parameter '" + p.name + "' has shape " + shape_str(p.dims) + ", the model expects " + shape);
     }
     // Rank of A must equal rank of B, and each half needs its partner.
     const std::string other = partner_name(p.name);
@@ -149,8 +149,8 @@ std::shared_ptr<const Adapter> Registry::get(const std::string& name) const {
 std::shared_ptr<const ActiveSet> Registry::resolve(const std::vector<std::string>& names,
                                                    const std::vector<float>& weights) const {
   if (names.size() != weights.size()) {
-    fail(MLORA_STATUS_INVALID_ARGUMENT, std::to_string(names.size()) + " adapter names but " +
-                                            std::to_string(weights.size()) + " weights");
+    fail(MLORA_STATUS_INVALID_ARGUMENT,
+         std::to_string(names.size()) + " adapter names but " + std::to_string(weights.size()) + " weights");
   }
   std::set<std::string> seen;
   std::vector<ActiveEntry> entries;
@@ -168,8 +168,7 @@ std::shared_ptr<const ActiveSet> Registry::resolve(const std::vector<std::string
       if (it == adapters_.end()) {
         std::vector<std::string> loaded;
         for (const auto& kv : adapters_) loaded.push_back(kv.first);
-        fail(MLORA_STATUS_NOT_FOUND,
-             "no adapter named '" + names[i] + "' is loaded; loaded: " + join_names(loaded));
+        fail(MLORA_STATUS_NOT_FOUND, "no adapter named '" + names[i] + "' is loaded; loaded: " + join_names(loaded));
       }
       entries.push_back({names[i], it->second, weights[i]});
       key.emplace_back(it->second.get(), weights[i]);

@@ -37,7 +37,8 @@ class Registry {
   // Resolves names (+ weights, same length) into an active set holding the adapters as loaded now.
   // Identical requests share one cached set while any holder keeps it. Throws NOT_FOUND,
   // INVALID_ARGUMENT (duplicate name, non-finite weight).
-  std::shared_ptr<const ActiveSet> resolve(const std::vector<std::string>& names, const std::vector<float>& weights) const;
+  std::shared_ptr<const ActiveSet> resolve(const std::vector<std::string>& names,
+                                           const std::vector<float>& weights) const;
 
   // Checks one adapter against the model (used by add; public for tools). `label` names it in messages.
   void validate(const Adapter& adapter, const std::string& label, int32_t flags) const;

@@ -398,7 +398,7 @@ struct Model::Impl {
   std::unordered_map<std::string, size_t> input_index, output_index, lora_index;
   std::vector<std::string> input_names, output_names;  // for messages
   int32_t fingerprint = 1;
-  bool batching = false;  // prepared for adapter-aware batching (lora_slot + stacked LoRA inputs)
+  bool batching = false;                     // prepared for adapter-aware batching (lora_slot + stacked LoRA inputs)
   std::shared_ptr<const GenaiConfig> genai;  // set when the model is a folder with genai_config.json
 };
 

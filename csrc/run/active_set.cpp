@@ -26,7 +26,8 @@ std::shared_ptr<void> aligned_buffer(size_t bytes) {
 
 }  // namespace
 
-std::shared_ptr<const ActiveSet> ActiveSet::build(std::shared_ptr<const Model> model, std::vector<ActiveEntry> entries) {
+std::shared_ptr<const ActiveSet> ActiveSet::build(std::shared_ptr<const Model> model,
+                                                  std::vector<ActiveEntry> entries) {
   auto set = std::make_shared<ActiveSet>();
   // LoRA input name -> contributions, in entry order (A and B blocks must line up).
   std::map<std::string, std::vector<Contribution>> by_input;

@@ -27,8 +27,8 @@
 namespace mlora {
 
 struct ActiveEntry {
-  std::string name;                          // registry name at resolve time
-  std::shared_ptr<const Adapter> adapter;    // keeps the adapter (and its mapping) alive
+  std::string name;                        // registry name at resolve time
+  std::shared_ptr<const Adapter> adapter;  // keeps the adapter (and its mapping) alive
   float weight = 1.0f;
 };
 

@@ -61,20 +61,34 @@ void set_python_error(const ml::Error& e) {
 
 std::string dtype_label(mlora_dtype_t dtype) {
   switch (dtype) {
-    case MLORA_DTYPE_FLOAT32: return "float32";
-    case MLORA_DTYPE_UINT8: return "uint8";
-    case MLORA_DTYPE_INT8: return "int8";
-    case MLORA_DTYPE_UINT16: return "uint16";
-    case MLORA_DTYPE_INT16: return "int16";
-    case MLORA_DTYPE_INT32: return "int32";
-    case MLORA_DTYPE_INT64: return "int64";
-    case MLORA_DTYPE_BOOL: return "bool";
-    case MLORA_DTYPE_FLOAT16: return "float16";
-    case MLORA_DTYPE_FLOAT64: return "float64";
-    case MLORA_DTYPE_UINT32: return "uint32";
-    case MLORA_DTYPE_UINT64: return "uint64";
-    case MLORA_DTYPE_BFLOAT16: return "bfloat16";
-    default: return "dtype(" + std::to_string(dtype) + ")";
+    case MLORA_DTYPE_FLOAT32:
+      return "float32";
+    case MLORA_DTYPE_UINT8:
+      return "uint8";
+    case MLORA_DTYPE_INT8:
+      return "int8";
+    case MLORA_DTYPE_UINT16:
+      return "uint16";
+    case MLORA_DTYPE_INT16:
+      return "int16";
+    case MLORA_DTYPE_INT32:
+      return "int32";
+    case MLORA_DTYPE_INT64:
+      return "int64";
+    case MLORA_DTYPE_BOOL:
+      return "bool";
+    case MLORA_DTYPE_FLOAT16:
+      return "float16";
+    case MLORA_DTYPE_FLOAT64:
+      return "float64";
+    case MLORA_DTYPE_UINT32:
+      return "uint32";
+    case MLORA_DTYPE_UINT64:
+      return "uint64";
+    case MLORA_DTYPE_BFLOAT16:
+      return "bfloat16";
+    default:
+      return "dtype(" + std::to_string(dtype) + ")";
   }
 }
 
@@ -138,13 +152,13 @@ mlora_dtype_t mlora_dtype_of(const py::dtype& dt) {
     case 'f':
       return size == 4 ? MLORA_DTYPE_FLOAT32 : size == 2 ? MLORA_DTYPE_FLOAT16 : size == 8 ? MLORA_DTYPE_FLOAT64 : 0;
     case 'i':
-      return size == 1 ? MLORA_DTYPE_INT8
+      return size == 1   ? MLORA_DTYPE_INT8
              : size == 2 ? MLORA_DTYPE_INT16
              : size == 4 ? MLORA_DTYPE_INT32
              : size == 8 ? MLORA_DTYPE_INT64
                          : 0;
     case 'u':
-      return size == 1 ? MLORA_DTYPE_UINT8
+      return size == 1   ? MLORA_DTYPE_UINT8
              : size == 2 ? MLORA_DTYPE_UINT16
              : size == 4 ? MLORA_DTYPE_UINT32
              : size == 8 ? MLORA_DTYPE_UINT64
@@ -194,8 +208,8 @@ BorrowedArray borrow_array(const py::handle& obj, const std::string& what, mlora
     if (ml::dtype_size(as_dtype) != static_cast<size_t>(dt.itemsize())) {
       fail(MLORA_STATUS_TYPE_MISMATCH, what + ": cannot reinterpret numpy dtype " + py::str(dt).cast<std::string>() +
                                            " (" + std::to_string(dt.itemsize()) + " bytes) as " +
-                                           dtype_label(as_dtype) + " (" +
-                                           std::to_string(ml::dtype_size(as_dtype)) + " bytes)");
+                                           dtype_label(as_dtype) + " (" + std::to_string(ml::dtype_size(as_dtype)) +
+                                           " bytes)");
     }
     code = as_dtype;
   }
@@ -227,8 +241,8 @@ std::vector<std::string> names_from(const py::handle& seq, const char* what) {
   std::vector<std::string> out;
   for (py::handle item : seq) {
     if (!py::isinstance<py::str>(item)) {
-      fail(MLORA_STATUS_INVALID_ARGUMENT,
-           std::string(what) + ": names must be str, got " + py::str(py::type::of(item).attr("__name__")).cast<std::string>());
+      fail(MLORA_STATUS_INVALID_ARGUMENT, std::string(what) + ": names must be str, got " +
+                                              py::str(py::type::of(item).attr("__name__")).cast<std::string>());
     }
     out.push_back(item.cast<std::string>());
   }
@@ -239,9 +253,7 @@ std::vector<std::string> names_from(const py::handle& seq, const char* what) {
 // Model
 // ---------------------------------------------------------------------------------------------------
 
-py::tuple tensor_info_tuple(const ml::TensorInfo& info) {
-  return py::make_tuple(info.name, info.dtype, info.shape);
-}
+py::tuple tensor_info_tuple(const ml::TensorInfo& info) { return py::make_tuple(info.name, info.dtype, info.shape); }
 
 py::list run_model(const ml::Model& model, const py::object& output_names, const py::dict& feeds,
                    const ml::RunOptions* options) {
@@ -344,7 +356,8 @@ void set_active(T& receiver, const ml::Adapters* adapters, const py::object& nam
     receiver.clear_active_adapters();
     return;
   }
-  if (adapters == nullptr) fail(MLORA_STATUS_INVALID_ARGUMENT, "set_active_adapters: adapters is None but names were given");
+  if (adapters == nullptr)
+    fail(MLORA_STATUS_INVALID_ARGUMENT, "set_active_adapters: adapters is None but names were given");
   if (weights.is_none()) {
     py::gil_scoped_release release;
     receiver.set_active_adapters(*adapters, n);
@@ -396,45 +409,50 @@ PYBIND11_MODULE(_core, m) {
       },
       "(path, version) of the ONNX Runtime library in use; loads it if needed.");
   m.def("shutdown", &ml::shutdown);
-  m.def("raise_status", [](mlora_status_t status, const std::string& message) { fail(status, message); },
-        py::arg("status"), py::arg("message"), "Raises the exception the bindings raise for status (for tests).");
+  m.def(
+      "raise_status", [](mlora_status_t status, const std::string& message) { fail(status, message); },
+      py::arg("status"), py::arg("message"), "Raises the exception the bindings raise for status (for tests).");
 
   py::class_<ml::ModelOptions>(m, "ModelOptions")
       .def(py::init<>())
-      .def("set_log_level", [](ml::ModelOptions& o, int32_t level) { o.set_log_level(level); }, py::arg("level"))
-      .def("set_intra_op_threads", [](ml::ModelOptions& o, int32_t n) { o.set_intra_op_threads(n); },
-           py::arg("threads"))
-      .def("set_config_entry", [](ml::ModelOptions& o, const std::string& k, const std::string& v) {
-        o.set_config_entry(k, v);
-      }, py::arg("key"), py::arg("value"))
+      .def(
+          "set_log_level", [](ml::ModelOptions& o, int32_t level) { o.set_log_level(level); }, py::arg("level"))
+      .def(
+          "set_intra_op_threads", [](ml::ModelOptions& o, int32_t n) { o.set_intra_op_threads(n); }, py::arg("threads"))
+      .def(
+          "set_config_entry",
+          [](ml::ModelOptions& o, const std::string& k, const std::string& v) { o.set_config_entry(k, v); },
+          py::arg("key"), py::arg("value"))
       .def("close", &ml::ModelOptions::reset);
 
   py::class_<ml::RunOptions>(m, "RunOptions")
       .def(py::init<>())
-      .def("set_active_adapters",
-           [](ml::RunOptions& o, const ml::Adapters* adapters, const py::object& names, const py::object& weights) {
-             set_active(o, adapters, names, weights);
-           },
-           py::arg("adapters").none(true), py::arg("names"), py::arg("weights") = py::none())
-      .def("set_active_adapters_per_row",
-           [](ml::RunOptions& o, const ml::Adapters& adapters, const py::object& rows, const py::object& weights) {
-             std::vector<std::vector<std::string>> r;
-             for (py::handle row : rows) r.push_back(names_from(py::reinterpret_borrow<py::object>(row),
-                                                                "set_active_adapters_per_row"));
-             if (weights.is_none()) {
-               py::gil_scoped_release release;
-               o.set_active_adapters_per_row(adapters, r);
-             } else {
-               std::vector<std::vector<float>> w;
-               for (py::handle row : weights) {
-                 w.emplace_back();
-                 for (py::handle x : row) w.back().push_back(x.cast<float>());
-               }
-               py::gil_scoped_release release;
-               o.set_active_adapters_per_row(adapters, r, &w);
-             }
-           },
-           py::arg("adapters"), py::arg("rows"), py::arg("weights") = py::none())
+      .def(
+          "set_active_adapters",
+          [](ml::RunOptions& o, const ml::Adapters* adapters, const py::object& names, const py::object& weights) {
+            set_active(o, adapters, names, weights);
+          },
+          py::arg("adapters").none(true), py::arg("names"), py::arg("weights") = py::none())
+      .def(
+          "set_active_adapters_per_row",
+          [](ml::RunOptions& o, const ml::Adapters& adapters, const py::object& rows, const py::object& weights) {
+            std::vector<std::vector<std::string>> r;
+            for (py::handle row : rows)
+              r.push_back(names_from(py::reinterpret_borrow<py::object>(row), "set_active_adapters_per_row"));
+            if (weights.is_none()) {
+              py::gil_scoped_release release;
+              o.set_active_adapters_per_row(adapters, r);
+            } else {
+              std::vector<std::vector<float>> w;
+              for (py::handle row : weights) {
+                w.emplace_back();
+                for (py::handle x : row) w.back().push_back(x.cast<float>());
+              }
+              py::gil_scoped_release release;
+              o.set_active_adapters_per_row(adapters, r, &w);
+            }
+          },
+          py::arg("adapters"), py::arg("rows"), py::arg("weights") = py::none())
       .def_property_readonly("active_count", &ml::RunOptions::active_count)
       .def("close", &ml::RunOptions::reset);
 
@@ -444,23 +462,31 @@ PYBIND11_MODULE(_core, m) {
              return std::make_unique<ml::Model>(path, options);
            }),
            py::arg("path"), py::arg("options") = nullptr)
-      .def_property_readonly("inputs", [](const ml::Model& model) {
-        py::list out;
-        for (size_t i = 0, n = model.input_count(); i < n; ++i) out.append(tensor_info_tuple(model.input_info(i)));
-        return out;
-      }, "[(name, dtype code, shape with -1 for symbolic dims)] of the regular inputs.")
-      .def_property_readonly("outputs", [](const ml::Model& model) {
-        py::list out;
-        for (size_t i = 0, n = model.output_count(); i < n; ++i) out.append(tensor_info_tuple(model.output_info(i)));
-        return out;
-      })
-      .def_property_readonly("lora_inputs", [](const ml::Model& model) {
-        py::list out;
-        for (const ml::LoraInfo& l : model.lora_inputs()) {
-          out.append(py::make_tuple(l.name, l.dtype, l.dim0, l.dim1, l.rank_axis));
-        }
-        return out;
-      }, "[(name, dtype code, dim0, dim1, rank axis)] of the LoRA inputs (the rank axis reads 0).")
+      .def_property_readonly(
+          "inputs",
+          [](const ml::Model& model) {
+            py::list out;
+            for (size_t i = 0, n = model.input_count(); i < n; ++i) out.append(tensor_info_tuple(model.input_info(i)));
+            return out;
+          },
+          "[(name, dtype code, shape with -1 for symbolic dims)] of the regular inputs.")
+      .def_property_readonly("outputs",
+                             [](const ml::Model& model) {
+                               py::list out;
+                               for (size_t i = 0, n = model.output_count(); i < n; ++i)
+                                 out.append(tensor_info_tuple(model.output_info(i)));
+                               return out;
+                             })
+      .def_property_readonly(
+          "lora_inputs",
+          [](const ml::Model& model) {
+            py::list out;
+            for (const ml::LoraInfo& l : model.lora_inputs()) {
+              out.append(py::make_tuple(l.name, l.dtype, l.dim0, l.dim1, l.rank_axis));
+            }
+            return out;
+          },
+          "[(name, dtype code, dim0, dim1, rank axis)] of the LoRA inputs (the rank axis reads 0).")
       .def_property_readonly("version", &ml::Model::version,
                              "Fingerprint of the LoRA input signature, as adapters record it in model_version.")
       .def("run", &run_model, py::arg("output_names").none(true), py::arg("feeds"),
@@ -468,23 +494,35 @@ PYBIND11_MODULE(_core, m) {
       .def("close", &ml::Model::reset);
 
   py::class_<ml::Adapter>(m, "Adapter")
-      .def_static("open", [](const std::string& path) {
-        py::gil_scoped_release release;
-        return ml::Adapter::open(path);
-      }, py::arg("path"))
-      .def_static("open_from_memory", [](const py::buffer& data) {
-        BytesView view = bytes_view(data);
-        py::gil_scoped_release release;
-        return ml::Adapter::open_from_memory(view.data(), view.size());
-      }, py::arg("data"))
-      .def_property_readonly("versions", [](const ml::Adapter& a) {
-        ml::AdapterVersions v = a.versions();
-        return py::make_tuple(v.format_version, v.adapter_version, v.model_version);
-      }, "(format_version, adapter_version, model_version)")
-      .def_property_readonly("bytes", [](const ml::Adapter& a) {
-        ml::AdapterBytes b = a.bytes();
-        return py::make_tuple(b.mapped, b.copied);
-      }, "(bytes_mapped, bytes_copied)")
+      .def_static(
+          "open",
+          [](const std::string& path) {
+            py::gil_scoped_release release;
+            return ml::Adapter::open(path);
+          },
+          py::arg("path"))
+      .def_static(
+          "open_from_memory",
+          [](const py::buffer& data) {
+            BytesView view = bytes_view(data);
+            py::gil_scoped_release release;
+            return ml::Adapter::open_from_memory(view.data(), view.size());
+          },
+          py::arg("data"))
+      .def_property_readonly(
+          "versions",
+          [](const ml::Adapter& a) {
+            ml::AdapterVersions v = a.versions();
+            return py::make_tuple(v.format_version, v.adapter_version, v.model_version);
+          },
+          "(format_version, adapter_version, model_version)")
+      .def_property_readonly(
+          "bytes",
+          [](const ml::Adapter& a) {
+            ml::AdapterBytes b = a.bytes();
+            return py::make_tuple(b.mapped, b.copied);
+          },
+          "(bytes_mapped, bytes_copied)")
       .def_property_readonly("rank", &ml::Adapter::rank)
       .def_property_readonly("param_names", &ml::Adapter::param_names)
       .def_property_readonly("param_infos", &adapter_param_infos, "[(name, dtype code, shape, nbytes)]")
@@ -493,37 +531,45 @@ PYBIND11_MODULE(_core, m) {
 
   py::class_<ml::Adapters>(m, "Adapters")
       .def(py::init<const ml::Model&>(), py::arg("model"))
-      .def("load", [](ml::Adapters& a, const std::string& path, const std::string& name, int32_t flags) {
-        py::gil_scoped_release release;
-        a.load(path, name, flags);
-      }, py::arg("path"), py::arg("name"), py::arg("flags") = 0)
-      .def("load_from_memory", [](ml::Adapters& a, const py::buffer& data, const std::string& name, int32_t flags) {
-        BytesView view = bytes_view(data);
-        py::gil_scoped_release release;
-        a.load_from_memory(view.data(), view.size(), name, flags);
-      }, py::arg("data"), py::arg("name"), py::arg("flags") = 0)
+      .def(
+          "load",
+          [](ml::Adapters& a, const std::string& path, const std::string& name, int32_t flags) {
+            py::gil_scoped_release release;
+            a.load(path, name, flags);
+          },
+          py::arg("path"), py::arg("name"), py::arg("flags") = 0)
+      .def(
+          "load_from_memory",
+          [](ml::Adapters& a, const py::buffer& data, const std::string& name, int32_t flags) {
+            BytesView view = bytes_view(data);
+            py::gil_scoped_release release;
+            a.load_from_memory(view.data(), view.size(), name, flags);
+          },
+          py::arg("data"), py::arg("name"), py::arg("flags") = 0)
       .def("unload", &ml::Adapters::unload, py::arg("name"))
       .def("names", &ml::Adapters::names)
       .def("get", &ml::Adapters::at, py::arg("name"))
       .def("close", &ml::Adapters::reset);
 
   m.def("write_adapter", &write_adapter, py::arg("path"), py::arg("items"), py::arg("adapter_version") = 0,
-        py::arg("model_version") = 0,
-        "Writes [(name, array, dtype code or None)] as an .onnx_adapter file.");
+        py::arg("model_version") = 0, "Writes [(name, array, dtype code or None)] as an .onnx_adapter file.");
 
   py::class_<ml::GeneratorParams>(m, "GeneratorParams")
       .def(py::init<const ml::Model&>(), py::arg("model"))
-      .def("set_search_number", [](ml::GeneratorParams& p, const std::string& k, double v) {
-        p.set_search_number(k, v);
-      }, py::arg("name"), py::arg("value"))
-      .def("set_search_bool", [](ml::GeneratorParams& p, const std::string& k, bool v) { p.set_search_bool(k, v); },
-           py::arg("name"), py::arg("value"))
+      .def(
+          "set_search_number",
+          [](ml::GeneratorParams& p, const std::string& k, double v) { p.set_search_number(k, v); }, py::arg("name"),
+          py::arg("value"))
+      .def(
+          "set_search_bool", [](ml::GeneratorParams& p, const std::string& k, bool v) { p.set_search_bool(k, v); },
+          py::arg("name"), py::arg("value"))
       .def("get_search_number", &ml::GeneratorParams::get_search_number, py::arg("name"))
-      .def("set_active_adapters",
-           [](ml::GeneratorParams& p, const ml::Adapters* adapters, const py::object& names, const py::object& w) {
-             set_active(p, adapters, names, w);
-           },
-           py::arg("adapters").none(true), py::arg("names"), py::arg("weights") = py::none())
+      .def(
+          "set_active_adapters",
+          [](ml::GeneratorParams& p, const ml::Adapters* adapters, const py::object& names, const py::object& w) {
+            set_active(p, adapters, names, w);
+          },
+          py::arg("adapters").none(true), py::arg("names"), py::arg("weights") = py::none())
       .def("close", &ml::GeneratorParams::reset);
 
   py::class_<ml::Generator>(m, "Generator")
@@ -532,53 +578,65 @@ PYBIND11_MODULE(_core, m) {
              return std::make_unique<ml::Generator>(model, params);
            }),
            py::arg("model"), py::arg("params"))
-      .def("append_tokens", [](ml::Generator& g, const py::object& tokens) {
-        // 1-D: one prompt; 2-D [batch, length]: one prompt per sequence. Token ids are int32.
-        auto ids = py::array_t<int32_t, py::array::c_style | py::array::forcecast>::ensure(tokens);
-        if (!ids) throw py::error_already_set();
-        if (ids.ndim() == 2) {
-          std::vector<std::vector<int32_t>> seqs;
-          auto view = ids.unchecked<2>();
-          for (py::ssize_t r = 0; r < view.shape(0); ++r) {
-            seqs.emplace_back(ids.data(r, 0), ids.data(r, 0) + view.shape(1));
-          }
-          py::gil_scoped_release release;
-          g.append_token_sequences(seqs);
-          return;
-        }
-        if (ids.ndim() != 1) fail(MLORA_STATUS_INVALID_ARGUMENT, "append_tokens: tokens must be 1-D or 2-D");
-        const int32_t* data = ids.data();
-        const size_t count = static_cast<size_t>(ids.size());
-        py::gil_scoped_release release;
-        g.append_tokens(data, count);
-      }, py::arg("tokens"))
-      .def("append_token_sequences", [](ml::Generator& g, const std::vector<std::vector<int32_t>>& seqs) {
-        py::gil_scoped_release release;
-        g.append_token_sequences(seqs);
-      }, py::arg("sequences"))
-      .def("generate_next_token", [](ml::Generator& g) {
-        py::gil_scoped_release release;
-        g.generate_next_token();
-      })
+      .def(
+          "append_tokens",
+          [](ml::Generator& g, const py::object& tokens) {
+            // 1-D: one prompt; 2-D [batch, length]: one prompt per sequence. Token ids are int32.
+            auto ids = py::array_t<int32_t, py::array::c_style | py::array::forcecast>::ensure(tokens);
+            if (!ids) throw py::error_already_set();
+            if (ids.ndim() == 2) {
+              std::vector<std::vector<int32_t>> seqs;
+              auto view = ids.unchecked<2>();
+              for (py::ssize_t r = 0; r < view.shape(0); ++r) {
+                seqs.emplace_back(ids.data(r, 0), ids.data(r, 0) + view.shape(1));
+              }
+              py::gil_scoped_release release;
+              g.append_token_sequences(seqs);
+              return;
+            }
+            if (ids.ndim() != 1) fail(MLORA_STATUS_INVALID_ARGUMENT, "append_tokens: tokens must be 1-D or 2-D");
+            const int32_t* data = ids.data();
+            const size_t count = static_cast<size_t>(ids.size());
+            py::gil_scoped_release release;
+            g.append_tokens(data, count);
+          },
+          py::arg("tokens"))
+      .def(
+          "append_token_sequences",
+          [](ml::Generator& g, const std::vector<std::vector<int32_t>>& seqs) {
+            py::gil_scoped_release release;
+            g.append_token_sequences(seqs);
+          },
+          py::arg("sequences"))
+      .def("generate_next_token",
+           [](ml::Generator& g) {
+             py::gil_scoped_release release;
+             g.generate_next_token();
+           })
       .def("is_done", &ml::Generator::is_done)
       .def("batch_size", &ml::Generator::batch_size)
-      .def("get_sequence", [](const ml::Generator& g, size_t index) {
-        std::vector<int32_t> s = g.get_sequence(index);
-        py::array_t<int32_t> out(static_cast<py::ssize_t>(s.size()));
-        if (!s.empty()) std::memcpy(out.mutable_data(), s.data(), s.size() * sizeof(int32_t));
-        return out;
-      }, py::arg("index"))
-      .def("get_next_tokens", [](const ml::Generator& g) {
-        std::vector<int32_t> s = g.get_next_tokens();
-        py::array_t<int32_t> out(static_cast<py::ssize_t>(s.size()));
-        if (!s.empty()) std::memcpy(out.mutable_data(), s.data(), s.size() * sizeof(int32_t));
-        return out;
-      })
+      .def(
+          "get_sequence",
+          [](const ml::Generator& g, size_t index) {
+            std::vector<int32_t> s = g.get_sequence(index);
+            py::array_t<int32_t> out(static_cast<py::ssize_t>(s.size()));
+            if (!s.empty()) std::memcpy(out.mutable_data(), s.data(), s.size() * sizeof(int32_t));
+            return out;
+          },
+          py::arg("index"))
+      .def("get_next_tokens",
+           [](const ml::Generator& g) {
+             std::vector<int32_t> s = g.get_next_tokens();
+             py::array_t<int32_t> out(static_cast<py::ssize_t>(s.size()));
+             if (!s.empty()) std::memcpy(out.mutable_data(), s.data(), s.size() * sizeof(int32_t));
+             return out;
+           })
       .def("get_logits", [](const ml::Generator& g) { return array_from_tensor(g.get_logits()); })
-      .def("set_active_adapters",
-           [](ml::Generator& g, const ml::Adapters* adapters, const py::object& names, const py::object& w) {
-             set_active(g, adapters, names, w);
-           },
-           py::arg("adapters").none(true), py::arg("names"), py::arg("weights") = py::none())
+      .def(
+          "set_active_adapters",
+          [](ml::Generator& g, const ml::Adapters* adapters, const py::object& names, const py::object& w) {
+            set_active(g, adapters, names, w);
+          },
+          py::arg("adapters").none(true), py::arg("names"), py::arg("weights") = py::none())
       .def("close", &ml::Generator::reset);
 }

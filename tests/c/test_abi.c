@@ -10,23 +10,22 @@
 static int g_passed, g_failed;
 static char g_dir[1024];
 
-#define CHECK(cond, ...)                                                                         \
-  do {                                                                                           \
-    if (cond) {                                                                                  \
-      g_passed++;                                                                                \
-    } else {                                                                                     \
-      g_failed++;                                                                                \
-      fprintf(stderr, "FAIL %s:%d: %s — ", __FILE__, __LINE__, #cond);                           \
-      fprintf(stderr, __VA_ARGS__);                                                              \
-      fprintf(stderr, " (last error: %s)\n", mlora_last_error_message());                        \
-    }                                                                                            \
+#define CHECK(cond, ...)                                                  \
+  do {                                                                    \
+    if (cond) {                                                           \
+      g_passed++;                                                         \
+    } else {                                                              \
+      g_failed++;                                                         \
+      fprintf(stderr, "FAIL %s:%d: %s — ", __FILE__, __LINE__, #cond);    \
+      fprintf(stderr, __VA_ARGS__);                                       \
+      fprintf(stderr, " (last error: %s)\n", mlora_last_error_message()); \
+    }                                                                     \
   } while (0)
 
-#define CHECK_STATUS(call, expected)                                                             \
-  do {                                                                                           \
-    mlora_status_t s_ = (call);                                                                  \
-    CHECK(s_ == (expected), "%s returned %s, expected %s", #call, mlora_status_name(s_),        \
-          mlora_status_name(expected));                                                          \
+#define CHECK_STATUS(call, expected)                                                                                   \
+  do {                                                                                                                 \
+    mlora_status_t s_ = (call);                                                                                        \
+    CHECK(s_ == (expected), "%s returned %s, expected %s", #call, mlora_status_name(s_), mlora_status_name(expected)); \
   } while (0)
 
 static const char* path_of(const char* name) {
