@@ -15,7 +15,7 @@ seconds="${MLORA_FUZZ_SECONDS:-20}"
 jobs="${MLORA_FUZZ_JOBS:-1}"
 build="${MLORA_FUZZ_BUILD:-$here/build-rel-fuzz}"
 targets=("$@")
-[[ ${#targets[@]} -gt 0 ]] || targets=(fuzz_adapter fuzz_genai_config)
+[[ ${#targets[@]} -gt 0 ]] || targets=(fuzz_adapter fuzz_genai_config fuzz_safetensors)
 export CC="${CC:-clang-14}" CXX="${CXX:-clang++-14}"
 
 # clang 14 + its runtime (libclang_rt.fuzzer lives in libclang-rt-14-dev on Debian 12).

@@ -131,9 +131,21 @@ def config_seeds(out: Path) -> None:
         _put(out, data, f"bad{i}")
 
 
+def safetensors_seeds(out: Path) -> None:
+    """Real PEFT safetensors files from the committed fixtures, plus truncations and a corrupt header."""
+    peft = HERE.parent / "python" / "fixtures" / "peft"
+    for f in sorted(peft.glob("*/adapter_model.safetensors")):
+        data = f.read_bytes()
+        _put(out, data, f.parent.name)
+        _put(out, data[: len(data) // 2], f"{f.parent.name}-half")
+        _put(out, data[:12], f"{f.parent.name}-head")
+        n = int.from_bytes(data[:8], "little")
+        _put(out, (n + 10**6).to_bytes(8, "little") + data[8:], f"{f.parent.name}-bigheader")
+
+
 def main() -> None:
     out = Path(sys.argv[1]) if len(sys.argv) > 1 else HERE / "corpus"
-    for sub, fn in (("adapter", adapter_seeds), ("genai_config", config_seeds)):
+    for sub, fn in (("adapter", adapter_seeds), ("genai_config", config_seeds), ("safetensors", safetensors_seeds)):
         d = out / sub
         shutil.rmtree(d, ignore_errors=True)
         d.mkdir(parents=True)
