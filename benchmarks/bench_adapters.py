@@ -10,43 +10,15 @@ table of medians with ratios. Usage:
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
 from pathlib import Path
-from typing import Callable, List
 
 import numpy as np
 import onnxruntime as ort
+from _timing import median_ms, paired_ms
 
 import multilora as ml
 from multilora import testing
-
-
-def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        fn()
-    times: List[float] = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
-
-
-def paired_ms(ours: Callable[[], object], theirs: Callable[[], object], repeats: int, warmup: int = 3):
-    """Medians of two functions timed alternately, so load on the machine hits both alike."""
-    for _ in range(warmup):
-        ours()
-        theirs()
-    a: List[float] = []
-    b: List[float] = []
-    for _ in range(repeats):
-        for fn, out in ((ours, a), (theirs, b)):
-            t0 = time.perf_counter()
-            fn()
-            out.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(a), statistics.median(b)
 
 
 def main() -> None:

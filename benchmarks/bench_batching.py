@@ -14,29 +14,17 @@ Prints a table of medians with ratios, and checks that the per-row outputs equal
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
 from pathlib import Path
-from typing import Callable, List
+from typing import List
 
 import numpy as np
 import onnxruntime as ort
+from _timing import median_ms
 
 import multilora as ml
 from multilora import testing
 from multilora.prepare_batching import prepare_batching
-
-
-def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        fn()
-    times: List[float] = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
 
 
 def main() -> None:
