@@ -26,6 +26,7 @@ import numpy as np
 
 from . import _core
 from ._dtypes import dtype_code, dtype_name
+from ._errors import InvalidHandleError
 
 __all__ = [
     "Model",
@@ -98,7 +99,8 @@ class _Native:
     def _n(self) -> Any:
         native = self._native
         if native is None:
-            raise ValueError(f"{self._describe()} is closed")
+            # InvalidHandleError is a ValueError too (STYLE 32) and carries the status every binding reports.
+            raise InvalidHandleError(f"{self._describe()} is closed")
         return native
 
     @property

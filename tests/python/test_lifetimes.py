@@ -21,8 +21,11 @@ def test_model_close(lora_model, ids):
     model.close()  # idempotent
     assert model.closed
     assert repr(model) == f"<Model {lora_model.path!r} closed>"
-    with pytest.raises(ValueError, match=r"Model\(.*model\.onnx'\) is closed"):
+    with pytest.raises(ValueError, match=r"Model\(.*model\.onnx'\) is closed") as e:
         model.run(None, {"input_ids": ids})
+    # the same status every other binding reports for a released handle
+    assert isinstance(e.value, ml.InvalidHandleError)
+    assert e.value.status_name == "MLORA_STATUS_INVALID_HANDLE"
     with pytest.raises(ValueError, match="is closed"):
         model.lora_inputs  # noqa: B018
     with pytest.raises(ValueError, match=r"Model\(.*\) is closed"):

@@ -40,22 +40,11 @@ class PackageBinding(Binding):
     name = "python package"
     raw = False
 
-    def __init__(self) -> None:
-        self.closed_as_invalid_handle = 0
-
     def header_line(self) -> str:
         return (
             f"python package multilora {ml.__version__} at {Path(ml.__file__).parent} — library "
             f"{ml._core.version()}, ABI {ml._core.abi_version()}"
         )
-
-    def notes(self) -> list[str]:
-        if not self.closed_as_invalid_handle:
-            return []
-        return [
-            f"{self.closed_as_invalid_handle} use-after-close steps matched MLORA_STATUS_INVALID_HANDLE through "
-            "the package's ValueError('... is closed') (STYLE.md rule 32)"
-        ]
 
     def release(self, value: Any) -> None:
         if hasattr(value, "close"):
@@ -82,12 +71,6 @@ class PackageBinding(Binding):
             self._execute(call, a, r)
         except ml.MultiloraError as e:
             r.status_name = e.status_name
-            r.message = str(e)
-        except ValueError as e:
-            if "closed" not in str(e):
-                raise
-            self.closed_as_invalid_handle += 1
-            r.status_name = "MLORA_STATUS_INVALID_HANDLE"
             r.message = str(e)
         return r
 
