@@ -4,6 +4,7 @@
 #include <unordered_map>
 
 #include "abi/abi.h"
+#include "util/utf8.h"
 
 namespace mlora::abi {
 
@@ -99,43 +100,9 @@ mlora_status_t last_status() noexcept { return t_last_status; }
 
 // ---- argument helpers ---------------------------------------------------------------------------------
 
-namespace {
-bool valid_utf8(const unsigned char* s) {
-  while (*s) {
-    unsigned c = *s;
-    int n;
-    uint32_t cp;
-    if (c < 0x80) {
-      ++s;
-      continue;
-    }
-    if ((c & 0xE0) == 0xC0) {
-      n = 1;
-      cp = c & 0x1F;
-    } else if ((c & 0xF0) == 0xE0) {
-      n = 2;
-      cp = c & 0x0F;
-    } else if ((c & 0xF8) == 0xF0) {
-      n = 3;
-      cp = c & 0x07;
-    } else
-      return false;
-    for (int i = 1; i <= n; ++i) {
-      if ((s[i] & 0xC0) != 0x80) return false;
-      cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    // overlong forms, surrogates, beyond U+10FFFF
-    if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000)) return false;
-    if ((cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF) return false;
-    s += n + 1;
-  }
-  return true;
-}
-}  // namespace
-
 std::string str_arg(const char* s, const char* what) {
   if (!s) fail(MLORA_STATUS_INVALID_ARGUMENT, std::string(what) + " is NULL");
-  if (!valid_utf8(reinterpret_cast<const unsigned char*>(s))) {
+  if (!valid_utf8(s, std::strlen(s))) {
     fail(MLORA_STATUS_INVALID_ARGUMENT, std::string(what) + " is not valid UTF-8");
   }
   return s;

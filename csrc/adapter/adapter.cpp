@@ -23,6 +23,7 @@
 #include "io/mapped_file.h"
 #include "util/dtype.h"
 #include "util/error.h"
+#include "util/utf8.h"
 
 // Element bytes and dims are stored little-endian and used in place.
 static_assert(FLATBUFFERS_LITTLEENDIAN, "multilora reads .onnx_adapter payloads in place: little-endian hosts only");
@@ -71,41 +72,6 @@ std::string identifier_text(const uint8_t* p) {
     }
   }
   return s;
-}
-
-// Whether [s, s + n) is well-formed UTF-8 (no overlong forms, surrogates or code points beyond U+10FFFF).
-// FlatBuffers strings are UTF-8 by definition, parameter names match ONNX graph input names (UTF-8), and
-// names cross the C ABI as UTF-8.
-bool valid_utf8(const char* s, size_t n) {
-  const auto* p = reinterpret_cast<const unsigned char*>(s);
-  size_t i = 0;
-  while (i < n) {
-    const unsigned c = p[i];
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    size_t extra;
-    uint32_t cp;
-    if ((c & 0xE0) == 0xC0) {
-      extra = 1, cp = c & 0x1F;
-    } else if ((c & 0xF0) == 0xE0) {
-      extra = 2, cp = c & 0x0F;
-    } else if ((c & 0xF8) == 0xF0) {
-      extra = 3, cp = c & 0x07;
-    } else {
-      return false;
-    }
-    if (n - i <= extra) return false;
-    for (size_t k = 1; k <= extra; ++k) {
-      if ((p[i + k] & 0xC0) != 0x80) return false;
-      cp = (cp << 6) | (p[i + k] & 0x3F);
-    }
-    static constexpr uint32_t kMinForLength[] = {0, 0x80, 0x800, 0x10000};
-    if (cp < kMinForLength[extra] || (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF) return false;
-    i += extra + 1;
-  }
-  return true;
 }
 
 // A name for an error message: control characters escaped so the message stays one readable line.
