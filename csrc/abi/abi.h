@@ -6,6 +6,7 @@
 #include <memory>
 #include <new>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "multilora/multilora.h"
@@ -76,7 +77,12 @@ Box* checked(Box* handle, HandleType type, const char* what) {
 // Creates a box, registers it, and stores it into *out. `out` must have been checked non-null.
 template <class Box, class... Args>
 void emit(Box** out, HandleType type, Args&&... args) {
-  auto box = std::make_unique<Box>(Box{std::forward<Args>(args)...});
+  std::unique_ptr<Box> box;
+  if constexpr (sizeof...(Args) == 1 && std::is_null_pointer_v<std::decay_t<Args>...>) {
+    box = std::make_unique<Box>();  // an empty box (run options): value-initialized
+  } else {
+    box = std::make_unique<Box>(Box{std::forward<Args>(args)...});
+  }
   register_handle(box.get(), type);
   *out = box.release();
 }

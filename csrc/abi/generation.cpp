@@ -8,6 +8,7 @@
 #include "model/model.h"
 #include "model/tensor.h"
 #include "run/active_set.h"
+#include "run/batch_set.h"
 
 // Handle boxes of this section (see abi.h for the others). Params are shared: generators hold the same
 // object, so releasing the handle only drops one reference.
@@ -102,6 +103,15 @@ MLORA_API mlora_status_t mlora_generator_params_set_active_adapters(mlora_genera
   });
 }
 
+MLORA_API mlora_status_t mlora_generator_params_set_active_adapters_per_row(
+    mlora_generator_params_t* params, const mlora_adapters_t* adapters, const char* const* names, const float* weights,
+    const size_t* row_counts, size_t batch_size) {
+  return guard(__func__, [&] {
+    GeneratorParams& p = params_of(params);
+    p.set_per_row(resolve_per_row(adapters, names, weights, row_counts, batch_size));
+  });
+}
+
 MLORA_API mlora_status_t mlora_generator_create(const mlora_model_t* model, const mlora_generator_params_t* params,
                                                 mlora_generator_t** out_generator) {
   return guard(__func__, [&] {
@@ -189,6 +199,16 @@ MLORA_API mlora_status_t mlora_generator_set_active_adapters(mlora_generator_t* 
   return guard(__func__, [&] {
     Generator& g = generator_of(generator);
     g.set_active(resolve_active(adapters, names, weights, count));
+  });
+}
+
+MLORA_API mlora_status_t mlora_generator_set_active_adapters_per_row(mlora_generator_t* generator,
+                                                                     const mlora_adapters_t* adapters,
+                                                                     const char* const* names, const float* weights,
+                                                                     const size_t* row_counts, size_t batch_size) {
+  return guard(__func__, [&] {
+    Generator& g = generator_of(generator);
+    g.set_per_row(resolve_per_row(adapters, names, weights, row_counts, batch_size));
   });
 }
 

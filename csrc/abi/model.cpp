@@ -64,6 +64,17 @@ MLORA_API mlora_status_t mlora_model_options_set_intra_op_threads(mlora_model_op
   });
 }
 
+MLORA_API mlora_status_t mlora_model_options_set_batch_slots(mlora_model_options_t* options, size_t slots) {
+  return guard(__func__, [&] {
+    checked(options, HandleType::kModelOptions, "options");
+    if (slots < 2 || slots > 4097) {
+      fail(MLORA_STATUS_INVALID_ARGUMENT,
+           "batch_slots " + std::to_string(slots) + " is outside 2..4097 (slot 0 is the base model)");
+    }
+    options->options->batch_slots = slots;
+  });
+}
+
 MLORA_API mlora_status_t mlora_model_options_set_config_entry(mlora_model_options_t* options, const char* key,
                                                               const char* value) {
   return guard(__func__, [&] {
@@ -173,6 +184,16 @@ MLORA_API mlora_status_t mlora_model_version(const mlora_model_t* model, int32_t
   });
 }
 
+MLORA_API mlora_status_t mlora_model_batch_slots(const mlora_model_t* model, size_t* out_slots, size_t* out_resident) {
+  return guard(__func__, [&] {
+    const Model& m = model_of(model);
+    const size_t slots = m.batching() ? m.batch_slots() : 0;
+    const size_t resident = m.batching() ? m.slot_table().resident() : 0;
+    if (out_slots) *out_slots = slots;
+    if (out_resident) *out_resident = resident;
+  });
+}
+
 MLORA_API mlora_status_t mlora_model_run(const mlora_model_t* model, const mlora_run_options_t* options,
                                          const char* const* input_names, const mlora_tensor_t* const* inputs,
                                          size_t input_count, const char* const* output_names, size_t output_count,
@@ -213,9 +234,13 @@ MLORA_API mlora_status_t mlora_model_run(const mlora_model_t* model, const mlora
     out_arg(out_outputs, "out_outputs");
     static const std::vector<const char*> kNoNames;
     static const std::vector<const OrtValue*> kNoValues;
-    if (per_row) m->check_batch(in_names, in_values, per_row->batch_size());
-    const auto& lora_names = per_row ? per_row->feed_names() : active ? active->feed_names() : kNoNames;
-    const auto& lora_values = per_row ? per_row->feed_values() : active ? active->feed_values() : kNoValues;
+    std::unique_ptr<SlotTable::Lease> lease;  // per-row sets: slots pinned for this run
+    if (per_row) {
+      m->check_batch(in_names, in_values, per_row->batch_size());
+      lease = per_row->acquire();
+    }
+    const auto& lora_names = lease ? lease->feed_names() : active ? active->feed_names() : kNoNames;
+    const auto& lora_values = lease ? lease->feed_values() : active ? active->feed_values() : kNoValues;
     auto results = m->run(in_names, in_values, lora_names, lora_values, out_names);
     // All-or-nothing: wrap every output before handing any out.
     std::vector<std::unique_ptr<mlora_tensor_t>> boxes;

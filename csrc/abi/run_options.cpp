@@ -23,6 +23,37 @@ std::shared_ptr<const ActiveSet> resolve_active(const mlora_adapters_t* adapters
   return r.resolve(n, w);
 }
 
+std::shared_ptr<const BatchSet> resolve_per_row(const mlora_adapters_t* adapters, const char* const* names,
+                                                const float* weights, const size_t* row_counts, size_t batch_size) {
+  const Registry& r = *checked(adapters, HandleType::kAdapters, "adapters")->registry;
+  if (batch_size == 0) fail(MLORA_STATUS_INVALID_ARGUMENT, "batch_size is 0");
+  array_arg(row_counts, batch_size, "row_counts");
+  size_t total = 0;
+  for (size_t i = 0; i < batch_size; ++i) {
+    if (row_counts[i] > (SIZE_MAX >> 4) - total) fail(MLORA_STATUS_INVALID_ARGUMENT, "row_counts overflow");
+    total += row_counts[i];
+  }
+  std::vector<std::string> all = str_array_arg(names, total, "names");
+  require_batching(*r.model());
+  std::vector<std::shared_ptr<const ActiveSet>> rows(batch_size);
+  size_t at = 0;
+  for (size_t i = 0; i < batch_size; ++i) {
+    const size_t n = row_counts[i];
+    if (n) {
+      std::vector<std::string> row_names(all.begin() + at, all.begin() + at + n);
+      std::vector<float> w(n, 1.0f);
+      if (weights) w.assign(weights + at, weights + at + n);
+      try {
+        rows[i] = r.resolve(row_names, w);  // cached: identical rows share one set
+      } catch (const Error& e) {
+        fail(e.status(), "row " + std::to_string(i) + ": " + e.what());
+      }
+    }
+    at += n;
+  }
+  return BatchSet::build(r.model(), std::move(rows));
+}
+
 }  // namespace mlora::abi
 
 extern "C" {
@@ -53,39 +84,7 @@ MLORA_API mlora_status_t mlora_run_options_set_active_adapters_per_row(mlora_run
                                                                        const size_t* row_counts, size_t batch_size) {
   return guard(__func__, [&] {
     checked(options, HandleType::kRunOptions, "options");
-    const Registry& r = *checked(adapters, HandleType::kAdapters, "adapters")->registry;
-    if (batch_size == 0) fail(MLORA_STATUS_INVALID_ARGUMENT, "batch_size is 0");
-    array_arg(row_counts, batch_size, "row_counts");
-    size_t total = 0;
-    for (size_t i = 0; i < batch_size; ++i) {
-      if (row_counts[i] > (SIZE_MAX >> 4) - total) fail(MLORA_STATUS_INVALID_ARGUMENT, "row_counts overflow");
-      total += row_counts[i];
-    }
-    std::vector<std::string> all = str_array_arg(names, total, "names");
-    if (!r.model()->batching()) {
-      fail(MLORA_STATUS_INVALID_ARGUMENT,
-           "model '" + r.model()->path() + "' is not prepared for per-row adapters (it needs the int64 input '" +
-               kLoraSlotInput + "' and stacked LoRA inputs); rewrite it once with `multilora prepare-batching " +
-               r.model()->onnx_path() + " OUT.onnx` and load OUT.onnx");
-    }
-    std::vector<std::shared_ptr<const ActiveSet>> rows(batch_size);
-    size_t at = 0;
-    for (size_t i = 0; i < batch_size; ++i) {
-      const size_t n = row_counts[i];
-      if (n) {
-        std::vector<std::string> row_names(all.begin() + at, all.begin() + at + n);
-        std::vector<float> w(n, 1.0f);
-        if (weights) w.assign(weights + at, weights + at + n);
-        try {
-          rows[i] = r.resolve(row_names, w);  // cached: identical rows share one set
-        } catch (const Error& e) {
-          fail(e.status(), "row " + std::to_string(i) + ": " + e.what());
-        }
-      }
-      at += n;
-    }
-    auto batch = BatchSet::build(r.model(), std::move(rows));
-    options->per_row = std::move(batch);
+    options->per_row = resolve_per_row(adapters, names, weights, row_counts, batch_size);
     options->active.reset();
   });
 }

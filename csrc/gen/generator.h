@@ -38,14 +38,15 @@
 namespace mlora {
 
 class ActiveSet;
+class BatchSet;
 class GeneratorParams;
 class Tensor;
 
 class Generator {
  public:
-  // Copies the params' search options and active set; keeps params and model alive. Throws
-  // INVALID_ARGUMENT (params of another model), FORMAT (the decoder lacks an input/output named by
-  // genai_config.json, or has an unsupported dtype for it).
+  // Copies the params' search options and active set (or per-row sets); keeps params and model alive. Throws
+  // INVALID_ARGUMENT (params of another model, per-row sets for another batch size), FORMAT (the decoder lacks an
+  // input/output named by genai_config.json, or has an unsupported dtype for it).
   Generator(std::shared_ptr<const Model> model, std::shared_ptr<const GeneratorParams> params);
   ~Generator();
   Generator(const Generator&) = delete;
@@ -74,6 +75,9 @@ class Generator {
   std::shared_ptr<const Tensor> logits() const;
   // Null = base model. Throws INVALID_ARGUMENT when the set belongs to another model.
   void set_active(std::shared_ptr<const ActiveSet> active);
+  // One set per sequence (replaces a single set). Throws INVALID_ARGUMENT when the sets belong to another
+  // model or their batch size differs from the generator's.
+  void set_per_row(std::shared_ptr<const BatchSet> per_row);
 
   const std::shared_ptr<const Model>& model() const noexcept { return model_; }
 
@@ -93,6 +97,7 @@ class Generator {
   std::shared_ptr<const Model> model_;
   std::shared_ptr<const GeneratorParams> params_;
   std::shared_ptr<const ActiveSet> active_;
+  std::shared_ptr<const BatchSet> per_row_;
   const GenaiConfig& config_;
   SearchOptions search_;
   Sampler sampler_;

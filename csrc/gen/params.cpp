@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "run/active_set.h"
+#include "run/batch_set.h"
 #include "util/error.h"
 
 namespace mlora {
@@ -36,6 +37,14 @@ void check_active_model(const ActiveSet* active, const Model& model, const char*
   if (active && active->model().get() != &model) {
     fail(MLORA_STATUS_INVALID_ARGUMENT, std::string(what) + ": the adapters were loaded for model '" +
                                             active->model()->path() + "', not for this generator's model '" +
+                                            model.path() + "' (an adapters registry serves one model)");
+  }
+}
+
+void check_per_row_model(const BatchSet* per_row, const Model& model, const char* what) {
+  if (per_row && per_row->model().get() != &model) {
+    fail(MLORA_STATUS_INVALID_ARGUMENT, std::string(what) + ": the adapters were loaded for model '" +
+                                            per_row->model()->path() + "', not for this generator's model '" +
                                             model.path() + "' (an adapters registry serves one model)");
   }
 }
@@ -107,6 +116,13 @@ double GeneratorParams::get_number(const std::string& name) const {
 void GeneratorParams::set_active(std::shared_ptr<const ActiveSet> active) {
   check_active_model(active.get(), *model_, "set_active_adapters");
   active_ = std::move(active);
+  per_row_.reset();
+}
+
+void GeneratorParams::set_per_row(std::shared_ptr<const BatchSet> per_row) {
+  check_per_row_model(per_row.get(), *model_, "set_active_adapters_per_row");
+  per_row_ = std::move(per_row);
+  active_.reset();
 }
 
 }  // namespace mlora

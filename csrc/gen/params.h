@@ -11,6 +11,7 @@
 namespace mlora {
 
 class ActiveSet;
+class BatchSet;
 
 class GeneratorParams {
  public:
@@ -21,6 +22,8 @@ class GeneratorParams {
   const GenaiConfig& config() const noexcept { return *config_; }
   const SearchOptions& search() const noexcept { return search_; }
   const std::shared_ptr<const ActiveSet>& active() const noexcept { return active_; }
+  // Per-sequence sets (adapter-aware batching); null unless set_per_row was called last.
+  const std::shared_ptr<const BatchSet>& per_row() const noexcept { return per_row_; }
 
   // Options by name (see the Generation section of multilora.h). Throw INVALID_ARGUMENT naming the option
   // and the value: unknown name, non-integer for an integer option, value out of range.
@@ -30,15 +33,20 @@ class GeneratorParams {
 
   // Null = base model. Throws INVALID_ARGUMENT when the set belongs to another model.
   void set_active(std::shared_ptr<const ActiveSet> active);
+  // Replaces any single set. Throws INVALID_ARGUMENT when the sets belong to another model.
+  void set_per_row(std::shared_ptr<const BatchSet> per_row);
 
  private:
   std::shared_ptr<const Model> model_;
   const GenaiConfig* config_;
   SearchOptions search_;
   std::shared_ptr<const ActiveSet> active_;
+  std::shared_ptr<const BatchSet> per_row_;
 };
 
 // Checks that an active set (may be null) was resolved for `model`; throws INVALID_ARGUMENT naming both.
 void check_active_model(const ActiveSet* active, const Model& model, const char* what);
+// The same for per-row sets.
+void check_per_row_model(const BatchSet* per_row, const Model& model, const char* what);
 
 }  // namespace mlora

@@ -15,7 +15,9 @@
 
 #include "gen/genai_config.h"
 #include "io/mapped_file.h"
+#include "kernels/lora_slot_matmul.h"
 #include "model/tensor.h"
+#include "run/slot_table.h"
 #include "util/dtype.h"
 #include "util/error.h"
 
@@ -398,7 +400,13 @@ struct Model::Impl {
   std::unordered_map<std::string, size_t> input_index, output_index, lora_index;
   std::vector<std::string> input_names, output_names;  // for messages
   int32_t fingerprint = 1;
-  bool batching = false;                     // prepared for adapter-aware batching (lora_slot + stacked LoRA inputs)
+  bool batching = false;     // prepared for adapter-aware batching (lora_slot + stacked LoRA inputs)
+  bool ranks_input = false;  // has lora_ranks: prepared for the fused kernel
+  int64_t ranks_pairs = 0;   // lora_ranks' declared P
+  BatchKernel kernel = BatchKernel::kNone;
+  int64_t pairs = 0;
+  size_t batch_slots = 0;
+  std::unique_ptr<SlotTable> slot_table;
   std::shared_ptr<const GenaiConfig> genai;  // set when the model is a folder with genai_config.json
 };
 
@@ -490,6 +498,10 @@ std::shared_ptr<const Model> Model::open(const std::string& path, const ModelOpt
     fail(MLORA_STATUS_INVALID_ARGUMENT,
          "intra-op threads " + std::to_string(options.intra_op_threads) + " is negative");
   }
+  if (options.batch_slots < 2 || options.batch_slots > 4097) {
+    fail(MLORA_STATUS_INVALID_ARGUMENT,
+         "batch_slots " + std::to_string(options.batch_slots) + " is outside 2..4097 (slot 0 is the base model)");
+  }
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) {
     const int err = errno;
@@ -538,6 +550,7 @@ std::shared_ptr<const Model> Model::open(const std::string& path, const ModelOpt
     ort_check(api.SetIntraOpNumThreads(session_options.get(), options.intra_op_threads),
               "setting " + std::to_string(options.intra_op_threads) + " intra-op threads");
   }
+  add_lora_op_domain(session_options.get());  // com.multilora ops of models prepared with the fused kernel
   bool has_external_folder = false;
   const std::string kExternalFolderKey = "session.model_external_initializers_file_folder_path";
   for (const auto& [key, value] : options.config_entries) {
@@ -594,6 +607,11 @@ std::shared_ptr<const Model> Model::open(const std::string& path, const ModelOpt
       impl->batching = true;  // confirmed below: every LoRA input must be stacked
       continue;
     }
+    if (name.str() == kLoraRanksInput && d.dtype == MLORA_DTYPE_INT64 && d.shape.size() == 2) {
+      impl->ranks_input = true;
+      impl->ranks_pairs = d.shape[0];
+      continue;
+    }
     LoraInput lora;
     if (describe_lora(name.str(), d, scan, lora) && found.emplace(lora.name, found_order.size()).second) {
       found_order.push_back(std::move(lora));
@@ -645,6 +663,28 @@ std::shared_ptr<const Model> Model::open(const std::string& path, const ModelOpt
     impl->batching = !impl->loras.empty() &&
                      std::all_of(impl->loras.begin(), impl->loras.end(), [](const LoraInput& l) { return l.stacked; });
   }
+  if (impl->batching) {
+    impl->kernel = impl->ranks_input ? BatchKernel::kFused : BatchKernel::kGather;
+    if (impl->kernel == BatchKernel::kFused) {
+      // Pair p = the p-th A input (rank axis 1) in byte order of the names (prepare_batching.py does the same).
+      std::vector<std::pair<std::string, size_t>> a_inputs;
+      for (size_t i = 0; i < impl->loras.size(); ++i) {
+        if (impl->loras[i].rank_axis == 1) a_inputs.emplace_back(impl->loras[i].name, i);
+      }
+      std::sort(a_inputs.begin(), a_inputs.end());
+      for (size_t p = 0; p < a_inputs.size(); ++p) impl->loras[a_inputs[p].second].pair = static_cast<int32_t>(p);
+      impl->pairs = static_cast<int64_t>(a_inputs.size());
+      if (impl->ranks_pairs != impl->pairs) {
+        fail(MLORA_STATUS_FORMAT, "model '" + onnx_path + "' declares '" + kLoraRanksInput + "' with " +
+                                      std::to_string(impl->ranks_pairs) + " rows but has " +
+                                      std::to_string(impl->pairs) +
+                                      " stacked LoRA A inputs; prepare it again with "
+                                      "`multilora prepare-batching`");
+      }
+    }
+    impl->batch_slots = options.batch_slots;
+    impl->slot_table = std::make_unique<SlotTable>(path, impl->loras, impl->kernel, impl->pairs, impl->batch_slots);
+  }
   return std::make_shared<const Model>(std::move(impl));
 }
 
@@ -659,6 +699,13 @@ const std::vector<LoraInput>& Model::lora_inputs() const noexcept { return impl_
 int32_t Model::lora_fingerprint() const noexcept { return impl_->fingerprint; }
 const GenaiConfig* Model::genai_config() const noexcept { return impl_->genai.get(); }
 bool Model::batching() const noexcept { return impl_->batching; }
+BatchKernel Model::batch_kernel() const noexcept { return impl_->kernel; }
+int64_t Model::lora_pair_count() const noexcept { return impl_->pairs; }
+size_t Model::batch_slots() const noexcept { return impl_->batch_slots; }
+SlotTable& Model::slot_table() const {
+  if (!impl_->slot_table) fail(MLORA_STATUS_INTERNAL, "model '" + impl_->path + "' has no slot table");
+  return *impl_->slot_table;
+}
 
 void Model::check_batch(const std::vector<std::string>& input_names, const std::vector<const OrtValue*>& inputs,
                         int64_t batch) const {

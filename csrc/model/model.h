@@ -15,6 +15,7 @@ struct ModelOptions {
   int32_t log_level = 3;  // ORT severity for this session (MLORA_LOG_*)
   int32_t intra_op_threads = 0;
   std::vector<std::pair<std::string, std::string>> config_entries;
+  size_t batch_slots = 17;  // adapter-aware batching: slot table size S, slot 0 = base (2..4097)
 };
 
 struct IoInfo {
@@ -36,13 +37,26 @@ struct LoraInput {
   // with the slot axis 0, and the graph gathers each row's slot with the int64 input `lora_slot`. dim0,
   // dim1 and rank_axis still describe one slot, i.e. what an adapter's parameter looks like.
   bool stacked = false;
+  // Fused batching kernel (see kernels/lora_slot_matmul.h): for A inputs, the row of `lora_ranks` that holds
+  // the pair's rank per slot (the A input names sorted by byte value, index in that list); -1 otherwise.
+  int32_t pair = -1;
   int64_t fixed_dim() const noexcept { return rank_axis == 0 ? dim1 : dim0; }
 };
 
 // Name of the int64 [batch] input of a model prepared for adapter-aware batching.
 constexpr const char* kLoraSlotInput = "lora_slot";
+// Name of the int64 [P, S] input of a model prepared with the fused kernel: each LoRA pair's rank per slot.
+constexpr const char* kLoraRanksInput = "lora_ranks";
+
+// How a model prepared for adapter-aware batching applies each row's slot.
+enum class BatchKernel {
+  kNone,    // not prepared
+  kGather,  // Gather(stack, lora_slot) + batched MatMul: slots zero-padded to a common rank R
+  kFused,   // com.multilora LoraSlotMatMul: slots packed at their own rank, ranks fed in lora_ranks
+};
 
 struct GenaiConfig;  // gen/genai_config.h (Generation)
+class SlotTable;     // run/slot_table.h (adapter-aware batching)
 
 class Model {
  public:
@@ -62,6 +76,13 @@ class Model {
   // True when the model was prepared for adapter-aware batching: it has the int64 input `lora_slot` and
   // every LoRA input is stacked (see LoraInput::stacked).
   bool batching() const noexcept;
+  BatchKernel batch_kernel() const noexcept;
+  // Fused kernel: number of LoRA pairs (rows of lora_ranks); 0 otherwise.
+  int64_t lora_pair_count() const noexcept;
+  // Slot-table size for adapter-aware batching (ModelOptions::batch_slots); 0 when not prepared.
+  size_t batch_slots() const noexcept;
+  // The slot table of a prepared model (run/slot_table.h); created with the model, internally synchronized.
+  SlotTable& slot_table() const;
   // Adapter-aware batching: throws SHAPE_MISMATCH naming both sizes when a fed regular input whose
   // declared axis 0 is the batch dim has another size than `batch`.
   void check_batch(const std::vector<std::string>& input_names, const std::vector<const OrtValue*>& inputs,

@@ -138,6 +138,23 @@ std::shared_ptr<const ActiveSet> ActiveSet::build(std::shared_ptr<const Model> m
     set->feed_values_.push_back(value.get());
     set->owned_values_.push_back(std::move(value));
   }
+  if (model->batch_kernel() == BatchKernel::kFused) {
+    // The fused kernel reads each pair's rank from lora_ranks [P, 1] (slot 0 = this set, as lora_slot's
+    // default [0] selects): the fed rank of the pair's A input, 0 for pairs the set does not feed.
+    const size_t pairs = static_cast<size_t>(model->lora_pair_count());
+    auto buffer = aligned_buffer(pairs * sizeof(int64_t));
+    auto* r = static_cast<int64_t*>(buffer.get());
+    std::fill(r, r + pairs, int64_t{0});
+    for (const ActiveBlock& b : set->blocks_) {
+      const LoraInput& in = inputs[b.input];
+      if (in.pair >= 0) r[in.pair] = b.rank;
+    }
+    auto value = make_ort_tensor(MLORA_DTYPE_INT64, {static_cast<int64_t>(pairs), 1}, r, pairs * sizeof(int64_t));
+    set->feed_name_storage_.push_back(kLoraRanksInput);
+    set->feed_values_.push_back(value.get());
+    set->owned_values_.push_back(std::move(value));
+    set->buffers_.push_back(std::move(buffer));
+  }
   for (const auto& n : set->feed_name_storage_) set->feed_names_.push_back(n.c_str());
   set->model_ = std::move(model);
   set->entries_ = std::move(entries);

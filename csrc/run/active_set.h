@@ -12,7 +12,8 @@
 // padding adds nothing to x·A·B, so results stay exact.
 // On a model prepared for adapter-aware batching (LoraInput::stacked) every feed is one slot, [1, fixed, r]
 // / [1, r, out] over the same memory; `lora_slot` is not fed, its default [0] selects that slot for every row.
-// The composed blocks are also exposed (blocks()) so per-row batches (run/batch_set.h) stack them.
+// On a model prepared with the fused kernel the set also feeds `lora_ranks` [P, 1]: each pair's fed rank.
+// The composed blocks are also exposed (blocks()) so the slot table (run/slot_table.h) stacks them.
 #pragma once
 
 #include <cstdint>

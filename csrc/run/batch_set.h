@@ -1,11 +1,10 @@
-// Per-row adapter sets for one Run on a model prepared for adapter-aware batching (DESIGN.md §6).
+// Per-row adapter sets for a batch on a model prepared for adapter-aware batching (DESIGN.md §6).
 //
 // The distinct sets of the rows are resolved once (each an ActiveSet, composed exactly as a single active
-// set: rank concatenation, B scaled by the weights). They become slots 1..S-1 of stacked feeds
-//   A [S, in, R], B [S, R, out]   (slot 0 = zeros = the base model; every set zero-padded to R: exact)
-// one per LoRA input of the model (R is the largest rank any set gives that input, raised to the largest
-// of its symbolic rank group), plus the int64 input `lora_slot [batch]` giving each row its slot. The graph
-// gathers each row's slot and runs batched MatMuls, so row i computes exactly what its set alone would.
+// set: rank concatenation, B scaled by the weights). Each run takes a lease from the model's slot table
+// (run/slot_table.h), which places those sets in slots 1..S-1 of the stacked LoRA inputs (slot 0 = the base
+// model) and feeds `lora_slot [batch]` with each row's slot; the graph applies each row's slot, so row i
+// computes exactly what its set alone would.
 #pragma once
 
 #include <cstdint>
@@ -14,25 +13,26 @@
 #include <vector>
 
 #include "model/model.h"
-#include "ort/ort.h"
 #include "run/active_set.h"
+#include "run/slot_table.h"
 
 namespace mlora {
 
 class BatchSet {
  public:
   // row_sets[i] is row i's set (nullptr = base model). Throws INVALID_ARGUMENT when the model is not prepared
-  // for batching or the batch is empty, SHAPE_MISMATCH when a LoRA input's fixed dim is unknown.
+  // for batching, the batch is empty, or the rows have more distinct sets than the slot table holds.
   static std::shared_ptr<const BatchSet> build(std::shared_ptr<const Model> model,
                                                std::vector<std::shared_ptr<const ActiveSet>> row_sets);
 
   const std::shared_ptr<const Model>& model() const noexcept { return model_; }
-  int64_t batch_size() const noexcept { return static_cast<int64_t>(row_sets_.size()); }
-  size_t slot_count() const noexcept { return slot_count_; }
+  int64_t batch_size() const noexcept { return static_cast<int64_t>(row_set_.size()); }
   // Number of distinct adapters over all rows.
   size_t adapter_count() const noexcept { return adapter_count_; }
-  const std::vector<const char*>& feed_names() const noexcept { return feed_names_; }
-  const std::vector<const OrtValue*>& feed_values() const noexcept { return feed_values_; }
+  const std::vector<std::shared_ptr<const ActiveSet>>& sets() const noexcept { return sets_; }
+  // Places the sets in the model's slot table for one run (may wait for other runs' slots); the lease's
+  // feeds are valid until it is destroyed. Throws as SlotTable::acquire.
+  std::unique_ptr<SlotTable::Lease> acquire() const;
 
   BatchSet() = default;
   BatchSet(const BatchSet&) = delete;
@@ -40,13 +40,12 @@ class BatchSet {
 
  private:
   std::shared_ptr<const Model> model_;
-  std::vector<std::shared_ptr<const ActiveSet>> row_sets_;  // keep the adapters alive
-  size_t slot_count_ = 1;
+  std::vector<std::shared_ptr<const ActiveSet>> sets_;  // distinct, first-use order; keep the adapters alive
+  std::vector<int32_t> row_set_;                        // index into sets_, -1 = base model
   size_t adapter_count_ = 0;
-  std::vector<const char*> feed_names_;
-  std::vector<OrtValuePtr> owned_values_;
-  std::vector<const OrtValue*> feed_values_;
-  std::vector<std::shared_ptr<void>> buffers_;
 };
+
+// Rejects a model that is not prepared for batching, naming it and the tool that prepares it.
+void require_batching(const Model& model);
 
 }  // namespace mlora

@@ -307,6 +307,17 @@ MLORA_API mlora_status_t mlora_model_options_set_intra_op_threads(mlora_model_op
  */
 MLORA_API mlora_status_t mlora_model_options_set_config_entry(mlora_model_options_t* options, const char* key, const char* value);
 
+/**
+ * Sets the size S of the slot table of a model prepared for adapter-aware batching (see
+ * mlora_run_options_set_active_adapters_per_row): slot 0 is the base model, slots 1..S-1 each hold one
+ * composed adapter set, least recently used first out. Default 17 (16 sets); range 2..4097. The table's
+ * memory is S x (the largest composed set's LoRA bytes), touched only as slots fill. Ignored for models
+ * not prepared for batching.
+ * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (slots outside 2..4097).
+ * Thread-safety: not with concurrent use of the same options.
+ */
+MLORA_API mlora_status_t mlora_model_options_set_batch_slots(mlora_model_options_t* options, size_t slots);
+
 /* ================================================================================================ */
 /* Model                                                                                             */
 /* ================================================================================================ */
@@ -386,6 +397,15 @@ MLORA_API mlora_status_t mlora_model_lora_info(const mlora_model_t* model, size_
 MLORA_API mlora_status_t mlora_model_version(const mlora_model_t* model, int32_t* out_version);
 
 /**
+ * The model's slot table for adapter-aware batching: its size S (0 when the model is not prepared for
+ * batching) and how many adapter sets are resident now (0..S-1). A router can use it for affinity.
+ * @param[out] out_slots may be NULL. @param[out] out_resident may be NULL.
+ * Returns: OK, INVALID_HANDLE.
+ * Thread-safety: concurrent calls are safe (the resident count may change right after).
+ */
+MLORA_API mlora_status_t mlora_model_batch_slots(const mlora_model_t* model, size_t* out_slots, size_t* out_resident);
+
+/**
  * Runs the model once (ONNX Runtime's Run argument order: options, inputs, output names).
  * LoRA parameters come from the run options' active adapter set; inputs must not name them.
  * @param[in] options borrowed for the call; NULL = base model.
@@ -421,6 +441,8 @@ MLORA_API mlora_status_t mlora_adapter_open(const char* path, mlora_adapter_t** 
 /**
  * As mlora_adapter_open, from a buffer.
  * @param[in] data copied; size bytes.
+ * @param[out] out_adapter owned; release with mlora_adapter_release.
+ * Thread-safety: safe from any thread.
  * Returns: as mlora_adapter_open, without NOT_FOUND/IO.
  */
 MLORA_API mlora_status_t mlora_adapter_open_from_memory(const void* data, size_t size, mlora_adapter_t** out_adapter);
@@ -523,7 +545,7 @@ MLORA_API mlora_status_t mlora_adapters_load(mlora_adapters_t* adapters, const c
 
 /**
  * As mlora_adapters_load, from a buffer holding an .onnx_adapter file.
- * @param[in] data copied; size bytes.
+ * @param[in] data copied; size bytes. @param[in] name copied; UTF-8.
  */
 MLORA_API mlora_status_t mlora_adapters_load_from_memory(mlora_adapters_t* adapters, const void* data, size_t size, const char* name, int32_t flags);
 
@@ -597,8 +619,10 @@ MLORA_API mlora_status_t mlora_run_options_active_count(const mlora_run_options_
  * (stacked LoRA inputs plus the int64 input "lora_slot"). names and weights are flattened row by row:
  * row i uses the next row_counts[i] entries (0 = the base model for that row). Each distinct row set is
  * composed exactly as by mlora_run_options_set_active_adapters (weighted sum; rank concatenation with B
- * scaled), and the sets are stacked once, now, into slot tensors zero-padded to a common rank (exact);
- * runs then feed them with each row's slot. The options hold references to the adapters as loaded now.
+ * scaled), now. Each run places the distinct sets in the model's slot table (see
+ * mlora_model_options_set_batch_slots; resident sets are reused, the least recently used unpinned ones
+ * evicted) and feeds each row its slot; a run waits while other runs pin the slots it needs. The options
+ * hold references to the adapters as loaded now.
  * Replaces any set given by mlora_run_options_set_active_adapters (and vice versa). Every later run with
  * these options must have batch_size rows.
  * @param[in] adapters borrowed for the call; a registry of a prepared model.
@@ -606,7 +630,8 @@ MLORA_API mlora_status_t mlora_run_options_active_count(const mlora_run_options_
  * @param[in] weights copied; sum(row_counts) finite floats, or NULL for all 1.0.
  * @param[in] row_counts copied; batch_size counts.
  * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (model not prepared for batching: the message names it and
- *          the tool to run; batch_size 0; duplicate name within a row; non-finite weight; bad UTF-8),
+ *          the tool to run; batch_size 0; more distinct row sets than the table's S-1 slots, naming both;
+ *          duplicate name within a row; non-finite weight; bad UTF-8),
  *          NOT_FOUND (a name not loaded; the message names it and its row). mlora_model_run with these
  *          options returns SHAPE_MISMATCH (naming both sizes) when its inputs' batch dim differs from
  *          batch_size. On failure the options are unchanged.
@@ -648,6 +673,7 @@ MLORA_API mlora_status_t mlora_generator_params_set_search_number(mlora_generato
 
 /**
  * Sets a boolean search option by name ("do_sample"); value is 0 or 1.
+ * @param[in] name borrowed for the call; UTF-8.
  * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT.
  * Thread-safety: not concurrently with other use of the same params.
  */
@@ -655,6 +681,7 @@ MLORA_API mlora_status_t mlora_generator_params_set_search_bool(mlora_generator_
 
 /**
  * Reads a search option by name (booleans read as 0.0/1.0).
+ * @param[in] name borrowed for the call; UTF-8.
  * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (unknown name).
  * Thread-safety: concurrent calls are safe.
  */
@@ -664,10 +691,27 @@ MLORA_API mlora_status_t mlora_generator_params_get_search_number(const mlora_ge
  * Sets the adapters generators created from these params start with; same rules as
  * mlora_run_options_set_active_adapters. The params hold references to the adapters until they are
  * released or the set is changed.
+ * @param[in] adapters borrowed for the call. @param[in] names copied; count UTF-8 names.
+ * @param[in] weights copied; count floats, or NULL for all 1.0.
  * Returns: as mlora_run_options_set_active_adapters, plus INVALID_ARGUMENT for a registry of another model.
  * Thread-safety: not concurrently with other use of the same params.
  */
 MLORA_API mlora_status_t mlora_generator_params_set_active_adapters(mlora_generator_params_t* params, const mlora_adapters_t* adapters, const char* const* names, const float* weights, size_t count);
+
+/**
+ * Sets one adapter set per sequence for generators created from these params (adapter-aware batching;
+ * the arguments are those of mlora_run_options_set_active_adapters_per_row). batch_size must equal the
+ * params' "batch_size" when a generator is created. Every sequence gets the tokens it would get generated
+ * alone with its own set. Replaces any set given by mlora_generator_params_set_active_adapters.
+ * @param[in] adapters borrowed for the call; a registry of a prepared model.
+ * @param[in] names copied; sum(row_counts) UTF-8 names. @param[in] weights copied; or NULL for all 1.0.
+ * @param[in] row_counts copied; batch_size counts.
+ * Returns: as mlora_run_options_set_active_adapters_per_row, plus INVALID_ARGUMENT for a registry of
+ *          another model. mlora_generator_create returns INVALID_ARGUMENT (naming both sizes) when
+ *          batch_size differs from "batch_size".
+ * Thread-safety: not concurrently with other use of the same params.
+ */
+MLORA_API mlora_status_t mlora_generator_params_set_active_adapters_per_row(mlora_generator_params_t* params, const mlora_adapters_t* adapters, const char* const* names, const float* weights, const size_t* row_counts, size_t batch_size);
 
 /**
  * Creates a generator; it copies the params' search options and active set and keeps the params alive.
@@ -748,10 +792,23 @@ MLORA_API mlora_status_t mlora_generator_get_logits(const mlora_generator_t* gen
 /**
  * Switches the active adapter set between steps (count == 0 = base model, which onnxruntime-genai
  * cannot do). Tokens already processed keep the KV cache computed with the previous set.
+ * @param[in] adapters borrowed for the call. @param[in] names copied. @param[in] weights copied; or NULL.
  * Returns: as mlora_generator_params_set_active_adapters.
  * Thread-safety: one thread at a time per generator.
  */
 MLORA_API mlora_status_t mlora_generator_set_active_adapters(mlora_generator_t* generator, const mlora_adapters_t* adapters, const char* const* names, const float* weights, size_t count);
+
+/**
+ * Switches to one adapter set per sequence between steps (see
+ * mlora_generator_params_set_active_adapters_per_row); batch_size must equal the generator's batch size.
+ * Tokens already processed keep the KV cache computed with the previous sets.
+ * @param[in] adapters borrowed for the call. @param[in] names copied. @param[in] weights copied; or NULL.
+ * @param[in] row_counts copied; batch_size counts.
+ * Returns: as mlora_generator_params_set_active_adapters_per_row, plus INVALID_ARGUMENT (naming both
+ *          sizes) when batch_size differs from the generator's.
+ * Thread-safety: one thread at a time per generator.
+ */
+MLORA_API mlora_status_t mlora_generator_set_active_adapters_per_row(mlora_generator_t* generator, const mlora_adapters_t* adapters, const char* const* names, const float* weights, const size_t* row_counts, size_t batch_size);
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -1,0 +1,396 @@
+#include "kernels/lora_slot_matmul.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <mutex>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "ort/ort.h"
+#include "util/error.h"
+
+namespace mlora {
+
+namespace {
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+// One build runs everywhere; the loader picks the widest clone the CPU has (GCC function multiversioning).
+#define MLORA_CLONES __attribute__((target_clones("default", "arch=x86-64-v3", "arch=x86-64-v4")))
+#define MLORA_INLINE inline __attribute__((always_inline))
+#else
+#define MLORA_CLONES
+#define MLORA_INLINE inline
+#endif
+
+constexpr int64_t kChunk = 16;  // rank columns (and output columns) held in registers at a time
+
+// Eight floats as one value (GCC/Clang vector extension): an AVX register in the AVX2 clones, two SSE
+// registers in the default one. Written out so the compiler keeps accumulators in registers instead of
+// vectorizing across tokens with shuffles (what it did with plain loops: 3x slower in prefill).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wpsabi"  // v8 never crosses a call: every user is always_inline
+#endif
+typedef float v8 __attribute__((vector_size(32)));
+MLORA_INLINE v8 load8(const float* p) {
+  v8 v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+MLORA_INLINE void store8(float* p, v8 v) { std::memcpy(p, &v, sizeof(v)); }
+
+// t[k][0..16) = x[k] · A[:, c0..c0+16) for M tokens: 2·M accumulators stay in registers across all of
+// `in`, so A streams through once with no store-to-load chains.
+template <int M>
+MLORA_INLINE void xa_chunk(const float* x, const float* a, float (*t)[kChunk], int64_t in, int64_t r, int64_t c0) {
+  v8 acc[M][2];
+  for (int k = 0; k < M; ++k) acc[k][0] = acc[k][1] = v8{};
+  for (int64_t i = 0; i < in; ++i) {
+    const float* ar = a + i * r + c0;
+    const v8 a0 = load8(ar), a1 = load8(ar + 8);
+    for (int k = 0; k < M; ++k) {
+      const float xi = x[k * in + i];
+      acc[k][0] += a0 * xi;
+      acc[k][1] += a1 * xi;
+    }
+  }
+  for (int k = 0; k < M; ++k) {
+    store8(t[k], acc[k][0]);
+    store8(t[k] + 8, acc[k][1]);
+  }
+}
+
+// The same for the last c < 16 columns.
+MLORA_INLINE void xa_tail(const float* x, const float* a, float (*t)[kChunk], int64_t m, int64_t in, int64_t r,
+                          int64_t c0, int64_t c) {
+  for (int64_t k = 0; k < m; ++k) std::fill(t[k], t[k] + c, 0.0f);
+  for (int64_t i = 0; i < in; ++i) {
+    const float* ar = a + i * r + c0;
+    for (int64_t k = 0; k < m; ++k) {
+      const float xi = x[k * in + i];
+      for (int64_t j = 0; j < c; ++j) t[k][j] += xi * ar[j];
+    }
+  }
+}
+
+// y[k, o0..o0+16) (+)= t[k, 0..c) · B[c0..c0+c, o0..o0+16) for M tokens: the 16 x M outputs stay in
+// registers across the chunk's c <= 16 rank rows, so y is read and written once per chunk.
+template <int M>
+MLORA_INLINE void tb_chunk(const float (*t)[kChunk], const float* b, float* y, int64_t c, int64_t out, int64_t c0,
+                           int64_t o0, bool first) {
+  v8 acc[M][2];
+  for (int k = 0; k < M; ++k) {
+    acc[k][0] = first ? v8{} : load8(y + k * out + o0);
+    acc[k][1] = first ? v8{} : load8(y + k * out + o0 + 8);
+  }
+  for (int64_t j = 0; j < c; ++j) {
+    const float* brow = b + (c0 + j) * out + o0;
+    const v8 b0 = load8(brow), b1 = load8(brow + 8);
+    for (int k = 0; k < M; ++k) {
+      const float tj = t[k][j];
+      acc[k][0] += b0 * tj;
+      acc[k][1] += b1 * tj;
+    }
+  }
+  for (int k = 0; k < M; ++k) {
+    store8(y + k * out + o0, acc[k][0]);
+    store8(y + k * out + o0 + 8, acc[k][1]);
+  }
+}
+
+template <int M>
+MLORA_INLINE void rows_m(const float* x, const float* a, const float* b, float* y, int64_t in, int64_t r,
+                         int64_t out) {
+  float t[M][kChunk];
+  const int64_t out_full = out - out % kChunk;
+  for (int64_t c0 = 0; c0 < r; c0 += kChunk) {
+    const int64_t c = std::min(kChunk, r - c0);
+    if (c == kChunk) {
+      xa_chunk<M>(x, a, t, in, r, c0);
+    } else {
+      xa_tail(x, a, t, M, in, r, c0, c);
+    }
+    const bool first = c0 == 0;
+    for (int64_t o0 = 0; o0 < out_full; o0 += kChunk) tb_chunk<M>(t, b, y, c, out, c0, o0, first);
+    for (int k = 0; k < M; ++k) {  // the last out % 16 outputs
+      for (int64_t o = out_full; o < out; ++o) {
+        float v = first ? 0.0f : y[k * out + o];
+        for (int64_t j = 0; j < c; ++j) v += t[k][j] * b[(c0 + j) * out + o];
+        y[k * out + o] = v;
+      }
+    }
+  }
+}
+
+// y[t, :] = (x[t, :] · A[in, r]) · B[r, out] for n tokens; A packed [in, r], B [r, out] row-major; r > 0.
+// Tokens go four at a time so each A and B element loaded serves four of them; rank in chunks of 16.
+MLORA_CLONES
+void lora_rows(const float* x, const float* a, const float* b, float* y, int64_t n, int64_t in, int64_t r,
+               int64_t out) {
+  int64_t t0 = 0;
+  for (; t0 + 4 <= n; t0 += 4) rows_m<4>(x + t0 * in, a, b, y + t0 * out, in, r, out);
+  switch (n - t0) {
+    case 3:
+      rows_m<3>(x + t0 * in, a, b, y + t0 * out, in, r, out);
+      break;
+    case 2:
+      rows_m<2>(x + t0 * in, a, b, y + t0 * out, in, r, out);
+      break;
+    case 1:
+      rows_m<1>(x + t0 * in, a, b, y + t0 * out, in, r, out);
+      break;
+    default:
+      break;
+  }
+}
+
+struct Kernel {
+  const OrtApi* api = nullptr;
+  int64_t pair = 0;
+  std::string node;  // for messages
+};
+
+struct Shape {
+  ONNXTensorElementDataType type = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
+  std::vector<int64_t> dims;
+};
+
+std::string dims_text(const std::vector<int64_t>& d) {
+  std::string s = "[";
+  for (size_t i = 0; i < d.size(); ++i) s += (i ? ", " : "") + std::to_string(d[i]);
+  return s + "]";
+}
+
+// Everything a compute needs, checked; work item i = (row, token block).
+struct Job {
+  const float* x;
+  const float* a;
+  const float* b;
+  float* y;
+  const int64_t* slot;
+  const int64_t* ranks;  // this pair's row of lora_ranks
+  size_t slot_count;     // 1 (broadcast) or batch
+  int64_t tokens, in, R, out, S;
+  int64_t blocks_per_row;
+  static constexpr int64_t kBlock = 16;
+};
+
+void run_item(void* data, size_t item) {
+  const Job& j = *static_cast<const Job*>(data);
+  const int64_t row = static_cast<int64_t>(item) / j.blocks_per_row;
+  const int64_t t0 = (static_cast<int64_t>(item) % j.blocks_per_row) * Job::kBlock;
+  const int64_t n = std::min(Job::kBlock, j.tokens - t0);
+  const int64_t s = j.slot[j.slot_count == 1 ? 0 : row];
+  const int64_t r = j.ranks[s];
+  float* y = j.y + (row * j.tokens + t0) * j.out;
+  if (r == 0) {
+    std::memset(y, 0, static_cast<size_t>(n * j.out) * sizeof(float));
+    return;
+  }
+  lora_rows(j.x + (row * j.tokens + t0) * j.in, j.a + s * j.in * j.R, j.b + s * j.R * j.out, y, n, j.in, r, j.out);
+}
+
+OrtStatus* invalid(const Kernel& k, const std::string& what) {
+  return k.api->CreateStatus(ORT_INVALID_ARGUMENT, (std::string(kLoraSlotMatMulOp) + " node '" + k.node + "': " + what).c_str());
+}
+
+#define MLORA_ORT_TRY(expr)            \
+  do {                                 \
+    if (OrtStatus* st_ = (expr)) return st_; \
+  } while (0)
+
+OrtStatus* shape_of(const OrtApi& api, const OrtValue* v, Shape& out) {
+  OrtTensorTypeAndShapeInfo* info = nullptr;
+  MLORA_ORT_TRY(api.GetTensorTypeAndShape(v, &info));
+  size_t n = 0;
+  OrtStatus* st = api.GetTensorElementType(info, &out.type);
+  if (!st) st = api.GetDimensionsCount(info, &n);
+  if (!st) {
+    out.dims.assign(n, 0);
+    st = api.GetDimensions(info, out.dims.data(), n);
+  }
+  api.ReleaseTensorTypeAndShapeInfo(info);
+  return st;
+}
+
+OrtStatus* compute(Kernel& k, OrtKernelContext* ctx) {
+  const OrtApi& api = *k.api;
+  const OrtValue* v[5] = {};
+  Shape sh[5];
+  static const char* const kNames[5] = {"x", "A", "B", "lora_slot", "lora_ranks"};
+  for (size_t i = 0; i < 5; ++i) {
+    MLORA_ORT_TRY(api.KernelContext_GetInput(ctx, i, &v[i]));
+    if (!v[i]) return invalid(k, std::string("input ") + kNames[i] + " is missing");
+    MLORA_ORT_TRY(shape_of(api, v[i], sh[i]));
+  }
+  const auto& xd = sh[0].dims;
+  const auto& ad = sh[1].dims;
+  const auto& bd = sh[2].dims;
+  const auto& sd = sh[3].dims;
+  const auto& rd = sh[4].dims;
+  if (xd.size() < 2) return invalid(k, "x has shape " + dims_text(xd) + "; expected [batch, ..., in]");
+  if (ad.size() != 3 || bd.size() != 3 || ad[0] != bd[0] || ad[2] != bd[1] || ad[1] != xd.back()) {
+    return invalid(k, "A " + dims_text(ad) + " and B " + dims_text(bd) + " do not stack [S, in, R] / [S, R, out] for x " +
+                          dims_text(xd));
+  }
+  if (sd.size() != 1 || (sd[0] != 1 && sd[0] != xd[0])) {
+    return invalid(k, "lora_slot has shape " + dims_text(sd) + "; expected [" + std::to_string(xd[0]) + "] or [1]");
+  }
+  if (rd.size() != 2 || k.pair < 0 || k.pair >= rd[0]) {
+    return invalid(k, "lora_ranks has shape " + dims_text(rd) + "; expected [P, S] with P > pair " + std::to_string(k.pair));
+  }
+  Job j{};
+  j.in = ad[1];
+  j.R = ad[2];
+  j.out = bd[2];
+  j.S = ad[0];
+  j.tokens = 1;
+  for (size_t i = 1; i + 1 < xd.size(); ++i) j.tokens *= xd[i];
+  const int64_t batch = xd[0];
+  std::vector<int64_t> yd(xd);
+  yd.back() = j.out;
+  OrtValue* yv = nullptr;
+  MLORA_ORT_TRY(api.KernelContext_GetOutput(ctx, 0, yd.data(), yd.size(), &yv));
+  void* p = nullptr;
+  MLORA_ORT_TRY(api.GetTensorMutableData(yv, &p));
+  j.y = static_cast<float*>(p);
+  const void* in_data[5];
+  for (size_t i = 0; i < 5; ++i) {
+    MLORA_ORT_TRY(api.GetTensorMutableData(const_cast<OrtValue*>(v[i]), &p));
+    in_data[i] = p;
+  }
+  j.x = static_cast<const float*>(in_data[0]);
+  j.a = static_cast<const float*>(in_data[1]);
+  j.b = static_cast<const float*>(in_data[2]);
+  j.slot = static_cast<const int64_t*>(in_data[3]);
+  j.slot_count = static_cast<size_t>(sd[0]);
+  j.ranks = static_cast<const int64_t*>(in_data[4]) + k.pair * rd[1];
+  for (size_t i = 0; i < j.slot_count; ++i) {
+    const int64_t s = j.slot[i];
+    if (s < 0 || s >= rd[1] || (s >= j.S && j.ranks[s] != 0)) {
+      return invalid(k, "row " + std::to_string(i) + " has slot " + std::to_string(s) + "; lora_ranks has " +
+                            std::to_string(rd[1]) + " slots and A/B " + std::to_string(j.S));
+    }
+    if (j.ranks[s] < 0 || j.ranks[s] > j.R) {
+      return invalid(k, "slot " + std::to_string(s) + " has rank " + std::to_string(j.ranks[s]) +
+                            "; A/B hold ranks up to " + std::to_string(j.R));
+    }
+  }
+  if (batch == 0 || j.tokens == 0 || j.out == 0) return nullptr;
+  j.blocks_per_row = (j.tokens + Job::kBlock - 1) / Job::kBlock;
+  const size_t items = static_cast<size_t>(batch * j.blocks_per_row);
+  // Tasks of at least ~64k multiply-adds: a decode step's rows are too small to be worth a task each.
+  const int64_t per_item = std::min(j.tokens, Job::kBlock) * (j.in + j.out) * j.R;
+  const size_t batches = static_cast<size_t>(
+      std::clamp<int64_t>(static_cast<int64_t>(items) * per_item / 65536, 1, static_cast<int64_t>(items)));
+  if (batches == 1) {
+    for (size_t i = 0; i < items; ++i) run_item(&j, i);
+    return nullptr;
+  }
+  return api.KernelContext_ParallelFor(ctx, run_item, items, batches, &j);
+}
+
+// ---- the OrtCustomOp ----------------------------------------------------------------------------------
+
+OrtStatus* ORT_API_CALL create_kernel(const OrtCustomOp*, const OrtApi* api, const OrtKernelInfo* info, void** out) {
+  auto* k = new (std::nothrow) Kernel();
+  if (!k) return api->CreateStatus(ORT_FAIL, "LoraSlotMatMul: out of memory");
+  k->api = api;
+  if (OrtStatus* st = api->KernelInfoGetAttribute_int64(info, "pair", &k->pair)) {
+    delete k;
+    return st;
+  }
+  size_t size = 0;
+  if (!api->KernelInfo_GetNodeName(info, nullptr, &size) && size > 0) {
+    k->node.assign(size, '\0');
+    if (api->KernelInfo_GetNodeName(info, k->node.data(), &size)) k->node.clear();
+    if (!k->node.empty() && k->node.back() == '\0') k->node.pop_back();
+  }
+  *out = k;
+  return nullptr;
+}
+
+OrtStatus* ORT_API_CALL compute_kernel(void* kernel, OrtKernelContext* ctx) {
+  auto& k = *static_cast<Kernel*>(kernel);
+  try {
+    return compute(k, ctx);
+  } catch (const std::exception& e) {  // bad_alloc from a message or a vector: never into ORT
+    return k.api->CreateStatus(ORT_FAIL, e.what());
+  }
+}
+
+void ORT_API_CALL destroy_kernel(void* kernel) { delete static_cast<Kernel*>(kernel); }
+
+const char* ORT_API_CALL op_name(const OrtCustomOp*) { return kLoraSlotMatMulOp; }
+const char* ORT_API_CALL op_provider(const OrtCustomOp*) { return "CPUExecutionProvider"; }
+ONNXTensorElementDataType ORT_API_CALL input_type(const OrtCustomOp*, size_t i) {
+  return i < 3 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT : ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64;
+}
+size_t ORT_API_CALL input_count(const OrtCustomOp*) { return 5; }
+ONNXTensorElementDataType ORT_API_CALL output_type(const OrtCustomOp*, size_t) {
+  return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+}
+size_t ORT_API_CALL output_count(const OrtCustomOp*) { return 1; }
+OrtCustomOpInputOutputCharacteristic ORT_API_CALL required(const OrtCustomOp*, size_t) {
+  return INPUT_OUTPUT_REQUIRED;
+}
+OrtMemType ORT_API_CALL input_memory(const OrtCustomOp*, size_t) { return OrtMemTypeDefault; }
+int ORT_API_CALL one(const OrtCustomOp*) { return 1; }
+int ORT_API_CALL zero(const OrtCustomOp*) { return 0; }
+int ORT_API_CALL start_version(const OrtCustomOp*) { return 1; }
+int ORT_API_CALL end_version(const OrtCustomOp*) { return 1; }
+
+OrtCustomOp make_op() {
+  OrtCustomOp op;
+  std::memset(&op, 0, sizeof(op));
+  op.version = ORT_API_VERSION;  // the header we build with; newer runtimes accept older versions
+  op.GetName = op_name;
+  op.GetExecutionProviderType = op_provider;
+  op.GetInputType = input_type;
+  op.GetInputTypeCount = input_count;
+  op.GetOutputType = output_type;
+  op.GetOutputTypeCount = output_count;
+  op.GetInputCharacteristic = required;
+  op.GetOutputCharacteristic = required;
+  op.GetInputMemoryType = input_memory;
+  op.GetVariadicInputMinArity = one;
+  op.GetVariadicInputHomogeneity = zero;
+  op.GetVariadicOutputMinArity = one;
+  op.GetVariadicOutputHomogeneity = zero;
+  op.CreateKernelV2 = create_kernel;
+  op.KernelComputeV2 = compute_kernel;
+  op.KernelDestroy = destroy_kernel;
+  op.GetStartVersion = start_version;
+  op.GetEndVersion = end_version;
+  return op;
+}
+
+}  // namespace
+
+void add_lora_op_domain(OrtSessionOptions* options) {
+  static const OrtCustomOp op = make_op();
+  static std::once_flag once;
+  static OrtCustomOpDomain* domain = nullptr;
+  static std::string error;
+  std::call_once(once, [] {
+    const OrtApi& api = ort();
+    OrtCustomOpDomain* d = nullptr;
+    if (OrtStatus* st = api.CreateCustomOpDomain(kLoraOpDomain, &d)) {
+      error = api.GetErrorMessage(st);
+      api.ReleaseStatus(st);
+      return;
+    }
+    if (OrtStatus* st = api.CustomOpDomain_Add(d, &op)) {
+      error = api.GetErrorMessage(st);
+      api.ReleaseStatus(st);
+      api.ReleaseCustomOpDomain(d);
+      return;
+    }
+    domain = d;
+  });
+  if (!domain) fail(MLORA_STATUS_RUNTIME, std::string("ONNX Runtime refused the ") + kLoraOpDomain + " op domain: " + error);
+  ort_check(ort().AddCustomOpDomain(options, domain), std::string("adding the ") + kLoraOpDomain + " op domain");
+}
+
+}  // namespace mlora

@@ -1,0 +1,29 @@
+// The fused CPU kernel of adapter-aware batching (DESIGN.md §6): an ONNX Runtime custom op, domain
+// "com.multilora", type "LoraSlotMatMul" (version 1), that `multilora prepare-batching --kernel fused`
+// puts in place of each LoRA pair's Gather + batched MatMul pair. The CPU counterpart of Punica's SGMV.
+//
+//   inputs   x           float [batch, ..., in]   the activation the pair's first MatMul read
+//            A           float [S, in, R]         slot s holds its A as [in, r] *packed* (stride r) in
+//                                                 the first in*r elements of the slot
+//            B           float [S, R, out]        slot s holds its B as [r, out] in the first r rows
+//            lora_slot   int64 [batch] or [1]     each row's slot ([1]: one slot for every row)
+//            lora_ranks  int64 [P, S']            r = lora_ranks[pair, slot] (0 = no LoRA for that slot)
+//   attribute pair       int                      this pair's row of lora_ranks
+//   output   y           float [batch, ..., out]  y[b] = x[b] · A_s[:, :r] · B_s[:r, :],  s = slot of row b
+//
+// Each row reads only its slot's r columns' worth of weights, once: no gather copy, no zero padding read.
+// Work is split over (row, token block) with ONNX Runtime's intra-op thread pool.
+#pragma once
+
+#include <onnxruntime_c_api.h>
+
+namespace mlora {
+
+constexpr const char* kLoraOpDomain = "com.multilora";
+constexpr const char* kLoraSlotMatMulOp = "LoraSlotMatMul";
+
+// Adds the "com.multilora" domain (created once per process, never released: sessions may outlive any
+// owner) to session options. Throws RUNTIME when ONNX Runtime refuses it.
+void add_lora_op_domain(OrtSessionOptions* options);
+
+}  // namespace mlora
