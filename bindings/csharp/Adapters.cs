@@ -267,27 +267,9 @@ namespace Multilora
         /// </summary>
         public void SetActiveAdaptersPerRow(Adapters adapters, string[][] rows, float[][] weights = null)
         {
-            if (rows == null) throw new ArgumentNullException("rows");
-            if (weights != null && weights.Length != rows.Length)
-                throw new ArgumentException("one weight array per row (or no weights)");
-            var flat = new System.Collections.Generic.List<string>();
-            var flatWeights = new System.Collections.Generic.List<float>();
-            var counts = new UIntPtr[rows.Length];
-            for (int i = 0; i < rows.Length; i++)
-            {
-                var row = rows[i] ?? new string[0];
-                if (weights != null && (weights[i] ?? new float[0]).Length != row.Length)
-                    throw new ArgumentException("row " + i + ": one weight per name");
-                flat.AddRange(row);
-                if (weights != null) flatWeights.AddRange(weights[i] ?? new float[0]);
-                counts[i] = Library.Size(row.Length);
-            }
             using (var o = Use())
-            using (var a = new Use(adapters == null ? null : adapters.Handle, "Adapters"))
-            using (var n = new Utf8StringArray(flat.ToArray(), "adapter name"))
-                Library.Check(NativeMethods.mlora_run_options_set_active_adapters_per_row(
-                    o.Ptr, a.Ptr, n.Pointers, weights == null ? null : flatWeights.ToArray(), counts,
-                    Library.Size(rows.Length)));
+                PerRowAdapters.Set(o.Ptr, adapters, rows, weights,
+                                   NativeMethods.mlora_run_options_set_active_adapters_per_row);
         }
 
         /// <summary>Number of adapters in the active set.</summary>
@@ -302,6 +284,40 @@ namespace Multilora
                     return (int)n.ToUInt64();
                 }
             }
+        }
+    }
+
+    /// <summary>
+    /// The per-row adapter argument convention shared by RunOptions, GeneratorParams and Generator: rows of names
+    /// (an empty or null row = the base model) and optional weights (one array per row matching its names),
+    /// flattened row by row into names, weights and one count per row.
+    /// </summary>
+    internal static class PerRowAdapters
+    {
+        internal delegate int Call(IntPtr receiver, IntPtr adapters, IntPtr[] names, float[] weights,
+                                   UIntPtr[] rowCounts, UIntPtr batchSize);
+
+        internal static void Set(IntPtr receiver, Adapters adapters, string[][] rows, float[][] weights, Call call)
+        {
+            if (rows == null) throw new ArgumentNullException("rows");
+            if (weights != null && weights.Length != rows.Length)
+                throw new ArgumentException("one weight array per row (or no weights)");
+            var flat = new List<string>();
+            var flatWeights = new List<float>();
+            var counts = new UIntPtr[rows.Length];
+            for (int i = 0; i < rows.Length; i++)
+            {
+                var row = rows[i] ?? new string[0];
+                if (weights != null && (weights[i] ?? new float[0]).Length != row.Length)
+                    throw new ArgumentException("row " + i + ": one weight per name");
+                flat.AddRange(row);
+                if (weights != null) flatWeights.AddRange(weights[i] ?? new float[0]);
+                counts[i] = Library.Size(row.Length);
+            }
+            using (var a = new Use(adapters == null ? null : adapters.Handle, "Adapters"))
+            using (var n = new Utf8StringArray(flat.ToArray(), "adapter name"))
+                Library.Check(call(receiver, a.Ptr, n.Pointers, weights == null ? null : flatWeights.ToArray(), counts,
+                                   Library.Size(rows.Length)));
         }
     }
 }

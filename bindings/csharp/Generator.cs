@@ -63,6 +63,19 @@ namespace Multilora
         {
             SetActiveAdapters(null, new string[0]);
         }
+
+        /// <summary>
+        /// One adapter set per sequence (an empty row = the base model), generated in one batch, on a model folder
+        /// prepared with <c>multilora prepare-batching</c>. weights (null = all 1.0) has one array per row matching
+        /// its names. rows.Length must equal the "batch_size" search option when a Generator is created.
+        /// Replaces any set given by SetActiveAdapters. On failure the params are unchanged.
+        /// </summary>
+        public void SetActiveAdaptersPerRow(Adapters adapters, string[][] rows, float[][] weights = null)
+        {
+            using (var o = Use())
+                PerRowAdapters.Set(o.Ptr, adapters, rows, weights,
+                                   NativeMethods.mlora_generator_params_set_active_adapters_per_row);
+        }
     }
 
     /// <summary>A generation in progress. Used by one thread at a time.</summary>
@@ -204,6 +217,18 @@ namespace Multilora
         public void ClearActiveAdapters()
         {
             SetActiveAdapters(null, new string[0]);
+        }
+
+        /// <summary>
+        /// Switches to one adapter set per sequence between steps (see GeneratorParams.SetActiveAdaptersPerRow);
+        /// rows.Length must equal BatchSize. Tokens already processed keep the KV cache computed with the previous
+        /// sets.
+        /// </summary>
+        public void SetActiveAdaptersPerRow(Adapters adapters, string[][] rows, float[][] weights = null)
+        {
+            using (var o = Use())
+                PerRowAdapters.Set(o.Ptr, adapters, rows, weights,
+                                   NativeMethods.mlora_generator_set_active_adapters_per_row);
         }
     }
 }

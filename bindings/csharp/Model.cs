@@ -35,6 +35,26 @@ namespace Multilora
             }
         }
 
+        /// <summary>
+        /// Slot-table size S of a model prepared for per-row adapters (<c>multilora prepare-batching</c>): slot 0 is
+        /// the base model, slots 1..S-1 each hold one composed adapter set, least recently used out. Default 17;
+        /// 2..4097 (MLORA_STATUS_INVALID_ARGUMENT outside). Ignored for models not prepared for batching.
+        /// </summary>
+        public int BatchSlots
+        {
+            set
+            {
+                if (value < 0)
+                {
+                    int st = NativeMethods.MLORA_STATUS_INVALID_ARGUMENT;
+                    throw new MultiloraException(st, Library.StatusName(st), "batch_slots " + value +
+                                                 " is outside 2..4097 (slot 0 is the base model)");
+                }
+                using (var u = Use())
+                    Library.Check(NativeMethods.mlora_model_options_set_batch_slots(u.Ptr, Library.Size(value)));
+            }
+        }
+
         /// <summary>Adds an ONNX Runtime session configuration entry.</summary>
         public void SetConfigEntry(string key, string value)
         {
@@ -50,6 +70,16 @@ namespace Multilora
         public string Name { get; internal set; }
         public int DType { get; internal set; }
         public long[] Shape { get; internal set; }
+    }
+
+    /// <summary>A model's slot table for per-row adapters (adapter-aware batching).</summary>
+    public struct BatchSlotInfo
+    {
+        /// <summary>Its size S (slot 0 is the base model); 0 when the model is not prepared for batching.</summary>
+        public int Slots;
+
+        /// <summary>Adapter sets resident now (0..S-1); may change as soon as it is read.</summary>
+        public int Resident;
     }
 
     /// <summary>A LoRA parameter the model accepts: element type, its two dims and which axis is the rank.</summary>
@@ -148,6 +178,20 @@ namespace Multilora
                     int v;
                     Library.Check(NativeMethods.mlora_model_version(u.Ptr, out v));
                     return v;
+                }
+            }
+        }
+
+        /// <summary>The slot table for per-row adapters (Slots 0 when the model is not prepared for batching).</summary>
+        public BatchSlotInfo BatchSlots
+        {
+            get
+            {
+                using (var u = Use())
+                {
+                    UIntPtr slots, resident;
+                    Library.Check(NativeMethods.mlora_model_batch_slots(u.Ptr, out slots, out resident));
+                    return new BatchSlotInfo { Slots = (int)slots.ToUInt64(), Resident = (int)resident.ToUInt64() };
                 }
             }
         }

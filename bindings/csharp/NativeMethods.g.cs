@@ -315,6 +315,21 @@ namespace Multilora.Native
         public static extern int mlora_model_options_set_config_entry(IntPtr options, byte[] key, byte[] value);
 
         /// <summary>
+        /// Sets the size S of the slot table of a model prepared for adapter-aware batching (see
+        /// mlora_run_options_set_active_adapters_per_row): slot 0 is the base model, slots 1..S-1 each hold one
+        /// composed adapter set, least recently used first out. Default 17 (16 sets); range 2..4097. The table's
+        /// memory is S x (the largest composed set's LoRA bytes), touched only as slots fill. Ignored for models
+        /// not prepared for batching.
+        /// Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (slots outside 2..4097).
+        /// Thread-safety: not with concurrent use of the same options.
+        /// </summary>
+        /// <remarks>C: <c>mlora_status_t mlora_model_options_set_batch_slots(mlora_model_options_t* options, size_t slots);</c></remarks>
+        /// <param name="options"></param>
+        /// <param name="slots"></param>
+        [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern int mlora_model_options_set_batch_slots(IntPtr options, UIntPtr slots);
+
+        /// <summary>
         /// Loads a model: an .onnx file with LoRA inputs (optional inputs whose default has a zero-size rank
         /// dimension), or a folder with genai_config.json (see the Generation section).
         /// Inputs listed twice in graph.input are tolerated.
@@ -480,6 +495,20 @@ namespace Multilora.Native
         public static extern int mlora_model_version(IntPtr model, out int out_version);
 
         /// <summary>
+        /// The model's slot table for adapter-aware batching: its size S (0 when the model is not prepared for
+        /// batching) and how many adapter sets are resident now (0..S-1). A router can use it for affinity.
+        /// @param[out] out_slots may be NULL. @param[out] out_resident may be NULL.
+        /// Returns: OK, INVALID_HANDLE.
+        /// Thread-safety: concurrent calls are safe (the resident count may change right after).
+        /// </summary>
+        /// <remarks>C: <c>mlora_status_t mlora_model_batch_slots(const mlora_model_t* model, size_t* out_slots, size_t* out_resident);</c></remarks>
+        /// <param name="model"></param>
+        /// <param name="out_slots">Header: [out] may be NULL.</param>
+        /// <param name="out_resident">Header: [out] may be NULL.</param>
+        [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern int mlora_model_batch_slots(IntPtr model, out UIntPtr out_slots, out UIntPtr out_resident);
+
+        /// <summary>
         /// Runs the model once (ONNX Runtime's Run argument order: options, inputs, output names).
         /// LoRA parameters come from the run options' active adapter set; inputs must not name them.
         /// @param[in] options borrowed for the call; NULL = base model.
@@ -525,12 +554,14 @@ namespace Multilora.Native
         /// <summary>
         /// As mlora_adapter_open, from a buffer.
         /// @param[in] data copied; size bytes.
+        /// @param[out] out_adapter owned; release with mlora_adapter_release.
+        /// Thread-safety: safe from any thread.
         /// Returns: as mlora_adapter_open, without NOT_FOUND/IO.
         /// </summary>
         /// <remarks>C: <c>mlora_status_t mlora_adapter_open_from_memory(const void* data, size_t size, mlora_adapter_t** out_adapter);</c></remarks>
         /// <param name="data">copied; pointer to raw bytes. Header: [in] copied; size bytes.</param>
         /// <param name="size"></param>
-        /// <param name="out_adapter"></param>
+        /// <param name="out_adapter">owned. Header: [out] owned; release with mlora_adapter_release.</param>
         [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         public static extern int mlora_adapter_open_from_memory(IntPtr data, UIntPtr size, out IntPtr out_adapter);
 
@@ -685,13 +716,13 @@ namespace Multilora.Native
 
         /// <summary>
         /// As mlora_adapters_load, from a buffer holding an .onnx_adapter file.
-        /// @param[in] data copied; size bytes.
+        /// @param[in] data copied; size bytes. @param[in] name copied; UTF-8.
         /// </summary>
         /// <remarks>C: <c>mlora_status_t mlora_adapters_load_from_memory(mlora_adapters_t* adapters, const void* data, size_t size, const char* name, int32_t flags);</c></remarks>
         /// <param name="adapters"></param>
         /// <param name="data">copied; pointer to raw bytes. Header: [in] copied; size bytes.</param>
         /// <param name="size"></param>
-        /// <param name="name">UTF-8 bytes ending in NUL</param>
+        /// <param name="name">copied; UTF-8 bytes ending in NUL. Header: [in] copied; UTF-8.</param>
         /// <param name="flags"></param>
         [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         public static extern int mlora_adapters_load_from_memory(IntPtr adapters, IntPtr data, UIntPtr size, byte[] name, int flags);
@@ -797,8 +828,10 @@ namespace Multilora.Native
         /// (stacked LoRA inputs plus the int64 input "lora_slot"). names and weights are flattened row by row:
         /// row i uses the next row_counts[i] entries (0 = the base model for that row). Each distinct row set is
         /// composed exactly as by mlora_run_options_set_active_adapters (weighted sum; rank concatenation with B
-        /// scaled), and the sets are stacked once, now, into slot tensors zero-padded to a common rank (exact);
-        /// runs then feed them with each row's slot. The options hold references to the adapters as loaded now.
+        /// scaled), now. Each run places the distinct sets in the model's slot table (see
+        /// mlora_model_options_set_batch_slots; resident sets are reused, the least recently used unpinned ones
+        /// evicted) and feeds each row its slot; a run waits while other runs pin the slots it needs. The options
+        /// hold references to the adapters as loaded now.
         /// Replaces any set given by mlora_run_options_set_active_adapters (and vice versa). Every later run with
         /// these options must have batch_size rows.
         /// @param[in] adapters borrowed for the call; a registry of a prepared model.
@@ -806,7 +839,8 @@ namespace Multilora.Native
         /// @param[in] weights copied; sum(row_counts) finite floats, or NULL for all 1.0.
         /// @param[in] row_counts copied; batch_size counts.
         /// Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (model not prepared for batching: the message names it and
-        ///          the tool to run; batch_size 0; duplicate name within a row; non-finite weight; bad UTF-8),
+        ///          the tool to run; batch_size 0; more distinct row sets than the table's S-1 slots, naming both;
+        ///          duplicate name within a row; non-finite weight; bad UTF-8),
         ///          NOT_FOUND (a name not loaded; the message names it and its row). mlora_model_run with these
         ///          options returns SHAPE_MISMATCH (naming both sizes) when its inputs' batch dim differs from
         ///          batch_size. On failure the options are unchanged.
@@ -859,24 +893,26 @@ namespace Multilora.Native
 
         /// <summary>
         /// Sets a boolean search option by name ("do_sample"); value is 0 or 1.
+        /// @param[in] name borrowed for the call; UTF-8.
         /// Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT.
         /// Thread-safety: not concurrently with other use of the same params.
         /// </summary>
         /// <remarks>C: <c>mlora_status_t mlora_generator_params_set_search_bool(mlora_generator_params_t* params, const char* name, int32_t value);</c></remarks>
         /// <param name="params"></param>
-        /// <param name="name">UTF-8 bytes ending in NUL</param>
+        /// <param name="name">borrowed; UTF-8 bytes ending in NUL. Header: [in] borrowed for the call; UTF-8.</param>
         /// <param name="value"></param>
         [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         public static extern int mlora_generator_params_set_search_bool(IntPtr @params, byte[] name, int value);
 
         /// <summary>
         /// Reads a search option by name (booleans read as 0.0/1.0).
+        /// @param[in] name borrowed for the call; UTF-8.
         /// Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (unknown name).
         /// Thread-safety: concurrent calls are safe.
         /// </summary>
         /// <remarks>C: <c>mlora_status_t mlora_generator_params_get_search_number(const mlora_generator_params_t* params, const char* name, double* out_value);</c></remarks>
         /// <param name="params"></param>
-        /// <param name="name">UTF-8 bytes ending in NUL</param>
+        /// <param name="name">borrowed; UTF-8 bytes ending in NUL. Header: [in] borrowed for the call; UTF-8.</param>
         /// <param name="out_value"></param>
         [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         public static extern int mlora_generator_params_get_search_number(IntPtr @params, byte[] name, out double out_value);
@@ -885,17 +921,42 @@ namespace Multilora.Native
         /// Sets the adapters generators created from these params start with; same rules as
         /// mlora_run_options_set_active_adapters. The params hold references to the adapters until they are
         /// released or the set is changed.
+        /// @param[in] adapters borrowed for the call. @param[in] names copied; count UTF-8 names.
+        /// @param[in] weights copied; count floats, or NULL for all 1.0.
         /// Returns: as mlora_run_options_set_active_adapters, plus INVALID_ARGUMENT for a registry of another model.
         /// Thread-safety: not concurrently with other use of the same params.
         /// </summary>
         /// <remarks>C: <c>mlora_status_t mlora_generator_params_set_active_adapters(mlora_generator_params_t* params, const mlora_adapters_t* adapters, const char* const* names, const float* weights, size_t count);</c></remarks>
         /// <param name="params"></param>
-        /// <param name="adapters"></param>
-        /// <param name="names">array of pointers to NUL-terminated UTF-8 strings</param>
-        /// <param name="weights">input array</param>
+        /// <param name="adapters">borrowed. Header: [in] borrowed for the call.</param>
+        /// <param name="names">copied; array of pointers to NUL-terminated UTF-8 strings. Header: [in] copied; count UTF-8 names.</param>
+        /// <param name="weights">copied; input array. Header: [in] copied; count floats, or NULL for all 1.0.</param>
         /// <param name="count"></param>
         [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         public static extern int mlora_generator_params_set_active_adapters(IntPtr @params, IntPtr adapters, IntPtr[] names, float[] weights, UIntPtr count);
+
+        /// <summary>
+        /// Sets one adapter set per sequence for generators created from these params (adapter-aware batching;
+        /// the arguments are those of mlora_run_options_set_active_adapters_per_row). batch_size must equal the
+        /// params' "batch_size" when a generator is created. Every sequence gets the tokens it would get generated
+        /// alone with its own set. Replaces any set given by mlora_generator_params_set_active_adapters.
+        /// @param[in] adapters borrowed for the call; a registry of a prepared model.
+        /// @param[in] names copied; sum(row_counts) UTF-8 names. @param[in] weights copied; or NULL for all 1.0.
+        /// @param[in] row_counts copied; batch_size counts.
+        /// Returns: as mlora_run_options_set_active_adapters_per_row, plus INVALID_ARGUMENT for a registry of
+        ///          another model. mlora_generator_create returns INVALID_ARGUMENT (naming both sizes) when
+        ///          batch_size differs from "batch_size".
+        /// Thread-safety: not concurrently with other use of the same params.
+        /// </summary>
+        /// <remarks>C: <c>mlora_status_t mlora_generator_params_set_active_adapters_per_row(mlora_generator_params_t* params, const mlora_adapters_t* adapters, const char* const* names, const float* weights, const size_t* row_counts, size_t batch_size);</c></remarks>
+        /// <param name="params"></param>
+        /// <param name="adapters">borrowed. Header: [in] borrowed for the call; a registry of a prepared model.</param>
+        /// <param name="names">copied; array of pointers to NUL-terminated UTF-8 strings. Header: [in] copied; sum(row_counts) UTF-8 names.</param>
+        /// <param name="weights">copied; input array. Header: [in] copied; or NULL for all 1.0.</param>
+        /// <param name="row_counts">copied; input array. Header: [in] copied; batch_size counts.</param>
+        /// <param name="batch_size"></param>
+        [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern int mlora_generator_params_set_active_adapters_per_row(IntPtr @params, IntPtr adapters, IntPtr[] names, float[] weights, UIntPtr[] row_counts, UIntPtr batch_size);
 
         /// <summary>
         /// Creates a generator; it copies the params' search options and active set and keeps the params alive.
@@ -1025,16 +1086,37 @@ namespace Multilora.Native
         /// <summary>
         /// Switches the active adapter set between steps (count == 0 = base model, which onnxruntime-genai
         /// cannot do). Tokens already processed keep the KV cache computed with the previous set.
+        /// @param[in] adapters borrowed for the call. @param[in] names copied. @param[in] weights copied; or NULL.
         /// Returns: as mlora_generator_params_set_active_adapters.
         /// Thread-safety: one thread at a time per generator.
         /// </summary>
         /// <remarks>C: <c>mlora_status_t mlora_generator_set_active_adapters(mlora_generator_t* generator, const mlora_adapters_t* adapters, const char* const* names, const float* weights, size_t count);</c></remarks>
         /// <param name="generator"></param>
-        /// <param name="adapters"></param>
-        /// <param name="names">array of pointers to NUL-terminated UTF-8 strings</param>
-        /// <param name="weights">input array</param>
+        /// <param name="adapters">borrowed. Header: [in] borrowed for the call.</param>
+        /// <param name="names">copied; array of pointers to NUL-terminated UTF-8 strings. Header: [in] copied.</param>
+        /// <param name="weights">copied; input array. Header: [in] copied; or NULL.</param>
         /// <param name="count"></param>
         [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         public static extern int mlora_generator_set_active_adapters(IntPtr generator, IntPtr adapters, IntPtr[] names, float[] weights, UIntPtr count);
+
+        /// <summary>
+        /// Switches to one adapter set per sequence between steps (see
+        /// mlora_generator_params_set_active_adapters_per_row); batch_size must equal the generator's batch size.
+        /// Tokens already processed keep the KV cache computed with the previous sets.
+        /// @param[in] adapters borrowed for the call. @param[in] names copied. @param[in] weights copied; or NULL.
+        /// @param[in] row_counts copied; batch_size counts.
+        /// Returns: as mlora_generator_params_set_active_adapters_per_row, plus INVALID_ARGUMENT (naming both
+        ///          sizes) when batch_size differs from the generator's.
+        /// Thread-safety: one thread at a time per generator.
+        /// </summary>
+        /// <remarks>C: <c>mlora_status_t mlora_generator_set_active_adapters_per_row(mlora_generator_t* generator, const mlora_adapters_t* adapters, const char* const* names, const float* weights, const size_t* row_counts, size_t batch_size);</c></remarks>
+        /// <param name="generator"></param>
+        /// <param name="adapters">borrowed. Header: [in] borrowed for the call.</param>
+        /// <param name="names">copied; array of pointers to NUL-terminated UTF-8 strings. Header: [in] copied.</param>
+        /// <param name="weights">copied; input array. Header: [in] copied; or NULL.</param>
+        /// <param name="row_counts">copied; input array. Header: [in] copied; batch_size counts.</param>
+        /// <param name="batch_size"></param>
+        [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern int mlora_generator_set_active_adapters_per_row(IntPtr generator, IntPtr adapters, IntPtr[] names, float[] weights, UIntPtr[] row_counts, UIntPtr batch_size);
     }
 }

@@ -306,6 +306,14 @@ class ModelOptions {
                                                        detail::c_str(value, "config value")));
     return *this;
   }
+  /**
+   * Slot-table size S (slot 0 = the base model) of a model prepared for per-row adapters (`multilora
+   * prepare-batching`): S-1 adapter sets stay resident, least recently used out. Default 17; 2..4097.
+   */
+  ModelOptions& set_batch_slots(size_t slots) {
+    detail::check(mlora_model_options_set_batch_slots(get(), slots));
+    return *this;
+  }
 
   mlora_model_options_t* get() const noexcept { return handle_.get(); }
   void reset() noexcept { handle_.reset(); }
@@ -330,6 +338,12 @@ struct LoraInfo {
   int64_t dim1 = 0;
   int32_t rank_axis = 1;  // 1 for A [in, r], 0 for B [r, out]
   int64_t fixed_dim() const noexcept { return rank_axis == 0 ? dim1 : dim0; }
+};
+
+/** A model's slot table for per-row adapters: its size S (0 = not prepared) and the sets resident now. */
+struct BatchSlots {
+  size_t slots = 0;     // S, slot 0 being the base model; 0 when the model is not prepared for batching
+  size_t resident = 0;  // adapter sets resident now (0..S-1); may change right after the call
 };
 
 class RunOptions;
@@ -403,6 +417,12 @@ class Model {
     int32_t v = 0;
     detail::check(mlora_model_version(get(), &v));
     return v;
+  }
+  /** The slot table for per-row adapters (slots 0 when the model is not prepared for batching). */
+  BatchSlots batch_slots() const {
+    BatchSlots b;
+    detail::check(mlora_model_batch_slots(get(), &b.slots, &b.resident));
+    return b;
   }
   std::vector<LoraInfo> lora_inputs() const {
     std::vector<LoraInfo> out;
@@ -595,6 +615,37 @@ void set_active(Receiver* receiver, SetFn fn, const Adapters* adapters, const st
            weights != nullptr ? weights->data() : nullptr, c_names.size()));
 }
 
+/**
+ * Calls a set_active_adapters_per_row-shaped C function: rows of names (an empty row = the base model) and,
+ * when given, one weight list per row matching its names, flattened row by row with one count per row.
+ */
+template <class Receiver, class SetFn>
+void set_active_per_row(Receiver* receiver, SetFn fn, const Adapters& adapters,
+                        const std::vector<std::vector<std::string>>& rows,
+                        const std::vector<std::vector<float>>* weights) {
+  if (weights != nullptr && weights->size() != rows.size()) {
+    throw Error(MLORA_STATUS_INVALID_ARGUMENT, "set_active_adapters_per_row: " + std::to_string(rows.size()) +
+                                                   " rows but " + std::to_string(weights->size()) + " weight rows");
+  }
+  std::vector<std::string> flat;
+  std::vector<float> flat_weights;
+  std::vector<size_t> counts;
+  counts.reserve(rows.size());
+  for (size_t i = 0; i < rows.size(); ++i) {
+    if (weights != nullptr && (*weights)[i].size() != rows[i].size()) {
+      throw Error(MLORA_STATUS_INVALID_ARGUMENT, "set_active_adapters_per_row: row " + std::to_string(i) + " has " +
+                                                     std::to_string(rows[i].size()) + " adapter names but " +
+                                                     std::to_string((*weights)[i].size()) + " weights");
+    }
+    flat.insert(flat.end(), rows[i].begin(), rows[i].end());
+    if (weights != nullptr) flat_weights.insert(flat_weights.end(), (*weights)[i].begin(), (*weights)[i].end());
+    counts.push_back(rows[i].size());
+  }
+  std::vector<const char*> c_names = c_strings(flat, "adapter name");
+  check(fn(receiver, adapters.get(), c_names.data(), weights != nullptr ? flat_weights.data() : nullptr, counts.data(),
+           counts.size()));
+}
+
 }  // namespace detail
 
 // ================================================================================================
@@ -631,27 +682,7 @@ class RunOptions {
    */
   RunOptions& set_active_adapters_per_row(const Adapters& adapters, const std::vector<std::vector<std::string>>& rows,
                                           const std::vector<std::vector<float>>* weights = nullptr) {
-    if (weights != nullptr && weights->size() != rows.size()) {
-      throw Error(MLORA_STATUS_INVALID_ARGUMENT, "set_active_adapters_per_row: " + std::to_string(rows.size()) +
-                                                     " rows but " + std::to_string(weights->size()) + " weight rows");
-    }
-    std::vector<std::string> flat;
-    std::vector<float> flat_weights;
-    std::vector<size_t> counts;
-    for (size_t i = 0; i < rows.size(); ++i) {
-      if (weights != nullptr && (*weights)[i].size() != rows[i].size()) {
-        throw Error(MLORA_STATUS_INVALID_ARGUMENT, "set_active_adapters_per_row: row " + std::to_string(i) + " has " +
-                                                       std::to_string(rows[i].size()) + " adapter names but " +
-                                                       std::to_string((*weights)[i].size()) + " weights");
-      }
-      flat.insert(flat.end(), rows[i].begin(), rows[i].end());
-      if (weights != nullptr) flat_weights.insert(flat_weights.end(), (*weights)[i].begin(), (*weights)[i].end());
-      counts.push_back(rows[i].size());
-    }
-    std::vector<const char*> c_names = detail::c_strings(flat, "adapter name");
-    detail::check(mlora_run_options_set_active_adapters_per_row(get(), adapters.get(), c_names.data(),
-                                                                weights != nullptr ? flat_weights.data() : nullptr,
-                                                                counts.data(), counts.size()));
+    detail::set_active_per_row(get(), mlora_run_options_set_active_adapters_per_row, adapters, rows, weights);
     return *this;
   }
   size_t active_count() const {
@@ -741,6 +772,17 @@ class GeneratorParams {
     detail::check(mlora_generator_params_set_active_adapters(get(), nullptr, nullptr, nullptr, 0));
     return *this;
   }
+  /**
+   * One adapter set per sequence (an empty row = the base model) for generators made from these params, on a
+   * model prepared with `multilora prepare-batching`; rows.size() must equal the "batch_size" search option
+   * when a generator is created. weights, when given, has one list per row matching its names.
+   */
+  GeneratorParams& set_active_adapters_per_row(const Adapters& adapters,
+                                               const std::vector<std::vector<std::string>>& rows,
+                                               const std::vector<std::vector<float>>* weights = nullptr) {
+    detail::set_active_per_row(get(), mlora_generator_params_set_active_adapters_per_row, adapters, rows, weights);
+    return *this;
+  }
 
   mlora_generator_params_t* get() const noexcept { return handle_.get(); }
   void reset() noexcept { handle_.reset(); }
@@ -810,6 +852,14 @@ class Generator {
   }
   void clear_active_adapters() {
     detail::check(mlora_generator_set_active_adapters(get(), nullptr, nullptr, nullptr, 0));
+  }
+  /**
+   * Switches to one adapter set per sequence between steps (rows.size() must equal batch_size()); tokens
+   * already processed keep the KV cache computed with the previous sets.
+   */
+  void set_active_adapters_per_row(const Adapters& adapters, const std::vector<std::vector<std::string>>& rows,
+                                   const std::vector<std::vector<float>>* weights = nullptr) {
+    detail::set_active_per_row(get(), mlora_generator_set_active_adapters_per_row, adapters, rows, weights);
   }
 
   mlora_generator_t* get() const noexcept { return handle_.get(); }

@@ -8,6 +8,7 @@ the library keeps what it needs alive (a registry keeps its model, run options k
 
 from __future__ import annotations
 
+import operator
 import os
 from typing import (
     Any,
@@ -26,7 +27,7 @@ import numpy as np
 
 from . import _core
 from ._dtypes import dtype_code, dtype_name
-from ._errors import InvalidHandleError
+from ._errors import InvalidArgumentError, InvalidHandleError
 
 __all__ = [
     "Model",
@@ -41,6 +42,7 @@ __all__ = [
     "LoraInputInfo",
     "ParamInfo",
     "OrtInfo",
+    "BatchSlots",
     "read_adapter",
     "write_adapter",
     "ort_info",
@@ -86,6 +88,17 @@ class OrtInfo(NamedTuple):
 
     path: str
     version: str
+
+
+class BatchSlots(NamedTuple):
+    """A model's slot table for per-row adapters (adapter-aware batching).
+
+    ``slots`` is its size S (slot 0 is the base model; 0 when the model is not prepared with
+    ``multilora prepare-batching``); ``resident`` is how many adapter sets occupy slots now (0..S-1; it may
+    change as soon as it is read)."""
+
+    slots: int
+    resident: int
 
 
 class _Native:
@@ -154,6 +167,7 @@ class ModelOptions:
         log_level: Optional[int] = None,
         intra_op_threads: Optional[int] = None,
         config: Optional[Mapping[str, str]] = None,
+        batch_slots: Optional[int] = None,
     ) -> None:
         self._native = _core.ModelOptions()
         self._settings: Dict[str, Any] = {}
@@ -161,6 +175,8 @@ class ModelOptions:
             self.set_log_level(log_level)
         if intra_op_threads is not None:
             self.set_intra_op_threads(intra_op_threads)
+        if batch_slots is not None:
+            self.set_batch_slots(batch_slots)
         for key, value in (config or {}).items():
             self.set_config_entry(key, value)
 
@@ -182,6 +198,17 @@ class ModelOptions:
         self._settings.setdefault("config", {})[str(key)] = str(value)
         return self
 
+    def set_batch_slots(self, slots: int) -> ModelOptions:
+        """Slot-table size S of a model prepared for per-row adapters (``multilora prepare-batching``): slot 0
+        is the base model, slots 1..S-1 each hold one composed adapter set, least recently used out. Default
+        17, range 2..4097 (InvalidArgumentError outside). Ignored for models not prepared for batching."""
+        n = operator.index(slots)
+        if n < 0:  # the C ABI takes a size_t: a negative count is out of range like any other
+            raise InvalidArgumentError(f"batch_slots {n} is outside 2..4097 (slot 0 is the base model)")
+        self._native.set_batch_slots(n)
+        self._settings["batch_slots"] = n
+        return self
+
     def __repr__(self) -> str:
         inner = " ".join(f"{k}={v!r}" for k, v in self._settings.items())
         return f"<ModelOptions{' ' + inner if inner else ''}>"
@@ -191,7 +218,7 @@ class Model(_Native):
     """A LoRA-enabled ONNX model (an .onnx file, or a GenAI model folder) ready to run.
 
     ``Model(path, options=None, **kwargs)``: kwargs are :class:`ModelOptions` arguments
-    (``log_level``, ``intra_op_threads``, ``config``).
+    (``log_level``, ``intra_op_threads``, ``config``, ``batch_slots``).
     """
 
     def __init__(self, path: PathLike, options: Optional[ModelOptions] = None, **kwargs: Any) -> None:
@@ -233,6 +260,13 @@ class Model(_Native):
         input signature (names, dtypes, fixed dims, rank axes). Adapters with a non-zero ``model_version``
         that differs are refused unless loaded with ``ignore_model_version=True``."""
         return int(self._n().version)
+
+    @property
+    def batch_slots(self) -> BatchSlots:
+        """BatchSlots(slots, resident): the slot table for per-row adapters; slots is 0 when the model is not
+        prepared for batching (see :meth:`ModelOptions.set_batch_slots`)."""
+        slots, resident = self._n().batch_slots
+        return BatchSlots(int(slots), int(resident))
 
     @property
     def lora_inputs(self) -> List[LoraInputInfo]:
@@ -464,6 +498,17 @@ def _names_weights(
     return names_list, [float(w) for w in weights]
 
 
+def _rows_weights(
+    rows: Sequence[Union[str, Sequence[str]]], weights: Optional[Sequence[Sequence[float]]]
+) -> Tuple[List[List[str]], Optional[List[List[float]]]]:
+    """Per-row adapter sets as lists (a str row is one name) and their weights as floats (None = all 1.0)."""
+    if isinstance(rows, str):
+        raise TypeError("set_active_adapters_per_row: rows must be a sequence of rows (lists of names), not a str")
+    rows_list = [[row] if isinstance(row, str) else list(row) for row in rows]
+    weights_list = None if weights is None else [[float(w) for w in row] for row in weights]
+    return rows_list, weights_list
+
+
 class RunOptions(_Native):
     """Per-run settings: chiefly the active adapter set (empty = the base model)."""
 
@@ -508,8 +553,7 @@ class RunOptions(_Native):
         that row run alone with its own active set; every run with these options must have
         ``len(rows)`` rows. Replaces any set given by :meth:`set_active_adapters`.
         """
-        rows_list = [[row] if isinstance(row, str) else list(row) for row in rows]
-        weights_list = None if weights is None else [[float(w) for w in row] for row in weights]
+        rows_list, weights_list = _rows_weights(rows, weights)
         self._n().set_active_adapters_per_row(adapters._n(), rows_list, weights_list)
         self._active = []
         seen = set()
@@ -658,6 +702,23 @@ class GeneratorParams(_Native):
     def set_active_adapter(self, adapters: Adapters, name: str) -> None:
         self.set_active_adapters(adapters, [name])
 
+    def set_active_adapters_per_row(
+        self,
+        adapters: Adapters,
+        rows: Sequence[Sequence[str]],
+        weights: Optional[Sequence[Sequence[float]]] = None,
+    ) -> None:
+        """One adapter set per sequence (``[]`` = the base model for that sequence), all generated in one batch.
+
+        Needs a model folder whose model.onnx was rewritten with ``multilora prepare-batching``. ``weights``, if
+        given, holds one list per row matching its names (default all 1.0). ``len(rows)`` must equal the
+        ``batch_size`` search option when a :class:`Generator` is made from these params (else
+        InvalidArgumentError). Every sequence gets the tokens it would get generated alone with its own set.
+        Replaces any set given by :meth:`set_active_adapters`.
+        """
+        rows_list, weights_list = _rows_weights(rows, weights)
+        self._n().set_active_adapters_per_row(adapters._n(), rows_list, weights_list)
+
 
 class Generator(_Native):
     """A generation in progress (one thread at a time)."""
@@ -704,3 +765,15 @@ class Generator(_Native):
 
     def set_active_adapter(self, adapters: Adapters, name: str) -> None:
         self.set_active_adapters(adapters, [name])
+
+    def set_active_adapters_per_row(
+        self,
+        adapters: Adapters,
+        rows: Sequence[Sequence[str]],
+        weights: Optional[Sequence[Sequence[float]]] = None,
+    ) -> None:
+        """Switches to one adapter set per sequence between steps (see
+        :meth:`GeneratorParams.set_active_adapters_per_row`); ``len(rows)`` must equal the generator's batch
+        size. Tokens already processed keep the KV cache computed with the previous sets."""
+        rows_list, weights_list = _rows_weights(rows, weights)
+        self._n().set_active_adapters_per_row(adapters._n(), rows_list, weights_list)

@@ -17,6 +17,18 @@
     for piece in ml.generate_stream(model, "prompt", adapters=["a"], registry=adapters, max_new_tokens=64):
         print(piece, end="", flush=True)
 
+Per-row adapters: on a model folder whose model.onnx was rewritten with ``multilora prepare-batching``, each
+sequence of a batch may use its own adapter set (``[]`` = the base model); every sequence gets the tokens it
+would get alone:
+
+    params.set_search_options(batch_size=2, max_length=64)
+    params.set_active_adapters_per_row(adapters, [[], ["a"]])
+    gen = ml.Generator(model, params)
+    gen.append_tokens([prompt0, prompt1])     # one prompt per row
+    gen.set_active_adapters_per_row(adapters, [["a"], ["a", "b"]])   # or switch between steps
+
+``generate``/``generate_stream`` take one prompt, so they have no per-row form.
+
 The native side (C ABI, Generation section) deals in int32 token ids; text goes through the model
 folder's ``tokenizer.json`` with the ``tokenizers`` package, imported only when a Tokenizer is made.
 

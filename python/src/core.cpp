@@ -15,7 +15,8 @@
 // Errors: multilora::Error is translated to the matching exception class of multilora._errors (chosen
 // by status there), carrying .status, .status_name and the C message verbatim.
 // The GIL is released around native work that may take time: model creation, run, adapter load,
-// adapter open/write, set_active_adapters (builds composites) and generation steps.
+// adapter open/write, set_active_adapters and set_active_adapters_per_row (build composites) and generation
+// steps.
 
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -369,6 +370,27 @@ void set_active(T& receiver, const ml::Adapters* adapters, const py::object& nam
   }
 }
 
+// set_active_adapters_per_row of RunOptions, GeneratorParams and Generator: rows of names (a str row is one
+// name), weights None or one list of numbers per row. Composing the sets is native work: the GIL is released.
+template <class T>
+void set_active_rows(T& receiver, const ml::Adapters& adapters, const py::object& rows, const py::object& weights) {
+  std::vector<std::vector<std::string>> r;
+  for (py::handle row : rows)
+    r.push_back(names_from(py::reinterpret_borrow<py::object>(row), "set_active_adapters_per_row"));
+  if (weights.is_none()) {
+    py::gil_scoped_release release;
+    receiver.set_active_adapters_per_row(adapters, r);
+    return;
+  }
+  std::vector<std::vector<float>> w;
+  for (py::handle row : weights) {
+    w.emplace_back();
+    for (py::handle x : row) w.back().push_back(x.cast<float>());
+  }
+  py::gil_scoped_release release;
+  receiver.set_active_adapters_per_row(adapters, r, &w);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -423,6 +445,8 @@ PYBIND11_MODULE(_core, m) {
           "set_config_entry",
           [](ml::ModelOptions& o, const std::string& k, const std::string& v) { o.set_config_entry(k, v); },
           py::arg("key"), py::arg("value"))
+      .def(
+          "set_batch_slots", [](ml::ModelOptions& o, size_t slots) { o.set_batch_slots(slots); }, py::arg("slots"))
       .def("close", &ml::ModelOptions::reset);
 
   py::class_<ml::RunOptions>(m, "RunOptions")
@@ -436,21 +460,7 @@ PYBIND11_MODULE(_core, m) {
       .def(
           "set_active_adapters_per_row",
           [](ml::RunOptions& o, const ml::Adapters& adapters, const py::object& rows, const py::object& weights) {
-            std::vector<std::vector<std::string>> r;
-            for (py::handle row : rows)
-              r.push_back(names_from(py::reinterpret_borrow<py::object>(row), "set_active_adapters_per_row"));
-            if (weights.is_none()) {
-              py::gil_scoped_release release;
-              o.set_active_adapters_per_row(adapters, r);
-            } else {
-              std::vector<std::vector<float>> w;
-              for (py::handle row : weights) {
-                w.emplace_back();
-                for (py::handle x : row) w.back().push_back(x.cast<float>());
-              }
-              py::gil_scoped_release release;
-              o.set_active_adapters_per_row(adapters, r, &w);
-            }
+            set_active_rows(o, adapters, rows, weights);
           },
           py::arg("adapters"), py::arg("rows"), py::arg("weights") = py::none())
       .def_property_readonly("active_count", &ml::RunOptions::active_count)
@@ -489,6 +499,13 @@ PYBIND11_MODULE(_core, m) {
           "[(name, dtype code, dim0, dim1, rank axis)] of the LoRA inputs (the rank axis reads 0).")
       .def_property_readonly("version", &ml::Model::version,
                              "Fingerprint of the LoRA input signature, as adapters record it in model_version.")
+      .def_property_readonly(
+          "batch_slots",
+          [](const ml::Model& model) {
+            ml::BatchSlots b = model.batch_slots();
+            return py::make_tuple(b.slots, b.resident);
+          },
+          "(slots, resident): the slot table for per-row adapters (slots 0 when the model is not prepared).")
       .def("run", &run_model, py::arg("output_names").none(true), py::arg("feeds"),
            py::arg("options").none(true) = py::none())
       .def("close", &ml::Model::reset);
@@ -570,6 +587,12 @@ PYBIND11_MODULE(_core, m) {
             set_active(p, adapters, names, w);
           },
           py::arg("adapters").none(true), py::arg("names"), py::arg("weights") = py::none())
+      .def(
+          "set_active_adapters_per_row",
+          [](ml::GeneratorParams& p, const ml::Adapters& adapters, const py::object& rows, const py::object& w) {
+            set_active_rows(p, adapters, rows, w);
+          },
+          py::arg("adapters"), py::arg("rows"), py::arg("weights") = py::none())
       .def("close", &ml::GeneratorParams::reset);
 
   py::class_<ml::Generator>(m, "Generator")
@@ -638,5 +661,11 @@ PYBIND11_MODULE(_core, m) {
             set_active(g, adapters, names, w);
           },
           py::arg("adapters").none(true), py::arg("names"), py::arg("weights") = py::none())
+      .def(
+          "set_active_adapters_per_row",
+          [](ml::Generator& g, const ml::Adapters& adapters, const py::object& rows, const py::object& w) {
+            set_active_rows(g, adapters, rows, w);
+          },
+          py::arg("adapters"), py::arg("rows"), py::arg("weights") = py::none())
       .def("close", &ml::Generator::reset);
 }

@@ -16,14 +16,17 @@ OUT_DIR receives
                                   fingerprint)                                        -> VERSION_MISMATCH
   not_an_adapter.onnx_adapter     text, not a FlatBuffers adapter                      -> FORMAT
   model_batched.onnx              model.onnx rewritten by `multilora prepare-batching` (per-row adapters);
-                                  reference tensor logits_rows: row 0 with adapter a, row 1 with the mix
+                                  reference tensors logits_rows: row 0 with adapter a, row 1 with the mix;
+                                  logits_rows_a_base: row 0 with adapter a, row 1 the base model
   reference.json                  {"tensors": {name: {"dtype", "shape", "data"}}}: the input and the expected
                                   logits of every case, computed by numpy in float64 (testing.reference_forward),
                                   then cross-checked against onnxruntime's own LoRA path before being written;
                                   {"values": {name: JSON}}: the generation references below
   generation/                     a copy of the committed GenAI fixture tests/python/fixtures/generation
                                   (lora/ with genai_config.json, model.onnx, adapters/{a,b}.onnx_adapter;
-                                  reference.json with PyTorch + PEFT greedy tokens)
+                                  reference.json with PyTorch + PEFT greedy tokens), plus lora_batched/: the
+                                  same folder with model.onnx rewritten by `multilora prepare-batching`
+                                  (per-row adapters in generation)
 
 The "values" of reference.json come from generation/reference.json, prompt 0, greedy, with max_length =
 prompt + GEN_NEW tokens (so one case stops at eos, kept in the sequence, and the other at max_length):
@@ -59,6 +62,10 @@ def generation_values(d: Path) -> dict:
         shutil.rmtree(dst)
     shutil.copytree(GEN_FIXTURE / "lora", dst / "lora")
     shutil.copy2(GEN_FIXTURE / "reference.json", dst / "reference.json")
+    # The same model prepared for per-row adapters (a batch whose sequences use different adapter sets).
+    batched = dst / "lora_batched"
+    shutil.copytree(GEN_FIXTURE / "lora", batched)
+    load_prepare_batching().prepare_batching(GEN_FIXTURE / "lora" / "model.onnx", batched / "model.onnx")
     ref = json.loads((GEN_FIXTURE / "reference.json").read_text(encoding="utf-8"))
     prompt = [int(t) for t in ref["prompt_ids"][0]]
     values: dict = {"gen_prompt": prompt, "gen_max_length": len(prompt) + GEN_NEW}
@@ -181,6 +188,7 @@ def main(out_dir: str) -> int:
 
     load_prepare_batching().prepare_batching(d / "model.onnx", d / "model_batched.onnx")
     ref["rows"] = np.concatenate([ref["a"][0:1], ref["mix"][1:2]])  # per-row: [["a"], mix]
+    ref["rows_a_base"] = np.concatenate([ref["a"][0:1], ref["base"][1:2]])  # per-row: [["a"], []]
 
     tensors = {"input_ids": tensor_json(ids)}
     tensors.update({f"logits_{name}": tensor_json(v) for name, v in ref.items()})

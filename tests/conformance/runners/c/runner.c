@@ -19,7 +19,17 @@
 
 /* ---- variables ------------------------------------------------------------------------------------------ */
 
-typedef enum { K_MODEL, K_ADAPTERS, K_ADAPTER, K_RUN_OPTIONS, K_TENSOR, K_GEN_PARAMS, K_GENERATOR, K_VALUE } kind_t;
+typedef enum {
+  K_MODEL,
+  K_MODEL_OPTIONS,
+  K_ADAPTERS,
+  K_ADAPTER,
+  K_RUN_OPTIONS,
+  K_TENSOR,
+  K_GEN_PARAMS,
+  K_GENERATOR,
+  K_VALUE
+} kind_t;
 
 typedef struct {
   char name[64];
@@ -45,6 +55,7 @@ static var_t* find_var(const char* name) {
 static void release_handle(kind_t k, void* p) {
   switch (k) {
     case K_MODEL: mlora_model_release((mlora_model_t*)p); break;
+    case K_MODEL_OPTIONS: mlora_model_options_release((mlora_model_options_t*)p); break;
     case K_ADAPTERS: mlora_adapters_release((mlora_adapters_t*)p); break;
     case K_ADAPTER: mlora_adapter_release((mlora_adapter_t*)p); break;
     case K_RUN_OPTIONS: mlora_run_options_release((mlora_run_options_t*)p); break;
@@ -419,10 +430,11 @@ static void do_set_active(ctx_t* c, const json* step, int which) {
   free(w);
 }
 
-/* run_options_set_active_adapters_per_row: "rows" (lists of names) and optional "weights" (lists of numbers)
- * flattened row by row into names/weights + row_counts. */
-static void do_set_per_row(ctx_t* c, const json* step) {
-  mlora_run_options_t* o = (mlora_run_options_t*)handle_arg(c, arg(step, "options"));
+/* *_set_active_adapters_per_row: "rows" (lists of names) and optional "weights" (lists of numbers) flattened
+ * row by row into names/weights + row_counts. The receiver is the "options" (which = 0, run options),
+ * "params" (1, generator params) or "generator" (2) argument. */
+static void do_set_per_row(ctx_t* c, const json* step, int which) {
+  void* o = handle_arg(c, arg(step, which == 0 ? "options" : which == 1 ? "params" : "generator"));
   const mlora_adapters_t* a = (const mlora_adapters_t*)handle_arg(c, arg(step, "adapters"));
   const json* rows = arg(step, "rows");
   const json* weights = arg(step, "weights");
@@ -442,9 +454,17 @@ static void do_set_per_row(ctx_t* c, const json* step) {
     }
   }
   if (!ok) ctx_error(c, "bad adapter name argument", "");
-  if (!c->error[0])
-    took(c, mlora_run_options_set_active_adapters_per_row(o, a, (const char* const*)cnames, weights ? w : NULL, counts,
-                                                          batch));
+  if (!c->error[0]) {
+    const char* const* n = (const char* const*)cnames;
+    const float* wp = weights ? w : NULL;
+    if (which == 0)
+      took(c, mlora_run_options_set_active_adapters_per_row((mlora_run_options_t*)o, a, n, wp, counts, batch));
+    else if (which == 1)
+      took(c, mlora_generator_params_set_active_adapters_per_row((mlora_generator_params_t*)o, a, n, wp, counts,
+                                                                 batch));
+    else
+      took(c, mlora_generator_set_active_adapters_per_row((mlora_generator_t*)o, a, n, wp, counts, batch));
+  }
   for (i = 0; i < total; ++i) free(cnames[i]);
   free(cnames);
   free(w);
@@ -504,6 +524,39 @@ static void do_append(ctx_t* c, const json* step) {
   for (i = 0; i < n; ++i) ids[i] = (int32_t)int_arg(tokens->items[i], 0);
   if (!c->error[0]) took(c, mlora_generator_append_tokens(g, ids, n));
   free(ids);
+}
+
+/* generator_append_token_sequences: "sequences", a list of prompts (each a list of ids or a value_ref),
+ * flattened with one length per sequence. */
+static void do_append_sequences(ctx_t* c, const json* step) {
+  mlora_generator_t* g = (mlora_generator_t*)handle_arg(c, arg(step, "generator"));
+  const json* seqs = arg(step, "sequences");
+  size_t batch, total = 0, i, j, k = 0;
+  int32_t* ids;
+  size_t* lengths;
+  if (!seqs || seqs->t != J_ARR) {
+    ctx_error(c, "sequences must be a list of token lists", "");
+    return;
+  }
+  batch = seqs->n;
+  for (i = 0; i < batch; ++i) {
+    const json* s = value_ref(seqs->items[i]);
+    if (!s || s->t != J_ARR) {
+      ctx_error(c, "each sequence must be a list of token ids or a value_ref", "");
+      return;
+    }
+    total += s->n;
+  }
+  ids = (int32_t*)calloc(total ? total : 1, sizeof(int32_t));
+  lengths = (size_t*)calloc(batch ? batch : 1, sizeof(size_t));
+  for (i = 0; i < batch; ++i) {
+    const json* s = value_ref(seqs->items[i]);
+    lengths[i] = s->n;
+    for (j = 0; j < s->n; ++j) ids[k++] = (int32_t)int_arg(s->items[j], 0);
+  }
+  if (!c->error[0]) took(c, mlora_generator_append_token_sequences(g, ids, lengths, batch));
+  free(ids);
+  free(lengths);
 }
 
 /* Binding-level generate_until_done: generate_next_token until is_done (at most max_steps, default 4096). */
@@ -595,13 +648,34 @@ static void execute(ctx_t* c, const json* step) {
     json_set(c->values, "value", json_new_str(mlora_status_name((mlora_status_t)int_arg(arg(step, "status"), 0))));
   } else if (strcmp(call, "model_create") == 0) {
     char* path = str_arg(arg(step, "path"), &ok);
+    const mlora_model_options_t* mo = (const mlora_model_options_t*)handle_arg(c, arg(step, "options"));
     mlora_model_t* m = NULL;
-    took(c, mlora_model_create(path, NULL, &m));
+    if (!c->error[0]) took(c, mlora_model_create(path, mo, &m));
     c->handle = m;
     c->handle_kind = K_MODEL;
     free(path);
   } else if (strcmp(call, "model_release") == 0) {
     mlora_model_release((mlora_model_t*)handle_arg(c, arg(step, "model")));
+  } else if (strcmp(call, "model_options_create") == 0) {
+    mlora_model_options_t* mo = NULL;
+    took(c, mlora_model_options_create(&mo));
+    c->handle = mo;
+    c->handle_kind = K_MODEL_OPTIONS;
+  } else if (strcmp(call, "model_options_release") == 0) {
+    mlora_model_options_release((mlora_model_options_t*)handle_arg(c, arg(step, "options")));
+  } else if (strcmp(call, "model_options_set_batch_slots") == 0) {
+    mlora_model_options_t* mo = (mlora_model_options_t*)handle_arg(c, arg(step, "options"));
+    long long slots = int_arg(arg(step, "slots"), -1);
+    if (slots < 0) ctx_error(c, "slots must be a count", "");
+    if (!c->error[0]) took(c, mlora_model_options_set_batch_slots(mo, (size_t)slots));
+  } else if (strcmp(call, "model_batch_slots") == 0) {
+    const mlora_model_t* m = (const mlora_model_t*)handle_arg(c, arg(step, "model"));
+    size_t slots = 0, resident = 0;
+    if (!c->error[0]) took(c, mlora_model_batch_slots(m, &slots, &resident));
+    if (c->status == MLORA_STATUS_OK) {
+      json_set(c->values, "slots", json_new_int((long long)slots));
+      json_set(c->values, "resident", json_new_int((long long)resident));
+    }
   } else if (strcmp(call, "model_input_count") == 0 || strcmp(call, "model_output_count") == 0 ||
              strcmp(call, "model_lora_count") == 0) {
     const mlora_model_t* m = (const mlora_model_t*)handle_arg(c, arg(step, "model"));
@@ -763,7 +837,7 @@ static void execute(ctx_t* c, const json* step) {
   } else if (strcmp(call, "run_options_set_active_adapters") == 0) {
     do_set_active(c, step, 0);
   } else if (strcmp(call, "run_options_set_active_adapters_per_row") == 0) {
-    do_set_per_row(c, step);
+    do_set_per_row(c, step, 0);
   } else if (strcmp(call, "run_options_active_count") == 0) {
     size_t n = 0;
     took(c, mlora_run_options_active_count((const mlora_run_options_t*)handle_arg(c, arg(step, "options")), &n));
@@ -797,6 +871,10 @@ static void execute(ctx_t* c, const json* step) {
     free(name);
   } else if (strcmp(call, "generator_params_set_active_adapters") == 0) {
     do_set_active(c, step, 1);
+  } else if (strcmp(call, "generator_params_set_active_adapters_per_row") == 0) {
+    do_set_per_row(c, step, 1);
+  } else if (strcmp(call, "generator_set_active_adapters_per_row") == 0) {
+    do_set_per_row(c, step, 2);
   } else if (strcmp(call, "generator_create") == 0) {
     mlora_generator_t* g = NULL;
     const mlora_model_t* m = (const mlora_model_t*)handle_arg(c, arg(step, "model"));
@@ -808,6 +886,8 @@ static void execute(ctx_t* c, const json* step) {
     mlora_generator_release((mlora_generator_t*)handle_arg(c, arg(step, "generator")));
   } else if (strcmp(call, "generator_append_tokens") == 0) {
     do_append(c, step);
+  } else if (strcmp(call, "generator_append_token_sequences") == 0) {
+    do_append_sequences(c, step);
   } else if (strcmp(call, "generator_generate_next_token") == 0) {
     mlora_generator_t* g = (mlora_generator_t*)handle_arg(c, arg(step, "generator"));
     if (!c->error[0]) took(c, mlora_generator_generate_next_token(g));

@@ -321,6 +321,37 @@ namespace Multilora.Conformance
             return r;
         }
 
+        // "rows" of a *_set_active_adapters_per_row step: one list of adapter names per row.
+        private static string[][] Rows(Dictionary<string, object> a)
+        {
+            object v;
+            var rows = a.TryGetValue("rows", out v) && v != null ? (List<object>)v : new List<object>();
+            var names = new string[rows.Count][];
+            for (int i = 0; i < rows.Count; i++)
+            {
+                var row = (List<object>)rows[i];
+                names[i] = new string[row.Count];
+                for (int j = 0; j < row.Count; j++) names[i][j] = (string)row[j];
+            }
+            return names;
+        }
+
+        // "weights" of a *_set_active_adapters_per_row step: one list per row, or null for all 1.0.
+        private static float[][] RowWeights(Dictionary<string, object> a)
+        {
+            object v;
+            if (!a.TryGetValue("weights", out v) || v == null) return null;
+            var wl = (List<object>)v;
+            var weights = new float[wl.Count][];
+            for (int i = 0; i < wl.Count; i++)
+            {
+                var row = (List<object>)wl[i];
+                weights[i] = new float[row.Count];
+                for (int j = 0; j < row.Count; j++) weights[i][j] = (float)((JNum)row[j]).D;
+            }
+            return weights;
+        }
+
         private static Tensor MakeTensor(TensorSpec s)
         {
             return Tensor.Create(s.DType, s.Shape, s.Data);
@@ -342,8 +373,22 @@ namespace Multilora.Conformance
                     r.Values["value"] = Library.StatusName((int)Num(a, "status", 0));
                     return;
                 case "model_create":
-                    r.Handle = new Model(Str(a, "path"));
+                    r.Handle = new Model(Str(a, "path"), Obj<ModelOptions>(a, "options"));
                     return;
+                case "model_options_create":
+                    r.Handle = new ModelOptions();
+                    return;
+                case "model_options_set_batch_slots":
+                    Obj<ModelOptions>(a, "options").BatchSlots = (int)Num(a, "slots", -1);
+                    return;
+                case "model_batch_slots":
+                {
+                    var b = Obj<Model>(a, "model").BatchSlots;
+                    r.Values["slots"] = (long)b.Slots;
+                    r.Values["resident"] = (long)b.Resident;
+                    return;
+                }
+                case "model_options_release":
                 case "model_release":
                 case "adapters_release":
                 case "adapter_release":
@@ -448,30 +493,9 @@ namespace Multilora.Conformance
                                                                     Weights(a));
                     return;
                 case "run_options_set_active_adapters_per_row":
-                {
-                    var rows = a.ContainsKey("rows") && a["rows"] != null ? (List<object>)a["rows"] : new List<object>();
-                    var names = new string[rows.Count][];
-                    for (int i = 0; i < rows.Count; i++)
-                    {
-                        var row = (List<object>)rows[i];
-                        names[i] = new string[row.Count];
-                        for (int j = 0; j < row.Count; j++) names[i][j] = (string)row[j];
-                    }
-                    float[][] weights = null;
-                    if (a.ContainsKey("weights") && a["weights"] != null)
-                    {
-                        var wl = (List<object>)a["weights"];
-                        weights = new float[wl.Count][];
-                        for (int i = 0; i < wl.Count; i++)
-                        {
-                            var row = (List<object>)wl[i];
-                            weights[i] = new float[row.Count];
-                            for (int j = 0; j < row.Count; j++) weights[i][j] = (float)((JNum)row[j]).D;
-                        }
-                    }
-                    Obj<RunOptions>(a, "options").SetActiveAdaptersPerRow(Obj<Adapters>(a, "adapters"), names, weights);
+                    Obj<RunOptions>(a, "options").SetActiveAdaptersPerRow(Obj<Adapters>(a, "adapters"), Rows(a),
+                                                                          RowWeights(a));
                     return;
-                }
                 case "run_options_active_count":
                     r.Values["count"] = (long)Obj<RunOptions>(a, "options").ActiveCount;
                     return;
@@ -491,12 +515,33 @@ namespace Multilora.Conformance
                     Obj<GeneratorParams>(a, "params").SetActiveAdapters(Obj<Adapters>(a, "adapters"),
                                                                         Strings(a, "names"), Weights(a));
                     return;
+                case "generator_params_set_active_adapters_per_row":
+                    Obj<GeneratorParams>(a, "params").SetActiveAdaptersPerRow(Obj<Adapters>(a, "adapters"), Rows(a),
+                                                                              RowWeights(a));
+                    return;
+                case "generator_set_active_adapters_per_row":
+                    Obj<Generator>(a, "generator").SetActiveAdaptersPerRow(Obj<Adapters>(a, "adapters"), Rows(a),
+                                                                           RowWeights(a));
+                    return;
                 case "generator_create":
                     r.Handle = new Generator(Obj<Model>(a, "model"), Obj<GeneratorParams>(a, "params"));
                     return;
                 case "generator_append_tokens":
                     Obj<Generator>(a, "generator").AppendTokens(Ints(a, "tokens"));
                     return;
+                case "generator_append_token_sequences":
+                {
+                    var seqs = (List<object>)a["sequences"];
+                    var prompts = new int[seqs.Count][];
+                    for (int i = 0; i < seqs.Count; i++)
+                    {
+                        var seq = (List<object>)seqs[i];
+                        prompts[i] = new int[seq.Count];
+                        for (int j = 0; j < seq.Count; j++) prompts[i][j] = (int)((JNum)seq[j]).L;
+                    }
+                    Obj<Generator>(a, "generator").AppendTokenSequences(prompts);
+                    return;
+                }
                 case "generator_generate_next_token":
                     Obj<Generator>(a, "generator").GenerateNextToken();
                     return;

@@ -160,12 +160,23 @@ class CffiBinding(Binding):
             r.values["value"] = ffi.string(L.mlora_status_name(a["status"])).decode()
         elif call == "model_create":
             out = ffi.new("mlora_model_t**")
-            if self.took(r, L.mlora_model_create(self.cstr(a.get("path"), keep), ffi.NULL, out)) == 0:
+            if self.took(r, L.mlora_model_create(self.cstr(a.get("path"), keep), h("options"), out)) == 0:
                 r.handle = ("model", out[0])
+        elif call == "model_options_create":
+            out = ffi.new("mlora_model_options_t**")
+            if self.took(r, L.mlora_model_options_create(out)) == 0:
+                r.handle = ("model_options", out[0])
+        elif call == "model_options_set_batch_slots":
+            self.took(r, L.mlora_model_options_set_batch_slots(h("options"), int(a["slots"])))
+        elif call == "model_batch_slots":
+            slots, resident = ffi.new("size_t*"), ffi.new("size_t*")
+            if self.took(r, L.mlora_model_batch_slots(h("model"), slots, resident)) == 0:
+                r.values.update(slots=slots[0], resident=resident[0])
         elif call.endswith("_release"):
             kind = call[: -len("_release")]
             arg_name = {
                 "model": "model",
+                "model_options": "options",
                 "adapters": "adapters",
                 "adapter": "adapter",
                 "run_options": "options",
@@ -262,18 +273,7 @@ class CffiBinding(Binding):
                 r, L.mlora_run_options_set_active_adapters(h("options"), h("adapters"), ptrs, weights, len(names))
             )
         elif call == "run_options_set_active_adapters_per_row":
-            rows = a.get("rows") or []
-            flat = [n for row in rows for n in row]
-            ptrs = ffi.new("const char*[]", [self.cstr(n, keep) for n in flat] or [ffi.NULL])
-            wr = a.get("weights")
-            weights = ffi.new("float[]", [float(x) for row in wr for x in row] or [0.0]) if wr is not None else ffi.NULL
-            counts = ffi.new("size_t[]", [len(row) for row in rows] or [0])
-            self.took(
-                r,
-                L.mlora_run_options_set_active_adapters_per_row(
-                    h("options"), h("adapters"), ptrs, weights, counts, len(rows)
-                ),
-            )
+            self.per_row(r, L.mlora_run_options_set_active_adapters_per_row, h("options"), a, h, keep)
         elif call == "run_options_active_count":
             n = ffi.new("size_t*")
             if self.took(r, L.mlora_run_options_active_count(h("options"), n)) == 0:
@@ -317,6 +317,10 @@ class CffiBinding(Binding):
             self.took(
                 r, L.mlora_generator_params_set_active_adapters(h("params"), h("adapters"), ptrs, weights, len(names))
             )
+        elif call == "generator_params_set_active_adapters_per_row":
+            self.per_row(r, L.mlora_generator_params_set_active_adapters_per_row, h("params"), a, h, keep)
+        elif call == "generator_set_active_adapters_per_row":
+            self.per_row(r, L.mlora_generator_set_active_adapters_per_row, h("generator"), a, h, keep)
         elif call == "generator_create":
             out = ffi.new("mlora_generator_t**")
             if self.took(r, L.mlora_generator_create(h("model"), h("params"), out)) == 0:
@@ -325,6 +329,11 @@ class CffiBinding(Binding):
             tokens = [int(t) for t in a["tokens"]]
             buf = ffi.new("int32_t[]", tokens or [0])
             self.took(r, L.mlora_generator_append_tokens(h("generator"), buf, len(tokens)))
+        elif call == "generator_append_token_sequences":
+            seqs = [[int(t) for t in seq] for seq in a["sequences"]]
+            flat = ffi.new("int32_t[]", [t for seq in seqs for t in seq] or [0])
+            lengths = ffi.new("size_t[]", [len(seq) for seq in seqs] or [0])
+            self.took(r, L.mlora_generator_append_token_sequences(h("generator"), flat, lengths, len(seqs)))
         elif call == "generator_generate_next_token":
             self.took(r, L.mlora_generator_generate_next_token(h("generator")))
         elif call == "generate_until_done":
@@ -366,6 +375,16 @@ class CffiBinding(Binding):
                 r.values["len"] = n[0]
         else:
             raise NotImplementedError(f"call {call}")
+
+    def per_row(self, r: Result, fn, receiver, a: dict, h, keep: list) -> None:
+        """A *_set_active_adapters_per_row call: rows of names and optional per-row weights, flattened row by row."""
+        rows = a.get("rows") or []
+        flat = [n for row in rows for n in row]
+        ptrs = ffi.new("const char*[]", [self.cstr(n, keep) for n in flat] or [ffi.NULL])
+        wr = a.get("weights")
+        weights = ffi.new("float[]", [float(x) for row in wr for x in row] or [0.0]) if wr is not None else ffi.NULL
+        counts = ffi.new("size_t[]", [len(row) for row in rows] or [0])
+        self.took(r, fn(receiver, h("adapters"), ptrs, weights, counts, len(rows)))
 
     def names(self, r: Result, a: dict, reg) -> None:
         L = self.lib

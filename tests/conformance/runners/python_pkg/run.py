@@ -2,14 +2,16 @@
 """Conformance runner: the Python package (``import multilora``), through its public API only.
 
 Mapping of the vector calls onto the package (python/multilora):
-  model_create -> ml.Model(path); *_release -> .close(); model_{input,output,lora}_count -> len(model.inputs /
+  model_create -> ml.Model(path, options); model_options_* -> ml.ModelOptions().set_batch_slots;
+  model_batch_slots -> model.batch_slots; *_release -> .close(); model_{input,output,lora}_count -> len(model.inputs /
   outputs / lora_inputs); model_*_name -> the name lists; model_run -> model.run(output_names or None,
   {name: ndarray}, opts) (outputs are numpy arrays; tensor_shape/dtype/data on them read the arrays);
   adapters_* -> ml.Adapters(model).load/load_from_memory/unload/names/info; adapter_open -> ml.Adapter.open;
   run_options_* -> ml.RunOptions().set_active_adapters(adapters, names, weights) / .active_count;
   generator_params_* -> multilora.generation.GeneratorParams(model).set_search_options(name=value) /
-  .get_search_option(name) / .set_active_adapters; generator_* -> multilora.generation.Generator(model, params)
-  .append_tokens / .generate_next_token / .is_done() / .get_sequence(i) / .get_next_tokens(); the binding-level
+  .get_search_option(name) / .set_active_adapters / .set_active_adapters_per_row; generator_* ->
+  multilora.generation.Generator(model, params).append_tokens / .append_token_sequences / .generate_next_token /
+  .is_done() / .get_sequence(i) / .get_next_tokens() / .set_active_adapters_per_row; the binding-level
   generate_until_done -> `while not g.is_done(): g.generate_next_token()`.
 Steps the package cannot express are counted as skipped, with the reason printed: "level": "raw" steps (NULL
 handles, explicit buffer capacities, invalid UTF-8 bytes), tensor_create (the package takes numpy arrays, not
@@ -86,7 +88,14 @@ class PackageBinding(Binding):
         elif call == "status_name":
             r.values["value"] = ml._core.status_name(a["status"])
         elif call == "model_create":
-            r.handle = ml.Model(a["path"])
+            r.handle = ml.Model(a["path"], self.obj(a, "options"))
+        elif call == "model_options_create":
+            r.handle = ml.ModelOptions()
+        elif call == "model_options_set_batch_slots":
+            self.obj(a, "options").set_batch_slots(a["slots"])
+        elif call == "model_batch_slots":
+            slots = self.obj(a, "model").batch_slots
+            r.values.update(slots=slots.slots, resident=slots.resident)
         elif call.endswith("_release"):
             for v in a.values():
                 if isinstance(v, Var) and hasattr(v.value, "close"):  # run outputs are plain numpy arrays
@@ -186,10 +195,20 @@ class PackageBinding(Binding):
             r.values["value"] = self.obj(a, "params").get_search_option(a["name"])
         elif call == "generator_params_set_active_adapters":
             self.obj(a, "params").set_active_adapters(self.obj(a, "adapters"), a.get("names") or [], a.get("weights"))
+        elif call == "generator_params_set_active_adapters_per_row":
+            self.obj(a, "params").set_active_adapters_per_row(
+                self.obj(a, "adapters"), a.get("rows") or [], a.get("weights")
+            )
+        elif call == "generator_set_active_adapters_per_row":
+            self.obj(a, "generator").set_active_adapters_per_row(
+                self.obj(a, "adapters"), a.get("rows") or [], a.get("weights")
+            )
         elif call == "generator_create":
             r.handle = Generator(self.obj(a, "model"), self.obj(a, "params"))
         elif call == "generator_append_tokens":
             self.obj(a, "generator").append_tokens(np.asarray(a["tokens"], dtype=np.int32))
+        elif call == "generator_append_token_sequences":
+            self.obj(a, "generator").append_token_sequences(a["sequences"])
         elif call == "generator_generate_next_token":
             self.obj(a, "generator").generate_next_token()
         elif call == "generate_until_done":

@@ -133,4 +133,17 @@ public final class Generator extends NativeObject {
     public void clearActiveAdapters() {
         setActiveAdapters(null, new String[0], null);
     }
+
+    /**
+     * Switches to one adapter set per sequence between steps (see
+     * {@link GeneratorParams#setActiveAdaptersPerRow(Adapters, String[][], float[][])}); rows.length must equal the
+     * batch size. Tokens already processed keep the KV cache computed with the previous sets.
+     */
+    public void setActiveAdaptersPerRow(Adapters adapters, String[][] rows, float[][] weights) {
+        PerRowAdapters.set(this, adapters, rows, weights, Multilora.lib()::mlora_generator_set_active_adapters_per_row);
+    }
+
+    public void setActiveAdaptersPerRow(Adapters adapters, String[][] rows) {
+        setActiveAdaptersPerRow(adapters, rows, null);
+    }
 }

@@ -66,4 +66,19 @@ public final class GeneratorParams extends NativeObject {
     public void clearActiveAdapters() {
         setActiveAdapters(null, new String[0], null);
     }
+
+    /**
+     * One adapter set per sequence (an empty row = the base model), generated in one batch, on a model folder prepared
+     * with {@code multilora prepare-batching}. weights (null = all 1.0) has one array per row matching its names.
+     * rows.length must equal the "batch_size" search option when a Generator is created. Replaces any set given by
+     * setActiveAdapters. On failure the params are unchanged.
+     */
+    public void setActiveAdaptersPerRow(Adapters adapters, String[][] rows, float[][] weights) {
+        PerRowAdapters.set(this, adapters, rows, weights,
+                Multilora.lib()::mlora_generator_params_set_active_adapters_per_row);
+    }
+
+    public void setActiveAdaptersPerRow(Adapters adapters, String[][] rows) {
+        setActiveAdaptersPerRow(adapters, rows, null);
+    }
 }

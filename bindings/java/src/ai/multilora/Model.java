@@ -96,6 +96,14 @@ public final class Model extends NativeObject {
         return v.getValue();
     }
 
+    /** The slot table for per-row adapters (slots 0 when the model is not prepared for batching). */
+    public BatchSlots batchSlots() {
+        MultiloraLibrary.SizeTByReference slots = new MultiloraLibrary.SizeTByReference();
+        MultiloraLibrary.SizeTByReference resident = new MultiloraLibrary.SizeTByReference();
+        checked(p -> Multilora.lib().mlora_model_batch_slots(p, slots, resident));
+        return new BatchSlots((int) slots.getValue(), (int) resident.getValue());
+    }
+
     public String[] inputNames() {
         String[] r = new String[inputCount()];
         for (int i = 0; i < r.length; i++) {

@@ -24,6 +24,21 @@ public final class ModelOptions extends NativeObject {
         return this;
     }
 
+    /**
+     * Slot-table size S of a model prepared for per-row adapters ({@code multilora prepare-batching}): slot 0 is the
+     * base model, slots 1..S-1 each hold one composed adapter set, least recently used out. Default 17; 2..4097
+     * (MLORA_STATUS_INVALID_ARGUMENT outside). Ignored for models not prepared for batching.
+     */
+    public ModelOptions setBatchSlots(int slots) {
+        if (slots < 0) {
+            int st = MultiloraLibrary.MLORA_STATUS_INVALID_ARGUMENT;
+            throw new MultiloraException(st, Multilora.statusName(st),
+                    "batch_slots " + slots + " is outside 2..4097 (slot 0 is the base model)");
+        }
+        checked(p -> Multilora.lib().mlora_model_options_set_batch_slots(p, Multilora.size(slots)));
+        return this;
+    }
+
     /** Adds an ONNX Runtime session configuration entry. */
     public ModelOptions setConfigEntry(String key, String value) {
         byte[] k = Multilora.utf8(key, "key");

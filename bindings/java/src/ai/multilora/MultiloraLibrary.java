@@ -403,6 +403,23 @@ public interface MultiloraLibrary extends Library {
 
     /**
      * <pre>
+     * Sets the size S of the slot table of a model prepared for adapter-aware batching (see
+     * mlora_run_options_set_active_adapters_per_row): slot 0 is the base model, slots 1..S-1 each hold one
+     * composed adapter set, least recently used first out. Default 17 (16 sets); range 2..4097. The table's
+     * memory is S x (the largest composed set's LoRA bytes), touched only as slots fill. Ignored for models
+     * not prepared for batching.
+     * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (slots outside 2..4097).
+     * Thread-safety: not with concurrent use of the same options.
+     * </pre>
+     * C: {@code mlora_status_t mlora_model_options_set_batch_slots(mlora_model_options_t* options, size_t slots);}
+     * @param options -
+     * @param slots -
+     * @return mlora_status_t
+     */
+    int mlora_model_options_set_batch_slots(Pointer options, SizeT slots);
+
+    /**
+     * <pre>
      * Loads a model: an .onnx file with LoRA inputs (optional inputs whose default has a zero-size rank
      * dimension), or a folder with genai_config.json (see the Generation section).
      * Inputs listed twice in graph.input are tolerated.
@@ -591,6 +608,22 @@ public interface MultiloraLibrary extends Library {
 
     /**
      * <pre>
+     * The model's slot table for adapter-aware batching: its size S (0 when the model is not prepared for
+     * batching) and how many adapter sets are resident now (0..S-1). A router can use it for affinity.
+     * &#64;param[out] out_slots may be NULL. &#64;param[out] out_resident may be NULL.
+     * Returns: OK, INVALID_HANDLE.
+     * Thread-safety: concurrent calls are safe (the resident count may change right after).
+     * </pre>
+     * C: {@code mlora_status_t mlora_model_batch_slots(const mlora_model_t* model, size_t* out_slots, size_t* out_resident);}
+     * @param model -
+     * @param out_slots Header: [out] may be NULL.
+     * @param out_resident Header: [out] may be NULL.
+     * @return mlora_status_t
+     */
+    int mlora_model_batch_slots(Pointer model, SizeTByReference out_slots, SizeTByReference out_resident);
+
+    /**
+     * <pre>
      * Runs the model once (ONNX Runtime's Run argument order: options, inputs, output names).
      * LoRA parameters come from the run options' active adapter set; inputs must not name them.
      * &#64;param[in] options borrowed for the call; NULL = base model.
@@ -640,12 +673,14 @@ public interface MultiloraLibrary extends Library {
      * <pre>
      * As mlora_adapter_open, from a buffer.
      * &#64;param[in] data copied; size bytes.
+     * &#64;param[out] out_adapter owned; release with mlora_adapter_release.
+     * Thread-safety: safe from any thread.
      * Returns: as mlora_adapter_open, without NOT_FOUND/IO.
      * </pre>
      * C: {@code mlora_status_t mlora_adapter_open_from_memory(const void* data, size_t size, mlora_adapter_t** out_adapter);}
      * @param data copied; pointer to raw bytes. Header: [in] copied; size bytes.
      * @param size -
-     * @param out_adapter -
+     * @param out_adapter owned. Header: [out] owned; release with mlora_adapter_release.
      * @return mlora_status_t
      */
     int mlora_adapter_open_from_memory(Pointer data, SizeT size, PointerByReference out_adapter);
@@ -822,13 +857,13 @@ public interface MultiloraLibrary extends Library {
     /**
      * <pre>
      * As mlora_adapters_load, from a buffer holding an .onnx_adapter file.
-     * &#64;param[in] data copied; size bytes.
+     * &#64;param[in] data copied; size bytes. &#64;param[in] name copied; UTF-8.
      * </pre>
      * C: {@code mlora_status_t mlora_adapters_load_from_memory(mlora_adapters_t* adapters, const void* data, size_t size, const char* name, int32_t flags);}
      * @param adapters -
      * @param data copied; pointer to raw bytes. Header: [in] copied; size bytes.
      * @param size -
-     * @param name UTF-8 bytes ending in NUL
+     * @param name copied; UTF-8 bytes ending in NUL. Header: [in] copied; UTF-8.
      * @param flags -
      * @return mlora_status_t
      */
@@ -949,8 +984,10 @@ public interface MultiloraLibrary extends Library {
      * (stacked LoRA inputs plus the int64 input "lora_slot"). names and weights are flattened row by row:
      * row i uses the next row_counts[i] entries (0 = the base model for that row). Each distinct row set is
      * composed exactly as by mlora_run_options_set_active_adapters (weighted sum; rank concatenation with B
-     * scaled), and the sets are stacked once, now, into slot tensors zero-padded to a common rank (exact);
-     * runs then feed them with each row's slot. The options hold references to the adapters as loaded now.
+     * scaled), now. Each run places the distinct sets in the model's slot table (see
+     * mlora_model_options_set_batch_slots; resident sets are reused, the least recently used unpinned ones
+     * evicted) and feeds each row its slot; a run waits while other runs pin the slots it needs. The options
+     * hold references to the adapters as loaded now.
      * Replaces any set given by mlora_run_options_set_active_adapters (and vice versa). Every later run with
      * these options must have batch_size rows.
      * &#64;param[in] adapters borrowed for the call; a registry of a prepared model.
@@ -958,7 +995,8 @@ public interface MultiloraLibrary extends Library {
      * &#64;param[in] weights copied; sum(row_counts) finite floats, or NULL for all 1.0.
      * &#64;param[in] row_counts copied; batch_size counts.
      * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (model not prepared for batching: the message names it and
-     *          the tool to run; batch_size 0; duplicate name within a row; non-finite weight; bad UTF-8),
+     *          the tool to run; batch_size 0; more distinct row sets than the table's S-1 slots, naming both;
+     *          duplicate name within a row; non-finite weight; bad UTF-8),
      *          NOT_FOUND (a name not loaded; the message names it and its row). mlora_model_run with these
      *          options returns SHAPE_MISMATCH (naming both sizes) when its inputs' batch dim differs from
      *          batch_size. On failure the options are unchanged.
@@ -1018,12 +1056,13 @@ public interface MultiloraLibrary extends Library {
     /**
      * <pre>
      * Sets a boolean search option by name ("do_sample"); value is 0 or 1.
+     * &#64;param[in] name borrowed for the call; UTF-8.
      * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT.
      * Thread-safety: not concurrently with other use of the same params.
      * </pre>
      * C: {@code mlora_status_t mlora_generator_params_set_search_bool(mlora_generator_params_t* params, const char* name, int32_t value);}
      * @param params -
-     * @param name UTF-8 bytes ending in NUL
+     * @param name borrowed; UTF-8 bytes ending in NUL. Header: [in] borrowed for the call; UTF-8.
      * @param value -
      * @return mlora_status_t
      */
@@ -1032,12 +1071,13 @@ public interface MultiloraLibrary extends Library {
     /**
      * <pre>
      * Reads a search option by name (booleans read as 0.0/1.0).
+     * &#64;param[in] name borrowed for the call; UTF-8.
      * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (unknown name).
      * Thread-safety: concurrent calls are safe.
      * </pre>
      * C: {@code mlora_status_t mlora_generator_params_get_search_number(const mlora_generator_params_t* params, const char* name, double* out_value);}
      * @param params -
-     * @param name UTF-8 bytes ending in NUL
+     * @param name borrowed; UTF-8 bytes ending in NUL. Header: [in] borrowed for the call; UTF-8.
      * @param out_value -
      * @return mlora_status_t
      */
@@ -1048,18 +1088,45 @@ public interface MultiloraLibrary extends Library {
      * Sets the adapters generators created from these params start with; same rules as
      * mlora_run_options_set_active_adapters. The params hold references to the adapters until they are
      * released or the set is changed.
+     * &#64;param[in] adapters borrowed for the call. &#64;param[in] names copied; count UTF-8 names.
+     * &#64;param[in] weights copied; count floats, or NULL for all 1.0.
      * Returns: as mlora_run_options_set_active_adapters, plus INVALID_ARGUMENT for a registry of another model.
      * Thread-safety: not concurrently with other use of the same params.
      * </pre>
      * C: {@code mlora_status_t mlora_generator_params_set_active_adapters(mlora_generator_params_t* params, const mlora_adapters_t* adapters, const char* const* names, const float* weights, size_t count);}
      * @param params -
-     * @param adapters -
-     * @param names array of pointers to NUL-terminated UTF-8 strings
-     * @param weights input array
+     * @param adapters borrowed. Header: [in] borrowed for the call.
+     * @param names copied; array of pointers to NUL-terminated UTF-8 strings. Header: [in] copied; count UTF-8 names.
+     * @param weights copied; input array. Header: [in] copied; count floats, or NULL for all 1.0.
      * @param count -
      * @return mlora_status_t
      */
     int mlora_generator_params_set_active_adapters(Pointer params, Pointer adapters, Pointer names, float[] weights, SizeT count);
+
+    /**
+     * <pre>
+     * Sets one adapter set per sequence for generators created from these params (adapter-aware batching;
+     * the arguments are those of mlora_run_options_set_active_adapters_per_row). batch_size must equal the
+     * params' "batch_size" when a generator is created. Every sequence gets the tokens it would get generated
+     * alone with its own set. Replaces any set given by mlora_generator_params_set_active_adapters.
+     * &#64;param[in] adapters borrowed for the call; a registry of a prepared model.
+     * &#64;param[in] names copied; sum(row_counts) UTF-8 names. &#64;param[in] weights copied; or NULL for all 1.0.
+     * &#64;param[in] row_counts copied; batch_size counts.
+     * Returns: as mlora_run_options_set_active_adapters_per_row, plus INVALID_ARGUMENT for a registry of
+     *          another model. mlora_generator_create returns INVALID_ARGUMENT (naming both sizes) when
+     *          batch_size differs from "batch_size".
+     * Thread-safety: not concurrently with other use of the same params.
+     * </pre>
+     * C: {@code mlora_status_t mlora_generator_params_set_active_adapters_per_row(mlora_generator_params_t* params, const mlora_adapters_t* adapters, const char* const* names, const float* weights, const size_t* row_counts, size_t batch_size);}
+     * @param params -
+     * @param adapters borrowed. Header: [in] borrowed for the call; a registry of a prepared model.
+     * @param names copied; array of pointers to NUL-terminated UTF-8 strings. Header: [in] copied; sum(row_counts) UTF-8 names.
+     * @param weights copied; input array. Header: [in] copied; or NULL for all 1.0.
+     * @param row_counts copied; input array. Header: [in] copied; batch_size counts.
+     * @param batch_size -
+     * @return mlora_status_t
+     */
+    int mlora_generator_params_set_active_adapters_per_row(Pointer params, Pointer adapters, Pointer names, float[] weights, Pointer row_counts, SizeT batch_size);
 
     /**
      * <pre>
@@ -1209,16 +1276,39 @@ public interface MultiloraLibrary extends Library {
      * <pre>
      * Switches the active adapter set between steps (count == 0 = base model, which onnxruntime-genai
      * cannot do). Tokens already processed keep the KV cache computed with the previous set.
+     * &#64;param[in] adapters borrowed for the call. &#64;param[in] names copied. &#64;param[in] weights copied; or NULL.
      * Returns: as mlora_generator_params_set_active_adapters.
      * Thread-safety: one thread at a time per generator.
      * </pre>
      * C: {@code mlora_status_t mlora_generator_set_active_adapters(mlora_generator_t* generator, const mlora_adapters_t* adapters, const char* const* names, const float* weights, size_t count);}
      * @param generator -
-     * @param adapters -
-     * @param names array of pointers to NUL-terminated UTF-8 strings
-     * @param weights input array
+     * @param adapters borrowed. Header: [in] borrowed for the call.
+     * @param names copied; array of pointers to NUL-terminated UTF-8 strings. Header: [in] copied.
+     * @param weights copied; input array. Header: [in] copied; or NULL.
      * @param count -
      * @return mlora_status_t
      */
     int mlora_generator_set_active_adapters(Pointer generator, Pointer adapters, Pointer names, float[] weights, SizeT count);
+
+    /**
+     * <pre>
+     * Switches to one adapter set per sequence between steps (see
+     * mlora_generator_params_set_active_adapters_per_row); batch_size must equal the generator's batch size.
+     * Tokens already processed keep the KV cache computed with the previous sets.
+     * &#64;param[in] adapters borrowed for the call. &#64;param[in] names copied. &#64;param[in] weights copied; or NULL.
+     * &#64;param[in] row_counts copied; batch_size counts.
+     * Returns: as mlora_generator_params_set_active_adapters_per_row, plus INVALID_ARGUMENT (naming both
+     *          sizes) when batch_size differs from the generator's.
+     * Thread-safety: one thread at a time per generator.
+     * </pre>
+     * C: {@code mlora_status_t mlora_generator_set_active_adapters_per_row(mlora_generator_t* generator, const mlora_adapters_t* adapters, const char* const* names, const float* weights, const size_t* row_counts, size_t batch_size);}
+     * @param generator -
+     * @param adapters borrowed. Header: [in] borrowed for the call.
+     * @param names copied; array of pointers to NUL-terminated UTF-8 strings. Header: [in] copied.
+     * @param weights copied; input array. Header: [in] copied; or NULL.
+     * @param row_counts copied; input array. Header: [in] copied; batch_size counts.
+     * @param batch_size -
+     * @return mlora_status_t
+     */
+    int mlora_generator_set_active_adapters_per_row(Pointer generator, Pointer adapters, Pointer names, float[] weights, Pointer row_counts, SizeT batch_size);
 }

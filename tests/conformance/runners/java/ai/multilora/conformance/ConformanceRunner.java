@@ -2,10 +2,12 @@ package ai.multilora.conformance;
 
 import ai.multilora.Adapter;
 import ai.multilora.Adapters;
+import ai.multilora.BatchSlots;
 import ai.multilora.DType;
 import ai.multilora.Generator;
 import ai.multilora.GeneratorParams;
 import ai.multilora.Model;
+import ai.multilora.ModelOptions;
 import ai.multilora.Multilora;
 import ai.multilora.MultiloraException;
 import ai.multilora.MultiloraLibrary;
@@ -352,6 +354,33 @@ public final class ConformanceRunner {
         return (List<Object>) list;
     }
 
+    /** "rows" of a *_set_active_adapters_per_row step: one list of adapter names per row. */
+    private static String[][] rows(Map<String, Object> a) {
+        List<Object> rows = a.get("rows") == null ? new ArrayList<>() : objects(a.get("rows"));
+        String[][] names = new String[rows.size()][];
+        for (int i = 0; i < names.length; i++) {
+            names[i] = objects(rows.get(i)).toArray(new String[0]);
+        }
+        return names;
+    }
+
+    /** "weights" of a *_set_active_adapters_per_row step: one list per row, or null for all 1.0. */
+    private static float[][] rowWeights(Map<String, Object> a) {
+        if (a.get("weights") == null) {
+            return null;
+        }
+        List<Object> wl = objects(a.get("weights"));
+        float[][] w = new float[wl.size()][];
+        for (int i = 0; i < w.length; i++) {
+            List<Object> row = objects(wl.get(i));
+            w[i] = new float[row.size()];
+            for (int j = 0; j < w[i].length; j++) {
+                w[i][j] = ((Number) row.get(j)).floatValue();
+            }
+        }
+        return w;
+    }
+
     @SuppressWarnings("unchecked")
     private static float[] weights(Map<String, Object> a) {
         List<Object> l = (List<Object>) a.get("weights");
@@ -396,8 +425,21 @@ public final class ConformanceRunner {
                 r.values.put("value", Multilora.statusName((int) num(a, "status", 0)));
                 return;
             case "model_create":
-                r.handle = new Model(str(a, "path"));
+                r.handle = new Model(str(a, "path"), obj(a, "options", ModelOptions.class));
                 return;
+            case "model_options_create":
+                r.handle = new ModelOptions();
+                return;
+            case "model_options_set_batch_slots":
+                obj(a, "options", ModelOptions.class).setBatchSlots((int) num(a, "slots", -1));
+                return;
+            case "model_batch_slots": {
+                BatchSlots b = obj(a, "model", Model.class).batchSlots();
+                r.values.put("slots", Long.valueOf(b.slots));
+                r.values.put("resident", Long.valueOf(b.resident));
+                return;
+            }
+            case "model_options_release":
             case "model_release":
             case "adapters_release":
             case "adapter_release":
@@ -505,27 +547,10 @@ public final class ConformanceRunner {
                 obj(a, "options", RunOptions.class).setActiveAdapters(obj(a, "adapters", Adapters.class),
                         strings(a, "names"), weights(a));
                 return;
-            case "run_options_set_active_adapters_per_row": {
-                List<Object> rows = a.get("rows") == null ? new ArrayList<>() : objects(a.get("rows"));
-                String[][] names = new String[rows.size()][];
-                for (int i = 0; i < names.length; i++) {
-                    names[i] = objects(rows.get(i)).toArray(new String[0]);
-                }
-                float[][] w = null;
-                if (a.get("weights") != null) {
-                    List<Object> wl = objects(a.get("weights"));
-                    w = new float[wl.size()][];
-                    for (int i = 0; i < w.length; i++) {
-                        List<Object> row = objects(wl.get(i));
-                        w[i] = new float[row.size()];
-                        for (int j = 0; j < w[i].length; j++) {
-                            w[i][j] = ((Number) row.get(j)).floatValue();
-                        }
-                    }
-                }
-                obj(a, "options", RunOptions.class).setActiveAdaptersPerRow(obj(a, "adapters", Adapters.class), names, w);
+            case "run_options_set_active_adapters_per_row":
+                obj(a, "options", RunOptions.class).setActiveAdaptersPerRow(obj(a, "adapters", Adapters.class), rows(a),
+                        rowWeights(a));
                 return;
-            }
             case "run_options_active_count":
                 r.values.put("count", (long) obj(a, "options", RunOptions.class).activeCount());
                 return;
@@ -545,12 +570,33 @@ public final class ConformanceRunner {
                 obj(a, "params", GeneratorParams.class).setActiveAdapters(obj(a, "adapters", Adapters.class),
                         strings(a, "names"), weights(a));
                 return;
+            case "generator_params_set_active_adapters_per_row":
+                obj(a, "params", GeneratorParams.class).setActiveAdaptersPerRow(obj(a, "adapters", Adapters.class),
+                        rows(a), rowWeights(a));
+                return;
+            case "generator_set_active_adapters_per_row":
+                obj(a, "generator", Generator.class).setActiveAdaptersPerRow(obj(a, "adapters", Adapters.class),
+                        rows(a), rowWeights(a));
+                return;
             case "generator_create":
                 r.handle = new Generator(obj(a, "model", Model.class), obj(a, "params", GeneratorParams.class));
                 return;
             case "generator_append_tokens":
                 obj(a, "generator", Generator.class).appendTokens(ints(a, "tokens"));
                 return;
+            case "generator_append_token_sequences": {
+                List<Object> seqs = objects(a.get("sequences"));
+                int[][] prompts = new int[seqs.size()][];
+                for (int i = 0; i < prompts.length; i++) {
+                    List<Object> seq = objects(seqs.get(i));
+                    prompts[i] = new int[seq.size()];
+                    for (int j = 0; j < prompts[i].length; j++) {
+                        prompts[i][j] = ((Number) seq.get(j)).intValue();
+                    }
+                }
+                obj(a, "generator", Generator.class).appendTokenSequences(prompts);
+                return;
+            }
             case "generator_generate_next_token":
                 obj(a, "generator", Generator.class).generateNextToken();
                 return;
