@@ -2,47 +2,78 @@
 adapter sets (DESIGN.md §6; needs ``onnx``).
 
 Every LoRA pair ``y = x·W + (x·A)·B`` (``A [in, r]`` and ``B [r, out]`` optional graph inputs with zero-rank
-defaults, fed by ``MatMul(MatMul(x, A), B)``) becomes
+defaults, fed by ``MatMul(MatMul(x, A), B)``) keeps its input names, now declared stacked over the slots of
+the model's slot table:
 
-    A  ->  A_stack [S, in, R]   default [1, in, 0]   (same input name)
-    B  ->  B_stack [S, R, out]  default [1, 0, out]  (same input name)
-    x·A·B  ->  MatMul(MatMul(x, Gather(A_stack, lora_slot)), Gather(B_stack, lora_slot))
+    A  ->  A_stack [S, in, R]   default [1, in, 0]
+    B  ->  B_stack [S, R, out]  default [1, 0, out]
 
-plus one int64 input ``lora_slot [batch]`` (default ``[0]``, which broadcasts over the batch). ``x`` must be
-3-D ``[batch, seq, in]`` (as in onnxruntime-genai builder models and ``multilora.testing`` models): the
-gathered stacks are ``[batch, in, R]`` / ``[batch, R, out]`` and the MatMuls are batched. ``S`` is one symbolic
-dim (``lora_slots``) shared by every stack; ``R`` gets one symbolic name per pair. With nothing fed the
-output is the base model's, exactly. The input names are kept, so adapters validate as before, and the
-model's LoRA signature (``Model.version``) is unchanged.
+plus one int64 input ``lora_slot [batch]`` (default ``[0]``, which broadcasts over the batch) giving each
+row its slot. ``S`` is one symbolic dim (``lora_slots``) shared by every stack; ``R`` gets one symbolic name
+per pair. The pair itself becomes, by ``kernel``:
+
+``fused`` (the default; float32 only)
+    one node ``com.multilora.LoraSlotMatMul(x, A, B, lora_slot, lora_ranks)`` with the int attribute
+    ``pair`` and the second MatMul's output name: multilora's own CPU kernel, which reads each row's slot
+    at its own rank, once. ``pair`` is the index of the pair's A name in ``sorted()`` A names; the extra
+    int64 input ``lora_ranks [P, S]`` (P pairs, default zeros ``[P, 1]``) holds each pair's rank per slot.
+    The model then runs only where that kernel is registered (multilora); the model's metadata records
+    ``multilora.batching_kernel = fused``.
+``gather``
+    ``MatMul(MatMul(x, Gather(A_stack, lora_slot)), Gather(B_stack, lora_slot))``: standard ONNX, any
+    dtype, slots zero-padded to a common rank (exact, but the gather copies every row's weights).
+
+``x`` must be 3-D ``[batch, seq, in]`` (as in onnxruntime-genai builder models and ``multilora.testing``
+models). With nothing fed the output is the base model's, exactly. The input names are kept, so adapters
+validate as before, and the model's LoRA signature (``Model.version``) is unchanged.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from typing import Any, Dict, List, Union
+from typing import Any, Dict, List, Tuple, Union
 
-__all__ = ["prepare_batching", "SLOT_INPUT", "SLOT_DIM"]
+__all__ = [
+    "prepare_batching",
+    "KERNELS",
+    "SLOT_INPUT",
+    "SLOT_DIM",
+    "RANKS_INPUT",
+    "OP_DOMAIN",
+    "OP_TYPE",
+    "KERNEL_METADATA_KEY",
+]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
 SLOT_INPUT = "lora_slot"
 SLOT_DIM = "lora_slots"
+RANKS_INPUT = "lora_ranks"
+OP_DOMAIN = "com.multilora"
+OP_TYPE = "LoraSlotMatMul"
+KERNEL_METADATA_KEY = "multilora.batching_kernel"
+KERNELS = ("fused", "gather")
 
 
-def prepare_batching(input_path: PathLike, output_path: PathLike) -> List[str]:
+def prepare_batching(input_path: PathLike, output_path: PathLike, kernel: str = "fused") -> List[str]:
     """Writes ``input_path`` rewritten for per-row adapters to ``output_path``; returns the LoRA A input names
-    of the pairs rewritten. Raises ValueError when the model has no LoRA pair, is prepared already, or a
-    pair's ``x`` is known not to be 3-D."""
+    of the pairs rewritten (graph order). ``kernel`` is ``"fused"`` (multilora's LoraSlotMatMul op, float32)
+    or ``"gather"`` (standard ONNX Gather + batched MatMul, any dtype). Raises ValueError when the kernel is
+    unknown, the model has no LoRA pair, is prepared already, a pair's ``x`` is known not to be 3-D, or (fused)
+    a pair is not float32."""
     import numpy as np
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
+    if kernel not in KERNELS:
+        raise ValueError(f"prepare_batching: unknown kernel {kernel!r}; expected one of {', '.join(KERNELS)}")
     src = os.fspath(input_path)
     model = onnx.load(src)
     g = model.graph
-    if any(i.name == SLOT_INPUT for i in g.input) or any(t.name == SLOT_INPUT for t in g.initializer):
-        raise ValueError(f"{src}: input {SLOT_INPUT!r} exists already (is the model prepared already?)")
+    for name in (SLOT_INPUT, RANKS_INPUT):
+        if any(i.name == name for i in g.input) or any(t.name == name for t in g.initializer):
+            raise ValueError(f"{src}: input {name!r} exists already (is the model prepared already?)")
     inits: Dict[str, Any] = {t.name: t for t in g.initializer}
     # Some exporters list every LoRA input twice: keep the first declaration.
     seen: set = set()
@@ -53,6 +84,7 @@ def prepare_batching(input_path: PathLike, output_path: PathLike) -> List[str]:
         seen.add(vi.name)
         inputs.append(vi)
     by_name = {vi.name: vi for vi in inputs}
+    graph_outputs = {o.name for o in g.output}
 
     def is_lora_input(name: str) -> bool:
         t = inits.get(name)
@@ -73,7 +105,7 @@ def prepare_batching(input_path: PathLike, output_path: PathLike) -> List[str]:
     except Exception:  # noqa: BLE001 - shape inference is only a check here
         pass
 
-    taken = {i.name for i in g.input} | set(inits) | {o for n in g.node for o in n.output}
+    taken = {i.name for i in g.input} | set(inits) | {o for n in g.node for o in n.output} | {n.name for n in g.node}
 
     def fresh(name: str) -> str:
         base, k = name, 0
@@ -83,23 +115,26 @@ def prepare_batching(input_path: PathLike, output_path: PathLike) -> List[str]:
         taken.add(name)
         return name
 
-    pairs: List[str] = []
-    rewritten: Dict[int, List[Any]] = {}  # id(node) -> replacement nodes
+    # 1. Find the pairs: (first MatMul, second MatMul, A name, B name).
+    found: List[Tuple[Any, Any, str, str]] = []
     for n in g.node:
-        if n.op_type != "MatMul" or len(n.input) != 2 or not is_lora_input(n.input[1]):
+        if n.op_type != "MatMul" or n.domain not in ("", "ai.onnx") or len(n.input) != 2:
+            continue
+        if not is_lora_input(n.input[1]):
             continue
         a_name = n.input[1]
         xa_users = consumers.get(n.output[0], [])
         if len(consumers.get(a_name, [])) != 1 or len(xa_users) != 1:
             continue
         m2 = xa_users[0]
-        if m2.op_type != "MatMul" or len(m2.input) != 2 or m2.input[0] != n.output[0]:
+        if m2.op_type != "MatMul" or m2.domain not in ("", "ai.onnx") or len(m2.input) != 2:
+            continue
+        if m2.input[0] != n.output[0]:
             continue
         b_name = m2.input[1]
         if not is_lora_input(b_name) or len(consumers.get(b_name, [])) != 1:
             continue
         a_init, b_init = inits[a_name], inits[b_name]
-        n_in, n_out = int(a_init.dims[0]), int(b_init.dims[1])
         if int(a_init.dims[1]) != 0 or int(b_init.dims[0]) != 0:
             continue
         x = n.input[0]
@@ -108,70 +143,158 @@ def prepare_batching(input_path: PathLike, output_path: PathLike) -> List[str]:
                 f"{src}: the input {x!r} of the LoRA pair {a_name!r} has rank {ranks[x]}; per-row batching needs "
                 "a 3-D [batch, seq, in] activation"
             )
+        found.append((n, m2, a_name, b_name))
+    if not found:
+        raise ValueError(f"{src}: no LoRA pair MatMul(MatMul(x, A [in, 0]), B [0, out]) with optional inputs A, B")
+
+    if kernel == "fused":
+        for n, _, a_name, b_name in found:
+            for name in (a_name, b_name):
+                elem = inits[name].data_type
+                if elem != TensorProto.FLOAT:
+                    raise ValueError(
+                        f"{src}: the LoRA input {name!r} is {TensorProto.DataType.Name(elem).lower()}; the fused "
+                        "kernel needs float32 (use --kernel gather for other dtypes)"
+                    )
+            if n.output[0] in graph_outputs:
+                raise ValueError(
+                    f"{src}: x·A of the LoRA pair {a_name!r} ({n.output[0]!r}) is a graph output; the fused kernel "
+                    "does not produce it (use --kernel gather)"
+                )
+    pair_index = {a: i for i, a in enumerate(sorted(a for _, _, a, _ in found))}
+
+    # 2. Rewrite: stacked declarations and defaults (same names), then the nodes.
+    pairs: List[str] = []
+    dropped: set = set()  # intermediate tensors that no longer exist (fused)
+    rewritten: Dict[int, List[Any]] = {}  # id(node) -> replacement nodes
+    for n, m2, a_name, b_name in found:
+        a_init, b_init = inits[a_name], inits[b_name]
+        n_in, n_out = int(a_init.dims[0]), int(b_init.dims[1])
+        x = n.input[0]
         elem = a_init.data_type
         dt = helper.tensor_dtype_to_np_dtype(elem)
         prefix = re.sub(r"\.?lora_A.*$", "", a_name) or a_name
         r = "lora_r_" + re.sub(r"[^0-9A-Za-z]+", "_", prefix).strip("_")
-        # Stacked defaults and declarations (same names).
         a_init.CopyFrom(numpy_helper.from_array(np.zeros((1, n_in, 0), dt), a_name))
         b_init.CopyFrom(numpy_helper.from_array(np.zeros((1, 0, n_out), dt), b_name))
         by_name[a_name].CopyFrom(helper.make_tensor_value_info(a_name, elem, [SLOT_DIM, n_in, r]))
         by_name[b_name].CopyFrom(helper.make_tensor_value_info(b_name, elem, [SLOT_DIM, r, n_out]))
-        ga = fresh(f"{prefix}/lora_A/Gather_output_0")
-        gb = fresh(f"{prefix}/lora_B/Gather_output_0")
-        rewritten[id(n)] = [
-            helper.make_node("Gather", [a_name, SLOT_INPUT], [ga], name=fresh(f"{prefix}/lora_A/Gather"), axis=0),
-            helper.make_node("MatMul", [x, ga], list(n.output), name=n.name),
-        ]
-        rewritten[id(m2)] = [
-            helper.make_node("Gather", [b_name, SLOT_INPUT], [gb], name=fresh(f"{prefix}/lora_B/Gather"), axis=0),
-            helper.make_node("MatMul", [m2.input[0], gb], list(m2.output), name=m2.name),
-        ]
+        if kernel == "fused":
+            rewritten[id(n)] = [
+                helper.make_node(
+                    OP_TYPE,
+                    [x, a_name, b_name, SLOT_INPUT, RANKS_INPUT],
+                    list(m2.output),
+                    name=fresh(f"{prefix}/lora/{OP_TYPE}"),
+                    domain=OP_DOMAIN,
+                    pair=pair_index[a_name],
+                )
+            ]
+            rewritten[id(m2)] = []
+            dropped.add(n.output[0])
+        else:
+            ga = fresh(f"{prefix}/lora_A/Gather_output_0")
+            gb = fresh(f"{prefix}/lora_B/Gather_output_0")
+            rewritten[id(n)] = [
+                helper.make_node("Gather", [a_name, SLOT_INPUT], [ga], name=fresh(f"{prefix}/lora_A/Gather"), axis=0),
+                helper.make_node("MatMul", [x, ga], list(n.output), name=n.name),
+            ]
+            rewritten[id(m2)] = [
+                helper.make_node("Gather", [b_name, SLOT_INPUT], [gb], name=fresh(f"{prefix}/lora_B/Gather"), axis=0),
+                helper.make_node("MatMul", [m2.input[0], gb], list(m2.output), name=m2.name),
+            ]
         pairs.append(a_name)
-    if not pairs:
-        raise ValueError(f"{src}: no LoRA pair MatMul(MatMul(x, A [in, 0]), B [0, out]) with optional inputs A, B")
 
     new_nodes: List[Any] = []
     for n in g.node:
         new_nodes.extend(rewritten.get(id(n), [n]))
     del g.node[:]
     g.node.extend(new_nodes)
+    if dropped:
+        keep = [vi for vi in g.value_info if vi.name not in dropped]
+        del g.value_info[:]
+        g.value_info.extend(keep)
     del g.input[:]
     g.input.extend(inputs)
     g.input.append(helper.make_tensor_value_info(SLOT_INPUT, TensorProto.INT64, ["lora_batch"]))
     g.initializer.append(numpy_helper.from_array(np.zeros((1,), np.int64), SLOT_INPUT))
+    if kernel == "fused":
+        g.input.append(helper.make_tensor_value_info(RANKS_INPUT, TensorProto.INT64, [len(pairs), SLOT_DIM]))
+        g.initializer.append(numpy_helper.from_array(np.zeros((len(pairs), 1), np.int64), RANKS_INPUT))
+        if not any(o.domain == OP_DOMAIN for o in model.opset_import):
+            model.opset_import.append(helper.make_opsetid(OP_DOMAIN, 1))
+    for prop in model.metadata_props:
+        if prop.key == KERNEL_METADATA_KEY:
+            prop.value = kernel
+            break
+    else:
+        model.metadata_props.add(key=KERNEL_METADATA_KEY, value=kernel)
     # Gather needs opset >= 1 and batched MatMul opset >= 1: any opset works; IR >= 4 keeps inputs optional.
     if model.ir_version < 4:
         model.ir_version = 4
     out = os.fspath(output_path)
 
-    def check(m: Any) -> None:
-        try:
-            onnx.checker.check_model(m)
-        except onnx.checker.ValidationError as e:
-            # onnxruntime contrib ops in the default domain (SimplifiedLayerNormalization in GenAI builder
-            # models) are unknown to the onnx checker; anything else is a real error.
-            if "No Op registered" not in str(e):
-                raise
-
     if model.ByteSize() < 1_800_000_000:  # protobuf's 2 GiB limit: large models keep their weights outside
-        check(model)
+        _check(model)
         onnx.save(model, out)
     else:
         onnx.save(model, out, save_as_external_data=True, location=os.path.basename(out) + ".data")
-        check(out)
+        _check(out)
     return pairs
+
+
+_UNKNOWN_DOMAIN = "multilora.unchecked"
+
+
+def _check(m: Any) -> None:
+    """The onnx checker over the whole model. Ops it has no schema for (onnxruntime contrib ops in the default
+    domain, such as SimplifiedLayerNormalization in GenAI builder models, and our com.multilora op) are not
+    checked; everything else is, including the nodes after them."""
+    import onnx
+
+    if isinstance(m, str):  # too large to copy in memory: the checker stops at the first unknown op
+        try:
+            onnx.checker.check_model(m)
+        except onnx.checker.ValidationError as e:
+            if "No Op registered" not in str(e):
+                raise
+        return
+    copy = onnx.ModelProto()
+    copy.CopyFrom(m)
+    moved = False
+
+    def move_unknown(graph: Any) -> None:
+        nonlocal moved
+        for node in graph.node:
+            if node.domain in ("", "ai.onnx") and not onnx.defs.has(node.op_type):
+                node.domain = _UNKNOWN_DOMAIN  # the checker skips nodes of domains it does not know
+                moved = True
+            for attr in node.attribute:
+                if attr.HasField("g"):
+                    move_unknown(attr.g)
+                for sub in attr.graphs:
+                    move_unknown(sub)
+
+    move_unknown(copy.graph)
+    if moved:
+        copy.opset_import.append(onnx.helper.make_opsetid(_UNKNOWN_DOMAIN, 1))
+    onnx.checker.check_model(copy)
 
 
 def _run(args: Any) -> int:
     import sys
 
     try:
-        pairs = prepare_batching(args.input, args.output)
+        pairs = prepare_batching(args.input, args.output, kernel=args.kernel)
     except (OSError, ValueError) as e:
         print(f"multilora prepare-batching: {e}", file=sys.stderr)
         return 1
-    print(f"wrote {args.output}: {len(pairs)} LoRA pairs stacked (input {SLOT_INPUT!r} selects each row's slot)")
+    how = (
+        f"fused {OP_DOMAIN}.{OP_TYPE} nodes; inputs {SLOT_INPUT!r} and {RANKS_INPUT!r}"
+        if args.kernel == "fused"
+        else f"Gather + batched MatMul; input {SLOT_INPUT!r}"
+    )
+    print(f"wrote {args.output}: {len(pairs)} LoRA pairs stacked ({how} select each row's slot)")
     return 0
 
 
@@ -181,8 +304,18 @@ def add_prepare_batching_command(subparsers: Any) -> None:
         "prepare-batching",
         help="rewrite a LoRA-enabled model for per-row adapters in one Run (needs the onnx package)",
         description="Stack every LoRA pair's inputs (A [S, in, R], B [S, R, out]) and add the int64 input "
-        "'lora_slot' [batch] selecting each row's slot; the base output is unchanged when nothing is fed.",
+        "'lora_slot' [batch] selecting each row's slot; the base output is unchanged when nothing is fed. "
+        "--kernel fused (default, float32) replaces each pair by multilora's com.multilora.LoraSlotMatMul op "
+        "(plus the int64 input 'lora_ranks' [pairs, S]); the result runs only with multilora. --kernel gather "
+        "uses standard ONNX Gather + batched MatMul (any dtype, slower).",
     )
     p.add_argument("input", help="a LoRA-enabled .onnx model")
     p.add_argument("output", help="the .onnx file to write")
+    p.add_argument(
+        "--kernel",
+        choices=KERNELS,
+        default="fused",
+        help="how each pair applies its row's slot: fused (multilora's kernel, float32; default) or gather "
+        "(standard ONNX)",
+    )
     p.set_defaults(func=_run)

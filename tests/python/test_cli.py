@@ -1,4 +1,4 @@
-"""`multilora inspect FILE [--json]` for adapters and models."""
+"""`multilora inspect FILE [--json]` for adapters and models; `multilora prepare-batching`."""
 
 from __future__ import annotations
 
@@ -103,3 +103,65 @@ def test_module_entry_point(sql_ours):
 def test_console_script(sql_ours):
     proc = subprocess.run(["multilora", "inspect", sql_ours], capture_output=True, text=True, check=True)
     assert "rank      4" in proc.stdout
+
+
+# ---- prepare-batching -------------------------------------------------------------------------------------
+
+
+def _batching_kernel(path) -> str:
+    import onnx
+
+    m = onnx.load(str(path))
+    return {p.key: p.value for p in m.metadata_props}["multilora.batching_kernel"]
+
+
+@pytest.mark.parametrize(
+    "args,kernel", [([], "fused"), (["--kernel", "fused"], "fused"), (["--kernel", "gather"], "gather")]
+)
+def test_prepare_batching(lora_model, tmp_path, capsys, args, kernel):
+    import onnx
+
+    import multilora as ml
+
+    out = tmp_path / "prepared.onnx"
+    assert cli.main(["prepare-batching", lora_model.path, str(out), *args]) == 0
+    text = capsys.readouterr().out
+    assert f"wrote {out}: {len(lora_model.pairs)} LoRA pairs stacked" in text
+    assert _batching_kernel(out) == kernel
+    nodes = onnx.load(str(out)).graph.node
+    fused = [n for n in nodes if (n.domain, n.op_type) == ("com.multilora", "LoraSlotMatMul")]
+    gathers = [n for n in nodes if n.op_type == "Gather" and "lora_slot" in n.input]
+    assert (len(fused), len(gathers)) == (
+        (len(lora_model.pairs), 0) if kernel == "fused" else (0, 2 * len(lora_model.pairs))
+    )
+    with ml.Model(lora_model.path) as plain, ml.Model(str(out)) as prepared:
+        assert prepared.version == plain.version
+
+
+def test_prepare_batching_bad_kernel(lora_model, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["prepare-batching", lora_model.path, str(tmp_path / "x.onnx"), "--kernel", "sgmv"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'sgmv'" in err and "fused" in err and "gather" in err
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_prepare_batching_errors(tmp_path, capsys):
+    import numpy as np
+
+    from multilora import testing as T
+
+    half = T.make_lora_model(tmp_path / "half.onnx", layers=1, hidden=8, dtype=np.float16, seed=1)
+    out = tmp_path / "out.onnx"
+    assert cli.main(["prepare-batching", half.path, str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("multilora prepare-batching: ")
+    assert half.pairs[0].a_name in err and "float16" in err and "--kernel gather" in err
+    assert not out.exists()
+    assert cli.main(["prepare-batching", half.path, str(out), "--kernel", "gather"]) == 0
+    capsys.readouterr()
+    assert cli.main(["prepare-batching", str(out), str(tmp_path / "again.onnx")]) == 1
+    assert "prepared already" in capsys.readouterr().err
+    assert cli.main(["prepare-batching", str(tmp_path / "missing.onnx"), str(tmp_path / "m.onnx")]) == 1
+    assert "missing.onnx" in capsys.readouterr().err
