@@ -1,8 +1,9 @@
 """Adapter-aware batching benchmark: a batch whose rows each use a different adapter, in one Run.
 
 Compares, on the same seeded ``multilora.testing`` model, adapters and inputs:
-  - multilora per-row: one Run of the whole batch on the model rewritten by ``multilora prepare-batching``,
-    with ``RunOptions.set_active_adapters_per_row`` (one distinct adapter per row);
+  - multilora per-row: one Run of the whole batch on the model rewritten by ``multilora prepare-batching``
+    (both kernels: the fused LoraSlotMatMul op, and Gather + batched MatMul), with
+    ``RunOptions.set_active_adapters_per_row`` (one distinct adapter per row);
   - ONNX Runtime's own LoRA path: it runs one adapter set per Run, so one Run per row (onnxruntime.LoraAdapter +
     RunOptions.add_active_adapter on the plain model), ``batch`` Runs in all;
   - the base model on the same batch (plain model, ORT; and multilora's prepared model with nothing fed).
@@ -44,7 +45,8 @@ def main() -> None:
         info = testing.make_lora_model(
             d / "model.onnx", layers=args.layers, hidden=args.hidden, vocab=1024, modules=modules, seed=0
         )
-        prepare_batching(d / "model.onnx", d / "batched.onnx")
+        prepare_batching(d / "model.onnx", d / "batched.onnx", kernel="fused")
+        prepare_batching(d / "model.onnx", d / "gather.onnx", kernel="gather")
         paths = []
         for i in range(args.batch):
             p = d / f"a{i}.onnx_adapter"
@@ -52,12 +54,19 @@ def main() -> None:
             paths.append(p)
         ids = testing.make_input_ids(info, batch=args.batch, seq=args.seq, seed=1)
 
-        model = ml.Model(d / "batched.onnx", intra_op_threads=args.threads)
-        adapters = ml.Adapters(model)
-        for i, p in enumerate(paths):
-            adapters.load(p, f"a{i}")
         rows = [[f"a{i}"] for i in range(args.batch)]
-        per_row = ml.RunOptions()
+
+        def per_row_model(path: Path):
+            m = ml.Model(path, intra_op_threads=args.threads)
+            reg = ml.Adapters(m)
+            for i, p in enumerate(paths):
+                reg.load(p, f"a{i}")
+            opts = ml.RunOptions()
+            opts.set_active_adapters_per_row(reg, rows)
+            return m, reg, opts
+
+        model, adapters, per_row = per_row_model(d / "batched.onnx")
+        gather_model, gather_adapters, gather_opts = per_row_model(d / "gather.onnx")
         set_ms = median_ms(lambda: per_row.set_active_adapters_per_row(adapters, rows), args.repeats)
         base_opts = ml.RunOptions()
 
@@ -82,6 +91,7 @@ def main() -> None:
             return [sess.run(["logits"], {"input_ids": ids[i : i + 1]}, ort_ros[i])[0] for i in range(args.batch)]
 
         run_ours = median_ms(ours_per_row, args.repeats)
+        run_gather = median_ms(lambda: gather_model.run(["logits"], {"input_ids": ids}, gather_opts), args.repeats)
         run_ort = median_ms(ort_per_adapter, args.repeats)
         run_base_ort = median_ms(lambda: sess.run(["logits"], {"input_ids": ids}), args.repeats)
         run_base_ours = median_ms(lambda: model.run(["logits"], {"input_ids": ids}, base_opts), args.repeats)
@@ -89,11 +99,12 @@ def main() -> None:
         max_diff = float(np.abs(ours_per_row() - np.concatenate(ort_per_adapter())).max())
 
     rows_out = [
-        (f"per-row, {args.batch} adapters, 1 Run (multilora)", run_ours),
+        (f"per-row, {args.batch} adapters, 1 Run (fused kernel)", run_ours),
+        (f"per-row, {args.batch} adapters, 1 Run (Gather+MatMul)", run_gather),
         (f"ORT LoRA, 1 Run per adapter ({args.batch} Runs)", run_ort),
         ("base model, same batch, 1 Run (ORT, plain)", run_base_ort),
         ("base model, same batch (multilora, prepared)", run_base_ours),
-        ("set_active_adapters_per_row (builds stacks)", set_ms),
+        ("set_active_adapters_per_row (resolve only)", set_ms),
     ]
     print(
         f"model: {args.layers} layers, hidden {args.hidden}, {len(info.pairs)} adapted projections; "

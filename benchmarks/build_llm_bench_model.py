@@ -1,0 +1,304 @@
+"""Builds the model set of ``bench_batching_llm.py``: a random Llama-like fp32 model, its LoRA variant and N
+rank-r adapters on q/k/v/o/gate/up/down, with the real tools, offline and seeded.
+
+Into ``OUT`` (default ``build-bench-llm/<dims>/``; every step is skipped when its output exists):
+
+- ``hf/``: ``LlamaForCausalLM`` (transformers, random init, seed 0, untied embeddings) and a word-level
+  ``tokenizer.json`` with one word per id (the benchmark feeds random ids; the builder wants a tokenizer).
+- ``peft/a<i>/``: PEFT LoRA adapters (random non-zero A and B, seed 100 + i) on every projection.
+- ``base/``: ONNX Runtime GenAI's builder, no LoRA: ``python -m onnxruntime_genai.models.builder -i hf -o base
+  -p fp32 -e cpu``.
+- ``lora/``: the builder with ``--extra_options adapter_path=peft/a0``, then ``olive generate-adapter``
+  (LoRA weights become optional inputs with zero-rank defaults); ``lora/adapters/a<i>.onnx_adapter`` are
+  every PEFT folder converted for that model by ``multilora.peft.convert`` (what ``multilora convert``
+  does); Olive's own file for a0 is kept as ``lora/olive_a0.onnx_adapter`` and compared with ours.
+- ``batched-<kernel>/``: ``lora/`` rewritten by ``multilora prepare-batching`` (per kernel when the installed
+  multilora has ``--kernel``, else one ``batched-gather/``), with the same genai_config.json.
+
+    python benchmarks/build_llm_bench_model.py [--hidden 768 --layers 12 ...] [--out DIR]
+
+Needs torch, transformers, peft, onnxruntime-genai (builder), olive-ai, onnx and multilora.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from typing import Dict, List
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+MODEL_SEED = 0
+SPECIALS = ["<unk>", "<s>", "</s>", "<pad>"]  # ids 0..3
+
+
+def log(msg: str) -> None:
+    print(f"[build-llm] {msg}", flush=True)
+
+
+def add_dims(ap: argparse.ArgumentParser) -> None:
+    """The model options shared with the benchmark."""
+    ap.add_argument("--hidden", type=int, default=768)
+    ap.add_argument("--layers", type=int, default=12)
+    ap.add_argument("--intermediate", type=int, default=2048)
+    ap.add_argument("--vocab", type=int, default=32000)
+    ap.add_argument("--head-dim", type=int, default=64, help="attention heads = hidden / head-dim")
+    ap.add_argument("--kv-heads", type=int, default=4)
+    ap.add_argument("--rank", type=int, default=16)
+    ap.add_argument("--alpha", type=int, default=32)
+    ap.add_argument("--adapters", type=int, default=16)
+    ap.add_argument("--context", type=int, default=512, help="max_position_embeddings (the ONNX context length)")
+    ap.add_argument("--tiny", action="store_true", help="small dims for a quick smoke (overrides the above)")
+
+
+def apply_tiny(args: argparse.Namespace) -> None:
+    if args.tiny:
+        args.hidden, args.layers, args.intermediate, args.vocab = 64, 2, 128, 512
+        args.head_dim, args.kv_heads, args.rank, args.alpha, args.context = 16, 2, 4, 8, 256
+
+
+def default_out(args: argparse.Namespace) -> str:
+    name = (
+        f"h{args.hidden}-l{args.layers}-i{args.intermediate}-v{args.vocab}-d{args.head_dim}-kv{args.kv_heads}"
+        f"-r{args.rank}-n{args.adapters}-c{args.context}"
+    )
+    return os.path.join(ROOT, "build-bench-llm", name)
+
+
+def run(cmd: List[str], cwd: str) -> float:
+    log(" ".join(cmd))
+    env = dict(os.environ, TQDM_DISABLE="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    t0 = time.perf_counter()
+    res = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if res.returncode != 0:
+        sys.stderr.write(res.stdout)
+        raise SystemExit(f"command failed ({res.returncode}): {' '.join(cmd)}")
+    return time.perf_counter() - t0
+
+
+def make_hf(out: str, args: argparse.Namespace) -> str:
+    hf = os.path.join(out, "hf")
+    if os.path.exists(os.path.join(hf, "model.safetensors")):
+        return hf
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    tmp = hf + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    vocab = {t: i for i, t in enumerate(SPECIALS)}
+    for i in range(len(SPECIALS), args.vocab):
+        vocab[f"w{i}"] = i
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="<pad>"
+    )
+    fast.save_pretrained(tmp)
+    torch.manual_seed(MODEL_SEED)
+    cfg = LlamaConfig(
+        vocab_size=args.vocab,
+        hidden_size=args.hidden,
+        intermediate_size=args.intermediate,
+        num_hidden_layers=args.layers,
+        num_attention_heads=args.hidden // args.head_dim,
+        num_key_value_heads=args.kv_heads,
+        head_dim=args.head_dim,
+        max_position_embeddings=args.context,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=3,
+        rms_norm_eps=1e-5,
+        initializer_range=0.05,  # well-separated logits: greedy tokens are stable across kernels
+        tie_word_embeddings=False,
+    )
+    LlamaForCausalLM(cfg).eval().save_pretrained(tmp, safe_serialization=True)
+    os.replace(tmp, hf)
+    return hf
+
+
+def make_peft(out: str, hf: str, args: argparse.Namespace) -> List[str]:
+    paths = [os.path.join(out, "peft", f"a{i}") for i in range(args.adapters)]
+    todo = [i for i, p in enumerate(paths) if not os.path.exists(os.path.join(p, "adapter_config.json"))]
+    if not todo:
+        return paths
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaForCausalLM
+
+    base = LlamaForCausalLM.from_pretrained(hf)
+    for i in todo:
+        torch.manual_seed(100 + i)
+        cfg = LoraConfig(
+            r=args.rank,
+            lora_alpha=args.alpha,
+            target_modules=TARGET_MODULES,
+            init_lora_weights=False,  # random non-zero A and B (nn.Linear's uniform init)
+            lora_dropout=0.0,
+        )
+        pm = get_peft_model(base, cfg)
+        with torch.no_grad():  # B's default init is large next to a 0.05-scale base model
+            for n, p in pm.named_parameters():
+                if "lora_B" in n:
+                    p.mul_(0.25)
+        pm.save_pretrained(paths[i])
+        base = pm.unload()  # the plain model again, for the next adapter
+    return paths
+
+
+def build_onnx(out: str, hf: str, peft: List[str], timings: Dict[str, float]) -> None:
+    work = os.path.join(out, "work")
+    os.makedirs(work, exist_ok=True)
+    builder = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-p", "fp32", "-e", "cpu"]
+    cache = os.path.join(work, "cache")
+    base = os.path.join(out, "base")
+    if not os.path.exists(os.path.join(base, "genai_config.json")):
+        timings["builder (base)"] = run(builder + ["-i", hf, "-o", base + ".tmp", "-c", cache], cwd=work)
+        os.replace(base + ".tmp", base)
+    lora = os.path.join(out, "lora")
+    if not os.path.exists(os.path.join(lora, "genai_config.json")):
+        baked = os.path.join(work, "baked_a0")
+        if not os.path.exists(os.path.join(baked, "genai_config.json")):
+            timings["builder (LoRA a0)"] = run(
+                builder + ["-i", hf, "-o", baked, "-c", cache, "--extra_options", f"adapter_path={peft[0]}"],
+                cwd=work,
+            )
+        olive = os.path.join(work, "olive_a0")
+        shutil.rmtree(olive, ignore_errors=True)
+        timings["olive generate-adapter"] = run(
+            [
+                "olive",
+                "generate-adapter",
+                "-m",
+                baked,
+                "-o",
+                olive,
+                "--adapter_format",
+                "onnx_adapter",
+                "--log_level",
+                "3",
+                "--disable_telemetry",
+            ],
+            cwd=work,
+        )
+        tmp = lora + ".tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.makedirs(os.path.join(tmp, "adapters"))
+        for f in os.listdir(olive):
+            if f == "adapter_weights.onnx_adapter":
+                shutil.copy(os.path.join(olive, f), os.path.join(tmp, "olive_a0.onnx_adapter"))
+            elif os.path.isfile(os.path.join(olive, f)):
+                shutil.copy(os.path.join(olive, f), os.path.join(tmp, f))
+        os.replace(tmp, lora)
+    shutil.rmtree(work, ignore_errors=True)  # the builder's cache and intermediate models
+
+
+def convert_adapters(out: str, peft: List[str], timings: Dict[str, float]) -> None:
+    import multilora as ml
+    from multilora.peft import convert
+
+    lora = os.path.join(out, "lora")
+    files = [os.path.join(lora, "adapters", f"a{i}.onnx_adapter") for i in range(len(peft))]
+    todo = [i for i, f in enumerate(files) if not os.path.exists(f)]
+    if todo:
+        t0 = time.perf_counter()
+        with ml.Model(lora) as model:
+            for i in todo:
+                convert(peft[i], files[i] + ".tmp", model)
+                os.replace(files[i] + ".tmp", files[i])
+        timings["multilora convert (adapters)"] = time.perf_counter() - t0
+    # Ours against Olive's for a0: the same parameters, the same values.
+    olive = ml.read_adapter(os.path.join(lora, "olive_a0.onnx_adapter")).parameters
+    mine = ml.read_adapter(files[0]).parameters
+    if set(olive) != set(mine):
+        raise SystemExit(f"a0: multilora convert and Olive name different parameters: {sorted(set(olive) ^ set(mine))}")
+    diff = max(float(np.abs(np.asarray(olive[k], np.float32) - np.asarray(mine[k], np.float32)).max()) for k in olive)
+    log(f"a0: multilora convert vs olive generate-adapter: {len(mine)} parameters, max |diff| {diff:.2e}")
+    if diff > 1e-5:
+        raise SystemExit("a0: multilora convert and Olive disagree")
+
+
+def prepare_batched(out: str, timings: Dict[str, float]) -> List[str]:
+    """Rewrites lora/ again whenever the installed prepare_batching.py differs from the one that made the folder."""
+    import hashlib
+
+    from multilora import prepare_batching as module
+    from multilora.prepare_batching import prepare_batching
+
+    with open(module.__file__, "rb") as f:
+        tool = hashlib.sha256(f.read()).hexdigest()
+    lora = os.path.join(out, "lora")
+    has_kernel = "kernel" in inspect.signature(prepare_batching).parameters
+    kernels = ["fused", "gather"] if has_kernel else ["gather"]
+    made = []
+    for kernel in kernels:
+        d = os.path.join(out, f"batched-{kernel}")
+        made.append(d)
+        stamp = os.path.join(d, "prepared_by.txt")
+        if os.path.exists(stamp) and open(stamp).read().strip() == tool:
+            continue
+        shutil.rmtree(d, ignore_errors=True)
+        tmp = d + ".tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.makedirs(tmp)
+        t0 = time.perf_counter()
+        kw = {"kernel": kernel} if has_kernel else {}
+        prepare_batching(os.path.join(lora, "model.onnx"), os.path.join(tmp, "model.onnx"), **kw)
+        timings[f"prepare-batching ({kernel})"] = time.perf_counter() - t0
+        for f in ("genai_config.json", "tokenizer.json", "tokenizer_config.json"):
+            if os.path.exists(os.path.join(lora, f)):
+                shutil.copy(os.path.join(lora, f), os.path.join(tmp, f))
+        with open(os.path.join(tmp, "prepared_by.txt"), "w") as f:
+            f.write(tool + "\n")  # sha256 of multilora/prepare_batching.py
+        os.replace(tmp, d)
+    return made
+
+
+def build(args: argparse.Namespace, out: str) -> Dict[str, float]:
+    """Builds what is missing under ``out``; returns the seconds each step took (empty when all cached)."""
+    os.makedirs(out, exist_ok=True)
+    timings: Dict[str, float] = {}
+    t0 = time.perf_counter()
+    hf = make_hf(out, args)
+    peft = make_peft(out, hf, args)
+    t1 = time.perf_counter()
+    if t1 - t0 > 0.5:
+        timings["HF model + PEFT adapters"] = t1 - t0
+    build_onnx(out, hf, peft, timings)
+    convert_adapters(out, peft, timings)
+    prepare_batched(out, timings)
+    record = os.path.join(out, "build.json")
+    prev: Dict[str, float] = {}
+    if os.path.exists(record):
+        with open(record) as f:
+            prev = json.load(f).get("timings", {})
+    with open(record, "w") as f:
+        json.dump({"args": vars(args), "timings": {**prev, **timings}}, f, indent=1)
+    return timings
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_dims(ap)
+    ap.add_argument("--out", help="output folder (default build-bench-llm/<dims>)")
+    args = ap.parse_args()
+    apply_tiny(args)
+    out = os.path.abspath(args.out or default_out(args))
+    t0 = time.perf_counter()
+    timings = build(args, out)
+    for k, v in timings.items():
+        log(f"{k}: {v:.1f} s")
+    log(f"model set in {out} ({time.perf_counter() - t0:.1f} s)")
+
+
+if __name__ == "__main__":
+    main()
