@@ -100,8 +100,7 @@ MLORA_INLINE void tb_chunk(const float (*t)[kChunk], const float* b, float* y, i
 }
 
 template <int M>
-MLORA_INLINE void rows_m(const float* x, const float* a, const float* b, float* y, int64_t in, int64_t r,
-                         int64_t out) {
+MLORA_INLINE void rows_m(const float* x, const float* a, const float* b, float* y, int64_t in, int64_t r, int64_t out) {
   float t[M][kChunk];
   const int64_t out_full = out - out % kChunk;
   for (int64_t c0 = 0; c0 < r; c0 += kChunk) {
@@ -192,11 +191,12 @@ void run_item(void* data, size_t item) {
 }
 
 OrtStatus* invalid(const Kernel& k, const std::string& what) {
-  return k.api->CreateStatus(ORT_INVALID_ARGUMENT, (std::string(kLoraSlotMatMulOp) + " node '" + k.node + "': " + what).c_str());
+  return k.api->CreateStatus(ORT_INVALID_ARGUMENT,
+                             (std::string(kLoraSlotMatMulOp) + " node '" + k.node + "': " + what).c_str());
 }
 
-#define MLORA_ORT_TRY(expr)            \
-  do {                                 \
+#define MLORA_ORT_TRY(expr)                  \
+  do {                                       \
     if (OrtStatus* st_ = (expr)) return st_; \
   } while (0)
 
@@ -231,14 +231,15 @@ OrtStatus* compute(Kernel& k, OrtKernelContext* ctx) {
   const auto& rd = sh[4].dims;
   if (xd.size() < 2) return invalid(k, "x has shape " + dims_text(xd) + "; expected [batch, ..., in]");
   if (ad.size() != 3 || bd.size() != 3 || ad[0] != bd[0] || ad[2] != bd[1] || ad[1] != xd.back()) {
-    return invalid(k, "A " + dims_text(ad) + " and B " + dims_text(bd) + " do not stack [S, in, R] / [S, R, out] for x " +
-                          dims_text(xd));
+    return invalid(k, "A " + dims_text(ad) + " and B " + dims_text(bd) +
+                          " do not stack [S, in, R] / [S, R, out] for x " + dims_text(xd));
   }
   if (sd.size() != 1 || (sd[0] != 1 && sd[0] != xd[0])) {
     return invalid(k, "lora_slot has shape " + dims_text(sd) + "; expected [" + std::to_string(xd[0]) + "] or [1]");
   }
   if (rd.size() != 2 || k.pair < 0 || k.pair >= rd[0]) {
-    return invalid(k, "lora_ranks has shape " + dims_text(rd) + "; expected [P, S] with P > pair " + std::to_string(k.pair));
+    return invalid(
+        k, "lora_ranks has shape " + dims_text(rd) + "; expected [P, S] with P > pair " + std::to_string(k.pair));
   }
   Job j{};
   j.in = ad[1];
@@ -332,9 +333,7 @@ ONNXTensorElementDataType ORT_API_CALL output_type(const OrtCustomOp*, size_t) {
   return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
 }
 size_t ORT_API_CALL output_count(const OrtCustomOp*) { return 1; }
-OrtCustomOpInputOutputCharacteristic ORT_API_CALL required(const OrtCustomOp*, size_t) {
-  return INPUT_OUTPUT_REQUIRED;
-}
+OrtCustomOpInputOutputCharacteristic ORT_API_CALL required(const OrtCustomOp*, size_t) { return INPUT_OUTPUT_REQUIRED; }
 OrtMemType ORT_API_CALL input_memory(const OrtCustomOp*, size_t) { return OrtMemTypeDefault; }
 int ORT_API_CALL one(const OrtCustomOp*) { return 1; }
 int ORT_API_CALL zero(const OrtCustomOp*) { return 0; }
@@ -389,7 +388,8 @@ void add_lora_op_domain(OrtSessionOptions* options) {
     }
     domain = d;
   });
-  if (!domain) fail(MLORA_STATUS_RUNTIME, std::string("ONNX Runtime refused the ") + kLoraOpDomain + " op domain: " + error);
+  if (!domain)
+    fail(MLORA_STATUS_RUNTIME, std::string("ONNX Runtime refused the ") + kLoraOpDomain + " op domain: " + error);
   ort_check(ort().AddCustomOpDomain(options, domain), std::string("adding the ") + kLoraOpDomain + " op domain");
 }
 

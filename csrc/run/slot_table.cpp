@@ -45,7 +45,8 @@ SlotTable::~SlotTable() = default;
 
 size_t SlotTable::resident() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return static_cast<size_t>(std::count_if(table_.begin(), table_.end(), [](const Slot& s) { return s.set != nullptr; }));
+  return static_cast<size_t>(
+      std::count_if(table_.begin(), table_.end(), [](const Slot& s) { return s.set != nullptr; }));
 }
 
 void SlotTable::ensure_capacity(const std::vector<std::shared_ptr<const ActiveSet>>& sets) {
@@ -63,7 +64,8 @@ void SlotTable::ensure_capacity(const std::vector<std::shared_ptr<const ActiveSe
   }
   std::map<std::string, int64_t> group;  // inputs sharing a symbolic rank dim are fed at one R
   for (size_t i = 0; i < n; ++i) {
-    if (!inputs_[i].rank_symbol.empty()) group[inputs_[i].rank_symbol] = std::max(group[inputs_[i].rank_symbol], need[i]);
+    if (!inputs_[i].rank_symbol.empty())
+      group[inputs_[i].rank_symbol] = std::max(group[inputs_[i].rank_symbol], need[i]);
   }
   bool grow = !storage_;
   for (size_t i = 0; i < n; ++i) {
@@ -136,8 +138,8 @@ void SlotTable::write_slot(Storage& storage, size_t slot, const ActiveSet* set) 
 std::unique_ptr<SlotTable::Lease> SlotTable::acquire(const std::vector<std::shared_ptr<const ActiveSet>>& sets,
                                                      const std::vector<int32_t>& row_set) {
   if (sets.size() > slots_ - 1) {  // BatchSet::build reports this to users, naming both counts
-    fail(MLORA_STATUS_INTERNAL, std::to_string(sets.size()) + " adapter sets for a slot table of " +
-                                    std::to_string(slots_) + " slots");
+    fail(MLORA_STATUS_INTERNAL,
+         std::to_string(sets.size()) + " adapter sets for a slot table of " + std::to_string(slots_) + " slots");
   }
   std::unique_lock<std::mutex> lock(mu_);
   std::vector<size_t> slot_of(sets.size(), 0);
