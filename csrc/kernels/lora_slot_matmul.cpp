@@ -40,24 +40,47 @@ MLORA_INLINE v8 load8(const float* p) {
 }
 MLORA_INLINE void store8(float* p, v8 v) { std::memcpy(p, &v, sizeof(v)); }
 
-// t[k][0..16) = x[k] · A[:, c0..c0+16) for M tokens: 2·M accumulators stay in registers across all of
-// `in`, so A streams through once with no store-to-load chains.
+// t[k][0..16) = x[k] · A[:, c0..c0+16) for M tokens: the accumulators stay in registers across all of `in`,
+// so A streams through once with no store-to-load chains. With few tokens (decode: M = 1) U = 4/M partial
+// sums over interleaved rows of A keep 8 independent FMA chains in flight instead of 2 (FMA latency, not
+// memory, limited the M = 1 loop otherwise).
 template <int M>
 MLORA_INLINE void xa_chunk(const float* x, const float* a, float (*t)[kChunk], int64_t in, int64_t r, int64_t c0) {
-  v8 acc[M][2];
-  for (int k = 0; k < M; ++k) acc[k][0] = acc[k][1] = v8{};
-  for (int64_t i = 0; i < in; ++i) {
+  constexpr int U = M >= 4 ? 1 : 4 / M;
+  v8 acc[U][M][2];
+  for (int u = 0; u < U; ++u) {
+    for (int k = 0; k < M; ++k) acc[u][k][0] = acc[u][k][1] = v8{};
+  }
+  int64_t i = 0;
+  for (; i + U <= in; i += U) {
+    for (int u = 0; u < U; ++u) {
+      const float* ar = a + (i + u) * r + c0;
+      const v8 a0 = load8(ar), a1 = load8(ar + 8);
+      for (int k = 0; k < M; ++k) {
+        const float xi = x[k * in + i + u];
+        acc[u][k][0] += a0 * xi;
+        acc[u][k][1] += a1 * xi;
+      }
+    }
+  }
+  for (; i < in; ++i) {
     const float* ar = a + i * r + c0;
     const v8 a0 = load8(ar), a1 = load8(ar + 8);
     for (int k = 0; k < M; ++k) {
       const float xi = x[k * in + i];
-      acc[k][0] += a0 * xi;
-      acc[k][1] += a1 * xi;
+      acc[0][k][0] += a0 * xi;
+      acc[0][k][1] += a1 * xi;
+    }
+  }
+  for (int u = 1; u < U; ++u) {
+    for (int k = 0; k < M; ++k) {
+      acc[0][k][0] += acc[u][k][0];
+      acc[0][k][1] += acc[u][k][1];
     }
   }
   for (int k = 0; k < M; ++k) {
-    store8(t[k], acc[k][0]);
-    store8(t[k] + 8, acc[k][1]);
+    store8(t[k], acc[0][k][0]);
+    store8(t[k] + 8, acc[0][k][1]);
   }
 }
 
@@ -74,28 +97,27 @@ MLORA_INLINE void xa_tail(const float* x, const float* a, float (*t)[kChunk], in
   }
 }
 
-// y[k, o0..o0+16) (+)= t[k, 0..c) · B[c0..c0+c, o0..o0+16) for M tokens: the 16 x M outputs stay in
-// registers across the chunk's c <= 16 rank rows, so y is read and written once per chunk.
-template <int M>
-MLORA_INLINE void tb_chunk(const float (*t)[kChunk], const float* b, float* y, int64_t c, int64_t out, int64_t c0,
+// y[k, o0..o0+16·NC) (+)= t[k, 0..c) · B[c0..c0+c, o0..o0+16·NC) for M tokens: the 16·NC x M outputs stay in
+// registers across the chunk's c <= 16 rank rows, so y is read and written once per chunk; NC = 4/M output
+// chunks at a time keep 8 independent FMA chains for small M.
+template <int M, int NC>
+MLORA_INLINE void tb_block(const float (*t)[kChunk], const float* b, float* y, int64_t c, int64_t out, int64_t c0,
                            int64_t o0, bool first) {
-  v8 acc[M][2];
+  v8 acc[M][2 * NC];
   for (int k = 0; k < M; ++k) {
-    acc[k][0] = first ? v8{} : load8(y + k * out + o0);
-    acc[k][1] = first ? v8{} : load8(y + k * out + o0 + 8);
+    for (int q = 0; q < 2 * NC; ++q) acc[k][q] = first ? v8{} : load8(y + k * out + o0 + 8 * q);
   }
   for (int64_t j = 0; j < c; ++j) {
     const float* brow = b + (c0 + j) * out + o0;
-    const v8 b0 = load8(brow), b1 = load8(brow + 8);
+    v8 bq[2 * NC];
+    for (int q = 0; q < 2 * NC; ++q) bq[q] = load8(brow + 8 * q);
     for (int k = 0; k < M; ++k) {
       const float tj = t[k][j];
-      acc[k][0] += b0 * tj;
-      acc[k][1] += b1 * tj;
+      for (int q = 0; q < 2 * NC; ++q) acc[k][q] += bq[q] * tj;
     }
   }
   for (int k = 0; k < M; ++k) {
-    store8(y + k * out + o0, acc[k][0]);
-    store8(y + k * out + o0 + 8, acc[k][1]);
+    for (int q = 0; q < 2 * NC; ++q) store8(y + k * out + o0 + 8 * q, acc[k][q]);
   }
 }
 
@@ -111,7 +133,10 @@ MLORA_INLINE void rows_m(const float* x, const float* a, const float* b, float* 
       xa_tail(x, a, t, M, in, r, c0, c);
     }
     const bool first = c0 == 0;
-    for (int64_t o0 = 0; o0 < out_full; o0 += kChunk) tb_chunk<M>(t, b, y, c, out, c0, o0, first);
+    constexpr int NC = M >= 4 ? 1 : 4 / M;
+    int64_t o0 = 0;
+    for (; o0 + NC * kChunk <= out_full; o0 += NC * kChunk) tb_block<M, NC>(t, b, y, c, out, c0, o0, first);
+    for (; o0 < out_full; o0 += kChunk) tb_block<M, 1>(t, b, y, c, out, c0, o0, first);
     for (int k = 0; k < M; ++k) {  // the last out % 16 outputs
       for (int64_t o = out_full; o < out; ++o) {
         float v = first ? 0.0f : y[k * out + o];

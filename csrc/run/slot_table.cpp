@@ -182,11 +182,12 @@ std::unique_ptr<SlotTable::Lease> SlotTable::acquire(const std::vector<std::shar
   }
   std::unique_ptr<Lease> lease(new Lease());
   lease->table_ = this;
+  lease->pinned_.reserve(sets.size());  // may throw: before any pin, so nothing is left pinned
   for (size_t k = 0; k < sets.size(); ++k) {
     Slot& slot = table_[slot_of[k]];
+    lease->pinned_.push_back(slot_of[k]);
     ++slot.pins;
     slot.last_use = ++clock_;
-    lease->pinned_.push_back(slot_of[k]);
   }
   lease->storage_ = storage_;
   lock.unlock();

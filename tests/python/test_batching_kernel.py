@@ -18,15 +18,15 @@ from multilora.prepare_batching import prepare_batching
 from support import assert_close
 
 TOL = 2e-5
-# hidden 40: rows of A are not a multiple of the vector width; ranks 16 (one chunk), 20 (chunk + tail 4),
-# 37 (two chunks + tail 5), 3 (tail only); a mix of 16 and 20 composes to rank 36.
+# hidden 42: rows of A and outputs are not multiples of the vector width or of the unrolling. Ranks 16 (one
+# chunk), 20 (chunk + tail 4), 37 (two chunks + tail 5), 3 (tail only); a mix of 16 and 20 composes to 36.
 RANKS = {"r16": 16, "r20": 20, "r37": 37, "r3": 3}
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory):
     d = tmp_path_factory.mktemp("kernel")
-    info = T.make_lora_model(d / "base.onnx", layers=1, hidden=40, modules=("q_proj", "up_proj", "down_proj"), seed=5)
+    info = T.make_lora_model(d / "base.onnx", layers=1, hidden=42, modules=("q_proj", "up_proj", "down_proj"), seed=5)
     prepare_batching(info.path, d / "fused.onnx", kernel="fused")
     params = {n: T.make_adapter_params(info, rank=r, seed=40 + r) for n, r in RANKS.items()}
     files = {}
