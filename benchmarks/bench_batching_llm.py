@@ -42,7 +42,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
@@ -253,6 +253,21 @@ def genai_per_adapter_runner(
     return run, (model, registry)
 
 
+def timed_generation(gen: Any, prompts: np.ndarray, new: int, t0: float) -> Result:
+    """Runs a batch generator (onnxruntime-genai's or multilora's: same method names) for `new` tokens; setup
+    is timed from t0, prefill = prompt pass + first token, decode = the rest."""
+    batch, plen = prompts.shape
+    t1 = time.perf_counter()
+    gen.append_tokens(prompts)
+    gen.generate_next_token()
+    t2, c2 = time.perf_counter(), time.process_time()
+    for _ in range(new - 1):
+        gen.generate_next_token()
+    t3, c3 = time.perf_counter(), time.process_time()
+    tokens = np.array([np.asarray(gen.get_sequence(i))[plen:] for i in range(batch)], np.int64)
+    return Result(t1 - t0, t2 - t1, t3 - t2, c3 - c2, new - 1, tokens)
+
+
 def genai_batch_runner(folder: str, prompts: np.ndarray, threads: int) -> Tuple[Runner, object]:
     import onnxruntime_genai as og
 
@@ -264,16 +279,9 @@ def genai_batch_runner(folder: str, prompts: np.ndarray, threads: int) -> Tuple[
         params = og.GeneratorParams(model)
         params.set_search_options(max_length=plen + new, min_length=plen + new, do_sample=False, batch_size=batch)
         gen = og.Generator(model, params)
-        t1 = time.perf_counter()
-        gen.append_tokens(prompts)
-        gen.generate_next_token()
-        t2, c2 = time.perf_counter(), time.process_time()
-        for _ in range(new - 1):
-            gen.generate_next_token()
-        t3, c3 = time.perf_counter(), time.process_time()
-        tokens = np.array([np.asarray(gen.get_sequence(i))[plen:] for i in range(batch)], np.int64)
+        result = timed_generation(gen, prompts, new, t0)
         del gen
-        return Result(t1 - t0, t2 - t1, t3 - t2, c3 - c2, new - 1, tokens)
+        return result
 
     return run, model
 
@@ -302,17 +310,10 @@ def multilora_runner(
         if rows:
             params.set_active_adapters_per_row(registry, rows)
         gen = ml.Generator(model, params)
-        t1 = time.perf_counter()
-        gen.append_tokens(prompts)
-        gen.generate_next_token()
-        t2, c2 = time.perf_counter(), time.process_time()
-        for _ in range(new - 1):
-            gen.generate_next_token()
-        t3, c3 = time.perf_counter(), time.process_time()
-        tokens = np.array([np.asarray(gen.get_sequence(i))[plen:] for i in range(batch)], np.int64)
+        result = timed_generation(gen, prompts, new, t0)
         gen.close()
         params.close()
-        return Result(t1 - t0, t2 - t1, t3 - t2, c3 - c2, new - 1, tokens)
+        return result
 
     return run, (model, registry)
 
