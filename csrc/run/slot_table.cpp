@@ -144,7 +144,6 @@ std::unique_ptr<SlotTable::Lease> SlotTable::acquire(const std::vector<std::shar
   std::unique_lock<std::mutex> lock(mu_);
   std::vector<size_t> slot_of(sets.size(), 0);
   for (;;) {
-    ensure_capacity(sets);
     std::fill(slot_of.begin(), slot_of.end(), size_t{0});
     std::vector<bool> taken(slots_, false);
     std::vector<size_t> misses;
@@ -157,6 +156,12 @@ std::unique_ptr<SlotTable::Lease> SlotTable::acquire(const std::vector<std::shar
         }
       }
       if (!slot_of[k]) misses.push_back(k);
+    }
+    // Resident sets fit the storage already (it only grows): only a batch with new sets can need more.
+    if (!storage_ || !misses.empty()) {
+      std::vector<std::shared_ptr<const ActiveSet>> missing;
+      for (size_t k : misses) missing.push_back(sets[k]);
+      ensure_capacity(missing);
     }
     // Free slots first, then unpinned ones, least recently used first.
     std::vector<size_t> candidates;
