@@ -244,14 +244,8 @@ namespace Multilora
         /// </summary>
         public void SetActiveAdapters(Adapters adapters, string[] names, float[] weights = null)
         {
-            names = names ?? new string[0];
-            if (weights != null && weights.Length != names.Length)
-                throw new ArgumentException("one weight per name (or no weights)");
             using (var o = Use())
-            using (var a = new Use(adapters == null ? null : adapters.Handle, "Adapters"))
-            using (var n = new Utf8StringArray(names, "adapter name"))
-                Library.Check(NativeMethods.mlora_run_options_set_active_adapters(o.Ptr, a.Ptr, n.Pointers, weights,
-                                                                                  Library.Size(names.Length)));
+                AdapterSets.Set(o.Ptr, adapters, names, weights, NativeMethods.mlora_run_options_set_active_adapters);
         }
 
         /// <summary>Back to the base model.</summary>
@@ -268,7 +262,7 @@ namespace Multilora
         public void SetActiveAdaptersPerRow(Adapters adapters, string[][] rows, float[][] weights = null)
         {
             using (var o = Use())
-                PerRowAdapters.Set(o.Ptr, adapters, rows, weights,
+                AdapterSets.SetPerRow(o.Ptr, adapters, rows, weights,
                                    NativeMethods.mlora_run_options_set_active_adapters_per_row);
         }
 
@@ -292,12 +286,30 @@ namespace Multilora
     /// (an empty or null row = the base model) and optional weights (one array per row matching its names),
     /// flattened row by row into names, weights and one count per row.
     /// </summary>
-    internal static class PerRowAdapters
+    /// <summary>
+    /// The adapter-set argument conventions shared by RunOptions, GeneratorParams and Generator: one set (names,
+    /// optional weights, one per name) and one set per row (rows of names, optional weights per row).
+    /// </summary>
+    internal static class AdapterSets
     {
+        internal delegate int SingleCall(IntPtr receiver, IntPtr adapters, IntPtr[] names, float[] weights,
+                                         UIntPtr count);
         internal delegate int Call(IntPtr receiver, IntPtr adapters, IntPtr[] names, float[] weights,
                                    UIntPtr[] rowCounts, UIntPtr batchSize);
 
-        internal static void Set(IntPtr receiver, Adapters adapters, string[][] rows, float[][] weights, Call call)
+        /// <summary>One set for every row: no names (or null) = the base model; weights null = all 1.0.</summary>
+        internal static void Set(IntPtr receiver, Adapters adapters, string[] names, float[] weights, SingleCall call)
+        {
+            names = names ?? new string[0];
+            if (weights != null && weights.Length != names.Length)
+                throw new ArgumentException("one weight per name (or no weights)");
+            using (var a = new Use(adapters == null ? null : adapters.Handle, "Adapters"))
+            using (var n = new Utf8StringArray(names, "adapter name"))
+                Library.Check(call(receiver, a.Ptr, n.Pointers, weights, Library.Size(names.Length)));
+        }
+
+        internal static void SetPerRow(IntPtr receiver, Adapters adapters, string[][] rows, float[][] weights,
+                                       Call call)
         {
             if (rows == null) throw new ArgumentNullException("rows");
             if (weights != null && weights.Length != rows.Length)

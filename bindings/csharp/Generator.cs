@@ -50,12 +50,9 @@ namespace Multilora
         /// <summary>The adapters generators created from these params start with (empty = base model).</summary>
         public void SetActiveAdapters(Adapters adapters, string[] names, float[] weights = null)
         {
-            names = names ?? new string[0];
             using (var o = Use())
-            using (var a = new Use(adapters == null ? null : adapters.Handle, "Adapters"))
-            using (var n = new Utf8StringArray(names, "adapter name"))
-                Library.Check(NativeMethods.mlora_generator_params_set_active_adapters(o.Ptr, a.Ptr, n.Pointers, weights,
-                                                                                       Library.Size(names.Length)));
+                AdapterSets.Set(o.Ptr, adapters, names, weights,
+                                NativeMethods.mlora_generator_params_set_active_adapters);
         }
 
         /// <summary>Generators created from these params start with the base model.</summary>
@@ -73,7 +70,7 @@ namespace Multilora
         public void SetActiveAdaptersPerRow(Adapters adapters, string[][] rows, float[][] weights = null)
         {
             using (var o = Use())
-                PerRowAdapters.Set(o.Ptr, adapters, rows, weights,
+                AdapterSets.SetPerRow(o.Ptr, adapters, rows, weights,
                                    NativeMethods.mlora_generator_params_set_active_adapters_per_row);
         }
     }
@@ -205,12 +202,8 @@ namespace Multilora
         /// <summary>Switches the active adapter set between steps (empty = base model).</summary>
         public void SetActiveAdapters(Adapters adapters, string[] names, float[] weights = null)
         {
-            names = names ?? new string[0];
             using (var o = Use())
-            using (var a = new Use(adapters == null ? null : adapters.Handle, "Adapters"))
-            using (var n = new Utf8StringArray(names, "adapter name"))
-                Library.Check(NativeMethods.mlora_generator_set_active_adapters(o.Ptr, a.Ptr, n.Pointers, weights,
-                                                                                Library.Size(names.Length)));
+                AdapterSets.Set(o.Ptr, adapters, names, weights, NativeMethods.mlora_generator_set_active_adapters);
         }
 
         /// <summary>Continues with the base model.</summary>
@@ -227,7 +220,7 @@ namespace Multilora
         public void SetActiveAdaptersPerRow(Adapters adapters, string[][] rows, float[][] weights = null)
         {
             using (var o = Use())
-                PerRowAdapters.Set(o.Ptr, adapters, rows, weights,
+                AdapterSets.SetPerRow(o.Ptr, adapters, rows, weights,
                                    NativeMethods.mlora_generator_set_active_adapters_per_row);
         }
     }

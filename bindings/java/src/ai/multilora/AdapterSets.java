@@ -7,20 +7,43 @@ import java.util.ArrayList;
 import java.util.List;
 
 /**
- * The per-row adapter argument convention shared by {@link RunOptions}, {@link GeneratorParams} and
- * {@link Generator}: rows of names (an empty or null row = the base model) and optional weights (one array per row
- * matching its names), flattened row by row into names, weights and one {@code size_t} count per row.
+ * The adapter-set argument conventions shared by {@link RunOptions}, {@link GeneratorParams} and {@link Generator}:
+ * one set (names, optional weights, one per name), and one set per row (rows of names, an empty or null row = the
+ * base model, and optional weights: one array per row matching its names, flattened row by row into names, weights
+ * and one {@code size_t} count per row).
  */
-final class PerRowAdapters {
+final class AdapterSets {
+    /** A {@code mlora_*_set_active_adapters} function of the raw layer. */
+    interface SingleCall {
+        int call(Pointer receiver, Pointer adapters, Pointer names, float[] weights, MultiloraLibrary.SizeT count);
+    }
+
     /** A {@code mlora_*_set_active_adapters_per_row} function of the raw layer. */
     interface Call {
         int call(Pointer receiver, Pointer adapters, Pointer names, float[] weights, Pointer rowCounts,
                  MultiloraLibrary.SizeT batchSize);
     }
 
-    private PerRowAdapters() {}
+    private AdapterSets() {}
 
-    static void set(NativeObject receiver, Adapters adapters, String[][] rows, float[][] weights, Call call) {
+    /** One set for every row: no names (or null) = the base model; weights null = all 1.0. */
+    static void set(NativeObject receiver, Adapters adapters, String[] names, float[] weights, SingleCall call) {
+        String[] n = names == null ? new String[0] : names;
+        if (weights != null && weights.length != n.length) {
+            throw new IllegalArgumentException("one weight per name (or no weights)");
+        }
+        List<Object> keep = new ArrayList<>();
+        try {
+            Pointer reg = adapters == null ? null : adapters.nativeHandle();
+            Pointer arr = Multilora.stringArray(n, "adapter name", keep);
+            receiver.checked(p -> call.call(p, reg, arr, weights, Multilora.size(n.length)));
+        } finally {
+            java.lang.ref.Reference.reachabilityFence(adapters);
+            java.lang.ref.Reference.reachabilityFence(keep);
+        }
+    }
+
+    static void setPerRow(NativeObject receiver, Adapters adapters, String[][] rows, float[][] weights, Call call) {
         if (rows == null) {
             throw new IllegalArgumentException("rows is null");
         }

@@ -5,8 +5,6 @@ import com.sun.jna.Native;
 import com.sun.jna.Pointer;
 import com.sun.jna.ptr.IntByReference;
 import com.sun.jna.ptr.PointerByReference;
-import java.util.ArrayList;
-import java.util.List;
 
 /** A generation in progress. Used by one thread at a time. */
 public final class Generator extends NativeObject {
@@ -111,17 +109,7 @@ public final class Generator extends NativeObject {
 
     /** Switches the active adapter set between steps (no names = base model). */
     public void setActiveAdapters(Adapters adapters, String[] names, float[] weights) {
-        String[] n = names == null ? new String[0] : names;
-        List<Object> keep = new ArrayList<>();
-        try {
-            Pointer reg = adapters == null ? null : adapters.nativeHandle();
-            Pointer arr = Multilora.stringArray(n, "adapter name", keep);
-            checked(p -> Multilora.lib().mlora_generator_set_active_adapters(p, reg, arr, weights,
-                    Multilora.size(n.length)));
-        } finally {
-            java.lang.ref.Reference.reachabilityFence(adapters);
-            java.lang.ref.Reference.reachabilityFence(keep);
-        }
+        AdapterSets.set(this, adapters, names, weights, Multilora.lib()::mlora_generator_set_active_adapters);
     }
 
     /** As {@link #setActiveAdapters(Adapters, String[], float[])} with every weight 1. */
@@ -140,7 +128,8 @@ public final class Generator extends NativeObject {
      * batch size. Tokens already processed keep the KV cache computed with the previous sets.
      */
     public void setActiveAdaptersPerRow(Adapters adapters, String[][] rows, float[][] weights) {
-        PerRowAdapters.set(this, adapters, rows, weights, Multilora.lib()::mlora_generator_set_active_adapters_per_row);
+        AdapterSets.setPerRow(this, adapters, rows, weights,
+                Multilora.lib()::mlora_generator_set_active_adapters_per_row);
     }
 
     public void setActiveAdaptersPerRow(Adapters adapters, String[][] rows) {

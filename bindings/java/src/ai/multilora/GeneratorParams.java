@@ -1,10 +1,7 @@
 package ai.multilora;
 
-import com.sun.jna.Pointer;
 import com.sun.jna.ptr.DoubleByReference;
 import com.sun.jna.ptr.PointerByReference;
-import java.util.ArrayList;
-import java.util.List;
 
 /** Search options and active adapters for generation. Generators keep their params alive. */
 public final class GeneratorParams extends NativeObject {
@@ -44,17 +41,7 @@ public final class GeneratorParams extends NativeObject {
 
     /** The adapters generators created from these params start with (no names = base model). */
     public void setActiveAdapters(Adapters adapters, String[] names, float[] weights) {
-        String[] n = names == null ? new String[0] : names;
-        List<Object> keep = new ArrayList<>();
-        try {
-            Pointer reg = adapters == null ? null : adapters.nativeHandle();
-            Pointer arr = Multilora.stringArray(n, "adapter name", keep);
-            checked(p -> Multilora.lib().mlora_generator_params_set_active_adapters(p, reg, arr, weights,
-                    Multilora.size(n.length)));
-        } finally {
-            java.lang.ref.Reference.reachabilityFence(adapters);
-            java.lang.ref.Reference.reachabilityFence(keep);
-        }
+        AdapterSets.set(this, adapters, names, weights, Multilora.lib()::mlora_generator_params_set_active_adapters);
     }
 
     /** As {@link #setActiveAdapters(Adapters, String[], float[])} with every weight 1. */
@@ -74,7 +61,7 @@ public final class GeneratorParams extends NativeObject {
      * setActiveAdapters. On failure the params are unchanged.
      */
     public void setActiveAdaptersPerRow(Adapters adapters, String[][] rows, float[][] weights) {
-        PerRowAdapters.set(this, adapters, rows, weights,
+        AdapterSets.setPerRow(this, adapters, rows, weights,
                 Multilora.lib()::mlora_generator_params_set_active_adapters_per_row);
     }
 

@@ -1,9 +1,6 @@
 package ai.multilora;
 
-import com.sun.jna.Pointer;
 import com.sun.jna.ptr.PointerByReference;
-import java.util.ArrayList;
-import java.util.List;
 
 /** Per-run settings: the active adapter set (empty = base model). */
 public final class RunOptions extends NativeObject {
@@ -20,20 +17,7 @@ public final class RunOptions extends NativeObject {
      * sum exactly. No names means the base model. On failure the options are unchanged.
      */
     public void setActiveAdapters(Adapters adapters, String[] names, float[] weights) {
-        String[] n = names == null ? new String[0] : names;
-        if (weights != null && weights.length != n.length) {
-            throw new IllegalArgumentException("one weight per name (or no weights)");
-        }
-        List<Object> keep = new ArrayList<>();
-        try {
-            Pointer reg = adapters == null ? null : adapters.nativeHandle();
-            Pointer arr = Multilora.stringArray(n, "adapter name", keep);
-            checked(p -> Multilora.lib().mlora_run_options_set_active_adapters(p, reg, arr, weights,
-                    Multilora.size(n.length)));
-        } finally {
-            java.lang.ref.Reference.reachabilityFence(adapters);
-            java.lang.ref.Reference.reachabilityFence(keep);
-        }
+        AdapterSets.set(this, adapters, names, weights, Multilora.lib()::mlora_run_options_set_active_adapters);
     }
 
     public void setActiveAdapters(Adapters adapters, String... names) {
@@ -51,7 +35,8 @@ public final class RunOptions extends NativeObject {
      * with these options must have rows.length rows. On failure the options are unchanged.
      */
     public void setActiveAdaptersPerRow(Adapters adapters, String[][] rows, float[][] weights) {
-        PerRowAdapters.set(this, adapters, rows, weights, Multilora.lib()::mlora_run_options_set_active_adapters_per_row);
+        AdapterSets.setPerRow(this, adapters, rows, weights,
+                Multilora.lib()::mlora_run_options_set_active_adapters_per_row);
     }
 
     public void setActiveAdaptersPerRow(Adapters adapters, String[][] rows) {
