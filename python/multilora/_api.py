@@ -667,7 +667,43 @@ def ort_info() -> OrtInfo:
 # ------------------------------------------------------------------------------------------------
 
 
-class GeneratorParams(_Native):
+class _GenerationAdapters(_Native):
+    """The adapter-set methods GeneratorParams and Generator share (their native methods take the same
+    arguments): for params, the sets generators start with; for a generator, a switch between steps (tokens
+    already processed keep the KV cache computed with the previous sets)."""
+
+    def set_active_adapters(
+        self,
+        adapters: Optional[Adapters],
+        names: Union[str, Sequence[str], None],
+        weights: Union[float, Sequence[float], None] = None,
+    ) -> None:
+        """One set for every sequence: ``names`` of ``adapters`` with ``weights`` (default all 1.0); [] = base."""
+        names_list, weights_list = _names_weights(names, weights)
+        self._n().set_active_adapters(adapters._n() if adapters is not None else None, names_list, weights_list)
+
+    def set_active_adapter(self, adapters: Adapters, name: str) -> None:
+        self.set_active_adapters(adapters, [name])
+
+    def set_active_adapters_per_row(
+        self,
+        adapters: Adapters,
+        rows: Sequence[Sequence[str]],
+        weights: Optional[Sequence[Sequence[float]]] = None,
+    ) -> None:
+        """One adapter set per sequence (``[]`` = the base model for that sequence), all generated in one batch.
+
+        Needs a model folder whose model.onnx was rewritten with ``multilora prepare-batching``. ``weights``, if
+        given, holds one list per row matching its names (default all 1.0). ``len(rows)`` must equal the
+        ``batch_size`` search option when a :class:`Generator` is made from params (else InvalidArgumentError),
+        and a generator's batch size when switching. Every sequence gets the tokens it would get generated alone
+        with its own set. Replaces any set given by :meth:`set_active_adapters`.
+        """
+        rows_list, weights_list = _rows_weights(rows, weights)
+        self._n().set_active_adapters_per_row(adapters._n(), rows_list, weights_list)
+
+
+class GeneratorParams(_GenerationAdapters):
     """Search options and the starting adapter set for generators of a GenAI model folder."""
 
     def __init__(self, model: Model) -> None:
@@ -690,37 +726,8 @@ class GeneratorParams(_Native):
     def get_search_option(self, name: str) -> float:
         return float(self._n().get_search_number(name))
 
-    def set_active_adapters(
-        self,
-        adapters: Optional[Adapters],
-        names: Union[str, Sequence[str], None],
-        weights: Union[float, Sequence[float], None] = None,
-    ) -> None:
-        names_list, weights_list = _names_weights(names, weights)
-        self._n().set_active_adapters(adapters._n() if adapters is not None else None, names_list, weights_list)
 
-    def set_active_adapter(self, adapters: Adapters, name: str) -> None:
-        self.set_active_adapters(adapters, [name])
-
-    def set_active_adapters_per_row(
-        self,
-        adapters: Adapters,
-        rows: Sequence[Sequence[str]],
-        weights: Optional[Sequence[Sequence[float]]] = None,
-    ) -> None:
-        """One adapter set per sequence (``[]`` = the base model for that sequence), all generated in one batch.
-
-        Needs a model folder whose model.onnx was rewritten with ``multilora prepare-batching``. ``weights``, if
-        given, holds one list per row matching its names (default all 1.0). ``len(rows)`` must equal the
-        ``batch_size`` search option when a :class:`Generator` is made from these params (else
-        InvalidArgumentError). Every sequence gets the tokens it would get generated alone with its own set.
-        Replaces any set given by :meth:`set_active_adapters`.
-        """
-        rows_list, weights_list = _rows_weights(rows, weights)
-        self._n().set_active_adapters_per_row(adapters._n(), rows_list, weights_list)
-
-
-class Generator(_Native):
+class Generator(_GenerationAdapters):
     """A generation in progress (one thread at a time)."""
 
     def __init__(self, model: Model, params: GeneratorParams) -> None:
@@ -753,27 +760,3 @@ class Generator(_Native):
         """float32 [batch, vocab] logits of the last position from the last pass."""
         out: np.ndarray = self._n().get_logits()
         return out
-
-    def set_active_adapters(
-        self,
-        adapters: Optional[Adapters],
-        names: Union[str, Sequence[str], None],
-        weights: Union[float, Sequence[float], None] = None,
-    ) -> None:
-        names_list, weights_list = _names_weights(names, weights)
-        self._n().set_active_adapters(adapters._n() if adapters is not None else None, names_list, weights_list)
-
-    def set_active_adapter(self, adapters: Adapters, name: str) -> None:
-        self.set_active_adapters(adapters, [name])
-
-    def set_active_adapters_per_row(
-        self,
-        adapters: Adapters,
-        rows: Sequence[Sequence[str]],
-        weights: Optional[Sequence[Sequence[float]]] = None,
-    ) -> None:
-        """Switches to one adapter set per sequence between steps (see
-        :meth:`GeneratorParams.set_active_adapters_per_row`); ``len(rows)`` must equal the generator's batch
-        size. Tokens already processed keep the KV cache computed with the previous sets."""
-        rows_list, weights_list = _rows_weights(rows, weights)
-        self._n().set_active_adapters_per_row(adapters._n(), rows_list, weights_list)
