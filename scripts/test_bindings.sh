@@ -110,14 +110,15 @@ build_csharp() {
     mcs -nologo -warnaserror+ -target:library -out:"$out/csharp/Multilora.dll" bindings/csharp/*.cs &&
     mcs -nologo -out:"$out/csharp/conformance_csharp.exe" -r:"$out/csharp/Multilora.dll" tests/conformance/runners/csharp/*.cs &&
     mcs -nologo -out:"$out/csharp/sample_csharp.exe" -r:"$out/csharp/Multilora.dll" bindings/samples/csharp/Sample.cs &&
-    mcs -nologo -out:"$out/csharp/raw_layer_check.exe" -r:"$out/csharp/Multilora.dll" bindings/csharp/tests/RawLayerCheck.cs
+    mcs -nologo -out:"$out/csharp/raw_layer_check.exe" -r:"$out/csharp/Multilora.dll" bindings/csharp/tests/RawLayerCheck.cs &&
+    mcs -nologo -out:"$out/csharp/wrapper_check.exe" -r:"$out/csharp/Multilora.dll" bindings/csharp/tests/WrapperCheck.cs
 }
 build_java() {
   rm -rf "$out/java" && mkdir -p "$out/java" &&
     javac -Xlint:all -Werror -d "$out/java" -cp "$jna" bindings/java/src/ai/multilora/*.java &&
     javac -Xlint:all -Xlint:-serial -d "$out/java" -cp "$jna:$out/java" \
       tests/conformance/runners/java/ai/multilora/conformance/*.java bindings/samples/java/Sample.java \
-      bindings/java/tests/RawLayerCheck.java
+      bindings/java/tests/RawLayerCheck.java bindings/java/tests/WrapperCheck.java
 }
 stage "build C runner + C sample (C99 -Werror)" build_c
 have_hpp=0
@@ -132,6 +133,10 @@ stage "build Java bindings, runner, sample (javac)" build_java
 "$py" scripts/gen_bindings.py --signatures >"$out/signatures.txt"
 stage "marshalling: C# raw layer (reflection)" mono "$out/csharp/raw_layer_check.exe" "$out/signatures.txt"
 stage "marshalling: Java raw layer (reflection)" java -cp "$jna:$out/java" RawLayerCheck "$out/signatures.txt"
+# Wrapper-level argument checks (weights vs names/rows) of the idiomatic C# and Java classes.
+stage "wrapper checks: C#" mono "$out/csharp/wrapper_check.exe" "$fixtures/generation/lora"
+stage "wrapper checks: Java" java -Djna.library.path="$MLORA_LIB_DIR" -cp "$jna:$out/java" WrapperCheck \
+  "$fixtures/generation/lora"
 
 # ---- samples ------------------------------------------------------------------------------------------------
 # Generation: the committed GenAI fixture (copied by make_fixtures.py into FIXTURES/generation), prompt 0 of
