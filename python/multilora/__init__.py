@@ -41,6 +41,8 @@ from ._errors import (
     AdapterNotFoundError,
     AlreadyExistsError,
     BufferTooSmallError,
+    BusyError,
+    ClosedError,
     FormatError,
     InternalError,
     InUseError,
@@ -63,6 +65,8 @@ from .generation import (  # noqa: E402  (Generation: extends _api's GeneratorPa
     generate,
     generate_stream,
 )
+from .engine import Engine, EngineStats, Request, Usage  # noqa: E402
+
 
 __version__: str = _core.HEADER_VERSION
 
@@ -81,6 +85,10 @@ __all__ = [
     "TokenizerStream",
     "generate_stream",
     "generate",
+    "Engine",
+    "EngineStats",
+    "Request",
+    "Usage",
     "TensorInfo",
     "LoraInputInfo",
     "ParamInfo",
@@ -105,6 +113,8 @@ __all__ = [
     "OnnxRuntimeError",
     "InternalError",
     "TypeMismatchError",
+    "BusyError",
+    "ClosedError",
 ]
 
 
