@@ -1,6 +1,7 @@
 // Header section "Engine".
-#include "abi/abi.h"
 #include "engine/engine.h"
+
+#include "abi/abi.h"
 #include "gen/params.h"
 
 // Handle boxes of this section. The engine handle owns the engine (release closes it); a request handle
@@ -133,12 +134,13 @@ MLORA_API mlora_status_t mlora_engine_stats(const mlora_engine_t* engine, uint64
   });
 }
 
-MLORA_API mlora_status_t mlora_request_read(mlora_request_t* request, int32_t* buf, size_t capacity,
-                                            int32_t timeout_ms, size_t* out_count, int32_t* out_done) {
+MLORA_API mlora_status_t mlora_request_read(mlora_request_t* request, int32_t* buf, size_t capacity, int32_t timeout_ms,
+                                            size_t* out_count, int32_t* out_done) {
   return guard(__func__, [&] {
     Request& r = request_of(request);
     out_arg(out_count, "out_count");
-    if (capacity && !buf) fail(MLORA_STATUS_INVALID_ARGUMENT, "buf is NULL but capacity is " + std::to_string(capacity));
+    if (capacity && !buf)
+      fail(MLORA_STATUS_INVALID_ARGUMENT, "buf is NULL but capacity is " + std::to_string(capacity));
     bool done = false;
     *out_count = r.read(buf, capacity, timeout_ms, &done);
     if (out_done) *out_done = done ? 1 : 0;

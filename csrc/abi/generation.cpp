@@ -218,8 +218,8 @@ MLORA_API mlora_status_t mlora_generator_set_active_adapters_per_row(mlora_gener
   });
 }
 
-MLORA_API mlora_status_t mlora_generator_params_set_stop_tokens(mlora_generator_params_t* params,
-                                                                const int32_t* tokens, size_t count) {
+MLORA_API mlora_status_t mlora_generator_params_set_stop_tokens(mlora_generator_params_t* params, const int32_t* tokens,
+                                                                size_t count) {
   return guard(__func__, [&] {
     auto& p = *checked(params, HandleType::kGeneratorParams, "params")->params;
     p.set_stop_tokens(tokens, count);

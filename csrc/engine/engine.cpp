@@ -239,8 +239,8 @@ std::shared_ptr<Request> Engine::submit(std::shared_ptr<const GeneratorParams> p
     std::lock_guard<std::mutex> lk(mu_);
     if (closed_) fail(MLORA_STATUS_CLOSED, "the engine is closed");
     if (queue_.size() >= options_.max_queue) {
-      fail(MLORA_STATUS_BUSY, "the engine's queue is full (" + std::to_string(options_.max_queue) +
-                                  " requests waiting); retry later");
+      fail(MLORA_STATUS_BUSY,
+           "the engine's queue is full (" + std::to_string(options_.max_queue) + " requests waiting); retry later");
     }
     queue_.push_back(r);
     work_.notify_all();
@@ -250,8 +250,9 @@ std::shared_ptr<Request> Engine::submit(std::shared_ptr<const GeneratorParams> p
 
 bool Engine::step() {
   if (options_.worker) {
-    fail(MLORA_STATUS_INVALID_ARGUMENT, "the engine has its own worker thread; step() is for engines created "
-                                        "with the worker disabled");
+    fail(MLORA_STATUS_INVALID_ARGUMENT,
+         "the engine has its own worker thread; step() is for engines created "
+         "with the worker disabled");
   }
   std::lock_guard<std::mutex> step_lock(step_mu_);
   if (closed()) fail(MLORA_STATUS_CLOSED, "the engine is closed");

@@ -55,7 +55,7 @@ class Engine;
 enum class FinishReason : int32_t { kNone = 0, kLength = 1, kEos = 2, kStop = 3, kCancelled = 4, kError = 5 };
 
 struct EngineOptions {
-  size_t max_batch_size = 16;       // KV rows
+  size_t max_batch_size = 16;        // KV rows
   size_t max_tokens_per_step = 256;  // decode tokens + prefill tokens per step
   size_t max_queue = 1024;           // requests waiting for a row; over it submit throws BUSY
   bool worker = true;                // an engine-owned thread steps; otherwise the host calls step()
@@ -167,8 +167,8 @@ class Engine : public std::enable_shared_from_this<Engine> {
   OrtValuePtr int_tensor(const std::vector<int64_t>& values, const std::vector<int64_t>& shape, int32_t dtype,
                          std::vector<int64_t>& keep64, std::vector<int32_t>& keep32) const;
   // Runs the decoder; returns logits as float32 [batch, seq_or_1, vocab] in logits_ (seq_out rows per batch).
-  void run(std::vector<const char*> names, std::vector<const OrtValue*> values,
-           const std::vector<OrtValue*>& kv_out, int64_t batch, int64_t seq, size_t* out_rows);
+  void run(std::vector<const char*> names, std::vector<const OrtValue*> values, const std::vector<OrtValue*>& kv_out,
+           int64_t batch, int64_t seq, size_t* out_rows);
 
   const std::shared_ptr<const Model> model_;
   const EngineOptions options_;
@@ -190,7 +190,7 @@ class Engine : public std::enable_shared_from_this<Engine> {
   std::mutex step_mu_;
   std::vector<std::shared_ptr<Request>> rows_;  // [max_batch_size], null = free
   std::vector<int64_t> row_len_;                // positions in the cache per row
-  std::vector<Request*> prefill_order_;          // admission order of rows still prefilling
+  std::vector<Request*> prefill_order_;         // admission order of rows still prefilling
   std::vector<float> logits_;
   size_t vocab_ = 0;
   std::thread worker_;

@@ -119,7 +119,7 @@ class Generator {
   std::vector<std::vector<int32_t>> sequences_;
   std::vector<uint8_t> done_;
   std::vector<int32_t> generated_;  // per row: tokens chosen by generate_next_token (max_new_tokens)
-  std::vector<uint8_t> real_;  // per row: whether the pending token is real (1) or filler for a done row
+  std::vector<uint8_t> real_;       // per row: whether the pending token is real (1) or filler for a done row
   std::vector<int32_t> next_;
   bool have_step_ = false;
   int64_t width_ = 0;              // positions in the cache (padded), = attention mask columns

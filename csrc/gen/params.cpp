@@ -121,7 +121,8 @@ void GeneratorParams::set_stop_tokens(const int32_t* tokens, size_t count) {
   if (count && !tokens) fail(MLORA_STATUS_INVALID_ARGUMENT, "tokens is NULL but count is " + std::to_string(count));
   for (size_t i = 0; i < count; ++i) {
     if (tokens[i] < 0 || tokens[i] >= config_->vocab_size) {
-      fail(MLORA_STATUS_INVALID_ARGUMENT, "stop token " + std::to_string(tokens[i]) + " is outside the vocabulary (0.." +
+      fail(MLORA_STATUS_INVALID_ARGUMENT, "stop token " + std::to_string(tokens[i]) +
+                                              " is outside the vocabulary (0.." +
                                               std::to_string(config_->vocab_size - 1) + ")");
     }
   }

@@ -889,7 +889,6 @@ class Generator {
   detail::Handle<mlora_generator_t, mlora_generator_release> handle_;
 };
 
-
 // ================================================================================================
 // Engine
 // ================================================================================================
@@ -977,8 +976,7 @@ class Request {
   bool is_done() const { return finish_reason() != MLORA_FINISH_NONE; }
   RequestUsage usage() const {
     RequestUsage u;
-    detail::check(
-        mlora_request_usage(get(), &u.prompt_tokens, &u.generated_tokens, &u.queue_seconds, &u.ttft_seconds));
+    detail::check(mlora_request_usage(get(), &u.prompt_tokens, &u.generated_tokens, &u.queue_seconds, &u.ttft_seconds));
     return u;
   }
   /** OK, the error status of a request that finished with an error, or CLOSED. */
@@ -1025,8 +1023,8 @@ class Engine {
   void close() { detail::check(mlora_engine_close(get())); }
   EngineStats stats() const {
     EngineStats s;
-    detail::check(mlora_engine_stats(get(), &s.queued, &s.running, &s.finished, &s.steps, &s.decode_tokens,
-                                     &s.prefill_tokens));
+    detail::check(
+        mlora_engine_stats(get(), &s.queued, &s.running, &s.finished, &s.steps, &s.decode_tokens, &s.prefill_tokens));
     return s;
   }
 

@@ -57,6 +57,7 @@ from ._errors import (
     TypeMismatchError,
     VersionMismatchError,
 )
+from .engine import Engine, EngineStats, Request, Usage  # noqa: E402
 from .generation import (  # noqa: E402  (Generation: extends _api's GeneratorParams/Generator)
     Generator,
     GeneratorParams,
@@ -65,8 +66,6 @@ from .generation import (  # noqa: E402  (Generation: extends _api's GeneratorPa
     generate,
     generate_stream,
 )
-from .engine import Engine, EngineStats, Request, Usage  # noqa: E402
-
 
 __version__: str = _core.HEADER_VERSION
 

@@ -218,9 +218,7 @@ class Engine(_Native):
     def stats(self) -> EngineStats:
         return EngineStats(*(int(v) for v in self._n().stats()))
 
-    def generate(
-        self, prompts: Sequence[Any], params_list: Union[Any, Sequence[Any]]
-    ) -> List[List[int]]:
+    def generate(self, prompts: Sequence[Any], params_list: Union[Any, Sequence[Any]]) -> List[List[int]]:
         """Offline batch: submits every prompt (with its params, or one params object for all), waits for all,
         returns each request's new token ids in order. Drives the engine itself when it has no worker."""
         if not isinstance(params_list, (list, tuple)):
