@@ -126,8 +126,9 @@ static void test_manual_steps(const mlora_model_t* model, const mlora_adapters_t
   for (int step = 0; step < 1000 && (more || submitted < g_count); ++step) {
     if (step % 2 == 0 && submitted < g_count) {
       mlora_generator_params_t* p = params_for(model, reg, &g_specs[submitted]);
-      CHECK_STATUS(mlora_engine_submit(e, p, g_specs[submitted].prompt, g_specs[submitted].prompt_len, &reqs[submitted]),
-                   MLORA_STATUS_OK);
+      CHECK_STATUS(
+          mlora_engine_submit(e, p, g_specs[submitted].prompt, g_specs[submitted].prompt_len, &reqs[submitted]),
+          MLORA_STATUS_OK);
       mlora_generator_params_release(p); /* the request keeps the params */
       submitted++;
     }
