@@ -28,6 +28,52 @@ namespace Multilora
         public double? TimeToFirstToken;
     }
 
+    /// <summary>Options of an Engine (defaults: max batch 16, 256 tokens per step, queue 1024, worker on).</summary>
+    public sealed class EngineOptions : NativeObject<EngineOptionsHandle>
+    {
+        public EngineOptions() : base("EngineOptions")
+        {
+            IntPtr o;
+            Library.Check(NativeMethods.mlora_engine_options_create(out o));
+            Adopt(o);
+        }
+
+        /// <summary>Rows of the batched KV cache (1..4096).</summary>
+        public EngineOptions SetMaxBatchSize(long n)
+        {
+            using (var u = Use())
+                Library.Check(NativeMethods.mlora_engine_options_set_max_batch_size(u.Ptr, Library.Size(Math.Max(0, n))));
+            return this;
+        }
+
+        /// <summary>Token budget of one step (>= 1).</summary>
+        public EngineOptions SetMaxTokensPerStep(long n)
+        {
+            using (var u = Use())
+                Library.Check(NativeMethods.mlora_engine_options_set_max_tokens_per_step(u.Ptr,
+                                                                                         Library.Size(Math.Max(0, n))));
+            return this;
+        }
+
+        /// <summary>Requests that may wait for a row before Submit fails with MLORA_STATUS_BUSY.</summary>
+        public EngineOptions SetMaxQueue(long n)
+        {
+            using (var u = Use())
+                Library.Check(NativeMethods.mlora_engine_options_set_max_queue(u.Ptr, Library.Size(Math.Max(0, n))));
+            return this;
+        }
+
+        /// <summary>false: no worker thread; the host calls Engine.Step().</summary>
+        public EngineOptions SetWorker(bool enable)
+        {
+            using (var u = Use()) Library.Check(NativeMethods.mlora_engine_options_set_worker(u.Ptr, enable ? 1 : 0));
+            Worker = enable;
+            return this;
+        }
+
+        internal bool Worker = true;
+    }
+
     /// <summary>
     /// Continuous batching over one GenAI model folder prepared with <c>multilora prepare-batching</c>. By default a
     /// worker thread owned by the engine steps it; with <c>worker: false</c> the host calls <see cref="Step"/>.
@@ -59,6 +105,20 @@ namespace Multilora
             {
                 NativeMethods.mlora_engine_options_release(o);
             }
+        }
+
+        /// <summary>An engine with the given options (null = defaults).</summary>
+        public Engine(Model model, EngineOptions options) : base("Engine")
+        {
+            if (model == null) throw new ArgumentNullException("model");
+            using (var m = model.Use())
+            using (var o = new Use(options == null ? null : options.Handle, "EngineOptions"))
+            {
+                IntPtr e;
+                Library.Check(NativeMethods.mlora_engine_create(m.Ptr, o.Ptr, out e));
+                Adopt(e);
+            }
+            HasWorker = options == null || options.Worker;
         }
 
         /// <summary>Queues a prompt with the params' search options, stop tokens and adapters; returns at once.</summary>

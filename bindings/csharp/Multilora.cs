@@ -400,6 +400,11 @@ namespace Multilora
         protected override bool ReleaseHandle() { NativeMethods.mlora_engine_release(handle); return true; }
     }
 
+    public sealed class EngineOptionsHandle : MultiloraHandle
+    {
+        protected override bool ReleaseHandle() { NativeMethods.mlora_engine_options_release(handle); return true; }
+    }
+
     public sealed class RequestHandle : MultiloraHandle
     {
         protected override bool ReleaseHandle() { NativeMethods.mlora_request_release(handle); return true; }

@@ -42,6 +42,22 @@ public final class Engine extends NativeObject {
         this.worker = worker;
     }
 
+    /** An engine with the given options (null = defaults). */
+    public Engine(Model model, EngineOptions options) {
+        super("Engine");
+        MultiloraLibrary l = Multilora.lib();
+        PointerByReference out = new PointerByReference();
+        try {
+            Multilora.check(l.mlora_engine_create(model.nativeHandle(), options == null ? null : options.nativeHandle(),
+                    out));
+        } finally {
+            java.lang.ref.Reference.reachabilityFence(model);
+            java.lang.ref.Reference.reachabilityFence(options);
+        }
+        adopt(out.getValue(), p -> l.mlora_engine_release(p));
+        this.worker = options == null || options.worker();
+    }
+
     /** Queues a prompt with the params' search options, stop tokens and adapters; returns at once. */
     public Request submit(GeneratorParams params, int[] prompt) {
         PointerByReference out = new PointerByReference();
