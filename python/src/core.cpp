@@ -60,37 +60,10 @@ void set_python_error(const ml::Error& e) {
 // dtypes
 // ---------------------------------------------------------------------------------------------------
 
+// The library's name ("float32", ...; mlora_dtype_name), "dtype(N)" for a value it does not know.
 std::string dtype_label(mlora_dtype_t dtype) {
-  switch (dtype) {
-    case MLORA_DTYPE_FLOAT32:
-      return "float32";
-    case MLORA_DTYPE_UINT8:
-      return "uint8";
-    case MLORA_DTYPE_INT8:
-      return "int8";
-    case MLORA_DTYPE_UINT16:
-      return "uint16";
-    case MLORA_DTYPE_INT16:
-      return "int16";
-    case MLORA_DTYPE_INT32:
-      return "int32";
-    case MLORA_DTYPE_INT64:
-      return "int64";
-    case MLORA_DTYPE_BOOL:
-      return "bool";
-    case MLORA_DTYPE_FLOAT16:
-      return "float16";
-    case MLORA_DTYPE_FLOAT64:
-      return "float64";
-    case MLORA_DTYPE_UINT32:
-      return "uint32";
-    case MLORA_DTYPE_UINT64:
-      return "uint64";
-    case MLORA_DTYPE_BFLOAT16:
-      return "bfloat16";
-    default:
-      return "dtype(" + std::to_string(dtype) + ")";
-  }
+  const std::string name = ml::dtype_name(dtype);
+  return name == "unknown" ? "dtype(" + std::to_string(dtype) + ")" : name;
 }
 
 py::object ml_dtypes_bfloat16() {
@@ -418,6 +391,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("version", &ml::version_string, "Version of the loaded library.");
   m.def("abi_version", &ml::abi_version, "ABI version of the loaded library.");
   m.def("status_name", &ml::status_name, py::arg("status"));
+  m.def("dtype_name", &ml::dtype_name, py::arg("dtype"), "mlora_dtype_name: \"float32\", ...; \"unknown\".");
+  m.def("dtype_size", &ml::dtype_size, py::arg("dtype"), "mlora_dtype_size: bytes per element; 0 when unknown.");
   m.def("set_ort_library_path", &ml::set_ort_library_path, py::arg("path"));
   m.def(
       "ort_info",
@@ -565,7 +540,8 @@ PYBIND11_MODULE(_core, m) {
           py::arg("data"), py::arg("name"), py::arg("flags") = 0)
       .def("unload", &ml::Adapters::unload, py::arg("name"))
       .def("names", &ml::Adapters::names)
-      .def("get", &ml::Adapters::at, py::arg("name"))
+      .def(
+          "get", [](const ml::Adapters& a, const std::string& name) { return a.get(name); }, py::arg("name"))
       .def("close", &ml::Adapters::reset);
 
   m.def("write_adapter", &write_adapter, py::arg("path"), py::arg("items"), py::arg("adapter_version") = 0,

@@ -16,7 +16,7 @@ import java.util.List;
  * Library-wide calls and the helpers the idiomatic classes share (hand-written over the generated
  * {@link MultiloraLibrary}).
  *
- * <p>Rules every wrapper follows (STYLE.md section 4): each native call's status is checked at once and, on
+ * <p>Rules every wrapper follows (docs/conventions.md §4): each native call's status is checked at once and, on
  * failure, the thread's last error is read immediately on the same thread and thrown as {@link MultiloraException};
  * the first use loads the library and compares {@code mlora_abi_version()} with the version the raw layer was
  * generated from, refusing a mismatch with a message naming both numbers; using a closed object throws
