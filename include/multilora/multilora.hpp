@@ -315,7 +315,7 @@ struct TensorInfo {
 };
 
 /** A LoRA input: dtype, its two dims (the rank axis reads 0) and which axis is the rank axis. */
-struct LoraInfo {
+struct LoraInputInfo {
   std::string name;
   mlora_dtype_t dtype = 0;
   int64_t dim0 = 0;
@@ -390,8 +390,8 @@ class Model {
     return detail::read_string(
         [&](char* buf, size_t cap, size_t* len) { return mlora_model_lora_name(get(), index, buf, cap, len); });
   }
-  LoraInfo lora_info(size_t index) const {
-    LoraInfo info;
+  LoraInputInfo lora_info(size_t index) const {
+    LoraInputInfo info;
     detail::check(mlora_model_lora_info(get(), index, &info.dtype, &info.dim0, &info.dim1, &info.rank_axis));
     info.name = lora_name(index);
     return info;
@@ -408,8 +408,8 @@ class Model {
     detail::check(mlora_model_batch_slots(get(), &b.slots, &b.resident));
     return b;
   }
-  std::vector<LoraInfo> lora_inputs() const {
-    std::vector<LoraInfo> out;
+  std::vector<LoraInputInfo> lora_inputs() const {
+    std::vector<LoraInputInfo> out;
     for (size_t i = 0, n = lora_count(); i < n; ++i) out.push_back(lora_info(i));
     return out;
   }

@@ -466,7 +466,7 @@ PYBIND11_MODULE(_core, m) {
           "lora_inputs",
           [](const ml::Model& model) {
             py::list out;
-            for (const ml::LoraInfo& l : model.lora_inputs()) {
+            for (const ml::LoraInputInfo& l : model.lora_inputs()) {
               out.append(py::make_tuple(l.name, l.dtype, l.dim0, l.dim1, l.rank_axis));
             }
             return out;

@@ -223,3 +223,31 @@ def test_dtype_names_and_sizes_come_from_the_library():
         assert _core.dtype_size(code) == itemsize == _dtypes.dtype_size(code)
     for bad in (0, 8, 14, 15, 17, -1, 1000):
         assert _core.dtype_name(bad) == "unknown" and _core.dtype_size(bad) == 0 and _dtypes.dtype_size(bad) == 0
+
+
+# ---- docs/design.md §1: the layers of csrc/ -------------------------------------------------------------------
+
+# Includes that still run upward, each to be removed by the change that fixes it (issue 12 item 2 moves these
+# files); the test fails on a new upward include and on an entry here that no longer exists.
+KNOWN_UPWARD: set = {("model", "gen"), ("model", "run"), ("adapter", "run")}
+
+
+def test_csrc_includes_follow_the_layers():
+    design = (REPO / "docs" / "design.md").read_text(encoding="utf-8")
+    block = re.search(r"```layers\n(.*?)```", design, re.S)
+    assert block, "docs/design.md has no ```layers block"
+    tier = {k.strip(): int(v) for k, v in (ln.split(":") for ln in block.group(1).strip().splitlines())}
+    csrc = REPO / "csrc"
+    dirs = {p.name for p in csrc.iterdir() if p.is_dir() and any(p.glob("*.[ch]*"))}
+    dirs.discard("schema")  # FlatBuffers schema only, no C++
+    assert dirs <= set(tier), f"csrc directories missing from the layers block: {sorted(dirs - set(tier))}"
+    upward = set()
+    for path in sorted(csrc.rglob("*")):
+        if path.suffix not in (".h", ".cpp"):
+            continue
+        here = path.relative_to(csrc).parts[0]
+        for m in re.finditer(r'^#include "(\w+)/', path.read_text(encoding="utf-8"), re.M):
+            there = m.group(1)
+            if there in tier and here in tier and tier[there] < tier[here]:
+                upward.add((here, there))
+    assert upward == KNOWN_UPWARD, f"upward includes: {sorted(upward)}; listed as known: {sorted(KNOWN_UPWARD)}"
