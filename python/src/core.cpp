@@ -364,25 +364,8 @@ void set_active_rows(T& receiver, const ml::Adapters& adapters, const py::object
   receiver.set_active_adapters_per_row(adapters, r, &w);
 }
 
-}  // namespace
-
-PYBIND11_MODULE(_core, m) {
-  m.doc() = "multilora native core (C ABI via multilora.hpp). Use the `multilora` package, not this module.";
-
-  try {
-    ml::check_abi_version();
-  } catch (const ml::Error& e) {
-    throw py::import_error(e.what());
-  }
-
-  py::register_exception_translator([](std::exception_ptr p) {
-    try {
-      if (p) std::rethrow_exception(p);
-    } catch (const ml::Error& e) {
-      set_python_error(e);
-    }
-  });
-
+// Library-wide functions and constants: versions, status and dtype names, the ONNX Runtime library.
+void bind_library(py::module_& m) {
   m.attr("ABI_VERSION") = MLORA_ABI_VERSION;
   m.attr("HEADER_VERSION") = MLORA_VERSION_STRING;
   m.attr("LOAD_REPLACE") = MLORA_LOAD_REPLACE;
@@ -409,7 +392,10 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "raise_status", [](mlora_status_t status, const std::string& message) { fail(status, message); },
       py::arg("status"), py::arg("message"), "Raises the exception the bindings raise for status (for tests).");
+}
 
+// ModelOptions, RunOptions and Model.
+void bind_model(py::module_& m) {
   py::class_<ml::ModelOptions>(m, "ModelOptions")
       .def(py::init<>())
       .def(
@@ -484,7 +470,10 @@ PYBIND11_MODULE(_core, m) {
       .def("run", &run_model, py::arg("output_names").none(true), py::arg("feeds"),
            py::arg("options").none(true) = py::none())
       .def("close", &ml::Model::reset);
+}
 
+// Adapter, Adapters and the adapter writer.
+void bind_adapters(py::module_& m) {
   py::class_<ml::Adapter>(m, "Adapter")
       .def_static(
           "open",
@@ -546,7 +535,10 @@ PYBIND11_MODULE(_core, m) {
 
   m.def("write_adapter", &write_adapter, py::arg("path"), py::arg("items"), py::arg("adapter_version") = 0,
         py::arg("model_version") = 0, "Writes [(name, array, dtype code or None)] as an .onnx_adapter file.");
+}
 
+// GeneratorParams and Generator.
+void bind_generation(py::module_& m) {
   py::class_<ml::GeneratorParams>(m, "GeneratorParams")
       .def(py::init<const ml::Model&>(), py::arg("model"))
       .def(
@@ -644,4 +636,29 @@ PYBIND11_MODULE(_core, m) {
           },
           py::arg("adapters"), py::arg("rows"), py::arg("weights") = py::none())
       .def("close", &ml::Generator::reset);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "multilora native core (C ABI via multilora.hpp). Use the `multilora` package, not this module.";
+
+  try {
+    ml::check_abi_version();
+  } catch (const ml::Error& e) {
+    throw py::import_error(e.what());
+  }
+
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const ml::Error& e) {
+      set_python_error(e);
+    }
+  });
+
+  bind_library(m);
+  bind_model(m);
+  bind_adapters(m);
+  bind_generation(m);
 }
