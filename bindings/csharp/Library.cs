@@ -50,6 +50,20 @@ namespace Multilora
             return FromUtf8(NativeMethods.mlora_status_name(status));
         }
 
+        /// <summary>Name of an element type ("float32", ..., "bfloat16"); "unknown" for a value that is no DType.</summary>
+        public static string DTypeName(int dtype)
+        {
+            return FromUtf8(NativeMethods.mlora_dtype_name(dtype));
+        }
+
+        /// <summary>Bytes per element of an element type; MLORA_STATUS_INVALID_ARGUMENT for an unknown one.</summary>
+        public static int DTypeSize(int dtype)
+        {
+            UIntPtr size;
+            Check(NativeMethods.mlora_dtype_size(dtype, out size));
+            return (int)size.ToUInt64();
+        }
+
         /// <summary>
         /// Compares the library's ABI version with <paramref name="expected"/>; throws a MultiloraException
         /// (MLORA_STATUS_VERSION_MISMATCH) naming both numbers when they differ. The wrappers call it once with

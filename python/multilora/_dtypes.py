@@ -29,7 +29,7 @@ def dtype_name(code: int) -> str:
 
 def dtype_size(code: int) -> int:
     """Bytes per element; 0 for an unknown code."""
-    return int(_core.dtype_size(int(code))) if int(code) in DTYPE_NAMES else 0
+    return int(_core.dtype_size(int(code))) if int(code) in DTYPE_NAMES else 0  # _core raises for unknown codes
 
 
 def dtype_code(dtype: object) -> int:

@@ -375,7 +375,14 @@ void bind_library(py::module_& m) {
   m.def("abi_version", &ml::abi_version, "ABI version of the loaded library.");
   m.def("status_name", &ml::status_name, py::arg("status"));
   m.def("dtype_name", &ml::dtype_name, py::arg("dtype"), "mlora_dtype_name: \"float32\", ...; \"unknown\".");
-  m.def("dtype_size", &ml::dtype_size, py::arg("dtype"), "mlora_dtype_size: bytes per element; 0 when unknown.");
+  m.def(
+      "dtype_size",
+      [](mlora_dtype_t dtype) {
+        size_t size = 0;
+        ml::detail::check(mlora_dtype_size(dtype, &size));
+        return size;
+      },
+      py::arg("dtype"), "mlora_dtype_size: bytes per element; InvalidArgumentError for an unknown dtype.");
   m.def("set_ort_library_path", &ml::set_ort_library_path, py::arg("path"));
   m.def(
       "ort_info",

@@ -87,6 +87,10 @@ class PackageBinding(Binding):
             r.values["value"] = ml._core.version()
         elif call == "status_name":
             r.values["value"] = ml._core.status_name(a["status"])
+        elif call == "dtype_name":
+            r.values["value"] = ml._core.dtype_name(a["dtype"])
+        elif call == "dtype_size":
+            r.values["value"] = ml._core.dtype_size(a["dtype"])
         elif call == "model_create":
             r.handle = ml.Model(a["path"], self.obj(a, "options"))
         elif call == "model_options_create":

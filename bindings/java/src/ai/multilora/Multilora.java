@@ -101,6 +101,18 @@ public final class Multilora {
         return decode(rawLib().mlora_status_name(status));
     }
 
+    /** Name of an element type ("float32", ..., "bfloat16"); "unknown" for a value that is no {@link DType}. */
+    public static String dtypeName(int dtype) {
+        return decode(rawLib().mlora_dtype_name(dtype));
+    }
+
+    /** Bytes per element of an element type; MLORA_STATUS_INVALID_ARGUMENT for an unknown one. */
+    public static int dtypeSize(int dtype) {
+        MultiloraLibrary.SizeTByReference size = new MultiloraLibrary.SizeTByReference();
+        check(lib().mlora_dtype_size(dtype, size));
+        return (int) size.getValue();
+    }
+
     /** Sets the libonnxruntime to load; only before the first model is created. */
     public static void setOrtLibraryPath(String path) {
         check(lib().mlora_set_ort_library_path(utf8(path, "path")));
