@@ -296,6 +296,13 @@ def test_get_of_unknown_name(loaded):
 # ---- models -------------------------------------------------------------------------------------------
 
 
+def test_missing_tokenizer_file(tmp_path):
+    with pytest.raises(ml.MultiloraFileNotFoundError) as e:
+        ml.Tokenizer(tmp_path)
+    assert_error(e, ml.MultiloraFileNotFoundError, "MLORA_STATUS_NOT_FOUND", "tokenizer.json")
+    assert e.value.filename == str(tmp_path / "tokenizer.json")
+
+
 def test_missing_model(tmp_path):
     with pytest.raises(ml.MultiloraFileNotFoundError) as e:
         ml.Model(tmp_path / "none.onnx")
