@@ -253,3 +253,21 @@ def test_csrc_includes_follow_the_layers():
             if there in tier and here in tier and tier[there] < tier[here]:
                 upward.add((here, there))
     assert upward == KNOWN_UPWARD, f"upward includes: {sorted(upward)}; listed as known: {sorted(KNOWN_UPWARD)}"
+
+
+def test_doc_citations_point_at_existing_sections():
+    # Code cites "docs/design.md §N" and "docs/conventions.md §N"; each N must be a "## N." heading there.
+    files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    headings = {}
+    for doc in ("design", "conventions"):
+        text = (REPO / "docs" / f"{doc}.md").read_text(encoding="utf-8")
+        headings[doc] = set(re.findall(r"^## (\d+)\.", text, re.M))
+    cited = 0
+    for name in files:
+        path = REPO / name
+        if path.suffix not in (".py", ".md", ".h", ".hpp", ".cpp", ".c", ".cs", ".java", ".sh", ".fbs", ".txt"):
+            continue
+        for doc, number in re.findall(r"docs/(design|conventions)\.md §(\d+)", path.read_text(errors="replace")):
+            assert number in headings[doc], f"{name} cites docs/{doc}.md §{number}, which has no such section"
+            cited += 1
+    assert cited >= 26
