@@ -7,7 +7,7 @@
 // Type map: int32_t->int, int64_t->long, uint64_t->ulong, float/double, size_t->UIntPtr, handle->IntPtr,
 // out handle->out IntPtr, input string->byte[] (UTF-8 + NUL), string/handle arrays->IntPtr[],
 // caller buffers->byte[]/long[]/int[], const void*->IntPtr, returned const char*->IntPtr (borrowed UTF-8).
-// Use the idiomatic classes in Multilora.cs unless you need the raw calls.
+// Use the idiomatic classes beside this file (Library.cs, Model.cs, ...) unless you need the raw calls.
 
 using System;
 using System.Runtime.InteropServices;
@@ -150,17 +150,18 @@ namespace Multilora.Native
         /// <summary>
         /// Writes the path of the loaded libonnxruntime and its version string ("1.32.0") into two buffers,
         /// loading ONNX Runtime if it is not loaded yet.
-        /// @param[out] path_buf receives the path; may be NULL if path_capacity is 0.
+        /// @param[out] path_buf borrowed for the call; receives the path; may be NULL if path_capacity is 0.
+        /// @param[out] version_buf borrowed for the call; receives the version; may be NULL if version_capacity is 0.
         /// @param[out] out_path_len bytes needed/written including NUL.
         /// Returns: OK, RUNTIME (the library could not be loaded; the message lists every path tried),
         ///          BUFFER_TOO_SMALL, INVALID_ARGUMENT.
         /// Thread-safety: safe from any thread.
         /// </summary>
         /// <remarks>C: <c>mlora_status_t mlora_ort_info(char* path_buf, size_t path_capacity, size_t* out_path_len, char* version_buf, size_t version_capacity, size_t* out_version_len);</c></remarks>
-        /// <param name="path_buf">caller buffer receiving UTF-8 bytes. Header: [out] receives the path; may be NULL if path_capacity is 0.</param>
+        /// <param name="path_buf">borrowed; caller buffer receiving UTF-8 bytes. Header: [out] borrowed for the call; receives the path; may be NULL if path_capacity is 0.</param>
         /// <param name="path_capacity"></param>
         /// <param name="out_path_len">Header: [out] bytes needed/written including NUL.</param>
-        /// <param name="version_buf">caller buffer receiving UTF-8 bytes</param>
+        /// <param name="version_buf">borrowed; caller buffer receiving UTF-8 bytes. Header: [out] borrowed for the call; receives the version; may be NULL if version_capacity is 0.</param>
         /// <param name="version_capacity"></param>
         /// <param name="out_version_len"></param>
         [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
@@ -174,6 +175,30 @@ namespace Multilora.Native
         /// <remarks>C: <c>mlora_status_t mlora_shutdown(void);</c></remarks>
         [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         public static extern int mlora_shutdown();
+
+        /// <summary>
+        /// Name of an element type: "float32", "uint8", "int8", "uint16", "int16", "int32", "int64", "bool", "float16",
+        /// "float64", "uint32", "uint64", "bfloat16"; "unknown" for a value that is no MLORA_DTYPE_*.
+        /// Returns: borrowed static string; never NULL.
+        /// Thread-safety: safe from any thread.
+        /// </summary>
+        /// <remarks>C: <c>const char* mlora_dtype_name(mlora_dtype_t dtype);</c></remarks>
+        /// <param name="dtype"></param>
+        /// <returns>Borrowed pointer to a NUL-terminated UTF-8 string (see summary).</returns>
+        [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern IntPtr mlora_dtype_name(int dtype);
+
+        /// <summary>
+        /// Size in bytes of one element of an element type (bool is 1 byte).
+        /// @param[out] out_size receives the size.
+        /// Returns: OK, INVALID_ARGUMENT (a value that is no MLORA_DTYPE_*, or out_size NULL).
+        /// Thread-safety: safe from any thread.
+        /// </summary>
+        /// <remarks>C: <c>mlora_status_t mlora_dtype_size(mlora_dtype_t dtype, size_t* out_size);</c></remarks>
+        /// <param name="dtype"></param>
+        /// <param name="out_size">Header: [out] receives the size.</param>
+        [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern int mlora_dtype_size(int dtype, out UIntPtr out_size);
 
         /// <summary>
         /// Creates a tensor holding a copy of data.
@@ -235,12 +260,13 @@ namespace Multilora.Native
 
         /// <summary>
         /// Shape of a tensor. Writes up to capacity dims into shape_buf and the rank into *out_ndim.
+        /// @param[out] shape_buf borrowed for the call; receives up to capacity dims.
         /// Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT, BUFFER_TOO_SMALL (capacity &lt; rank; *out_ndim = rank).
         /// Thread-safety: concurrent calls are safe.
         /// </summary>
         /// <remarks>C: <c>mlora_status_t mlora_tensor_shape(const mlora_tensor_t* tensor, int64_t* shape_buf, size_t capacity, size_t* out_ndim);</c></remarks>
         /// <param name="tensor"></param>
-        /// <param name="shape_buf">caller buffer</param>
+        /// <param name="shape_buf">borrowed; caller buffer. Header: [out] borrowed for the call; receives up to capacity dims.</param>
         /// <param name="capacity"></param>
         /// <param name="out_ndim"></param>
         [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
@@ -379,14 +405,14 @@ namespace Multilora.Native
 
         /// <summary>
         /// Name of regular input / output number index (0 &lt;= index &lt; count).
-        /// @param[out] buf receives the UTF-8 name. @param[out] out_len bytes needed/written including NUL.
+        /// @param[out] buf borrowed for the call; receives the UTF-8 name. @param[out] out_len bytes needed/written including NUL.
         /// Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (index out of range), BUFFER_TOO_SMALL.
         /// Thread-safety: concurrent calls are safe.
         /// </summary>
         /// <remarks>C: <c>mlora_status_t mlora_model_input_name(const mlora_model_t* model, size_t index, char* buf, size_t capacity, size_t* out_len);</c></remarks>
         /// <param name="model"></param>
         /// <param name="index"></param>
-        /// <param name="buf">caller buffer receiving UTF-8 bytes. Header: [out] receives the UTF-8 name.</param>
+        /// <param name="buf">borrowed; caller buffer receiving UTF-8 bytes. Header: [out] borrowed for the call; receives the UTF-8 name.</param>
         /// <param name="capacity"></param>
         /// <param name="out_len">Header: [out] bytes needed/written including NUL.</param>
         [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
@@ -394,14 +420,14 @@ namespace Multilora.Native
 
         /// <summary>
         /// Name of regular input / output number index (0 &lt;= index &lt; count).
-        /// @param[out] buf receives the UTF-8 name. @param[out] out_len bytes needed/written including NUL.
+        /// @param[out] buf borrowed for the call; receives the UTF-8 name. @param[out] out_len bytes needed/written including NUL.
         /// Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (index out of range), BUFFER_TOO_SMALL.
         /// Thread-safety: concurrent calls are safe.
         /// </summary>
         /// <remarks>C: <c>mlora_status_t mlora_model_output_name(const mlora_model_t* model, size_t index, char* buf, size_t capacity, size_t* out_len);</c></remarks>
         /// <param name="model"></param>
         /// <param name="index"></param>
-        /// <param name="buf">caller buffer receiving UTF-8 bytes. Header: [out] receives the UTF-8 name.</param>
+        /// <param name="buf">borrowed; caller buffer receiving UTF-8 bytes. Header: [out] borrowed for the call; receives the UTF-8 name.</param>
         /// <param name="capacity"></param>
         /// <param name="out_len">Header: [out] bytes needed/written including NUL.</param>
         [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
@@ -409,7 +435,7 @@ namespace Multilora.Native
 
         /// <summary>
         /// Element type and declared shape of regular input / output number index; symbolic dims are -1.
-        /// @param[out] shape_buf up to capacity dims. @param[out] out_ndim rank.
+        /// @param[out] shape_buf borrowed for the call; up to capacity dims. @param[out] out_ndim rank.
         /// Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT, BUFFER_TOO_SMALL (*out_ndim = rank).
         /// Thread-safety: concurrent calls are safe.
         /// </summary>
@@ -417,7 +443,7 @@ namespace Multilora.Native
         /// <param name="model"></param>
         /// <param name="index"></param>
         /// <param name="out_dtype"></param>
-        /// <param name="shape_buf">caller buffer. Header: [out] up to capacity dims.</param>
+        /// <param name="shape_buf">borrowed; caller buffer. Header: [out] borrowed for the call; up to capacity dims.</param>
         /// <param name="capacity"></param>
         /// <param name="out_ndim">Header: [out] rank.</param>
         [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
@@ -425,7 +451,7 @@ namespace Multilora.Native
 
         /// <summary>
         /// Element type and declared shape of regular input / output number index; symbolic dims are -1.
-        /// @param[out] shape_buf up to capacity dims. @param[out] out_ndim rank.
+        /// @param[out] shape_buf borrowed for the call; up to capacity dims. @param[out] out_ndim rank.
         /// Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT, BUFFER_TOO_SMALL (*out_ndim = rank).
         /// Thread-safety: concurrent calls are safe.
         /// </summary>
@@ -433,7 +459,7 @@ namespace Multilora.Native
         /// <param name="model"></param>
         /// <param name="index"></param>
         /// <param name="out_dtype"></param>
-        /// <param name="shape_buf">caller buffer. Header: [out] up to capacity dims.</param>
+        /// <param name="shape_buf">borrowed; caller buffer. Header: [out] borrowed for the call; up to capacity dims.</param>
         /// <param name="capacity"></param>
         /// <param name="out_ndim">Header: [out] rank.</param>
         [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
@@ -451,16 +477,17 @@ namespace Multilora.Native
         public static extern int mlora_model_lora_count(IntPtr model, out UIntPtr out_count);
 
         /// <summary>
-        /// Name of LoRA parameter number index, in the model's input order.
+        /// Name of LoRA input number index, in the model's input order.
+        /// @param[out] buf borrowed for the call; receives the UTF-8 name. @param[out] out_len bytes needed/written.
         /// Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT, BUFFER_TOO_SMALL.
         /// Thread-safety: concurrent calls are safe.
         /// </summary>
         /// <remarks>C: <c>mlora_status_t mlora_model_lora_name(const mlora_model_t* model, size_t index, char* buf, size_t capacity, size_t* out_len);</c></remarks>
         /// <param name="model"></param>
         /// <param name="index"></param>
-        /// <param name="buf">caller buffer receiving UTF-8 bytes</param>
+        /// <param name="buf">borrowed; caller buffer receiving UTF-8 bytes. Header: [out] borrowed for the call; receives the UTF-8 name.</param>
         /// <param name="capacity"></param>
-        /// <param name="out_len"></param>
+        /// <param name="out_len">Header: [out] bytes needed/written.</param>
         [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         public static extern int mlora_model_lora_name(IntPtr model, UIntPtr index, [Out] byte[] buf, UIntPtr capacity, out UIntPtr out_len);
 
@@ -624,15 +651,16 @@ namespace Multilora.Native
 
         /// <summary>
         /// Name of parameter number index.
+        /// @param[out] buf borrowed for the call; receives the UTF-8 name. @param[out] out_len bytes needed/written.
         /// Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (index), BUFFER_TOO_SMALL.
         /// Thread-safety: concurrent calls are safe.
         /// </summary>
         /// <remarks>C: <c>mlora_status_t mlora_adapter_param_name(const mlora_adapter_t* adapter, size_t index, char* buf, size_t capacity, size_t* out_len);</c></remarks>
         /// <param name="adapter"></param>
         /// <param name="index"></param>
-        /// <param name="buf">caller buffer receiving UTF-8 bytes</param>
+        /// <param name="buf">borrowed; caller buffer receiving UTF-8 bytes. Header: [out] borrowed for the call; receives the UTF-8 name.</param>
         /// <param name="capacity"></param>
-        /// <param name="out_len"></param>
+        /// <param name="out_len">Header: [out] bytes needed/written.</param>
         [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         public static extern int mlora_adapter_param_name(IntPtr adapter, UIntPtr index, [Out] byte[] buf, UIntPtr capacity, out UIntPtr out_len);
 
@@ -742,14 +770,14 @@ namespace Multilora.Native
 
         /// <summary>
         /// Names of the loaded adapters, sorted, written one after another each with its NUL terminator.
-        /// @param[out] buf may be NULL if capacity is 0. @param[out] out_len total bytes needed/written.
+        /// @param[out] buf borrowed for the call; may be NULL if capacity is 0. @param[out] out_len total bytes needed/written.
         /// @param[out] out_count number of names (may be NULL).
         /// Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT, BUFFER_TOO_SMALL.
         /// Thread-safety: concurrent calls are safe; a concurrent load may make a retry needed.
         /// </summary>
         /// <remarks>C: <c>mlora_status_t mlora_adapters_names(const mlora_adapters_t* adapters, char* buf, size_t capacity, size_t* out_len, size_t* out_count);</c></remarks>
         /// <param name="adapters"></param>
-        /// <param name="buf">caller buffer receiving UTF-8 bytes. Header: [out] may be NULL if capacity is 0.</param>
+        /// <param name="buf">borrowed; caller buffer receiving UTF-8 bytes. Header: [out] borrowed for the call; may be NULL if capacity is 0.</param>
         /// <param name="capacity"></param>
         /// <param name="out_len">Header: [out] total bytes needed/written.</param>
         /// <param name="out_count">Header: [out] number of names (may be NULL).</param>
@@ -893,26 +921,26 @@ namespace Multilora.Native
 
         /// <summary>
         /// Sets a boolean search option by name ("do_sample"); value is 0 or 1.
-        /// @param[in] name borrowed for the call; UTF-8.
+        /// @param[in] name copied; UTF-8.
         /// Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT.
         /// Thread-safety: not concurrently with other use of the same params.
         /// </summary>
         /// <remarks>C: <c>mlora_status_t mlora_generator_params_set_search_bool(mlora_generator_params_t* params, const char* name, int32_t value);</c></remarks>
         /// <param name="params"></param>
-        /// <param name="name">borrowed; UTF-8 bytes ending in NUL. Header: [in] borrowed for the call; UTF-8.</param>
+        /// <param name="name">copied; UTF-8 bytes ending in NUL. Header: [in] copied; UTF-8.</param>
         /// <param name="value"></param>
         [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         public static extern int mlora_generator_params_set_search_bool(IntPtr @params, byte[] name, int value);
 
         /// <summary>
         /// Reads a search option by name (booleans read as 0.0/1.0).
-        /// @param[in] name borrowed for the call; UTF-8.
+        /// @param[in] name copied; UTF-8.
         /// Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (unknown name).
         /// Thread-safety: concurrent calls are safe.
         /// </summary>
         /// <remarks>C: <c>mlora_status_t mlora_generator_params_get_search_number(const mlora_generator_params_t* params, const char* name, double* out_value);</c></remarks>
         /// <param name="params"></param>
-        /// <param name="name">borrowed; UTF-8 bytes ending in NUL. Header: [in] borrowed for the call; UTF-8.</param>
+        /// <param name="name">copied; UTF-8 bytes ending in NUL. Header: [in] copied; UTF-8.</param>
         /// <param name="out_value"></param>
         [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         public static extern int mlora_generator_params_get_search_number(IntPtr @params, byte[] name, out double out_value);
@@ -1044,14 +1072,14 @@ namespace Multilora.Native
 
         /// <summary>
         /// Tokens of sequence index (prompt then generated, without left padding). *out_len counts tokens.
-        /// @param[out] buf receives up to capacity token ids.
+        /// @param[out] buf borrowed for the call; receives up to capacity token ids.
         /// Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (index), BUFFER_TOO_SMALL (*out_len = tokens needed).
         /// Thread-safety: one thread at a time per generator.
         /// </summary>
         /// <remarks>C: <c>mlora_status_t mlora_generator_get_sequence(const mlora_generator_t* generator, size_t index, int32_t* buf, size_t capacity, size_t* out_len);</c></remarks>
         /// <param name="generator"></param>
         /// <param name="index"></param>
-        /// <param name="buf">caller buffer. Header: [out] receives up to capacity token ids.</param>
+        /// <param name="buf">borrowed; caller buffer. Header: [out] borrowed for the call; receives up to capacity token ids.</param>
         /// <param name="capacity"></param>
         /// <param name="out_len"></param>
         [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
@@ -1059,12 +1087,13 @@ namespace Multilora.Native
 
         /// <summary>
         /// The token each sequence got in the last step (batch_size ids). *out_len counts tokens.
+        /// @param[out] buf borrowed for the call; receives up to capacity token ids.
         /// Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (no step yet), BUFFER_TOO_SMALL.
         /// Thread-safety: one thread at a time per generator.
         /// </summary>
         /// <remarks>C: <c>mlora_status_t mlora_generator_get_next_tokens(const mlora_generator_t* generator, int32_t* buf, size_t capacity, size_t* out_len);</c></remarks>
         /// <param name="generator"></param>
-        /// <param name="buf">caller buffer</param>
+        /// <param name="buf">borrowed; caller buffer. Header: [out] borrowed for the call; receives up to capacity token ids.</param>
         /// <param name="capacity"></param>
         /// <param name="out_len"></param>
         [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]

@@ -32,7 +32,7 @@ MLORA_API mlora_status_t mlora_adapters_load(mlora_adapters_t* adapters, const c
     Registry& r = registry_of(adapters);
     const std::string p = str_arg(path, "path");
     const std::string n = str_arg(name, "name");
-    // A directory is a PEFT LoRA folder, resolved against the registry's model (DESIGN.md §4).
+    // A directory is a PEFT LoRA folder, resolved against the registry's model (docs/design.md §4).
     r.add(peft::is_directory(p) ? peft::load_folder(p, *r.model()) : Adapter::open_file(p), n, flags);
   });
 }

@@ -1,4 +1,4 @@
-// Reading and writing ONNX Runtime's .onnx_adapter files (DESIGN.md §4).
+// Reading and writing ONNX Runtime's .onnx_adapter files (docs/design.md §4).
 //
 // Reading maps the file and keeps every parameter's bytes where they are: Param::data points into the mapping.
 // The only copies are parameters whose payload is not aligned to its element size (ONNX Runtime's own writer

@@ -200,7 +200,8 @@ MLORA_API mlora_status_t mlora_set_ort_library_path(const char* path);
 /**
  * Writes the path of the loaded libonnxruntime and its version string ("1.32.0") into two buffers,
  * loading ONNX Runtime if it is not loaded yet.
- * @param[out] path_buf receives the path; may be NULL if path_capacity is 0.
+ * @param[out] path_buf borrowed for the call; receives the path; may be NULL if path_capacity is 0.
+ * @param[out] version_buf borrowed for the call; receives the version; may be NULL if version_capacity is 0.
  * @param[out] out_path_len bytes needed/written including NUL.
  * Returns: OK, RUNTIME (the library could not be loaded; the message lists every path tried),
  *          BUFFER_TOO_SMALL, INVALID_ARGUMENT.
@@ -218,6 +219,22 @@ MLORA_API mlora_status_t mlora_shutdown(void);
 /* ================================================================================================ */
 /* Tensors                                                                                           */
 /* ================================================================================================ */
+
+/**
+ * Name of an element type: "float32", "uint8", "int8", "uint16", "int16", "int32", "int64", "bool", "float16",
+ * "float64", "uint32", "uint64", "bfloat16"; "unknown" for a value that is no MLORA_DTYPE_*.
+ * Returns: borrowed static string; never NULL.
+ * Thread-safety: safe from any thread.
+ */
+MLORA_API const char* mlora_dtype_name(mlora_dtype_t dtype);
+
+/**
+ * Size in bytes of one element of an element type (bool is 1 byte).
+ * @param[out] out_size receives the size.
+ * Returns: OK, INVALID_ARGUMENT (a value that is no MLORA_DTYPE_*, or out_size NULL).
+ * Thread-safety: safe from any thread.
+ */
+MLORA_API mlora_status_t mlora_dtype_size(mlora_dtype_t dtype, size_t* out_size);
 
 /**
  * Creates a tensor holding a copy of data.
@@ -256,6 +273,7 @@ MLORA_API mlora_status_t mlora_tensor_dtype(const mlora_tensor_t* tensor, mlora_
 
 /**
  * Shape of a tensor. Writes up to capacity dims into shape_buf and the rank into *out_ndim.
+ * @param[out] shape_buf borrowed for the call; receives up to capacity dims.
  * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT, BUFFER_TOO_SMALL (capacity < rank; *out_ndim = rank).
  * Thread-safety: concurrent calls are safe.
  */
@@ -348,7 +366,7 @@ MLORA_API mlora_status_t mlora_model_output_count(const mlora_model_t* model, si
 
 /**
  * Name of regular input / output number index (0 <= index < count).
- * @param[out] buf receives the UTF-8 name. @param[out] out_len bytes needed/written including NUL.
+ * @param[out] buf borrowed for the call; receives the UTF-8 name. @param[out] out_len bytes needed/written including NUL.
  * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (index out of range), BUFFER_TOO_SMALL.
  * Thread-safety: concurrent calls are safe.
  */
@@ -357,7 +375,7 @@ MLORA_API mlora_status_t mlora_model_output_name(const mlora_model_t* model, siz
 
 /**
  * Element type and declared shape of regular input / output number index; symbolic dims are -1.
- * @param[out] shape_buf up to capacity dims. @param[out] out_ndim rank.
+ * @param[out] shape_buf borrowed for the call; up to capacity dims. @param[out] out_ndim rank.
  * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT, BUFFER_TOO_SMALL (*out_ndim = rank).
  * Thread-safety: concurrent calls are safe.
  */
@@ -372,7 +390,8 @@ MLORA_API mlora_status_t mlora_model_output_info(const mlora_model_t* model, siz
 MLORA_API mlora_status_t mlora_model_lora_count(const mlora_model_t* model, size_t* out_count);
 
 /**
- * Name of LoRA parameter number index, in the model's input order.
+ * Name of LoRA input number index, in the model's input order.
+ * @param[out] buf borrowed for the call; receives the UTF-8 name. @param[out] out_len bytes needed/written.
  * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT, BUFFER_TOO_SMALL.
  * Thread-safety: concurrent calls are safe.
  */
@@ -482,6 +501,7 @@ MLORA_API mlora_status_t mlora_adapter_param_count(const mlora_adapter_t* adapte
 
 /**
  * Name of parameter number index.
+ * @param[out] buf borrowed for the call; receives the UTF-8 name. @param[out] out_len bytes needed/written.
  * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (index), BUFFER_TOO_SMALL.
  * Thread-safety: concurrent calls are safe.
  */
@@ -560,7 +580,7 @@ MLORA_API mlora_status_t mlora_adapters_unload(mlora_adapters_t* adapters, const
 
 /**
  * Names of the loaded adapters, sorted, written one after another each with its NUL terminator.
- * @param[out] buf may be NULL if capacity is 0. @param[out] out_len total bytes needed/written.
+ * @param[out] buf borrowed for the call; may be NULL if capacity is 0. @param[out] out_len total bytes needed/written.
  * @param[out] out_count number of names (may be NULL).
  * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT, BUFFER_TOO_SMALL.
  * Thread-safety: concurrent calls are safe; a concurrent load may make a retry needed.
@@ -673,7 +693,7 @@ MLORA_API mlora_status_t mlora_generator_params_set_search_number(mlora_generato
 
 /**
  * Sets a boolean search option by name ("do_sample"); value is 0 or 1.
- * @param[in] name borrowed for the call; UTF-8.
+ * @param[in] name copied; UTF-8.
  * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT.
  * Thread-safety: not concurrently with other use of the same params.
  */
@@ -681,7 +701,7 @@ MLORA_API mlora_status_t mlora_generator_params_set_search_bool(mlora_generator_
 
 /**
  * Reads a search option by name (booleans read as 0.0/1.0).
- * @param[in] name borrowed for the call; UTF-8.
+ * @param[in] name copied; UTF-8.
  * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (unknown name).
  * Thread-safety: concurrent calls are safe.
  */
@@ -767,7 +787,7 @@ MLORA_API mlora_status_t mlora_generator_batch_size(const mlora_generator_t* gen
 
 /**
  * Tokens of sequence index (prompt then generated, without left padding). *out_len counts tokens.
- * @param[out] buf receives up to capacity token ids.
+ * @param[out] buf borrowed for the call; receives up to capacity token ids.
  * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (index), BUFFER_TOO_SMALL (*out_len = tokens needed).
  * Thread-safety: one thread at a time per generator.
  */
@@ -775,6 +795,7 @@ MLORA_API mlora_status_t mlora_generator_get_sequence(const mlora_generator_t* g
 
 /**
  * The token each sequence got in the last step (batch_size ids). *out_len counts tokens.
+ * @param[out] buf borrowed for the call; receives up to capacity token ids.
  * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (no step yet), BUFFER_TOO_SMALL.
  * Thread-safety: one thread at a time per generator.
  */

@@ -20,6 +20,10 @@ import os
 import sys
 from typing import Any, Dict, List, Optional, Sequence
 
+from ._cli_text import human as _human
+from ._cli_text import shape_str as _shape_str
+from ._cli_text import table as _table
+
 __all__ = ["main", "inspect_file", "is_adapter_file"]
 
 
@@ -30,29 +34,6 @@ def is_adapter_file(path: str) -> bool:
     with open(path, "rb") as f:
         head = f.read(8)
     return len(head) == 8 and head[4:8] == b"TORT"
-
-
-def _shape_str(shape: Sequence[Any]) -> str:
-    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
-
-
-def _human(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{int(size)} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"  # pragma: no cover
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> List[str]:
-    widths = [len(h) for h in headers]
-    for row in rows:
-        widths = [max(w, len(c)) for w, c in zip(widths, row)]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    lines = [fmt.format(*headers).rstrip(), fmt.format(*("-" * w for w in widths)).rstrip()]
-    lines += [fmt.format(*row).rstrip() for row in rows]
-    return lines
 
 
 def _inspect_adapter(path: str) -> Dict[str, Any]:

@@ -55,7 +55,7 @@ def _convert(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from . import MultiloraError
-    from .cli import _table
+    from ._cli_text import table as _table
     from .peft import check
 
     try:
@@ -163,7 +163,8 @@ def inspect_peft(path: str) -> Dict[str, Any]:
 
 
 def format_peft(info: Dict[str, Any]) -> str:
-    from .cli import _shape_str, _table
+    from ._cli_text import shape_str as _shape_str
+    from ._cli_text import table as _table
 
     lines = [f"PEFT folder {info['path']}"]
     lines += [f"{k:<16}{json.dumps(v)}" for k, v in info["config"].items()]

@@ -222,7 +222,7 @@ def convert(
     try:
         with Adapters(m) as reg:
             reg.load(peft_dir, "peft")
-            params = reg.info("peft").parameters
+            params = reg.get("peft").parameters
         version = m.version
         model_dtypes = {li.dtype for li in m.lora_inputs}
     finally:
@@ -420,7 +420,7 @@ def check(model: Any, adapters: Sequence[PathLike], *, ignore_model_version: boo
                         rows.append(CheckRow(label, "(load)", "error", f"{e.status_name}: {e}"))
                     continue
                 if os.path.isdir(p):
-                    info = reg.info("check").params
+                    info = reg.get("check").params
                     for name, pi in info.items():
                         rows.append(CheckRow(label, name, "ok", f"{pi.dtype} {list(pi.shape)}"))
                     for li in m.lora_inputs:

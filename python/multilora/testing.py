@@ -86,6 +86,8 @@ def _prefix(layer: int, module: str) -> str:
     return f"model.layers.{layer}.{_group(module)}.{module}"
 
 
+# long: one seeded graph written top to bottom; its small builders are closures over the lists being filled, and a
+# split would only pass those lists around.
 def make_lora_model(
     path: PathLike,
     layers: int = 2,

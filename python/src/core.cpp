@@ -60,37 +60,10 @@ void set_python_error(const ml::Error& e) {
 // dtypes
 // ---------------------------------------------------------------------------------------------------
 
+// The library's name ("float32", ...; mlora_dtype_name), "dtype(N)" for a value it does not know.
 std::string dtype_label(mlora_dtype_t dtype) {
-  switch (dtype) {
-    case MLORA_DTYPE_FLOAT32:
-      return "float32";
-    case MLORA_DTYPE_UINT8:
-      return "uint8";
-    case MLORA_DTYPE_INT8:
-      return "int8";
-    case MLORA_DTYPE_UINT16:
-      return "uint16";
-    case MLORA_DTYPE_INT16:
-      return "int16";
-    case MLORA_DTYPE_INT32:
-      return "int32";
-    case MLORA_DTYPE_INT64:
-      return "int64";
-    case MLORA_DTYPE_BOOL:
-      return "bool";
-    case MLORA_DTYPE_FLOAT16:
-      return "float16";
-    case MLORA_DTYPE_FLOAT64:
-      return "float64";
-    case MLORA_DTYPE_UINT32:
-      return "uint32";
-    case MLORA_DTYPE_UINT64:
-      return "uint64";
-    case MLORA_DTYPE_BFLOAT16:
-      return "bfloat16";
-    default:
-      return "dtype(" + std::to_string(dtype) + ")";
-  }
+  const std::string name = ml::dtype_name(dtype);
+  return name == "unknown" ? "dtype(" + std::to_string(dtype) + ")" : name;
 }
 
 py::object ml_dtypes_bfloat16() {
@@ -391,25 +364,8 @@ void set_active_rows(T& receiver, const ml::Adapters& adapters, const py::object
   receiver.set_active_adapters_per_row(adapters, r, &w);
 }
 
-}  // namespace
-
-PYBIND11_MODULE(_core, m) {
-  m.doc() = "multilora native core (C ABI via multilora.hpp). Use the `multilora` package, not this module.";
-
-  try {
-    ml::check_abi_version();
-  } catch (const ml::Error& e) {
-    throw py::import_error(e.what());
-  }
-
-  py::register_exception_translator([](std::exception_ptr p) {
-    try {
-      if (p) std::rethrow_exception(p);
-    } catch (const ml::Error& e) {
-      set_python_error(e);
-    }
-  });
-
+// Library-wide functions and constants: versions, status and dtype names, the ONNX Runtime library.
+void bind_library(py::module_& m) {
   m.attr("ABI_VERSION") = MLORA_ABI_VERSION;
   m.attr("HEADER_VERSION") = MLORA_VERSION_STRING;
   m.attr("LOAD_REPLACE") = MLORA_LOAD_REPLACE;
@@ -418,6 +374,15 @@ PYBIND11_MODULE(_core, m) {
   m.def("version", &ml::version_string, "Version of the loaded library.");
   m.def("abi_version", &ml::abi_version, "ABI version of the loaded library.");
   m.def("status_name", &ml::status_name, py::arg("status"));
+  m.def("dtype_name", &ml::dtype_name, py::arg("dtype"), "mlora_dtype_name: \"float32\", ...; \"unknown\".");
+  m.def(
+      "dtype_size",
+      [](mlora_dtype_t dtype) {
+        size_t size = 0;
+        ml::detail::check(mlora_dtype_size(dtype, &size));
+        return size;
+      },
+      py::arg("dtype"), "mlora_dtype_size: bytes per element; InvalidArgumentError for an unknown dtype.");
   m.def("set_ort_library_path", &ml::set_ort_library_path, py::arg("path"));
   m.def(
       "ort_info",
@@ -434,7 +399,10 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "raise_status", [](mlora_status_t status, const std::string& message) { fail(status, message); },
       py::arg("status"), py::arg("message"), "Raises the exception the bindings raise for status (for tests).");
+}
 
+// ModelOptions, RunOptions and Model.
+void bind_model(py::module_& m) {
   py::class_<ml::ModelOptions>(m, "ModelOptions")
       .def(py::init<>())
       .def(
@@ -491,7 +459,7 @@ PYBIND11_MODULE(_core, m) {
           "lora_inputs",
           [](const ml::Model& model) {
             py::list out;
-            for (const ml::LoraInfo& l : model.lora_inputs()) {
+            for (const ml::LoraInputInfo& l : model.lora_inputs()) {
               out.append(py::make_tuple(l.name, l.dtype, l.dim0, l.dim1, l.rank_axis));
             }
             return out;
@@ -509,7 +477,10 @@ PYBIND11_MODULE(_core, m) {
       .def("run", &run_model, py::arg("output_names").none(true), py::arg("feeds"),
            py::arg("options").none(true) = py::none())
       .def("close", &ml::Model::reset);
+}
 
+// Adapter, Adapters and the adapter writer.
+void bind_adapters(py::module_& m) {
   py::class_<ml::Adapter>(m, "Adapter")
       .def_static(
           "open",
@@ -565,12 +536,16 @@ PYBIND11_MODULE(_core, m) {
           py::arg("data"), py::arg("name"), py::arg("flags") = 0)
       .def("unload", &ml::Adapters::unload, py::arg("name"))
       .def("names", &ml::Adapters::names)
-      .def("get", &ml::Adapters::at, py::arg("name"))
+      .def(
+          "get", [](const ml::Adapters& a, const std::string& name) { return a.get(name); }, py::arg("name"))
       .def("close", &ml::Adapters::reset);
 
   m.def("write_adapter", &write_adapter, py::arg("path"), py::arg("items"), py::arg("adapter_version") = 0,
         py::arg("model_version") = 0, "Writes [(name, array, dtype code or None)] as an .onnx_adapter file.");
+}
 
+// GeneratorParams and Generator.
+void bind_generation(py::module_& m) {
   py::class_<ml::GeneratorParams>(m, "GeneratorParams")
       .def(py::init<const ml::Model&>(), py::arg("model"))
       .def(
@@ -668,4 +643,29 @@ PYBIND11_MODULE(_core, m) {
           },
           py::arg("adapters"), py::arg("rows"), py::arg("weights") = py::none())
       .def("close", &ml::Generator::reset);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "multilora native core (C ABI via multilora.hpp). Use the `multilora` package, not this module.";
+
+  try {
+    ml::check_abi_version();
+  } catch (const ml::Error& e) {
+    throw py::import_error(e.what());
+  }
+
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const ml::Error& e) {
+      set_python_error(e);
+    }
+  });
+
+  bind_library(m);
+  bind_model(m);
+  bind_adapters(m);
+  bind_generation(m);
 }

@@ -82,6 +82,33 @@ static void test_library(void) {
   CHECK(mlora_abi_version() == MLORA_ABI_VERSION, "abi version");
   CHECK(strcmp(mlora_status_name(MLORA_STATUS_NOT_FOUND), "MLORA_STATUS_NOT_FOUND") == 0, "status name");
   CHECK(strcmp(mlora_status_name(9999), "MLORA_STATUS_UNKNOWN") == 0, "unknown status name");
+  {
+    /* mlora_dtype_name / mlora_dtype_size against C's own sizes (bool is one byte in every ABI we target). */
+    static const struct {
+      mlora_dtype_t dtype;
+      const char* name;
+      size_t size;
+    } dtypes[] = {
+        {MLORA_DTYPE_FLOAT32, "float32", sizeof(float)},      {MLORA_DTYPE_UINT8, "uint8", sizeof(uint8_t)},
+        {MLORA_DTYPE_INT8, "int8", sizeof(int8_t)},           {MLORA_DTYPE_UINT16, "uint16", sizeof(uint16_t)},
+        {MLORA_DTYPE_INT16, "int16", sizeof(int16_t)},        {MLORA_DTYPE_INT32, "int32", sizeof(int32_t)},
+        {MLORA_DTYPE_INT64, "int64", sizeof(int64_t)},        {MLORA_DTYPE_BOOL, "bool", 1},
+        {MLORA_DTYPE_FLOAT16, "float16", sizeof(uint16_t)},   {MLORA_DTYPE_FLOAT64, "float64", sizeof(double)},
+        {MLORA_DTYPE_UINT32, "uint32", sizeof(uint32_t)},     {MLORA_DTYPE_UINT64, "uint64", sizeof(uint64_t)},
+        {MLORA_DTYPE_BFLOAT16, "bfloat16", sizeof(uint16_t)},
+    };
+    size_t i, size = 0;
+    for (i = 0; i < sizeof dtypes / sizeof dtypes[0]; ++i) {
+      CHECK(strcmp(mlora_dtype_name(dtypes[i].dtype), dtypes[i].name) == 0, "dtype name of %d", (int)dtypes[i].dtype);
+      CHECK_STATUS(mlora_dtype_size(dtypes[i].dtype, &size), MLORA_STATUS_OK);
+      CHECK(size == dtypes[i].size, "dtype size of %s: %zu", dtypes[i].name, size);
+    }
+    CHECK(strcmp(mlora_dtype_name(8), "unknown") == 0, "unknown dtype name");
+    size = 77;
+    CHECK_STATUS(mlora_dtype_size(8, &size), MLORA_STATUS_INVALID_ARGUMENT);
+    CHECK(size == 77, "nothing written for an unknown dtype");
+    CHECK_STATUS(mlora_dtype_size(MLORA_DTYPE_FLOAT32, NULL), MLORA_STATUS_INVALID_ARGUMENT);
+  }
   CHECK(mlora_last_error_message() != NULL, "last error never NULL");
   char path[4096], version[64];
   size_t plen = 0, vlen = 0;

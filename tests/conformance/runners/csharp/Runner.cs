@@ -372,6 +372,12 @@ namespace Multilora.Conformance
                 case "status_name":
                     r.Values["value"] = Library.StatusName((int)Num(a, "status", 0));
                     return;
+                case "dtype_name":
+                    r.Values["value"] = Library.DTypeName((int)Num(a, "dtype", 0));
+                    return;
+                case "dtype_size":
+                    r.Values["value"] = (double)Library.DTypeSize((int)Num(a, "dtype", 0));
+                    return;
                 case "model_create":
                     r.Handle = new Model(Str(a, "path"), Obj<ModelOptions>(a, "options"));
                     return;

@@ -424,6 +424,12 @@ public final class ConformanceRunner {
             case "status_name":
                 r.values.put("value", Multilora.statusName((int) num(a, "status", 0)));
                 return;
+            case "dtype_name":
+                r.values.put("value", Multilora.dtypeName((int) num(a, "dtype", 0)));
+                return;
+            case "dtype_size":
+                r.values.put("value", (double) Multilora.dtypeSize((int) num(a, "dtype", 0)));
+                return;
             case "model_create":
                 r.handle = new Model(str(a, "path"), obj(a, "options", ModelOptions.class));
                 return;
