@@ -55,6 +55,7 @@ from ._errors import (
     TypeMismatchError,
     VersionMismatchError,
 )
+from ._paths import get_include, get_library
 from .generation import (  # noqa: E402  (Generation: extends _api's GeneratorParams/Generator)
     Generator,
     GeneratorParams,
@@ -89,6 +90,8 @@ __all__ = [
     "write_adapter",
     "ort_info",
     "onnxruntime_library_path",
+    "get_include",
+    "get_library",
     "MultiloraError",
     "InvalidArgumentError",
     "InvalidHandleError",
