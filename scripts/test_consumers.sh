@@ -2,7 +2,7 @@
 # Tests the C install as another project uses it: `cmake --install` of a build tree into a fresh prefix, then
 # tests/consumers/consumer.c built once through find_package(multilora) (tests/consumers/cmake) and once with
 # pkg-config, each run and its printed values checked against references computed here:
-#   - the installed layout: libmultilora.so.<ABI> whose soname equals the wheel's file (multilora.get_library()),
+#   - the installed layout: libmultilora.so.<major version> whose soname equals the wheel's file (multilora.get_library()),
 #     the libmultilora.so link, both headers, multiloraConfig.cmake + version file, multilora.pc;
 #   - ABI version = the header's; a missing model file gives MLORA_STATUS_NOT_FOUND (or _IO);
 #   - where the library finds ONNX Runtime by itself (the build must record no path: MLORA_DEFAULT_ORT_LIBRARY=none):
@@ -29,16 +29,18 @@ define() { sed -nE "s/^#define $1 ([0-9]+).*/\1/p" "$header"; }
 echo "test_consumers: cmake --install $build --prefix $prefix --component devel"
 cmake --install "$build" --prefix "$prefix" --component devel >"$out/install.log"
 abi="$(define MLORA_ABI_VERSION)"
-real="$(find "$prefix" -name "libmultilora.so.$abi" | head -n1)"
-[[ -n "$real" && -f "$real" && ! -L "$real" ]] || fail "no libmultilora.so.$abi installed under $prefix"
+major="$(define MLORA_VERSION_MAJOR)"
+real="$(find "$prefix" -name "libmultilora.so.$major" | head -n1)"
+[[ -n "$real" && -f "$real" && ! -L "$real" ]] || fail "no libmultilora.so.$major installed under $prefix"
 libdir="$(dirname "$real")"
-[[ "$(readlink "$libdir/libmultilora.so")" == "libmultilora.so.$abi" ]] || fail "libmultilora.so does not link to .so.$abi"
+[[ "$(readlink "$libdir/libmultilora.so")" == "libmultilora.so.$major" ]] ||
+  fail "libmultilora.so does not link to libmultilora.so.$major"
 soname_of() { readelf -d "$1" | sed -nE 's/.*Library soname: \[(.*)\].*/\1/p'; }
 soname="$(soname_of "$real")"
 wheel_lib="$("$py" -c 'import multilora; print(multilora.get_library())')"
 wheel_soname="$(soname_of "$wheel_lib")"
-[[ "$soname" == "libmultilora.so.$abi" && "$soname" == "$wheel_soname" && "$(basename "$wheel_lib")" == "$soname" ]] ||
-  fail "sonames: installed '$soname', wheel '$wheel_soname' ($wheel_lib), expected libmultilora.so.$abi"
+[[ "$soname" == "libmultilora.so.$major" && "$soname" == "$wheel_soname" && "$(basename "$wheel_lib")" == "$soname" ]] ||
+  fail "sonames: installed '$soname', wheel '$wheel_soname' ($wheel_lib), expected libmultilora.so.$major"
 ok "installed $real, soname $soname = the wheel's ($wheel_lib)"
 for f in include/multilora/multilora.h include/multilora/multilora.hpp; do
   cmp -s "$prefix/$f" "$here/$f" || fail "$f not installed (or differs)"
@@ -71,7 +73,7 @@ check_run() {
     line="$(grep '^ort-error ' <<<"$text")" || fail "$name: ONNX Runtime loaded although nothing should be found"
     for place in "MULTILORA_ORT_LIBRARY: not set" "next to libmultilora ($libdir): no libonnxruntime.so" \
       "recorded at build time: none" "the Python onnxruntime package: no Python interpreter in this process" \
-      "libonnxruntime.so: " "libonnxruntime.so.1: "; do
+      "the system library path: libonnxruntime.so: " "the system library path: libonnxruntime.so.1: "; do
       grep -qF "$place" <<<"$line" || fail "$name: the error does not list '$place': $line"
     done
   else

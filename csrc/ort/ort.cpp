@@ -57,20 +57,20 @@ OrtLoggingLevel env_log_level() {
 }
 
 // Tries one candidate. On success fills the state and returns true; otherwise appends why to `tried`.
-bool try_load(OrtState& s, const std::string& path, std::string& tried) {
+bool try_load(OrtState& s, const std::string& path, std::string& tried, const std::string& label = "") {
   ::dlerror();
   void* handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (!handle) {
     const char* err = ::dlerror();
     std::string why = err ? err : "dlopen failed";
     if (why.compare(0, path.size() + 2, path + ": ") == 0) why.erase(0, path.size() + 2);  // glibc repeats it
-    tried += "\n  " + path + ": " + why;
+    tried += "\n  " + label + path + ": " + why;
     return false;
   }
   using GetApiBaseFn = const OrtApiBase* (*)();
   auto get_base = reinterpret_cast<GetApiBaseFn>(::dlsym(handle, "OrtGetApiBase"));
   if (!get_base) {
-    tried += "\n  " + path + ": not ONNX Runtime (no symbol OrtGetApiBase)";
+    tried += "\n  " + label + path + ": not ONNX Runtime (no symbol OrtGetApiBase)";
     ::dlclose(handle);
     return false;
   }
@@ -78,7 +78,7 @@ bool try_load(OrtState& s, const std::string& path, std::string& tried) {
   const OrtApi* api = base ? base->GetApi(ORT_API_VERSION) : nullptr;
   if (!api) {
     const std::string lib_version = base ? base->GetVersionString() : "unknown";
-    tried += "\n  " + path + ": ONNX Runtime " + lib_version + " does not provide C API version " +
+    tried += "\n  " + label + path + ": ONNX Runtime " + lib_version + " does not provide C API version " +
              std::to_string(ORT_API_VERSION) + " (multilora was built with ONNX Runtime " + header_version() +
              " headers; a library of that version or newer is needed)";
     ::dlclose(handle);
@@ -215,26 +215,26 @@ void load_locked(OrtState& s, const std::string& python_dir = "", const std::str
     const std::vector<std::string> files = ort_files_in(own);
     if (files.empty()) tried += "\n  next to libmultilora (" + own + "): no libonnxruntime.so*";
     for (const std::string& path : files) {
-      if (try_load(s, path, tried)) return;
+      if (try_load(s, path, tried, "next to libmultilora: ")) return;
     }
   }
   const std::string built_in = MLORA_DEFAULT_ORT_LIBRARY;
   if (built_in.empty()) {
     tried += "\n  recorded at build time: none";
-  } else if (try_load(s, built_in, tried)) {
+  } else if (try_load(s, built_in, tried, "recorded at build time: ")) {
     return;
   }
   if (!python_dir.empty()) {
     const std::vector<std::string> files = ort_files_in(python_dir);
     if (files.empty()) tried += "\n  the Python onnxruntime package (" + python_dir + "): no libonnxruntime.so*";
     for (const std::string& path : files) {
-      if (try_load(s, path, tried)) return;
+      if (try_load(s, path, tried, "the Python onnxruntime package: ")) return;
     }
   } else {
     tried += "\n  the Python onnxruntime package: " + (python_why.empty() ? std::string("not looked for") : python_why);
   }
   for (const char* name : {"libonnxruntime.so", "libonnxruntime.so.1"}) {
-    if (try_load(s, name, tried)) return;
+    if (try_load(s, name, tried, "the system library path: ")) return;
   }
   fail(MLORA_STATUS_RUNTIME, "cannot load the ONNX Runtime library; looked in:" + tried + hint);
 }

@@ -22,8 +22,8 @@ def get_include() -> str:
 
 
 def get_library() -> str:
-    """The path of the package's shared library, ``libmultilora.so.<ABI version>`` (its soname; the same as a
-    ``cmake --install`` of the C library installs)."""
+    """The path of the package's shared library, ``libmultilora.so.<major version>`` (its soname; the same file
+    name and soname as a ``cmake --install`` of the C library installs)."""
     found: List[str] = sorted(glob.glob(os.path.join(_HERE, "libmultilora.so*")), key=len)
     if not found:
         raise FileNotFoundError(f"libmultilora.so is not installed in {_HERE} (a broken install?)")

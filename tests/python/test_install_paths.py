@@ -35,14 +35,15 @@ def test_get_include_holds_this_checkouts_headers():
         assert (inc / "multilora" / name).read_bytes() == (REPO / "include" / "multilora" / name).read_bytes()
 
 
-def test_get_library_is_the_abi_versioned_soname():
+def test_get_library_is_the_versioned_soname():
     lib = Path(ml.get_library())
-    abi = _define("MLORA_ABI_VERSION")
-    assert lib.name == f"libmultilora.so.{abi}"
+    major = _define("MLORA_VERSION_MAJOR")
+    assert lib.name == f"libmultilora.so.{major}"
     assert lib.parent == Path(ml.__file__).parent
+    assert sorted(p.name for p in lib.parent.glob("libmultilora.so*")) == [lib.name]  # one file, no copies
     if shutil.which("readelf"):
         dyn = subprocess.run(["readelf", "-d", str(lib)], capture_output=True, text=True, check=True).stdout
-        assert f"Library soname: [libmultilora.so.{abi}]" in dyn
+        assert f"Library soname: [libmultilora.so.{major}]" in dyn
 
 
 def test_module_flags():
