@@ -3,11 +3,12 @@
 # packages of requirements-dev.txt, the native build dependencies (scripts/fetch_deps.sh), and the
 # multilora package built and installed from this checkout. Used by scripts/test.sh and scripts/demo.sh.
 #
-# MLORA_BUILD_DIR (optional): build the package in that folder and keep it, with the C/C++ tests
-# (MLORA_BUILD_TESTS=ON) and debug info (-g, for the ABI check), so that scripts/test.sh runs CTest, the
-# bindings and the ABI check on this one build of the core instead of compiling it again. That build records
-# no ONNX Runtime path in the library (MLORA_DEFAULT_ORT_LIBRARY=none), so the tests exercise the run-time
-# search; the Python package points the core at the onnxruntime wheel itself.
+# The package is built in MLORA_BUILD_DIR (default build/ctest), kept, with the C/C++ tests
+# (MLORA_BUILD_TESTS=ON) and debug info (-g, for the ABI check), so that scripts/test.sh runs CTest, the C
+# consumers, the bindings and the ABI check on this one build of the core, and scripts/demo.sh after it (or the
+# other way round) compiles nothing again. That build records no ONNX Runtime path in the library
+# (MLORA_DEFAULT_ORT_LIBRARY=none), so the tests exercise the run-time search; the Python package points the
+# core at the onnxruntime wheel itself.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
@@ -18,15 +19,11 @@ echo "setup_env: pinned packages (requirements-dev.txt) into $venv"
 "$py" -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 echo "setup_env: build dependencies (scripts/fetch_deps.sh)"
 bash scripts/fetch_deps.sh >/dev/null
-pip_args=(-m pip install --disable-pip-version-check --no-build-isolation)
-if [[ -n "${MLORA_BUILD_DIR:-}" ]]; then
-  mkdir -p "$MLORA_BUILD_DIR"
-  build_dir="$(cd "$MLORA_BUILD_DIR" && pwd)"
-  pip_args+=(-C "build-dir=$build_dir" -C cmake.define.MLORA_BUILD_TESTS=ON -C "cmake.define.CMAKE_CXX_FLAGS=-g"
-    -C cmake.define.MLORA_DEFAULT_ORT_LIBRARY=none)
-else
-  build_dir="$here/build/<wheel tag>"
-fi
+mkdir -p "${MLORA_BUILD_DIR:=$here/build/ctest}"
+build_dir="$(cd "$MLORA_BUILD_DIR" && pwd)"
+pip_args=(-m pip install --disable-pip-version-check --no-build-isolation
+  -C "build-dir=$build_dir" -C cmake.define.MLORA_BUILD_TESTS=ON -C "cmake.define.CMAKE_CXX_FLAGS=-g"
+  -C cmake.define.MLORA_DEFAULT_ORT_LIBRARY=none)
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 echo "setup_env: building and installing the multilora package in $build_dir (minutes on 2 cores; compile steps below)"
