@@ -50,6 +50,7 @@ from ._errors import (
     VersionMismatchError,
 )
 from ._ort import onnxruntime_library_path, point_core_at_onnxruntime
+from ._paths import get_include, get_library
 from .generation import (
     Generator,
     GeneratorParams,
@@ -82,6 +83,8 @@ __all__ = [
     "write_adapter",
     "ort_info",
     "onnxruntime_library_path",
+    "get_include",
+    "get_library",
     "MultiloraError",
     "InvalidArgumentError",
     "InvalidHandleError",

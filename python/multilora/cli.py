@@ -18,7 +18,7 @@ import argparse
 import json
 import os
 import sys
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from ._cli_text import human as _human
 from ._cli_text import shape_str as _shape_str
@@ -151,28 +151,27 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     add_prepare_batching_command(sub)
     args = parser.parse_args(argv)
-
-    from . import MultiloraError, __version__
-
     if args.version:
-        print(__version__)
-        return 0
-    if args.command in ("generate", "convert", "check", "prepare-model", "prepare-batching"):
-        return int(args.func(args))
-    if args.command != "inspect":
+        return _guarded("--version", _print_version, args)
+    if args.command is None:
         parser.print_help(sys.stderr)
         return 2
+    func = args.func if args.command != "inspect" else _inspect
+    return _guarded(args.command, func, args)
+
+
+def _print_version(args: argparse.Namespace) -> int:
+    from . import __version__
+
+    print(__version__)
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
     if not os.path.exists(args.file):
         print(f"multilora inspect: no such file or folder: {args.file}", file=sys.stderr)
         return 1
-    try:
-        info = inspect_file(args.file)
-    except MultiloraError as e:
-        print(f"multilora inspect: {e.status_name}: {e}", file=sys.stderr)
-        return 1
-    except (OSError, ValueError) as e:  # a malformed PEFT folder
-        print(f"multilora inspect: {e}", file=sys.stderr)
-        return 1
+    info = inspect_file(args.file)
     try:
         print(json.dumps(info, indent=2) if args.json else _format(info))
         sys.stdout.flush()
@@ -180,6 +179,59 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
     return 0
+
+
+# Optional packages -> the extra of pyproject.toml that installs them.
+EXTRAS = {"onnx": "tools", "tokenizers": "generation", "tqdm": None}
+
+
+def _one_line(text: str) -> str:
+    return "; ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
+def _missing_module(e: ImportError) -> Optional[str]:
+    """The top-level name of the module whose import failed (also through a chained ImportError)."""
+    err: Optional[BaseException] = e
+    while err is not None:
+        name = getattr(err, "name", None)
+        if name:
+            return str(name).split(".")[0]
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def _guarded(command: str, func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Runs one command; a missing optional package, a library error or bad input becomes one line on stderr
+    and exit code 1 (never a traceback; MULTILORA_DEBUG=1 re-raises)."""
+    prefix = f"multilora {command}:" if not command.startswith("-") else "multilora:"
+    try:
+        return int(func(args))
+    except KeyboardInterrupt:
+        print(f"{prefix} interrupted", file=sys.stderr)
+        return 130
+    except ImportError as e:
+        if os.environ.get("MULTILORA_DEBUG"):
+            raise
+        name = _missing_module(e)
+        if name == "multilora" or name is None:
+            print(f"{prefix} the multilora package is not installed correctly: {_one_line(e)}", file=sys.stderr)
+        elif EXTRAS.get(name):
+            print(f"{prefix} needs the '{name}' package: pip install 'multilora[{EXTRAS[name]}]'", file=sys.stderr)
+        else:
+            print(f"{prefix} needs the '{name}' package: pip install {name}", file=sys.stderr)
+        return 1
+    except Exception as e:  # noqa: BLE001 - the CLI reports every error as one line
+        if os.environ.get("MULTILORA_DEBUG"):
+            raise
+        status = getattr(e, "status_name", None)
+        if status:  # MultiloraError: the library's status name and message
+            print(f"{prefix} {status}: {_one_line(e)}", file=sys.stderr)
+        elif isinstance(e, (OSError, ValueError, KeyError, TypeError)):
+            text = _one_line(e.args[0] if isinstance(e, KeyError) and e.args else e)
+            print(f"{prefix} {text or type(e).__name__}", file=sys.stderr)
+        else:  # e.g. protobuf's DecodeError for a file that is not an ONNX model
+            print(f"{prefix} {type(e).__name__}: {_one_line(e)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover
