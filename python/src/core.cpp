@@ -97,7 +97,7 @@ TokenIds token_ids(const py::object& tokens, const char* what, py::ssize_t offse
     const int64_t v = src[i];
     if (v < INT32_MIN || v > INT32_MAX) {
       dst[i] = INT32_MAX;
-      out.big.emplace_back(offset + i, kind == 'u' && raw.itemsize() == 8 ? py::str(raw.attr("flat")[py::int_(i)])
+      out.big.emplace_back(offset + i, kind == 'u' && raw.itemsize() == 8 ? py::str(raw.attr("flat")[py::int_(i)]).cast<std::string>()
                                                                         : std::to_string(v));
     } else {
       dst[i] = static_cast<int32_t>(v);
