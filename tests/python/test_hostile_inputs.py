@@ -98,16 +98,29 @@ def _write_safetensors_raw(path: Path, header: bytes, data: bytes = b"") -> None
 # ---- (2) deeply nested JSON ----------------------------------------------------------------------------
 
 
-def test_deeply_nested_json_is_a_format_error_naming_the_file(tiny, tmp_path):
-    """~300 KB of nested '[' in genai_config.json, adapter_config.json and a safetensors header: FORMAT naming
-    the file (before: SIGSEGV from a recursive copy/print of the parsed value)."""
+def _deep_configs(tmp_path: Path):
+    """Configs whose deep value sits where the readers copy or print it (an error message quoting it)."""
     deep = "[" * DEPTH + "]" * DEPTH
     gen = _genai_copy(tmp_path)
-    (gen / "genai_config.json").write_text('{"model": ' + deep + "}")
+    text = (GEN_BASE / "genai_config.json").read_text()
+    cfg = json.loads(text)
+    cfg["model"]["decoder"]["session_options"]["graph_optimization_level"] = "@DEEP@"
+    (gen / "genai_config.json").write_text(json.dumps(cfg).replace('"@DEEP@"', deep))
     peft = _peft_copy(tmp_path)
-    (peft / "adapter_config.json").write_text('{"r": 4, "x": ' + deep + "}")
+    pcfg = json.loads((PEFT_QV / "adapter_config.json").read_text())
+    pcfg["modules_to_save"] = "@DEEP@"
+    (peft / "adapter_config.json").write_text(json.dumps(pcfg).replace('"@DEEP@"', deep))
     st = _peft_copy(tmp_path, "peft_st")
-    _write_safetensors_raw(st / "adapter_model.safetensors", deep.encode())
+    header = '{"x.lora_A.weight": {"dtype": "F32", "shape": ' + deep + ', "data_offsets": [0, 0]}}'
+    _write_safetensors_raw(st / "adapter_model.safetensors", header.encode())
+    return gen, peft, st
+
+
+def test_deeply_nested_json_is_a_format_error_naming_the_file(tiny, tmp_path):
+    """~300 KB of nested '[' in genai_config.json, adapter_config.json and a safetensors header, where the
+    reader prints the value in a message: FORMAT naming the file (before: SIGSEGV, stack overflow in the
+    recursive print/copy of the parsed value)."""
+    gen, peft, st = _deep_configs(tmp_path)
     got = _errors_in_child(
         f"""
         m = ml.Model({tiny.path!r})
@@ -124,9 +137,7 @@ def test_deeply_nested_json_is_a_format_error_naming_the_file(tiny, tmp_path):
 
 
 def test_cli_check_convert_and_inspect_survive_deep_json(tiny, tmp_path):
-    deep = "[" * DEPTH + "]" * DEPTH
-    peft = _peft_copy(tmp_path)
-    (peft / "adapter_config.json").write_text('{"r": 4, "x": ' + deep + "}")
+    _, peft, _ = _deep_configs(tmp_path)
     for args in (
         ["check", "--model", tiny.path, str(peft)],
         ["convert", str(peft), "-o", str(tmp_path / "out.onnx_adapter"), "--model", tiny.path],
