@@ -58,8 +58,7 @@ void Registry::validate(const Adapter& adapter, const std::string& label, int32_
       std::vector<std::string> known;
       for (const auto& l : model.lora_inputs()) known.push_back(l.name);
       fail(MLORA_STATUS_NOT_FOUND, who + ": parameter '" + printable_text(p.name) + "' is not a LoRA input of model '" +
-                                       model.path() +
-                                       "'; its LoRA inputs are " + join_names(known));
+                                       model.path() + "'; its LoRA inputs are " + join_names(known));
     }
     if (p.dtype != in->dtype) {
       fail(MLORA_STATUS_TYPE_MISMATCH, who + ": parameter '" + p.name + "' has dtype " + dtype_name(p.dtype) +

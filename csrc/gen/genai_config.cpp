@@ -159,8 +159,9 @@ std::string model_folder_file(const std::string& dir, const std::string& config_
   if (name.empty()) fail(MLORA_STATUS_FORMAT, "'" + config_path + "': " + key + " is empty");
   if (name[0] == '/') {
     if (!allow_external) {
-      fail(MLORA_STATUS_FORMAT, who + " is an absolute path; a model folder may only name files inside it (allow "
-                                      "external paths in the model options to permit this)");
+      fail(MLORA_STATUS_FORMAT, who +
+                                    " is an absolute path; a model folder may only name files inside it (allow "
+                                    "external paths in the model options to permit this)");
     }
     return name;
   }
@@ -170,8 +171,9 @@ std::string model_folder_file(const std::string& dir, const std::string& config_
       size_t end = name.find('/', start);
       if (end == std::string::npos) end = name.size();
       if (name.compare(start, end - start, "..") == 0 && end - start == 2) {
-        fail(MLORA_STATUS_FORMAT, who + " climbs out of the model folder with '..'; a model folder may only name "
-                                        "files inside it (allow external paths in the model options to permit this)");
+        fail(MLORA_STATUS_FORMAT, who +
+                                      " climbs out of the model folder with '..'; a model folder may only name "
+                                      "files inside it (allow external paths in the model options to permit this)");
       }
       start = end + 1;
     }

@@ -145,8 +145,8 @@ std::shared_ptr<const ActiveSet> ActiveSet::build(std::shared_ptr<const Model> m
                   !all_finite(in.dtype, dst + offset, n / esize)) {
                 fail(MLORA_STATUS_INVALID_ARGUMENT,
                      "weight " + std::to_string(c.weight) + " of adapter '" + printable_text(*c.adapter) +
-                         "' times parameter '" + printable_text(c.param->name) + "' overflows " +
-                         dtype_name(in.dtype) + " (non-finite values); use a smaller weight");
+                         "' times parameter '" + printable_text(c.param->name) + "' overflows " + dtype_name(in.dtype) +
+                         " (non-finite values); use a smaller weight");
               }
             }
           }

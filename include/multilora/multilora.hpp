@@ -574,8 +574,9 @@ class Adapters {
   }
 
   /**
-   * Loads an .onnx_adapter file under name; flags are MLORA_LOAD_* bits. Maps, verifies and validates an .onnx_adapter file (or a PEFT folder). A mapped file must not be
-   * truncated or rewritten in place while loaded (SIGBUS); pass MLORA_LOAD_COPY for files that may change.
+   * Loads an .onnx_adapter file (or a PEFT folder) under name; flags are MLORA_LOAD_* bits. The file is
+   * mapped: it must not be truncated or rewritten in place while loaded (SIGBUS); pass MLORA_LOAD_COPY for
+   * files that may change under a running process.
    */
   void load(const std::string& path, const std::string& name, int32_t flags = MLORA_LOAD_DEFAULT) {
     detail::check(mlora_adapters_load(get(), detail::c_str(path, "path"), detail::c_str(name, "adapter name"), flags));

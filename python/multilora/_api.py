@@ -475,9 +475,8 @@ class Adapters(_Native):
         (a run reading past the end of a truncated mapped file dies with SIGBUS). ``copy=True`` reads
         the file into private memory instead, for files that may change under a running process.
         """
-        self._n().load(
-            _fspath(path, "Adapters.load"), _name(name, "Adapters.load"), _load_flags(replace, ignore_model_version, copy)
-        )
+        flags = _load_flags(replace, ignore_model_version, copy)
+        self._n().load(_fspath(path, "Adapters.load"), _name(name, "Adapters.load"), flags)
 
     def load_from_memory(
         self, data: BytesLike, name: str, *, replace: bool = False, ignore_model_version: bool = False

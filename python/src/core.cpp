@@ -48,8 +48,7 @@ void set_python_error(const ml::Error& e) {
     // The library promises UTF-8 messages; decode tolerantly anyway so a stray byte can never replace the
     // error with a UnicodeDecodeError (status and message lost).
     const std::string text = e.what();
-    PyObject* decoded =
-        PyUnicode_DecodeUTF8(text.data(), static_cast<Py_ssize_t>(text.size()), "backslashreplace");
+    PyObject* decoded = PyUnicode_DecodeUTF8(text.data(), static_cast<Py_ssize_t>(text.size()), "backslashreplace");
     if (!decoded) throw py::error_already_set();
     py::object message = py::reinterpret_steal<py::object>(decoded);
     py::object exc = errors.attr("error_from_status")(e.status(), e.status_name(), message);
@@ -97,8 +96,9 @@ TokenIds token_ids(const py::object& tokens, const char* what, py::ssize_t offse
     const int64_t v = src[i];
     if (v < INT32_MIN || v > INT32_MAX) {
       dst[i] = INT32_MAX;
-      out.big.emplace_back(offset + i, kind == 'u' && raw.itemsize() == 8 ? py::str(raw.attr("flat")[py::int_(i)]).cast<std::string>()
-                                                                        : std::to_string(v));
+      out.big.emplace_back(offset + i, kind == 'u' && raw.itemsize() == 8
+                                           ? py::str(raw.attr("flat")[py::int_(i)]).cast<std::string>()
+                                           : std::to_string(v));
     } else {
       dst[i] = static_cast<int32_t>(v);
     }
@@ -721,7 +721,8 @@ PYBIND11_MODULE(_core, m) {
             for (py::handle s : sequences) {
               TokenIds t = token_ids(py::reinterpret_borrow<py::object>(s), "append_token_sequences", offset);
               offset += t.ids.size();
-              if (t.ids.ndim() != 1) fail(MLORA_STATUS_INVALID_ARGUMENT, "append_token_sequences: each sequence must be 1-D");
+              if (t.ids.ndim() != 1)
+                fail(MLORA_STATUS_INVALID_ARGUMENT, "append_token_sequences: each sequence must be 1-D");
               seqs.emplace_back(t.ids.data(), t.ids.data() + t.ids.size());
               all.big.insert(all.big.end(), t.big.begin(), t.big.end());
             }

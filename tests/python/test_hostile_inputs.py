@@ -430,7 +430,9 @@ def test_genai_filename_outside_the_folder_needs_the_option(tmp_path):
         ml.Model(inside)  # any '..' component is refused, even one that stays inside
 
 
-def test_weights_beyond_the_documented_bound_are_refused(model, adapters, sql_ours, chat_ours, ids, lora_model, params_sql):
+def test_weights_beyond_the_documented_bound_are_refused(
+    model, adapters, sql_ours, chat_ours, ids, lora_model, params_sql
+):
     """3.4e38 or 2^70 gave all-NaN logits without a word; |weight| > 1e6 is refused naming the adapter."""
     adapters.load(sql_ours, "sql")
     adapters.load(chat_ours, "chat")
@@ -468,7 +470,9 @@ def test_lora_alpha_that_overflows_is_refused(tiny, tmp_path):
     with ml.Model(tiny.path) as m, ml.Adapters(m) as reg:
         with pytest.raises(ml.FormatError) as e:
             reg.load(peft, "p")
-        assert_error(e, ml.FormatError, "MLORA_STATUS_FORMAT", "adapter_config.json", "lora_alpha", "lora_B", "overflows")
+        assert_error(
+            e, ml.FormatError, "MLORA_STATUS_FORMAT", "adapter_config.json", "lora_alpha", "lora_B", "overflows"
+        )
 
 
 # ---- MLORA_LOAD_COPY: immune to truncation -----------------------------------------------------------------
