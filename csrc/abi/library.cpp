@@ -57,9 +57,13 @@ MLORA_API const char* mlora_last_error_message(void) {
   const char* raw = last_message();
   const size_t n = std::strlen(raw);
   if (valid_utf8(raw, n)) return raw;
-  thread_local std::string escaped;
+  // Rebuilt only when the message changed, so a pointer handed out stays valid until the next failing call.
+  thread_local std::string source, escaped;
   try {
-    escaped = escape_invalid_utf8(std::string(raw, n));
+    if (source.size() != n || source.compare(0, n, raw, n) != 0) {
+      source.assign(raw, n);
+      escaped = escape_invalid_utf8(source);
+    }
   } catch (...) {
     return "(error message lost: out of memory)";
   }

@@ -179,7 +179,9 @@ public interface MultiloraLibrary extends Library {
 
     /**
      * <pre>
-     * Message of the last failing call on this thread ("" if none failed yet).
+     * Message of the last failing call on this thread ("" if none failed yet): one line of valid UTF-8 (bytes
+     * quoted from files or from ONNX Runtime that are not UTF-8, and control characters in quoted names, are
+     * written as \xNN).
      * Returns: borrowed, library-owned string valid until the next failing call on this thread; never NULL.
      * Thread-safety: per thread.
      * </pre>
@@ -441,7 +443,10 @@ public interface MultiloraLibrary extends Library {
      * <pre>
      * Loads a model: an .onnx file with LoRA inputs (optional inputs whose default has a zero-size rank
      * dimension), or a folder with genai_config.json (see the Generation section).
-     * Inputs listed twice in graph.input are tolerated.
+     * Inputs listed twice in graph.input are tolerated. genai_config.json is read like every file the library
+     * reads: a FIFO, directory or device is IO (never a hang), over 16 MiB is IO, JSON nested deeper than 256
+     * levels is FORMAT; its model.decoder.filename must name a file inside the folder (FORMAT otherwise, see
+     * mlora_model_options_set_allow_external_paths) and may not hold a NUL byte.
      * &#64;param[in] path copied; UTF-8.
      * &#64;param[in] options borrowed for the call; NULL = defaults.
      * &#64;param[out] out_model owned; release with mlora_model_release.
