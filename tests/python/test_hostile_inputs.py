@@ -237,6 +237,37 @@ def test_the_binding_decodes_any_message_tolerantly():
     assert "\\xff\\xfe" in str(e.value)
 
 
+def test_onnx_runtime_message_quoting_a_mangled_node_name_is_utf8(tmp_path):
+    """ONNX Runtime quotes node names from the model file, which need not be UTF-8 (protobuf does not check
+    proto2 strings): the C message itself is valid UTF-8 with the bytes as \\xNN, not only the Python text."""
+    import ctypes
+
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("Add", ["x", "i"], ["y"], name="BADNODEX")  # float + int64: a type error at load
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [2]),
+            helper.make_tensor_value_info("i", TensorProto.INT64, [2]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
+    )
+    raw = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    path = tmp_path / "mangled.onnx"
+    path.write_bytes(raw.replace(b"BADNODEX", b"BAD\xff\xfeDEX"))
+    lib = ctypes.CDLL(ml._core.__file__)
+    lib.mlora_last_error_message.restype = ctypes.c_char_p
+    out = ctypes.c_void_p()
+    status = lib.mlora_model_create(str(path).encode(), None, ctypes.byref(out))
+    message = lib.mlora_last_error_message().decode("utf-8")  # strict: raises on any invalid byte
+    assert status == 12 and "BAD\\xff\\xfeDEX" in message, message
+    with pytest.raises(ml.OnnxRuntimeError) as e:
+        ml.Model(path)
+    assert "BAD\\xff\\xfeDEX" in str(e.value)
+
+
 def test_control_characters_in_names_are_escaped_in_not_found_and_peft_messages(model, adapters, tmp_path, tiny):
     """Names from files are escaped (\\x01) in NOT_FOUND (not a LoRA input of the model) and PEFT messages."""
     path = tmp_path / "ctl.onnx_adapter"
