@@ -547,6 +547,9 @@ def _rows_weights(
     if isinstance(rows, str):
         raise TypeError("set_active_adapters_per_row: rows must be a sequence of rows (lists of names), not a str")
     rows_list = [[row] if isinstance(row, str) else list(row) for row in rows]
+    for row in rows_list:
+        for n in row:
+            _name(n, "set_active_adapters_per_row")
     weights_list = None if weights is None else [[float(w) for w in row] for row in weights]
     return rows_list, weights_list
 

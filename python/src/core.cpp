@@ -75,30 +75,45 @@ TokenIds token_ids(const py::object& tokens, const char* what, py::ssize_t offse
   py::array raw = py::array::ensure(tokens);
   if (!raw) throw py::error_already_set();
   const char kind = raw.dtype().kind();
-  if (raw.size() > 0 && kind != 'i' && kind != 'u') {
+  auto not_integers = [&] {
     fail(MLORA_STATUS_TYPE_MISMATCH, std::string(what) + ": token ids must be integers, got a " +
                                          py::str(raw.dtype()).cast<std::string>() + " array");
+  };
+  if (raw.size() > 0 && kind != 'i' && kind != 'u' && kind != 'O') not_integers();
+  std::vector<py::ssize_t> shape(raw.shape(), raw.shape() + raw.ndim());
+  const py::ssize_t n = raw.size();
+  std::vector<int64_t> values(static_cast<size_t>(n));
+  std::vector<bool> exact(static_cast<size_t>(n), true);  // false: the value was clipped to fit int64
+  if (kind == 'i' || (kind == 'u' && raw.itemsize() < 8)) {
+    auto wide = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(raw);
+    if (!wide) throw py::error_already_set();
+    std::copy(wide.data(), wide.data() + n, values.begin());
+  } else {
+    // uint64 and Python ints beyond int64 (numpy keeps those as an object array): one element at a time.
+    py::list flat = raw.attr("ravel")().attr("tolist")();
+    for (py::ssize_t i = 0; i < n; ++i) {
+      PyObject* x = flat[static_cast<size_t>(i)].ptr();
+      if (!PyLong_Check(x) || PyBool_Check(x)) not_integers();
+      int overflow = 0;
+      const long long v = PyLong_AsLongLongAndOverflow(x, &overflow);
+      if (overflow != 0) {
+        values[i] = overflow > 0 ? INT64_MAX : INT64_MIN;
+        exact[i] = false;
+      } else {
+        values[i] = v;
+      }
+    }
   }
   TokenIds out;
-  py::array_t<int64_t, py::array::c_style | py::array::forcecast> wide;
-  if (kind == 'u' && raw.itemsize() == 8) {  // uint64 beyond int64: clamp through Python ints below
-    wide = py::array_t<int64_t, py::array::c_style | py::array::forcecast>(raw.attr("clip")(0, INT64_MAX));
-  } else {
-    wide = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(raw);
-  }
-  if (!wide) throw py::error_already_set();
-  std::vector<py::ssize_t> shape(wide.shape(), wide.shape() + wide.ndim());
   out.ids = py::array_t<int32_t, py::array::c_style>(shape);
-  const int64_t* src = wide.data();
   int32_t* dst = out.ids.mutable_data();
-  const py::ssize_t n = wide.size();
   for (py::ssize_t i = 0; i < n; ++i) {
-    const int64_t v = src[i];
+    const int64_t v = values[i];
     if (v < INT32_MIN || v > INT32_MAX) {
       dst[i] = INT32_MAX;
-      out.big.emplace_back(offset + i, kind == 'u' && raw.itemsize() == 8
-                                           ? py::str(raw.attr("flat")[py::int_(i)]).cast<std::string>()
-                                           : std::to_string(v));
+      std::string text = std::to_string(v);
+      if (!exact[i]) text = py::str(raw.attr("ravel")()[py::int_(i)]).cast<std::string>();
+      out.big.emplace_back(offset + i, text);
     } else {
       dst[i] = static_cast<int32_t>(v);
     }

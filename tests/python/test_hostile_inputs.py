@@ -312,6 +312,8 @@ def _generator(model):
         (np.array([5, -(2**40)]), str(-(2**40))),
         (np.array([[1, 2], [3, 2**33]]), str(2**33)),
         (np.array([1, 2**64 - 1], dtype=np.uint64), str(2**64 - 1)),
+        ([1, 2**70], str(2**70)),
+        ([1, -(2**90)], str(-(2**90))),
     ],
 )
 def test_token_ids_outside_int32_are_refused_naming_the_id_and_the_vocabulary(gen_model, tokens, big):
@@ -328,7 +330,9 @@ def test_token_ids_outside_int32_are_refused_naming_the_id_and_the_vocabulary(ge
     assert gen.get_sequence(0).tolist() == [4]
 
 
-@pytest.mark.parametrize("tokens", [np.array([1.9, 2.7]), [1.9, 2.7], np.array([True, False]), [[1.0, 2.0]]])
+@pytest.mark.parametrize(
+    "tokens", [np.array([1.9, 2.7]), [1.9, 2.7], np.array([True, False]), [[1.0, 2.0]], [1, 2**70, 0.5], ["1", "2"]]
+)
 def test_non_integer_token_arrays_are_refused(gen_model, tokens):
     params, gen = _generator(gen_model)
     with pytest.raises(ml.TypeMismatchError) as e:
@@ -425,6 +429,7 @@ def test_lone_surrogate_in_an_adapter_name(adapters, sql_ours):
         lambda: adapters.load_from_memory(Path(sql_ours).read_bytes(), "a\udcff"),
         lambda: adapters.unload("a\udcff"),
         lambda: ml.RunOptions().set_active_adapters(adapters, ["a\udcff"]),
+        lambda: ml.RunOptions().set_active_adapters_per_row(adapters, [["a\udcff"]]),
     ):
         with pytest.raises(ml.InvalidArgumentError) as e:
             call()
