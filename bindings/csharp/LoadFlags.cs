@@ -12,5 +12,8 @@ namespace Multilora
         None = NativeMethods.MLORA_LOAD_DEFAULT,
         Replace = NativeMethods.MLORA_LOAD_REPLACE,
         IgnoreModelVersion = NativeMethods.MLORA_LOAD_IGNORE_MODEL_VERSION,
+        /// <summary>Read the file into private memory instead of mapping it (files that may be truncated or
+        /// rewritten under a running process; a truncated mapped file raises SIGBUS).</summary>
+        Copy = NativeMethods.MLORA_LOAD_COPY,
     }
 }

@@ -54,6 +54,19 @@ namespace Multilora
             }
         }
 
+        /// <summary>
+        /// Lets a model folder's genai_config.json name files outside the folder (absolute, or with "..");
+        /// refused by default (MLORA_STATUS_FORMAT) because a model folder may come from someone else.
+        /// </summary>
+        public bool AllowExternalPaths
+        {
+            set
+            {
+                using (var u = Use())
+                    Library.Check(NativeMethods.mlora_model_options_set_allow_external_paths(u.Ptr, value ? 1 : 0));
+            }
+        }
+
         /// <summary>Adds an ONNX Runtime session configuration entry.</summary>
         public void SetConfigEntry(string key, string value)
         {

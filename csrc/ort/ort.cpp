@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "util/error.h"
+#include "util/utf8.h"
 
 #ifndef MLORA_DEFAULT_ORT_LIBRARY
 #define MLORA_DEFAULT_ORT_LIBRARY ""
@@ -310,7 +311,8 @@ const OrtMemoryInfo* ort_cpu_memory() {
 void ort_check(OrtStatus* status, const std::string& context) {
   if (!status) return;
   const OrtApi& api = ort();
-  std::string message = api.GetErrorMessage(status);
+  // ONNX Runtime quotes node and input names from the model file: bytes that may not be UTF-8.
+  std::string message = escape_invalid_utf8(api.GetErrorMessage(status));
   api.ReleaseStatus(status);
   fail(MLORA_STATUS_RUNTIME, context + ": " + message);
 }

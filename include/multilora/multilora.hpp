@@ -298,6 +298,14 @@ class ModelOptions {
     detail::check(mlora_model_options_set_batch_slots(get(), slots));
     return *this;
   }
+  /**
+   * Lets a model folder's genai_config.json name files outside the folder (absolute, or with ".."); refused
+   * by default because a model folder may come from someone else.
+   */
+  ModelOptions& set_allow_external_paths(bool allow) {
+    detail::check(mlora_model_options_set_allow_external_paths(get(), allow ? 1 : 0));
+    return *this;
+  }
 
   mlora_model_options_t* get() const noexcept { return handle_.get(); }
   void reset() noexcept { handle_.reset(); }
@@ -549,7 +557,11 @@ class Adapters {
     handle_.reset(out);
   }
 
-  /** Loads an .onnx_adapter file under name; flags are MLORA_LOAD_* bits. */
+  /**
+   * Loads an .onnx_adapter file (or a PEFT folder) under name; flags are MLORA_LOAD_* bits. The file is
+   * mapped: it must not be truncated or rewritten in place while loaded (SIGBUS); pass MLORA_LOAD_COPY for
+   * files that may change under a running process.
+   */
   void load(const std::string& path, const std::string& name, int32_t flags = MLORA_LOAD_DEFAULT) {
     detail::check(mlora_adapters_load(get(), detail::c_str(path, "path"), detail::c_str(name, "adapter name"), flags));
   }

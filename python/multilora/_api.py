@@ -167,9 +167,12 @@ class ModelOptions:
         intra_op_threads: Optional[int] = None,
         config: Optional[Mapping[str, str]] = None,
         batch_slots: Optional[int] = None,
+        allow_external_paths: Optional[bool] = None,
     ) -> None:
         self._native = _core.ModelOptions()
         self._settings: Dict[str, Any] = {}
+        if allow_external_paths is not None:
+            self.set_allow_external_paths(allow_external_paths)
         if log_level is not None:
             self.set_log_level(log_level)
         if intra_op_threads is not None:
@@ -208,6 +211,13 @@ class ModelOptions:
         self._settings["batch_slots"] = n
         return self
 
+    def set_allow_external_paths(self, allow: bool) -> ModelOptions:
+        """Let a model folder's genai_config.json name files outside the folder (absolute paths, ``..``).
+        Refused by default (FormatError naming the key and path): a model folder may come from someone else."""
+        self._native.set_allow_external_paths(bool(allow))
+        self._settings["allow_external_paths"] = bool(allow)
+        return self
+
     def __repr__(self) -> str:
         inner = " ".join(f"{k}={v!r}" for k, v in self._settings.items())
         return f"<ModelOptions{' ' + inner if inner else ''}>"
@@ -217,7 +227,7 @@ class Model(_Native):
     """A LoRA-enabled ONNX model (an .onnx file, or a GenAI model folder) ready to run.
 
     ``Model(path, options=None, **kwargs)``: kwargs are :class:`ModelOptions` arguments
-    (``log_level``, ``intra_op_threads``, ``config``, ``batch_slots``).
+    (``log_level``, ``intra_op_threads``, ``config``, ``batch_slots``, ``allow_external_paths``).
     """
 
     def __init__(self, path: PathLike, options: Optional[ModelOptions] = None, **kwargs: Any) -> None:
@@ -311,8 +321,22 @@ class Model(_Native):
 # ------------------------------------------------------------------------------------------------
 
 
-def _load_flags(replace: bool, ignore_model_version: bool) -> int:
-    return (_core.LOAD_REPLACE if replace else 0) | (_core.LOAD_IGNORE_MODEL_VERSION if ignore_model_version else 0)
+def _load_flags(replace: bool, ignore_model_version: bool, copy: bool = False) -> int:
+    return (
+        (_core.LOAD_REPLACE if replace else 0)
+        | (_core.LOAD_IGNORE_MODEL_VERSION if ignore_model_version else 0)
+        | (_core.LOAD_COPY if copy else 0)
+    )
+
+
+def _name(name: Any, what: str) -> Any:
+    """An adapter name the C ABI can take: a str with a UTF-8 spelling (no lone surrogates)."""
+    if isinstance(name, str):
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError as e:
+            _core.raise_status(1, f"{what}: adapter name {name!r} is not valid UTF-8 ({e.reason} at {e.start})")
+    return name
 
 
 def _bytes_like(data: Any, what: str) -> Any:
@@ -428,7 +452,15 @@ class Adapters(_Native):
     def _describe(self) -> str:
         return f"Adapters(model={self._model_path!r})"
 
-    def load(self, path: PathLike, name: str, *, replace: bool = False, ignore_model_version: bool = False) -> None:
+    def load(
+        self,
+        path: PathLike,
+        name: str,
+        *,
+        replace: bool = False,
+        ignore_model_version: bool = False,
+        copy: bool = False,
+    ) -> None:
         """Maps, verifies and validates an .onnx_adapter file against the model and names it.
 
         A directory is loaded as a PEFT LoRA folder (adapter_config.json + adapter_model.safetensors):
@@ -438,23 +470,31 @@ class Adapters(_Native):
         ``replace``: replace an adapter already loaded under ``name`` (holders keep the old one);
         otherwise that raises AlreadyExistsError. ``ignore_model_version``: skip the model_version
         check (dtypes and shapes are always checked).
+
+        File lifetime: the file is memory-mapped and read in place while the adapter is in use. Replace
+        it by writing a new file and renaming it over the path; never truncate or rewrite it in place
+        (a run reading past the end of a truncated mapped file dies with SIGBUS). ``copy=True`` reads
+        the file into private memory instead, for files that may change under a running process.
         """
         p = _fspath(path, "Adapters.load")
+        flags = _load_flags(replace, ignore_model_version, copy)
         with opening_file(p, folder_files=("adapter_config.json", "adapter_model.safetensors")):
-            self._n().load(p, name, _load_flags(replace, ignore_model_version))
+            self._n().load(p, _name(name, "Adapters.load"), flags)
 
     def load_from_memory(
         self, data: BytesLike, name: str, *, replace: bool = False, ignore_model_version: bool = False
     ) -> None:
         """As :meth:`load`, from the bytes of an .onnx_adapter file (copied)."""
         self._n().load_from_memory(
-            _bytes_like(data, "Adapters.load_from_memory"), name, _load_flags(replace, ignore_model_version)
+            _bytes_like(data, "Adapters.load_from_memory"),
+            _name(name, "Adapters.load_from_memory"),
+            _load_flags(replace, ignore_model_version),
         )
 
     def unload(self, name: str) -> None:
         """Removes a name at once (AdapterNotFoundError if it is not loaded)."""
         with adapter_lookup():
-            self._n().unload(name)
+            self._n().unload(_name(name, "Adapters.unload"))
 
     def names(self) -> List[str]:
         """Loaded names, sorted."""
@@ -463,7 +503,7 @@ class Adapters(_Native):
     def get(self, name: str) -> Adapter:
         """The adapter loaded under ``name`` (AdapterNotFoundError if none); close it when done."""
         with adapter_lookup():
-            return Adapter(self._n().get(name), name)
+            return Adapter(self._n().get(_name(name, "Adapters.get")), name)
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name in self._n().names()
@@ -494,6 +534,8 @@ def _names_weights(
         names_list = [names]
     else:
         names_list = list(names)
+    for n in names_list:
+        _name(n, "set_active_adapters")
     if weights is None:
         return names_list, None
     if isinstance(weights, (int, float, np.floating, np.integer)):
@@ -508,6 +550,9 @@ def _rows_weights(
     if isinstance(rows, str):
         raise TypeError("set_active_adapters_per_row: rows must be a sequence of rows (lists of names), not a str")
     rows_list = [[row] if isinstance(row, str) else list(row) for row in rows]
+    for row in rows_list:
+        for n in row:
+            _name(n, "set_active_adapters_per_row")
     weights_list = None if weights is None else [[float(w) for w in row] for row in weights]
     return rows_list, weights_list
 

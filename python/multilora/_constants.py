@@ -54,6 +54,7 @@ LOAD: Dict[str, int] = {
     "DEFAULT": 0,  # Flags for mlora_adapters_load / mlora_adapters_load_from_memory (bitwise OR).
     "REPLACE": 1,  # replace an adapter already loaded under the same name
     "IGNORE_MODEL_VERSION": 2,  # skip the model_version check (dtype/shape are always checked)
+    "COPY": 4,  # read the file into private memory instead of mapping it
 }
 #: value -> full constant name (MLORA_LOAD_<NAME>)
 LOAD_NAMES: Dict[int, str] = {v: "MLORA_LOAD_" + k for k, v in LOAD.items()}

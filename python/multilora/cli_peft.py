@@ -147,10 +147,11 @@ def add_peft_commands(subparsers: Any) -> None:
 
 def inspect_peft(path: str) -> Dict[str, Any]:
     """``multilora inspect`` of a PEFT folder: its LoRA settings and tensors (header only; no model needed)."""
-    from .peft import read_safetensors_header
+    from .peft import _read_json_file, read_safetensors_header
 
-    with open(os.path.join(path, "adapter_config.json")) as f:
-        cfg = json.load(f)
+    cfg = _read_json_file(os.path.join(path, "adapter_config.json"))
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{os.path.join(path, 'adapter_config.json')}: not a JSON object")
     keys = ("peft_type", "r", "lora_alpha", "use_rslora", "target_modules", "rank_pattern", "alpha_pattern")
     keys += ("use_dora", "modules_to_save", "bias")
     header = read_safetensors_header(os.path.join(path, "adapter_model.safetensors"))

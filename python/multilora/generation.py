@@ -142,19 +142,24 @@ class Generator(AdapterSetMethods):
 
     def append_tokens(self, tokens: Any) -> None:
         """Token ids: 1-D for one sequence (also after generated tokens, batch size 1), 2-D [batch, length]
-        or a list of lists of different lengths for a batch (padding is the library's business)."""
+        or a list of lists of different lengths for a batch (padding is the library's business).
+
+        Ids must be integers (a float or bool array raises TypeMismatchError, never truncated) in
+        ``[0, vocab_size)`` (InvalidArgumentError naming the id and the vocabulary; no wrapping to int32)."""
         if (
             isinstance(tokens, (list, tuple))
             and tokens
             and all(isinstance(t, (list, tuple, np.ndarray)) for t in tokens)
         ):
+            # floats are refused (TypeMismatchError), never truncated; ids outside int32 are refused by the
+            # binding (InvalidArgumentError naming the id and the vocabulary)
             self.append_token_sequences(tokens)
             return
-        self._n().append_tokens(np.asarray(tokens, dtype=np.int32) if not isinstance(tokens, np.ndarray) else tokens)
+        self._n().append_tokens(tokens)
 
     def append_token_sequences(self, sequences: Sequence[Sequence[int]]) -> None:
         """One prompt per sequence; the count must equal the params' batch_size."""
-        self._n().append_token_sequences([np.asarray(s, dtype=np.int64).tolist() for s in sequences])
+        self._n().append_token_sequences([np.asarray(s) for s in sequences])
 
     @property
     def batch_size(self) -> int:

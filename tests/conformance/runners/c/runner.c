@@ -231,6 +231,7 @@ static int flags_arg(const json* v) {
     if (!f) continue;
     if (strcmp(f, "MLORA_LOAD_REPLACE") == 0) flags |= MLORA_LOAD_REPLACE;
     if (strcmp(f, "MLORA_LOAD_IGNORE_MODEL_VERSION") == 0) flags |= MLORA_LOAD_IGNORE_MODEL_VERSION;
+    if (strcmp(f, "MLORA_LOAD_COPY") == 0) flags |= MLORA_LOAD_COPY;
   }
   return flags;
 }

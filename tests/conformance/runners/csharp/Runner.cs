@@ -184,6 +184,7 @@ namespace Multilora.Conformance
                     {
                         if (f == "MLORA_LOAD_REPLACE") flags |= NativeMethods.MLORA_LOAD_REPLACE;
                         if (f == "MLORA_LOAD_IGNORE_MODEL_VERSION") flags |= NativeMethods.MLORA_LOAD_IGNORE_MODEL_VERSION;
+                        if (f == "MLORA_LOAD_COPY") flags |= NativeMethods.MLORA_LOAD_COPY;
                     }
                     return flags;
                 }

@@ -151,7 +151,7 @@ class PackageBinding(Binding):
             flags = a.get("flags", 0)
             kw = {"replace": bool(flags & 1), "ignore_model_version": bool(flags & 2)}
             if call == "adapters_load":
-                reg.load(a["path"], a["name"], **kw)
+                reg.load(a["path"], a["name"], copy=bool(flags & 4), **kw)
             else:
                 reg.load_from_memory(Path(a["data"]).read_bytes(), a["name"], **kw)
         elif call == "adapters_unload":

@@ -28,6 +28,8 @@ public final class Multilora {
     public static final int LOAD_DEFAULT = MultiloraLibrary.MLORA_LOAD_DEFAULT;
     public static final int LOAD_REPLACE = MultiloraLibrary.MLORA_LOAD_REPLACE;
     public static final int LOAD_IGNORE_MODEL_VERSION = MultiloraLibrary.MLORA_LOAD_IGNORE_MODEL_VERSION;
+    /** Read the file into private memory instead of mapping it (files that may change under a running process). */
+    public static final int LOAD_COPY = MultiloraLibrary.MLORA_LOAD_COPY;
 
     static final Cleaner CLEANER = Cleaner.create();
 

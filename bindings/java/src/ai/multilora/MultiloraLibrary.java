@@ -86,6 +86,8 @@ public interface MultiloraLibrary extends Library {
     int MLORA_LOAD_REPLACE = 1;
     /** skip the model_version check (dtype/shape are always checked) */
     int MLORA_LOAD_IGNORE_MODEL_VERSION = 2;
+    /** read the file into private memory instead of mapping it */
+    int MLORA_LOAD_COPY = 4;
     /** Severity levels for mlora_model_options_set_log_level (same numbers as OrtLoggingLevel). */
     int MLORA_LOG_VERBOSE = 0;
     /** Severity levels for mlora_model_options_set_log_level (same numbers as OrtLoggingLevel). */
@@ -177,7 +179,9 @@ public interface MultiloraLibrary extends Library {
 
     /**
      * <pre>
-     * Message of the last failing call on this thread ("" if none failed yet).
+     * Message of the last failing call on this thread ("" if none failed yet): one line of valid UTF-8 (bytes
+     * quoted from files or from ONNX Runtime that are not UTF-8, and control characters in quoted names, are
+     * written as \xNN).
      * Returns: borrowed, library-owned string valid until the next failing call on this thread; never NULL.
      * Thread-safety: per thread.
      * </pre>
@@ -449,9 +453,29 @@ public interface MultiloraLibrary extends Library {
 
     /**
      * <pre>
+     * Whether a model folder's genai_config.json may name files outside the folder. By default a
+     * model.decoder.filename that is absolute or has a ".." component is refused with FORMAT naming the key
+     * and the path (a model folder may come from someone else); allow = 1 permits it. A name with a NUL byte is
+     * always refused. Symbolic links inside the folder are followed either way.
+     * &#64;param[in] allow 0 (default) or 1.
+     * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (allow not 0 or 1).
+     * Thread-safety: not with concurrent use of the same options.
+     * </pre>
+     * C: {@code mlora_status_t mlora_model_options_set_allow_external_paths(mlora_model_options_t* options, int32_t allow);}
+     * @param options -
+     * @param allow Header: [in] 0 (default) or 1.
+     * @return mlora_status_t
+     */
+    int mlora_model_options_set_allow_external_paths(Pointer options, int allow);
+
+    /**
+     * <pre>
      * Loads a model: an .onnx file with LoRA inputs (optional inputs whose default has a zero-size rank
      * dimension), or a folder with genai_config.json (see the Generation section).
-     * Inputs listed twice in graph.input are tolerated.
+     * Inputs listed twice in graph.input are tolerated. genai_config.json is read like every file the library
+     * reads: a FIFO, directory or device is IO (never a hang), over 16 MiB is IO, JSON nested deeper than 256
+     * levels is FORMAT; its model.decoder.filename must name a file inside the folder (FORMAT otherwise, see
+     * mlora_model_options_set_allow_external_paths) and may not hold a NUL byte.
      * &#64;param[in] path copied; UTF-8.
      * &#64;param[in] options borrowed for the call; NULL = defaults.
      * &#64;param[out] out_model owned; release with mlora_model_release.
@@ -869,8 +893,17 @@ public interface MultiloraLibrary extends Library {
      * module (self_attn/attn, with or without ".MatMul"); every tensor that matches nothing and every
      * unsupported feature (DoRA, modules_to_save, embedding LoRA, LoRA bias) is an error naming it (FORMAT /
      * NOT_FOUND). Such an adapter is held in memory (bytes_copied) and records the model's version.
+     * File lifetime: an .onnx_adapter file is memory-mapped (MAP_PRIVATE) and read in place for as long as any
+     * registry, run options, generator params or generator holds the adapter. Replace a loaded file by
+     * writing a new file and renaming it over the old path (the mapping keeps the old contents); never
+     * truncate or rewrite it in place: a run that reads a page past the new end of a truncated file gets
+     * SIGBUS (the process dies, as with any mmap reader), and bytes rewritten in place show up in later runs.
+     * For files that may change under a running process pass MLORA_LOAD_COPY: the file is read into private
+     * memory (bytes_copied instead of bytes_mapped; pages are no longer shared between processes).
+     * Every file read is checked first: a FIFO, directory or device (also as adapter_config.json) is IO,
+     * never a hang; JSON nested deeper than 256 levels is FORMAT naming the file.
      * &#64;param[in] path copied. &#64;param[in] name copied; non-empty UTF-8.
-     * &#64;param[in] flags MLORA_LOAD_* bits.
+     * &#64;param[in] flags MLORA_LOAD_* bits (MLORA_LOAD_REPLACE, MLORA_LOAD_IGNORE_MODEL_VERSION, MLORA_LOAD_COPY).
      * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT, NOT_FOUND (file, or a parameter the model lacks),
      *          IO, FORMAT, TYPE_MISMATCH, SHAPE_MISMATCH, VERSION_MISMATCH, ALREADY_EXISTS (name taken
      *          and MLORA_LOAD_REPLACE not given). On failure the registry is unchanged.
@@ -880,14 +913,16 @@ public interface MultiloraLibrary extends Library {
      * @param adapters -
      * @param path copied; UTF-8 bytes ending in NUL. Header: [in] copied.
      * @param name copied; UTF-8 bytes ending in NUL. Header: [in] copied; non-empty UTF-8.
-     * @param flags Header: [in] MLORA_LOAD_* bits.
+     * @param flags Header: [in] MLORA_LOAD_* bits (MLORA_LOAD_REPLACE, MLORA_LOAD_IGNORE_MODEL_VERSION, MLORA_LOAD_COPY).
      * @return mlora_status_t
      */
     int mlora_adapters_load(Pointer adapters, byte[] path, byte[] name, int flags);
 
     /**
      * <pre>
-     * As mlora_adapters_load, from a buffer holding an .onnx_adapter file.
+     * As mlora_adapters_load, from a buffer holding an .onnx_adapter file (always copied; MLORA_LOAD_COPY is
+     * accepted and changes nothing). size is checked against the format's 2 GiB limit before anything is read
+     * or allocated (FORMAT).
      * &#64;param[in] data copied; size bytes. &#64;param[in] name copied; UTF-8.
      * </pre>
      * C: {@code mlora_status_t mlora_adapters_load_from_memory(mlora_adapters_t* adapters, const void* data, size_t size, const char* name, int32_t flags);}

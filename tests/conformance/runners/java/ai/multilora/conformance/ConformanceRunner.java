@@ -210,6 +210,9 @@ public final class ConformanceRunner {
                     if ("MLORA_LOAD_IGNORE_MODEL_VERSION".equals(f)) {
                         flags |= Multilora.LOAD_IGNORE_MODEL_VERSION;
                     }
+                    if ("MLORA_LOAD_COPY".equals(f)) {
+                        flags |= Multilora.LOAD_COPY;
+                    }
                 }
                 return flags;
             }
