@@ -17,7 +17,6 @@
 #include "io/mapped_file.h"
 #include "kernels/lora_slot_matmul.h"
 #include "model/tensor.h"
-#include "run/slot_table.h"
 #include "util/dtype.h"
 #include "util/error.h"
 
@@ -406,7 +405,6 @@ struct Model::Impl {
   BatchKernel kernel = BatchKernel::kNone;
   int64_t pairs = 0;
   size_t batch_slots = 0;
-  std::unique_ptr<SlotTable> slot_table;
   std::shared_ptr<const GenaiConfig> genai;  // set when the model is a folder with genai_config.json
 };
 
@@ -683,7 +681,6 @@ std::shared_ptr<const Model> Model::open(const std::string& path, const ModelOpt
       }
     }
     impl->batch_slots = options.batch_slots;
-    impl->slot_table = std::make_unique<SlotTable>(path, impl->loras, impl->kernel, impl->pairs, impl->batch_slots);
   }
   return std::make_shared<const Model>(std::move(impl));
 }
@@ -702,10 +699,6 @@ bool Model::batching() const noexcept { return impl_->batching; }
 BatchKernel Model::batch_kernel() const noexcept { return impl_->kernel; }
 int64_t Model::lora_pair_count() const noexcept { return impl_->pairs; }
 size_t Model::batch_slots() const noexcept { return impl_->batch_slots; }
-SlotTable& Model::slot_table() const {
-  if (!impl_->slot_table) fail(MLORA_STATUS_INTERNAL, "model '" + impl_->path + "' has no slot table");
-  return *impl_->slot_table;
-}
 
 void Model::check_batch(const std::vector<std::string>& input_names, const std::vector<const OrtValue*>& inputs,
                         int64_t batch) const {

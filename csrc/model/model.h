@@ -56,7 +56,6 @@ enum class BatchKernel {
 };
 
 struct GenaiConfig;  // gen/genai_config.h (Generation)
-class SlotTable;     // run/slot_table.h (adapter-aware batching)
 
 class Model {
  public:
@@ -81,8 +80,6 @@ class Model {
   int64_t lora_pair_count() const noexcept;
   // Slot-table size for adapter-aware batching (ModelOptions::batch_slots); 0 when not prepared.
   size_t batch_slots() const noexcept;
-  // The slot table of a prepared model (run/slot_table.h); created with the model, internally synchronized.
-  SlotTable& slot_table() const;
   // Adapter-aware batching: throws SHAPE_MISMATCH naming both sizes when a fed regular input whose
   // declared axis 0 is the batch dim has another size than `batch`.
   void check_batch(const std::vector<std::string>& input_names, const std::vector<const OrtValue*>& inputs,

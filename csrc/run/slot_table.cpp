@@ -43,6 +43,12 @@ SlotTable::SlotTable(std::string model_path, std::vector<LoraInput> inputs, Batc
 
 SlotTable::~SlotTable() = default;
 
+std::shared_ptr<SlotTable> SlotTable::for_model(const Model& model) {
+  if (!model.batching()) return nullptr;
+  return std::make_shared<SlotTable>(model.path(), model.lora_inputs(), model.batch_kernel(), model.lora_pair_count(),
+                                     model.batch_slots());
+}
+
 size_t SlotTable::resident() const {
   std::lock_guard<std::mutex> lock(mu_);
   return static_cast<size_t>(

@@ -33,6 +33,10 @@ class ActiveSet;
 
 class SlotTable {
  public:
+  // The slot table of a model prepared for adapter-aware batching (S = model.batch_slots()); null for a model
+  // that is not prepared. Whoever serves the model owns it (the ABI's model handle) and hands it to the
+  // per-row sets resolved for that model.
+  static std::shared_ptr<SlotTable> for_model(const Model& model);
   // `slots` is S (2..4097, checked by Model::open). `inputs` are the model's LoRA inputs (all stacked).
   SlotTable(std::string model_path, std::vector<LoraInput> inputs, BatchKernel kernel, int64_t pairs, size_t slots);
   ~SlotTable();
@@ -45,7 +49,6 @@ class SlotTable {
     ~Lease();
     const std::vector<const char*>& feed_names() const noexcept { return names_; }
     const std::vector<const OrtValue*>& feed_values() const noexcept { return values_; }
-    const std::vector<int64_t>& row_slots() const noexcept { return row_slots_; }
     Lease(const Lease&) = delete;
     Lease& operator=(const Lease&) = delete;
 

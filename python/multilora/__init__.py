@@ -41,6 +41,7 @@ from ._errors import (
     AdapterNotFoundError,
     AlreadyExistsError,
     BufferTooSmallError,
+    BusyError,
     FormatError,
     InternalError,
     InUseError,
@@ -105,6 +106,7 @@ __all__ = [
     "OnnxRuntimeError",
     "InternalError",
     "TypeMismatchError",
+    "BusyError",
 ]
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "OnnxRuntimeError",
     "InternalError",
     "TypeMismatchError",
+    "BusyError",
     "error_from_status",
 ]
 
@@ -147,6 +148,13 @@ class TypeMismatchError(MultiloraError, TypeError):
     status, status_name = 14, "MLORA_STATUS_TYPE_MISMATCH"
 
 
+class BusyError(MultiloraError, RuntimeError):
+    """MLORA_STATUS_BUSY: the call overlapped another call that must not overlap on the same object (two
+    threads stepping one generator, changing a generator while it steps). Retry later."""
+
+    status, status_name = 15, "MLORA_STATUS_BUSY"
+
+
 _BY_STATUS: Dict[int, Type[MultiloraError]] = {
     cls.status: cls
     for cls in (
@@ -164,6 +172,7 @@ _BY_STATUS: Dict[int, Type[MultiloraError]] = {
         OnnxRuntimeError,
         InternalError,
         TypeMismatchError,
+        BusyError,
     )
 }
 

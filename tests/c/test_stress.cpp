@@ -2,7 +2,10 @@
 // with different active sets while 2 threads load, replace and unload adapters. Every output must equal
 // the numpy reference written by make_fixtures.py; nothing may crash, deadlock or leak (run under
 // scripts/sanitize.sh with LeakSanitizer). Bounded: MLORA_STRESS_SECONDS (default 2) of stress.
-// Usage: test_stress FIXTURE_DIR. Prints "N passed, N failed"; exit code 1 on any failure.
+// Then the release races (issue 11): a handle released while calls on other threads use it — those calls
+// complete correctly or return INVALID_HANDLE; calls that must not overlap on one generator return BUSY.
+// Usage: test_stress FIXTURE_DIR [GENERATION_MODEL_DIR]. Prints "N passed, N failed"; exit code 1 on any
+// failure.
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -63,6 +66,192 @@ struct Case {
   std::vector<float> weights;
   std::vector<float> expect;
 };
+
+// Starts `n` threads running body(k), waits until one of them reports progress, then calls `release`
+// (the race), and joins them.
+template <class Body, class Release>
+void race(int n, Body body, Release release) {
+  std::atomic<bool> started{false};
+  std::vector<std::thread> threads;
+  for (int k = 0; k < n; ++k) threads.emplace_back([&, k] { body(k, started); });
+  while (!started.load()) std::this_thread::yield();
+  release();
+  for (auto& t : threads) t.join();
+}
+
+// A status a call that lost the race with a release may return.
+void check_ok_or_released(mlora_status_t st, const std::string& what) {
+  check(st == MLORA_STATUS_OK || st == MLORA_STATUS_INVALID_HANDLE,
+        what + ": " + mlora_status_name(st) + ": " + mlora_last_error_message());
+}
+
+void release_races(const ml::Tensor& input, const std::vector<float>& expect_base, const std::string& gen_dir) {
+  // 1. A model released while 3 threads run it.
+  long completed = 0;
+  std::mutex completed_mu;
+  for (int round = 0; round < 20; ++round) {
+    mlora_model_t* model = nullptr;
+    mlora_status_t st = mlora_model_create(path_of("model.onnx").c_str(), nullptr, &model);
+    check(st == MLORA_STATUS_OK, "race: model create");
+    if (st) return;
+    race(
+        3,
+        [&](int, std::atomic<bool>& started) {
+          const char* in_names[] = {"x"};
+          const mlora_tensor_t* ins[] = {input.get()};
+          const char* out_names[] = {"y"};
+          for (int i = 0; i < 40; ++i) {
+            mlora_tensor_t* out = nullptr;
+            const mlora_status_t s = mlora_model_run(model, nullptr, in_names, ins, 1, out_names, 1, &out);
+            check_ok_or_released(s, "race: run during model release");
+            if (s != MLORA_STATUS_OK) break;
+            ml::Tensor t(out);
+            check(max_error(t, expect_base) < 1e-4f, "race: run during model release: result");
+            std::lock_guard<std::mutex> lock(completed_mu);
+            ++completed;
+            started = true;
+          }
+        },
+        [&] { mlora_model_release(model); });
+  }
+  check(completed > 0, "race: some runs completed");
+
+  // 2. A registry released while 2 threads load adapters into it.
+  ml::Model shared(path_of("model.onnx"));
+  for (int round = 0; round < 20; ++round) {
+    mlora_adapters_t* adapters = nullptr;
+    check(mlora_adapters_create(shared.get(), &adapters) == MLORA_STATUS_OK, "race: adapters create");
+    race(
+        2,
+        [&](int k, std::atomic<bool>& started) {
+          for (int i = 0; i < 20; ++i) {
+            const std::string name = std::to_string(k) + "-" + std::to_string(i);
+            const mlora_status_t s =
+                mlora_adapters_load(adapters, path_of(i % 2 ? "a.onnx_adapter" : "b.onnx_adapter").c_str(),
+                                    name.c_str(), MLORA_LOAD_DEFAULT);
+            check_ok_or_released(s, "race: load during registry release");
+            if (s != MLORA_STATUS_OK) break;
+            started = true;
+          }
+        },
+        [&] { mlora_adapters_release(adapters); });
+  }
+
+  // 3. Run options changed while runs read them: every run sees one whole selection (a or b).
+  {
+    ml::Adapters adapters(shared);
+    adapters.load(path_of("a.onnx_adapter"), "a");
+    adapters.load(path_of("b.onnx_adapter"), "b");
+    const std::vector<float> expect_a = read_floats("expect_a.bin", 12), expect_b = read_floats("expect_b.bin", 12);
+    ml::RunOptions opts;
+    opts.set_active_adapters(adapters, {"a"});
+    std::atomic<bool> stop{false};
+    std::thread setter([&] {
+      for (int i = 0; i < 400 && !stop; ++i) opts.set_active_adapters(adapters, {i % 2 ? "a" : "b"});
+    });
+    for (int i = 0; i < 200; ++i) {
+      std::vector<ml::Tensor> out = shared.run(&opts, {"x"}, {&input}, {"y"});
+      check(max_error(out[0], expect_a) < 1e-4f || max_error(out[0], expect_b) < 1e-4f,
+            "race: run while its options change: a whole selection");
+    }
+    stop = true;
+    setter.join();
+  }
+
+  if (gen_dir.empty()) return;
+  ml::Model gmodel(gen_dir);
+  ml::Adapters gadapters(gmodel);
+  gadapters.load(gen_dir + "/adapters/a.onnx_adapter", "a");
+  gadapters.load(gen_dir + "/adapters/b.onnx_adapter", "b");
+  const std::vector<int32_t> prompt = {1, 5, 9, 3};
+
+  // 4. A generator released while another thread steps it.
+  for (int round = 0; round < 20; ++round) {
+    ml::GeneratorParams params(gmodel);
+    params.set_search_number("max_length", 40);
+    params.set_active_adapters(gadapters, {"a"});
+    mlora_generator_t* gen = nullptr;
+    check(mlora_generator_create(gmodel.get(), params.get(), &gen) == MLORA_STATUS_OK, "race: generator create");
+    check(mlora_generator_append_tokens(gen, prompt.data(), prompt.size()) == MLORA_STATUS_OK, "race: prompt");
+    race(
+        1,
+        [&](int, std::atomic<bool>& started) {
+          for (int i = 0; i < 30; ++i) {
+            int32_t done = 0;
+            mlora_status_t s = mlora_generator_is_done(gen, &done);
+            if (s == MLORA_STATUS_OK && done) break;
+            if (s == MLORA_STATUS_OK) s = mlora_generator_generate_next_token(gen);
+            check_ok_or_released(s, "race: step during generator release");
+            if (s != MLORA_STATUS_OK) break;
+            started = true;
+          }
+          started = true;
+        },
+        [&] { mlora_generator_release(gen); });
+  }
+
+  // 5. Params released while another thread creates generators from them.
+  for (int round = 0; round < 20; ++round) {
+    mlora_generator_params_t* params = nullptr;
+    check(mlora_generator_params_create(gmodel.get(), &params) == MLORA_STATUS_OK, "race: params create");
+    const char* names[] = {"a", "b"};
+    const float weights[] = {0.5f, 1.0f};
+    check(mlora_generator_params_set_active_adapters(params, gadapters.get(), names, weights, 2) == MLORA_STATUS_OK,
+          "race: params adapters");
+    race(
+        1,
+        [&](int, std::atomic<bool>& started) {
+          for (int i = 0; i < 30; ++i) {
+            mlora_generator_t* gen = nullptr;
+            const mlora_status_t s = mlora_generator_create(gmodel.get(), params, &gen);
+            check_ok_or_released(s, "race: generator create during params release");
+            if (s != MLORA_STATUS_OK) break;
+            check(mlora_generator_append_tokens(gen, prompt.data(), prompt.size()) == MLORA_STATUS_OK,
+                  "race: prompt of a generator whose params were released");
+            mlora_generator_release(gen);
+            started = true;
+          }
+          started = true;
+        },
+        [&] { mlora_generator_params_release(params); });
+  }
+
+  // 6. Changing a generator's adapters while another thread steps it: BUSY, never both at once.
+  long busy = 0;
+  for (int round = 0; round < 10; ++round) {
+    ml::GeneratorParams params(gmodel);
+    params.set_search_number("max_length", 60);
+    ml::Generator gen(gmodel, params);
+    gen.append_tokens(prompt);
+    std::atomic<bool> stepping{true};
+    std::thread stepper([&] {
+      for (;;) {
+        int32_t done = 0;
+        mlora_status_t s = mlora_generator_is_done(gen.get(), &done);  // a reading call: BUSY during a change
+        if (s == MLORA_STATUS_OK && done) break;
+        if (s == MLORA_STATUS_OK) s = mlora_generator_generate_next_token(gen.get());
+        check(s == MLORA_STATUS_OK || s == MLORA_STATUS_BUSY,
+              std::string("race: step while adapters change: ") + mlora_status_name(s));
+        if (s == MLORA_STATUS_BUSY) ++busy;
+      }
+      stepping = false;
+    });
+    const char* sets[][1] = {{"a"}, {"b"}};
+    for (int i = 0; i < 400 && stepping; ++i) {
+      const mlora_status_t s =
+          mlora_generator_set_active_adapters(gen.get(), gadapters.get(), sets[i % 2], nullptr, i % 3 ? 1 : 0);
+      check(s == MLORA_STATUS_OK || s == MLORA_STATUS_BUSY,
+            std::string("race: set_active_adapters during a step: ") + mlora_status_name(s));
+      if (s == MLORA_STATUS_BUSY) {
+        ++busy;
+        check(std::strstr(mlora_last_error_message(), "busy") != nullptr, "race: the BUSY message");
+      }
+    }
+    stepper.join();
+  }
+  std::printf("release races: %ld runs completed before/while their model was released, %ld BUSY refusals\n", completed,
+              busy);
+}
 
 }  // namespace
 
@@ -185,6 +374,7 @@ int main(int argc, char** argv) {
     }
     std::printf("stress: %ld runs, %ld loads/replaces/unloads in %.1f s\n", runs.load(), loads.load(),
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    release_races(input, cases[0].expect, argc > 2 ? argv[2] : "");
   } catch (const std::exception& e) {
     check(false, std::string("setup threw: ") + e.what());
   }
