@@ -82,6 +82,19 @@ namespace Multilora
         public int Resident;
     }
 
+    /// <summary>Counters of a model's slot table since the model was created (all 0 when it is not prepared).</summary>
+    public struct BatchSlotStats
+    {
+        /// <summary>A batch's adapter set was resident.</summary>
+        public ulong Hits;
+
+        /// <summary>A batch's adapter set was written into a slot.</summary>
+        public ulong Misses;
+
+        /// <summary>... into a slot that held another set (the least recently used one no run pins).</summary>
+        public ulong Evictions;
+    }
+
     /// <summary>A LoRA parameter the model accepts: element type, its two dims and which axis is the rank.</summary>
     public sealed class LoraParameterInfo
     {
@@ -192,6 +205,20 @@ namespace Multilora
                     UIntPtr slots, resident;
                     Library.Check(NativeMethods.mlora_model_batch_slots(u.Ptr, out slots, out resident));
                     return new BatchSlotInfo { Slots = (int)slots.ToUInt64(), Resident = (int)resident.ToUInt64() };
+                }
+            }
+        }
+
+        /// <summary>Hits, misses and evictions of the slot table since the model was created.</summary>
+        public BatchSlotStats SlotStats
+        {
+            get
+            {
+                using (var u = Use())
+                {
+                    ulong hits, misses, evictions;
+                    Library.Check(NativeMethods.mlora_model_batch_slot_stats(u.Ptr, out hits, out misses, out evictions));
+                    return new BatchSlotStats { Hits = hits, Misses = misses, Evictions = evictions };
                 }
             }
         }

@@ -210,6 +210,17 @@ MLORA_API mlora_status_t mlora_model_batch_slots(const mlora_model_t* model, siz
   });
 }
 
+MLORA_API mlora_status_t mlora_model_batch_slot_stats(const mlora_model_t* model, uint64_t* out_hits,
+                                                      uint64_t* out_misses, uint64_t* out_evictions) {
+  return guard(__func__, [&] {
+    const auto box = hold(model, HandleType::kModel, "model");
+    const SlotTable::Stats stats = box->slots ? box->slots->stats() : SlotTable::Stats();
+    if (out_hits) *out_hits = stats.hits;
+    if (out_misses) *out_misses = stats.misses;
+    if (out_evictions) *out_evictions = stats.evictions;
+  });
+}
+
 MLORA_API mlora_status_t mlora_model_run(const mlora_model_t* model, const mlora_run_options_t* options,
                                          const char* const* input_names, const mlora_tensor_t* const* inputs,
                                          size_t input_count, const char* const* output_names, size_t output_count,

@@ -82,7 +82,6 @@ std::shared_ptr<const ActiveSet> ActiveSet::build(std::shared_ptr<const Model> m
         std::memset(zeros.get(), 0, bytes);
         zeros_bytes = bytes;
         set->buffers_.push_back(zeros);
-        set->composite_bytes_ += bytes;
       }
       value = make_ort_tensor(in.dtype, dims, zeros.get(), bytes);
       set->blocks_.push_back({i, zeros.get(), fixed, target});
@@ -132,7 +131,6 @@ std::shared_ptr<const ActiveSet> ActiveSet::build(std::shared_ptr<const Model> m
       value = make_ort_tensor(in.dtype, dims, buffer.get(), bytes);
       set->blocks_.push_back({i, buffer.get(), fixed, target});
       set->buffers_.push_back(std::move(buffer));
-      set->composite_bytes_ += bytes;
     }
     set->feed_name_storage_.push_back(in.name);
     set->feed_values_.push_back(value.get());

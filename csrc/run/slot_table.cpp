@@ -55,6 +55,11 @@ size_t SlotTable::resident() const {
       std::count_if(table_.begin(), table_.end(), [](const Slot& s) { return s.set != nullptr; }));
 }
 
+SlotTable::Stats SlotTable::stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stats_;
+}
+
 void SlotTable::ensure_capacity(const std::vector<std::shared_ptr<const ActiveSet>>& sets) {
   const size_t n = inputs_.size();
   std::vector<int64_t> need(n, 0), fixed(n);
@@ -180,11 +185,15 @@ std::unique_ptr<SlotTable::Lease> SlotTable::acquire(const std::vector<std::shar
       return table_[a].last_use < table_[b].last_use;
     });
     if (candidates.size() < misses.size()) {
+      ++stats_.waits;
       freed_.wait(lock);  // other runs pin the slots this batch needs; one ends soon
       continue;
     }
+    stats_.hits += sets.size() - misses.size();
+    stats_.misses += misses.size();
     for (size_t m = 0; m < misses.size(); ++m) {
       const size_t s = candidates[m];
+      if (table_[s].set) ++stats_.evictions;
       table_[s].set = sets[misses[m]];
       write_slot(*storage_, s, sets[misses[m]].get());
       slot_of[misses[m]] = s;

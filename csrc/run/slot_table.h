@@ -44,6 +44,14 @@ class SlotTable {
   size_t slots() const noexcept { return slots_; }
   size_t resident() const;
 
+  // Counts since the table was created. Per distinct set of each acquire(): a hit when it was resident, a
+  // miss when it had to be written into a slot, an eviction when that slot held another set. `waits`
+  // counts the times an acquire() found every usable slot pinned and waited for a lease to end.
+  struct Stats {
+    uint64_t hits = 0, misses = 0, evictions = 0, waits = 0;
+  };
+  Stats stats() const;
+
   class Lease {
    public:
     ~Lease();
@@ -95,6 +103,7 @@ class SlotTable {
   std::vector<Slot> table_;  // [S]; table_[0] stays free (the base model)
   std::shared_ptr<Storage> storage_;
   uint64_t clock_ = 0;
+  Stats stats_;
 };
 
 }  // namespace mlora

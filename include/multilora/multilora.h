@@ -428,6 +428,17 @@ MLORA_API mlora_status_t mlora_model_version(const mlora_model_t* model, int32_t
 MLORA_API mlora_status_t mlora_model_batch_slots(const mlora_model_t* model, size_t* out_slots, size_t* out_resident);
 
 /**
+ * Counters of the model's slot table since the model was created (all 0 for a model not prepared for
+ * batching). Each run or generation step with per-row adapters counts, per distinct adapter set of its batch,
+ * a hit (the set was resident), or a miss (it was written into a slot) and, when that slot held another
+ * set (the least recently used one no running call pins), an eviction.
+ * @param[out] out_hits may be NULL. @param[out] out_misses may be NULL. @param[out] out_evictions may be NULL.
+ * Returns: OK, INVALID_HANDLE.
+ * Thread-safety: concurrent calls are safe (the counts may change right after).
+ */
+MLORA_API mlora_status_t mlora_model_batch_slot_stats(const mlora_model_t* model, uint64_t* out_hits, uint64_t* out_misses, uint64_t* out_evictions);
+
+/**
  * Runs the model once (ONNX Runtime's Run argument order: options, inputs, output names).
  * LoRA parameters come from the run options' active adapter set; inputs must not name them.
  * @param[in] options borrowed for the call; NULL = base model.

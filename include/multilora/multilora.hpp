@@ -371,6 +371,13 @@ struct BatchSlots {
   size_t resident = 0;  // adapter sets resident now (0..S-1); may change right after the call
 };
 
+/** Counters of a model's slot table since the model was created (all 0 when it is not prepared). */
+struct BatchSlotStats {
+  uint64_t hits = 0;       // a batch's adapter set was resident
+  uint64_t misses = 0;     // it was written into a slot
+  uint64_t evictions = 0;  // ... that held another set (the least recently used one not pinned by a run)
+};
+
 class RunOptions;
 
 class Model {
@@ -448,6 +455,12 @@ class Model {
     BatchSlots b;
     detail::check(mlora_model_batch_slots(get(), &b.slots, &b.resident));
     return b;
+  }
+  /** Hits, misses and evictions of the slot table since the model was created. */
+  BatchSlotStats batch_slot_stats() const {
+    BatchSlotStats s;
+    detail::check(mlora_model_batch_slot_stats(get(), &s.hits, &s.misses, &s.evictions));
+    return s;
   }
   std::vector<LoraInfo> lora_inputs() const {
     std::vector<LoraInfo> out;

@@ -2,10 +2,10 @@
 // with different active sets while 2 threads load, replace and unload adapters. Every output must equal
 // the numpy reference written by make_fixtures.py; nothing may crash, deadlock or leak (run under
 // scripts/sanitize.sh with LeakSanitizer). Bounded: MLORA_STRESS_SECONDS (default 2) of stress.
-// Then the release races (issue 11): a handle released while calls on other threads use it — those calls
-// complete correctly or return INVALID_HANDLE; calls that must not overlap on one generator return BUSY.
-// Usage: test_stress FIXTURE_DIR [GENERATION_MODEL_DIR]. Prints "N passed, N failed"; exit code 1 on any
-// failure.
+// Then a per-row load on a small slot table (evictions, pinned slots) and the release races (issue 11): a handle
+// released while calls on other threads use it — those calls complete correctly or return INVALID_HANDLE; calls that
+// must not overlap on one generator return BUSY. Usage: test_stress FIXTURE_DIR [GENERATION_MODEL_DIR]. Prints "N
+// passed, N failed"; exit code 1 on any failure.
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -253,6 +253,96 @@ void release_races(const ml::Tensor& input, const std::vector<float>& expect_bas
               busy);
 }
 
+// Adapter-aware batching on batch.onnx (the fixture model prepared with a slot table of S = 3, i.e. two
+// usable slots): first the eviction order (deterministic), then 6 threads running 2-row batches over five
+// distinct sets, so slots are evicted and pinned all the time. Row r of a set (wa, wb) must equal
+// base + wa·(a - base) + wb·(b - base) from the numpy references.
+void per_row_load(const ml::Tensor& input, double seconds) {
+  const std::vector<float> base = read_floats("expect_base.bin", 12), ea = read_floats("expect_a.bin", 12),
+                           eb = read_floats("expect_b.bin", 12);
+  auto expect_row = [&](float wa, float wb, size_t row) {
+    std::vector<float> out(6);
+    for (size_t j = 0; j < 6; ++j) {
+      const size_t k = row * 6 + j;
+      out[j] = base[k] + wa * (ea[k] - base[k]) + wb * (eb[k] - base[k]);
+    }
+    return out;
+  };
+  struct Set {
+    std::vector<std::string> names;
+    std::vector<float> weights;
+    float wa, wb;
+  };
+  const std::vector<Set> sets = {{{"a"}, {1.0f}, 1, 0},
+                                 {{"b"}, {1.0f}, 0, 1},
+                                 {{"a", "b"}, {1.0f, 0.5f}, 1, 0.5f},
+                                 {{"a"}, {0.5f}, 0.5f, 0},
+                                 {{"b"}, {2.0f}, 0, 2}};
+  ml::ModelOptions mo;
+  mo.set_intra_op_threads(1);
+  mo.set_batch_slots(3);
+  ml::Model model(path_of("batch.onnx"), &mo);
+  ml::Adapters adapters(model);
+  adapters.load(path_of("a.onnx_adapter"), "a");
+  adapters.load(path_of("b.onnx_adapter"), "b");
+  check(model.batch_slots().slots == 3, "per-row: the fixture model is prepared");
+  auto run_rows = [&](size_t s0, size_t s1, const std::string& what) {
+    ml::RunOptions opts;
+    const std::vector<std::vector<float>> weights = {sets[s0].weights, sets[s1].weights};
+    opts.set_active_adapters_per_row(adapters, {sets[s0].names, sets[s1].names}, &weights);
+    std::vector<ml::Tensor> out = model.run(&opts, {"x"}, {&input}, {"y"});
+    const float* y = out[0].data_as<float>();
+    for (size_t r = 0; r < 2; ++r) {
+      const Set& set = sets[r == 0 ? s0 : s1];
+      const std::vector<float> want = expect_row(set.wa, set.wb, r);
+      float err = 0;
+      for (size_t j = 0; j < 6; ++j) err = std::fmax(err, std::fabs(y[r * 6 + j] - want[j]));
+      check(err < 1e-4f, what + ": row " + std::to_string(r) + " max error " + std::to_string(err));
+    }
+  };
+  // Eviction order: batches using A, B, A, C (one set each, the other row too) -> C evicts B, the least
+  // recently used; A stays resident.
+  auto stats = [&] {
+    const ml::BatchSlotStats st = model.batch_slot_stats();
+    return std::vector<uint64_t>{st.hits, st.misses, st.evictions};
+  };
+  for (size_t s : {0, 1, 0, 2}) run_rows(s, s, "LRU");
+  check(stats() == std::vector<uint64_t>{1, 3, 1}, "LRU: A, B, A, C gives 1 hit, 3 misses, 1 eviction");
+  run_rows(0, 0, "LRU");
+  check(stats() == std::vector<uint64_t>{2, 3, 1}, "LRU: A is still resident (the least recently used set went)");
+  run_rows(1, 1, "LRU");
+  check(stats() == std::vector<uint64_t>{2, 4, 2}, "LRU: B was evicted");
+
+  std::atomic<bool> stop{false};
+  std::atomic<long> runs{0};
+  std::vector<std::thread> threads;
+  for (int k = 0; k < 6; ++k) {
+    threads.emplace_back([&, k] {
+      try {
+        for (size_t i = static_cast<size_t>(k); !stop; ++i) {
+          run_rows(i % sets.size(), (i * 3 + 1) % sets.size(), "per-row thread " + std::to_string(k));
+          ++runs;
+        }
+      } catch (const std::exception& e) {
+        check(false, "per-row thread " + std::to_string(k) + " threw: " + e.what());
+        stop = true;
+      }
+    });
+  }
+  const auto start = std::chrono::steady_clock::now();
+  while (!stop && std::chrono::steady_clock::now() - start < std::chrono::duration<double>(seconds)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  stop = true;
+  for (auto& t : threads) t.join();
+  const ml::BatchSlotStats st = model.batch_slot_stats();
+  check(runs > 0 && st.evictions > 2, "per-row: runs were done and sets evicted");
+  check(model.batch_slots().resident <= 2, "per-row: at most S-1 sets resident");
+  std::printf("per-row: %ld runs on S=3, %llu hits, %llu misses, %llu evictions\n", runs.load(),
+              static_cast<unsigned long long>(st.hits), static_cast<unsigned long long>(st.misses),
+              static_cast<unsigned long long>(st.evictions));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -374,6 +464,7 @@ int main(int argc, char** argv) {
     }
     std::printf("stress: %ld runs, %ld loads/replaces/unloads in %.1f s\n", runs.load(), loads.load(),
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    per_row_load(input, seconds / 2);
     release_races(input, cases[0].expect, argc > 2 ? argv[2] : "");
   } catch (const std::exception& e) {
     check(false, std::string("setup threw: ") + e.what());

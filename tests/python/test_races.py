@@ -218,7 +218,9 @@ def _switch_round(gmodel, gregistry, errors: List[str], busy: List[int]) -> None
         i = 0
         while not stop.is_set() and i < 400:
             try:
-                gen.set_active_adapters(gregistry, [["a"], ["b"], []][i % 3])
+                # a new composite each time (weights vary), so the replaced set is freed at once
+                names = [["a"], ["a", "b"], []][i % 3]
+                gen.set_active_adapters(gregistry, names, [0.5 + 0.01 * (i % 50)] * len(names))
             except ml.BusyError as e:
                 busy[0] += 1
                 if "busy" not in str(e) or e.status_name != "MLORA_STATUS_BUSY":

@@ -632,6 +632,25 @@ public interface MultiloraLibrary extends Library {
 
     /**
      * <pre>
+     * Counters of the model's slot table since the model was created (all 0 for a model not prepared for
+     * batching). Each run or generation step with per-row adapters counts, per distinct adapter set of its batch,
+     * a hit (the set was resident), or a miss (it was written into a slot) and, when that slot held another
+     * set (the least recently used one no running call pins), an eviction.
+     * &#64;param[out] out_hits may be NULL. &#64;param[out] out_misses may be NULL. &#64;param[out] out_evictions may be NULL.
+     * Returns: OK, INVALID_HANDLE.
+     * Thread-safety: concurrent calls are safe (the counts may change right after).
+     * </pre>
+     * C: {@code mlora_status_t mlora_model_batch_slot_stats(const mlora_model_t* model, uint64_t* out_hits, uint64_t* out_misses, uint64_t* out_evictions);}
+     * @param model -
+     * @param out_hits Header: [out] may be NULL.
+     * @param out_misses Header: [out] may be NULL.
+     * @param out_evictions Header: [out] may be NULL.
+     * @return mlora_status_t
+     */
+    int mlora_model_batch_slot_stats(Pointer model, LongByReference out_hits, LongByReference out_misses, LongByReference out_evictions);
+
+    /**
+     * <pre>
      * Runs the model once (ONNX Runtime's Run argument order: options, inputs, output names).
      * LoRA parameters come from the run options' active adapter set; inputs must not name them.
      * &#64;param[in] options borrowed for the call; NULL = base model.
