@@ -51,8 +51,7 @@ struct mlora_adapter {
   std::shared_ptr<const mlora::Adapter> adapter;
 };
 struct mlora_adapters {
-  std::shared_ptr<mlora::Registry> registry;
-  std::shared_ptr<mlora::SlotTable> slots;  // the model's (per-row sets are placed there)
+  mlora::Resolver resolver;  // the registry, its cache of composed sets, the model's slot table
 };
 struct mlora_run_options {
   mlora::SharedSelection selection;  // set by set_active_adapters*, snapshotted by each run

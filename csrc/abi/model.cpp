@@ -4,6 +4,7 @@
 #include <set>
 
 #include "abi/abi.h"
+#include "gen/model_folder.h"
 #include "model/tensor.h"
 #include "run/batch_set.h"
 #include "run/slot_table.h"
@@ -104,7 +105,7 @@ MLORA_API mlora_status_t mlora_model_create(const char* path, const mlora_model_
       std::lock_guard<std::mutex> lock(box->mutex);
       opts = box->options;
     }
-    std::shared_ptr<const Model> model = Model::open(p, opts);
+    std::shared_ptr<const Model> model = open_model(p, opts);
     std::shared_ptr<SlotTable> slots = SlotTable::for_model(*model);
     emit(out_model, HandleType::kModel, std::move(model), std::move(slots));
   });

@@ -13,7 +13,7 @@ using namespace mlora::abi;
 namespace {
 // The registry behind a handle, held for the call.
 std::shared_ptr<Registry> registry_of(const mlora_adapters_t* a) {
-  return hold(a, HandleType::kAdapters, "adapters")->registry;
+  return hold(a, HandleType::kAdapters, "adapters")->resolver.registry;
 }
 }  // namespace
 
@@ -23,7 +23,8 @@ MLORA_API mlora_status_t mlora_adapters_create(const mlora_model_t* model, mlora
   return guard(__func__, [&] {
     const auto m = hold(model, HandleType::kModel, "model");
     out_arg(out_adapters, "out_adapters");
-    emit(out_adapters, HandleType::kAdapters, std::make_shared<Registry>(m->model), m->slots);
+    emit(out_adapters, HandleType::kAdapters,
+         Resolver{std::make_shared<Registry>(m->model), std::make_shared<SetCache>(), m->slots});
   });
 }
 

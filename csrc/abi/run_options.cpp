@@ -17,7 +17,7 @@ AdapterSelection single_selection(const mlora_adapters_t* adapters, const char* 
   const auto box = hold(adapters, HandleType::kAdapters, "adapters");
   std::vector<float> w(count, 1.0f);
   if (weights) w.assign(weights, weights + count);
-  return AdapterSelection::single(resolve_single(*box->registry, n, w));
+  return AdapterSelection::single(resolve_single(box->resolver, n, w));
 }
 
 AdapterSelection per_row_selection(const mlora_adapters_t* adapters, const char* const* names, const float* weights,
@@ -41,7 +41,7 @@ AdapterSelection per_row_selection(const mlora_adapters_t* adapters, const char*
     if (weights) row_weights[i].assign(weights + at, weights + at + n);
     at += n;
   }
-  return AdapterSelection::per_row(resolve_per_row(*box->registry, box->slots, rows, row_weights));
+  return AdapterSelection::per_row(resolve_per_row(box->resolver, rows, row_weights));
 }
 
 }  // namespace mlora::abi

@@ -1,5 +1,6 @@
 #include "run/adapter_selection.h"
 
+#include <cmath>
 #include <set>
 
 #include "adapter/registry.h"
@@ -61,30 +62,67 @@ AdapterSelection::Feeds AdapterSelection::feeds() const {
   return f;
 }
 
-std::shared_ptr<const ActiveSet> resolve_single(const Registry& registry, const std::vector<std::string>& names,
-                                                const std::vector<float>& weights) {
-  if (names.empty() && weights.empty()) return nullptr;  // the base model
-  std::vector<float> w = weights;
-  if (w.empty()) w.assign(names.size(), 1.0f);
-  return registry.resolve(names, w);
+std::shared_ptr<const ActiveSet> SetCache::find(const std::vector<std::pair<const Adapter*, float>>& key) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = sets_.find(key);
+  return it == sets_.end() ? nullptr : it->second.lock();
 }
 
-std::shared_ptr<const BatchSet> resolve_per_row(const Registry& registry, std::shared_ptr<SlotTable> slots,
+std::shared_ptr<const ActiveSet> SetCache::put(const std::vector<std::pair<const Adapter*, float>>& key,
+                                               std::shared_ptr<const ActiveSet> set) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (auto it = sets_.begin(); it != sets_.end();) {  // drop sets nobody holds any more
+    it = it->second.expired() ? sets_.erase(it) : std::next(it);
+  }
+  auto& slot = sets_[key];
+  if (auto existing = slot.lock()) return existing;  // another thread built the same set meanwhile
+  slot = set;
+  return set;
+}
+
+std::shared_ptr<const ActiveSet> resolve_single(const Resolver& resolver, const std::vector<std::string>& names,
+                                                const std::vector<float>& given_weights) {
+  if (names.empty() && given_weights.empty()) return nullptr;  // the base model
+  std::vector<float> weights = given_weights;
+  if (weights.empty()) weights.assign(names.size(), 1.0f);
+  if (names.size() != weights.size()) {
+    fail(MLORA_STATUS_INVALID_ARGUMENT,
+         std::to_string(names.size()) + " adapter names but " + std::to_string(weights.size()) + " weights");
+  }
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (!std::isfinite(weights[i])) {
+      fail(MLORA_STATUS_INVALID_ARGUMENT, "weight of adapter '" + names[i] + "' is not finite");
+    }
+  }
+  const Registry& registry = *resolver.registry;
+  std::vector<std::shared_ptr<const Adapter>> adapters = registry.lookup(names);  // one consistent snapshot
+  std::vector<std::pair<const Adapter*, float>> key;
+  std::vector<ActiveEntry> entries;
+  for (size_t i = 0; i < names.size(); ++i) {
+    key.emplace_back(adapters[i].get(), weights[i]);
+    entries.push_back({names[i], std::move(adapters[i]), weights[i]});
+  }
+  if (auto cached = resolver.cache->find(key)) return cached;
+  // Built outside every lock: composites can take a while and must not block loads.
+  return resolver.cache->put(key, ActiveSet::build(registry.model(), std::move(entries)));
+}
+
+std::shared_ptr<const BatchSet> resolve_per_row(const Resolver& resolver,
                                                 const std::vector<std::vector<std::string>>& rows,
                                                 const std::vector<std::vector<float>>& weights) {
   if (rows.empty()) fail(MLORA_STATUS_INVALID_ARGUMENT, "batch_size is 0");
-  require_batching(*registry.model());
+  require_batching(*resolver.registry->model());
   std::vector<std::shared_ptr<const ActiveSet>> sets(rows.size());
   for (size_t i = 0; i < rows.size(); ++i) {
     if (rows[i].empty()) continue;
     try {
       // cached: identical rows share one set
-      sets[i] = resolve_single(registry, rows[i], i < weights.size() ? weights[i] : std::vector<float>());
+      sets[i] = resolve_single(resolver, rows[i], i < weights.size() ? weights[i] : std::vector<float>());
     } catch (const Error& e) {
       fail(e.status(), "row " + std::to_string(i) + ": " + e.what());
     }
   }
-  return BatchSet::build(registry.model(), std::move(slots), std::move(sets));
+  return BatchSet::build(resolver.registry->model(), resolver.slots, std::move(sets));
 }
 
 }  // namespace mlora

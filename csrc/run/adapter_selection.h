@@ -3,7 +3,7 @@
 // Setting one kind replaces the other. RunOptions (the ABI box), GeneratorParams and Generator all hold one,
 // and so should any new consumer (e.g. the request engine):
 //
-//   AdapterSelection sel = AdapterSelection::single(resolve_single(registry, names, weights));
+//   AdapterSelection sel = AdapterSelection::single(resolve_single(resolver, names, weights));
 //   sel.check_model(*model, "my consumer");                 // the one identity check, one message
 //   AdapterSelection::Feeds feeds = sel.feeds();             // per-row: pins slots (may wait for them)
 //   ... append feeds.names()/feeds.values() to the Run's inputs; keep `feeds` alive until Run returns.
@@ -14,9 +14,11 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "model/model.h"
@@ -26,6 +28,7 @@
 namespace mlora {
 
 class ActiveSet;
+class Adapter;
 class BatchSet;
 class Registry;
 
@@ -94,15 +97,37 @@ class SharedSelection {
 
 // ---- resolving names into sets (the rules every binding follows) -----------------------------------------
 
+// Composed sets by (adapter, weight) list: identical requests share one set while anyone holds it. One per
+// adapters registry (the ABI keeps it beside the registry). Internally synchronized.
+class SetCache {
+ public:
+  std::shared_ptr<const ActiveSet> find(const std::vector<std::pair<const Adapter*, float>>& key) const;
+  // Stores `set` unless another thread stored an equal one meanwhile; returns the one to use.
+  std::shared_ptr<const ActiveSet> put(const std::vector<std::pair<const Adapter*, float>>& key,
+                                       std::shared_ptr<const ActiveSet> set);
+
+ private:
+  mutable std::mutex mutex_;
+  std::map<std::vector<std::pair<const Adapter*, float>>, std::weak_ptr<const ActiveSet>> sets_;
+};
+
+// What resolving names needs: the registry, its cache of composed sets, and the model's slot table (null
+// unless the model is prepared for adapter-aware batching).
+struct Resolver {
+  std::shared_ptr<Registry> registry;
+  std::shared_ptr<SetCache> cache;
+  std::shared_ptr<SlotTable> slots;
+};
+
 // Names (+ weights, same length; empty weights = all 1) -> one composed set of the registry's adapters as
-// loaded now; no names -> null (the base model). Identical requests share one cached set. Throws NOT_FOUND,
-// INVALID_ARGUMENT (duplicate name, non-finite weight, counts differ).
-std::shared_ptr<const ActiveSet> resolve_single(const Registry& registry, const std::vector<std::string>& names,
+// loaded now; no names -> null (the base model). Throws NOT_FOUND, INVALID_ARGUMENT (duplicate name,
+// non-finite weight, counts differ).
+std::shared_ptr<const ActiveSet> resolve_single(const Resolver& resolver, const std::vector<std::string>& names,
                                                 const std::vector<float>& weights);
 
 // One row of names (+ weights) per batch row; an empty row is the base model. Throws INVALID_ARGUMENT (model
 // not prepared for batching, batch 0, more distinct sets than the slot table holds), NOT_FOUND naming the row.
-std::shared_ptr<const BatchSet> resolve_per_row(const Registry& registry, std::shared_ptr<SlotTable> slots,
+std::shared_ptr<const BatchSet> resolve_per_row(const Resolver& resolver,
                                                 const std::vector<std::vector<std::string>>& rows,
                                                 const std::vector<std::vector<float>>& weights);
 

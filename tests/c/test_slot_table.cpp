@@ -17,6 +17,7 @@
 #include "adapter/registry.h"
 #include "model/model.h"
 #include "run/active_set.h"
+#include "run/adapter_selection.h"
 #include "run/slot_table.h"
 
 using namespace mlora;
@@ -52,17 +53,18 @@ std::vector<uint8_t> slot_bytes(const SlotTable::Lease& lease, size_t input, siz
 void pinned_slots_are_not_evicted(const std::string& dir) {
   ModelOptions options;
   options.batch_slots = 2;  // slot 0 = base, one usable slot
-  std::shared_ptr<const Model> model = Model::open(dir + "/batch.onnx", options);
+  std::shared_ptr<const Model> model =
+      Model::open(ModelSource{dir + "/batch.onnx", dir + "/batch.onnx", nullptr, nullptr}, options);
   std::shared_ptr<SlotTable> slots = SlotTable::for_model(*model);
   check(slots && slots->slots() == 2, "the fixture model is prepared for batching");
   if (!slots) return;
-  Registry registry(model);
-  registry.add(Adapter::open_file(dir + "/a.onnx_adapter"), "a", 0);
-  registry.add(Adapter::open_file(dir + "/b.onnx_adapter"), "b", 0);
-  const auto a = registry.resolve({"a"}, {1.0f});
+  Resolver resolver{std::make_shared<Registry>(model), std::make_shared<SetCache>(), slots};
+  resolver.registry->add(Adapter::open_file(dir + "/a.onnx_adapter"), "a", 0);
+  resolver.registry->add(Adapter::open_file(dir + "/b.onnx_adapter"), "b", 0);
+  const auto a = resolve_single(resolver, {"a"}, {1.0f});
   // B: another set of the same rank, so placing it needs no larger storage and would overwrite A's bytes in
   // the storage the held lease reads.
-  const auto b = registry.resolve({"a"}, {0.5f});
+  const auto b = resolve_single(resolver, {"a"}, {0.5f});
 
   std::unique_ptr<SlotTable::Lease> held = slots->acquire({a}, {0, 0});  // A in slot 1, pinned
   // Input 1 is lora_B: A's block [2, 6] is the slot's [R = 2, 6], byte for byte; B (weight 0.5) differs.
