@@ -747,7 +747,8 @@ class GeneratorParams(_GenerationAdapters):
 
 
 class Generator(_GenerationAdapters):
-    """A generation in progress (one thread at a time)."""
+    """A generation in progress (one thread at a time: a call that overlaps a changing call from another
+    thread raises BusyError and changes nothing)."""
 
     def __init__(self, model: Model, params: GeneratorParams) -> None:
         self._model_path = model.path

@@ -125,8 +125,9 @@ class GeneratorParams(_api.GeneratorParams):
 
 
 class Generator(_api.Generator):
-    """A generation in progress; one thread at a time. Keeps its model and params alive (closing them
-    does not stop it)."""
+    """A generation in progress; one thread at a time (a call that overlaps a changing call from another
+    thread raises BusyError and changes nothing). Keeps its model and params alive (closing them does not
+    stop it); closing it while another thread steps it lets that step finish."""
 
     def append_tokens(self, tokens: Any) -> None:
         """Token ids: 1-D for one sequence (also after generated tokens, batch size 1), 2-D [batch, length]
