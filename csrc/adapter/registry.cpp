@@ -7,6 +7,7 @@
 
 #include "util/dtype.h"
 #include "util/error.h"
+#include "util/utf8.h"
 
 namespace mlora {
 
@@ -53,8 +54,8 @@ void Registry::validate(const Adapter& adapter, const std::string& label, int32_
     if (!in) {
       std::vector<std::string> known;
       for (const auto& l : model.lora_inputs()) known.push_back(l.name);
-      fail(MLORA_STATUS_NOT_FOUND, who + ": parameter '" + p.name + "' is not a LoRA input of model '" + model.path() +
-                                       "'; its LoRA inputs are " + join_names(known));
+      fail(MLORA_STATUS_NOT_FOUND, who + ": parameter '" + printable_text(p.name) + "' is not a LoRA input of model '" +
+                                       model.path() + "'; its LoRA inputs are " + join_names(known));
     }
     if (p.dtype != in->dtype) {
       fail(MLORA_STATUS_TYPE_MISMATCH, who + ": parameter '" + p.name + "' has dtype " + dtype_name(p.dtype) +
@@ -97,7 +98,7 @@ void Registry::validate(const Adapter& adapter, const std::string& label, int32_
 
 void Registry::add(std::shared_ptr<const Adapter> adapter, const std::string& name, int32_t flags) {
   if (name.empty()) fail(MLORA_STATUS_INVALID_ARGUMENT, "adapter name is empty");
-  if (flags & ~(MLORA_LOAD_REPLACE | MLORA_LOAD_IGNORE_MODEL_VERSION)) {
+  if (flags & ~(MLORA_LOAD_REPLACE | MLORA_LOAD_IGNORE_MODEL_VERSION | MLORA_LOAD_COPY)) {
     fail(MLORA_STATUS_INVALID_ARGUMENT, "unknown load flags " + std::to_string(flags));
   }
   {

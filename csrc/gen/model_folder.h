@@ -13,8 +13,8 @@ namespace mlora {
 // Throws INVALID_ARGUMENT (options), NOT_FOUND, IO, FORMAT, RUNTIME with the path in the message.
 std::shared_ptr<const Model> open_model(const std::string& path, const ModelOptions& options);
 
-// The decoder .onnx file a GenAI model folder's genai_config.json names. Throws NOT_FOUND (no
-// genai_config.json), IO, FORMAT.
-std::string decoder_from_genai_folder(const std::string& dir);
+// The decoder .onnx file a GenAI model folder's genai_config.json names (absolute or climbing out of the
+// folder only when allow_external_paths). Throws NOT_FOUND (no genai_config.json), IO, FORMAT.
+std::string decoder_from_genai_folder(const std::string& dir, bool allow_external_paths);
 
 }  // namespace mlora

@@ -10,6 +10,10 @@
 
 namespace mlora {
 
+namespace {
+constexpr float kMaxAdapterWeight = 1e6f;
+}  // namespace
+
 AdapterSelection AdapterSelection::single(std::shared_ptr<const ActiveSet> set) {
   AdapterSelection s;
   s.single_ = std::move(set);
@@ -92,6 +96,14 @@ std::shared_ptr<const ActiveSet> resolve_single(const Resolver& resolver, const 
   for (size_t i = 0; i < names.size(); ++i) {
     if (!std::isfinite(weights[i])) {
       fail(MLORA_STATUS_INVALID_ARGUMENT, "weight of adapter '" + names[i] + "' is not finite");
+    }
+    // A bound instead of silent all-NaN outputs: x·A·(w·B) overflows the activations long before float32's
+    // range for weights like 3.4e38 or 2^70. No mix needs more; the composition also refuses any weight
+    // that overflows the LoRA dtype itself (float16: 65504).
+    if (std::fabs(weights[i]) > kMaxAdapterWeight) {
+      fail(MLORA_STATUS_INVALID_ARGUMENT, "weight " + std::to_string(weights[i]) + " of adapter '" + names[i] +
+                                              "' is outside -1e6..1e6 (larger weights overflow the model's "
+                                              "activations)");
     }
   }
   const Registry& registry = *resolver.registry;
