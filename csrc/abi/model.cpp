@@ -87,11 +87,11 @@ MLORA_API mlora_status_t mlora_model_options_set_batch_slots(mlora_model_options
 
 MLORA_API mlora_status_t mlora_model_options_set_allow_external_paths(mlora_model_options_t* options, int32_t allow) {
   return guard(__func__, [&] {
-    checked(options, HandleType::kModelOptions, "options");
+    hold(options, HandleType::kModelOptions, "options");
     if (allow != 0 && allow != 1) {
       fail(MLORA_STATUS_INVALID_ARGUMENT, "allow_external_paths " + std::to_string(allow) + " is not 0 or 1");
     }
-    options->options->allow_external_paths = allow != 0;
+    change_options(options, [&](ModelOptions& o) { o.allow_external_paths = allow != 0; });
   });
 }
 

@@ -290,8 +290,8 @@ struct Matched {
 
 // Matches every tensor to a model input; fails listing every problem at once (unsupported settings in `c`,
 // unsupported tensors, tensors that match nothing).
-Matched match_tensors(const SafetensorsFile& st, const InputsByAddress& index, const PeftConfig& c,
-                      const Model& model, const std::string& who) {
+Matched match_tensors(const SafetensorsFile& st, const InputsByAddress& index, const PeftConfig& c, const Model& model,
+                      const std::string& who) {
   std::vector<std::string> unsupported, unmatched;
   Matched out;
   auto& halves = out.halves;
@@ -400,8 +400,8 @@ void convert_module(const std::string& module, const LoraInput* ia, const LoraIn
   const StTensor& tb = *m.halves.at(ib).t;
   for (const StTensor* t : {&ta, &tb}) {
     if (t->dtype != "F32" && t->dtype != "F16" && t->dtype != "BF16" && t->dtype != "F64") {
-      fail(MLORA_STATUS_TYPE_MISMATCH, swho + ": tensor '" + t->name + "' has dtype " + t->dtype +
-                                           "; LoRA weights must be F32, F16, BF16 or F64");
+      fail(MLORA_STATUS_TYPE_MISMATCH,
+           swho + ": tensor '" + t->name + "' has dtype " + t->dtype + "; LoRA weights must be F32, F16, BF16 or F64");
     }
     if (t->shape.size() != 2) {
       fail(MLORA_STATUS_SHAPE_MISMATCH,
@@ -428,13 +428,12 @@ void convert_module(const std::string& module, const LoraInput* ia, const LoraIn
   }
   if (ib->fixed_dim() >= 0 && ib->fixed_dim() != out_f) {
     fail(MLORA_STATUS_SHAPE_MISMATCH, swho + ": '" + tb.name + "' " + shape_str(tb.shape) + " has " +
-                                          std::to_string(out_f) + " out features; model input '" + ib->name +
-                                          "' has " + std::to_string(ib->fixed_dim()));
+                                          std::to_string(out_f) + " out features; model input '" + ib->name + "' has " +
+                                          std::to_string(ib->fixed_dim()));
   }
   double r_cfg = c.r_default, alpha = c.alpha_default;
   if (const json* v = pattern_value(c.rank_pattern, module, c.who + " rank_pattern")) {
-    if (!v->is_number())
-      fail(MLORA_STATUS_FORMAT, c.who + ": rank_pattern value for '" + module + "' is not a number");
+    if (!v->is_number()) fail(MLORA_STATUS_FORMAT, c.who + ": rank_pattern value for '" + module + "' is not a number");
     r_cfg = v->get<double>();
   }
   if (const json* v = pattern_value(c.alpha_pattern, module, c.who + " alpha_pattern")) {
