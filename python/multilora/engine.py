@@ -34,6 +34,8 @@ tokens.
 from __future__ import annotations
 
 import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, AsyncIterator, Iterator, List, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
@@ -74,6 +76,19 @@ def _prompt_list(prompt: Any) -> List[int]:
     return [int(t) for t in arr.tolist()]
 
 
+_POOL: Optional[ThreadPoolExecutor] = None
+_POOL_LOCK = threading.Lock()
+
+
+def _stream_pool() -> ThreadPoolExecutor:
+    """Threads that wait for tokens on behalf of asyncio streams (64: blocked native waits cost no CPU)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=64, thread_name_prefix="multilora-stream")
+        return _POOL
+
+
 class Request(_Native):
     """One submitted request. Iterate it (blocking) or ``stream()`` it (asyncio) for new token ids; both
     read from one queue, so use one of them. ``close()`` releases it (cancelling it if unfinished)."""
@@ -108,16 +123,22 @@ class Request(_Native):
             if not more:
                 return
 
-    async def stream(self, poll_interval: float = 0.05) -> AsyncIterator[int]:
-        """Async iterator over new token ids. Each wait runs in the loop's default executor with a short
-        timeout (the native read releases the GIL), so the event loop is never blocked."""
+    async def stream(self, wait: float = 0.25) -> AsyncIterator[int]:
+        """Async iterator over new token ids. Waiting happens in a thread of a shared pool (the native read
+        releases the GIL and returns as soon as a token arrives), never on the event loop; each wait lasts at
+        most ``wait`` seconds so a cancelled task frees its thread soon. For an engine without a worker, the
+        waits step the engine."""
         loop = asyncio.get_running_loop()
         native = self._n()
-        ms = max(1, int(poll_interval * 1000))
+        engine = self._engine
+        ms = max(1, int(wait * 1000))
         while True:
             tokens, more = native.read(0, 256)
             if not tokens and more:
-                tokens, more = await loop.run_in_executor(None, native.read, ms, 256)
+                if engine is not None:
+                    await loop.run_in_executor(_stream_pool(), engine.step)
+                    continue
+                tokens, more = await loop.run_in_executor(_stream_pool(), native.read, ms, 256)
             for t in tokens:
                 yield t
             if not more:

@@ -321,11 +321,12 @@ def test_async_stream_does_not_block_the_loop(prepared, plain):
         await t
         return list(out), ticks
 
-    with ml.Engine(model, max_batch_size=4) as engine:
-        out, ticks = asyncio.run(main(engine))
-    assert ticks > 0
-    for i in range(4):
-        assert out[i] == alone(plain, PROMPTS[i % 3], SETS[i], max_length=len(PROMPTS[i % 3]) + NEW)
+    for worker in (True, False):  # without a worker, the streams' waits step the engine
+        with ml.Engine(model, max_batch_size=4, worker=worker) as engine:
+            out, ticks = asyncio.run(main(engine))
+        assert ticks > 0
+        for i in range(4):
+            assert out[i] == alone(plain, PROMPTS[i % 3], SETS[i], max_length=len(PROMPTS[i % 3]) + NEW)
 
 
 def test_generate_offline_batch(prepared, plain):
