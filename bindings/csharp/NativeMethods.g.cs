@@ -1287,7 +1287,8 @@ namespace Multilora.Native
         public static extern int mlora_engine_options_set_max_batch_size(IntPtr options, UIntPtr max_batch_size);
 
         /// <summary>
-        /// Token budget of one step (&gt;= 1): one per decoding row, the rest (at least 1) for prompt chunks.
+        /// Token budget of one step (&gt;= 1): one per decoding row, the rest (at least 1) for prompt chunks; while no
+        /// row decodes, prompts are prefilled whole.
         /// Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (0).
         /// Thread-safety: not concurrently with other use of the same options.
         /// </summary>

@@ -398,7 +398,11 @@ bool Engine::step_locked() {
   size_t decoding = 0;
   for (const auto& r : rows_) decoding += r && r->pending_ >= 0;
   if (decoding) decode();
-  prefill(options_.max_tokens_per_step > decoding ? options_.max_tokens_per_step - decoding : 1);
+  // The budget protects decoding rows from long prefill steps; with none decoding, prompts go whole.
+  const size_t budget = decoding == 0                             ? SIZE_MAX
+                        : options_.max_tokens_per_step > decoding ? options_.max_tokens_per_step - decoding
+                                                                  : 1;
+  prefill(budget);
   std::lock_guard<std::mutex> lk(mu_);
   ++stats_.steps;
   return has_work_locked();

@@ -986,7 +986,8 @@ MLORA_API void mlora_engine_options_release(mlora_engine_options_t* options);
 MLORA_API mlora_status_t mlora_engine_options_set_max_batch_size(mlora_engine_options_t* options, size_t max_batch_size);
 
 /**
- * Token budget of one step (>= 1): one per decoding row, the rest (at least 1) for prompt chunks.
+ * Token budget of one step (>= 1): one per decoding row, the rest (at least 1) for prompt chunks; while no
+ * row decodes, prompts are prefilled whole.
  * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (0).
  * Thread-safety: not concurrently with other use of the same options.
  */

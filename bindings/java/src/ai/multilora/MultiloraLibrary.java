@@ -1495,7 +1495,8 @@ public interface MultiloraLibrary extends Library {
 
     /**
      * <pre>
-     * Token budget of one step (&gt;= 1): one per decoding row, the rest (at least 1) for prompt chunks.
+     * Token budget of one step (&gt;= 1): one per decoding row, the rest (at least 1) for prompt chunks; while no
+     * row decodes, prompts are prefilled whole.
      * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (0).
      * Thread-safety: not concurrently with other use of the same options.
      * </pre>
