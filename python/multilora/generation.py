@@ -256,6 +256,16 @@ class TokenizerStream:
         self._prefix, self._read = self._read, len(self._ids)
         return piece
 
+    def flush(self) -> str:
+        """The text held back so far (tokens that end inside a UTF-8 character decode to U+FFFD, as
+        ``Tokenizer.decode`` gives them); call once after the last token."""
+        if self._read == len(self._ids):
+            return ""
+        before = self._tok.decode(self._ids[self._prefix : self._read])
+        after = self._tok.decode(self._ids[self._prefix :])
+        self._prefix, self._read = self._read, len(self._ids)
+        return after[len(before) :] if after.startswith(before) else ""
+
 
 # ------------------------------------------------------------------------------------------------
 # One-call helpers
@@ -347,6 +357,9 @@ def generate_stream(
             piece = stream.decode(token)
             if piece:
                 yield piece
+        rest = stream.flush()  # a last token ending inside a character
+        if rest:
+            yield rest
     finally:
         gen.close()
         params.close()
