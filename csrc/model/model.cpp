@@ -32,6 +32,7 @@ namespace {
 //   ValueInfoProto.name = 1, ValueInfoProto.type = 2; TypeProto.tensor_type = 1; TypeProto.Tensor.shape = 2;
 //   TensorProto.dims = 1 (repeated int64, packed or not), TensorProto.name = 8.
 constexpr uint32_t kModelGraph = 7;
+constexpr uint32_t kModelVersion = 5;  // ModelProto.model_version (int64)
 constexpr uint32_t kGraphInitializer = 5;
 constexpr uint32_t kGraphInput = 11;
 constexpr uint32_t kValueInfoName = 1;
@@ -132,6 +133,7 @@ struct ModelScan {
   std::unordered_set<std::string> inputs_with_shape;  // graph.input entries declaring a tensor shape
   std::unordered_map<std::string, std::vector<int64_t>> initializer_dims;
   size_t duplicate_inputs = 0;
+  int64_t model_version = 0;  // ModelProto.model_version: the version the model declares (0 = none)
 };
 
 bool value_info_has_shape(const Field& type_field) {
@@ -195,6 +197,7 @@ ModelScan scan_model(const uint8_t* data, size_t size) {
   while (!r.done()) {
     const Field f = r.next();
     if (f.number == kModelGraph && f.wire == kLengthDelimited) scan_graph(f, scan, seen);
+    if (f.number == kModelVersion && f.wire == kVarint) scan.model_version = static_cast<int64_t>(f.varint);
   }
   return scan;
 }
@@ -399,7 +402,8 @@ struct Model::Impl {
   std::vector<LoraInput> loras;
   std::unordered_map<std::string, size_t> input_index, output_index, lora_index;
   std::vector<std::string> input_names, output_names;  // for messages
-  int32_t fingerprint = 1;
+  int32_t fingerprint = kFingerprintBit;
+  int64_t declared_version = 0;  // ModelProto.model_version
   bool batching = false;     // prepared for adapter-aware batching (lora_slot + stacked LoRA inputs)
   bool ranks_input = false;  // has lora_ranks: prepared for the fused kernel
   int64_t ranks_pairs = 0;   // lora_ranks' declared P
@@ -416,8 +420,10 @@ namespace {
 //   for every LoRA input, the line  name + "|" + dtype + "|" + fixed_dim + "|" + rank_axis + "\n"
 //   (integers in decimal, ONNX dtype numbers, fixed_dim -1 when the declared dim is symbolic);
 //   sort the lines by byte value, concatenate them, and hash the UTF-8 bytes with 32-bit FNV-1a
-//   (offset basis 2166136261, prime 16777619); the result is hash & 0x7fffffff, or 1 if that is 0.
-//   A model without LoRA inputs therefore gets 2166136261 & 0x7fffffff = 18652613.
+//   (offset basis 2166136261, prime 16777619); the result is (hash & 0x7fffffff) | 0x40000000, so it always
+//   lies in [2^30, 2^31): an adapter model_version in that range is read as a fingerprint, a smaller one as
+//   its producer's own number (ONNX Runtime's format leaves the field's meaning to the producer).
+//   A model without LoRA inputs therefore gets (2166136261 & 0x7fffffff) | 0x40000000 = 1092394437.
 int32_t compute_fingerprint(const std::vector<LoraInput>& loras) {
   std::vector<std::string> lines;
   for (const LoraInput& l : loras) {
@@ -432,8 +438,7 @@ int32_t compute_fingerprint(const std::vector<LoraInput>& loras) {
       h *= 16777619u;
     }
   }
-  h &= 0x7fffffffu;
-  return h == 0 ? 1 : static_cast<int32_t>(h);
+  return static_cast<int32_t>((h & 0x7fffffffu) | static_cast<uint32_t>(kFingerprintBit));
 }
 
 // Decides whether an overridable initializer is a LoRA input and describes it. A LoRA input is declared 2-D
@@ -659,6 +664,7 @@ std::shared_ptr<const Model> Model::open(const std::string& path, const ModelOpt
     impl->loras.push_back(lora);
   }
   impl->fingerprint = compute_fingerprint(impl->loras);
+  impl->declared_version = scan.model_version;
   if (impl->batching) {
     impl->batching = !impl->loras.empty() &&
                      std::all_of(impl->loras.begin(), impl->loras.end(), [](const LoraInput& l) { return l.stacked; });
@@ -697,6 +703,7 @@ const std::vector<IoInfo>& Model::inputs() const noexcept { return impl_->inputs
 const std::vector<IoInfo>& Model::outputs() const noexcept { return impl_->outputs; }
 const std::vector<LoraInput>& Model::lora_inputs() const noexcept { return impl_->loras; }
 int32_t Model::lora_fingerprint() const noexcept { return impl_->fingerprint; }
+int64_t Model::declared_version() const noexcept { return impl_->declared_version; }
 const GenaiConfig* Model::genai_config() const noexcept { return impl_->genai.get(); }
 bool Model::batching() const noexcept { return impl_->batching; }
 BatchKernel Model::batch_kernel() const noexcept { return impl_->kernel; }

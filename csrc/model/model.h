@@ -58,6 +58,13 @@ enum class BatchKernel {
 struct GenaiConfig;  // gen/genai_config.h (Generation)
 class SlotTable;     // run/slot_table.h (adapter-aware batching)
 
+// Bit 30: set in every LoRA signature fingerprint (and so in the model_version of adapters multilora writes
+// for a model); model_version values without it are a producer's own numbers (ONNX Runtime's format).
+constexpr int32_t kFingerprintBit = 0x40000000;
+inline bool is_fingerprint(int32_t model_version) noexcept {
+  return model_version > 0 && (model_version & kFingerprintBit) != 0;
+}
+
 class Model {
  public:
   // Opens an .onnx file, or a folder with genai_config.json (decoder file resolved from it). Throws
@@ -71,8 +78,11 @@ class Model {
   const std::vector<LoraInput>& lora_inputs() const noexcept;  // model order
   const LoraInput* find_lora(const std::string& name) const noexcept;
   const IoInfo* find_input(const std::string& name) const noexcept;
-  // Stable 32-bit fingerprint of the LoRA input signature (names, dtypes, fixed dims), never 0.
+  // Stable 32-bit fingerprint of the LoRA input signature (names, dtypes, fixed dims), always in
+  // [kFingerprintBit, 2^31) (see is_fingerprint).
   int32_t lora_fingerprint() const noexcept;
+  // The ONNX file's ModelProto.model_version (0 when the model declares none).
+  int64_t declared_version() const noexcept;
   // True when the model was prepared for adapter-aware batching: it has the int64 input `lora_slot` and
   // every LoRA input is stacked (see LoraInput::stacked).
   bool batching() const noexcept;
