@@ -469,8 +469,8 @@ void Generator::feed_pending() {
 void Generator::rewind_to(size_t length) {
   if (!started_) {
     if (length == 0) return;
-    fail(MLORA_STATUS_INVALID_ARGUMENT, "cannot rewind to length " + std::to_string(length) +
-                                            ": no prompt appended yet");
+    fail(MLORA_STATUS_INVALID_ARGUMENT,
+         "cannot rewind to length " + std::to_string(length) + ": no prompt appended yet");
   }
   if (batch_ != 1) {
     fail(MLORA_STATUS_INVALID_ARGUMENT, "rewind_to needs batch size 1 (the generator has " + std::to_string(batch_) +
@@ -478,8 +478,8 @@ void Generator::rewind_to(size_t length) {
   }
   const size_t current = sequences_[0].size();
   if (length > current) {
-    fail(MLORA_STATUS_INVALID_ARGUMENT, "cannot rewind to length " + std::to_string(length) +
-                                            ": the sequence has " + std::to_string(current) + " tokens");
+    fail(MLORA_STATUS_INVALID_ARGUMENT, "cannot rewind to length " + std::to_string(length) + ": the sequence has " +
+                                            std::to_string(current) + " tokens");
   }
   logits_.clear();
   if (length == 0) {  // back to a fresh generator (same params, adapters as set now)

@@ -404,9 +404,9 @@ struct Model::Impl {
   std::vector<std::string> input_names, output_names;  // for messages
   int32_t fingerprint = kFingerprintBit;
   int64_t declared_version = 0;  // ModelProto.model_version
-  bool batching = false;     // prepared for adapter-aware batching (lora_slot + stacked LoRA inputs)
-  bool ranks_input = false;  // has lora_ranks: prepared for the fused kernel
-  int64_t ranks_pairs = 0;   // lora_ranks' declared P
+  bool batching = false;         // prepared for adapter-aware batching (lora_slot + stacked LoRA inputs)
+  bool ranks_input = false;      // has lora_ranks: prepared for the fused kernel
+  int64_t ranks_pairs = 0;       // lora_ranks' declared P
   BatchKernel kernel = BatchKernel::kNone;
   int64_t pairs = 0;
   size_t batch_slots = 0;

@@ -55,9 +55,10 @@ std::string join_list(const std::vector<std::string>& v, size_t limit = 6) {
 // A projection address: layer index (-1 if none) + module path after it with self_attn spelled attn.
 struct Address {
   int layer = -1;
-  std::string path;  // e.g. "attn.q_proj"
-  std::string leaf;  // e.g. "q_proj"
-  char half = 0;     // 'A' or 'B'
+  std::string prefix;  // the tokens before the layer index, e.g. "model.layers"
+  std::string path;    // e.g. "attn.q_proj"
+  std::string leaf;    // e.g. "q_proj"
+  char half = 0;       // 'A' or 'B'
 };
 
 // Spellings of the same block across exporters: Hugging Face says self_attn, model builders say attn.
@@ -75,6 +76,7 @@ Address address_of(const std::vector<std::string>& tok, size_t end) {
     if (all_digits(tok[i])) {
       a.layer = std::stoi(tok[i]);
       start = i + 1;
+      for (size_t j = 0; j < i; ++j) a.prefix += (j ? "." : "") + tok[j];
       break;
     }
   }
@@ -121,8 +123,7 @@ LoraNameResolver::Match LoraNameResolver::resolve(const std::string& name) const
   }
   // "<module>.lora_A.weight" (PEFT's saved form, olive convert-adapters), tolerating
   // "<module>.lora_A.<adapter name or MatMul>.weight".
-  const bool is_weight =
-      pos < tok.size() && tok.back() == "weight" && (tok.size() - pos == 2 || tok.size() - pos == 3);
+  const bool is_weight = pos < tok.size() && tok.back() == "weight" && (tok.size() - pos == 2 || tok.size() - pos == 3);
   if (!is_weight) return m;
   size_t first = 0;  // strip PEFT's wrapper prefix "base_model.model."
   if (tok.size() > 2 && tok[0] == "base_model" && tok[1] == "model") first = 2;
@@ -131,6 +132,7 @@ LoraNameResolver::Match LoraNameResolver::resolve(const std::string& name) const
   a.half = tok[pos].back();
   m.weight = true;
   m.half = a.half;
+  m.prefix = a.prefix;
   for (const auto& t : mod_tok) m.module += (m.module.empty() ? "" : ".") + t;
   auto exact = by_key_.find(key_of(a));
   if (exact != by_key_.end()) {
@@ -166,7 +168,9 @@ std::shared_ptr<const Adapter> resolve_names(std::shared_ptr<const Adapter> adap
     std::string target = p.name;
     if (!model.find_lora(p.name)) {
       const LoraNameResolver::Match m = resolver.resolve(p.name);
-      if (m.input) {
+      // Files are held to the model's own prefix ("model.layers"): only the spellings after it may differ.
+      Address target_address;
+      if (m.input && model_address(m.input->name, target_address) && target_address.prefix == m.prefix) {
         target = m.input->name;
         changed = true;
       }
@@ -177,8 +181,8 @@ std::shared_ptr<const Adapter> resolve_names(std::shared_ptr<const Adapter> adap
     names.push_back(target);
   }
   if (!clashes.empty()) {
-    std::string msg = "adapter '" + adapter->source() + "': parameter names resolve ambiguously to model '" +
-                      model.path() + "': ";
+    std::string msg =
+        "adapter '" + adapter->source() + "': parameter names resolve ambiguously to model '" + model.path() + "': ";
     for (size_t i = 0; i < clashes.size(); ++i) msg += (i ? "; " : "") + clashes[i];
     fail(MLORA_STATUS_FORMAT, msg);
   }
@@ -370,8 +374,8 @@ std::shared_ptr<const Adapter> load_folder(const std::string& dir, const Model& 
   std::vector<std::string> unsupported, unmatched;
   const json targets = cfg.contains("target_modules") ? cfg["target_modules"] : json();
   const json excluded = cfg.contains("exclude_modules") ? cfg["exclude_modules"] : json();
-  std::map<std::string, bool> selected;  // PEFT module -> whether target_modules / exclude_modules select it
-  std::map<const LoraInput*, Half> halves;                                       // model input -> PEFT tensor
+  std::map<std::string, bool> selected;     // PEFT module -> whether target_modules / exclude_modules select it
+  std::map<const LoraInput*, Half> halves;  // model input -> PEFT tensor
   std::map<std::string, std::pair<const LoraInput*, const LoraInput*>> modules;  // PEFT module -> (A, B)
   for (const StTensor& t : st.tensors()) {
     auto tok = split(t.name, '.');

@@ -23,13 +23,15 @@ namespace peft {
 // "model.layers.0.attn.q_proj.lora_A.MatMul.weight"). A name of the form "<module>.lora_A[.<x>].weight"
 // (optionally under PEFT's "base_model.model.") is matched by layer index + module path, with self_attn /
 // attention / self_attention == attn and feed_forward == mlp; a model whose names carry no block is matched
-// by the leaf module alone.
+// by the leaf module alone. For files (resolve_names) the tokens before the layer index must also equal the
+// model's ("model.layers"), so only the spellings PEFT and Olive differ in are forgiven.
 class LoraNameResolver {
  public:
   explicit LoraNameResolver(const Model& model);
   struct Match {
     bool weight = false;               // the name has the "<module>.lora_A[.<x>].weight" form
     std::string module;                // "<module>" without the PEFT prefix
+    std::string prefix;                // module tokens before the layer index ("model.layers")
     char half = 0;                     // 'A' or 'B'
     const LoraInput* input = nullptr;  // the model input it resolves to (null: none, or ambiguous)
     bool ambiguous = false;            // several model inputs fit
@@ -53,8 +55,8 @@ bool is_directory(const std::string& path);
 // adapter_model.safetensors, or tensors that match no LoRA input of the model — every one is named),
 // FORMAT (bad JSON/safetensors, unsupported features: DoRA, modules_to_save, embedding LoRA, LoRA bias,
 // ... — every one is named; tensors of a module that target_modules does not select, or exclude_modules
-// excludes, naming the module and the setting: PEFT would not apply them), TYPE_MISMATCH (a dtype that cannot be converted), SHAPE_MISMATCH (features
-// that do not fit the model).
+// excludes, naming the module and the setting: PEFT would not apply them), TYPE_MISMATCH (a dtype that cannot be
+// converted), SHAPE_MISMATCH (features that do not fit the model).
 std::shared_ptr<const Adapter> load_folder(const std::string& dir, const Model& model);
 
 }  // namespace peft

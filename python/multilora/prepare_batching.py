@@ -59,10 +59,10 @@ KERNELS = ("fused", "gather")
 def prepare_batching(input_path: PathLike, output_path: PathLike, kernel: str = "fused") -> List[str]:
     """Writes ``input_path`` rewritten for per-row adapters to ``output_path``; returns the LoRA A input names
     of the pairs rewritten (graph order). Both may be folders: a GenAI model folder (genai_config.json) is
-    copied with its decoder rewritten (see ``_prepare_folder``). ``kernel`` is ``"fused"`` (multilora's LoraSlotMatMul op, float32)
-    or ``"gather"`` (standard ONNX Gather + batched MatMul, any dtype). Raises ValueError when the kernel is
-    unknown, the model has no LoRA pair, is prepared already, a pair's ``x`` is known not to be 3-D, or (fused)
-    a pair is not float32."""
+    copied with its decoder rewritten (see ``_prepare_folder``). ``kernel`` is ``"fused"`` (multilora's
+    LoraSlotMatMul op, float32) or ``"gather"`` (standard ONNX Gather + batched MatMul, any dtype). Raises
+    ValueError when the kernel is unknown, the model has no LoRA pair, is prepared already, a pair's ``x`` is
+    known not to be 3-D, or (fused) a pair is not float32."""
     if kernel not in KERNELS:
         raise ValueError(f"prepare_batching: unknown kernel {kernel!r}; expected one of {', '.join(KERNELS)}")
     if os.path.isdir(os.fspath(input_path)):

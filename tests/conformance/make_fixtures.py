@@ -157,7 +157,9 @@ def main(out_dir: str) -> int:
     unknown = {n.replace("layers.0", "layers.5"): v for n, v in params["a"].items()}
     t.write_ort_adapter(d / "adapter_unknown.onnx_adapter", unknown)
     t.write_ort_adapter(d / "adapter_fp16.onnx_adapter", {n: v.astype(np.float16) for n, v in params["a"].items()})
-    t.write_ort_adapter(d / "adapter_other_model.onnx_adapter", params["a"], adapter_version=1, model_version=1234567890)
+    # a LoRA-signature fingerprint (bit 30 set) of no model here
+    other = d / "adapter_other_model.onnx_adapter"
+    t.write_ort_adapter(other, params["a"], adapter_version=1, model_version=1234567890)
     (d / "not_an_adapter.onnx_adapter").write_bytes(b"this is not a FlatBuffers adapter file\n" * 4)
 
     ids = t.make_input_ids(model, batch=2, seq=5, seed=3)

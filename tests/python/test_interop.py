@@ -496,6 +496,7 @@ def test_olive_spelled_float16_adapter_on_a_float16_model(tmp_path):
     """float16 (olive convert-adapters --dtype float16) on a float16 model: outputs equal the graph-named file's,
     and equal ONNX Runtime's own LoRA path on the graph-named file."""
     from multilora import testing as T
+
     from support import OrtBaseline
 
     lm = T.make_lora_model(tmp_path / "m16.onnx", modules=("q_proj", "v_proj", "up_proj"), dtype=np.float16, seed=3)
@@ -523,9 +524,15 @@ def test_unmatched_and_ambiguous_names_stay_errors(gmodel, tmp_path):
     twice = dict(original)
     twice[_olive_name(name)] = original[name]
     ml.write_adapter(tmp_path / "twice.onnx_adapter", twice)
+    # another prefix before the layer index (a file for another architecture) is not forgiven
+    other = dict(original)
+    other[_olive_name(name).replace("model.layers.", "transformer.h.")] = other.pop(name)
+    ml.write_adapter(tmp_path / "prefix.onnx_adapter", other)
     with ml.Adapters(gmodel) as reg:
         with pytest.raises(ml.NotFoundError, match="layers.9.self_attn.q_proj.lora_A.weight"):
             reg.load(str(tmp_path / "unmatched.onnx_adapter"), "u")
+        with pytest.raises(ml.NotFoundError, match="transformer.h.0.self_attn.q_proj.lora_A.weight"):
+            reg.load(str(tmp_path / "prefix.onnx_adapter"), "p")
         with pytest.raises(ml.FormatError) as e:
             reg.load(str(tmp_path / "twice.onnx_adapter"), "t")
         assert name in str(e.value) and _olive_name(name) in str(e.value)
