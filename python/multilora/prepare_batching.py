@@ -125,17 +125,28 @@ def _prepare_folder(src: str, dst: str, kernel: str) -> List[str]:
     rel_dir = os.path.dirname(os.path.relpath(model, src))
     skip = {os.path.normpath(os.path.relpath(model, src))}
     skip.update(os.path.normpath(os.path.join(rel_dir, e)) for e in _external_files(model))
+    created = not os.path.exists(dst)
     os.makedirs(dst, exist_ok=True)
-    for root, _dirs, files in os.walk(src):
-        for f in files:
-            rel = os.path.normpath(os.path.relpath(os.path.join(root, f), src))
-            if rel in skip:
-                continue
-            os.makedirs(os.path.join(dst, os.path.dirname(rel)), exist_ok=True)
-            shutil.copy2(os.path.join(src, rel), os.path.join(dst, rel))
-    out = os.path.join(dst, os.path.relpath(model, src))
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    return _prepare_file(model, out, kernel)
+    try:
+        for root, _dirs, files in os.walk(src):
+            for f in files:
+                rel = os.path.normpath(os.path.relpath(os.path.join(root, f), src))
+                if rel in skip:
+                    continue
+                os.makedirs(os.path.join(dst, os.path.dirname(rel)), exist_ok=True)
+                shutil.copy2(os.path.join(src, rel), os.path.join(dst, rel))
+        out = os.path.join(dst, os.path.relpath(model, src))
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        return _prepare_file(model, out, kernel)
+    except BaseException:
+        # no half-written folder is left behind (it was new or empty)
+        if created:
+            shutil.rmtree(dst, ignore_errors=True)
+        else:
+            for entry in os.listdir(dst):
+                path = os.path.join(dst, entry)
+                shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.remove(path)
+        raise
 
 
 def _prepare_file(input_path: PathLike, output_path: PathLike, kernel: str) -> List[str]:

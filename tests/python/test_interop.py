@@ -239,6 +239,10 @@ def test_prepare_batching_folder_errors(tmp_path):
     (tmp_path / "full" / "x").write_text("x")
     with pytest.raises(ValueError, match="new or empty"):
         prepare_batching(LORA, tmp_path / "full")
+    # the base folder has no LoRA pair: refused, and nothing is left behind
+    with pytest.raises(ValueError, match="LoRA"):
+        prepare_batching(BASE, tmp_path / "nolora")
+    assert not (tmp_path / "nolora").exists()
 
 
 # ---- 5. PEFT target_modules / exclude_modules ---------------------------------------------------------
