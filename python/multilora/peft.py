@@ -426,6 +426,13 @@ def check(model: Any, adapters: Sequence[PathLike], *, ignore_model_version: boo
                         rows += _peft_error_rows(p, label, e)
                     elif all(r.ok for r in rows[before:]):
                         rows.append(CheckRow(label, "(load)", "error", f"{e.status_name}: {e}"))
+                    elif e.status_name != "MLORA_STATUS_NOT_FOUND" and any(
+                        r.status == "unknown" for r in rows[before:]
+                    ):
+                        # the names resolved (another tool's spelling) and something else is wrong: the
+                        # loader's message, on the resolved names, is the finding
+                        del rows[before:]
+                        rows.append(CheckRow(label, "(load)", "error", f"{e.status_name}: {e}"))
                     continue
                 # A file whose names the core resolved (olive convert-adapters / PEFT spellings): its rows are
                 # the loaded parameters under the model's names, as for a folder.

@@ -672,3 +672,62 @@ def test_rewind_to_with_a_growing_cache(gmodel, gregistry, tmp_path):
         ref_seq, ref_logits = fresh(kept + [8, 13], 4)
         assert seq == ref_seq
         np.testing.assert_allclose(np.stack(logits), ref_logits, rtol=0, atol=ATOL)
+
+
+OLIVE = FX / "olive"  # real `olive convert-adapters` output of fixtures/peft/llama_a (build_olive_fixture.sh)
+
+
+def test_real_olive_convert_adapters_output_generates_like_pytorch_peft(gmodel, gregistry):
+    """olive convert-adapters names ("model.layers.0.self_attn.q_proj.lora_A.weight") resolve to the builder
+    graph's; greedy tokens and every step's logits equal PyTorch + PEFT's for adapter a (reference.json)."""
+    names = ml.read_adapter(OLIVE / "a_float32.onnx_adapter").parameters
+    assert any(".self_attn." in n and n.endswith("lora_A.weight") for n in names)
+    assert not set(names) & {li.name for li in gmodel.lora_inputs}
+    logits_ref = dict(np.load(FX / "generation" / "reference_logits.npz"))
+    gregistry.load(str(OLIVE / "a_float32.onnx_adapter"), "olive_a", replace=True)
+    try:
+        for index, prompt in enumerate(PROMPTS):
+            with GeneratorParams(gmodel) as params:
+                params.set_search_options(max_length=len(prompt) + NEW)
+                params.set_active_adapters(gregistry, ["olive_a"])
+                with Generator(gmodel, params) as gen:
+                    gen.append_tokens(np.asarray(prompt, dtype=np.int32))
+                    logits = []
+                    while not gen.is_done():
+                        logits.append(gen.get_logits()[0].copy())
+                        gen.generate_next_token()
+                    tokens = gen.get_sequence(0)[len(prompt) :].tolist()
+            assert tokens == REF["torch"]["a"][index]
+            np.testing.assert_allclose(np.stack(logits), logits_ref[f"a/{index}"], rtol=0, atol=ATOL)
+    finally:
+        gregistry.unload("olive_a")
+
+
+def test_real_olive_float16_output_resolves_and_converts(gmodel, tmp_path, capsys):
+    """--dtype float16 output: names resolve (the model's LoRA inputs are float32, so load is a dtype error
+    naming the resolved input, not an unknown name); convert writes the graph's names, values within fp16."""
+    from multilora import cli
+
+    with ml.Adapters(gmodel) as reg:
+        with pytest.raises(ml.TypeMismatchError, match=r"\.MatMul\.weight' has dtype float16"):
+            reg.load(str(OLIVE / "a_float16.onnx_adapter"), "x")
+    assert cli.main(["check", "--model", str(LORA), str(OLIVE / "a_float16.onnx_adapter")]) == 1
+    out = capsys.readouterr().out
+    assert "float16" in out and "unknown" not in out
+    fp32 = ml.read_adapter(OLIVE / "a_float32.onnx_adapter").parameters
+    fp16 = ml.read_adapter(OLIVE / "a_float16.onnx_adapter").parameters
+    assert set(fp16) == set(fp32)
+    for n in fp32:
+        assert fp16[n].dtype == np.float16
+        np.testing.assert_allclose(fp16[n].astype(np.float32), fp32[n], rtol=1e-3, atol=1e-4)
+    dst = tmp_path / "a.onnx_adapter"
+    assert cli.main(["convert", str(OLIVE / "a_float32.onnx_adapter"), "-o", str(dst), "--model", str(LORA)]) == 0
+    converted = ml.read_adapter(dst).parameters
+    olive_generate_adapter = ml.read_adapter(ADAPTER["a"]).parameters  # the builder + olive generate-adapter file
+    assert set(converted) == set(olive_generate_adapter)
+    for n, v in olive_generate_adapter.items():
+        np.testing.assert_allclose(converted[n], v, rtol=1e-5, atol=1e-6)
+
+
+def test_olive_fixtures_stay_small():
+    assert sum(p.stat().st_size for p in OLIVE.rglob("*") if p.is_file()) < 100_000
