@@ -298,7 +298,7 @@ def test_peft_modules_all_selected_load_like_the_committed_folder(tmp_path, conf
     with ml.Model(str(LORA)) as m, ml.Adapters(m) as reg:
         reg.load(str(folder), "v")
         reg.load(str(FX / "peft" / "llama_a"), "a")
-        ours, ref = reg.info("v").parameters, reg.info("a").parameters
+        ours, ref = reg.get("v").parameters, reg.get("a").parameters
         assert set(ours) == set(ref)
         for name in ref:
             np.testing.assert_array_equal(ours[name], ref[name])
@@ -378,7 +378,7 @@ def test_ort_two_params_lora_model_with_producer_model_version(tmp_path, model_v
     np.testing.assert_allclose(session.run(["output"], {"input_x": x}, ro)[0], expected, rtol=0, atol=1e-5)
     with ml.Model(str(tmp_path / "two.onnx")) as m, ml.Adapters(m) as reg:
         reg.load(str(tmp_path / "two.onnx_adapter"), "two")  # no VersionMismatchError
-        with reg.info("two") as info:
+        with reg.get("two") as info:
             assert info.model_version == model_version
         got = _run(m, reg, "two", {"input_x": x}, "output")
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
@@ -476,7 +476,7 @@ def test_olive_spelled_adapter_generates_like_the_original(gmodel, gregistry, tm
     path = tmp_path / "olive.onnx_adapter"
     ml.write_adapter(path, renamed, adapter_version=1)
     gregistry.load(str(path), "olive", replace=True)
-    with gregistry.info("olive") as info:
+    with gregistry.get("olive") as info:
         assert set(info.parameters) == set(original.parameters)  # resolved to the graph's names
     prompt = PROMPTS[1]
     results = []
