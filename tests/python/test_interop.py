@@ -731,3 +731,27 @@ def test_real_olive_float16_output_resolves_and_converts(gmodel, tmp_path, capsy
 
 def test_olive_fixtures_stay_small():
     assert sum(p.stat().st_size for p in OLIVE.rglob("*") if p.is_file()) < 100_000
+
+
+def test_rewind_to_on_a_model_with_position_ids_matches_numpy(tmp_path):
+    """The classic layout (position_ids, real mask, growing cache) of test_generation.ClassicDecoder: after
+    rewinding, every step's logits equal a full numpy recompute of the sequence so far."""
+    pytest.importorskip("onnx")
+    from test_generation import ClassicDecoder
+
+    classic = ClassicDecoder(tmp_path / "classic")
+    prompt = [5, 9, 14, 22, 7, 30]
+    with ml.Model(str(classic.folder)) as m, GeneratorParams(m) as params:
+        params.set_search_options(max_length=30, min_length=30)  # eos held back
+        with Generator(m, params) as gen:
+            gen.append_tokens(np.asarray(prompt, dtype=np.int32))
+            for _ in range(6):
+                gen.generate_next_token()
+            for keep, more in ((len(prompt) + 3, [11, 4]), (3, [17, 8, 25]), (1, [3])):
+                gen.rewind_to(keep)
+                assert len(gen.get_sequence(0)) == keep
+                gen.append_tokens(np.asarray(more, dtype=np.int32))
+                for _ in range(4):
+                    seq = gen.get_sequence(0).tolist()
+                    np.testing.assert_allclose(gen.get_logits()[0], classic.logits(seq), rtol=0, atol=ATOL)
+                    gen.generate_next_token()
