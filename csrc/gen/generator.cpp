@@ -481,8 +481,8 @@ void Generator::rewind_to(size_t length) {
     fail(MLORA_STATUS_INVALID_ARGUMENT, "cannot rewind to length " + std::to_string(length) + ": the sequence has " +
                                             std::to_string(current) + " tokens");
   }
-  logits_.clear();
   if (length == 0) {  // back to a fresh generator (same params, adapters as set now)
+    logits_.clear();
     started_ = pending_ = have_step_ = false;
     batch_ = 0;
     width_ = 0;
@@ -499,6 +499,38 @@ void Generator::rewind_to(size_t length) {
   // The cache keeps the first length - 1 tokens; the last kept token becomes pending, so the next pass
   // (get_logits, generate_next_token or append_tokens) feeds it and yields the logits after it.
   const int64_t kept = static_cast<int64_t>(length) - 1;
+  // A growing cache is sliced first (copies), so a failure leaves the generator as it was.
+  std::vector<OrtValuePtr> sliced;
+  if (!shared_kv_ && kept > 0) {
+    const OrtApi& api = ort();
+    OrtAllocator* allocator = nullptr;
+    ort_check(api.GetAllocatorWithDefaultOptions(&allocator), "rewinding the KV cache");
+    const size_t elem = dtype_size(kv_dtype_);
+    for (const OrtValuePtr& value : past_) {
+      OrtTensorTypeAndShapeInfo* raw_info = nullptr;
+      ort_check(api.GetTensorTypeAndShape(value.get(), &raw_info), "rewinding the KV cache");
+      OrtTensorTypeAndShapeInfoPtr info(raw_info);
+      std::vector<int64_t> shape(4);
+      ort_check(api.GetDimensions(info.get(), shape.data(), 4), "rewinding the KV cache");
+      const std::vector<int64_t> cut = {shape[0], shape[1], kept, shape[3]};
+      OrtValue* raw = nullptr;
+      ort_check(api.CreateTensorAsOrtValue(allocator, cut.data(), cut.size(), to_ort_element_type(kv_dtype_), &raw),
+                "rewinding the KV cache");
+      OrtValuePtr part(raw);
+      void* src = nullptr;
+      void* dst = nullptr;
+      ort_check(api.GetTensorMutableData(value.get(), &src), "rewinding the KV cache");
+      ort_check(api.GetTensorMutableData(part.get(), &dst), "rewinding the KV cache");
+      const size_t row = static_cast<size_t>(kept * shape[3]) * elem;  // one head's kept positions
+      const size_t stride = static_cast<size_t>(shape[2] * shape[3]) * elem;
+      for (int64_t h = 0; h < shape[0] * shape[1]; ++h) {
+        std::memcpy(static_cast<uint8_t*>(dst) + static_cast<size_t>(h) * row,
+                    static_cast<const uint8_t*>(src) + static_cast<size_t>(h) * stride, row);
+      }
+      sliced.push_back(std::move(part));
+    }
+  }
+  logits_.clear();
   sequences_[0].resize(length);
   next_[0] = sequences_[0].back();
   real_[0] = 1;
@@ -511,38 +543,9 @@ void Generator::rewind_to(size_t length) {
     row_len_[0] = kept;
   }
   width_ = kept;
-  if (shared_kv_) return;  // the shared buffer is addressed by the mask: later passes overwrite the rest
-  if (kept == 0) {
-    past_.clear();  // the next pass starts from empty pasts
-    return;
-  }
-  const OrtApi& api = ort();
-  OrtAllocator* allocator = nullptr;
-  ort_check(api.GetAllocatorWithDefaultOptions(&allocator), "rewinding the KV cache");
-  const size_t elem = dtype_size(kv_dtype_);
-  for (OrtValuePtr& value : past_) {
-    OrtTensorTypeAndShapeInfo* raw_info = nullptr;
-    ort_check(api.GetTensorTypeAndShape(value.get(), &raw_info), "rewinding the KV cache");
-    OrtTensorTypeAndShapeInfoPtr info(raw_info);
-    std::vector<int64_t> shape(4);
-    ort_check(api.GetDimensions(info.get(), shape.data(), 4), "rewinding the KV cache");
-    const std::vector<int64_t> cut = {shape[0], shape[1], kept, shape[3]};
-    OrtValue* raw = nullptr;
-    ort_check(api.CreateTensorAsOrtValue(allocator, cut.data(), cut.size(), to_ort_element_type(kv_dtype_), &raw),
-              "rewinding the KV cache");
-    OrtValuePtr sliced(raw);
-    void* src = nullptr;
-    void* dst = nullptr;
-    ort_check(api.GetTensorMutableData(value.get(), &src), "rewinding the KV cache");
-    ort_check(api.GetTensorMutableData(sliced.get(), &dst), "rewinding the KV cache");
-    const size_t row = static_cast<size_t>(kept * shape[3]) * elem;  // one head's kept positions
-    const size_t stride = static_cast<size_t>(shape[2] * shape[3]) * elem;
-    for (int64_t h = 0; h < shape[0] * shape[1]; ++h) {
-      std::memcpy(static_cast<uint8_t*>(dst) + static_cast<size_t>(h) * row,
-                  static_cast<const uint8_t*>(src) + static_cast<size_t>(h) * stride, row);
-    }
-    value = std::move(sliced);
-  }
+  // The shared buffer is addressed by the mask (later passes overwrite the rest); a growing cache takes
+  // the slices, or starts from empty pasts when nothing is kept.
+  if (!shared_kv_) past_ = std::move(sliced);
 }
 
 void Generator::generate_next_token() {
