@@ -38,5 +38,7 @@ namespace Multilora
         public const int Internal = Native.NativeMethods.MLORA_STATUS_INTERNAL;
         /// <summary>a tensor's element type does not match what is expected</summary>
         public const int TypeMismatch = Native.NativeMethods.MLORA_STATUS_TYPE_MISMATCH;
+        /// <summary>the call overlapped another call it must not overlap on one object</summary>
+        public const int Busy = Native.NativeMethods.MLORA_STATUS_BUSY;
     }
 }

@@ -46,6 +46,8 @@ MLORA_API const char* mlora_status_name(mlora_status_t status) {
       return "MLORA_STATUS_INTERNAL";
     case MLORA_STATUS_TYPE_MISMATCH:
       return "MLORA_STATUS_TYPE_MISMATCH";
+    case MLORA_STATUS_BUSY:
+      return "MLORA_STATUS_BUSY";
     default:
       return "MLORA_STATUS_UNKNOWN";
   }

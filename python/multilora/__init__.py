@@ -18,6 +18,7 @@ from ._api import (
     AdapterFile,
     Adapters,
     BatchSlots,
+    BatchSlotStats,
     LoraInputInfo,
     Model,
     ModelOptions,
@@ -34,6 +35,7 @@ from ._errors import (
     AdapterNotFoundError,
     AlreadyExistsError,
     BufferTooSmallError,
+    BusyError,
     FormatError,
     InternalError,
     InUseError,
@@ -68,6 +70,7 @@ __all__ = [
     "Adapter",
     "AdapterFile",
     "BatchSlots",
+    "BatchSlotStats",
     "RunOptions",
     "GeneratorParams",
     "Generator",
@@ -102,6 +105,7 @@ __all__ = [
     "OnnxRuntimeError",
     "InternalError",
     "TypeMismatchError",
+    "BusyError",
 ]
 
 point_core_at_onnxruntime()

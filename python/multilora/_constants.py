@@ -26,6 +26,7 @@ STATUS: Dict[str, int] = {
     "RUNTIME": 12,  # ONNX Runtime failed (load, session creation, Run)
     "INTERNAL": 13,  # a bug in multilora; please report the message
     "TYPE_MISMATCH": 14,  # a tensor's element type does not match what is expected
+    "BUSY": 15,  # the call overlapped another call it must not overlap on one object
 }
 #: value -> full constant name (MLORA_STATUS_<NAME>)
 STATUS_NAMES: Dict[int, str] = {v: "MLORA_STATUS_" + k for k, v in STATUS.items()}

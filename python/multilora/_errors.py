@@ -37,6 +37,7 @@ __all__ = [
     "OnnxRuntimeError",
     "InternalError",
     "TypeMismatchError",
+    "BusyError",
     "error_from_status",
     "opening_file",
     "adapter_lookup",
@@ -189,6 +190,13 @@ class TypeMismatchError(MultiloraError, TypeError):
     status, status_name = _status("TYPE_MISMATCH")
 
 
+class BusyError(MultiloraError, RuntimeError):
+    """MLORA_STATUS_BUSY: the call overlapped another call that must not overlap on the same object (two
+    threads stepping one generator, changing a generator while it steps). Retry later."""
+
+    status, status_name = _status("BUSY")
+
+
 _BY_STATUS: Dict[int, Type[MultiloraError]] = {
     cls.status: cls
     for cls in (
@@ -206,6 +214,7 @@ _BY_STATUS: Dict[int, Type[MultiloraError]] = {
         OnnxRuntimeError,
         InternalError,
         TypeMismatchError,
+        BusyError,
     )
 }
 

@@ -36,6 +36,8 @@ public final class Status {
     public static final int INTERNAL = MultiloraLibrary.MLORA_STATUS_INTERNAL;
     /** a tensor's element type does not match what is expected */
     public static final int TYPE_MISMATCH = MultiloraLibrary.MLORA_STATUS_TYPE_MISMATCH;
+    /** the call overlapped another call it must not overlap on one object */
+    public static final int BUSY = MultiloraLibrary.MLORA_STATUS_BUSY;
 
     private Status() {}
 }
