@@ -54,6 +54,13 @@ namespace Multilora
             using (var u = Use()) Library.Check(NativeMethods.mlora_generator_generate_next_token(u.Ptr));
         }
 
+        /// <summary>Keeps the first <paramref name="newLength"/> tokens (batch size 1), as onnxruntime-genai's RewindTo; 0 starts over.</summary>
+        public void RewindTo(long newLength)
+        {
+            if (newLength < 0) throw new ArgumentOutOfRangeException(nameof(newLength));
+            using (var u = Use()) Library.Check(NativeMethods.mlora_generator_rewind_to(u.Ptr, Library.Size(newLength)));
+        }
+
         public bool IsDone
         {
             get
@@ -118,7 +125,7 @@ namespace Multilora
             return ReadTokens(NativeMethods.mlora_generator_get_next_tokens);
         }
 
-        /// <summary>Logits of the last position of every sequence, float32 [batch, vocab] (a copy).</summary>
+        /// <summary>The logits the next GenerateNextToken chooses from, float32 [batch, vocab] (a copy); as onnxruntime-genai, runs the pending pass after a step.</summary>
         public Tensor GetLogits()
         {
             using (var u = Use())

@@ -553,9 +553,12 @@ namespace Multilora.Native
         public static extern int mlora_model_lora_info(IntPtr model, UIntPtr index, out int out_dtype, out long out_dim0, out long out_dim1, out int out_rank_axis);
 
         /// <summary>
-        /// The model's version as adapters record it: a stable, non-zero fingerprint of its LoRA input signature
-        /// (names, dtypes, fixed dims, rank axes). An adapter whose model_version is non-zero must carry this value
-        /// to load without MLORA_LOAD_IGNORE_MODEL_VERSION.
+        /// The model's version as adapters record it: a stable fingerprint of its LoRA input signature (names,
+        /// dtypes, fixed dims, rank axes), always in [2^30, 2^31) (bit 30 set). An adapter whose model_version has
+        /// bit 30 set must carry this value to load without MLORA_LOAD_IGNORE_MODEL_VERSION. A smaller non-zero
+        /// model_version is its producer's own number (ONNX Runtime's format, e.g. AdapterFormat.set_model_version(1)):
+        /// it must equal the ONNX model's own ModelProto.model_version when the model declares one, and is not
+        /// compared otherwise (names, dtypes, fixed dims and ranks are always checked).
         /// Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT.
         /// Thread-safety: concurrent calls are safe.
         /// </summary>
@@ -1151,6 +1154,20 @@ namespace Multilora.Native
         public static extern int mlora_generator_generate_next_token(IntPtr generator);
 
         /// <summary>
+        /// onnxruntime-genai's rewind_to (batch size 1): keeps the first new_length tokens of the sequence and of
+        /// the KV cache, so generation continues from there (mlora_generator_append_tokens,
+        /// mlora_generator_get_logits or mlora_generator_generate_next_token). 0 starts over: append a prompt again.
+        /// Returns: OK, INVALID_HANDLE, BUSY, INVALID_ARGUMENT (batch size &gt; 1, new_length beyond the sequence, nothing
+        ///          appended yet), RUNTIME.
+        /// Thread-safety: a changing call: overlapping any other call on the generator returns BUSY.
+        /// </summary>
+        /// <remarks>C: <c>mlora_status_t mlora_generator_rewind_to(mlora_generator_t* generator, size_t new_length);</c></remarks>
+        /// <param name="generator"></param>
+        /// <param name="new_length"></param>
+        [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern int mlora_generator_rewind_to(IntPtr generator, UIntPtr new_length);
+
+        /// <summary>
         /// Whether every sequence is done (eos reached after min_length, or max_length reached): 1 or 0.
         /// Returns: OK, INVALID_HANDLE, BUSY, INVALID_ARGUMENT.
         /// Thread-safety: may overlap other reading calls on the generator; overlapping a changing call
@@ -1206,12 +1223,16 @@ namespace Multilora.Native
         public static extern int mlora_generator_get_next_tokens(IntPtr generator, [Out] int[] buf, UIntPtr capacity, out UIntPtr out_len);
 
         /// <summary>
-        /// Logits of the last position of every sequence from the last model pass, as float32 [batch, vocab]
-        /// (before search processing).
+        /// The logits the next mlora_generator_generate_next_token will choose from, as float32 [batch, vocab]
+        /// (before search processing) -- onnxruntime-genai's get_logits: right after the prompts, those of each
+        /// prompt's last position; after a step, this call first runs the model on the tokens that step chose (the
+        /// pass the next step would run otherwise, so it is not run twice and tokens are unchanged; an adapter set
+        /// switched after this call applies from the following token). Once the generator is done, the logits the
+        /// last tokens were chosen from (no pass). The generator handle is const here but its cache advances.
         /// @param[out] out_tensor owned; a copy.
-        /// Returns: OK, INVALID_HANDLE, BUSY, INVALID_ARGUMENT (no pass yet).
-        /// Thread-safety: may overlap other reading calls on the generator; overlapping a changing call
-        ///                (append_*, generate_next_token, set_active_adapters*) returns BUSY.
+        /// Returns: OK, INVALID_HANDLE, BUSY, INVALID_ARGUMENT (no pass yet), RUNTIME.
+        /// Thread-safety: a changing call (it may run the pending pass): overlapping any other call on the generator
+        ///                returns BUSY.
         /// </summary>
         /// <remarks>C: <c>mlora_status_t mlora_generator_get_logits(const mlora_generator_t* generator, mlora_tensor_t** out_tensor);</c></remarks>
         /// <param name="generator"></param>

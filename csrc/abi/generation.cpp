@@ -177,6 +177,10 @@ MLORA_API mlora_status_t mlora_generator_generate_next_token(mlora_generator_t* 
   return guard(__func__, [&] { changing(generator, "mlora_generator_generate_next_token")->generate_next_token(); });
 }
 
+MLORA_API mlora_status_t mlora_generator_rewind_to(mlora_generator_t* generator, size_t new_length) {
+  return guard(__func__, [&] { changing(generator, "mlora_generator_rewind_to")->rewind_to(new_length); });
+}
+
 MLORA_API mlora_status_t mlora_generator_is_done(const mlora_generator_t* generator, int32_t* out_done) {
   return guard(__func__, [&] {
     const auto g = reading(generator, "mlora_generator_is_done");
@@ -211,7 +215,7 @@ MLORA_API mlora_status_t mlora_generator_get_next_tokens(const mlora_generator_t
 
 MLORA_API mlora_status_t mlora_generator_get_logits(const mlora_generator_t* generator, mlora_tensor_t** out_tensor) {
   return guard(__func__, [&] {
-    const auto g = reading(generator, "mlora_generator_get_logits");
+    const auto g = changing(generator, "mlora_generator_get_logits");  // may run the pending pass
     out_arg(out_tensor, "out_tensor");
     emit(out_tensor, HandleType::kTensor, g->logits());
   });

@@ -122,6 +122,7 @@ struct Adapter::Storage {
   int64_t rank = 0;
   uint64_t bytes_mapped = 0;
   uint64_t bytes_copied = 0;
+  std::shared_ptr<const Adapter> base;  // renamed views: the adapter whose bytes params point into
 };
 
 namespace {
@@ -271,6 +272,32 @@ std::shared_ptr<const Adapter> Adapter::open_memory(const void* data, size_t siz
   st->buffer = aligned_copy(data, size);
   st->bytes_copied = size;
   parse(st->buffer.get(), size, "adapter '" + label + "'", *st);
+  return std::make_shared<const Adapter>(std::move(st));
+}
+
+std::shared_ptr<const Adapter> Adapter::renamed(std::shared_ptr<const Adapter> base,
+                                                const std::vector<std::string>& names) {
+  const Storage& from = *base->storage_;
+  if (names.size() != from.params.size()) {
+    fail(MLORA_STATUS_INVALID_ARGUMENT, "renaming " + std::to_string(from.params.size()) + " parameters with " +
+                                            std::to_string(names.size()) + " names");
+  }
+  auto st = std::make_unique<Storage>();
+  st->source = from.source;
+  st->format_version = from.format_version;
+  st->adapter_version = from.adapter_version;
+  st->model_version = from.model_version;
+  st->rank = from.rank;
+  st->bytes_mapped = from.bytes_mapped;
+  st->bytes_copied = from.bytes_copied;
+  st->params = from.params;
+  for (size_t i = 0; i < names.size(); ++i) {
+    st->params[i].name = names[i];
+    if (!st->index.emplace(names[i], i).second) {
+      fail(MLORA_STATUS_FORMAT, "adapter '" + from.source + "': two parameters are named '" + names[i] + "'");
+    }
+  }
+  st->base = std::move(base);
   return std::make_shared<const Adapter>(std::move(st));
 }
 

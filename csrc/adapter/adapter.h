@@ -25,6 +25,9 @@ class Adapter {
   static std::shared_ptr<const Adapter> open_file(const std::string& path, bool copy = false);
   // Same from a buffer; the bytes are copied into an 8-aligned buffer first. `label` names it in errors.
   static std::shared_ptr<const Adapter> open_memory(const void* data, size_t size, const std::string& label);
+  // A view of `base` whose parameter i is named names[i] (same bytes, versions, source; keeps base alive).
+  static std::shared_ptr<const Adapter> renamed(std::shared_ptr<const Adapter> base,
+                                                const std::vector<std::string>& names);
 
   int32_t format_version() const noexcept;
   int32_t adapter_version() const noexcept;

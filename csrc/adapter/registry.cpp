@@ -5,6 +5,7 @@
 #include <set>
 #include <sstream>
 
+#include "peft/peft_folder.h"
 #include "util/dtype.h"
 #include "util/error.h"
 #include "util/utf8.h"
@@ -42,14 +43,31 @@ void Registry::validate(const Adapter& adapter, const std::string& label, int32_
   const Model& model = *model_;
   const std::string who = "adapter " + label;
   if (adapter.params().empty()) fail(MLORA_STATUS_FORMAT, who + " has no parameters");
-  if (adapter.model_version() != 0 && !(flags & MLORA_LOAD_IGNORE_MODEL_VERSION) &&
-      adapter.model_version() != model.lora_fingerprint()) {
-    fail(MLORA_STATUS_VERSION_MISMATCH, who + " was made for model version " + std::to_string(adapter.model_version()) +
-                                            ", but model '" + model.path() + "' has LoRA signature " +
-                                            std::to_string(model.lora_fingerprint()) +
-                                            " (load with the ignore-model-version flag to skip this check)");
+  // model_version is checked where it means something: a LoRA signature fingerprint (what multilora records
+  // for the model an adapter was made for), or a number the model itself declares (ModelProto.model_version).
+  // Other values are their producer's own numbers (ONNX Runtime's format: set_model_version(1)); the
+  // structural checks below (names, dtypes, fixed dims, ranks) then decide.
+  const int32_t mv = adapter.model_version();
+  if (mv != 0 && !(flags & MLORA_LOAD_IGNORE_MODEL_VERSION)) {
+    if (is_fingerprint(mv) && mv != model.lora_fingerprint()) {
+      fail(MLORA_STATUS_VERSION_MISMATCH, who + " was made for model version " + std::to_string(mv) +
+                                              " (a LoRA signature), but model '" + model.path() +
+                                              "' has LoRA signature " + std::to_string(model.lora_fingerprint()) +
+                                              " (load with the ignore-model-version flag to skip this check)");
+    }
+    if (!is_fingerprint(mv) && model.declared_version() != 0 && mv != model.declared_version()) {
+      fail(MLORA_STATUS_VERSION_MISMATCH, who + " was made for model version " + std::to_string(mv) + ", but model '" +
+                                              model.path() + "' declares model_version " +
+                                              std::to_string(model.declared_version()) +
+                                              " (load with the ignore-model-version flag to skip this check)");
+    }
   }
-  for (const Param& p : adapter.params()) {
+  // Unknown names first: a name that matches nothing is the error to report, not its partner's absence.
+  std::vector<const Param*> order;
+  for (const Param& p : adapter.params()) order.push_back(&p);
+  std::stable_partition(order.begin(), order.end(), [&](const Param* p) { return !model.find_lora(p->name); });
+  for (const Param* pp : order) {
+    const Param& p = *pp;
     const LoraInput* in = model.find_lora(p.name);
     if (!in) {
       std::vector<std::string> known;
@@ -108,6 +126,9 @@ void Registry::add(std::shared_ptr<const Adapter> adapter, const std::string& na
                                             adapters_.at(name)->source() + "); unload it or ask for replace");
     }
   }
+  // Names spelled by other tools (olive convert-adapters, PEFT prefixes) that resolve unambiguously to the
+  // model's LoRA inputs are renamed (a view; no copy), as PEFT folders are.
+  adapter = peft::resolve_names(std::move(adapter), *model_);
   validate(*adapter, "'" + name + "' (" + adapter->source() + ")", flags);
   std::lock_guard<std::mutex> lock(mutex_);
   if (!(flags & MLORA_LOAD_REPLACE) && adapters_.count(name)) {  // lost a race with another load

@@ -155,7 +155,12 @@ const std::vector<int32_t>& Generator::next_tokens() const {
   return next_;
 }
 
-std::shared_ptr<const Tensor> Generator::logits() const {
+std::shared_ptr<const Tensor> Generator::logits() {
+  // onnxruntime-genai's semantics: the logits the next choice will be made from. The tokens chosen by the
+  // last step (or the last token kept by rewind_to) are fed now; generate_next_token then does not feed
+  // them again. Once every sequence is done nothing is fed: the logits stay those the last tokens were
+  // chosen from.
+  if (started_ && pending_ && !is_done()) feed_pending();
   if (logits_.empty()) fail(MLORA_STATUS_INVALID_ARGUMENT, "no model pass yet (append tokens first)");
   return Tensor::copy_of(MLORA_DTYPE_FLOAT32, {static_cast<int64_t>(batch_), static_cast<int64_t>(vocab_)},
                          logits_.data(), logits_.size() * sizeof(float));
@@ -442,6 +447,88 @@ void Generator::feed_pending() {
   for (size_t r = 0; r < batch_; ++r) ids[r] = next_[r];
   pending_ = false;
   run_pass(ids, 1, positions, std::vector<size_t>(batch_, 0));
+}
+
+void Generator::rewind_to(size_t length) {
+  if (!started_) {
+    if (length == 0) return;
+    fail(MLORA_STATUS_INVALID_ARGUMENT,
+         "cannot rewind to length " + std::to_string(length) + ": no prompt appended yet");
+  }
+  if (batch_ != 1) {
+    fail(MLORA_STATUS_INVALID_ARGUMENT, "rewind_to needs batch size 1 (the generator has " + std::to_string(batch_) +
+                                            " sequences), as in onnxruntime-genai");
+  }
+  const size_t current = sequences_[0].size();
+  if (length > current) {
+    fail(MLORA_STATUS_INVALID_ARGUMENT, "cannot rewind to length " + std::to_string(length) + ": the sequence has " +
+                                            std::to_string(current) + " tokens");
+  }
+  if (length == 0) {  // back to a fresh generator (same params, adapters as set now)
+    logits_.clear();
+    started_ = pending_ = have_step_ = false;
+    batch_ = 0;
+    width_ = 0;
+    sequences_.clear();
+    done_.clear();
+    real_.clear();
+    next_.clear();
+    mask_.clear();
+    next_pos_.clear();
+    row_len_.clear();
+    past_.clear();
+    return;
+  }
+  // The cache keeps the first length - 1 tokens; the last kept token becomes pending, so the next pass
+  // (get_logits, generate_next_token or append_tokens) feeds it and yields the logits after it.
+  const int64_t kept = static_cast<int64_t>(length) - 1;
+  // A growing cache is sliced first (copies), so a failure leaves the generator as it was.
+  std::vector<OrtValuePtr> sliced;
+  if (!shared_kv_ && kept > 0) {
+    const OrtApi& api = ort();
+    OrtAllocator* allocator = nullptr;
+    ort_check(api.GetAllocatorWithDefaultOptions(&allocator), "rewinding the KV cache");
+    const size_t elem = dtype_size(kv_dtype_);
+    for (const OrtValuePtr& value : past_) {
+      OrtTensorTypeAndShapeInfo* raw_info = nullptr;
+      ort_check(api.GetTensorTypeAndShape(value.get(), &raw_info), "rewinding the KV cache");
+      OrtTensorTypeAndShapeInfoPtr info(raw_info);
+      std::vector<int64_t> shape(4);
+      ort_check(api.GetDimensions(info.get(), shape.data(), 4), "rewinding the KV cache");
+      const std::vector<int64_t> cut = {shape[0], shape[1], kept, shape[3]};
+      OrtValue* raw = nullptr;
+      ort_check(api.CreateTensorAsOrtValue(allocator, cut.data(), cut.size(), to_ort_element_type(kv_dtype_), &raw),
+                "rewinding the KV cache");
+      OrtValuePtr part(raw);
+      void* src = nullptr;
+      void* dst = nullptr;
+      ort_check(api.GetTensorMutableData(value.get(), &src), "rewinding the KV cache");
+      ort_check(api.GetTensorMutableData(part.get(), &dst), "rewinding the KV cache");
+      const size_t row = static_cast<size_t>(kept * shape[3]) * elem;  // one head's kept positions
+      const size_t stride = static_cast<size_t>(shape[2] * shape[3]) * elem;
+      for (int64_t h = 0; h < shape[0] * shape[1]; ++h) {
+        std::memcpy(static_cast<uint8_t*>(dst) + static_cast<size_t>(h) * row,
+                    static_cast<const uint8_t*>(src) + static_cast<size_t>(h) * stride, row);
+      }
+      sliced.push_back(std::move(part));
+    }
+  }
+  logits_.clear();
+  sequences_[0].resize(length);
+  next_[0] = sequences_[0].back();
+  real_[0] = 1;
+  pending_ = true;
+  done_[0] = length >= static_cast<size_t>(search_.max_length);
+  if (padding_ == Padding::kLeft) {
+    mask_.assign(static_cast<size_t>(kept), 1);
+    next_pos_[0] = kept;
+  } else {
+    row_len_[0] = kept;
+  }
+  width_ = kept;
+  // The shared buffer is addressed by the mask (later passes overwrite the rest); a growing cache takes
+  // the slices, or starts from empty pasts when nothing is kept.
+  if (!shared_kv_) past_ = std::move(sliced);
 }
 
 void Generator::generate_next_token() {

@@ -21,8 +21,9 @@
 // Either way a row of a batch generates exactly what the same prompt generates alone.
 //
 // Steps are lazy like onnxruntime-genai's: generate_next_token() first runs the model on the tokens chosen
-// by the previous step (if any), then chooses the next ones. So an adapter switch between two steps applies
-// to every token not yet fed, and no pass is wasted after the last token.
+// by the previous step (if any), then chooses the next ones; logits() runs that pass early, so it returns
+// the logits of the pending choice. So an adapter switch between two steps applies to every token not yet
+// fed, and no pass is wasted after the last token.
 #pragma once
 
 #include <cstdint>
@@ -63,6 +64,12 @@ class Generator {
   // INVALID_ARGUMENT (no prompt yet, already done), RUNTIME.
   void generate_next_token();
 
+  // onnxruntime-genai's RewindTo (batch size 1): keeps the first `length` tokens of the sequence and of the
+  // KV cache (shared buffer: the row length; growing cache: sliced copies); continue with append_tokens,
+  // get_logits or generate_next_token. 0 starts over (a prompt must be appended again). Throws
+  // INVALID_ARGUMENT (batch size > 1, length beyond the sequence, nothing appended yet), RUNTIME.
+  void rewind_to(size_t length);
+
   bool is_done() const noexcept;
   size_t batch_size() const noexcept { return batch_; }
   // Prompt then generated tokens of sequence `index` (no padding). Throws INVALID_ARGUMENT for the index.
@@ -70,9 +77,12 @@ class Generator {
   // The tokens of the last step (pad id for sequences that were already done). Throws INVALID_ARGUMENT
   // before the first step.
   const std::vector<int32_t>& next_tokens() const;
-  // Logits of each sequence's last position from the last pass, float32 [batch, vocab]. Throws
-  // INVALID_ARGUMENT before the first pass.
-  std::shared_ptr<const Tensor> logits() const;
+  // The logits the next generate_next_token() will choose from, float32 [batch, vocab] (onnxruntime-genai's
+  // get_logits): after append_tokens, those of the prompt's last position; after a step, it first runs the
+  // pending tokens (the pass generate_next_token would run) so the adapter set active now applies to them.
+  // Once the generator is done: the logits the last tokens were chosen from, without a pass. Throws
+  // INVALID_ARGUMENT before the first pass, RUNTIME.
+  std::shared_ptr<const Tensor> logits();
   // Applies to every token not yet fed. Throws INVALID_ARGUMENT when the sets belong to another model, or
   // per-row sets were made for another batch size than the generator's.
   void set_selection(AdapterSelection selection, const char* who);

@@ -10,8 +10,10 @@ namespace mlora {
 //   for every LoRA input, the line  name + "|" + dtype + "|" + fixed_dim + "|" + rank_axis + "\n"
 //   (integers in decimal, ONNX dtype numbers, fixed_dim -1 when the declared dim is symbolic);
 //   sort the lines by byte value, concatenate them, and hash the UTF-8 bytes with 32-bit FNV-1a
-//   (offset basis 2166136261, prime 16777619); the result is hash & 0x7fffffff, or 1 if that is 0.
-//   A model without LoRA inputs therefore gets 2166136261 & 0x7fffffff = 18652613.
+//   (offset basis 2166136261, prime 16777619); the result is (hash & 0x7fffffff) | 0x40000000, so it always
+//   lies in [2^30, 2^31): an adapter model_version in that range is read as a fingerprint, a smaller one as
+//   its producer's own number (ONNX Runtime's format leaves the field's meaning to the producer).
+//   A model without LoRA inputs therefore gets (2166136261 & 0x7fffffff) | 0x40000000 = 1092394437.
 int32_t compute_fingerprint(const std::vector<LoraInput>& loras) {
   std::vector<std::string> lines;
   for (const LoraInput& l : loras) {
@@ -26,8 +28,7 @@ int32_t compute_fingerprint(const std::vector<LoraInput>& loras) {
       h *= 16777619u;
     }
   }
-  h &= 0x7fffffffu;
-  return h == 0 ? 1 : static_cast<int32_t>(h);
+  return static_cast<int32_t>((h & 0x7fffffffu) | 0x40000000u);
 }
 
 // Decides whether an overridable initializer is a LoRA input and describes it. A LoRA input is declared 2-D

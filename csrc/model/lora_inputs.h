@@ -23,7 +23,8 @@ struct Declared {
 // into `out`. The file scan gives its default's dims.
 bool describe_lora(const std::string& name, const Declared& raw, const ModelScan& scan, LoraInput& out);
 
-// The model's LoRA signature fingerprint (recipe in lora_inputs.cpp; Python tools recompute it), never 0.
+// The model's LoRA signature fingerprint (recipe in lora_inputs.cpp; Python tools recompute it), always in
+// [2^30, 2^31) (bit 30 set: kFingerprintBit in model.h).
 int32_t compute_fingerprint(const std::vector<LoraInput>& loras);
 
 }  // namespace mlora

@@ -139,10 +139,11 @@ struct Model::Impl {
   std::vector<LoraInput> loras;
   std::unordered_map<std::string, size_t> input_index, output_index, lora_index;
   std::vector<std::string> input_names, output_names;  // for messages
-  int32_t fingerprint = 1;
-  bool batching = false;     // prepared for adapter-aware batching (lora_slot + stacked LoRA inputs)
-  bool ranks_input = false;  // has lora_ranks: prepared for the fused kernel
-  int64_t ranks_pairs = 0;   // lora_ranks' declared P
+  int32_t fingerprint = kFingerprintBit;
+  int64_t declared_version = 0;  // ModelProto.model_version
+  bool batching = false;         // prepared for adapter-aware batching (lora_slot + stacked LoRA inputs)
+  bool ranks_input = false;      // has lora_ranks: prepared for the fused kernel
+  int64_t ranks_pairs = 0;       // lora_ranks' declared P
   BatchKernel kernel = BatchKernel::kNone;
   int64_t pairs = 0;
   size_t batch_slots = 0;
@@ -360,6 +361,7 @@ std::shared_ptr<const Model> Model::open(const ModelSource& source, const ModelO
     m.loras.push_back(lora);
   }
   impl->fingerprint = compute_fingerprint(impl->loras);
+  impl->declared_version = scan.model_version;
   detect_batching(*impl, options);
   return std::make_shared<const Model>(std::move(impl));
 }
@@ -373,6 +375,7 @@ const std::vector<IoInfo>& Model::inputs() const noexcept { return impl_->inputs
 const std::vector<IoInfo>& Model::outputs() const noexcept { return impl_->outputs; }
 const std::vector<LoraInput>& Model::lora_inputs() const noexcept { return impl_->loras; }
 int32_t Model::lora_fingerprint() const noexcept { return impl_->fingerprint; }
+int64_t Model::declared_version() const noexcept { return impl_->declared_version; }
 const GenaiConfig* Model::genai_config() const noexcept { return impl_->genai.get(); }
 bool Model::batching() const noexcept { return impl_->batching; }
 BatchKernel Model::batch_kernel() const noexcept { return impl_->kernel; }

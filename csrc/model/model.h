@@ -71,6 +71,13 @@ struct ModelSource {
 // Throws INVALID_ARGUMENT naming the option out of range (or an empty path).
 void check_model_options(const std::string& path, const ModelOptions& options);
 
+// Bit 30: set in every LoRA signature fingerprint (and so in the model_version of adapters multilora writes
+// for a model); model_version values without it are a producer's own numbers (ONNX Runtime's format).
+constexpr int32_t kFingerprintBit = 0x40000000;
+inline bool is_fingerprint(int32_t model_version) noexcept {
+  return model_version > 0 && (model_version & kFingerprintBit) != 0;
+}
+
 class Model {
  public:
   // Opens source.onnx_path (a GenAI folder is resolved by open_model in gen/model_folder.h). Throws
@@ -84,8 +91,11 @@ class Model {
   const std::vector<LoraInput>& lora_inputs() const noexcept;  // model order
   const LoraInput* find_lora(const std::string& name) const noexcept;
   const IoInfo* find_input(const std::string& name) const noexcept;
-  // Stable 32-bit fingerprint of the LoRA input signature (names, dtypes, fixed dims), never 0.
+  // Stable 32-bit fingerprint of the LoRA input signature (names, dtypes, fixed dims), always in
+  // [kFingerprintBit, 2^31) (see is_fingerprint).
   int32_t lora_fingerprint() const noexcept;
+  // The ONNX file's ModelProto.model_version (0 when the model declares none).
+  int64_t declared_version() const noexcept;
   // True when the model was prepared for adapter-aware batching: it has the int64 input `lora_slot` and
   // every LoRA input is stacked (see LoraInput::stacked).
   bool batching() const noexcept;

@@ -10,6 +10,7 @@ namespace {
 //   ValueInfoProto.name = 1, ValueInfoProto.type = 2; TypeProto.tensor_type = 1; TypeProto.Tensor.shape = 2;
 //   TensorProto.dims = 1 (repeated int64, packed or not), TensorProto.name = 8.
 constexpr uint32_t kModelGraph = 7;
+constexpr uint32_t kModelVersion = 5;  // ModelProto.model_version (int64)
 constexpr uint32_t kGraphInitializer = 5;
 constexpr uint32_t kGraphInput = 11;
 constexpr uint32_t kValueInfoName = 1;
@@ -162,6 +163,7 @@ ModelScan scan_model(const uint8_t* data, size_t size) {
   while (!r.done()) {
     const Field f = r.next();
     if (f.number == kModelGraph && f.wire == kLengthDelimited) scan_graph(f, scan, seen);
+    if (f.number == kModelVersion && f.wire == kVarint) scan.model_version = static_cast<int64_t>(f.varint);
   }
   return scan;
 }

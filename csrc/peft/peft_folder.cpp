@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -57,9 +58,10 @@ std::string join_list(const std::vector<std::string>& v, size_t limit = 6) {
 // A projection address: layer index (-1 if none) + module path after it with self_attn spelled attn.
 struct Address {
   int layer = -1;
-  std::string path;  // e.g. "attn.q_proj"
-  std::string leaf;  // e.g. "q_proj"
-  char half = 0;     // 'A' or 'B'
+  std::string prefix;  // the tokens before the layer index, e.g. "model.layers"
+  std::string path;    // e.g. "attn.q_proj"
+  std::string leaf;    // e.g. "q_proj"
+  char half = 0;       // 'A' or 'B'
 };
 
 // Spellings of the same block across exporters: Hugging Face says self_attn, model builders say attn.
@@ -77,6 +79,7 @@ Address address_of(const std::vector<std::string>& tok, size_t end) {
     if (all_digits(tok[i])) {
       a.layer = std::stoi(tok[i]);
       start = i + 1;
+      for (size_t j = 0; j < i; ++j) a.prefix += (j ? "." : "") + tok[j];
       break;
     }
   }
@@ -100,6 +103,96 @@ bool model_address(const std::string& name, Address& out) {
   }
   return false;
 }
+
+}  // namespace
+
+LoraNameResolver::LoraNameResolver(const Model& model) {
+  for (const LoraInput& in : model.lora_inputs()) {
+    Address a;
+    if (!model_address(in.name, a)) continue;
+    by_key_[key_of(a)].push_back(&in);
+    // A model whose names carry no block ("model.layers.0.q_proj.lora_A...") is matched by the leaf module
+    // name alone; otherwise the block must agree too (never map cross_attn.q_proj onto attn.q_proj).
+    if (a.path == a.leaf) by_leaf_[leaf_key_of(a)].push_back(&in);
+  }
+}
+
+LoraNameResolver::Match LoraNameResolver::resolve(const std::string& name) const {
+  Match m;
+  const auto tok = split(name, '.');
+  size_t pos = tok.size();
+  for (size_t i = 0; i < tok.size(); ++i) {
+    if (tok[i] == "lora_A" || tok[i] == "lora_B") pos = i;
+  }
+  // "<module>.lora_A.weight" (PEFT's saved form, olive convert-adapters), tolerating
+  // "<module>.lora_A.<adapter name or MatMul>.weight".
+  const bool is_weight = pos < tok.size() && tok.back() == "weight" && (tok.size() - pos == 2 || tok.size() - pos == 3);
+  if (!is_weight) return m;
+  size_t first = 0;  // strip PEFT's wrapper prefix "base_model.model."
+  if (tok.size() > 2 && tok[0] == "base_model" && tok[1] == "model") first = 2;
+  std::vector<std::string> mod_tok(tok.begin() + static_cast<long>(first), tok.begin() + static_cast<long>(pos));
+  Address a = address_of(mod_tok, mod_tok.size());
+  a.half = tok[pos].back();
+  m.weight = true;
+  m.half = a.half;
+  m.prefix = a.prefix;
+  for (const auto& t : mod_tok) m.module += (m.module.empty() ? "" : ".") + t;
+  auto exact = by_key_.find(key_of(a));
+  if (exact != by_key_.end()) {
+    if (exact->second.size() == 1) {
+      m.input = exact->second.front();
+    } else {
+      m.ambiguous = true;
+    }
+    return m;
+  }
+  auto leaf = by_leaf_.find(leaf_key_of(a));
+  if (leaf != by_leaf_.end()) {
+    if (leaf->second.size() == 1) {
+      m.input = leaf->second.front();
+    } else {
+      m.ambiguous = true;
+    }
+  }
+  return m;
+}
+
+std::shared_ptr<const Adapter> resolve_names(std::shared_ptr<const Adapter> adapter, const Model& model) {
+  const auto& params = adapter->params();
+  if (std::all_of(params.begin(), params.end(), [&](const Param& p) { return model.find_lora(p.name); })) {
+    return adapter;
+  }
+  const LoraNameResolver resolver(model);
+  std::vector<std::string> names;
+  std::map<std::string, std::string> taken;  // model input -> the parameter resolved to it
+  std::vector<std::string> clashes;
+  bool changed = false;
+  for (const Param& p : params) {
+    std::string target = p.name;
+    if (!model.find_lora(p.name)) {
+      const LoraNameResolver::Match m = resolver.resolve(p.name);
+      // Files are held to the model's own prefix ("model.layers"): only the spellings after it may differ.
+      Address target_address;
+      if (m.input && model_address(m.input->name, target_address) && target_address.prefix == m.prefix) {
+        target = m.input->name;
+        changed = true;
+      }
+      // Unresolved names are kept: validation names them with the model's LoRA inputs.
+    }
+    auto [it, fresh] = taken.emplace(target, p.name);
+    if (!fresh) clashes.push_back("'" + p.name + "' and '" + it->second + "' both resolve to '" + target + "'");
+    names.push_back(target);
+  }
+  if (!clashes.empty()) {
+    std::string msg =
+        "adapter '" + adapter->source() + "': parameter names resolve ambiguously to model '" + model.path() + "': ";
+    for (size_t i = 0; i < clashes.size(); ++i) msg += (i ? "; " : "") + clashes[i];
+    fail(MLORA_STATUS_FORMAT, msg);
+  }
+  return changed ? Adapter::renamed(std::move(adapter), names) : adapter;
+}
+
+namespace {
 
 bool exists(const std::string& path) {
   struct stat sb;
@@ -181,6 +274,36 @@ const json* pattern_value(const json& patterns, const std::string& module, const
   return nullptr;
 }
 
+// PEFT's module selection (peft.tuners.tuners_utils.check_target_module_exists): a string is a regular
+// expression the whole module name must match ("all-linear" selects every linear layer); a list selects the
+// modules named like an entry or ending in "." + entry. Absent or null selects everything (PEFT writes the
+// list it resolved when it saves, so a saved folder names its modules).
+bool peft_selects(const json& spec, const std::string& module, bool all_linear_ok, const std::string& who,
+                  const char* key) {
+  if (spec.is_string()) {
+    const std::string pattern = spec.get<std::string>();
+    if (all_linear_ok && pattern == "all-linear") return true;
+    try {
+      return std::regex_match(module, std::regex(pattern));
+    } catch (const std::regex_error&) {
+      fail(MLORA_STATUS_FORMAT, who + ": " + key + " '" + pattern + "' is not a valid regular expression");
+    }
+  }
+  if (spec.is_array()) {
+    for (const json& e : spec) {
+      if (!e.is_string()) fail(MLORA_STATUS_FORMAT, who + ": " + key + " " + spec.dump() + " holds a non-string");
+      const std::string t = e.get<std::string>();
+      if (module == t || (module.size() > t.size() && module.compare(module.size() - t.size(), t.size(), t) == 0 &&
+                          module[module.size() - t.size() - 1] == '.')) {
+        return true;
+      }
+    }
+    return false;
+  }
+  if (spec.is_null()) return all_linear_ok;
+  fail(MLORA_STATUS_FORMAT, who + ": " + key + " " + spec.dump() + " is neither a string nor a list of strings");
+}
+
 struct Half {
   const StTensor* t = nullptr;
   std::string module;  // PEFT module name ("model.layers.0.self_attn.q_proj")
@@ -193,6 +316,7 @@ struct PeftConfig {
   double r_default = 8, alpha_default = 8;
   bool rslora = false;
   json rank_pattern, alpha_pattern;
+  json target_modules, exclude_modules;  // null when absent
 };
 
 // Checks the folder's two files and parses adapter_config.json (a JSON object).
@@ -259,27 +383,9 @@ PeftConfig read_settings(const json& cfg, const std::string& cwho) {
   c.rslora = cfg.contains("use_rslora") && cfg["use_rslora"].is_boolean() && cfg["use_rslora"].get<bool>();
   c.rank_pattern = cfg.value("rank_pattern", json::object());
   c.alpha_pattern = cfg.value("alpha_pattern", json::object());
+  c.target_modules = cfg.contains("target_modules") ? cfg["target_modules"] : json();
+  c.exclude_modules = cfg.contains("exclude_modules") ? cfg["exclude_modules"] : json();
   return c;
-}
-
-// ---- the model's LoRA inputs by address ----------------------------------------------------------------
-struct InputsByAddress {
-  std::map<std::string, std::vector<const LoraInput*>> by_key, by_leaf;
-};
-
-InputsByAddress index_model_inputs(const Model& model) {
-  InputsByAddress out;
-  auto& by_key = out.by_key;
-  auto& by_leaf = out.by_leaf;
-  for (const LoraInput& in : model.lora_inputs()) {
-    Address a;
-    if (!model_address(in.name, a)) continue;
-    by_key[key_of(a)].push_back(&in);
-    // A model whose names carry no block ("model.layers.0.q_proj.lora_A...") is matched by the leaf module
-    // name alone; otherwise the block must agree too (never map cross_attn.q_proj onto attn.q_proj).
-    if (a.path == a.leaf) by_leaf[leaf_key_of(a)].push_back(&in);
-  }
-  return out;
 }
 
 // ---- tensors -> model inputs -------------------------------------------------------------------------
@@ -290,9 +396,10 @@ struct Matched {
 
 // Matches every tensor to a model input; fails listing every problem at once (unsupported settings in `c`,
 // unsupported tensors, tensors that match nothing).
-Matched match_tensors(const SafetensorsFile& st, const InputsByAddress& index, const PeftConfig& c, const Model& model,
-                      const std::string& who) {
+Matched match_tensors(const SafetensorsFile& st, const LoraNameResolver& resolver, const PeftConfig& c,
+                      const Model& model, const std::string& who) {
   std::vector<std::string> unsupported, unmatched;
+  std::map<std::string, bool> selected;  // PEFT module -> whether target_modules / exclude_modules select it
   Matched out;
   auto& halves = out.halves;
   auto& modules = out.modules;
@@ -308,39 +415,39 @@ Matched match_tensors(const SafetensorsFile& st, const InputsByAddress& index, c
       unsupported.push_back("'" + t.name + "' (DoRA magnitude vector)");
       continue;
     }
-    size_t pos = tok.size();
-    for (size_t i = 0; i < tok.size(); ++i) {
-      if (tok[i] == "lora_A" || tok[i] == "lora_B") pos = i;
-    }
-    // "<module>.lora_A.weight" (PEFT's saved form), tolerating "<module>.lora_A.<adapter name>.weight".
-    const bool is_weight =
-        pos < tok.size() && tok.back() == "weight" && (tok.size() - pos == 2 || tok.size() - pos == 3);
-    if (!is_weight) {
-      if (pos < tok.size() && tok.back() == "bias") {
+    const LoraNameResolver::Match match = resolver.resolve(t.name);
+    if (!match.weight) {
+      const bool lora = std::find(tok.begin(), tok.end(), "lora_A") != tok.end() ||
+                        std::find(tok.begin(), tok.end(), "lora_B") != tok.end();
+      if (lora && tok.back() == "bias") {
         unsupported.push_back("'" + t.name + "' (LoRA bias)");
       } else {
         unsupported.push_back("'" + t.name + "' (not a LoRA A/B weight; e.g. a fully trained module)");
       }
       continue;
     }
-    size_t first = 0;  // strip PEFT's wrapper prefix "base_model.model."
-    if (tok.size() > 2 && tok[0] == "base_model" && tok[1] == "model") first = 2;
-    std::vector<std::string> mod_tok(tok.begin() + static_cast<long>(first), tok.begin() + static_cast<long>(pos));
-    Address a = address_of(mod_tok, mod_tok.size());
-    a.half = tok[pos].back();
-    std::string module;
-    for (const auto& s : mod_tok) module += (module.empty() ? "" : ".") + s;
-
-    const LoraInput* target = nullptr;
-    auto exact = index.by_key.find(key_of(a));
-    if (exact != index.by_key.end() && exact->second.size() == 1) {
-      target = exact->second.front();
-    } else {
-      auto leaf = index.by_leaf.find(leaf_key_of(a));
-      if (leaf != index.by_leaf.end() && leaf->second.size() == 1) target = leaf->second.front();
+    const std::string& module = match.module;
+    // A tensor of a module PEFT would not wrap is not applied by PEFT: refuse it rather than differ.
+    auto sel = selected.find(module);
+    if (sel == selected.end()) {
+      const bool in =
+          peft_selects(c.target_modules, module, true, c.who, "target_modules") &&
+          !(c.exclude_modules.is_null() ? false
+                                        : peft_selects(c.exclude_modules, module, false, c.who, "exclude_modules"));
+      sel = selected.emplace(module, in).first;
+      if (!in) {
+        unsupported.push_back("module '" + module + "' (tensor '" + t.name + "'; " +
+                              (peft_selects(c.target_modules, module, true, c.who, "target_modules")
+                                   ? "excluded by exclude_modules " + c.exclude_modules.dump()
+                                   : "not selected by target_modules " + c.target_modules.dump()) +
+                              ", so PEFT does not apply it)");
+      }
     }
+    if (!sel->second) continue;
+
+    const LoraInput* target = match.input;
     if (!target) {
-      unmatched.push_back(t.name);
+      unmatched.push_back(match.ambiguous ? t.name + "' (ambiguous: several LoRA inputs fit)" : t.name);
       continue;
     }
     auto prev = halves.find(target);
@@ -351,7 +458,7 @@ Matched match_tensors(const SafetensorsFile& st, const InputsByAddress& index, c
     }
     halves[target] = Half{&t, module};
     auto& m = modules[module];
-    (a.half == 'A' ? m.first : m.second) = target;
+    (match.half == 'A' ? m.first : m.second) = target;
   }
   // Every problem at once: unsupported settings, unsupported tensors, tensors that match nothing.
   if (!problems.empty() || !unsupported.empty() || !unmatched.empty()) {
@@ -492,10 +599,10 @@ std::shared_ptr<const Adapter> load_folder_unescaped(const std::string& dir, con
   const std::string weights_path = dir + "/adapter_model.safetensors";
   const json cfg = read_config(dir, who, config_path, weights_path);
   const PeftConfig config = read_settings(cfg, "'" + config_path + "'");
-  const InputsByAddress index = index_model_inputs(model);
+  const LoraNameResolver resolver(model);  // the model's LoRA inputs by address
   const SafetensorsFile st = SafetensorsFile::open(weights_path);
   const std::string swho = "'" + weights_path + "'";
-  const Matched matched = match_tensors(st, index, config, model, who);
+  const Matched matched = match_tensors(st, resolver, config, model, who);
   if (matched.modules.empty()) fail(MLORA_STATUS_FORMAT, who + ": adapter_model.safetensors has no LoRA tensors");
   Converted converted;
   for (const auto& kv : matched.modules) {

@@ -858,6 +858,8 @@ class Generator {
     detail::check(mlora_generator_append_token_sequences(get(), flat.data(), lengths.data(), lengths.size()));
   }
   void generate_next_token() { detail::check(mlora_generator_generate_next_token(get())); }
+  /** onnxruntime-genai's rewind_to (batch size 1): keeps the first new_length tokens; 0 starts over. */
+  void rewind_to(size_t new_length) { detail::check(mlora_generator_rewind_to(get(), new_length)); }
   bool is_done() const {
     int32_t done = 0;
     detail::check(mlora_generator_is_done(get(), &done));
@@ -877,7 +879,8 @@ class Generator {
     return read_tokens(
         [&](int32_t* buf, size_t cap, size_t* len) { return mlora_generator_get_next_tokens(get(), buf, cap, len); });
   }
-  /** float32 [batch, vocab] logits of the last position from the last pass (a copy). */
+  /** float32 [batch, vocab] logits the next generate_next_token() chooses from (a copy; may run the pending
+   * pass, as onnxruntime-genai's get_logits does). */
   Tensor get_logits() const {
     mlora_tensor_t* out = nullptr;
     detail::check(mlora_generator_get_logits(get(), &out));

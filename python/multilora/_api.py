@@ -279,9 +279,11 @@ class Model(_Native):
 
     @property
     def version(self) -> int:
-        """The model version adapters record in ``model_version``: a stable non-zero fingerprint of the LoRA
-        input signature (names, dtypes, fixed dims, rank axes). Adapters with a non-zero ``model_version``
-        that differs are refused unless loaded with ``ignore_model_version=True``."""
+        """The model version adapters record in ``model_version``: a stable fingerprint of the LoRA input
+        signature (names, dtypes, fixed dims, rank axes), always in [2**30, 2**31). An adapter whose
+        ``model_version`` lies in that range and differs is refused unless loaded with
+        ``ignore_model_version=True``; a smaller non-zero value is its producer's own number (ONNX Runtime's
+        format), checked only against a model that declares an ONNX ``model_version``."""
         return int(self._n().version)
 
     @property
@@ -315,6 +317,8 @@ class Model(_Native):
         output_names: Optional[Sequence[str]],
         input_feed: Mapping[str, Any],
         run_options: Optional[RunOptions] = None,
+        *,
+        fill_defaults: bool = False,
     ) -> List[np.ndarray]:
         """Runs the model once, in onnxruntime's ``InferenceSession.run`` argument order.
 
@@ -322,9 +326,16 @@ class Model(_Native):
         {name: array-like}; numpy arrays keep their dtype (a wrong one raises TypeMismatchError), other
         array-likes are converted to the input's declared dtype. LoRA inputs come from
         ``run_options``' active adapters (None = base model). Returns numpy arrays owning their memory.
+        ``fill_defaults=True``: a decoder (builder/Olive model) fed only ``input_ids`` gets the other inputs
+        of a first pass — a full ``attention_mask``, ``position_ids`` 0..seq-1 and empty past key/values
+        (see ``multilora/_defaults.py``).
         """
         if not isinstance(input_feed, Mapping):
             raise TypeError(f"run: input_feed must be a mapping name -> array, not {type(input_feed).__name__}")
+        if fill_defaults:
+            from ._defaults import fill_decoder_defaults
+
+            input_feed = fill_decoder_defaults(self, input_feed)
         native_opts = run_options._n() if run_options is not None else None
         names = None if not output_names else list(output_names)
         return list(self._n().run(names, dict(input_feed), native_opts))

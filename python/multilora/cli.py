@@ -5,7 +5,7 @@
     multilora convert PEFT_DIR -o OUT.onnx_adapter --model M [--dtype float16]                  (cli_peft.py)
     multilora check --model M ADAPTER... [--json]                                                (cli_peft.py)
     multilora prepare-model IN.onnx OUT.onnx --targets q_proj,v_proj                             (cli_peft.py)
-    multilora prepare-batching IN.onnx OUT.onnx                                           (prepare_batching.py)
+    multilora prepare-batching IN.onnx OUT.onnx | IN_DIR OUT_DIR                          (prepare_batching.py)
 
 FILE is an .onnx_adapter file (recognised by its ``TORT`` identifier), an .onnx model or a GenAI model
 folder. Adapters: parameters with dtypes and shapes, rank, versions, sizes. Models: inputs, outputs and

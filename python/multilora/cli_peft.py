@@ -1,6 +1,6 @@
 """``multilora convert``, ``multilora check`` and ``multilora prepare-model``.
 
-    multilora convert PEFT_DIR -o OUT.onnx_adapter --model M [--dtype float16] [--adapter-version N]
+    multilora convert PEFT_DIR|IN.onnx_adapter -o OUT.onnx_adapter --model M [--dtype float16] [--adapter-version N]
     multilora check --model M ADAPTER... [--ignore-model-version] [--json]
     multilora prepare-model IN.onnx OUT.onnx --targets q_proj,v_proj
 
@@ -25,8 +25,8 @@ def _convert(args: argparse.Namespace) -> int:
     from . import MultiloraError
     from .peft import convert
 
-    if not os.path.isdir(args.peft_dir):
-        print(f"multilora convert: not a PEFT folder: {args.peft_dir}", file=sys.stderr)
+    if not os.path.isdir(args.peft_dir) and not os.path.isfile(args.peft_dir):
+        print(f"multilora convert: not a PEFT folder or .onnx_adapter file: {args.peft_dir}", file=sys.stderr)
         return 1
     try:
         info = convert(
@@ -105,11 +105,13 @@ def add_peft_commands(subparsers: Any) -> None:
     """Adds ``convert``, ``check`` and ``prepare-model`` to an argparse sub-parsers object."""
     p = subparsers.add_parser(
         "convert",
-        help="convert a PEFT LoRA folder into an .onnx_adapter file for a model",
+        help="convert a PEFT LoRA folder (or an .onnx_adapter with other names) into an .onnx_adapter for a model",
         description="Convert a PEFT LoRA folder (adapter_config.json + adapter_model.safetensors) into an "
-        ".onnx_adapter file for a LoRA-enabled model; the file records the model's version.",
+        ".onnx_adapter file for a LoRA-enabled model; the file records the model's version. An .onnx_adapter "
+        "whose names are another tool's spelling (olive convert-adapters: self_attn, no .MatMul, PEFT prefixes) "
+        "is rewritten with the model's LoRA input names.",
     )
-    p.add_argument("peft_dir", help="PEFT LoRA folder")
+    p.add_argument("peft_dir", help="PEFT LoRA folder, or an .onnx_adapter file")
     p.add_argument("-o", "--output", required=True, help="the .onnx_adapter file to write")
     p.add_argument("--model", required=True, help="the LoRA-enabled .onnx model or GenAI model folder")
     p.add_argument(

@@ -176,6 +176,11 @@ class Generator(AdapterSetMethods):
     def generate_next_token(self) -> None:
         self._n().generate_next_token()
 
+    def rewind_to(self, new_length: int) -> None:
+        """Keeps the first ``new_length`` tokens (batch size 1), as onnxruntime-genai's ``rewind_to``; then
+        ``append_tokens``, ``get_logits`` or ``generate_next_token`` continue from there. 0 starts over."""
+        self._n().rewind_to(int(new_length))
+
     def is_done(self) -> bool:
         return bool(self._n().is_done())
 
@@ -190,7 +195,11 @@ class Generator(AdapterSetMethods):
         return out
 
     def get_logits(self) -> np.ndarray:
-        """float32 [batch, vocab] logits of the last position from the last pass."""
+        """float32 [batch, vocab] logits the next ``generate_next_token()`` will choose from.
+
+        As in onnxruntime-genai: right after ``append_tokens`` those of the prompt's last position; after a
+        step this runs the model on the token it chose first (the pass the next step would otherwise run).
+        """
         out: np.ndarray = self._n().get_logits()
         return out
 
@@ -288,6 +297,16 @@ class TokenizerStream:
         self._prefix, self._read = self._read, len(self._ids)
         return piece
 
+    def flush(self) -> str:
+        """The text held back so far (tokens that end inside a UTF-8 character decode to U+FFFD, as
+        ``Tokenizer.decode`` gives them); call once after the last token."""
+        if self._read == len(self._ids):
+            return ""
+        before = self._tok.decode(self._ids[self._prefix : self._read])
+        after = self._tok.decode(self._ids[self._prefix :])
+        self._prefix, self._read = self._read, len(self._ids)
+        return after[len(before) :] if after.startswith(before) else ""
+
 
 # ------------------------------------------------------------------------------------------------
 # One-call helpers
@@ -379,6 +398,9 @@ def generate_stream(
             piece = stream.decode(token)
             if piece:
                 yield piece
+        rest = stream.flush()  # a last token ending inside a character
+        if rest:
+            yield rest
     finally:
         gen.close()
         params.close()

@@ -212,6 +212,9 @@ def convert(
 ) -> Dict[str, Any]:
     """Converts a PEFT LoRA folder into an .onnx_adapter file for ``model`` (a multilora.Model or a path).
 
+    ``peft_dir`` may also be an .onnx_adapter file whose parameter names are another tool's spelling
+    (``olive convert-adapters`` output): the file written names the model's LoRA inputs.
+
     The folder is resolved by the native core exactly as ``Adapters.load`` does (transposed, scale folded
     into B, names of the model's LoRA inputs, the model's LoRA dtype); ``dtype`` (e.g. "float16") casts the
     parameters once more. The file records the model's version (``Model.version``). Returns a summary
@@ -296,6 +299,9 @@ def _partner(name: str) -> str:
     return name[:i] + "lora_A" + name[i + 6 :] if i >= 0 else ""
 
 
+_FINGERPRINT_BIT = 0x40000000  # set in every Model.version (csrc/model/model.cpp)
+
+
 def _check_file(path: str, label: str, model: Any, ignore_model_version: bool) -> List[CheckRow]:
     from ._api import Adapter
 
@@ -304,7 +310,9 @@ def _check_file(path: str, label: str, model: Any, ignore_model_version: bool) -
     with Adapter.open(path) as ad:
         params = ad.params
         mv = ad.model_version
-    if mv != 0 and mv != model.version and not ignore_model_version:
+    # Only a LoRA-signature fingerprint (bit 30 set, what multilora records) is compared here; other numbers
+    # are their producer's own (ONNX Runtime's format) and a model that declares a version is checked by load.
+    if mv > 0 and mv & _FINGERPRINT_BIT and mv != model.version and not ignore_model_version:
         rows.append(
             CheckRow(label, "(model_version)", "model_version", f"adapter says {mv}, the model is {model.version}")
         )
@@ -451,8 +459,20 @@ def check(model: Any, adapters: Sequence[PathLike], *, ignore_model_version: boo
                         rows += _peft_error_rows(p, label, e)
                     elif all(r.ok for r in rows[before:]):
                         rows.append(CheckRow(label, "(load)", "error", f"{e.status_name}: {e}"))
+                    elif e.status_name != "MLORA_STATUS_NOT_FOUND" and any(
+                        r.status == "unknown" for r in rows[before:]
+                    ):
+                        # the names resolved (another tool's spelling) and something else is wrong: the
+                        # loader's message, on the resolved names, is the finding
+                        del rows[before:]
+                        rows.append(CheckRow(label, "(load)", "error", f"{e.status_name}: {e}"))
                     continue
-                if os.path.isdir(p):
+                # A file whose names the core resolved (olive convert-adapters / PEFT spellings): its rows are
+                # the loaded parameters under the model's names, as for a folder.
+                resolved = not os.path.isdir(p) and any(r.status == "unknown" for r in rows[before:])
+                if resolved:
+                    del rows[before:]
+                if os.path.isdir(p) or resolved:
                     info = reg.get("check").params
                     for name, pi in info.items():
                         rows.append(CheckRow(label, name, "ok", f"{pi.dtype} {list(pi.shape)}"))

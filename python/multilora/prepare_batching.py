@@ -58,14 +58,100 @@ KERNELS = ("fused", "gather")
 
 def prepare_batching(input_path: PathLike, output_path: PathLike, kernel: str = "fused") -> List[str]:
     """Writes ``input_path`` rewritten for per-row adapters to ``output_path``; returns the LoRA A input names
-    of the pairs rewritten (graph order). ``kernel`` is ``"fused"`` (multilora's LoraSlotMatMul op, float32)
-    or ``"gather"`` (standard ONNX Gather + batched MatMul, any dtype). Raises ValueError when the kernel is
-    unknown, the model has no LoRA pair, is prepared already, a pair's ``x`` is known not to be 3-D, or (fused)
-    a pair is not float32."""
-    import onnx
-
+    of the pairs rewritten (graph order). Both may be folders: a GenAI model folder (genai_config.json) is
+    copied with its decoder rewritten (see ``_prepare_folder``). ``kernel`` is ``"fused"`` (multilora's
+    LoraSlotMatMul op, float32) or ``"gather"`` (standard ONNX Gather + batched MatMul, any dtype). Raises
+    ValueError when the kernel is unknown, the model has no LoRA pair, is prepared already, a pair's ``x`` is
+    known not to be 3-D, or (fused) a pair is not float32."""
     if kernel not in KERNELS:
         raise ValueError(f"prepare_batching: unknown kernel {kernel!r}; expected one of {', '.join(KERNELS)}")
+    if os.path.isdir(os.fspath(input_path)):
+        return _prepare_folder(os.fspath(input_path), os.fspath(output_path), kernel)
+    return _prepare_file(input_path, output_path, kernel)
+
+
+def _external_files(model_path: str) -> List[str]:
+    """Paths (relative to the model's folder) of the external data files the model's tensors name."""
+    import onnx
+    from onnx import TensorProto
+
+    out = set()
+
+    def walk(graph: Any) -> None:
+        tensors = list(graph.initializer) + [s.values for s in graph.sparse_initializer]
+        for node in graph.node:
+            for attr in node.attribute:
+                if attr.HasField("t"):
+                    tensors.append(attr.t)
+                tensors.extend(attr.tensors)
+                if attr.HasField("g"):
+                    walk(attr.g)
+                for sub in attr.graphs:
+                    walk(sub)
+        for t in tensors:
+            if t.data_location == TensorProto.EXTERNAL:
+                for entry in t.external_data:
+                    if entry.key == "location":
+                        out.add(os.path.normpath(entry.value))
+
+    walk(onnx.load(model_path, load_external_data=False).graph)
+    return sorted(out)
+
+
+def _prepare_folder(src: str, dst: str, kernel: str) -> List[str]:
+    """A GenAI folder (genai_config.json naming model.decoder.filename): the decoder is rewritten into ``dst``
+    under the same name; every other file (genai_config.json, tokenizer files, adapters, other models) is
+    copied, except the decoder's own external data files (the rewritten model carries its weights)."""
+    import json
+    import shutil
+
+    config = os.path.join(src, "genai_config.json")
+    if not os.path.isfile(config):
+        raise ValueError(f"{src}: a folder must hold genai_config.json (a GenAI model folder)")
+    with open(config, encoding="utf-8") as f:
+        try:
+            name = json.load(f)["model"]["decoder"]["filename"]
+        except (ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"{config}: cannot read model.decoder.filename ({e})") from e
+    if not isinstance(name, str) or os.path.isabs(name) or os.path.normpath(name).startswith(".."):
+        raise ValueError(f"{config}: model.decoder.filename {name!r} is not a path inside the folder")
+    if os.path.abspath(src) == os.path.abspath(dst):
+        raise ValueError(f"{dst}: the output folder must differ from the input folder")
+    if os.path.exists(dst) and (not os.path.isdir(dst) or os.listdir(dst)):
+        raise ValueError(f"{dst}: the output must be a new or empty folder")
+    model = os.path.normpath(os.path.join(src, name))
+    if not os.path.isfile(model):
+        raise ValueError(f"{config}: model.decoder.filename {name!r}: no such file")
+    rel_dir = os.path.dirname(os.path.relpath(model, src))
+    skip = {os.path.normpath(os.path.relpath(model, src))}
+    skip.update(os.path.normpath(os.path.join(rel_dir, e)) for e in _external_files(model))
+    created = not os.path.exists(dst)
+    os.makedirs(dst, exist_ok=True)
+    try:
+        for root, _dirs, files in os.walk(src):
+            for f in files:
+                rel = os.path.normpath(os.path.relpath(os.path.join(root, f), src))
+                if rel in skip:
+                    continue
+                os.makedirs(os.path.join(dst, os.path.dirname(rel)), exist_ok=True)
+                shutil.copy2(os.path.join(src, rel), os.path.join(dst, rel))
+        out = os.path.join(dst, os.path.relpath(model, src))
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        return _prepare_file(model, out, kernel)
+    except BaseException:
+        # no half-written folder is left behind (it was new or empty)
+        if created:
+            shutil.rmtree(dst, ignore_errors=True)
+        else:
+            for entry in os.listdir(dst):
+                path = os.path.join(dst, entry)
+                shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.remove(path)
+        raise
+
+
+def _prepare_file(input_path: PathLike, output_path: PathLike, kernel: str) -> List[str]:
+    import onnx
+
     src = os.fspath(input_path)
     model = onnx.load(src)
     graph = _Graph(model, src)
@@ -363,8 +449,12 @@ def add_prepare_batching_command(subparsers: Any) -> None:
         "(plus the int64 input 'lora_ranks' [pairs, S]); the result runs only with multilora. --kernel gather "
         "uses standard ONNX Gather + batched MatMul (any dtype, slower).",
     )
-    p.add_argument("input", help="a LoRA-enabled .onnx model")
-    p.add_argument("output", help="the .onnx file to write")
+    p.add_argument("input", help="a LoRA-enabled .onnx model, or a GenAI model folder (genai_config.json)")
+    p.add_argument(
+        "output",
+        help="the .onnx file to write; for a folder, a new or empty folder that receives the rewritten decoder "
+        "and a copy of every other file (genai_config.json, tokenizer, adapters)",
+    )
     p.add_argument(
         "--kernel",
         choices=KERNELS,

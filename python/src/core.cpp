@@ -733,6 +733,13 @@ void bind_generation(py::module_& m) {
             });
           },
           py::arg("sequences"))
+      .def(
+          "rewind_to",
+          [](ml::Generator& g, size_t new_length) {
+            py::gil_scoped_release release;
+            g.rewind_to(new_length);
+          },
+          py::arg("new_length"))
       .def("generate_next_token",
            [](ml::Generator& g) {
              py::gil_scoped_release release;
@@ -756,7 +763,14 @@ void bind_generation(py::module_& m) {
              if (!s.empty()) std::memcpy(out.mutable_data(), s.data(), s.size() * sizeof(int32_t));
              return out;
            })
-      .def("get_logits", [](const ml::Generator& g) { return array_from_tensor(g.get_logits()); })
+      .def("get_logits",
+           [](const ml::Generator& g) {
+             ml::Tensor t = [&] {
+               py::gil_scoped_release release;  // may run the pending pass
+               return g.get_logits();
+             }();
+             return array_from_tensor(t);
+           })
       .def(
           "set_active_adapters",
           [](ml::Generator& g, const ml::Adapters* adapters, const py::object& names, const py::object& w) {

@@ -12,7 +12,7 @@ OUT_DIR receives
   adapter_bad_shape.onnx_adapter  q_proj A with 7 input features instead of 8         -> SHAPE_MISMATCH
   adapter_unknown.onnx_adapter    a parameter of layer 5, which the model lacks       -> NOT_FOUND
   adapter_fp16.onnx_adapter       the parameters of adapter_a as float16               -> TYPE_MISMATCH
-  adapter_other_model.onnx_adapter  adapter_a's parameters recorded for model_version 12345 (another model's
+  adapter_other_model.onnx_adapter  adapter_a's parameters recorded for model_version 1234567890 (another model's
                                   fingerprint)                                        -> VERSION_MISMATCH
   not_an_adapter.onnx_adapter     text, not a FlatBuffers adapter                      -> FORMAT
   model_batched.onnx              model.onnx rewritten by `multilora prepare-batching` (per-row adapters);
@@ -204,7 +204,9 @@ def main(out_dir: str) -> int:
     unknown = {n.replace("layers.0", "layers.5"): v for n, v in params["a"].items()}
     t.write_ort_adapter(d / "adapter_unknown.onnx_adapter", unknown)
     t.write_ort_adapter(d / "adapter_fp16.onnx_adapter", {n: v.astype(np.float16) for n, v in params["a"].items()})
-    t.write_ort_adapter(d / "adapter_other_model.onnx_adapter", params["a"], adapter_version=1, model_version=12345)
+    # a LoRA-signature fingerprint (bit 30 set) of no model here
+    other = d / "adapter_other_model.onnx_adapter"
+    t.write_ort_adapter(other, params["a"], adapter_version=1, model_version=1234567890)
     (d / "not_an_adapter.onnx_adapter").write_bytes(b"this is not a FlatBuffers adapter file\n" * 4)
 
     ids = t.make_input_ids(model, batch=2, seq=5, seed=3)

@@ -144,14 +144,14 @@ def test_replace_works_for_a_new_name_too(adapters, sql_ours):
 
 def test_model_version_is_checked(adapters, params_sql, tmp_path):
     path = str(tmp_path / "mv.onnx_adapter")
-    ml.write_adapter(path, params_sql, model_version=12345)
+    ml.write_adapter(path, params_sql, model_version=1234567890)
     with pytest.raises(ml.VersionMismatchError) as e:
         adapters.load(path, "mv")
-    assert_error(e, ml.VersionMismatchError, "MLORA_STATUS_VERSION_MISMATCH", "mv.onnx_adapter", "12345")
+    assert_error(e, ml.VersionMismatchError, "MLORA_STATUS_VERSION_MISMATCH", "mv.onnx_adapter", "1234567890")
     assert "mv" not in adapters
     adapters.load(path, "mv", ignore_model_version=True)
     with adapters.get("mv") as info:
-        assert info.model_version == 12345
+        assert info.model_version == 1234567890
 
 
 def test_model_version_fingerprint(model, adapters, lora_model, wide_model, params_sql, tmp_path):

@@ -97,8 +97,8 @@ def _alone(
                         gen.set_active_adapters(reg, list(schedule[step]))
                     else:
                         gen.clear_active_adapters()
-                gen.generate_next_token()
                 logits.append(gen.get_logits()[0].copy())
+                gen.generate_next_token()
                 step += 1
             return gen.get_sequence(0)[len(prompt) :].tolist(), np.stack(logits)
 
@@ -121,8 +121,8 @@ def test_each_sequence_gets_its_own_tokens(prepared, plain, rows, prompts):
             gen.append_tokens([PROMPTS[p] for p in prompts])
             steps = []
             while not gen.is_done():
-                gen.generate_next_token()
                 steps.append(gen.get_logits().copy())
+                gen.generate_next_token()
             sequences = [gen.get_sequence(i).tolist() for i in range(len(rows))]
     for i, (row, p) in enumerate(zip(rows, prompts)):
         prompt = PROMPTS[p]
@@ -158,8 +158,8 @@ def test_switching_per_row_sets_between_steps(prepared, plain):
             for step in range(steps):
                 if step in (3, 6):
                     gen.set_active_adapters_per_row(reg, [s[step] for s in schedules])
-                gen.generate_next_token()
                 logits.append(gen.get_logits().copy())
+                gen.generate_next_token()
             assert gen.is_done()
             sequences = [gen.get_sequence(i)[len(prompt) :].tolist() for i in range(3)]
     for i, schedule in enumerate(schedules):

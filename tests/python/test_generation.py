@@ -82,15 +82,15 @@ def greedy(
 ):
     """(generated tokens, the logits each token was chosen from [steps, vocab]).
 
-    Steps are lazy (as in onnxruntime-genai): generate_next_token() first runs the token chosen by the
-    previous step, then chooses; get_logits() after it returns the logits that choice was made from."""
+    As in onnxruntime-genai, get_logits() before generate_next_token() returns the logits that step
+    chooses from (it runs the token chosen by the previous step first)."""
     with make_params(model, gregistry, names, max_length=len(prompt) + new, **search) as params:
         with Generator(model, params) as gen:
             gen.append_tokens(np.asarray(prompt, dtype=np.int32))
             logits = []
             while not gen.is_done():
-                gen.generate_next_token()
                 logits.append(gen.get_logits()[0].copy())
+                gen.generate_next_token()
             return gen.get_sequence(0)[len(prompt) :].tolist(), np.stack(logits)
 
 
@@ -306,10 +306,10 @@ def test_switching_adapters_between_steps(gmodel, gregistry, ort_decoder, schedu
                     gen.set_active_adapters(gregistry, [adapter])
                 else:
                     gen.clear_active_adapters()
-            gen.generate_next_token()
             logits.append(gen.get_logits()[0].copy())
+            gen.generate_next_token()
         tokens = gen.get_sequence(0)[len(prompt) :].tolist()
-    # get_logits after step i holds the logits the token of step i was chosen from (pass i)
+    # get_logits before step i holds the logits the token of step i is chosen from (pass i)
     assert tokens == ref_tokens
     np.testing.assert_allclose(np.stack(logits), ref_logits, rtol=0, atol=ATOL)
 
@@ -336,8 +336,8 @@ def sample_run(model, prompt, new=10, **search):
         gen.append_tokens(np.asarray(prompt, dtype=np.int32))
         steps = []
         while not gen.is_done():
-            gen.generate_next_token()
             logits = gen.get_logits()[0].copy()
+            gen.generate_next_token()
             steps.append((logits, int(gen.get_next_tokens()[0]), gen.get_sequence(0)[:-1].tolist()))
         return gen.get_sequence(0)[len(prompt) :].tolist(), steps
 
@@ -900,8 +900,8 @@ def test_left_padding_for_models_with_position_ids(classic):
                 np.testing.assert_allclose(gen.get_logits()[i], classic.logits(p), rtol=0, atol=ATOL)
             while not gen.is_done():
                 before = [len(gen.get_sequence(i)) for i in range(3)]
-                gen.generate_next_token()
                 last = gen.get_logits()
+                gen.generate_next_token()
                 for i in range(3):
                     seq = gen.get_sequence(i).tolist()
                     if len(seq) > before[i]:  # rows still running: their token came from these logits

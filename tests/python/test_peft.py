@@ -161,8 +161,8 @@ def test_builder_olive_model_generates_like_pytorch_peft():
                     gen.append_tokens(np.asarray(prompt, dtype=np.int32))
                     steps = []
                     while not gen.is_done():
-                        gen.generate_next_token()
                         steps.append(gen.get_logits()[0].copy())
+                        gen.generate_next_token()
                     tokens = gen.get_sequence(0)[len(prompt) :].tolist()
             assert tokens == ref["torch"]["a"][index]
             np.testing.assert_allclose(np.stack(steps), logits_ref[f"a/{index}"], rtol=0, atol=1e-4)
@@ -275,6 +275,9 @@ def test_each_unmatched_tensor_is_named(adapters, params_sql, tmp_path):
     st["base_model.model.model.layers.0.mlp.gate_proj.lora_A.weight"] = np.ones((4, 16), np.float32)
     st["base_model.model.model.layers.0.cross_attn.q_proj.lora_A.weight"] = np.ones((4, 16), np.float32)
     write_safetensors(folder / "adapter_model.safetensors", st)
+    cfg = json.loads((folder / "adapter_config.json").read_text())
+    cfg["target_modules"] = list(cfg["target_modules"]) + ["gate_proj"]  # else refused as not targeted
+    (folder / "adapter_config.json").write_text(json.dumps(cfg))
     with pytest.raises(ml.NotFoundError) as e:
         adapters.load(str(folder), "x")
     assert_error(

@@ -45,9 +45,10 @@ def _run(model: ml.Model, prompt: List[int], penalty: float):
     gen.append_tokens(np.asarray(prompt, dtype=np.int32))
     steps = []
     while not gen.is_done():
+        logits = gen.get_logits()[0].copy()  # what this step chooses from (onnxruntime-genai's order)
         gen.generate_next_token()
         seq = gen.get_sequence(0).tolist()
-        steps.append((gen.get_logits()[0].copy(), seq[-1], seq[:-1]))
+        steps.append((logits, seq[-1], seq[:-1]))
     return gen.get_sequence(0)[len(prompt) :].tolist(), steps
 
 

@@ -977,6 +977,10 @@ static void execute(ctx_t* c, const json* step) {
   } else if (strcmp(call, "generator_generate_next_token") == 0) {
     mlora_generator_t* g = (mlora_generator_t*)handle_arg(c, arg(step, "generator"));
     if (!c->error[0]) took(c, mlora_generator_generate_next_token(g));
+  } else if (strcmp(call, "generator_rewind_to") == 0) {
+    mlora_generator_t* g = (mlora_generator_t*)handle_arg(c, arg(step, "generator"));
+    size_t length = (size_t)int_arg(arg(step, "length"), 0);
+    if (!c->error[0]) took(c, mlora_generator_rewind_to(g, length));
   } else if (strcmp(call, "generate_until_done") == 0) {
     do_until_done(c, step);
   } else if (strcmp(call, "generator_is_done") == 0) {

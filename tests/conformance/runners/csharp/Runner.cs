@@ -555,6 +555,9 @@ namespace Multilora.Conformance
                 case "generator_generate_next_token":
                     Obj<Generator>(a, "generator").GenerateNextToken();
                     return;
+                case "generator_rewind_to":
+                    Obj<Generator>(a, "generator").RewindTo(Num(a, "length", 0));
+                    return;
                 case "generate_until_done":
                 {
                     var g = Obj<Generator>(a, "generator");

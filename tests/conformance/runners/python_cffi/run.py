@@ -415,6 +415,8 @@ class CffiBinding(Binding):
             self.took(r, L.mlora_generator_append_token_sequences(h("generator"), flat, lengths, len(seqs)))
         elif call == "generator_generate_next_token":
             self.took(r, L.mlora_generator_generate_next_token(h("generator")))
+        elif call == "generator_rewind_to":
+            self.took(r, L.mlora_generator_rewind_to(h("generator"), a["length"]))
         elif call == "generate_until_done":
             done = ffi.new("int32_t*")
             steps = 0

@@ -287,6 +287,8 @@ class PackageBinding(Binding):
             self.obj(a, "generator").append_token_sequences(a["sequences"])
         elif call == "generator_generate_next_token":
             self.obj(a, "generator").generate_next_token()
+        elif call == "generator_rewind_to":
+            self.obj(a, "generator").rewind_to(a["length"])
         elif call == "generate_until_done":
             g, steps = self.obj(a, "generator"), 0
             while not g.is_done():

@@ -56,6 +56,12 @@ public final class Generator extends NativeObject {
         checked(p -> Multilora.lib().mlora_generator_generate_next_token(p));
     }
 
+    /** Keeps the first {@code newLength} tokens (batch size 1), as onnxruntime-genai's rewindTo; 0 starts over. */
+    public void rewindTo(long newLength) {
+        if (newLength < 0) throw new IllegalArgumentException("newLength is negative");
+        checked(p -> Multilora.lib().mlora_generator_rewind_to(p, new MultiloraLibrary.SizeT(newLength)));
+    }
+
     public boolean isDone() {
         IntByReference d = new IntByReference();
         checked(p -> Multilora.lib().mlora_generator_is_done(p, d));
@@ -100,7 +106,7 @@ public final class Generator extends NativeObject {
         return readTokens(Multilora.lib()::mlora_generator_get_next_tokens);
     }
 
-    /** Logits of the last position of every sequence, float32 [batch, vocab] (a copy). */
+    /** The logits the next generateNextToken chooses from, float32 [batch, vocab] (a copy); as onnxruntime-genai, runs the pending pass after a step. */
     public Tensor getLogits() {
         PointerByReference out = new PointerByReference();
         checked(p -> Multilora.lib().mlora_generator_get_logits(p, out));

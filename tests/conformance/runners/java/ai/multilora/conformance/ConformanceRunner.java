@@ -616,6 +616,9 @@ public final class ConformanceRunner {
             case "generator_generate_next_token":
                 obj(a, "generator", Generator.class).generateNextToken();
                 return;
+            case "generator_rewind_to":
+                obj(a, "generator", Generator.class).rewindTo(num(a, "length", 0));
+                return;
             case "generate_until_done": {
                 Generator g = obj(a, "generator", Generator.class);
                 long steps = 0;
