@@ -17,10 +17,10 @@
 //      written just past their prefix, where their next real token overwrites it. LoRA comes from a slot
 //      table lease, one slot per distinct set, `lora_slot` per row;
 //   4. prefill with the rest of the token budget (max_tokens_per_step minus the decoding rows, at least
-//      1; no limit while no row decodes): prefilling rows in admission order each get a chunk, run at batch 1 on a [1, ...] view of the
-//      row's slice of the KV buffers with the row's set fed directly. A prompt's last chunk yields its
-//      first token.
-// Why prefill at batch 1 (see docs/notes.md): GroupQueryAttention refuses a pass with more than one new
+//      1; no limit while no row decodes): prefilling rows in admission order each get a chunk, run at
+//      batch 1 on a [1, ...] view of the row's slice of the KV buffers with the row's set fed directly. A
+//      prompt's last chunk yields its first token.
+// Why prefill at batch 1 (benchmarks/measure_engine_prefill.py): GroupQueryAttention refuses a pass with more than one new
 // token per row over a non-empty cache unless the batch is 1, so a chunk cannot join the decode pass or be
 // batched with other rows' chunks; and a batch-1 chunk costs only its own tokens, where padding it into
 // the batch would cost batch x chunk.
