@@ -20,10 +20,10 @@
 //      1; no limit while no row decodes): prefilling rows in admission order each get a chunk, run at
 //      batch 1 on a [1, ...] view of the row's slice of the KV buffers with the row's set fed directly. A
 //      prompt's last chunk yields its first token.
-// Why prefill at batch 1 (benchmarks/measure_engine_prefill.py): GroupQueryAttention refuses a pass with more than one new
-// token per row over a non-empty cache unless the batch is 1, so a chunk cannot join the decode pass or be
-// batched with other rows' chunks; and a batch-1 chunk costs only its own tokens, where padding it into
-// the batch would cost batch x chunk.
+// Why prefill at batch 1 (benchmarks/measure_engine_prefill.py): GroupQueryAttention refuses a pass with more than one
+// new token per row over a non-empty cache unless the batch is 1, so a chunk cannot join the decode pass or be batched
+// with other rows' chunks; and a batch-1 chunk costs only its own tokens, where padding it into the batch would cost
+// batch x chunk.
 //
 // Every chosen token is streamed, including the eos or stop token that ended the request.
 // Thread-safety: submit/close/stats and every Request method are safe from any thread; step() is
