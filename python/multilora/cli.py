@@ -6,6 +6,7 @@
     multilora check --model M ADAPTER... [--json]                                                (cli_peft.py)
     multilora prepare-model IN.onnx OUT.onnx --targets q_proj,v_proj                             (cli_peft.py)
     multilora prepare-batching IN.onnx OUT.onnx                                           (prepare_batching.py)
+    multilora serve MODEL_DIR --adapter NAME=PATH ... [--port 8000] [--api-key KEY]            (cli_serve.py)
 
 FILE is an .onnx_adapter file (recognised by its ``TORT`` identifier), an .onnx model or a GenAI model
 folder. Adapters: parameters with dtypes and shapes, rank, versions, sizes. Models: inputs, outputs and
@@ -169,6 +170,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from .prepare_batching import add_prepare_batching_command
 
     add_prepare_batching_command(sub)
+    from .cli_serve import add_serve_command
+
+    add_serve_command(sub)
     args = parser.parse_args(argv)
 
     from . import MultiloraError, __version__
@@ -176,7 +180,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.version:
         print(__version__)
         return 0
-    if args.command in ("generate", "convert", "check", "prepare-model", "prepare-batching"):
+    if args.command in ("generate", "convert", "check", "prepare-model", "prepare-batching", "serve"):
         return int(args.func(args))
     if args.command != "inspect":
         parser.print_help(sys.stderr)
