@@ -157,6 +157,9 @@ def run_serve(args: argparse.Namespace) -> int:
     except MultiloraError as e:
         print(f"multilora serve: {e.status_name}: {e}", file=sys.stderr)
         return 1
+    except ValueError as e:
+        print(f"multilora serve: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         pass
     return 0

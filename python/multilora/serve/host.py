@@ -37,7 +37,15 @@ from .protocol import (
     error_body,
 )
 
-__all__ = ["ServeConfig", "ModelHost", "Event", "validation_message"]
+__all__ = [
+    "ServeConfig",
+    "ModelHost",
+    "Event",
+    "validation_message",
+    "adapter_names",
+    "resolve_adapter_path",
+    "check_loading_allowed",
+]
 
 log = logging.getLogger("multilora.serve")
 
@@ -74,6 +82,64 @@ def validation_message(err: ValidationError) -> Tuple[str, Optional[str]]:
     if first.get("type") == "extra_forbidden":
         msg = "unknown field"
     return (f"{loc}: {msg}" if loc else msg), (str(first["loc"][0]) if first.get("loc") else None)
+
+
+def check_loading_allowed(config: ServeConfig) -> None:
+    if not config.allow_adapter_loading:
+        raise APIError(
+            404, "adapter loading is off (start the server with --allow-adapter-loading)", type="not_found_error"
+        )
+
+
+def unknown_adapter(name: str, param: str) -> APIError:
+    return APIError(
+        404, f"the model '{name}' does not exist", type="not_found_error", param=param, code="model_not_found"
+    )
+
+
+def adapter_names(
+    model: str, adapters: Any, base_name: str, known: Any, models: Any = None
+) -> Tuple[List[str], Optional[List[float]]]:
+    """The adapter set a request asks for: ``adapters`` (a list of AdapterRef) if given, else ``model`` ([] for the
+    base model). APIError 404 for an adapter not in ``known`` or a model name neither the base's nor in ``models``
+    (default: ``known``), 400 for a name given twice."""
+    if model != base_name and model not in (known if models is None else models):
+        raise unknown_adapter(model, "model")
+    if adapters is None:
+        return ([] if model == base_name else [model]), None
+    names = [a.name for a in adapters]
+    if len(set(names)) != len(names):
+        raise APIError(400, "an adapter is named twice in 'adapters'", param="adapters")
+    for name in names:
+        if name not in known:
+            raise unknown_adapter(name, "adapters")
+    return names, [float(a.weight) for a in adapters]
+
+
+def resolve_adapter_path(root: Optional[str], path: str) -> str:
+    """The real path of ``path`` (relative paths are taken under ``root``) if it lies inside ``root`` once every
+    symlink is resolved; APIError 400 otherwise (climbing out with .., an absolute path elsewhere, a link that leads
+    out), 404 when nothing is there."""
+    if not root:
+        raise APIError(400, "no --adapter-root was given, so no path is allowed", param="lora_path")
+    real_root = os.path.realpath(root)
+    candidate = path if os.path.isabs(path) else os.path.join(real_root, path)
+    real = os.path.realpath(candidate)
+    try:
+        inside = os.path.commonpath([real_root, real]) == real_root and real != real_root
+    except ValueError:
+        inside = False
+    if not inside:
+        raise APIError(400, "lora_path is outside the adapter root", param="lora_path")
+    if not os.path.exists(real):
+        raise APIError(
+            404,
+            f"no adapter at lora_path '{path}'",
+            type="not_found_error",
+            param="lora_path",
+            code="adapter_not_found",
+        )
+    return real
 
 
 def _read_genai_config(folder: str) -> Dict[str, Any]:
@@ -182,10 +248,13 @@ class ModelHost:
         self.model = ml.Model(config.model_dir)
         self.registry = ml.Adapters(self.model)
         self._paths: Dict[str, str] = {}
+        # names a request may give as "model" beyond the loaded adapters (a Ray replica: the ingress's catalog)
+        self.catalog: Optional[Dict[str, str]] = None
         self.created = int(time.time())
         try:
             for name, path in config.adapters.items():
-                self._check_name(name)
+                if name == self.base_name:
+                    raise ValueError(f"adapter name '{name}' is the base model's name (see --model-name)")
                 self.registry.load(path, name)
                 self._paths[name] = path
             self.tokenizer = ml.Tokenizer(self.model)
@@ -254,64 +323,42 @@ class ModelHost:
         if name == self.base_name:
             raise APIError(400, f"adapter name '{name}' is the base model's name", param="lora_name")
 
-    def _resolve_path(self, path: str) -> str:
-        root = self.config.adapter_root
-        if not root:
-            raise APIError(400, "no --adapter-root was given, so no path is allowed", param="lora_path")
-        real_root = os.path.realpath(root)
-        candidate = path if os.path.isabs(path) else os.path.join(real_root, path)
-        real = os.path.realpath(candidate)  # follows every symlink: an escape by link lands outside the root
+    def add_adapter(self, name: str, path: str, replace: bool = False) -> None:
+        """Loads an adapter under ``name`` (a trusted path: the caller checked it). APIError 400 if it cannot be
+        loaded (format, shapes, model version)."""
+        self._check_name(name)
         try:
-            inside = os.path.commonpath([real_root, real]) == real_root and real != real_root
-        except ValueError:
-            inside = False
-        if not inside:
-            raise APIError(400, "lora_path is outside the adapter root", param="lora_path")
-        if not os.path.exists(real):
-            raise APIError(
-                404,
-                f"no adapter at lora_path '{path}'",
-                type="not_found_error",
-                param="lora_path",
-                code="adapter_not_found",
-            )
-        return real
+            self.registry.load(path, name, replace=replace)
+        except self._ml.MultiloraError as e:
+            raise APIError(400, f"cannot load adapter '{name}': {e}", param="lora_path") from None
+        except (OSError, ValueError) as e:  # a malformed PEFT folder
+            raise APIError(400, f"cannot load adapter '{name}': {e}", param="lora_path") from None
+        self._paths[name] = path
+
+    def remove_adapter(self, name: str) -> None:
+        self.registry.unload(name)  # requests in flight keep what they hold
+        self._paths.pop(name, None)
+
+    def adapter_path(self, name: str) -> Optional[str]:
+        return self._paths.get(name)
 
     def load_adapter(self, body: Any) -> str:
-        if not self.config.allow_adapter_loading:
-            raise APIError(
-                404, "adapter loading is off (start the server with --allow-adapter-loading)", type="not_found_error"
-            )
+        """POST /v1/load_lora_adapter."""
+        check_loading_allowed(self.config)
         req = self._parse(LoadAdapterRequest, body)
         self._check_name(req.lora_name)
         if req.lora_name in self._paths:
             raise APIError(400, f"adapter '{req.lora_name}' is already loaded", param="lora_name")
-        real = self._resolve_path(req.lora_path)
-        try:
-            self.registry.load(real, req.lora_name)
-        except self._ml.MultiloraError as e:
-            raise APIError(400, f"cannot load adapter '{req.lora_name}': {e}", param="lora_path") from None
-        except (OSError, ValueError) as e:  # a malformed PEFT folder
-            raise APIError(400, f"cannot load adapter '{req.lora_name}': {e}", param="lora_path") from None
-        self._paths[req.lora_name] = real
+        self.add_adapter(req.lora_name, resolve_adapter_path(self.config.adapter_root, req.lora_path))
         return f"adapter '{req.lora_name}' loaded"
 
     def unload_adapter(self, body: Any) -> str:
-        if not self.config.allow_adapter_loading:
-            raise APIError(
-                404, "adapter loading is off (start the server with --allow-adapter-loading)", type="not_found_error"
-            )
+        """POST /v1/unload_lora_adapter."""
+        check_loading_allowed(self.config)
         req = self._parse(UnloadAdapterRequest, body)
         if req.lora_name not in self._paths:
-            raise APIError(
-                404,
-                f"no adapter named '{req.lora_name}'",
-                type="not_found_error",
-                param="lora_name",
-                code="model_not_found",
-            )
-        self.registry.unload(req.lora_name)  # requests in flight keep what they hold
-        del self._paths[req.lora_name]
+            raise unknown_adapter(req.lora_name, "lora_name")
+        self.remove_adapter(req.lora_name)
         return f"adapter '{req.lora_name}' unloaded"
 
     # -------------------------------------------------------------------------------------------- metrics
@@ -366,29 +413,9 @@ class ModelHost:
             raise APIError(400, message, param=param) from None
 
     def _adapter_set(self, req: Any) -> Tuple[str, List[str], Optional[List[float]]]:
-        if req.model != self.base_name and req.model not in self._paths:
-            raise APIError(
-                404,
-                f"the model '{req.model}' does not exist",
-                type="not_found_error",
-                param="model",
-                code="model_not_found",
-            )
-        if req.adapters is None:
-            return req.model, ([] if req.model == self.base_name else [req.model]), None
-        names = [a.name for a in req.adapters]
-        if len(set(names)) != len(names):
-            raise APIError(400, "an adapter is named twice in 'adapters'", param="adapters")
-        for name in names:
-            if name not in self._paths:
-                raise APIError(
-                    404,
-                    f"the adapter '{name}' does not exist",
-                    type="not_found_error",
-                    param="adapters",
-                    code="model_not_found",
-                )
-        return req.model, names, [float(a.weight) for a in req.adapters]
+        models = None if self.catalog is None else set(self._paths) | set(self.catalog)
+        names, weights = adapter_names(req.model, req.adapters, self.base_name, self._paths, models)
+        return req.model, names, weights
 
     def _unsupported(self, req: Any, chat: bool) -> None:
         def no(param: str, what: str) -> None:
