@@ -617,8 +617,11 @@ class ModelHost:
                 out_ids.append(int(token))
                 gen_counter.inc()
                 piece = detok.add(int(token))
-                if req.stream and piece:
-                    yield ("chunk", self._chunk(base, chat, piece, None))
+                if req.stream and (piece or req.return_token_ids):
+                    chunk = self._chunk(base, chat, piece, None)
+                    if req.return_token_ids:  # one chunk per token, each with its id
+                        chunk["choices"][0]["token_ids"] = [int(token)]
+                    yield ("chunk", chunk)
                 if detok.stopped:
                     engine_req.cancel()
                     finish = "stop"
@@ -651,7 +654,7 @@ class ModelHost:
             if req.stream:
                 last = self._chunk(base, chat, tail, finish)
                 if req.return_token_ids:
-                    last["choices"][0]["token_ids"] = out_ids
+                    last["choices"][0]["token_ids"] = []
                 if include_usage:
                     last["usage"] = None
                 yield ("chunk", last)

@@ -1,0 +1,298 @@
+"""Load benchmark of ``multilora serve``: N concurrent streaming HTTP clients (asyncio + httpx), each request with a
+random adapter, against
+
+- (http)    the server with ``--max-batch-size B`` (a separate process, as deployed),
+- (http-1)  the same server with ``--max-batch-size 1`` (no batching: one request at a time),
+- (engine)  the request engine driven in this process with the same requests (no HTTP, no JSON, no tokenizer).
+
+Every client runs a closed loop of ``--requests`` requests; prompts are token ids (the same in every mode), greedy,
+``--max-tokens`` new tokens. Reported per mode: generated tokens/s over the wall time, TTFT p50/p99 (submit to the
+first token) and inter-token p50/p99 as the client sees them, and the HTTP layer's cost = 1 - http/engine tokens/s.
+
+    python benchmarks/bench_serve.py --model DIR --adapters-dir DIR [--clients 16] [--requests 4] [--max-tokens 64]
+    python benchmarks/bench_serve.py             # no --model: a quick smoke on the committed test fixture
+
+The model folder must be prepared for batching (``multilora prepare-batching``); with the bench model of
+``build_llm_bench_model.py`` use ``--model build-bench-llm/<dims>/batched-fused --adapters-dir
+build-bench-llm/<dims>/lora/adapters``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import glob
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@dataclass
+class Stats:
+    tokens: int = 0
+    wall: float = 0.0
+    ttft: List[float] = field(default_factory=list)
+    itl: List[float] = field(default_factory=list)
+    errors: int = 0
+
+
+def pct(xs: List[float], q: float) -> float:
+    if not xs:
+        return float("nan")
+    return float(np.percentile(np.asarray(xs), q))
+
+
+def make_jobs(args: argparse.Namespace, names: List[str], vocab: int, context: int) -> List[List[Tuple]]:
+    """Per client: (adapter or None, prompt ids) for each of its requests; seeded, the same in every mode."""
+    rng = random.Random(args.seed)
+    longest = max(1, min(args.prompt_max, context - args.max_tokens - 1))
+    jobs = []
+    for _ in range(args.clients):
+        mine = []
+        for _ in range(args.requests):
+            n = rng.randint(min(args.prompt_min, longest), longest)
+            prompt = [rng.randrange(4, vocab) for _ in range(n)]
+            mine.append((rng.choice(names) if names else None, prompt))
+        jobs.append(mine)
+    return jobs
+
+
+# ------------------------------------------------------------------------------------------------ HTTP
+
+
+async def http_client(http, url: str, base: str, mine: List[Tuple], max_tokens: int, out: Stats) -> None:
+    for adapter, prompt in mine:
+        body = {
+            "model": adapter or base,
+            "prompt": prompt,
+            "max_tokens": max_tokens,
+            "temperature": 0,
+            "stream": True,
+            "return_token_ids": True,
+        }
+        t0 = time.perf_counter()
+        last: Optional[float] = None
+        async with http.stream("POST", url + "/v1/completions", json=body) as r:
+            if r.status_code != 200:
+                out.errors += 1
+                await r.aread()
+                continue
+            async for line in r.aiter_lines():
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    continue
+                chunk = json.loads(line[6:])
+                ids = chunk["choices"][0].get("token_ids") or [] if chunk.get("choices") else []
+                if not ids:
+                    continue
+                now = time.perf_counter()
+                if last is None:
+                    out.ttft.append(now - t0)
+                else:
+                    out.itl.append(now - last)
+                last = now
+                out.tokens += len(ids)
+
+
+def run_http(args: argparse.Namespace, model: str, adapters: Dict[str, str], jobs, batch: int) -> Stats:
+    import httpx
+
+    from multilora.serve import free_port
+
+    port = free_port()
+    cmd = [
+        sys.executable,
+        "-m",
+        "multilora.cli",
+        "serve",
+        model,
+        "--port",
+        str(port),
+        "--max-batch-size",
+        str(batch),
+        "--log-level",
+        "warning",
+        "--max-queue",
+        str(max(16, args.clients * 2)),
+    ]
+    for name, path in adapters.items():
+        cmd += ["--adapter", f"{name}={path}"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError("server exited: " + proc.communicate()[1].decode(errors="replace"))
+            try:
+                if httpx.get(url + "/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("the server did not start")
+            time.sleep(0.2)
+        base = os.path.basename(os.path.normpath(model))
+
+        async def main() -> Stats:
+            out = Stats()
+            limits = httpx.Limits(max_connections=args.clients + 4)
+            async with httpx.AsyncClient(timeout=600, limits=limits) as http:
+                warm = [(next(iter(adapters), None), [5, 6, 7])]
+                await http_client(http, url, base, warm, 2, Stats())
+                t0 = time.perf_counter()
+                await asyncio.gather(*(http_client(http, url, base, m, args.max_tokens, out) for m in jobs))
+                out.wall = time.perf_counter() - t0
+            return out
+
+        return asyncio.run(main())
+    finally:
+        proc.terminate()
+        try:
+            proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+
+
+# ------------------------------------------------------------------------------------------------ in-process engine
+
+
+def run_engine(args: argparse.Namespace, model_dir: str, adapters: Dict[str, str], jobs, batch: int) -> Stats:
+    import multilora as ml
+
+    model = ml.Model(model_dir)
+    reg = ml.Adapters(model)
+    for name, path in adapters.items():
+        reg.load(path, name)
+    engine = ml.Engine(model, max_batch_size=batch)
+
+    async def client(mine: List[Tuple], out: Stats) -> None:
+        for adapter, prompt in mine:
+            params = ml.GeneratorParams(model)
+            params.set_search_options(max_length=len(prompt) + args.max_tokens, do_sample=False)
+            if adapter:
+                params.set_active_adapters(reg, [adapter])
+            t0 = time.perf_counter()
+            req = engine.submit(params, np.asarray(prompt, dtype=np.int32))
+            last: Optional[float] = None
+            async for _tok in req.stream():
+                now = time.perf_counter()
+                if last is None:
+                    out.ttft.append(now - t0)
+                else:
+                    out.itl.append(now - last)
+                last = now
+                out.tokens += 1
+            params.close()
+
+    async def main() -> Stats:
+        out = Stats()
+        await client([(next(iter(adapters), None), [5, 6, 7])], Stats())
+        t0 = time.perf_counter()
+        await asyncio.gather(*(client(m, out) for m in jobs))
+        out.wall = time.perf_counter() - t0
+        return out
+
+    try:
+        return asyncio.run(main())
+    finally:
+        engine.close()
+        reg.close()
+        model.close()
+
+
+# ------------------------------------------------------------------------------------------------ main
+
+
+def smoke_model(tmp: str) -> Tuple[str, Dict[str, str]]:
+    from multilora.prepare_batching import prepare_batching
+
+    src = os.path.join(ROOT, "tests", "python", "fixtures", "generation", "lora")
+    dest = os.path.join(tmp, "lora")
+    shutil.copytree(src, dest, ignore=shutil.ignore_patterns("model.onnx"))
+    prepare_batching(os.path.join(src, "model.onnx"), os.path.join(dest, "model.onnx"))
+    adapters = {os.path.basename(p).split(".")[0]: p for p in sorted(glob.glob(os.path.join(dest, "adapters", "*")))}
+    return dest, adapters
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", help="GenAI folder prepared for batching (default: a smoke run on the test fixture)")
+    ap.add_argument("--adapters-dir", help="every *.onnx_adapter in it is served, named after its file")
+    ap.add_argument("--clients", type=int, default=16)
+    ap.add_argument("--requests", type=int, default=4, help="requests per client (closed loop)")
+    ap.add_argument("--max-tokens", type=int, default=64)
+    ap.add_argument("--prompt-min", type=int, default=32)
+    ap.add_argument("--prompt-max", type=int, default=128)
+    ap.add_argument("--batch", type=int, default=16, help="--max-batch-size of the batched server and the engine")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--modes", default="http,http-1,engine")
+    args = ap.parse_args()
+
+    tmp = tempfile.mkdtemp(prefix="bench-serve-")
+    try:
+        if args.model:
+            model = args.model
+            adir = args.adapters_dir or os.path.join(model, "adapters")
+            adapters = {
+                os.path.basename(p).split(".")[0]: p for p in sorted(glob.glob(os.path.join(adir, "*.onnx_adapter")))
+            }
+        else:
+            model, adapters = smoke_model(tmp)
+            args.max_tokens = min(args.max_tokens, 24)
+            args.prompt_min, args.prompt_max = 4, 24
+        with open(os.path.join(model, "genai_config.json"), encoding="utf-8") as f:
+            cfg = json.load(f)["model"]
+        jobs = make_jobs(args, list(adapters), int(cfg["vocab_size"]), int(cfg["context_length"]))
+        print(
+            f"model {model}: {len(adapters)} adapters; {args.clients} clients x {args.requests} requests, "
+            f"prompts {args.prompt_min}-{args.prompt_max} tokens, {args.max_tokens} new, greedy, streaming"
+        )
+        results: Dict[str, Stats] = {}
+        for mode in args.modes.split(","):
+            if mode == "http":
+                results[f"http (batch {args.batch})"] = run_http(args, model, adapters, jobs, args.batch)
+            elif mode == "http-1":
+                results["http (batch 1)"] = run_http(args, model, adapters, jobs, 1)
+            elif mode == "engine":
+                results[f"engine in-process (batch {args.batch})"] = run_engine(args, model, adapters, jobs, args.batch)
+            else:
+                raise SystemExit(f"unknown mode {mode}")
+        engine_tps = next((s.tokens / s.wall for k, s in results.items() if k.startswith("engine")), None)
+        head = (
+            f"{'mode':<30} {'tokens':>7} {'tok/s':>8} {'TTFT p50':>9} {'TTFT p99':>9} {'ITL p50':>8} {'ITL p99':>8} "
+            f"{'errors':>6} {'vs engine':>9}"
+        )
+        print(head)
+        print("-" * len(head))
+        for name, s in results.items():
+            tps = s.tokens / s.wall if s.wall else float("nan")
+            rel = f"{tps / engine_tps:8.2f}x" if engine_tps else "-"
+            print(
+                f"{name:<30} {s.tokens:>7} {tps:>8.1f} {pct(s.ttft, 50) * 1e3:>7.1f}ms {pct(s.ttft, 99) * 1e3:>7.1f}ms "
+                f"{pct(s.itl, 50) * 1e3:>6.2f}ms {pct(s.itl, 99) * 1e3:>6.2f}ms {s.errors:>6} {rel:>9}"
+            )
+        ttft_all = [x for s in results.values() for x in s.ttft]
+        if ttft_all:
+            print(
+                f"(median of all TTFTs {statistics.median(ttft_all) * 1e3:.1f} ms; tokens/s = generated tokens / "
+                "wall time of the whole load)"
+            )
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
