@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -569,3 +570,132 @@ def test_serve_command_refuses_loading_without_a_root(folder: Path) -> None:
         timeout=60,
     )
     assert r.returncode == 2 and "--adapter-root" in r.stderr
+
+
+# ------------------------------------------------------------------------------------------------ disconnect, busy
+
+
+class GatedEngine:
+    """The real engine behind a gate the test opens token by token (so a client can leave mid-generation whatever
+    the model's speed), recording every cancel(); ``busy`` makes submit raise the engine's BusyError."""
+
+    def __init__(self, model: Any, **kwargs: Any) -> None:
+        self.inner = ml.Engine(model, **kwargs)
+        self.requests: List[Any] = []
+        self.busy = False
+
+    def submit(self, params: Any, ids: Any) -> Any:
+        if self.busy:
+            raise ml.BusyError("the request queue is full (test)")
+        req = _GatedRequest(self.inner.submit(params, ids))
+        self.requests.append(req)
+        return req
+
+    def close(self) -> None:
+        for r in self.requests:
+            r.gate.release(1000)
+        self.inner.close()
+
+
+class _GatedRequest:
+    def __init__(self, inner: Any) -> None:
+        import threading
+
+        self.inner = inner
+        self.gate = threading.Semaphore(0)
+        self.cancelled = threading.Event()
+        self.delivered = False  # the engine may be long finished; the server has not seen every token yet
+
+    async def stream(self) -> Any:
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        async for token in self.inner.stream():
+            await loop.run_in_executor(None, self.gate.acquire, True, TIMEOUT)
+            yield token
+        self.delivered = True
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+        self.inner.cancel()
+
+    def is_done(self) -> bool:
+        return self.delivered and bool(self.inner.is_done())
+
+    @property
+    def finish_reason(self) -> Any:
+        return self.inner.finish_reason
+
+
+@pytest.fixture
+def gated(folder: Path) -> Iterator[Any]:
+    engines: List[GatedEngine] = []
+
+    def factory(model: Any, **kwargs: Any) -> GatedEngine:
+        engines.append(GatedEngine(model, **kwargs))
+        return engines[-1]
+
+    with BackgroundServer(ServeConfig(str(folder), adapters=dict(ADAPTER)), engine_factory=factory) as s:
+        yield s, engines[0]
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_a_client_that_leaves_cancels_its_request(gated: Any, stream: bool) -> None:
+    server, engine = gated
+    body = {"model": "a", "prompt": PROMPTS[0], "max_tokens": 40, "temperature": 0, "stream": stream}
+    data = json.dumps(body).encode()
+    with httpx.Client(base_url=server.url, timeout=TIMEOUT) as http:
+        # a raw connection: the client sends the request, reads what it wants, and closes the socket
+        with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as sock:
+            sock.sendall(
+                b"POST /v1/completions HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+                + f"Content-Length: {len(data)}\r\n\r\n".encode()
+                + data
+            )
+            deadline = time.monotonic() + TIMEOUT
+            while not engine.requests:
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            req = engine.requests[0]
+            if stream:
+                req.gate.release(3)
+                received = b""
+                while received.count(b"data: {") < 2:  # the first chunks arrive while the generation goes on
+                    part = sock.recv(65536)
+                    assert part, "the server closed the stream"
+                    received += part
+        # the connection is closed here, the generation is not finished (the gate holds it)
+        assert req.cancelled.wait(TIMEOUT), "the request was not cancelled when its client left"
+        req.gate.release(1000)
+        deadline = time.monotonic() + TIMEOUT
+        while True:  # bounded: the server records the request as 499 once its generator has closed
+            text = http.get("/metrics").text
+            if _metric(text, "multilora_requests_total", adapter="a", status="499") == 1:
+                break
+            assert time.monotonic() < deadline, text
+            time.sleep(0.05)
+        assert _metric(text, "multilora_running_rows") + _metric(text, "multilora_queue_depth") == 0
+        # the server goes on serving
+        engine.requests.clear()
+        ok = {"model": "b", "prompt": PROMPTS[1], "max_tokens": 2, "temperature": 0}
+        with ThreadPoolExecutor(1) as pool:
+            fut = pool.submit(http.post, "/v1/completions", json=ok)
+            deadline = time.monotonic() + TIMEOUT
+            while not engine.requests:
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            engine.requests[0].gate.release(1000)
+            assert fut.result().status_code == 200
+
+
+@pytest.mark.skipif(not hasattr(ml, "BusyError"), reason="needs ml.BusyError")
+def test_a_full_queue_is_429_and_a_closed_engine_503(gated: Any) -> None:
+    server, engine = gated
+    with httpx.Client(base_url=server.url, timeout=TIMEOUT) as http:
+        engine.busy = True
+        err = _error(http.post("/v1/completions", json={"model": "a", "prompt": "the", "max_tokens": 2}), 429)
+        assert err["type"] == "rate_limit_error"
+        engine.busy = False
+        engine.inner.close()  # the real engine refuses with ClosedError
+        err = _error(http.post("/v1/completions", json={"model": "a", "prompt": "the", "max_tokens": 2}), 503)
+        assert http.get("/v1/models").status_code == 200
