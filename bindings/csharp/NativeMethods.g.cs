@@ -57,6 +57,10 @@ namespace Multilora.Native
         public const int MLORA_STATUS_INTERNAL = 13;
         /// <summary>a tensor's element type does not match what is expected</summary>
         public const int MLORA_STATUS_TYPE_MISMATCH = 14;
+        /// <summary>an overlapping call on an object that must not overlap, or a full queue; retry later</summary>
+        public const int MLORA_STATUS_BUSY = 15;
+        /// <summary>the engine was closed (submit after close; requests cancelled by close)</summary>
+        public const int MLORA_STATUS_CLOSED = 16;
         public const int MLORA_DTYPE_FLOAT32 = 1;
         public const int MLORA_DTYPE_UINT8 = 2;
         public const int MLORA_DTYPE_INT8 = 3;
@@ -86,6 +90,18 @@ namespace Multilora.Native
         public const int MLORA_LOG_ERROR = 3;
         /// <summary>Severity levels for mlora_model_options_set_log_level (same numbers as OrtLoggingLevel).</summary>
         public const int MLORA_LOG_FATAL = 4;
+        /// <summary>not finished yet</summary>
+        public const int MLORA_FINISH_NONE = 0;
+        /// <summary>max_length or max_new_tokens reached</summary>
+        public const int MLORA_FINISH_LENGTH = 1;
+        /// <summary>an eos token was chosen</summary>
+        public const int MLORA_FINISH_EOS = 2;
+        /// <summary>a stop token was chosen</summary>
+        public const int MLORA_FINISH_STOP = 3;
+        /// <summary>mlora_request_cancel, release of the request, or the engine closed (error CLOSED)</summary>
+        public const int MLORA_FINISH_CANCELLED = 4;
+        /// <summary>the model run failed; mlora_request_error tells why</summary>
+        public const int MLORA_FINISH_ERROR = 5;
 
         /// <summary>
         /// Version of the library as "MAJOR.MINOR.PATCH".
@@ -918,6 +934,20 @@ namespace Multilora.Native
         public static extern int mlora_generator_params_get_search_number(IntPtr @params, byte[] name, out double out_value);
 
         /// <summary>
+        /// Sets the stop tokens: a sequence ends after choosing one of them (the token is kept, like eos).
+        /// count == 0 clears them. Generators and engine requests copy them when created / submitted.
+        /// @param[in] tokens copied; count ids, each in 0..vocab_size-1 (tokens may be NULL when count is 0).
+        /// Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (NULL tokens with count &gt; 0, an id outside the vocabulary).
+        /// Thread-safety: not concurrently with other use of the same params.
+        /// </summary>
+        /// <remarks>C: <c>mlora_status_t mlora_generator_params_set_stop_tokens(mlora_generator_params_t* params, const int32_t* tokens, size_t count);</c></remarks>
+        /// <param name="params"></param>
+        /// <param name="tokens">copied; input array. Header: [in] copied; count ids, each in 0..vocab_size-1 (tokens may be NULL when count is 0).</param>
+        /// <param name="count"></param>
+        [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern int mlora_generator_params_set_stop_tokens(IntPtr @params, int[] tokens, UIntPtr count);
+
+        /// <summary>
         /// Sets the adapters generators created from these params start with; same rules as
         /// mlora_run_options_set_active_adapters. The params hold references to the adapters until they are
         /// released or the set is changed.
@@ -1118,5 +1148,246 @@ namespace Multilora.Native
         /// <param name="batch_size"></param>
         [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         public static extern int mlora_generator_set_active_adapters_per_row(IntPtr generator, IntPtr adapters, IntPtr[] names, float[] weights, UIntPtr[] row_counts, UIntPtr batch_size);
+
+        /// <summary>
+        /// Creates engine options with the defaults: max_batch_size 16, max_tokens_per_step 256, max_queue 1024,
+        /// worker on.
+        /// @param[out] out_options owned; release with mlora_engine_options_release.
+        /// Returns: OK, INVALID_ARGUMENT, OUT_OF_MEMORY.
+        /// Thread-safety: safe from any thread.
+        /// </summary>
+        /// <remarks>C: <c>mlora_status_t mlora_engine_options_create(mlora_engine_options_t** out_options);</c></remarks>
+        /// <param name="out_options">owned. Header: [out] owned; release with mlora_engine_options_release.</param>
+        [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern int mlora_engine_options_create(out IntPtr out_options);
+
+        /// <summary>
+        ///  Releases engine options. Accepts NULL; never fails. @param[in] options owned.
+        /// </summary>
+        /// <remarks>C: <c>void mlora_engine_options_release(mlora_engine_options_t* options);</c></remarks>
+        /// <param name="options">owned. Header: [in] owned.</param>
+        [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern void mlora_engine_options_release(IntPtr options);
+
+        /// <summary>
+        /// Rows of the batched KV cache (1..4096): how many requests decode together.
+        /// Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (out of range).
+        /// Thread-safety: not concurrently with other use of the same options.
+        /// </summary>
+        /// <remarks>C: <c>mlora_status_t mlora_engine_options_set_max_batch_size(mlora_engine_options_t* options, size_t max_batch_size);</c></remarks>
+        /// <param name="options"></param>
+        /// <param name="max_batch_size"></param>
+        [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern int mlora_engine_options_set_max_batch_size(IntPtr options, UIntPtr max_batch_size);
+
+        /// <summary>
+        /// Token budget of one step (&gt;= 1): one per decoding row, the rest (at least 1) for prompt chunks.
+        /// Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (0).
+        /// Thread-safety: not concurrently with other use of the same options.
+        /// </summary>
+        /// <remarks>C: <c>mlora_status_t mlora_engine_options_set_max_tokens_per_step(mlora_engine_options_t* options, size_t max_tokens);</c></remarks>
+        /// <param name="options"></param>
+        /// <param name="max_tokens"></param>
+        [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern int mlora_engine_options_set_max_tokens_per_step(IntPtr options, UIntPtr max_tokens);
+
+        /// <summary>
+        /// Requests that may wait for a row; mlora_engine_submit over it returns BUSY. 0 refuses every request that
+        /// would wait.
+        /// Returns: OK, INVALID_HANDLE.
+        /// Thread-safety: not concurrently with other use of the same options.
+        /// </summary>
+        /// <remarks>C: <c>mlora_status_t mlora_engine_options_set_max_queue(mlora_engine_options_t* options, size_t max_queue);</c></remarks>
+        /// <param name="options"></param>
+        /// <param name="max_queue"></param>
+        [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern int mlora_engine_options_set_max_queue(IntPtr options, UIntPtr max_queue);
+
+        /// <summary>
+        /// 1 (default): the engine owns a worker thread that steps whenever there is work. 0: no thread; the host
+        /// drives the engine with mlora_engine_step.
+        /// Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (not 0 or 1).
+        /// Thread-safety: not concurrently with other use of the same options.
+        /// </summary>
+        /// <remarks>C: <c>mlora_status_t mlora_engine_options_set_worker(mlora_engine_options_t* options, int32_t enable);</c></remarks>
+        /// <param name="options"></param>
+        /// <param name="enable"></param>
+        [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern int mlora_engine_options_set_worker(IntPtr options, int enable);
+
+        /// <summary>
+        /// Creates an engine over a model and allocates its KV cache; starts the worker unless disabled.
+        /// @param[in] model borrowed for the call; the engine keeps its own reference.
+        /// @param[in] options borrowed for the call; NULL = defaults.
+        /// @param[out] out_engine owned; release with mlora_engine_release.
+        /// Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (no genai_config.json; model not prepared for batching — the
+        ///          message names `multilora prepare-batching`; a decoder without the builder's layout), FORMAT,
+        ///          OUT_OF_MEMORY.
+        /// Thread-safety: safe from any thread.
+        /// </summary>
+        /// <remarks>C: <c>mlora_status_t mlora_engine_create(const mlora_model_t* model, const mlora_engine_options_t* options, mlora_engine_t** out_engine);</c></remarks>
+        /// <param name="model">borrowed. Header: [in] borrowed for the call; the engine keeps its own reference.</param>
+        /// <param name="options">borrowed. Header: [in] borrowed for the call; NULL = defaults.</param>
+        /// <param name="out_engine">owned. Header: [out] owned; release with mlora_engine_release.</param>
+        [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern int mlora_engine_create(IntPtr model, IntPtr options, out IntPtr out_engine);
+
+        /// <summary>
+        /// Closes the engine (as mlora_engine_close) and releases the handle. Request handles stay valid. Accepts
+        /// NULL; never fails. @param[in] engine owned.
+        /// </summary>
+        /// <remarks>C: <c>void mlora_engine_release(mlora_engine_t* engine);</c></remarks>
+        /// <param name="engine">owned. Header: [in] owned.</param>
+        [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern void mlora_engine_release(IntPtr engine);
+
+        /// <summary>
+        /// Closes the engine: every queued and running request finishes with MLORA_FINISH_CANCELLED and error status
+        /// CLOSED, the worker thread is joined (an in-flight step completes first), and later submits return CLOSED.
+        /// Calling it again does nothing.
+        /// Returns: OK, INVALID_HANDLE.
+        /// Thread-safety: safe from any thread, concurrently with every other engine and request call.
+        /// </summary>
+        /// <remarks>C: <c>mlora_status_t mlora_engine_close(mlora_engine_t* engine);</c></remarks>
+        /// <param name="engine"></param>
+        [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern int mlora_engine_close(IntPtr engine);
+
+        /// <summary>
+        /// Runs one step (drop cancelled requests, admit, one decode pass, prefill chunks) on an engine created with
+        /// the worker disabled.
+        /// @param[out] out_has_work may be NULL; 1 if requests are still queued or running after the step, else 0.
+        /// Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (the engine has a worker), CLOSED. A failing model run is
+        ///          not a step error: the requests it served finish with MLORA_FINISH_ERROR.
+        /// Thread-safety: safe from any thread; concurrent steps run one after the other.
+        /// </summary>
+        /// <remarks>C: <c>mlora_status_t mlora_engine_step(mlora_engine_t* engine, int32_t* out_has_work);</c></remarks>
+        /// <param name="engine"></param>
+        /// <param name="out_has_work">Header: [out] may be NULL; 1 if requests are still queued or running after the step, else 0.</param>
+        [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern int mlora_engine_step(IntPtr engine, out int out_has_work);
+
+        /// <summary>
+        /// Queues a request: one prompt with the params' search options (batch_size must be 1), stop tokens and
+        /// active adapter set, copied now; the request keeps the params and their adapters alive, so unloading an
+        /// adapter during the request is safe. Returns at once.
+        /// @param[in] params borrowed for the call. @param[in] tokens copied; count prompt ids.
+        /// @param[out] out_request owned; release with mlora_request_release.
+        /// Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (count 0, NULL tokens, an id outside the vocabulary, params
+        ///          of another model, per-row adapter sets, batch_size != 1), SHAPE_MISMATCH (the prompt is longer than
+        ///          the context length, or leaves no room for a new token within max_length), BUSY (the queue is
+        ///          full), CLOSED.
+        /// Thread-safety: safe from any thread.
+        /// </summary>
+        /// <remarks>C: <c>mlora_status_t mlora_engine_submit(mlora_engine_t* engine, const mlora_generator_params_t* params, const int32_t* tokens, size_t count, mlora_request_t** out_request);</c></remarks>
+        /// <param name="engine"></param>
+        /// <param name="params">borrowed. Header: [in] borrowed for the call.</param>
+        /// <param name="tokens">copied; input array. Header: [in] copied; count prompt ids.</param>
+        /// <param name="count"></param>
+        /// <param name="out_request">owned. Header: [out] owned; release with mlora_request_release.</param>
+        [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern int mlora_engine_submit(IntPtr engine, IntPtr @params, int[] tokens, UIntPtr count, out IntPtr out_request);
+
+        /// <summary>
+        /// Counters: requests waiting, requests holding a row, requests finished, steps run, tokens decoded and
+        /// prompt tokens prefilled since creation. Any out pointer may be NULL.
+        /// Returns: OK, INVALID_HANDLE.
+        /// Thread-safety: safe from any thread (a snapshot).
+        /// </summary>
+        /// <remarks>C: <c>mlora_status_t mlora_engine_stats(const mlora_engine_t* engine, uint64_t* out_queued, uint64_t* out_running, uint64_t* out_finished, uint64_t* out_steps, uint64_t* out_decode_tokens, uint64_t* out_prefill_tokens);</c></remarks>
+        /// <param name="engine"></param>
+        /// <param name="out_queued"></param>
+        /// <param name="out_running"></param>
+        /// <param name="out_finished"></param>
+        /// <param name="out_steps"></param>
+        /// <param name="out_decode_tokens"></param>
+        /// <param name="out_prefill_tokens"></param>
+        [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern int mlora_engine_stats(IntPtr engine, out ulong out_queued, out ulong out_running, out ulong out_finished, out ulong out_steps, out ulong out_decode_tokens, out ulong out_prefill_tokens);
+
+        /// <summary>
+        /// Reads the request's new token ids: waits up to timeout_ms (0 = do not wait, a poll; &lt; 0 = no limit) until
+        /// at least one token is available or the request finished, then moves up to capacity tokens into buf.
+        /// @param[out] buf capacity ints; may be NULL when capacity is 0.
+        /// @param[out] out_count tokens written. @param[out] out_done may be NULL; 1 when the request finished and
+        ///             every token was read.
+        /// Returns: OK (also on timeout, with *out_count 0), INVALID_HANDLE (NULL or released request),
+        ///          INVALID_ARGUMENT (NULL buf with capacity &gt; 0, NULL out_count).
+        /// Thread-safety: safe from any thread; concurrent readers of one request split its tokens between them.
+        /// </summary>
+        /// <remarks>C: <c>mlora_status_t mlora_request_read(mlora_request_t* request, int32_t* buf, size_t capacity, int32_t timeout_ms, size_t* out_count, int32_t* out_done);</c></remarks>
+        /// <param name="request"></param>
+        /// <param name="buf">caller buffer. Header: [out] capacity ints; may be NULL when capacity is 0.</param>
+        /// <param name="capacity"></param>
+        /// <param name="timeout_ms"></param>
+        /// <param name="out_count">Header: [out] tokens written.</param>
+        /// <param name="out_done">Header: [out] may be NULL; 1 when the request finished and every token was read.</param>
+        [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern int mlora_request_read(IntPtr request, [Out] int[] buf, UIntPtr capacity, int timeout_ms, out UIntPtr out_count, out int out_done);
+
+        /// <summary>
+        /// Cancels the request; its row is freed at the next step and it finishes with MLORA_FINISH_CANCELLED.
+        /// Tokens already produced stay readable. Cancelling a finished or already cancelled request does nothing.
+        /// @param[out] out_cancelled may be NULL; 1 if this call cancelled it, 0 if it was finished or cancelled.
+        /// Returns: OK, INVALID_HANDLE.
+        /// Thread-safety: safe from any thread.
+        /// </summary>
+        /// <remarks>C: <c>mlora_status_t mlora_request_cancel(mlora_request_t* request, int32_t* out_cancelled);</c></remarks>
+        /// <param name="request"></param>
+        /// <param name="out_cancelled">Header: [out] may be NULL; 1 if this call cancelled it, 0 if it was finished or cancelled.</param>
+        [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern int mlora_request_cancel(IntPtr request, out int out_cancelled);
+
+        /// <summary>
+        /// Why the request finished (MLORA_FINISH_*), MLORA_FINISH_NONE while it runs or waits.
+        /// Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (NULL out_reason).
+        /// Thread-safety: safe from any thread.
+        /// </summary>
+        /// <remarks>C: <c>mlora_status_t mlora_request_finish_reason(const mlora_request_t* request, mlora_finish_reason_t* out_reason);</c></remarks>
+        /// <param name="request"></param>
+        /// <param name="out_reason"></param>
+        [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern int mlora_request_finish_reason(IntPtr request, out int out_reason);
+
+        /// <summary>
+        /// Usage: prompt tokens, tokens generated so far, seconds from submit to admission (so far, while queued),
+        /// seconds from submit to the first token (-1 before it). Any out pointer may be NULL.
+        /// Returns: OK, INVALID_HANDLE.
+        /// Thread-safety: safe from any thread.
+        /// </summary>
+        /// <remarks>C: <c>mlora_status_t mlora_request_usage(const mlora_request_t* request, uint64_t* out_prompt_tokens, uint64_t* out_generated_tokens, double* out_queue_seconds, double* out_ttft_seconds);</c></remarks>
+        /// <param name="request"></param>
+        /// <param name="out_prompt_tokens"></param>
+        /// <param name="out_generated_tokens"></param>
+        /// <param name="out_queue_seconds"></param>
+        /// <param name="out_ttft_seconds"></param>
+        [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern int mlora_request_usage(IntPtr request, out ulong out_prompt_tokens, out ulong out_generated_tokens, out double out_queue_seconds, out double out_ttft_seconds);
+
+        /// <summary>
+        /// The error of a request that finished with MLORA_FINISH_ERROR, or CLOSED for a request cancelled by
+        /// mlora_engine_close; OK (and an empty message) otherwise.
+        /// @param[out] out_status may be NULL. @param[out] buf receives the UTF-8 message; @param[out] out_len bytes
+        ///             needed/written including NUL; required.
+        /// Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (NULL out_len), BUFFER_TOO_SMALL.
+        /// Thread-safety: safe from any thread.
+        /// </summary>
+        /// <remarks>C: <c>mlora_status_t mlora_request_error(const mlora_request_t* request, mlora_status_t* out_status, char* buf, size_t capacity, size_t* out_len);</c></remarks>
+        /// <param name="request"></param>
+        /// <param name="out_status">Header: [out] may be NULL.</param>
+        /// <param name="buf">caller buffer receiving UTF-8 bytes. Header: [out] receives the UTF-8 message;</param>
+        /// <param name="capacity"></param>
+        /// <param name="out_len">Header: [out] bytes needed/written including NUL; required.</param>
+        [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern int mlora_request_error(IntPtr request, out int out_status, [Out] byte[] buf, UIntPtr capacity, out UIntPtr out_len);
+
+        /// <summary>
+        /// Releases the request handle. A request that has not finished is cancelled (nobody can read it any more).
+        /// Accepts NULL; never fails. @param[in] request owned.
+        /// </summary>
+        /// <remarks>C: <c>void mlora_request_release(mlora_request_t* request);</c></remarks>
+        /// <param name="request">owned. Header: [in] owned.</param>
+        [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern void mlora_request_release(IntPtr request);
     }
 }

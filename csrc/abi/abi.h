@@ -17,6 +17,7 @@ class Model;
 class Registry;
 class ActiveSet;
 class BatchSet;
+class GeneratorParams;
 class Adapter;
 class Tensor;
 struct ModelOptions;
@@ -32,6 +33,9 @@ enum class HandleType : uint32_t {
   kRunOptions,
   kGeneratorParams,
   kGenerator,
+  kEngineOptions,
+  kEngine,
+  kRequest,
 };
 
 struct mlora_tensor {
@@ -128,6 +132,8 @@ void array_arg(const void* p, size_t count, const char* what);
 std::vector<std::string> str_array_arg(const char* const* names, size_t count, const char* what);
 // Copies `value` + NUL into a caller buffer; sets *out_len to the size needed in every case.
 void write_string(const std::string& value, char* buf, size_t capacity, size_t* out_len, const char* what);
+// The params behind a generator params handle (engine submit). Throws INVALID_HANDLE.
+std::shared_ptr<const GeneratorParams> params_ref(const mlora_generator_params_t* params);
 // Index check against a count.
 void index_arg(size_t index, size_t count, const char* what);
 

@@ -47,6 +47,12 @@ void write_ints(const std::vector<int32_t>& values, int32_t* buf, size_t capacit
 
 }  // namespace
 
+namespace mlora::abi {
+std::shared_ptr<const GeneratorParams> params_ref(const mlora_generator_params_t* params) {
+  return checked(params, HandleType::kGeneratorParams, "params")->params;
+}
+}  // namespace mlora::abi
+
 extern "C" {
 
 MLORA_API mlora_status_t mlora_generator_params_create(const mlora_model_t* model,
@@ -209,6 +215,14 @@ MLORA_API mlora_status_t mlora_generator_set_active_adapters_per_row(mlora_gener
   return guard(__func__, [&] {
     Generator& g = generator_of(generator);
     g.set_per_row(resolve_per_row(adapters, names, weights, row_counts, batch_size));
+  });
+}
+
+MLORA_API mlora_status_t mlora_generator_params_set_stop_tokens(mlora_generator_params_t* params, const int32_t* tokens,
+                                                                size_t count) {
+  return guard(__func__, [&] {
+    auto& p = *checked(params, HandleType::kGeneratorParams, "params")->params;
+    p.set_stop_tokens(tokens, count);
   });
 }
 

@@ -40,6 +40,12 @@ const char* type_name(HandleType type) {
       return "generator params";
     case HandleType::kGenerator:
       return "generator";
+    case HandleType::kEngineOptions:
+      return "engine options";
+    case HandleType::kEngine:
+      return "engine";
+    case HandleType::kRequest:
+      return "request";
   }
   return "handle";
 }

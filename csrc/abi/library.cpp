@@ -43,6 +43,10 @@ MLORA_API const char* mlora_status_name(mlora_status_t status) {
       return "MLORA_STATUS_INTERNAL";
     case MLORA_STATUS_TYPE_MISMATCH:
       return "MLORA_STATUS_TYPE_MISMATCH";
+    case MLORA_STATUS_BUSY:
+      return "MLORA_STATUS_BUSY";
+    case MLORA_STATUS_CLOSED:
+      return "MLORA_STATUS_CLOSED";
     default:
       return "MLORA_STATUS_UNKNOWN";
   }

@@ -26,7 +26,8 @@ struct SearchOptions {
   double repetition_penalty = 1.0;
   bool do_sample = false;
   int32_t batch_size = 1;
-  int64_t random_seed = -1;  // -1 = seeded from std::random_device
+  int64_t random_seed = -1;    // -1 = seeded from std::random_device
+  int32_t max_new_tokens = 0;  // 0 = no limit beyond max_length
 };
 
 // Session options from model.decoder.session_options (GenAI's names). Zero/empty means "not given".

@@ -55,6 +55,7 @@ Generator::Generator(std::shared_ptr<const Model> model, std::shared_ptr<const G
       per_row_(params_->per_row()),
       config_(params_->config()),
       search_(params_->search()),
+      stop_tokens_(params_->stop_tokens()),
       sampler_(params_->search().random_seed) {
   if (params_->model() != model_) {
     fail(MLORA_STATUS_INVALID_ARGUMENT, "the generator params were created for model '" + params_->model()->path() +
@@ -429,6 +430,7 @@ void Generator::append_token_sequences(const int32_t* tokens, const size_t* leng
   if (shared_kv_) allocate_shared_kv();
   run_pass(ids, longest, positions, last);
   done_.assign(batch, 0);
+  generated_.assign(batch, 0);
   real_.assign(batch, 1);
   next_.assign(batch, static_cast<int32_t>(pad));
   for (size_t r = 0; r < batch; ++r) done_[r] = sequences_[r].size() >= static_cast<size_t>(search_.max_length);
@@ -486,7 +488,9 @@ void Generator::generate_next_token() {
     next_[r] = token;
     const bool eos =
         std::find(config_.eos_token_ids.begin(), config_.eos_token_ids.end(), token) != config_.eos_token_ids.end();
-    if (eos || sequences_[r].size() >= static_cast<size_t>(search_.max_length) || full) done_[r] = 1;
+    const bool stop = std::find(stop_tokens_.begin(), stop_tokens_.end(), token) != stop_tokens_.end();
+    const bool enough = search_.max_new_tokens > 0 && ++generated_[r] >= search_.max_new_tokens;
+    if (eos || stop || enough || sequences_[r].size() >= static_cast<size_t>(search_.max_length) || full) done_[r] = 1;
   }
   have_step_ = true;
   pending_ = true;

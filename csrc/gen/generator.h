@@ -100,6 +100,7 @@ class Generator {
   std::shared_ptr<const BatchSet> per_row_;
   const GenaiConfig& config_;
   SearchOptions search_;
+  std::vector<int32_t> stop_tokens_;  // from the params (end a sequence like eos)
   Sampler sampler_;
 
   // Decoder I/O, resolved once.
@@ -117,7 +118,8 @@ class Generator {
   bool pending_ = false;  // next_ holds tokens chosen but not yet fed to the model
   std::vector<std::vector<int32_t>> sequences_;
   std::vector<uint8_t> done_;
-  std::vector<uint8_t> real_;  // per row: whether the pending token is real (1) or filler for a done row
+  std::vector<int32_t> generated_;  // per row: tokens chosen by generate_next_token (max_new_tokens)
+  std::vector<uint8_t> real_;       // per row: whether the pending token is real (1) or filler for a done row
   std::vector<int32_t> next_;
   bool have_step_ = false;
   int64_t width_ = 0;              // positions in the cache (padded), = attention mask columns

@@ -12,7 +12,8 @@ namespace mlora {
 namespace {
 
 const char* const kKnownNames =
-    "max_length, min_length, top_k, top_p, temperature, repetition_penalty, random_seed, batch_size, do_sample";
+    "max_length, min_length, top_k, top_p, temperature, repetition_penalty, random_seed, batch_size, do_sample, "
+    "max_new_tokens";
 
 std::string num_str(double v) {
   std::ostringstream s;
@@ -79,6 +80,8 @@ void GeneratorParams::set_number(const std::string& name, double value) {
     s.random_seed = integral(name, value, -1, 9007199254740992.0);  // -1 = from std::random_device
   } else if (name == "batch_size") {
     s.batch_size = static_cast<int32_t>(integral(name, value, 1, 65536));
+  } else if (name == "max_new_tokens") {
+    s.max_new_tokens = static_cast<int32_t>(integral(name, value, 0, config_->context_length));
   } else if (name == "do_sample") {
     if (value != 0.0 && value != 1.0) bad_value(name, value, "is a boolean (0 or 1)");
     s.do_sample = value != 0.0;
@@ -92,7 +95,7 @@ void GeneratorParams::set_bool(const std::string& name, bool value) {
   if (name != "do_sample") {
     const bool numeric = name == "max_length" || name == "min_length" || name == "top_k" || name == "top_p" ||
                          name == "temperature" || name == "repetition_penalty" || name == "random_seed" ||
-                         name == "batch_size";
+                         name == "batch_size" || name == "max_new_tokens";
     fail(MLORA_STATUS_INVALID_ARGUMENT, numeric ? "search option '" + name + "' is a number, not a boolean"
                                                 : "unknown boolean search option '" + name + "' (known: do_sample)");
   }
@@ -110,7 +113,20 @@ double GeneratorParams::get_number(const std::string& name) const {
   if (name == "random_seed") return static_cast<double>(s.random_seed);
   if (name == "batch_size") return s.batch_size;
   if (name == "do_sample") return s.do_sample ? 1.0 : 0.0;
+  if (name == "max_new_tokens") return s.max_new_tokens;
   fail(MLORA_STATUS_INVALID_ARGUMENT, "unknown search option '" + name + "' (known: " + kKnownNames + ")");
+}
+
+void GeneratorParams::set_stop_tokens(const int32_t* tokens, size_t count) {
+  if (count && !tokens) fail(MLORA_STATUS_INVALID_ARGUMENT, "tokens is NULL but count is " + std::to_string(count));
+  for (size_t i = 0; i < count; ++i) {
+    if (tokens[i] < 0 || tokens[i] >= config_->vocab_size) {
+      fail(MLORA_STATUS_INVALID_ARGUMENT, "stop token " + std::to_string(tokens[i]) +
+                                              " is outside the vocabulary (0.." +
+                                              std::to_string(config_->vocab_size - 1) + ")");
+    }
+  }
+  stop_tokens_.assign(tokens, tokens + count);
 }
 
 void GeneratorParams::set_active(std::shared_ptr<const ActiveSet> active) {

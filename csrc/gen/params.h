@@ -4,6 +4,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "gen/genai_config.h"
 #include "model/model.h"
@@ -30,6 +31,10 @@ class GeneratorParams {
   void set_number(const std::string& name, double value);
   void set_bool(const std::string& name, bool value);
   double get_number(const std::string& name) const;
+  // Token ids that end a sequence (kept in it, like eos). Throws INVALID_ARGUMENT for an id outside the
+  // vocabulary.
+  void set_stop_tokens(const int32_t* tokens, size_t count);
+  const std::vector<int32_t>& stop_tokens() const noexcept { return stop_tokens_; }
 
   // Null = base model. Throws INVALID_ARGUMENT when the set belongs to another model.
   void set_active(std::shared_ptr<const ActiveSet> active);
@@ -42,6 +47,7 @@ class GeneratorParams {
   SearchOptions search_;
   std::shared_ptr<const ActiveSet> active_;
   std::shared_ptr<const BatchSet> per_row_;
+  std::vector<int32_t> stop_tokens_;
 };
 
 // Checks that an active set (may be null) was resolved for `model`; throws INVALID_ARGUMENT naming both.

@@ -104,6 +104,8 @@ typedef int32_t mlora_status_t;
 #define MLORA_STATUS_RUNTIME 12         /* ONNX Runtime failed (load, session creation, Run) */
 #define MLORA_STATUS_INTERNAL 13        /* a bug in multilora; please report the message */
 #define MLORA_STATUS_TYPE_MISMATCH 14   /* a tensor's element type does not match what is expected */
+#define MLORA_STATUS_BUSY 15            /* an overlapping call on an object that must not overlap, or a full queue; retry later */
+#define MLORA_STATUS_CLOSED 16          /* the engine was closed (submit after close; requests cancelled by close) */
 
 /** Element types, numbered as ONNX TensorProto.DataType. */
 typedef int32_t mlora_dtype_t;
@@ -149,6 +151,12 @@ typedef struct mlora_run_options mlora_run_options_t;
 typedef struct mlora_generator_params mlora_generator_params_t;
 /** A generation in progress: token sequences, KV cache, sampling state. */
 typedef struct mlora_generator mlora_generator_t;
+/** Options for mlora_engine_create. */
+typedef struct mlora_engine_options mlora_engine_options_t;
+/** A continuous-batching request engine over one model (see the Engine section). */
+typedef struct mlora_engine mlora_engine_t;
+/** One generation request submitted to an engine. */
+typedef struct mlora_request mlora_request_t;
 
 /* ================================================================================================ */
 /* Library: versions, errors, ONNX Runtime location                                                  */
@@ -647,7 +655,8 @@ MLORA_API mlora_status_t mlora_run_options_set_active_adapters_per_row(mlora_run
  * Generation needs a model folder with genai_config.json (ONNX Runtime GenAI's layout: decoder file,
  * input/output names, eos/pad/bos ids, context length, search defaults). Token ids are int32.
  * Search option names are onnxruntime-genai's: numbers "max_length", "min_length", "top_k", "top_p",
- * "temperature", "repetition_penalty", "random_seed", "batch_size"; booleans "do_sample".
+ * "temperature", "repetition_penalty", "random_seed", "batch_size", "max_new_tokens" (0 = no limit beyond
+ * max_length; tokens chosen after the prompt); booleans "do_sample".
  */
 
 /**
@@ -686,6 +695,15 @@ MLORA_API mlora_status_t mlora_generator_params_set_search_bool(mlora_generator_
  * Thread-safety: concurrent calls are safe.
  */
 MLORA_API mlora_status_t mlora_generator_params_get_search_number(const mlora_generator_params_t* params, const char* name, double* out_value);
+
+/**
+ * Sets the stop tokens: a sequence ends after choosing one of them (the token is kept, like eos).
+ * count == 0 clears them. Generators and engine requests copy them when created / submitted.
+ * @param[in] tokens copied; count ids, each in 0..vocab_size-1 (tokens may be NULL when count is 0).
+ * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (NULL tokens with count > 0, an id outside the vocabulary).
+ * Thread-safety: not concurrently with other use of the same params.
+ */
+MLORA_API mlora_status_t mlora_generator_params_set_stop_tokens(mlora_generator_params_t* params, const int32_t* tokens, size_t count);
 
 /**
  * Sets the adapters generators created from these params start with; same rules as
@@ -809,6 +827,184 @@ MLORA_API mlora_status_t mlora_generator_set_active_adapters(mlora_generator_t* 
  * Thread-safety: one thread at a time per generator.
  */
 MLORA_API mlora_status_t mlora_generator_set_active_adapters_per_row(mlora_generator_t* generator, const mlora_adapters_t* adapters, const char* const* names, const float* weights, const size_t* row_counts, size_t batch_size);
+
+/* ================================================================================================ */
+/* Engine                                                                                            */
+/* ================================================================================================ */
+/*
+ * Continuous batching of generation requests, each with its own adapter set and search options, over
+ * one GenAI model folder whose model.onnx was prepared with `multilora prepare-batching` and whose decoder
+ * has the layout of onnxruntime-genai's model builder (GroupQueryAttention, no position_ids).
+ * The engine allocates one KV cache of max_batch_size rows at creation. Requests are queued (FIFO) and
+ * admitted into free rows between steps, as long as the running rows plus the newcomer use at most
+ * batch_slots - 1 distinct adapter sets (a request whose set cannot get a slot waits; nothing in use is
+ * evicted). A step runs one decode pass for every decoding row, then prefills admitted prompts in chunks
+ * with the rest of the step's token budget (max_tokens_per_step). A finished or cancelled request's row is
+ * reused by the next request.
+ * By default a worker thread owned by the engine steps whenever there is work; with the worker disabled
+ * the host calls mlora_engine_step (deterministic: which step a request joins is up to the host).
+ * Every chosen token is streamed, including the eos or stop token that ends a request.
+ */
+typedef int32_t mlora_finish_reason_t;
+#define MLORA_FINISH_NONE 0      /* not finished yet */
+#define MLORA_FINISH_LENGTH 1    /* max_length or max_new_tokens reached */
+#define MLORA_FINISH_EOS 2       /* an eos token was chosen */
+#define MLORA_FINISH_STOP 3      /* a stop token was chosen */
+#define MLORA_FINISH_CANCELLED 4 /* mlora_request_cancel, release of the request, or the engine closed (error CLOSED) */
+#define MLORA_FINISH_ERROR 5     /* the model run failed; mlora_request_error tells why */
+
+/**
+ * Creates engine options with the defaults: max_batch_size 16, max_tokens_per_step 256, max_queue 1024,
+ * worker on.
+ * @param[out] out_options owned; release with mlora_engine_options_release.
+ * Returns: OK, INVALID_ARGUMENT, OUT_OF_MEMORY.
+ * Thread-safety: safe from any thread.
+ */
+MLORA_API mlora_status_t mlora_engine_options_create(mlora_engine_options_t** out_options);
+
+/** Releases engine options. Accepts NULL; never fails. @param[in] options owned. */
+MLORA_API void mlora_engine_options_release(mlora_engine_options_t* options);
+
+/**
+ * Rows of the batched KV cache (1..4096): how many requests decode together.
+ * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (out of range).
+ * Thread-safety: not concurrently with other use of the same options.
+ */
+MLORA_API mlora_status_t mlora_engine_options_set_max_batch_size(mlora_engine_options_t* options, size_t max_batch_size);
+
+/**
+ * Token budget of one step (>= 1): one per decoding row, the rest (at least 1) for prompt chunks.
+ * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (0).
+ * Thread-safety: not concurrently with other use of the same options.
+ */
+MLORA_API mlora_status_t mlora_engine_options_set_max_tokens_per_step(mlora_engine_options_t* options, size_t max_tokens);
+
+/**
+ * Requests that may wait for a row; mlora_engine_submit over it returns BUSY. 0 refuses every request that
+ * would wait.
+ * Returns: OK, INVALID_HANDLE.
+ * Thread-safety: not concurrently with other use of the same options.
+ */
+MLORA_API mlora_status_t mlora_engine_options_set_max_queue(mlora_engine_options_t* options, size_t max_queue);
+
+/**
+ * 1 (default): the engine owns a worker thread that steps whenever there is work. 0: no thread; the host
+ * drives the engine with mlora_engine_step.
+ * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (not 0 or 1).
+ * Thread-safety: not concurrently with other use of the same options.
+ */
+MLORA_API mlora_status_t mlora_engine_options_set_worker(mlora_engine_options_t* options, int32_t enable);
+
+/**
+ * Creates an engine over a model and allocates its KV cache; starts the worker unless disabled.
+ * @param[in] model borrowed for the call; the engine keeps its own reference.
+ * @param[in] options borrowed for the call; NULL = defaults.
+ * @param[out] out_engine owned; release with mlora_engine_release.
+ * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (no genai_config.json; model not prepared for batching — the
+ *          message names `multilora prepare-batching`; a decoder without the builder's layout), FORMAT,
+ *          OUT_OF_MEMORY.
+ * Thread-safety: safe from any thread.
+ */
+MLORA_API mlora_status_t mlora_engine_create(const mlora_model_t* model, const mlora_engine_options_t* options, mlora_engine_t** out_engine);
+
+/**
+ * Closes the engine (as mlora_engine_close) and releases the handle. Request handles stay valid. Accepts
+ * NULL; never fails. @param[in] engine owned.
+ */
+MLORA_API void mlora_engine_release(mlora_engine_t* engine);
+
+/**
+ * Closes the engine: every queued and running request finishes with MLORA_FINISH_CANCELLED and error status
+ * CLOSED, the worker thread is joined (an in-flight step completes first), and later submits return CLOSED.
+ * Calling it again does nothing.
+ * Returns: OK, INVALID_HANDLE.
+ * Thread-safety: safe from any thread, concurrently with every other engine and request call.
+ */
+MLORA_API mlora_status_t mlora_engine_close(mlora_engine_t* engine);
+
+/**
+ * Runs one step (drop cancelled requests, admit, one decode pass, prefill chunks) on an engine created with
+ * the worker disabled.
+ * @param[out] out_has_work may be NULL; 1 if requests are still queued or running after the step, else 0.
+ * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (the engine has a worker), CLOSED. A failing model run is
+ *          not a step error: the requests it served finish with MLORA_FINISH_ERROR.
+ * Thread-safety: safe from any thread; concurrent steps run one after the other.
+ */
+MLORA_API mlora_status_t mlora_engine_step(mlora_engine_t* engine, int32_t* out_has_work);
+
+/**
+ * Queues a request: one prompt with the params' search options (batch_size must be 1), stop tokens and
+ * active adapter set, copied now; the request keeps the params and their adapters alive, so unloading an
+ * adapter during the request is safe. Returns at once.
+ * @param[in] params borrowed for the call. @param[in] tokens copied; count prompt ids.
+ * @param[out] out_request owned; release with mlora_request_release.
+ * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (count 0, NULL tokens, an id outside the vocabulary, params
+ *          of another model, per-row adapter sets, batch_size != 1), SHAPE_MISMATCH (the prompt is longer than
+ *          the context length, or leaves no room for a new token within max_length), BUSY (the queue is
+ *          full), CLOSED.
+ * Thread-safety: safe from any thread.
+ */
+MLORA_API mlora_status_t mlora_engine_submit(mlora_engine_t* engine, const mlora_generator_params_t* params, const int32_t* tokens, size_t count, mlora_request_t** out_request);
+
+/**
+ * Counters: requests waiting, requests holding a row, requests finished, steps run, tokens decoded and
+ * prompt tokens prefilled since creation. Any out pointer may be NULL.
+ * Returns: OK, INVALID_HANDLE.
+ * Thread-safety: safe from any thread (a snapshot).
+ */
+MLORA_API mlora_status_t mlora_engine_stats(const mlora_engine_t* engine, uint64_t* out_queued, uint64_t* out_running, uint64_t* out_finished, uint64_t* out_steps, uint64_t* out_decode_tokens, uint64_t* out_prefill_tokens);
+
+/**
+ * Reads the request's new token ids: waits up to timeout_ms (0 = do not wait, a poll; < 0 = no limit) until
+ * at least one token is available or the request finished, then moves up to capacity tokens into buf.
+ * @param[out] buf capacity ints; may be NULL when capacity is 0.
+ * @param[out] out_count tokens written. @param[out] out_done may be NULL; 1 when the request finished and
+ *             every token was read.
+ * Returns: OK (also on timeout, with *out_count 0), INVALID_HANDLE (NULL or released request),
+ *          INVALID_ARGUMENT (NULL buf with capacity > 0, NULL out_count).
+ * Thread-safety: safe from any thread; concurrent readers of one request split its tokens between them.
+ */
+MLORA_API mlora_status_t mlora_request_read(mlora_request_t* request, int32_t* buf, size_t capacity, int32_t timeout_ms, size_t* out_count, int32_t* out_done);
+
+/**
+ * Cancels the request; its row is freed at the next step and it finishes with MLORA_FINISH_CANCELLED.
+ * Tokens already produced stay readable. Cancelling a finished or already cancelled request does nothing.
+ * @param[out] out_cancelled may be NULL; 1 if this call cancelled it, 0 if it was finished or cancelled.
+ * Returns: OK, INVALID_HANDLE.
+ * Thread-safety: safe from any thread.
+ */
+MLORA_API mlora_status_t mlora_request_cancel(mlora_request_t* request, int32_t* out_cancelled);
+
+/**
+ * Why the request finished (MLORA_FINISH_*), MLORA_FINISH_NONE while it runs or waits.
+ * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (NULL out_reason).
+ * Thread-safety: safe from any thread.
+ */
+MLORA_API mlora_status_t mlora_request_finish_reason(const mlora_request_t* request, mlora_finish_reason_t* out_reason);
+
+/**
+ * Usage: prompt tokens, tokens generated so far, seconds from submit to admission (so far, while queued),
+ * seconds from submit to the first token (-1 before it). Any out pointer may be NULL.
+ * Returns: OK, INVALID_HANDLE.
+ * Thread-safety: safe from any thread.
+ */
+MLORA_API mlora_status_t mlora_request_usage(const mlora_request_t* request, uint64_t* out_prompt_tokens, uint64_t* out_generated_tokens, double* out_queue_seconds, double* out_ttft_seconds);
+
+/**
+ * The error of a request that finished with MLORA_FINISH_ERROR, or CLOSED for a request cancelled by
+ * mlora_engine_close; OK (and an empty message) otherwise.
+ * @param[out] out_status may be NULL. @param[out] buf receives the UTF-8 message; @param[out] out_len bytes
+ *             needed/written including NUL; required.
+ * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (NULL out_len), BUFFER_TOO_SMALL.
+ * Thread-safety: safe from any thread.
+ */
+MLORA_API mlora_status_t mlora_request_error(const mlora_request_t* request, mlora_status_t* out_status, char* buf, size_t capacity, size_t* out_len);
+
+/**
+ * Releases the request handle. A request that has not finished is cancelled (nobody can read it any more).
+ * Accepts NULL; never fails. @param[in] request owned.
+ */
+MLORA_API void mlora_request_release(mlora_request_t* request);
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -768,6 +768,11 @@ class GeneratorParams {
     detail::set_active(get(), mlora_generator_params_set_active_adapters, &adapters, names, &weights);
     return *this;
   }
+  /** Token ids that end a sequence (kept in it, like eos); empty clears them. */
+  GeneratorParams& set_stop_tokens(const std::vector<int32_t>& tokens) {
+    detail::check(mlora_generator_params_set_stop_tokens(get(), tokens.data(), tokens.size()));
+    return *this;
+  }
   GeneratorParams& clear_active_adapters() {
     detail::check(mlora_generator_params_set_active_adapters(get(), nullptr, nullptr, nullptr, 0));
     return *this;
@@ -882,6 +887,153 @@ class Generator {
   }
 
   detail::Handle<mlora_generator_t, mlora_generator_release> handle_;
+};
+
+// ================================================================================================
+// Engine
+// ================================================================================================
+
+/** Options of an Engine (defaults: max_batch_size 16, max_tokens_per_step 256, max_queue 1024, worker on). */
+class EngineOptions {
+ public:
+  EngineOptions() {
+    mlora_engine_options_t* out = nullptr;
+    detail::check(mlora_engine_options_create(&out));
+    handle_.reset(out);
+  }
+  EngineOptions& set_max_batch_size(size_t n) {
+    detail::check(mlora_engine_options_set_max_batch_size(get(), n));
+    return *this;
+  }
+  EngineOptions& set_max_tokens_per_step(size_t n) {
+    detail::check(mlora_engine_options_set_max_tokens_per_step(get(), n));
+    return *this;
+  }
+  EngineOptions& set_max_queue(size_t n) {
+    detail::check(mlora_engine_options_set_max_queue(get(), n));
+    return *this;
+  }
+  /** false: no worker thread; the host calls Engine::step(). */
+  EngineOptions& set_worker(bool enable) {
+    detail::check(mlora_engine_options_set_worker(get(), enable ? 1 : 0));
+    return *this;
+  }
+  mlora_engine_options_t* get() const noexcept { return handle_.get(); }
+
+ private:
+  detail::Handle<mlora_engine_options_t, mlora_engine_options_release> handle_;
+};
+
+struct RequestUsage {
+  uint64_t prompt_tokens = 0;
+  uint64_t generated_tokens = 0;
+  double queue_seconds = 0;  // submit -> admission
+  double ttft_seconds = -1;  // submit -> first token; -1 before it
+};
+
+struct EngineStats {
+  uint64_t queued = 0, running = 0, finished = 0, steps = 0, decode_tokens = 0, prefill_tokens = 0;
+};
+
+/** A submitted request; its methods are safe from any thread. Destroying it cancels it if unfinished. */
+class Request {
+ public:
+  Request() = default;
+  explicit Request(mlora_request_t* handle) : handle_(handle) {}
+
+  /**
+   * Appends up to max_tokens new token ids to `out`, waiting up to timeout_ms (0 = poll, < 0 = forever) for
+   * at least one. Returns false once the request finished and every token was read.
+   */
+  bool read(std::vector<int32_t>& out, int32_t timeout_ms = -1, size_t max_tokens = 256) {
+    const size_t old = out.size();
+    out.resize(old + max_tokens);
+    size_t n = 0;
+    int32_t done = 0;
+    const mlora_status_t status = mlora_request_read(get(), out.data() + old, max_tokens, timeout_ms, &n, &done);
+    out.resize(old + (status == MLORA_STATUS_OK ? n : 0));
+    detail::check(status);
+    return done == 0;
+  }
+  /** Every remaining token, blocking until the request finishes. */
+  std::vector<int32_t> read_all() {
+    std::vector<int32_t> out;
+    while (read(out)) {
+    }
+    return out;
+  }
+  /** true if this call cancelled it; false if it had finished or was cancelled already. */
+  bool cancel() {
+    int32_t cancelled = 0;
+    detail::check(mlora_request_cancel(get(), &cancelled));
+    return cancelled != 0;
+  }
+  mlora_finish_reason_t finish_reason() const {
+    mlora_finish_reason_t r = MLORA_FINISH_NONE;
+    detail::check(mlora_request_finish_reason(get(), &r));
+    return r;
+  }
+  bool is_done() const { return finish_reason() != MLORA_FINISH_NONE; }
+  RequestUsage usage() const {
+    RequestUsage u;
+    detail::check(mlora_request_usage(get(), &u.prompt_tokens, &u.generated_tokens, &u.queue_seconds, &u.ttft_seconds));
+    return u;
+  }
+  /** OK, the error status of a request that finished with an error, or CLOSED. */
+  mlora_status_t error_status() const {
+    mlora_status_t s = MLORA_STATUS_OK;
+    size_t len = 0;
+    const mlora_status_t status = mlora_request_error(get(), &s, nullptr, 0, &len);
+    if (status != MLORA_STATUS_BUFFER_TOO_SMALL) detail::check(status);
+    return s;
+  }
+  std::string error_message() const {
+    return detail::read_string(
+        [&](char* buf, size_t cap, size_t* len) { return mlora_request_error(get(), nullptr, buf, cap, len); });
+  }
+
+  mlora_request_t* get() const noexcept { return handle_.get(); }
+  void reset() noexcept { handle_.reset(); }
+  explicit operator bool() const noexcept { return handle_ != nullptr; }
+
+ private:
+  detail::Handle<mlora_request_t, mlora_request_release> handle_;
+};
+
+/** Continuous batching over one prepared model; every method is safe from any thread. */
+class Engine {
+ public:
+  Engine() = default;
+  explicit Engine(const Model& model, const EngineOptions* options = nullptr) {
+    mlora_engine_t* out = nullptr;
+    detail::check(mlora_engine_create(model.get(), options != nullptr ? options->get() : nullptr, &out));
+    handle_.reset(out);
+  }
+  Request submit(const GeneratorParams& params, const std::vector<int32_t>& prompt) {
+    mlora_request_t* out = nullptr;
+    detail::check(mlora_engine_submit(get(), params.get(), prompt.data(), prompt.size(), &out));
+    return Request(out);
+  }
+  /** One step (engines without a worker). Returns whether requests are still queued or running. */
+  bool step() {
+    int32_t more = 0;
+    detail::check(mlora_engine_step(get(), &more));
+    return more != 0;
+  }
+  void close() { detail::check(mlora_engine_close(get())); }
+  EngineStats stats() const {
+    EngineStats s;
+    detail::check(
+        mlora_engine_stats(get(), &s.queued, &s.running, &s.finished, &s.steps, &s.decode_tokens, &s.prefill_tokens));
+    return s;
+  }
+
+  mlora_engine_t* get() const noexcept { return handle_.get(); }
+  void reset() noexcept { handle_.reset(); }
+  explicit operator bool() const noexcept { return handle_ != nullptr; }
+
+ private:
+  detail::Handle<mlora_engine_t, mlora_engine_release> handle_;
 };
 
 }  // namespace multilora

@@ -41,6 +41,8 @@ from ._errors import (
     AdapterNotFoundError,
     AlreadyExistsError,
     BufferTooSmallError,
+    BusyError,
+    ClosedError,
     FormatError,
     InternalError,
     InUseError,
@@ -55,6 +57,7 @@ from ._errors import (
     TypeMismatchError,
     VersionMismatchError,
 )
+from .engine import Engine, EngineStats, Request, Usage  # noqa: E402
 from .generation import (  # noqa: E402  (Generation: extends _api's GeneratorParams/Generator)
     Generator,
     GeneratorParams,
@@ -81,6 +84,10 @@ __all__ = [
     "TokenizerStream",
     "generate_stream",
     "generate",
+    "Engine",
+    "EngineStats",
+    "Request",
+    "Usage",
     "TensorInfo",
     "LoraInputInfo",
     "ParamInfo",
@@ -105,6 +112,8 @@ __all__ = [
     "OnnxRuntimeError",
     "InternalError",
     "TypeMismatchError",
+    "BusyError",
+    "ClosedError",
 ]
 
 

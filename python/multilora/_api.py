@@ -726,6 +726,11 @@ class GeneratorParams(_GenerationAdapters):
     def get_search_option(self, name: str) -> float:
         return float(self._n().get_search_number(name))
 
+    def set_stop_tokens(self, tokens: Sequence[int]) -> None:
+        """Token ids that end a sequence (kept in it, like eos); [] clears them. Generators and engine
+        requests copy them when created / submitted."""
+        self._n().set_stop_tokens([int(t) for t in tokens])
+
 
 class Generator(_GenerationAdapters):
     """A generation in progress (one thread at a time)."""

@@ -26,6 +26,8 @@ __all__ = [
     "OnnxRuntimeError",
     "InternalError",
     "TypeMismatchError",
+    "BusyError",
+    "ClosedError",
     "error_from_status",
 ]
 
@@ -147,6 +149,18 @@ class TypeMismatchError(MultiloraError, TypeError):
     status, status_name = 14, "MLORA_STATUS_TYPE_MISMATCH"
 
 
+class BusyError(MultiloraError, RuntimeError):
+    """MLORA_STATUS_BUSY: an overlapping call on an object that must not overlap, or a full queue; retry later."""
+
+    status, status_name = 15, "MLORA_STATUS_BUSY"
+
+
+class ClosedError(MultiloraError, RuntimeError):
+    """MLORA_STATUS_CLOSED: the engine was closed (submit after close; requests cancelled by close)."""
+
+    status, status_name = 16, "MLORA_STATUS_CLOSED"
+
+
 _BY_STATUS: Dict[int, Type[MultiloraError]] = {
     cls.status: cls
     for cls in (
@@ -164,6 +178,8 @@ _BY_STATUS: Dict[int, Type[MultiloraError]] = {
         OnnxRuntimeError,
         InternalError,
         TypeMismatchError,
+        BusyError,
+        ClosedError,
     )
 }
 

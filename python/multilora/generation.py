@@ -65,9 +65,10 @@ SEARCH_OPTIONS = (
     "random_seed",
     "batch_size",
     "do_sample",
+    "max_new_tokens",
 )
 _ALIASES = {"seed": "random_seed"}
-_INTEGER_OPTIONS = {"max_length", "min_length", "top_k", "random_seed", "batch_size"}
+_INTEGER_OPTIONS = {"max_length", "min_length", "top_k", "random_seed", "batch_size", "max_new_tokens"}
 
 
 def _search_items(options: Mapping[str, Any]) -> List[tuple]:

@@ -593,6 +593,10 @@ PYBIND11_MODULE(_core, m) {
             set_active_rows(p, adapters, rows, w);
           },
           py::arg("adapters"), py::arg("rows"), py::arg("weights") = py::none())
+      .def(
+          "set_stop_tokens",
+          [](ml::GeneratorParams& p, const std::vector<int32_t>& tokens) { p.set_stop_tokens(tokens); },
+          py::arg("tokens"))
       .def("close", &ml::GeneratorParams::reset);
 
   py::class_<ml::Generator>(m, "Generator")
@@ -668,4 +672,75 @@ PYBIND11_MODULE(_core, m) {
           },
           py::arg("adapters"), py::arg("rows"), py::arg("weights") = py::none())
       .def("close", &ml::Generator::reset);
+  py::class_<ml::EngineOptions>(m, "EngineOptions")
+      .def(py::init<>())
+      .def("set_max_batch_size", &ml::EngineOptions::set_max_batch_size, py::arg("n"))
+      .def("set_max_tokens_per_step", &ml::EngineOptions::set_max_tokens_per_step, py::arg("n"))
+      .def("set_max_queue", &ml::EngineOptions::set_max_queue, py::arg("n"))
+      .def("set_worker", &ml::EngineOptions::set_worker, py::arg("enable"));
+
+  py::class_<ml::Request>(m, "Request")
+      .def(
+          "read",
+          [](ml::Request& r, int32_t timeout_ms, size_t max_tokens) {
+            // (tokens, more): more is False once the request finished and every token was read.
+            std::vector<int32_t> out;
+            bool more = false;
+            {
+              py::gil_scoped_release release;
+              more = r.read(out, timeout_ms, max_tokens);
+            }
+            return py::make_tuple(out, more);
+          },
+          py::arg("timeout_ms"), py::arg("max_tokens") = 256)
+      .def("cancel",
+           [](ml::Request& r) {
+             py::gil_scoped_release release;
+             return r.cancel();
+           })
+      .def("finish_reason", &ml::Request::finish_reason)
+      .def("usage",
+           [](const ml::Request& r) {
+             const ml::RequestUsage u = r.usage();
+             return py::make_tuple(u.prompt_tokens, u.generated_tokens, u.queue_seconds, u.ttft_seconds);
+           })
+      .def("error_status", &ml::Request::error_status)
+      .def("error_message", &ml::Request::error_message)
+      .def("close", [](ml::Request& r) {
+        py::gil_scoped_release release;
+        r.reset();
+      });
+
+  py::class_<ml::Engine>(m, "Engine")
+      .def(py::init([](const ml::Model& model, const ml::EngineOptions* options) {
+             py::gil_scoped_release release;
+             return std::make_unique<ml::Engine>(model, options);
+           }),
+           py::arg("model"), py::arg("options").none(true) = py::none())
+      .def(
+          "submit",
+          [](ml::Engine& e, const ml::GeneratorParams& params, const std::vector<int32_t>& prompt) {
+            py::gil_scoped_release release;
+            return e.submit(params, prompt);
+          },
+          py::arg("params"), py::arg("prompt"))
+      .def("step",
+           [](ml::Engine& e) {
+             py::gil_scoped_release release;
+             return e.step();
+           })
+      .def("stats",
+           [](const ml::Engine& e) {
+             const ml::EngineStats s = e.stats();
+             return py::make_tuple(s.queued, s.running, s.finished, s.steps, s.decode_tokens, s.prefill_tokens);
+           })
+      .def("shutdown",
+           [](ml::Engine& e) {
+             py::gil_scoped_release release;
+             e.close();
+           })
+      .def("close", [](ml::Engine& e) {
+        py::gil_scoped_release release;
+        e.reset();
+      });
 }

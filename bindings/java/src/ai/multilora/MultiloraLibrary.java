@@ -67,6 +67,10 @@ public interface MultiloraLibrary extends Library {
     int MLORA_STATUS_INTERNAL = 13;
     /** a tensor's element type does not match what is expected */
     int MLORA_STATUS_TYPE_MISMATCH = 14;
+    /** an overlapping call on an object that must not overlap, or a full queue; retry later */
+    int MLORA_STATUS_BUSY = 15;
+    /** the engine was closed (submit after close; requests cancelled by close) */
+    int MLORA_STATUS_CLOSED = 16;
     int MLORA_DTYPE_FLOAT32 = 1;
     int MLORA_DTYPE_UINT8 = 2;
     int MLORA_DTYPE_INT8 = 3;
@@ -96,6 +100,18 @@ public interface MultiloraLibrary extends Library {
     int MLORA_LOG_ERROR = 3;
     /** Severity levels for mlora_model_options_set_log_level (same numbers as OrtLoggingLevel). */
     int MLORA_LOG_FATAL = 4;
+    /** not finished yet */
+    int MLORA_FINISH_NONE = 0;
+    /** max_length or max_new_tokens reached */
+    int MLORA_FINISH_LENGTH = 1;
+    /** an eos token was chosen */
+    int MLORA_FINISH_EOS = 2;
+    /** a stop token was chosen */
+    int MLORA_FINISH_STOP = 3;
+    /** mlora_request_cancel, release of the request, or the engine closed (error CLOSED) */
+    int MLORA_FINISH_CANCELLED = 4;
+    /** the model run failed; mlora_request_error tells why */
+    int MLORA_FINISH_ERROR = 5;
 
     /** C size_t: an unsigned integer of {@link Native#SIZE_T_SIZE} bytes. */
     class SizeT extends IntegerType {
@@ -1085,6 +1101,22 @@ public interface MultiloraLibrary extends Library {
 
     /**
      * <pre>
+     * Sets the stop tokens: a sequence ends after choosing one of them (the token is kept, like eos).
+     * count == 0 clears them. Generators and engine requests copy them when created / submitted.
+     * &#64;param[in] tokens copied; count ids, each in 0..vocab_size-1 (tokens may be NULL when count is 0).
+     * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (NULL tokens with count &gt; 0, an id outside the vocabulary).
+     * Thread-safety: not concurrently with other use of the same params.
+     * </pre>
+     * C: {@code mlora_status_t mlora_generator_params_set_stop_tokens(mlora_generator_params_t* params, const int32_t* tokens, size_t count);}
+     * @param params -
+     * @param tokens copied; input array. Header: [in] copied; count ids, each in 0..vocab_size-1 (tokens may be NULL when count is 0).
+     * @param count -
+     * @return mlora_status_t
+     */
+    int mlora_generator_params_set_stop_tokens(Pointer params, int[] tokens, SizeT count);
+
+    /**
+     * <pre>
      * Sets the adapters generators created from these params start with; same rules as
      * mlora_run_options_set_active_adapters. The params hold references to the adapters until they are
      * released or the set is changed.
@@ -1311,4 +1343,278 @@ public interface MultiloraLibrary extends Library {
      * @return mlora_status_t
      */
     int mlora_generator_set_active_adapters_per_row(Pointer generator, Pointer adapters, Pointer names, float[] weights, Pointer row_counts, SizeT batch_size);
+
+    /**
+     * <pre>
+     * Creates engine options with the defaults: max_batch_size 16, max_tokens_per_step 256, max_queue 1024,
+     * worker on.
+     * &#64;param[out] out_options owned; release with mlora_engine_options_release.
+     * Returns: OK, INVALID_ARGUMENT, OUT_OF_MEMORY.
+     * Thread-safety: safe from any thread.
+     * </pre>
+     * C: {@code mlora_status_t mlora_engine_options_create(mlora_engine_options_t** out_options);}
+     * @param out_options owned. Header: [out] owned; release with mlora_engine_options_release.
+     * @return mlora_status_t
+     */
+    int mlora_engine_options_create(PointerByReference out_options);
+
+    /**
+     * <pre>
+     *  Releases engine options. Accepts NULL; never fails. &#64;param[in] options owned.
+     * </pre>
+     * C: {@code void mlora_engine_options_release(mlora_engine_options_t* options);}
+     * @param options owned. Header: [in] owned.
+     */
+    void mlora_engine_options_release(Pointer options);
+
+    /**
+     * <pre>
+     * Rows of the batched KV cache (1..4096): how many requests decode together.
+     * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (out of range).
+     * Thread-safety: not concurrently with other use of the same options.
+     * </pre>
+     * C: {@code mlora_status_t mlora_engine_options_set_max_batch_size(mlora_engine_options_t* options, size_t max_batch_size);}
+     * @param options -
+     * @param max_batch_size -
+     * @return mlora_status_t
+     */
+    int mlora_engine_options_set_max_batch_size(Pointer options, SizeT max_batch_size);
+
+    /**
+     * <pre>
+     * Token budget of one step (&gt;= 1): one per decoding row, the rest (at least 1) for prompt chunks.
+     * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (0).
+     * Thread-safety: not concurrently with other use of the same options.
+     * </pre>
+     * C: {@code mlora_status_t mlora_engine_options_set_max_tokens_per_step(mlora_engine_options_t* options, size_t max_tokens);}
+     * @param options -
+     * @param max_tokens -
+     * @return mlora_status_t
+     */
+    int mlora_engine_options_set_max_tokens_per_step(Pointer options, SizeT max_tokens);
+
+    /**
+     * <pre>
+     * Requests that may wait for a row; mlora_engine_submit over it returns BUSY. 0 refuses every request that
+     * would wait.
+     * Returns: OK, INVALID_HANDLE.
+     * Thread-safety: not concurrently with other use of the same options.
+     * </pre>
+     * C: {@code mlora_status_t mlora_engine_options_set_max_queue(mlora_engine_options_t* options, size_t max_queue);}
+     * @param options -
+     * @param max_queue -
+     * @return mlora_status_t
+     */
+    int mlora_engine_options_set_max_queue(Pointer options, SizeT max_queue);
+
+    /**
+     * <pre>
+     * 1 (default): the engine owns a worker thread that steps whenever there is work. 0: no thread; the host
+     * drives the engine with mlora_engine_step.
+     * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (not 0 or 1).
+     * Thread-safety: not concurrently with other use of the same options.
+     * </pre>
+     * C: {@code mlora_status_t mlora_engine_options_set_worker(mlora_engine_options_t* options, int32_t enable);}
+     * @param options -
+     * @param enable -
+     * @return mlora_status_t
+     */
+    int mlora_engine_options_set_worker(Pointer options, int enable);
+
+    /**
+     * <pre>
+     * Creates an engine over a model and allocates its KV cache; starts the worker unless disabled.
+     * &#64;param[in] model borrowed for the call; the engine keeps its own reference.
+     * &#64;param[in] options borrowed for the call; NULL = defaults.
+     * &#64;param[out] out_engine owned; release with mlora_engine_release.
+     * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (no genai_config.json; model not prepared for batching — the
+     *          message names `multilora prepare-batching`; a decoder without the builder's layout), FORMAT,
+     *          OUT_OF_MEMORY.
+     * Thread-safety: safe from any thread.
+     * </pre>
+     * C: {@code mlora_status_t mlora_engine_create(const mlora_model_t* model, const mlora_engine_options_t* options, mlora_engine_t** out_engine);}
+     * @param model borrowed. Header: [in] borrowed for the call; the engine keeps its own reference.
+     * @param options borrowed. Header: [in] borrowed for the call; NULL = defaults.
+     * @param out_engine owned. Header: [out] owned; release with mlora_engine_release.
+     * @return mlora_status_t
+     */
+    int mlora_engine_create(Pointer model, Pointer options, PointerByReference out_engine);
+
+    /**
+     * <pre>
+     * Closes the engine (as mlora_engine_close) and releases the handle. Request handles stay valid. Accepts
+     * NULL; never fails. &#64;param[in] engine owned.
+     * </pre>
+     * C: {@code void mlora_engine_release(mlora_engine_t* engine);}
+     * @param engine owned. Header: [in] owned.
+     */
+    void mlora_engine_release(Pointer engine);
+
+    /**
+     * <pre>
+     * Closes the engine: every queued and running request finishes with MLORA_FINISH_CANCELLED and error status
+     * CLOSED, the worker thread is joined (an in-flight step completes first), and later submits return CLOSED.
+     * Calling it again does nothing.
+     * Returns: OK, INVALID_HANDLE.
+     * Thread-safety: safe from any thread, concurrently with every other engine and request call.
+     * </pre>
+     * C: {@code mlora_status_t mlora_engine_close(mlora_engine_t* engine);}
+     * @param engine -
+     * @return mlora_status_t
+     */
+    int mlora_engine_close(Pointer engine);
+
+    /**
+     * <pre>
+     * Runs one step (drop cancelled requests, admit, one decode pass, prefill chunks) on an engine created with
+     * the worker disabled.
+     * &#64;param[out] out_has_work may be NULL; 1 if requests are still queued or running after the step, else 0.
+     * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (the engine has a worker), CLOSED. A failing model run is
+     *          not a step error: the requests it served finish with MLORA_FINISH_ERROR.
+     * Thread-safety: safe from any thread; concurrent steps run one after the other.
+     * </pre>
+     * C: {@code mlora_status_t mlora_engine_step(mlora_engine_t* engine, int32_t* out_has_work);}
+     * @param engine -
+     * @param out_has_work Header: [out] may be NULL; 1 if requests are still queued or running after the step, else 0.
+     * @return mlora_status_t
+     */
+    int mlora_engine_step(Pointer engine, IntByReference out_has_work);
+
+    /**
+     * <pre>
+     * Queues a request: one prompt with the params' search options (batch_size must be 1), stop tokens and
+     * active adapter set, copied now; the request keeps the params and their adapters alive, so unloading an
+     * adapter during the request is safe. Returns at once.
+     * &#64;param[in] params borrowed for the call. &#64;param[in] tokens copied; count prompt ids.
+     * &#64;param[out] out_request owned; release with mlora_request_release.
+     * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (count 0, NULL tokens, an id outside the vocabulary, params
+     *          of another model, per-row adapter sets, batch_size != 1), SHAPE_MISMATCH (the prompt is longer than
+     *          the context length, or leaves no room for a new token within max_length), BUSY (the queue is
+     *          full), CLOSED.
+     * Thread-safety: safe from any thread.
+     * </pre>
+     * C: {@code mlora_status_t mlora_engine_submit(mlora_engine_t* engine, const mlora_generator_params_t* params, const int32_t* tokens, size_t count, mlora_request_t** out_request);}
+     * @param engine -
+     * @param params borrowed. Header: [in] borrowed for the call.
+     * @param tokens copied; input array. Header: [in] copied; count prompt ids.
+     * @param count -
+     * @param out_request owned. Header: [out] owned; release with mlora_request_release.
+     * @return mlora_status_t
+     */
+    int mlora_engine_submit(Pointer engine, Pointer params, int[] tokens, SizeT count, PointerByReference out_request);
+
+    /**
+     * <pre>
+     * Counters: requests waiting, requests holding a row, requests finished, steps run, tokens decoded and
+     * prompt tokens prefilled since creation. Any out pointer may be NULL.
+     * Returns: OK, INVALID_HANDLE.
+     * Thread-safety: safe from any thread (a snapshot).
+     * </pre>
+     * C: {@code mlora_status_t mlora_engine_stats(const mlora_engine_t* engine, uint64_t* out_queued, uint64_t* out_running, uint64_t* out_finished, uint64_t* out_steps, uint64_t* out_decode_tokens, uint64_t* out_prefill_tokens);}
+     * @param engine -
+     * @param out_queued -
+     * @param out_running -
+     * @param out_finished -
+     * @param out_steps -
+     * @param out_decode_tokens -
+     * @param out_prefill_tokens -
+     * @return mlora_status_t
+     */
+    int mlora_engine_stats(Pointer engine, LongByReference out_queued, LongByReference out_running, LongByReference out_finished, LongByReference out_steps, LongByReference out_decode_tokens, LongByReference out_prefill_tokens);
+
+    /**
+     * <pre>
+     * Reads the request's new token ids: waits up to timeout_ms (0 = do not wait, a poll; &lt; 0 = no limit) until
+     * at least one token is available or the request finished, then moves up to capacity tokens into buf.
+     * &#64;param[out] buf capacity ints; may be NULL when capacity is 0.
+     * &#64;param[out] out_count tokens written. &#64;param[out] out_done may be NULL; 1 when the request finished and
+     *             every token was read.
+     * Returns: OK (also on timeout, with *out_count 0), INVALID_HANDLE (NULL or released request),
+     *          INVALID_ARGUMENT (NULL buf with capacity &gt; 0, NULL out_count).
+     * Thread-safety: safe from any thread; concurrent readers of one request split its tokens between them.
+     * </pre>
+     * C: {@code mlora_status_t mlora_request_read(mlora_request_t* request, int32_t* buf, size_t capacity, int32_t timeout_ms, size_t* out_count, int32_t* out_done);}
+     * @param request -
+     * @param buf caller buffer. Header: [out] capacity ints; may be NULL when capacity is 0.
+     * @param capacity -
+     * @param timeout_ms -
+     * @param out_count Header: [out] tokens written.
+     * @param out_done Header: [out] may be NULL; 1 when the request finished and every token was read.
+     * @return mlora_status_t
+     */
+    int mlora_request_read(Pointer request, int[] buf, SizeT capacity, int timeout_ms, SizeTByReference out_count, IntByReference out_done);
+
+    /**
+     * <pre>
+     * Cancels the request; its row is freed at the next step and it finishes with MLORA_FINISH_CANCELLED.
+     * Tokens already produced stay readable. Cancelling a finished or already cancelled request does nothing.
+     * &#64;param[out] out_cancelled may be NULL; 1 if this call cancelled it, 0 if it was finished or cancelled.
+     * Returns: OK, INVALID_HANDLE.
+     * Thread-safety: safe from any thread.
+     * </pre>
+     * C: {@code mlora_status_t mlora_request_cancel(mlora_request_t* request, int32_t* out_cancelled);}
+     * @param request -
+     * @param out_cancelled Header: [out] may be NULL; 1 if this call cancelled it, 0 if it was finished or cancelled.
+     * @return mlora_status_t
+     */
+    int mlora_request_cancel(Pointer request, IntByReference out_cancelled);
+
+    /**
+     * <pre>
+     * Why the request finished (MLORA_FINISH_*), MLORA_FINISH_NONE while it runs or waits.
+     * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (NULL out_reason).
+     * Thread-safety: safe from any thread.
+     * </pre>
+     * C: {@code mlora_status_t mlora_request_finish_reason(const mlora_request_t* request, mlora_finish_reason_t* out_reason);}
+     * @param request -
+     * @param out_reason -
+     * @return mlora_status_t
+     */
+    int mlora_request_finish_reason(Pointer request, IntByReference out_reason);
+
+    /**
+     * <pre>
+     * Usage: prompt tokens, tokens generated so far, seconds from submit to admission (so far, while queued),
+     * seconds from submit to the first token (-1 before it). Any out pointer may be NULL.
+     * Returns: OK, INVALID_HANDLE.
+     * Thread-safety: safe from any thread.
+     * </pre>
+     * C: {@code mlora_status_t mlora_request_usage(const mlora_request_t* request, uint64_t* out_prompt_tokens, uint64_t* out_generated_tokens, double* out_queue_seconds, double* out_ttft_seconds);}
+     * @param request -
+     * @param out_prompt_tokens -
+     * @param out_generated_tokens -
+     * @param out_queue_seconds -
+     * @param out_ttft_seconds -
+     * @return mlora_status_t
+     */
+    int mlora_request_usage(Pointer request, LongByReference out_prompt_tokens, LongByReference out_generated_tokens, DoubleByReference out_queue_seconds, DoubleByReference out_ttft_seconds);
+
+    /**
+     * <pre>
+     * The error of a request that finished with MLORA_FINISH_ERROR, or CLOSED for a request cancelled by
+     * mlora_engine_close; OK (and an empty message) otherwise.
+     * &#64;param[out] out_status may be NULL. &#64;param[out] buf receives the UTF-8 message; &#64;param[out] out_len bytes
+     *             needed/written including NUL; required.
+     * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (NULL out_len), BUFFER_TOO_SMALL.
+     * Thread-safety: safe from any thread.
+     * </pre>
+     * C: {@code mlora_status_t mlora_request_error(const mlora_request_t* request, mlora_status_t* out_status, char* buf, size_t capacity, size_t* out_len);}
+     * @param request -
+     * @param out_status Header: [out] may be NULL.
+     * @param buf caller buffer receiving UTF-8 bytes. Header: [out] receives the UTF-8 message;
+     * @param capacity -
+     * @param out_len Header: [out] bytes needed/written including NUL; required.
+     * @return mlora_status_t
+     */
+    int mlora_request_error(Pointer request, IntByReference out_status, byte[] buf, SizeT capacity, SizeTByReference out_len);
+
+    /**
+     * <pre>
+     * Releases the request handle. A request that has not finished is cancelled (nobody can read it any more).
+     * Accepts NULL; never fails. &#64;param[in] request owned.
+     * </pre>
+     * C: {@code void mlora_request_release(mlora_request_t* request);}
+     * @param request owned. Header: [in] owned.
+     */
+    void mlora_request_release(Pointer request);
 }

@@ -1,0 +1,246 @@
+"""Engine: continuous batching of generation requests, each with its own adapters and search options.
+
+    import multilora as ml
+    model = ml.Model("phi-lora-batching/")       # a GenAI folder prepared with `multilora prepare-batching`
+    adapters = ml.Adapters(model)
+    adapters.load("sql.onnx_adapter", "sql")
+    with ml.Engine(model, max_batch_size=16) as engine:     # starts its worker thread
+        p = ml.GeneratorParams(model)
+        p.set_search_options(max_length=64, do_sample=False)
+        p.set_active_adapters(adapters, ["sql"])            # [] = base model, several = weighted mix
+        req = engine.submit(p, prompt_ids)                  # any thread; returns at once
+        for tok in req:                                     # blocking iterator over new token ids
+            ...
+        req.finish_reason, req.usage                        # "eos", Usage(prompt_tokens=..., ...)
+        async for tok in req.stream(): ...                  # asyncio: waits in a thread, not on the loop
+
+The model must be a GenAI folder whose ``model.onnx`` was rewritten by ``multilora prepare-batching`` (the
+engine feeds one adapter slot per row) and whose decoder has the layout of onnxruntime-genai's model builder
+(GroupQueryAttention, no ``position_ids``). An unprepared folder is refused with a message naming the tool:
+the engine cannot swap the model under adapters already loaded for it, so prepare the folder once
+(``multilora prepare-batching DIR/model.onnx OUT/model.onnx`` with the other files copied) and load that.
+
+A request copies its params' search options (``max_length``, ``max_new_tokens``, sampling, ``seed``), stop
+tokens and adapter set when submitted, and keeps the adapters alive until it finishes. Every chosen token is
+streamed, including the eos or stop token that ends it. ``finish_reason`` is one of ``"length"``, ``"eos"``,
+``"stop"``, ``"cancelled"``, ``"error"`` (``None`` while running). Blocking calls release the GIL; the
+engine's worker runs native code only.
+
+``Engine(model, worker=False)`` has no thread: call ``engine.step()`` to advance it (deterministic, for tests
+and hosts that schedule themselves); iterating a request of such an engine steps it until the request has
+tokens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, AsyncIterator, Iterator, List, NamedTuple, Optional, Sequence, Union
+
+import numpy as np
+
+from . import _core
+from ._api import Model, _Native
+from ._errors import ClosedError, error_from_status
+
+__all__ = ["Engine", "Request", "Usage", "EngineStats", "FINISH_REASONS"]
+
+FINISH_REASONS = {0: None, 1: "length", 2: "eos", 3: "stop", 4: "cancelled", 5: "error"}
+
+
+class Usage(NamedTuple):
+    """Token counts and latencies of a request (seconds; ``ttft`` is ``None`` before the first token)."""
+
+    prompt_tokens: int
+    generated_tokens: int
+    queue_time: float
+    ttft: Optional[float]
+
+
+class EngineStats(NamedTuple):
+    queued: int
+    running: int
+    finished: int
+    steps: int
+    decode_tokens: int
+    prefill_tokens: int
+
+
+def _prompt_list(prompt: Any) -> List[int]:
+    arr = np.asarray(prompt)
+    if arr.ndim != 1:
+        raise ValueError(f"a prompt is a 1-D sequence of token ids, not an array of shape {arr.shape}")
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"prompt token ids must be integers, not {arr.dtype}")
+    return [int(t) for t in arr.tolist()]
+
+
+class Request(_Native):
+    """One submitted request. Iterate it (blocking) or ``stream()`` it (asyncio) for new token ids; both
+    read from one queue, so use one of them. ``close()`` releases it (cancelling it if unfinished)."""
+
+    def __init__(self, native: Any, params: Any, engine: Optional[Engine] = None) -> None:
+        self._native = native
+        self._params = params  # the Python params object stays alive as long as the request
+        self._engine = engine  # set for engines without a worker: iterating steps them
+
+    def _describe(self) -> str:
+        return "Request"
+
+    def read(self, timeout: Optional[float] = None, max_tokens: int = 256) -> List[int]:
+        """New token ids: waits up to ``timeout`` seconds (None = until a token or the end, 0 = poll).
+        Returns [] on timeout and once the request finished and everything was read (see is_done())."""
+        ms = -1 if timeout is None else max(0, int(timeout * 1000))
+        tokens, _more = self._n().read(ms, max_tokens)
+        return list(tokens)
+
+    def __iter__(self) -> Iterator[int]:
+        native = self._n()
+        engine = self._engine
+        while True:
+            if engine is not None:  # no worker: step the engine until this request has tokens or ends
+                tokens, more = native.read(0, 256)
+                while not tokens and more:
+                    engine.step()
+                    tokens, more = native.read(0, 256)
+            else:
+                tokens, more = native.read(-1, 256)
+            yield from tokens
+            if not more:
+                return
+
+    async def stream(self, poll_interval: float = 0.05) -> AsyncIterator[int]:
+        """Async iterator over new token ids. Each wait runs in the loop's default executor with a short
+        timeout (the native read releases the GIL), so the event loop is never blocked."""
+        loop = asyncio.get_running_loop()
+        native = self._n()
+        ms = max(1, int(poll_interval * 1000))
+        while True:
+            tokens, more = native.read(0, 256)
+            if not tokens and more:
+                tokens, more = await loop.run_in_executor(None, native.read, ms, 256)
+            for t in tokens:
+                yield t
+            if not more:
+                return
+
+    def cancel(self) -> bool:
+        """Cancels the request (its row is freed at the next step). True if this call cancelled it; False if
+        it had finished or was cancelled already (cancelling twice is harmless)."""
+        return bool(self._n().cancel())
+
+    def is_done(self) -> bool:
+        """True once the request finished (tokens may still be unread)."""
+        return bool(self._n().finish_reason() != 0)
+
+    @property
+    def finish_reason(self) -> Optional[str]:
+        """None while running, else "length", "eos", "stop", "cancelled" or "error"."""
+        return FINISH_REASONS.get(int(self._n().finish_reason()), "error")
+
+    @property
+    def usage(self) -> Usage:
+        prompt, generated, queue, ttft = self._n().usage()
+        return Usage(int(prompt), int(generated), float(queue), None if ttft < 0 else float(ttft))
+
+    @property
+    def error(self) -> Optional[Exception]:
+        """The exception a failed request carries (ClosedError when the engine closed under it), else None."""
+        native = self._n()
+        status = int(native.error_status())
+        if status == 0:
+            return None
+        return error_from_status(status, _core.status_name(status), native.error_message())
+
+    def tokens(self) -> List[int]:
+        """Blocks until the request finishes; every token not read yet."""
+        return list(iter(self))
+
+    def __repr__(self) -> str:
+        if self.closed:
+            return "Request(closed)"
+        return f"Request(finish_reason={self.finish_reason!r}, usage={self.usage})"
+
+
+class Engine(_Native):
+    """Continuous batching over one model prepared with ``multilora prepare-batching``.
+
+    ``max_batch_size``: KV rows (requests decoding together); ``max_tokens_per_step``: the token budget of
+    one step (one per decoding row, the rest for prompt chunks); ``max_queue``: waiting requests before
+    submit raises BusyError; ``worker``: False for no thread (call ``step()``)."""
+
+    def __init__(
+        self,
+        model: Model,
+        max_batch_size: int = 16,
+        *,
+        max_tokens_per_step: int = 256,
+        max_queue: int = 1024,
+        worker: bool = True,
+    ) -> None:
+        for name, value, low in (
+            ("max_batch_size", max_batch_size, 1),
+            ("max_tokens_per_step", max_tokens_per_step, 1),
+            ("max_queue", max_queue, 0),
+        ):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+            if value < low:
+                from ._errors import InvalidArgumentError
+
+                raise InvalidArgumentError(f"{name} must be >= {low} (got {value})")
+        options = _core.EngineOptions()
+        options.set_max_batch_size(int(max_batch_size))
+        options.set_max_tokens_per_step(int(max_tokens_per_step))
+        options.set_max_queue(int(max_queue))
+        options.set_worker(bool(worker))
+        self._model = model
+        self._model_path = model.path
+        self._worker = bool(worker)
+        self._native = _core.Engine(model._n(), options)
+
+    def _describe(self) -> str:
+        return f"Engine(model={self._model_path!r})"
+
+    def submit(self, params: Any, prompt: Any) -> Request:
+        """Queues one prompt (token ids) with the params' options and adapters; returns at once.
+        Raises ClosedError after close(), BusyError when the queue is full, InvalidArgumentError /
+        ShapeMismatchError for a bad prompt or params."""
+        native = self._native
+        if native is None:
+            raise ClosedError(f"{self._describe()} is closed")
+        ids = _prompt_list(prompt)
+        return Request(native.submit(params._n(), ids), params, None if self._worker else self)
+
+    def step(self) -> bool:
+        """One step of an engine created with ``worker=False``; True while requests are queued or running."""
+        return bool(self._n().step())
+
+    def stats(self) -> EngineStats:
+        return EngineStats(*(int(v) for v in self._n().stats()))
+
+    def generate(self, prompts: Sequence[Any], params_list: Union[Any, Sequence[Any]]) -> List[List[int]]:
+        """Offline batch: submits every prompt (with its params, or one params object for all), waits for all,
+        returns each request's new token ids in order. Drives the engine itself when it has no worker."""
+        if not isinstance(params_list, (list, tuple)):
+            params_list = [params_list] * len(prompts)
+        if len(params_list) != len(prompts):
+            raise ValueError(f"{len(prompts)} prompts but {len(params_list)} params")
+        requests = [self.submit(p, prompt) for prompt, p in zip(prompts, params_list)]
+        try:
+            return [r.tokens() for r in requests]
+        finally:
+            for r in requests:
+                r.close()
+
+    def close(self) -> None:
+        """Cancels every queued and running request (finish_reason "cancelled", error ClosedError) and stops the
+        worker; later submits raise ClosedError. Idempotent."""
+        native, self._native = self._native, None
+        if native is not None:
+            native.shutdown()
+            native.close()
+
+    def __repr__(self) -> str:
+        if self.closed:
+            return f"{self._describe()[:-1]}, closed)"
+        return f"{self._describe()[:-1]}, {self.stats()})"
