@@ -447,6 +447,9 @@ def test_metrics_count_requests_and_tokens(folder: Path, ref: Reference) -> None
     assert _metric(text, "multilora_running_rows") == 0
     assert _metric(text, "multilora_slot_table_slots") > 0
     assert "multilora_slot_table_residents" in text
+    if hasattr(ml.Model, "batch_slot_stats"):  # the slot table's counters (a set per row and step: at least one each)
+        lookups = _metric(text, "multilora_slot_table_hits_total") + _metric(text, "multilora_slot_table_misses_total")
+        assert lookups >= 6 and "multilora_slot_table_evictions_total" in text
 
 
 # ------------------------------------------------------------------------------------------------ adapter loading
@@ -625,6 +628,9 @@ class _GatedRequest:
     @property
     def finish_reason(self) -> Any:
         return self.inner.finish_reason
+
+    def close(self) -> None:
+        self.inner.close()
 
 
 @pytest.fixture

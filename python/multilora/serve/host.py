@@ -14,6 +14,7 @@ without the GIL; token streams are awaited with the engine's ``Request.stream()`
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -21,6 +22,7 @@ import secrets
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -279,6 +281,11 @@ class ModelHost:
         self._running = 0  # first token seen, not finished
         self.metrics = ServerMetrics(self._snapshot)
         self.closed = False
+        # Request.stream() waits for tokens in the event loop's default executor (a short blocking read per wait):
+        # one thread per request in flight keeps a waiting request from delaying one whose tokens are ready.
+        threads = int(config.max_batch_size) + min(int(config.max_queue or 64), 64) + 8
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="multilora-read")
+        self._executor_loop: Any = None
 
     # -------------------------------------------------------------------------------------------- lifetime
 
@@ -291,6 +298,7 @@ class ModelHost:
         finally:
             self.registry.close()
             self.model.close()
+            self._executor.shutdown(wait=False)
 
     # -------------------------------------------------------------------------------------------- models
 
@@ -522,6 +530,10 @@ class ModelHost:
     async def generate(self, kind: str, body: Any) -> AsyncIterator[Event]:
         """Events for one completion (kind "completion") or chat completion (kind "chat"); see the module doc."""
         chat = kind == "chat"
+        loop = asyncio.get_running_loop()
+        if self._executor_loop is not loop:
+            loop.set_default_executor(self._executor)
+            self._executor_loop = loop
         label = "unknown"
         params = None
         status = 200
@@ -670,8 +682,6 @@ class ModelHost:
                 status = 499
             raise
         except BaseException as e:  # cancellation (client gone) or a bug: never take the server down
-            import asyncio
-
             if isinstance(e, asyncio.CancelledError):
                 if not answered:
                     status = 499
@@ -682,6 +692,9 @@ class ModelHost:
         finally:
             if not engine_req.is_done():
                 engine_req.cancel()  # frees the row at the engine's next step
+            close = getattr(engine_req, "close", None)
+            if close is not None:
+                close()  # the native request handle
             with self._lock:
                 if phase == "waiting":
                     self._waiting -= 1
