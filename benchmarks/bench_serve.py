@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
@@ -198,6 +199,8 @@ def run_engine(args: argparse.Namespace, model_dir: str, adapters: Dict[str, str
             params.close()
 
     async def main() -> Stats:
+        # as the server does: one executor thread per request in flight for Request.stream()'s waits
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=args.clients + 8))
         out = Stats()
         await client([(next(iter(adapters), None), [5, 6, 7])], Stats())
         t0 = time.perf_counter()

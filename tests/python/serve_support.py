@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -72,12 +72,17 @@ class Reference:
         self.model.close()
 
     def tokens(
-        self, prompt: Sequence[int], names: Sequence[str], max_new: int, weights: Optional[Sequence[float]] = None
+        self,
+        prompt: Sequence[int],
+        names: Sequence[str],
+        max_new: int,
+        weights: Optional[Sequence[float]] = None,
+        **search: Any,
     ) -> List[int]:
-        key = (tuple(prompt), tuple(names), max_new, tuple(weights or ()))
+        key = (tuple(prompt), tuple(names), max_new, tuple(weights or ()), tuple(sorted(search.items())))
         if key not in self._cache:
             with GeneratorParams(self.model) as params:
-                params.set_search_options(max_length=len(prompt) + max_new)
+                params.set_search_options(max_length=len(prompt) + max_new, **search)
                 if names:
                     params.set_active_adapters(self.adapters, list(names), list(weights) if weights else None)
                 with Generator(self.model, params) as gen:

@@ -216,17 +216,24 @@ def test_stop_string_ends_the_text(client: Any, ref: Reference) -> None:
     assert chunks[-1].choices[0].finish_reason == "stop"
 
 
-def test_sampling_with_a_seed_is_repeatable(client: Any) -> None:
-    def once(seed: int) -> str:
-        return (
-            client.completions.create(
-                model="a", prompt=PROMPTS[0], max_tokens=NEW, temperature=1.0, top_p=0.9, seed=seed
-            )
-            .choices[0]
-            .text
+def test_sampling_with_a_seed_equals_generation_alone(client: Any, ref: Reference) -> None:
+    """temperature > 0 samples with top_k 0 (no top-k limit, as OpenAI), the given top_p and seed."""
+    outs = []
+    for seed in (7, 7, 8):
+        out = client.completions.create(
+            model="a",
+            prompt=PROMPTS[0],
+            max_tokens=NEW,
+            temperature=0.8,
+            top_p=0.9,
+            seed=seed,
+            extra_body={"return_token_ids": True},
         )
-
-    assert once(7) == once(7)
+        outs.append(out.choices[0].model_dump()["token_ids"])
+    for seed, got in zip((7, 7, 8), outs):
+        expected = ref.tokens(PROMPT_IDS[0], ["a"], NEW, do_sample=True, temperature=0.8, top_p=0.9, top_k=0, seed=seed)
+        assert got == expected
+    assert outs[0] != ref.tokens(PROMPT_IDS[0], ["a"], NEW)  # not greedy
 
 
 # ------------------------------------------------------------------------------------------------ chat
@@ -705,3 +712,15 @@ def test_a_full_queue_is_429_and_a_closed_engine_503(gated: Any) -> None:
         engine.inner.close()  # the real engine refuses with ClosedError
         err = _error(http.post("/v1/completions", json={"model": "a", "prompt": "the", "max_tokens": 2}), 503)
         assert http.get("/v1/models").status_code == 200
+
+
+def test_serve_command_names_prepare_batching_for_an_unprepared_folder() -> None:
+    from serve_support import LORA
+
+    r = subprocess.run(
+        [sys.executable, "-m", "multilora.cli", "serve", str(LORA), "--port", str(free_port())],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 1 and "prepare-batching" in r.stderr, r.stderr
