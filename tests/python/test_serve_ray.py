@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 import time
 import warnings
+from pathlib import Path
 from typing import Any, Dict, Iterator, List
 
 import pytest
@@ -65,6 +68,58 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dict[str, Any]]:
     finally:
         serve.shutdown()
         ray.shutdown()
+
+
+def test_multilora_serve_ray_command(tmp_path: Path) -> None:
+    """``multilora serve --ray --replicas 2`` (its own local Ray; runs before the fixture below starts one here):
+    the routes answer through the ingress, SIGTERM shuts Serve and Ray down and exits 0."""
+    folder = prepare_folder(tmp_path)
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "multilora.cli",
+            "serve",
+            str(folder),
+            "--adapter",
+            f"a={ADAPTER['a']}",
+            "--ray",
+            "--replicas",
+            "2",
+            "--port",
+            str(port),
+            "--api-key",
+            "k",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert proc.poll() is None, proc.communicate()[1].decode(errors="replace")[-3000:]
+            try:
+                if httpx.get(url + "/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the Ray server did not start"
+            time.sleep(0.5)
+        headers = {"Authorization": "Bearer k"}
+        body = {"model": "a", "prompt": PROMPTS[0], "max_tokens": NEW, "temperature": 0}
+        r = httpx.post(url + "/v1/completions", json=body, headers=headers, timeout=TIMEOUT)
+        assert r.status_code == 200 and r.headers[REPLICA_HEADER]
+        assert httpx.post(url + "/v1/completions", json=body, timeout=TIMEOUT).status_code == 401
+    finally:
+        proc.terminate()
+        try:
+            proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0
 
 
 def _strip(body: Dict[str, Any]) -> Dict[str, Any]:

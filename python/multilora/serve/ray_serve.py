@@ -25,7 +25,6 @@ import dataclasses
 import json
 import logging
 import threading
-import time
 from typing import Any, AsyncIterator, Dict, List, Optional
 
 from ray import serve
@@ -249,25 +248,38 @@ class Ingress:
 
 
 def build_ray_app(config: ServeConfig, replicas: int = 2, max_adapters_per_replica: int = 8) -> Any:
-    """The Ray Serve application (``serve.run(build_ray_app(...), name=APP_NAME)``)."""
+    """The Ray Serve application (``serve.run(build_ray_app(...), name=APP_NAME)``).
+
+    Ray Serve lets a replica take 5 requests at once by default; an engine replica takes its batch plus as many
+    waiting (they queue in the engine, which admits them between steps), and the ingress the sum of the replicas'."""
     config_dict = dataclasses.asdict(config)
-    engine = EngineReplica.options(num_replicas=int(replicas)).bind(config_dict, int(max_adapters_per_replica))
-    return Ingress.bind(engine, config_dict)
+    per_replica = 2 * int(config.max_batch_size) + 16
+    engine = EngineReplica.options(num_replicas=int(replicas), max_ongoing_requests=per_replica).bind(
+        config_dict, int(max_adapters_per_replica)
+    )
+    return Ingress.options(max_ongoing_requests=per_replica * int(replicas)).bind(engine, config_dict)
 
 
 def run_ray(
     config: ServeConfig, host: str = "127.0.0.1", port: int = 8000, replicas: int = 2, max_adapters_per_replica: int = 8
 ) -> None:
     """Starts a local Ray (or joins RAY_ADDRESS), deploys, and serves until interrupted."""
+    import signal
+
     import ray
 
     ray.init(ignore_reinit_error=True, include_dashboard=False)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())  # after ray.init, which installs its own handler
     try:
         serve.start(http_options={"host": host, "port": port})
         serve.run(build_ray_app(config, replicas, max_adapters_per_replica), name=APP_NAME, route_prefix="/")
         print(f"multilora serve: {replicas} replicas on Ray Serve at http://{host}:{port}", flush=True)
-        while True:
-            time.sleep(3600)
+        while not stop.wait(3600):
+            pass
+    except KeyboardInterrupt:
+        pass
     finally:
+        serve.delete(APP_NAME)
         serve.shutdown()
         ray.shutdown()
