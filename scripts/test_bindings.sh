@@ -208,21 +208,25 @@ stage "samples print the same numbers and generate the reference tokens" compare
 # Every fenced c / cpp / csharp / java / python block of bindings/README.md is written out with /tmp/ml replaced
 # by the fixtures folder, built and run; its last line must hold the generated tokens reference.json expects.
 readme_snippets() {
-  local d="$out/readme" rc=0 lang log ok
-  rm -rf "$d" && mkdir -p "$d/java" || return 1
-  "$py" - "$d" "$fixtures" <<'EOF' || return 1
+  local root="$out/readme" rc=0 lang log ok d
+  rm -rf "$root" && mkdir -p "$root/java" "$root/engine/java" || return 1
+  d="$root"
+  "$py" - "$root" "$fixtures" <<'EOF' || return 1
 import re, sys, pathlib
 d, fixtures = pathlib.Path(sys.argv[1]), sys.argv[2]
 text = pathlib.Path("bindings/README.md").read_text(encoding="utf-8")
 names = {"c": "demo.c", "cpp": "demo.cpp", "csharp": "demo.cs", "java": "Demo.java", "python": "demo.py"}
 found = 0
-for lang, body in re.findall(r"^```(\w+)\n(.*?)^```", text, flags=re.S | re.M):
+# "```lang" blocks go to d, "```lang engine" blocks (the Engine section) to d/engine
+for lang, variant, body in re.findall(r"^```(\w+)( engine)?\n(.*?)^```", text, flags=re.S | re.M):
     if lang in names:
-        (d / names[lang]).write_text(body.replace("/tmp/ml", fixtures), encoding="utf-8")
+        target = d / "engine" if variant else d
+        (target / names[lang]).write_text(body.replace("/tmp/ml", fixtures), encoding="utf-8")
         found += 1
 print(f"readme: {found} snippets written to {d}")
-sys.exit(0 if found == len(names) else 1)
+sys.exit(0 if found == 2 * len(names) else 1)
 EOF
+  for d in "$root" "$root/engine"; do
   for lang in c cpp csharp java python; do
     log="$d/$lang.txt"
     ok=1
@@ -250,11 +254,12 @@ got = [int(x) for x in re.findall(r"-?\d+", last)]
 print(f"  printed {last.strip()!r}" + ("" if got == want else f", reference.json expects {want}"))
 sys.exit(0 if got == want else 1)
 EOF
-      echo "readme $lang: ok"
+      echo "readme $lang${d#"$root"}: ok"
     else
-      echo "readme $lang: FAILED"
+      echo "readme $lang${d#"$root"}: FAILED"
       rc=1
     fi
+  done
   done
   return $rc
 }

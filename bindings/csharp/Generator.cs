@@ -55,6 +55,15 @@ namespace Multilora
                                 NativeMethods.mlora_generator_params_set_active_adapters);
         }
 
+        /// <summary>Token ids that end a sequence (kept in it, like eos); an empty array clears them.</summary>
+        public void SetStopTokens(int[] tokens)
+        {
+            if (tokens == null) throw new ArgumentNullException("tokens");
+            using (var u = Use())
+                Library.Check(NativeMethods.mlora_generator_params_set_stop_tokens(u.Ptr, tokens,
+                                                                                   Library.Size(tokens.Length)));
+        }
+
         /// <summary>Generators created from these params start with the base model.</summary>
         public void ClearActiveAdapters()
         {

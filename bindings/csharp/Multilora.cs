@@ -395,6 +395,21 @@ namespace Multilora
         protected override bool ReleaseHandle() { NativeMethods.mlora_generator_release(handle); return true; }
     }
 
+    public sealed class EngineHandle : MultiloraHandle
+    {
+        protected override bool ReleaseHandle() { NativeMethods.mlora_engine_release(handle); return true; }
+    }
+
+    public sealed class EngineOptionsHandle : MultiloraHandle
+    {
+        protected override bool ReleaseHandle() { NativeMethods.mlora_engine_options_release(handle); return true; }
+    }
+
+    public sealed class RequestHandle : MultiloraHandle
+    {
+        protected override bool ReleaseHandle() { NativeMethods.mlora_request_release(handle); return true; }
+    }
+
     /// <summary>
     /// Keeps a SafeHandle alive for one native call and gives its pointer; throws INVALID_HANDLE for a disposed
     /// object. <c>using (var u = new Use(h, "Model")) Library.Check(NativeMethods.f(u.Ptr));</c>

@@ -212,8 +212,17 @@ class Engine(_Native):
         return Request(native.submit(params._n(), ids), params, None if self._worker else self)
 
     def step(self) -> bool:
-        """One step of an engine created with ``worker=False``; True while requests are queued or running."""
-        return bool(self._n().step())
+        """One step of an engine created with ``worker=False``; True while requests are queued or running.
+        Raises ClosedError after close()/shutdown()."""
+        native = self._native
+        if native is None:
+            raise ClosedError(f"{self._describe()} is closed")
+        return bool(native.step())
+
+    def shutdown(self) -> None:
+        """Closes the engine without releasing it: every queued and running request finishes "cancelled" with
+        ClosedError, the worker stops, later submits and steps raise ClosedError; stats() still works."""
+        self._n().shutdown()
 
     def stats(self) -> EngineStats:
         return EngineStats(*(int(v) for v in self._n().stats()))

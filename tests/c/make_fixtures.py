@@ -7,8 +7,16 @@ Layout of DIR:
   b.onnx_adapter        rank 3
   x.bin                 float32 [2, 8]
   expect_base.bin, expect_a.bin, expect_b.bin, expect_mix.bin (a*1.0 + b*0.5)   float32 [2, 6]
+  engine/               the builder + Olive generation fixture (tests/python/fixtures/generation/lora) with
+                        model.onnx prepared by prepare_batching (fused kernel), adapters a and b
+  engine_plain/         the same folder unprepared
+  engine/requests.txt   one request per line: "<set> <n> <prompt ids> <m> <expected ids>", set = base, a, b
+                        or a+b; expected = the recorded PyTorch + PEFT greedy ids (max_length = n + new_tokens)
 """
 
+import importlib.util
+import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -68,6 +76,32 @@ def main(out: str) -> None:
     (x @ w + x @ a1 @ b1).astype(np.float32).tofile(d / "expect_a.bin")
     (x @ w + x @ a2 @ b2).astype(np.float32).tofile(d / "expect_b.bin")
     (x @ w + x @ a1 @ b1 + 0.5 * (x @ a2 @ b2)).astype(np.float32).tofile(d / "expect_mix.bin")
+
+    make_engine_fixture(d / "engine")
+
+
+def make_engine_fixture(d: Path) -> None:
+    root = Path(__file__).resolve().parents[2]
+    fx = root / "tests" / "python" / "fixtures" / "generation"
+    source = root / "python" / "multilora" / "prepare_batching.py"
+    spec = importlib.util.spec_from_file_location("prepare_batching", source)
+    assert spec is not None and spec.loader is not None
+    pb = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pb)
+    for folder in (d, d.with_name("engine_plain")):
+        if folder.exists():
+            shutil.rmtree(folder)
+    shutil.copytree(fx / "lora", d.with_name("engine_plain"))
+    shutil.copytree(fx / "lora", d, ignore=shutil.ignore_patterns("model.onnx"))
+    pb.prepare_batching(fx / "lora" / "model.onnx", d / "model.onnx", kernel="fused")
+    ref = json.loads((fx / "reference.json").read_text())
+    lines = []
+    for label in ("base", "a", "b", "a+b"):
+        for p, prompt in enumerate(ref["prompt_ids"]):
+            expect = ref["torch"][label][p]
+            lines.append(" ".join(map(str, [label, len(prompt), *prompt, len(expect), *expect])))
+    (d / "requests.txt").write_text("\n".join(lines) + "\n")
+    (d / "new_tokens.txt").write_text(f"{ref['new_tokens']}\n")
 
 
 if __name__ == "__main__":

@@ -77,6 +77,13 @@ def generation_values(d: Path) -> dict:
         values[f"gen_last_{case}"] = new[-1:]
     if values["gen_sequence_base"] == values["gen_sequence_a"]:
         raise SystemExit("make_fixtures: adapter a changes nothing in the generation reference")
+    # The engine scenario (engine.json): every prompt with max_length = prompt + new_tokens; the expected new
+    # tokens of each (prompt, set) are the recorded PyTorch + PEFT greedy ids.
+    for i, p in enumerate(ref["prompt_ids"]):
+        values[f"engine_prompt_{i}"] = [int(t) for t in p]
+        values[f"engine_max_length_{i}"] = len(p) + int(ref["new_tokens"])
+        for label, key in (("base", "base"), ("a", "a"), ("b", "b"), ("a+b", "ab")):
+            values[f"engine_tokens_{key}_{i}"] = [int(t) for t in ref["torch"][label][i]]
     return values
 
 

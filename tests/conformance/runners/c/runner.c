@@ -28,6 +28,9 @@ typedef enum {
   K_TENSOR,
   K_GEN_PARAMS,
   K_GENERATOR,
+  K_ENGINE_OPTIONS,
+  K_ENGINE,
+  K_REQUEST,
   K_VALUE
 } kind_t;
 
@@ -62,6 +65,9 @@ static void release_handle(kind_t k, void* p) {
     case K_TENSOR: mlora_tensor_release((mlora_tensor_t*)p); break;
     case K_GEN_PARAMS: mlora_generator_params_release((mlora_generator_params_t*)p); break;
     case K_GENERATOR: mlora_generator_release((mlora_generator_t*)p); break;
+    case K_ENGINE_OPTIONS: mlora_engine_options_release((mlora_engine_options_t*)p); break;
+    case K_ENGINE: mlora_engine_release((mlora_engine_t*)p); break;
+    case K_REQUEST: mlora_request_release((mlora_request_t*)p); break;
     case K_VALUE: break;
   }
 }
@@ -625,6 +631,79 @@ static void do_run(ctx_t* c, const json* step) {
   }
 }
 
+/* ---- engine ---------------------------------------------------------------------------------------------- */
+
+/* engine_submit: tokens is a list of ids or {"value_ref": name}. */
+static void do_submit(ctx_t* c, const json* step) {
+  mlora_engine_t* e = (mlora_engine_t*)handle_arg(c, arg(step, "engine"));
+  const mlora_generator_params_t* p = (const mlora_generator_params_t*)handle_arg(c, arg(step, "params"));
+  const json* tokens = value_ref(arg(step, "tokens"));
+  mlora_request_t* r = NULL;
+  size_t n, i;
+  int32_t* ids;
+  if (!tokens || tokens->t != J_ARR) {
+    ctx_error(c, "tokens must be a list of token ids or a value_ref", "");
+    return;
+  }
+  n = tokens->n;
+  ids = (int32_t*)calloc(n ? n : 1, sizeof(int32_t));
+  for (i = 0; i < n; ++i) ids[i] = (int32_t)int_arg(tokens->items[i], 0);
+  if (!c->error[0]) took(c, mlora_engine_submit(e, p, ids, n, &r));
+  free(ids);
+  c->handle = r;
+  c->handle_kind = K_REQUEST;
+}
+
+/* Binding-level engine_run_until_done: engine_step until it reports no work (at most max_steps). */
+static void do_engine_until_done(ctx_t* c, const json* step) {
+  mlora_engine_t* e = (mlora_engine_t*)handle_arg(c, arg(step, "engine"));
+  long long max_steps = int_arg(arg(step, "max_steps"), 4096), steps = 0;
+  int32_t more = 1;
+  if (c->error[0]) return;
+  while (more) {
+    if (steps == max_steps) {
+      ctx_error(c, "work left after max_steps steps", "");
+      return;
+    }
+    took(c, mlora_engine_step(e, &more));
+    if (c->status != MLORA_STATUS_OK) return;
+    ++steps;
+  }
+  json_set(c->values, "steps", json_new_int(steps));
+}
+
+/* request_read (one call: capacity, timeout_ms) and binding-level request_read_all (blocking reads until done). */
+static void do_request_read(ctx_t* c, const json* step, int all) {
+  mlora_request_t* r = (mlora_request_t*)handle_arg(c, arg(step, "request"));
+  size_t cap = (size_t)int_arg(arg(step, "capacity"), 256), n = 0, total = 0, i;
+  int32_t timeout = (int32_t)int_arg(arg(step, "timeout_ms"), all ? -1 : 0), done = 0;
+  int32_t* buf = (int32_t*)calloc(all ? 4096 : (cap ? cap : 1), sizeof(int32_t));
+  json* a;
+  if (c->error[0]) {
+    free(buf);
+    return;
+  }
+  if (all) {
+    int tries;
+    for (tries = 0; tries < 100000 && !done && total < 4096; ++tries) {
+      took(c, mlora_request_read(r, buf + total, 4096 - total, -1, &n, &done));
+      if (c->status != MLORA_STATUS_OK) break;
+      total += n;
+    }
+  } else {
+    took(c, mlora_request_read(r, cap ? buf : NULL, cap, timeout, &n, &done));
+    total = n;
+  }
+  if (c->status == MLORA_STATUS_OK) {
+    a = json_new_arr();
+    for (i = 0; i < total; ++i) json_push(a, json_new_int(buf[i]));
+    json_set(c->values, "tokens", a);
+    json_set(c->values, "count", json_new_int((long long)total));
+    json_set(c->values, "done", json_new_int(done));
+  }
+  free(buf);
+}
+
 /* ---- the calls ------------------------------------------------------------------------------------------- */
 
 static void execute(ctx_t* c, const json* step) {
@@ -902,6 +981,72 @@ static void execute(ctx_t* c, const json* step) {
     do_tokens(c, 0, step);
   } else if (strcmp(call, "generator_get_next_tokens") == 0) {
     do_tokens(c, 1, step);
+  } else if (strcmp(call, "engine_options_create") == 0) {
+    mlora_engine_options_t* o = NULL;
+    took(c, mlora_engine_options_create(&o));
+    c->handle = o;
+    c->handle_kind = K_ENGINE_OPTIONS;
+  } else if (strcmp(call, "engine_options_release") == 0) {
+    mlora_engine_options_release((mlora_engine_options_t*)handle_arg(c, arg(step, "options")));
+  } else if (strcmp(call, "engine_options_set_max_batch_size") == 0) {
+    mlora_engine_options_t* o = (mlora_engine_options_t*)handle_arg(c, arg(step, "options"));
+    if (!c->error[0])
+      took(c, mlora_engine_options_set_max_batch_size(o, (size_t)int_arg(arg(step, "max_batch_size"), 0)));
+  } else if (strcmp(call, "engine_options_set_max_tokens_per_step") == 0) {
+    mlora_engine_options_t* o = (mlora_engine_options_t*)handle_arg(c, arg(step, "options"));
+    if (!c->error[0])
+      took(c, mlora_engine_options_set_max_tokens_per_step(o, (size_t)int_arg(arg(step, "max_tokens"), 0)));
+  } else if (strcmp(call, "engine_options_set_max_queue") == 0) {
+    mlora_engine_options_t* o = (mlora_engine_options_t*)handle_arg(c, arg(step, "options"));
+    if (!c->error[0]) took(c, mlora_engine_options_set_max_queue(o, (size_t)int_arg(arg(step, "max_queue"), 0)));
+  } else if (strcmp(call, "engine_options_set_worker") == 0) {
+    mlora_engine_options_t* o = (mlora_engine_options_t*)handle_arg(c, arg(step, "options"));
+    if (!c->error[0]) took(c, mlora_engine_options_set_worker(o, (int32_t)int_arg(arg(step, "enable"), 1)));
+  } else if (strcmp(call, "engine_create") == 0) {
+    mlora_engine_t* e = NULL;
+    const mlora_model_t* m = (const mlora_model_t*)handle_arg(c, arg(step, "model"));
+    const mlora_engine_options_t* o = (const mlora_engine_options_t*)handle_arg(c, arg(step, "options"));
+    if (!c->error[0]) took(c, mlora_engine_create(m, o, &e));
+    c->handle = e;
+    c->handle_kind = K_ENGINE;
+  } else if (strcmp(call, "engine_release") == 0) {
+    mlora_engine_release((mlora_engine_t*)handle_arg(c, arg(step, "engine")));
+  } else if (strcmp(call, "engine_close") == 0) {
+    mlora_engine_t* e = (mlora_engine_t*)handle_arg(c, arg(step, "engine"));
+    if (!c->error[0]) took(c, mlora_engine_close(e));
+  } else if (strcmp(call, "engine_step") == 0) {
+    mlora_engine_t* e = (mlora_engine_t*)handle_arg(c, arg(step, "engine"));
+    int32_t more = 0;
+    if (!c->error[0]) took(c, mlora_engine_step(e, &more));
+    if (c->status == MLORA_STATUS_OK && !c->error[0]) json_set(c->values, "has_work", json_new_int(more));
+  } else if (strcmp(call, "engine_submit") == 0) {
+    do_submit(c, step);
+  } else if (strcmp(call, "engine_run_until_done") == 0) {
+    do_engine_until_done(c, step);
+  } else if (strcmp(call, "request_read") == 0) {
+    do_request_read(c, step, 0);
+  } else if (strcmp(call, "request_read_all") == 0) {
+    do_request_read(c, step, 1);
+  } else if (strcmp(call, "request_cancel") == 0) {
+    mlora_request_t* r = (mlora_request_t*)handle_arg(c, arg(step, "request"));
+    int32_t cancelled = 0;
+    if (!c->error[0]) took(c, mlora_request_cancel(r, &cancelled));
+    if (c->status == MLORA_STATUS_OK && !c->error[0]) json_set(c->values, "cancelled", json_new_int(cancelled));
+  } else if (strcmp(call, "request_finish_reason") == 0) {
+    const mlora_request_t* r = (const mlora_request_t*)handle_arg(c, arg(step, "request"));
+    mlora_finish_reason_t reason = 0;
+    if (!c->error[0]) took(c, mlora_request_finish_reason(r, &reason));
+    if (c->status == MLORA_STATUS_OK && !c->error[0]) json_set(c->values, "reason", json_new_int(reason));
+  } else if (strcmp(call, "request_usage") == 0) {
+    const mlora_request_t* r = (const mlora_request_t*)handle_arg(c, arg(step, "request"));
+    uint64_t prompt = 0, generated = 0;
+    if (!c->error[0]) took(c, mlora_request_usage(r, &prompt, &generated, NULL, NULL));
+    if (c->status == MLORA_STATUS_OK && !c->error[0]) {
+      json_set(c->values, "prompt_tokens", json_new_int((long long)prompt));
+      json_set(c->values, "generated_tokens", json_new_int((long long)generated));
+    }
+  } else if (strcmp(call, "request_release") == 0) {
+    mlora_request_release((mlora_request_t*)handle_arg(c, arg(step, "request")));
   } else {
     ctx_error(c, "unknown call %s", call);
   }

@@ -396,6 +396,9 @@ namespace Multilora.Conformance
                 case "tensor_release":
                 case "generator_params_release":
                 case "generator_release":
+                case "engine_options_release":
+                case "engine_release":
+                case "request_release":
                     foreach (var v in a.Values)
                         if (v is Var) ((IDisposable)((Var)v).Value).Dispose();
                     return;
@@ -579,6 +582,92 @@ namespace Multilora.Conformance
                     r.Values["len"] = (long)next.Length;
                     return;
                 }
+                case "engine_options_create":
+                    r.Handle = new EngineOptions();
+                    return;
+                case "engine_options_set_max_batch_size":
+                    Obj<EngineOptions>(a, "options").SetMaxBatchSize(Num(a, "max_batch_size", 0));
+                    return;
+                case "engine_options_set_max_tokens_per_step":
+                    Obj<EngineOptions>(a, "options").SetMaxTokensPerStep(Num(a, "max_tokens", 0));
+                    return;
+                case "engine_options_set_max_queue":
+                    Obj<EngineOptions>(a, "options").SetMaxQueue(Num(a, "max_queue", 0));
+                    return;
+                case "engine_options_set_worker":
+                {
+                    long enable = Num(a, "enable", 1);
+                    if (enable != 0 && enable != 1)
+                    {
+                        // the idiomatic setter takes a bool; other values go through the raw layer
+                        var h = Obj<EngineOptions>(a, "options").Handle;
+                        Took(r, NativeMethods.mlora_engine_options_set_worker(h.DangerousGetHandle(), (int)enable));
+                        GC.KeepAlive(h);
+                        return;
+                    }
+                    Obj<EngineOptions>(a, "options").SetWorker(enable == 1);
+                    return;
+                }
+                case "engine_create":
+                    r.Handle = new Engine(Obj<Model>(a, "model"), Obj<EngineOptions>(a, "options"));
+                    return;
+                case "engine_close":
+                    Obj<Engine>(a, "engine").Close();
+                    return;
+                case "engine_step":
+                    r.Values["has_work"] = Obj<Engine>(a, "engine").Step() ? 1L : 0L;
+                    return;
+                case "engine_submit":
+                    r.Handle = Obj<Engine>(a, "engine").Submit(Obj<GeneratorParams>(a, "params"), Ints(a, "tokens"));
+                    return;
+                case "engine_run_until_done":
+                {
+                    var e = Obj<Engine>(a, "engine");
+                    long steps = 0, max = Num(a, "max_steps", 4096);
+                    while (true)
+                    {
+                        if (steps == max)
+                        {
+                            r.Problems.Add("work left after max_steps steps");
+                            return;
+                        }
+                        steps++;
+                        if (!e.Step()) break;
+                    }
+                    r.Values["steps"] = steps;
+                    return;
+                }
+                case "request_read":
+                {
+                    var tokens = new List<int>();
+                    bool more = Obj<Request>(a, "request").Read(tokens, (int)Num(a, "timeout_ms", 0),
+                                                                 (int)Num(a, "capacity", 256));
+                    r.Values["tokens"] = TokenList(tokens.ToArray(), tokens.Count);
+                    r.Values["count"] = (long)tokens.Count;
+                    r.Values["done"] = more ? 0L : 1L;
+                    return;
+                }
+                case "request_read_all":
+                {
+                    int[] all = Obj<Request>(a, "request").ReadAll();
+                    r.Values["tokens"] = TokenList(all, all.Length);
+                    r.Values["count"] = (long)all.Length;
+                    r.Values["done"] = 1L;
+                    return;
+                }
+                case "request_cancel":
+                    r.Values["cancelled"] = Obj<Request>(a, "request").Cancel() ? 1L : 0L;
+                    return;
+                case "request_finish_reason":
+                    r.Values["reason"] = (long)(int)Obj<Request>(a, "request").FinishReason;
+                    return;
+                case "request_usage":
+                {
+                    var u = Obj<Request>(a, "request").Usage;
+                    r.Values["prompt_tokens"] = u.PromptTokens;
+                    r.Values["generated_tokens"] = u.GeneratedTokens;
+                    return;
+                }
                 default:
                     throw new Exception("runner does not know call " + call);
             }
@@ -674,6 +763,15 @@ namespace Multilora.Conformance
             object tmp;
             switch (call)
             {
+                case "engine_submit":
+                {
+                    IntPtr q;
+                    int[] ids = Ints(a, "tokens");
+                    Took(r, NativeMethods.mlora_engine_submit(Ptr(a, "engine"), Ptr(a, "params"), ids,
+                                                              (UIntPtr)(uint)ids.Length, out q));
+                    if (q != IntPtr.Zero) NativeMethods.mlora_request_release(q);
+                    return;
+                }
                 case "model_create":
                 {
                     IntPtr m;

@@ -183,6 +183,9 @@ class CffiBinding(Binding):
                 "tensor": "tensor",
                 "generator_params": "params",
                 "generator": "generator",
+                "engine_options": "options",
+                "engine": "engine",
+                "request": "request",
             }[kind]
             getattr(L, f"mlora_{call}")(h(arg_name))
         elif call in ("model_input_count", "model_output_count", "model_lora_count"):
@@ -280,9 +283,79 @@ class CffiBinding(Binding):
                 r.values["count"] = n[0]
         elif call.startswith("generator") or call == "generate_until_done":
             self.generation(r, call, a, h, keep)
+        elif call.startswith("engine") or call.startswith("request"):
+            self.engine(r, call, a, h)
         else:
             raise NotImplementedError(f"call {call}")
         return r
+
+    def engine(self, r: Result, call: str, a: dict, h) -> None:
+        L = self.lib
+        if call == "engine_options_create":
+            out = ffi.new("mlora_engine_options_t**")
+            if self.took(r, L.mlora_engine_options_create(out)) == 0:
+                r.handle = ("engine_options", out[0])
+        elif call.startswith("engine_options_set_"):
+            key = {"max_batch_size": "max_batch_size", "max_tokens_per_step": "max_tokens", "max_queue": "max_queue"}
+            what = call[len("engine_options_set_") :]
+            value = int(a["enable"]) if what == "worker" else int(a[key[what]])
+            self.took(r, getattr(L, f"mlora_{call}")(h("options"), value))
+        elif call == "engine_create":
+            out = ffi.new("mlora_engine_t**")
+            if self.took(r, L.mlora_engine_create(h("model"), h("options"), out)) == 0:
+                r.handle = ("engine", out[0])
+        elif call == "engine_close":
+            self.took(r, L.mlora_engine_close(h("engine")))
+        elif call == "engine_step":
+            more = ffi.new("int32_t*")
+            if self.took(r, L.mlora_engine_step(h("engine"), more)) == 0:
+                r.values["has_work"] = more[0]
+        elif call == "engine_submit":
+            tokens = [int(t) for t in a["tokens"]]
+            ids = ffi.new("int32_t[]", tokens or [0])
+            out = ffi.new("mlora_request_t**")
+            if self.took(r, L.mlora_engine_submit(h("engine"), h("params"), ids, len(tokens), out)) == 0:
+                r.handle = ("request", out[0])
+        elif call == "engine_run_until_done":
+            more = ffi.new("int32_t*")
+            more[0] = 1
+            steps = 0
+            while more[0]:
+                if steps == a.get("max_steps", 4096):
+                    r.problems.append("work left after max_steps steps")
+                    return
+                if self.took(r, L.mlora_engine_step(h("engine"), more)) != 0:
+                    return
+                steps += 1
+            r.values["steps"] = steps
+        elif call in ("request_read", "request_read_all"):
+            every = call == "request_read_all"
+            cap = 4096 if every else int(a.get("capacity", 256))
+            buf = ffi.new("int32_t[]", max(cap, 1))
+            n, done = ffi.new("size_t*"), ffi.new("int32_t*")
+            tokens: list = []
+            for _ in range(100000 if every else 1):
+                timeout = -1 if every else int(a.get("timeout_ms", 0))
+                if self.took(r, L.mlora_request_read(h("request"), buf if cap else ffi.NULL, cap, timeout, n, done)):
+                    return
+                tokens += [buf[i] for i in range(n[0])]
+                if done[0]:
+                    break
+            r.values.update(tokens=tokens, count=len(tokens), done=done[0])
+        elif call == "request_cancel":
+            c = ffi.new("int32_t*")
+            if self.took(r, L.mlora_request_cancel(h("request"), c)) == 0:
+                r.values["cancelled"] = c[0]
+        elif call == "request_finish_reason":
+            v = ffi.new("mlora_finish_reason_t*")
+            if self.took(r, L.mlora_request_finish_reason(h("request"), v)) == 0:
+                r.values["reason"] = v[0]
+        elif call == "request_usage":
+            p, g = ffi.new("uint64_t*"), ffi.new("uint64_t*")
+            if self.took(r, L.mlora_request_usage(h("request"), p, g, ffi.NULL, ffi.NULL)) == 0:
+                r.values.update(prompt_tokens=p[0], generated_tokens=g[0])
+        else:
+            raise NotImplementedError(f"call {call}")
 
     def generation(self, r: Result, call: str, a: dict, h, keep: list) -> None:
         L = self.lib

@@ -12,7 +12,14 @@ Mapping of the vector calls onto the package (python/multilora):
   .get_search_option(name) / .set_active_adapters / .set_active_adapters_per_row; generator_* ->
   multilora.generation.Generator(model, params).append_tokens / .append_token_sequences / .generate_next_token /
   .is_done() / .get_sequence(i) / .get_next_tokens() / .set_active_adapters_per_row; the binding-level
-  generate_until_done -> `while not g.is_done(): g.generate_next_token()`.
+  generate_until_done -> `while not g.is_done(): g.generate_next_token()`;
+  engine_options_* -> the keyword arguments of ml.Engine(model, max_batch_size=..., max_tokens_per_step=...,
+  max_queue=..., worker=...) (the package has no options object: a dict stands for it); engine_create ->
+  ml.Engine; engine_close -> engine.shutdown(); engine_step -> engine.step(); engine_submit -> engine.submit;
+  binding-level engine_run_until_done -> `while engine.step(): pass`; request_read -> req.read(timeout=0,
+  max_tokens=capacity) (done = req.is_done() once nothing is left); request_read_all -> list(req);
+  request_cancel -> req.cancel(); request_finish_reason -> the C code of req.finish_reason; request_usage ->
+  req.usage.
 Steps the package cannot express are counted as skipped, with the reason printed: "level": "raw" steps (NULL
 handles, explicit buffer capacities, invalid UTF-8 bytes), tensor_create (the package takes numpy arrays, not
 tensor handles) and out-of-range indices (the package returns name lists, it has no per-index call).
@@ -35,7 +42,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "python_common")
 from harness import CODE_OF_NUMPY, Binding, Result, Skip, TensorSpec, Var, main  # noqa: E402
 
 import multilora as ml  # noqa: E402
+from multilora.engine import FINISH_REASONS  # noqa: E402
 from multilora.generation import Generator, GeneratorParams  # noqa: E402
+
+
+class EngineOptionsDict(dict):
+    """Stands for mlora_engine_options_t: the keyword arguments of ml.Engine."""
+
+    def close(self) -> None:
+        pass
 
 
 class PackageBinding(Binding):
@@ -181,6 +196,63 @@ class PackageBinding(Binding):
             r.values["count"] = self.obj(a, "options").active_count
         elif call.startswith("generator") or call == "generate_until_done":
             self._generation(call, a, r)
+        elif call.startswith("engine") or call.startswith("request"):
+            self._engine(call, a, r)
+        else:
+            raise NotImplementedError(f"call {call}")
+
+    def _engine(self, call: str, a: dict[str, Any], r: Result) -> None:
+        reasons = {v: k for k, v in FINISH_REASONS.items()}
+        if call == "engine_options_create":
+            r.handle = EngineOptionsDict()
+        elif call.startswith("engine_options_set_"):
+            what = call[len("engine_options_set_") :]
+            value = {"max_batch_size": "max_batch_size", "max_tokens_per_step": "max_tokens", "max_queue": "max_queue"}
+            opts = self.obj(a, "options")
+            if what == "worker":
+                if a["enable"] not in (0, 1):
+                    raise ml.InvalidArgumentError(f"worker: {a['enable']} is not 0 or 1")
+                opts["worker"] = bool(a["enable"])
+            else:
+                n = int(a[value[what]])
+                low = 0 if what == "max_queue" else 1
+                if n < low:
+                    raise ml.InvalidArgumentError(f"{what} must be >= {low} (got {n})")
+                opts[what] = n
+        elif call == "engine_create":
+            opts = self.obj(a, "options") or {}
+            r.handle = ml.Engine(self.obj(a, "model"), **opts)
+        elif call == "engine_close":
+            self.obj(a, "engine").shutdown()
+        elif call == "engine_step":
+            r.values["has_work"] = int(self.obj(a, "engine").step())
+        elif call == "engine_submit":
+            r.handle = self.obj(a, "engine").submit(self.obj(a, "params"), a["tokens"])
+        elif call == "engine_run_until_done":
+            engine, steps = self.obj(a, "engine"), 0
+            while True:
+                if steps == a.get("max_steps", 4096):
+                    r.problems.append("work left after max_steps steps")
+                    return
+                steps += 1
+                if not engine.step():
+                    break
+            r.values["steps"] = steps
+        elif call == "request_read":
+            req = self.obj(a, "request")
+            tokens = req.read(timeout=a.get("timeout_ms", 0) / 1000.0, max_tokens=a.get("capacity", 256))
+            done = req.is_done() and not req.read(timeout=0)
+            r.values.update(tokens=tokens, count=len(tokens), done=int(done))
+        elif call == "request_read_all":
+            tokens = list(self.obj(a, "request"))
+            r.values.update(tokens=tokens, count=len(tokens), done=1)
+        elif call == "request_cancel":
+            r.values["cancelled"] = int(self.obj(a, "request").cancel())
+        elif call == "request_finish_reason":
+            r.values["reason"] = reasons[self.obj(a, "request").finish_reason]
+        elif call == "request_usage":
+            u = self.obj(a, "request").usage
+            r.values.update(prompt_tokens=u.prompt_tokens, generated_tokens=u.generated_tokens)
         else:
             raise NotImplementedError(f"call {call}")
 

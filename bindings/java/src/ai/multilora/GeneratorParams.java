@@ -50,6 +50,12 @@ public final class GeneratorParams extends NativeObject {
     }
 
     /** Back to the base model. */
+    /** Token ids that end a sequence (kept in it, like eos); an empty array clears them. */
+    public GeneratorParams setStopTokens(int... tokens) {
+        checked(p -> Multilora.lib().mlora_generator_params_set_stop_tokens(p, tokens, Multilora.size(tokens.length)));
+        return this;
+    }
+
     public void clearActiveAdapters() {
         setActiveAdapters(null, new String[0], null);
     }

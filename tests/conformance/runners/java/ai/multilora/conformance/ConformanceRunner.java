@@ -4,6 +4,8 @@ import ai.multilora.Adapter;
 import ai.multilora.Adapters;
 import ai.multilora.BatchSlots;
 import ai.multilora.DType;
+import ai.multilora.Engine;
+import ai.multilora.EngineOptions;
 import ai.multilora.Generator;
 import ai.multilora.GeneratorParams;
 import ai.multilora.Model;
@@ -12,6 +14,8 @@ import ai.multilora.Multilora;
 import ai.multilora.MultiloraException;
 import ai.multilora.MultiloraLibrary;
 import ai.multilora.NativeObject;
+import ai.multilora.Request;
+import ai.multilora.RequestUsage;
 import ai.multilora.RunOptions;
 import ai.multilora.Tensor;
 import com.sun.jna.Memory;
@@ -447,6 +451,9 @@ public final class ConformanceRunner {
             case "tensor_release":
             case "generator_params_release":
             case "generator_release":
+            case "engine_options_release":
+            case "engine_release":
+            case "request_release":
                 for (Object v : a.values()) {
                     if (v instanceof Var) {
                         ((AutoCloseable) ((Var) v).value).close();
@@ -630,6 +637,88 @@ public final class ConformanceRunner {
                 r.values.put("len", (long) next.length);
                 return;
             }
+            case "engine_options_create":
+                r.handle = new EngineOptions();
+                return;
+            case "engine_options_set_max_batch_size":
+                obj(a, "options", EngineOptions.class).setMaxBatchSize(num(a, "max_batch_size", 0));
+                return;
+            case "engine_options_set_max_tokens_per_step":
+                obj(a, "options", EngineOptions.class).setMaxTokensPerStep(num(a, "max_tokens", 0));
+                return;
+            case "engine_options_set_max_queue":
+                obj(a, "options", EngineOptions.class).setMaxQueue(num(a, "max_queue", 0));
+                return;
+            case "engine_options_set_worker": {
+                long enable = num(a, "enable", 1);
+                if (enable != 0 && enable != 1) { // the idiomatic setter takes a boolean; others go through the raw layer
+                    took(r, Multilora.lib().mlora_engine_options_set_worker(ptr(a, "options"), (int) enable));
+                    return;
+                }
+                obj(a, "options", EngineOptions.class).setWorker(enable == 1);
+                return;
+            }
+            case "engine_create":
+                r.handle = new Engine(obj(a, "model", Model.class), obj(a, "options", EngineOptions.class));
+                return;
+            case "engine_close":
+                obj(a, "engine", Engine.class).shutdown();
+                return;
+            case "engine_step":
+                r.values.put("has_work", obj(a, "engine", Engine.class).step() ? 1L : 0L);
+                return;
+            case "engine_submit":
+                r.handle = obj(a, "engine", Engine.class).submit(obj(a, "params", GeneratorParams.class),
+                        ints(a, "tokens"));
+                return;
+            case "engine_run_until_done": {
+                Engine e = obj(a, "engine", Engine.class);
+                long steps = 0;
+                long max = num(a, "max_steps", 4096);
+                while (true) {
+                    if (steps == max) {
+                        r.problems.add("work left after max_steps steps");
+                        return;
+                    }
+                    steps++;
+                    if (!e.step()) {
+                        break;
+                    }
+                }
+                r.values.put("steps", steps);
+                return;
+            }
+            case "request_read": {
+                List<Integer> tokens = new ArrayList<>();
+                boolean more = obj(a, "request", Request.class).read(tokens, (int) num(a, "timeout_ms", 0));
+                int[] t = new int[tokens.size()];
+                for (int i = 0; i < t.length; i++) {
+                    t[i] = tokens.get(i);
+                }
+                r.values.put("tokens", tokenList(t, t.length));
+                r.values.put("count", (long) t.length);
+                r.values.put("done", more ? 0L : 1L);
+                return;
+            }
+            case "request_read_all": {
+                int[] all = obj(a, "request", Request.class).readAll();
+                r.values.put("tokens", tokenList(all, all.length));
+                r.values.put("count", (long) all.length);
+                r.values.put("done", 1L);
+                return;
+            }
+            case "request_cancel":
+                r.values.put("cancelled", obj(a, "request", Request.class).cancel() ? 1L : 0L);
+                return;
+            case "request_finish_reason":
+                r.values.put("reason", (long) obj(a, "request", Request.class).finishReason().ordinal());
+                return;
+            case "request_usage": {
+                RequestUsage u = obj(a, "request", Request.class).usage();
+                r.values.put("prompt_tokens", u.promptTokens);
+                r.values.put("generated_tokens", u.generatedTokens);
+                return;
+            }
             default:
                 throw new IllegalArgumentException("runner does not know call " + call);
         }
@@ -713,6 +802,13 @@ public final class ConformanceRunner {
     private static void executeRaw(String call, Map<String, Object> a, Result r) {
         MultiloraLibrary l = Multilora.lib();
         switch (call) {
+            case "engine_submit": {
+                int[] ids = ints(a, "tokens");
+                PointerByReference out = new PointerByReference();
+                took(r, l.mlora_engine_submit(ptr(a, "engine"), ptr(a, "params"), ids, new MultiloraLibrary.SizeT(ids.length), out));
+                l.mlora_request_release(out.getValue());
+                return;
+            }
             case "model_create": {
                 PointerByReference out = new PointerByReference();
                 took(r, l.mlora_model_create(rawStr(a.get("path")), null, out));
