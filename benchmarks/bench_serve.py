@@ -12,9 +12,10 @@ first token) and inter-token p50/p99 as the client sees them, and the HTTP layer
     python benchmarks/bench_serve.py --model DIR --adapters-dir DIR [--clients 16] [--requests 4] [--max-tokens 64]
     python benchmarks/bench_serve.py             # no --model: a quick smoke on the committed test fixture
 
-The model folder must be prepared for batching (``multilora prepare-batching``); with the bench model of
-``build_llm_bench_model.py`` use ``--model build-bench-llm/<dims>/batched-fused --adapters-dir
-build-bench-llm/<dims>/lora/adapters``.
+The model folder must be prepared for batching (``multilora prepare-batching``). With the engine's bench model
+(``python benchmarks/build_engine_bench_model.py``, numpy + onnx only) use ``--model
+build-bench-engine/h768-l12/batched-fused --adapters-dir build-bench-engine/h768-l12/lora/adapters``; a folder
+without tokenizer.json gets a word-level one (one word per id) in a linked copy.
 """
 
 from __future__ import annotations
@@ -230,6 +231,26 @@ def smoke_model(tmp: str) -> Tuple[str, Dict[str, str]]:
     return dest, adapters
 
 
+def with_tokenizer(model: str, tmp: str, vocab: int) -> str:
+    """The server needs a tokenizer.json (it decodes text); a folder without one (build_engine_bench_model.py's) is
+    linked file by file into a temporary folder with a word-level tokenizer of one word per id added."""
+    if os.path.isfile(os.path.join(model, "tokenizer.json")):
+        return model
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    dest = os.path.join(tmp, os.path.basename(os.path.normpath(model)))
+    os.makedirs(dest)
+    for name in os.listdir(model):
+        os.symlink(os.path.abspath(os.path.join(model, name)), os.path.join(dest, name))
+    words = {"<unk>": 0, "<s>": 1, "</s>": 2, "<pad>": 3}
+    words.update({f"w{i}": i for i in range(4, vocab)})
+    tok = Tokenizer(models.WordLevel(words, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.decoder = decoders.WordPiece(prefix="##")
+    tok.save(os.path.join(dest, "tokenizer.json"))
+    return dest
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", help="GenAI folder prepared for batching (default: a smoke run on the test fixture)")
@@ -258,6 +279,7 @@ def main() -> None:
             args.prompt_min, args.prompt_max = 4, 24
         with open(os.path.join(model, "genai_config.json"), encoding="utf-8") as f:
             cfg = json.load(f)["model"]
+        model = with_tokenizer(model, tmp, int(cfg["vocab_size"]))
         jobs = make_jobs(args, list(adapters), int(cfg["vocab_size"]), int(cfg["context_length"]))
         print(
             f"model {model}: {len(adapters)} adapters; {args.clients} clients x {args.requests} requests, "
