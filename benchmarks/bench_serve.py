@@ -75,6 +75,8 @@ def make_jobs(args: argparse.Namespace, names: List[str], vocab: int, context: i
 
 
 async def http_client(http, url: str, base: str, mine: List[Tuple], max_tokens: int, out: Stats) -> None:
+    """Streams each request; the client's own work is kept small (it shares the machine with the server): token
+    chunks are counted in the raw bytes as they arrive (one ``"token_ids":[id]`` per token), not parsed."""
     for adapter, prompt in mine:
         body = {
             "model": adapter or base,
@@ -91,20 +93,37 @@ async def http_client(http, url: str, base: str, mine: List[Tuple], max_tokens: 
                 out.errors += 1
                 await r.aread()
                 continue
-            async for line in r.aiter_lines():
-                if not line.startswith("data: ") or line == "data: [DONE]":
-                    continue
-                chunk = json.loads(line[6:])
-                ids = chunk["choices"][0].get("token_ids") or [] if chunk.get("choices") else []
-                if not ids:
+            tail = b""
+            async for block in r.aiter_raw():
+                data = tail + block
+                n = data.count(b'"token_ids":[') - data.count(b'"token_ids":[]')
+                tail = data[-16:]
+                n -= tail.count(b'"token_ids":[') - tail.count(b'"token_ids":[]')  # counted again next time
+                if n <= 0:
                     continue
                 now = time.perf_counter()
                 if last is None:
                     out.ttft.append(now - t0)
+                    out.itl.extend([0.0] * (n - 1))
                 else:
                     out.itl.append(now - last)
+                    out.itl.extend([0.0] * (n - 1))
                 last = now
-                out.tokens += len(ids)
+                out.tokens += n
+
+
+async def drive_http(args: argparse.Namespace, url: str, base: str, adapters: Dict[str, str], jobs) -> Stats:
+    import httpx
+
+    out = Stats()
+    limits = httpx.Limits(max_connections=args.clients + 4)
+    async with httpx.AsyncClient(timeout=600, limits=limits) as http:
+        warm = [(next(iter(adapters), None), [5, 6, 7])]
+        await http_client(http, url, base, warm, 2, Stats())
+        t0 = time.perf_counter()
+        await asyncio.gather(*(http_client(http, url, base, m, args.max_tokens, out) for m in jobs))
+        out.wall = time.perf_counter() - t0
+    return out
 
 
 def run_http(args: argparse.Namespace, model: str, adapters: Dict[str, str], jobs, batch: int) -> Stats:
@@ -112,6 +131,9 @@ def run_http(args: argparse.Namespace, model: str, adapters: Dict[str, str], job
 
     from multilora.serve import free_port
 
+    base = os.path.basename(os.path.normpath(model))
+    if args.server_url:  # a server started by hand (e.g. under a profiler) with the same model and adapters
+        return asyncio.run(drive_http(args, args.server_url, base, adapters, jobs))
     port = free_port()
     cmd = [
         sys.executable,
@@ -145,20 +167,7 @@ def run_http(args: argparse.Namespace, model: str, adapters: Dict[str, str], job
             if time.monotonic() > deadline:
                 raise RuntimeError("the server did not start")
             time.sleep(0.2)
-        base = os.path.basename(os.path.normpath(model))
-
-        async def main() -> Stats:
-            out = Stats()
-            limits = httpx.Limits(max_connections=args.clients + 4)
-            async with httpx.AsyncClient(timeout=600, limits=limits) as http:
-                warm = [(next(iter(adapters), None), [5, 6, 7])]
-                await http_client(http, url, base, warm, 2, Stats())
-                t0 = time.perf_counter()
-                await asyncio.gather(*(http_client(http, url, base, m, args.max_tokens, out) for m in jobs))
-                out.wall = time.perf_counter() - t0
-            return out
-
-        return asyncio.run(main())
+        return asyncio.run(drive_http(args, url, base, adapters, jobs))
     finally:
         proc.terminate()
         try:
@@ -263,6 +272,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16, help="--max-batch-size of the batched server and the engine")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--modes", default="http,http-1,engine")
+    ap.add_argument("--server-url", help="mode http: drive this running server instead of starting one")
+    ap.add_argument("--repeats", type=int, default=1, help="runs of every mode, alternating; the median is shown")
     args = ap.parse_args()
 
     tmp = tempfile.mkdtemp(prefix="bench-serve-")
@@ -285,16 +296,29 @@ def main() -> None:
             f"model {model}: {len(adapters)} adapters; {args.clients} clients x {args.requests} requests, "
             f"prompts {args.prompt_min}-{args.prompt_max} tokens, {args.max_tokens} new, greedy, streaming"
         )
+        runs: Dict[str, List[Stats]] = {}
+        for _ in range(args.repeats):  # modes alternate, so load on the machine hits each alike
+            for mode in args.modes.split(","):
+                if mode == "http":
+                    name, stats = f"http (batch {args.batch})", run_http(args, model, adapters, jobs, args.batch)
+                elif mode == "http-1":
+                    name, stats = "http (batch 1)", run_http(args, model, adapters, jobs, 1)
+                elif mode == "engine":
+                    name = f"engine in-process (batch {args.batch})"
+                    stats = run_engine(args, model, adapters, jobs, args.batch)
+                else:
+                    raise SystemExit(f"unknown mode {mode}")
+                runs.setdefault(name, []).append(stats)
         results: Dict[str, Stats] = {}
-        for mode in args.modes.split(","):
-            if mode == "http":
-                results[f"http (batch {args.batch})"] = run_http(args, model, adapters, jobs, args.batch)
-            elif mode == "http-1":
-                results["http (batch 1)"] = run_http(args, model, adapters, jobs, 1)
-            elif mode == "engine":
-                results[f"engine in-process (batch {args.batch})"] = run_engine(args, model, adapters, jobs, args.batch)
-            else:
-                raise SystemExit(f"unknown mode {mode}")
+        for name, stats_list in runs.items():  # the median run by tokens/s, latencies pooled over the runs
+            best = sorted(stats_list, key=lambda st: st.tokens / st.wall)[len(stats_list) // 2]
+            results[name] = Stats(
+                best.tokens,
+                best.wall,
+                [x for st in stats_list for x in st.ttft],
+                [x for st in stats_list for x in st.itl],
+                sum(st.errors for st in stats_list),
+            )
         engine_tps = next((s.tokens / s.wall for k, s in results.items() if k.startswith("engine")), None)
         head = (
             f"{'mode':<30} {'tokens':>7} {'tok/s':>8} {'TTFT p50':>9} {'TTFT p99':>9} {'ITL p50':>8} {'ITL p99':>8} "
