@@ -238,6 +238,22 @@ def _engine_errors() -> Tuple[Tuple[type, ...], Tuple[type, ...]]:
     return busy, closed
 
 
+@dataclass
+class _Flight:
+    """One request on its way through generate()."""
+
+    label: str = "unknown"  # the metrics label: the request's model name once it is known
+    req: Any = None
+    stops: List[str] = field(default_factory=list)
+    ids: List[int] = field(default_factory=list)
+    params: Any = None
+    engine_req: Any = None
+    phase: str = "waiting"  # then "running" from the first token
+    out_ids: List[int] = field(default_factory=list)
+    status: int = 200
+    answered: bool = False
+
+
 class ModelHost:
     """One model served: registry, tokenizer, chat template, engine and metrics."""
 
@@ -527,6 +543,47 @@ class ModelHost:
             raise
         return params
 
+    def _max_tokens(self, req: Any, chat: bool, n_prompt: int) -> int:
+        max_tokens = req.max_tokens
+        if chat and req.max_completion_tokens is not None:
+            max_tokens = req.max_completion_tokens
+        if self.context_length is None:
+            return 256 if max_tokens is None else int(max_tokens)
+        if n_prompt >= self.context_length:
+            raise APIError(
+                400,
+                f"the prompt has {n_prompt} tokens; the model's context is {self.context_length} tokens",
+                param="messages" if chat else "prompt",
+                code="context_length_exceeded",
+            )
+        if max_tokens is None:
+            return self.context_length - n_prompt
+        if n_prompt + max_tokens > self.context_length:
+            raise APIError(
+                400,
+                f"the model's context is {self.context_length} tokens; the prompt has {n_prompt} and max_tokens "
+                f"asks for {max_tokens} more",
+                param="max_tokens",
+                code="context_length_exceeded",
+            )
+        return int(max_tokens)
+
+    def _admit(self, chat: bool, body: Any, flight: _Flight) -> None:
+        """Validates the body and submits the request to the engine (APIError for anything refused)."""
+        req = self._parse(ChatCompletionRequest if chat else CompletionRequest, body)
+        self._unsupported(req, chat)
+        flight.label, names, weights = self._adapter_set(req)
+        stops = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
+        if len(stops) > _MAX_STOPS or any(len(s) > _MAX_STOP_CHARS for s in stops):
+            raise APIError(
+                400, f"stop: at most {_MAX_STOPS} strings of at most {_MAX_STOP_CHARS} characters", param="stop"
+            )
+        flight.req, flight.stops = req, stops
+        flight.ids = self._prompt_ids(req, chat)
+        max_tokens = self._max_tokens(req, chat, len(flight.ids))
+        flight.params = self._params(req, flight.ids, max_tokens, names, weights)
+        flight.engine_req = self._submit(flight.params, flight.ids)
+
     async def generate(self, kind: str, body: Any) -> AsyncIterator[Event]:
         """Events for one completion (kind "completion") or chat completion (kind "chat"); see the module doc."""
         chat = kind == "chat"
@@ -534,99 +591,43 @@ class ModelHost:
         if self._executor_loop is not loop:
             loop.set_default_executor(self._executor)
             self._executor_loop = loop
-        label = "unknown"
-        params = None
-        status = 200
+        flight = _Flight()
         try:
-            req = self._parse(ChatCompletionRequest if chat else CompletionRequest, body)
-            self._unsupported(req, chat)
-            label, names, weights = self._adapter_set(req)
-            stops = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
-            if len(stops) > _MAX_STOPS or any(len(s) > _MAX_STOP_CHARS for s in stops):
-                raise APIError(
-                    400, f"stop: at most {_MAX_STOPS} strings of at most {_MAX_STOP_CHARS} characters", param="stop"
-                )
-            ids = self._prompt_ids(req, chat)
-            max_tokens = req.max_tokens
-            if chat and req.max_completion_tokens is not None:
-                max_tokens = req.max_completion_tokens
-            if self.context_length is not None:
-                if len(ids) >= self.context_length:
-                    raise APIError(
-                        400,
-                        f"the prompt has {len(ids)} tokens; the model's context is {self.context_length} tokens",
-                        param="messages" if chat else "prompt",
-                        code="context_length_exceeded",
-                    )
-                if max_tokens is None:
-                    max_tokens = self.context_length - len(ids)
-                elif len(ids) + max_tokens > self.context_length:
-                    raise APIError(
-                        400,
-                        f"the model's context is {self.context_length} tokens; the prompt has "
-                        f"{len(ids)} and max_tokens asks for {max_tokens} more",
-                        param="max_tokens",
-                        code="context_length_exceeded",
-                    )
-            if max_tokens is None:
-                max_tokens = 256
-            params = self._params(req, ids, max_tokens, names, weights)
-            engine_req = self._submit(params, ids)
+            self._admit(chat, body, flight)
         except APIError as e:
-            if params is not None:
-                params.close()
-            self.metrics.requests.labels(label, str(e.status)).inc()
+            if flight.params is not None:
+                flight.params.close()
+            self.metrics.requests.labels(flight.label, str(e.status)).inc()
             yield ("error", e.status, e.body())
             return
-        self.metrics.prompt_tokens.labels(label).inc(len(ids))
+        req, ids, engine_req = flight.req, flight.ids, flight.engine_req
+        self.metrics.prompt_tokens.labels(flight.label).inc(len(ids))
         rid = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex
-        created = int(time.time())
-        base = {
-            "id": rid,
-            "object": "chat.completion.chunk" if chat else "text_completion",
-            "created": created,
-            "model": req.model,
-        }
-        detok = _Detokenizer(self.tokenizer, ids, self.eos_ids, stops)
-        out_ids: List[int] = []
-        include_usage = bool(req.stream and req.stream_options and req.stream_options.include_usage)
-        finish: Optional[str] = None
+        kind_name = "chat.completion.chunk" if chat else "text_completion"
+        base = {"id": rid, "object": kind_name, "created": int(time.time()), "model": req.model}
+        detok = _Detokenizer(self.tokenizer, ids, self.eos_ids, flight.stops)
         with self._lock:
             self._waiting += 1
-        phase = "waiting"
-        answered = False
         t_submit = time.perf_counter()
         t_last = t_submit
-        gen_counter = self.metrics.generated_tokens.labels(label)
-        stream = engine_req.stream()
+        gen_counter = self.metrics.generated_tokens.labels(flight.label)
         try:
             if req.stream and chat:
-                yield (
-                    "chunk",
-                    dict(
-                        base,
-                        choices=[
-                            {
-                                "index": 0,
-                                "delta": {"role": "assistant", "content": ""},
-                                "logprobs": None,
-                                "finish_reason": None,
-                            }
-                        ],
-                    ),
-                )
-            async for token in stream:
+                first = {"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
+                         "finish_reason": None}  # fmt: skip
+                yield ("chunk", dict(base, choices=[first]))
+            async for token in engine_req.stream():
                 now = time.perf_counter()
-                if phase == "waiting":
+                if flight.phase == "waiting":
                     with self._lock:
                         self._waiting -= 1
                         self._running += 1
-                    phase = "running"
+                    flight.phase = "running"
                     self.metrics.ttft.observe(now - t_submit)
                 else:
                     self.metrics.itl.observe(now - t_last)
                 t_last = now
-                out_ids.append(int(token))
+                flight.out_ids.append(int(token))
                 gen_counter.inc()
                 piece = detok.add(int(token))
                 if req.stream and (piece or req.return_token_ids):
@@ -636,72 +637,68 @@ class ModelHost:
                     yield ("chunk", chunk)
                 if detok.stopped:
                     engine_req.cancel()
-                    finish = "stop"
                     break
-            if finish is None:
-                finish = _finish_reason(getattr(engine_req, "finish_reason", None))
-            if finish == "error":
-                err = getattr(engine_req, "error", None)
-                log.error("request %s failed in the engine: %s", rid, err)
-                status = 500
-                body_err = error_body(f"generation failed: {err}", "internal_error", code="engine_error")
-                yield (("chunk", body_err) if req.stream else ("error", 500, body_err))
-                return
-            if finish == "cancelled":  # the engine was closed under the request
-                status = 503
-                body_err = error_body("the server is shutting down", "service_unavailable")
-                yield (("chunk", body_err) if req.stream else ("error", 503, body_err))
-                return
-            if finish not in ("stop", "length"):
-                finish = "length"
-            tail = detok.finish()
-            if detok.stopped:
-                finish = "stop"
-            usage = {
-                "prompt_tokens": len(ids),
-                "completion_tokens": len(out_ids),
-                "total_tokens": len(ids) + len(out_ids),
-            }
-            answered = True  # what follows is the answer: closing the generator from here on is no disconnect
-            if req.stream:
-                last = self._chunk(base, chat, tail, finish)
-                if req.return_token_ids:
-                    last["choices"][0]["token_ids"] = []
-                if include_usage:
-                    last["usage"] = None
-                yield ("chunk", last)
-                if include_usage:
-                    yield ("chunk", dict(base, choices=[], usage=usage))
-            else:
-                yield (
-                    "response",
-                    self._response(base, chat, detok.text, finish, usage, ids, out_ids, req.return_token_ids),
-                )
-        except GeneratorExit:
-            if not answered:
-                status = 499
+            for event in self._last_events(flight, chat, base, detok):
+                yield event
+        except (GeneratorExit, asyncio.CancelledError):  # the client went away
+            if not flight.answered:
+                flight.status = 499
             raise
-        except BaseException as e:  # cancellation (client gone) or a bug: never take the server down
-            if isinstance(e, asyncio.CancelledError):
-                if not answered:
-                    status = 499
-                raise
-            status = 500
+        except Exception:  # a bug: never take the server down
+            flight.status = 500
             log.exception("request %s failed", rid)
             yield ("error", 500, error_body("internal error", "internal_error"))
         finally:
-            if not engine_req.is_done():
-                engine_req.cancel()  # frees the row at the engine's next step
-            close = getattr(engine_req, "close", None)
-            if close is not None:
-                close()  # the native request handle
-            with self._lock:
-                if phase == "waiting":
-                    self._waiting -= 1
-                else:
-                    self._running -= 1
-            self.metrics.requests.labels(label, str(status)).inc()
-            params.close()
+            self._release(flight)
+
+    def _last_events(self, flight: _Flight, chat: bool, base: Dict[str, Any], detok: _Detokenizer) -> List[Event]:
+        """The events that end a request: its last chunk (and usage chunk), its response, or its error."""
+        req, engine_req, out_ids, n_prompt = flight.req, flight.engine_req, flight.out_ids, len(flight.ids)
+        finish = "stop" if detok.stopped else _finish_reason(getattr(engine_req, "finish_reason", None))
+        if finish in ("error", "cancelled"):
+            if finish == "error":  # the model run failed: the server's fault, not the request's
+                err = getattr(engine_req, "error", None)
+                log.error("request %s failed in the engine: %s", base["id"], err)
+                flight.status, body = (
+                    500,
+                    error_body(f"generation failed: {err}", "internal_error", code="engine_error"),
+                )
+            else:  # the engine was closed under the request
+                flight.status, body = 503, error_body("the server is shutting down", "service_unavailable")
+            return [("chunk", body) if req.stream else ("error", flight.status, body)]
+        if finish not in ("stop", "length"):
+            finish = "length"
+        tail = detok.finish()
+        if detok.stopped:
+            finish = "stop"
+        usage = {"prompt_tokens": n_prompt, "completion_tokens": len(out_ids), "total_tokens": n_prompt + len(out_ids)}
+        flight.answered = True  # what follows is the answer: closing the generator from here on is no disconnect
+        if not req.stream:
+            response = self._response(base, chat, detok.text, finish, usage, flight.ids, out_ids, req.return_token_ids)
+            return [("response", response)]
+        last = self._chunk(base, chat, tail, finish)
+        if req.return_token_ids:
+            last["choices"][0]["token_ids"] = []
+        include_usage = bool(req.stream_options and req.stream_options.include_usage)
+        if not include_usage:
+            return [("chunk", last)]
+        last["usage"] = None
+        return [("chunk", last), ("chunk", dict(base, choices=[], usage=usage))]
+
+    def _release(self, flight: _Flight) -> None:
+        engine_req = flight.engine_req
+        if not engine_req.is_done():
+            engine_req.cancel()  # frees the row at the engine's next step
+        close = getattr(engine_req, "close", None)
+        if close is not None:
+            close()  # the native request handle
+        with self._lock:
+            if flight.phase == "waiting":
+                self._waiting -= 1
+            else:
+                self._running -= 1
+        self.metrics.requests.labels(flight.label, str(flight.status)).inc()
+        flight.params.close()
 
     def _submit(self, params: Any, ids: List[int]) -> Any:
         import numpy as np
