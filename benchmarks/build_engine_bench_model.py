@@ -89,7 +89,8 @@ def build_model(args: argparse.Namespace, path: str) -> List[str]:
         helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch_size", "sequence_length"]),
         helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch_size", "total_sequence_length"]),
     ]
-    outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch_size", "sequence_length", args.vocab])]
+    logits_shape = ["batch_size", "sequence_length", args.vocab]
+    outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, logits_shape)]
     lora_names: List[str] = []
 
     def weight(name: str, shape: tuple, scale: float = 0.02) -> str:

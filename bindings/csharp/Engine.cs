@@ -28,7 +28,7 @@ namespace Multilora
         public double? TimeToFirstToken;
     }
 
-    /// <summary>Options of an Engine (defaults: max batch 16, 256 tokens per step, queue 1024, worker on).</summary>
+    /// <summary>Options of an Engine (defaults: max batch 16, 64 tokens per step, queue 1024, worker on).</summary>
     public sealed class EngineOptions : NativeObject<EngineOptionsHandle>
     {
         public EngineOptions() : base("EngineOptions")
@@ -81,7 +81,7 @@ namespace Multilora
     /// </summary>
     public sealed class Engine : NativeObject<EngineHandle>
     {
-        public Engine(Model model, int maxBatchSize = 16, int maxTokensPerStep = 256, int maxQueue = 1024,
+        public Engine(Model model, int maxBatchSize = 16, int maxTokensPerStep = 64, int maxQueue = 1024,
                       bool worker = true) : base("Engine")
         {
             if (model == null) throw new ArgumentNullException("model");

@@ -1150,7 +1150,7 @@ namespace Multilora.Native
         public static extern int mlora_generator_set_active_adapters_per_row(IntPtr generator, IntPtr adapters, IntPtr[] names, float[] weights, UIntPtr[] row_counts, UIntPtr batch_size);
 
         /// <summary>
-        /// Creates engine options with the defaults: max_batch_size 16, max_tokens_per_step 256, max_queue 1024,
+        /// Creates engine options with the defaults: max_batch_size 16, max_tokens_per_step 64, max_queue 1024,
         /// worker on.
         /// @param[out] out_options owned; release with mlora_engine_options_release.
         /// Returns: OK, INVALID_ARGUMENT, OUT_OF_MEMORY.

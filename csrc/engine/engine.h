@@ -55,10 +55,10 @@ class Engine;
 enum class FinishReason : int32_t { kNone = 0, kLength = 1, kEos = 2, kStop = 3, kCancelled = 4, kError = 5 };
 
 struct EngineOptions {
-  size_t max_batch_size = 16;        // KV rows
-  size_t max_tokens_per_step = 256;  // decode tokens + prefill tokens per step
-  size_t max_queue = 1024;           // requests waiting for a row; over it submit throws BUSY
-  bool worker = true;                // an engine-owned thread steps; otherwise the host calls step()
+  size_t max_batch_size = 16;       // KV rows
+  size_t max_tokens_per_step = 64;  // decode tokens + prefill tokens per step (see docs/notes.md)
+  size_t max_queue = 1024;          // requests waiting for a row; over it submit throws BUSY
+  bool worker = true;               // an engine-owned thread steps; otherwise the host calls step()
 };
 
 struct RequestUsage {

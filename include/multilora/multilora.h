@@ -839,8 +839,11 @@ MLORA_API mlora_status_t mlora_generator_set_active_adapters_per_row(mlora_gener
  * admitted into free rows between steps, as long as the running rows plus the newcomer use at most
  * batch_slots - 1 distinct adapter sets (a request whose set cannot get a slot waits; nothing in use is
  * evicted). A step runs one decode pass for every decoding row, then prefills admitted prompts in chunks
- * with the rest of the step's token budget (max_tokens_per_step). A finished or cancelled request's row is
- * reused by the next request.
+ * with the rest of the step's token budget (max_tokens_per_step). A prompt chunk runs at batch 1 on the
+ * newcomer's row of the KV cache (ONNX Runtime's GroupQueryAttention takes more than one new token per row
+ * over a filled cache only at batch 1); a step lasts one decode pass plus its chunks, so max_tokens_per_step
+ * trades time to first token against the decoding rows' inter-token latency. A finished or cancelled
+ * request's row is reused by the next request.
  * By default a worker thread owned by the engine steps whenever there is work; with the worker disabled
  * the host calls mlora_engine_step (deterministic: which step a request joins is up to the host).
  * Every chosen token is streamed, including the eos or stop token that ends a request.
@@ -854,7 +857,7 @@ typedef int32_t mlora_finish_reason_t;
 #define MLORA_FINISH_ERROR 5     /* the model run failed; mlora_request_error tells why */
 
 /**
- * Creates engine options with the defaults: max_batch_size 16, max_tokens_per_step 256, max_queue 1024,
+ * Creates engine options with the defaults: max_batch_size 16, max_tokens_per_step 64, max_queue 1024,
  * worker on.
  * @param[out] out_options owned; release with mlora_engine_options_release.
  * Returns: OK, INVALID_ARGUMENT, OUT_OF_MEMORY.

@@ -893,7 +893,7 @@ class Generator {
 // Engine
 // ================================================================================================
 
-/** Options of an Engine (defaults: max_batch_size 16, max_tokens_per_step 256, max_queue 1024, worker on). */
+/** Options of an Engine (defaults: max_batch_size 16, max_tokens_per_step 64, max_queue 1024, worker on). */
 class EngineOptions {
  public:
   EngineOptions() {

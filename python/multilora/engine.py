@@ -173,7 +173,7 @@ class Engine(_Native):
         model: Model,
         max_batch_size: int = 16,
         *,
-        max_tokens_per_step: int = 256,
+        max_tokens_per_step: int = 64,
         max_queue: int = 1024,
         worker: bool = True,
     ) -> None:

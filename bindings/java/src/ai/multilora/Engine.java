@@ -14,7 +14,7 @@ public final class Engine extends NativeObject {
     private final boolean worker;
 
     public Engine(Model model) {
-        this(model, 16, 256, 1024, true);
+        this(model, 16, 64, 1024, true);
     }
 
     public Engine(Model model, int maxBatchSize, int maxTokensPerStep, int maxQueue, boolean worker) {

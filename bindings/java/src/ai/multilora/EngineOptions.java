@@ -2,7 +2,7 @@ package ai.multilora;
 
 import com.sun.jna.ptr.PointerByReference;
 
-/** Options of an {@link Engine} (defaults: max batch 16, 256 tokens per step, queue 1024, worker on). */
+/** Options of an {@link Engine} (defaults: max batch 16, 64 tokens per step, queue 1024, worker on). */
 public final class EngineOptions extends NativeObject {
     private boolean worker = true;
 

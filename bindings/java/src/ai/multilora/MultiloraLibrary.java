@@ -1346,7 +1346,7 @@ public interface MultiloraLibrary extends Library {
 
     /**
      * <pre>
-     * Creates engine options with the defaults: max_batch_size 16, max_tokens_per_step 256, max_queue 1024,
+     * Creates engine options with the defaults: max_batch_size 16, max_tokens_per_step 64, max_queue 1024,
      * worker on.
      * &#64;param[out] out_options owned; release with mlora_engine_options_release.
      * Returns: OK, INVALID_ARGUMENT, OUT_OF_MEMORY.
