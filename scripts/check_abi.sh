@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# ABI checks of multilora (STYLE.md rules 20, 36, 37, 45):
+# ABI checks of multilora (docs/conventions.md §1, §4, §6):
 #   1. the header compiles as C99 (-std=c99 -Wall -Wextra -pedantic -Werror; two translation units, one of
 #      them including it twice, linked together) and as C++17 with the same warnings;
 #   2. export coverage: the mlora_* symbols the built libmultilora.so exports (nm -D --defined-only) ==

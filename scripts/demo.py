@@ -71,7 +71,7 @@ def main() -> int:
             if base_logits is None:
                 base_logits = logits
             delta = float(np.abs(logits - base_logits).max())
-            rank = sum(adapters.info(n).rank for n in names)
+            rank = sum(adapters.get(n).rank for n in names)
             print(
                 f"{label:<20} {rank:>5} {int(last.argmax()):>10} {float(last.max()):>9.4f} {delta:>16.4f} "
                 f"{err:>17.2e} {ms:>7.2f}"

@@ -44,9 +44,17 @@ for t in "${targets[@]}"; do
   log="$build/$t.log"
   echo "---- $t: ${seconds}s from $(ls "$seeds" | wc -l) seeds ($work)"
   # -rss_limit_mb: a parser that tries to allocate what a header claims is a finding, not an OOM of the box.
-  # -max_len 64 KiB: seeds are < 4 KiB; longer inputs add time, not coverage.
-  if (cd "$build" && "./$t" -max_total_time="$seconds" -rss_limit_mb=2048 -max_len=65536 -timeout=10 \
-        "${extra[@]}" -print_final_stats=1 "$work" "$seeds" >"$log" 2>&1); then
+  # -max_len: 64 KiB for the binary adapter format (seeds are < 4 KiB; longer inputs add time, not coverage);
+  # 1 MiB for the JSON readers, where nesting depth matters (deep nesting once overflowed the stack), with a
+  # dictionary of JSON tokens and the keys the readers look up.
+  max_len=65536
+  dict=()
+  if [[ "$t" == fuzz_genai_config || "$t" == fuzz_safetensors ]]; then
+    max_len=1048576
+    dict=(-dict="$here/tests/fuzz/json.dict")
+  fi
+  if (cd "$build" && "./$t" -max_total_time="$seconds" -rss_limit_mb=2048 -max_len="$max_len" -timeout=10 \
+        "${dict[@]}" "${extra[@]}" -print_final_stats=1 "$work" "$seeds" >"$log" 2>&1); then
     grep -E "^(stat::number_of_executed_units|stat::new_units_added|stat::peak_rss_mb)|Done [0-9]+ runs" "$log" | tr '\n' ' '
     echo
   else

@@ -3,15 +3,22 @@
 
 Reads include/multilora/multilora.h (the single source of truth) and writes
   bindings/csharp/NativeMethods.g.cs                   C# P/Invoke (DllImport, Cdecl; compiles with Mono mcs)
+  bindings/csharp/Status.g.cs, DType.g.cs              C# constant classes: every MLORA_STATUS_* / MLORA_DTYPE_*
+  bindings/csharp/<Object>Handle.g.cs                  one SafeHandle per handle type (mlora_<object>_t), whose
+                                                       ReleaseHandle calls mlora_<object>_release
   bindings/java/src/ai/multilora/MultiloraLibrary.java JNA interface (Native.load, UTF-8 strings)
+  bindings/java/src/ai/multilora/Status.java, DType.java   Java constant classes (the same sets)
+  python/multilora/_constants.py                       Python tables: statuses, dtypes, load flags (and every
+                                                       other MLORA_<GROUP>_* group listed in CONSTANT_GROUPS)
+A status or dtype added to the header reaches every language by re-running this script.
 
-The header is read line by line, which its own rules make possible (STYLE.md section 1):
+The header is read line by line, which its own rules make possible (docs/conventions.md §1):
   * a function is one line `MLORA_API [MLORA_DEPRECATED("hint")] <ret> mlora_<name>(<params>);`, documented by the
     `/** ... */` block right above it (declarations that directly follow one another share that block);
   * constants are `#define MLORA_<NAME> <integer or string>` (a trailing `/* comment */` becomes their doc);
   * types are `typedef int32_t mlora_x_t;` (scalar aliases) and `typedef struct x mlora_x_t;` (opaque handles).
 
-One type map (STYLE.md rule 39) turns each C parameter into a C# and a Java type; a parameter shape the map does
+One type map (docs/conventions.md §4) turns each C parameter into a C# and a Java type; a parameter shape the map does
 not know stops the generator with an error naming it, so the map grows on purpose, never by accident.
 
 Usage:
@@ -21,7 +28,10 @@ Usage:
   python3 scripts/gen_bindings.py --names    print the declared function names (scripts/check_abi.sh uses it)
   python3 scripts/gen_bindings.py --signatures   print each function's C signature, one a line (the marshalling
                                                  checks in bindings/*/tests compare the shims against it)
-  python3 scripts/gen_bindings.py --lint-ownership   list pointer parameters whose doc has no ownership word
+  python3 scripts/gen_bindings.py --lint-ownership   list pointer parameters (inputs, outputs and caller
+                                                     buffers) whose doc has no ownership word, and names one
+                                                     parameter spelling that gets different words in different
+                                                     functions of the same kind (scripts/lint.sh runs it)
 """
 
 from __future__ import annotations
@@ -37,14 +47,23 @@ ROOT = Path(__file__).resolve().parent.parent
 HEADER = ROOT / "include" / "multilora" / "multilora.h"
 HEADER_REL = "include/multilora/multilora.h"
 CS_OUT = ROOT / "bindings" / "csharp" / "NativeMethods.g.cs"
-JAVA_OUT = ROOT / "bindings" / "java" / "src" / "ai" / "multilora" / "MultiloraLibrary.java"
+JAVA_DIR = ROOT / "bindings" / "java" / "src" / "ai" / "multilora"
+JAVA_OUT = JAVA_DIR / "MultiloraLibrary.java"
+CS_DIR = ROOT / "bindings" / "csharp"
+CS_STATUS_OUT = ROOT / "bindings" / "csharp" / "Status.g.cs"
+CS_DTYPE_OUT = ROOT / "bindings" / "csharp" / "DType.g.cs"
+JAVA_STATUS_OUT = JAVA_DIR / "Status.java"
+JAVA_DTYPE_OUT = JAVA_DIR / "DType.java"
+PY_OUT = ROOT / "python" / "multilora" / "_constants.py"
+# MLORA_<GROUP>_<NAME> groups carried into the Python tables (a group absent from the header is left out).
+CONSTANT_GROUPS = ("STATUS", "DTYPE", "LOAD", "FINISH")
 GENERATOR = "scripts/gen_bindings.py"
 
 # Macros that are part of the header's machinery, not constants of the API.
 NOT_CONSTANTS = {"MLORA_API", "MLORA_DEPRECATED", "MLORA_BUILDING_LIBRARY"}
 OWNERSHIP_WORDS = ("owned", "borrowed", "copied")
 
-# C scalar types that cross the ABI (STYLE.md rule 6). typedefs of these are added from the header.
+# C scalar types that cross the ABI (docs/conventions.md §1). typedefs of these are added from the header.
 SCALARS = {"int32_t", "int64_t", "uint32_t", "uint64_t", "float", "double", "size_t"}
 
 
@@ -523,7 +542,7 @@ def emit_csharp(h: Header) -> str:
         "// Type map: int32_t->int, int64_t->long, uint64_t->ulong, float/double, size_t->UIntPtr, handle->IntPtr,",
         "// out handle->out IntPtr, input string->byte[] (UTF-8 + NUL), string/handle arrays->IntPtr[],",
         "// caller buffers->byte[]/long[]/int[], const void*->IntPtr, returned const char*->IntPtr (borrowed UTF-8).",
-        "// Use the idiomatic classes in Multilora.cs unless you need the raw calls.",
+        "// Use the idiomatic classes beside this file (Library.cs, Model.cs, ...) unless you need the raw calls.",
         "",
         "using System;",
         "using System.Runtime.InteropServices;",
@@ -680,8 +699,173 @@ def emit_java(h: Header) -> str:
     return "\n".join(L)
 
 
+def group(h: Header, prefix: str) -> list[tuple[str, Constant]]:
+    """(short name, constant) of every integer MLORA_<prefix>_* constant, in header order."""
+    head = f"MLORA_{prefix}_"
+    return [(c.name[len(head) :], c) for c in h.constants if c.name.startswith(head) and not c.is_string]
+
+
+def pascal(short: str) -> str:
+    """NOT_FOUND -> NotFound; for dtypes: UINT8 -> UInt8, BFLOAT16 -> BFloat16, FLOAT32 -> Float32."""
+    out = []
+    for part in short.lower().split("_"):
+        m = re.fullmatch(r"(u|b)?(int|float|bool)(\d*)", part)
+        if m:
+            out.append((m.group(1) or "").upper() + m.group(2).capitalize() + m.group(3))
+        else:
+            out.append(part.capitalize())
+    return "".join(out)
+
+
+def emit_csharp_constants(h: Header, prefix: str, cls: str, summary: str) -> str:
+    L = banner(h, "//")
+    L += [
+        "",
+        "namespace Multilora",
+        "{",
+        f"    /// <summary>{xml_escape(summary)}</summary>",
+        f"    public static class {cls}",
+        "    {",
+    ]
+    for short, c in group(h, prefix):
+        if c.doc:
+            L.append(f"        /// <summary>{xml_escape(c.doc)}</summary>")
+        L.append(f"        public const int {pascal(short)} = Native.NativeMethods.{c.name};")
+    L += ["    }", "}", ""]
+    return "\n".join(L)
+
+
+def handle_classes(h: Header) -> dict[str, str]:
+    """C# SafeHandle class name -> release function, for every handle typedef mlora_<object>_t."""
+    names = {f.name for f in h.functions}
+    out = {}
+    for typedef in h.handles:
+        obj = typedef[len("mlora_") : -len("_t")]
+        release = f"mlora_{obj}_release"
+        if release not in names:
+            raise GenError(f"handle type {typedef} has no {release}")
+        out[pascal(obj) + "Handle"] = release
+    return out
+
+
+def emit_csharp_handle(h: Header, cls: str, release: str) -> str:
+    typedef = release[: -len("_release")] + "_t"
+    L = banner(h, "//")
+    L += [
+        "",
+        "using Multilora.Native;",
+        "",
+        "namespace Multilora",
+        "{",
+        f"    /// <summary>SafeHandle of a {typedef}: ReleaseHandle calls {release}.</summary>",
+        f"    public sealed class {cls} : MultiloraHandle",
+        "    {",
+        f"        protected override bool ReleaseHandle() {{ NativeMethods.{release}(handle); return true; }}",
+        "    }",
+        "}",
+        "",
+    ]
+    return "\n".join(L)
+
+
+def emit_java_constants(h: Header, prefix: str, cls: str, summary: str) -> str:
+    L = banner(h, "//")
+    L += ["package ai.multilora;", "", f"/** {java_doc_escape(summary)} */", f"public final class {cls} {{"]
+    for short, c in group(h, prefix):
+        if c.doc:
+            L.append(f"    /** {java_doc_escape(c.doc)} */")
+        L.append(f"    public static final int {short} = MultiloraLibrary.{c.name};")
+    L += ["", f"    private {cls}() {{}}", "}", ""]
+    return "\n".join(L)
+
+
+def emit_python(h: Header) -> str:
+    L = banner(h, "#")
+    L += [
+        '"""Constants of multilora.h for the Python package: one table per MLORA_<GROUP>_* group."""',
+        "",
+        "from typing import Dict",
+        "",
+        "ABI_VERSION = " + h.abi_version,
+        "",
+    ]
+    for prefix in CONSTANT_GROUPS:
+        members = group(h, prefix)
+        if not members:
+            continue
+        L.append(f"#: MLORA_{prefix}_<NAME> -> value, keyed by <NAME>")
+        L.append(f"{prefix}: Dict[str, int] = {{")
+        for short, c in members:
+            L.append(f'    "{short}": {c.value},' + (f"  # {c.doc}" if c.doc else ""))
+        L.append("}")
+        L.append(f"#: value -> full constant name (MLORA_{prefix}_<NAME>)")
+        L.append(f'{prefix}_NAMES: Dict[int, str] = {{v: "MLORA_{prefix}_" + k for k, v in {prefix}.items()}}')
+        L.append("")
+    L.pop()
+    L.append("")
+    return "\n".join(L)
+
+
+STATUS_DOC = "The C statuses (MLORA_STATUS_*): every value a call can fail with."
+DTYPE_DOC = "Element types, numbered as ONNX TensorProto.DataType (the C MLORA_DTYPE_* values)."
+
+
 def outputs(h: Header) -> dict[Path, str]:
-    return {CS_OUT: emit_csharp(h), JAVA_OUT: emit_java(h)}
+    return {
+        CS_OUT: emit_csharp(h),
+        CS_STATUS_OUT: emit_csharp_constants(h, "STATUS", "Status", STATUS_DOC),
+        CS_DTYPE_OUT: emit_csharp_constants(h, "DTYPE", "DType", DTYPE_DOC),
+        JAVA_OUT: emit_java(h),
+        JAVA_STATUS_OUT: emit_java_constants(h, "STATUS", "Status", STATUS_DOC),
+        JAVA_DTYPE_OUT: emit_java_constants(h, "DTYPE", "DType", DTYPE_DOC),
+        PY_OUT: emit_python(h),
+        **{CS_DIR / f"{cls}.g.cs": emit_csharp_handle(h, cls, rel) for cls, rel in handle_classes(h).items()},
+    }
+
+
+# Parameter kinds that must carry an ownership word: every pointer but the receiver and scalar out-params
+# (out_count, out_len, ...: plain values written for the caller). Caller buffers (char_buf, scalar_buf) are
+# "borrowed for the call": the library writes into them during the call and keeps no pointer.
+OWNERSHIP_KINDS = (
+    "handle",
+    "handle_arr",
+    "str",
+    "str_arr",
+    "data",
+    "handle_out",
+    "handle_out_arr",
+    "data_out",
+    "char_buf",
+    "scalar_buf",
+    "scalar_arr",
+)
+
+
+def lint_ownership(h: Header) -> int:
+    """Every pointer parameter of OWNERSHIP_KINDS has an ownership word, and one parameter spelling of one kind
+    has the same word in every function (a string `name` is not "copied" in one setter and "borrowed" in its
+    twin); a function whose name carries the word (mlora_tensor_create_borrowed) may differ on purpose."""
+    problems = 0
+    seen: dict[tuple[str, str], dict[str, list[str]]] = {}
+    for f in h.functions:
+        for idx, p in enumerate(f.params):
+            if idx == 0 and p.kind == "handle":
+                continue  # the receiver: borrowed for the call by convention
+            if p.kind not in OWNERSHIP_KINDS:
+                continue
+            word = ownership(f, p)
+            if not word:
+                print(f"{f.name}: {p.name} ({p.ctype}) has no ownership word")
+                problems += 1
+            elif word not in f.name:
+                seen.setdefault((p.kind, p.name), {}).setdefault(word, []).append(f.name)
+    for (kind, name), words in sorted(seen.items()):
+        if len(words) > 1:
+            detail = "; ".join(f"{w} in {', '.join(fs)}" for w, fs in sorted(words.items()))
+            print(f"parameter {name} ({kind}) has different ownership words: {detail}")
+            problems += 1
+    print(f"{problems} ownership problems")
+    return 1 if problems else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -723,28 +907,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(h.functions)} functions, {len(h.constants)} constants, {len(h.handles)} handle types")
         return 0
     if args.lint_ownership:
-        missing = 0
-        for f in h.functions:
-            for idx, p in enumerate(f.params):
-                if idx == 0 and p.kind == "handle":
-                    continue  # the receiver: borrowed for the call by convention
-                if p.kind in (
-                    "handle",
-                    "handle_arr",
-                    "str",
-                    "str_arr",
-                    "data",
-                    "handle_out",
-                    "handle_out_arr",
-                    "data_out",
-                ) and not ownership(f, p):
-                    print(f"{f.name}: {p.name} ({p.ctype}) has no ownership word")
-                    missing += 1
-        print(f"{missing} pointer parameters without an ownership word")
-        return 1 if missing else 0
+        return lint_ownership(h)
     gen = outputs(h)
+    # A generated C# file the header no longer asks for (a removed handle type) is stale too.
+    leftovers = [p for p in sorted(CS_DIR.glob("*.g.cs")) if p not in gen]
     if args.check:
-        stale = 0
+        stale = len(leftovers)
+        for path in leftovers:
+            print(f"{path.relative_to(ROOT)}: generated file the header no longer produces")
         for path, text in gen.items():
             old = path.read_text(encoding="utf-8") if path.exists() else ""
             if old != text:
@@ -762,6 +932,9 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"gen_bindings --check: {len(gen)} files up to date ({len(h.functions)} functions)")
         return 0
+    for path in leftovers:
+        path.unlink()
+        print(f"removed {path.relative_to(ROOT)}")
     for path, text in gen.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.exists() or path.read_text(encoding="utf-8") != text:

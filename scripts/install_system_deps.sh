@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test command needs when they are missing (as root; otherwise it
 # only says what is missing). mono-mcs: C# compiler + runtime for the C# bindings; libjna-java: JNA
-# for the Java bindings; default-jdk-headless: javac/java; abigail-tools: the ABI baseline check;
+# for the Java bindings; default-jdk-headless: javac/java; abigail-tools: the ABI baseline check; pkgconf:
+# pkg-config for the C consumer test (scripts/test_consumers.sh);
 # cmake/g++/make come with the machine (cmake also from PyPI).
 set -euo pipefail
-pkgs=(mono-mcs libjna-java abigail-tools default-jdk-headless)
+pkgs=(mono-mcs libjna-java abigail-tools default-jdk-headless pkgconf)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

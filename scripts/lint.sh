@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Style checks: ruff (lint + format check) on Python, clang-format on C/C++, generated shims up to date.
+# Style checks: ruff (lint + format check) on Python, clang-format on C/C++, generated shims up to date, and an
+# ownership word on every pointer parameter of the header, caller buffers included (gen_bindings.py --lint-ownership).
 # Tools are pinned and installed into the project venv from PyPI. `--fix` rewrites instead of checking.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -20,4 +21,5 @@ else
   "$venv/bin/clang-format" --dry-run -Werror $cxx_files
 fi
 "$venv/bin/python" scripts/gen_bindings.py --check
+"$venv/bin/python" scripts/gen_bindings.py --lint-ownership >/dev/null || { "$venv/bin/python" scripts/gen_bindings.py --lint-ownership; exit 1; }
 echo "lint: ok"

@@ -61,11 +61,14 @@ fi
 if [[ "$only" != --c-only ]]; then
   step "Python suite (pytest) on the instrumented extension"
   t2=$SECONDS
-  # A package folder: the pure-Python sources plus the instrumented _core and libmultilora.
+  # A package folder laid out as the wheel: the pure-Python sources, the instrumented _core, libmultilora.so.N
+  # (the one file its soname names) and the headers.
   pkg="$build/pypkg"
-  rm -rf "$pkg" && mkdir -p "$pkg/multilora"
+  rm -rf "$pkg" && mkdir -p "$pkg/multilora/include/multilora"
   cp -r python/multilora/. "$pkg/multilora/"
-  cp "$build"/_core*.so "$build"/libmultilora.so* "$pkg/multilora/"
+  lib="$(readlink -f "$build/libmultilora.so")"
+  cp "$build"/_core*.so "$lib" "$pkg/multilora/"
+  cp include/multilora/multilora.h include/multilora/multilora.hpp "$pkg/multilora/include/multilora/"
   leaks="${MLORA_SANITIZE_PY_LEAKS:-0}"
   (
     cd tests/python

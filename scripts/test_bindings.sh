@@ -105,9 +105,16 @@ build_c() {
 build_cpp() {
   g++ -std=c++17 "${cflags[@]}" bindings/samples/cpp/sample.cpp -L"$lib_dir" -lmultilora -o "$out/sample_cpp"
 }
+# The C# and Java artifacts (Multilora.dll, multilora-<version>.jar) come from scripts/build_bindings.sh (the files
+# Multilora.csproj and pom.xml describe); the runners, samples and checks build against them, not the sources.
+version="$(sed -nE 's/^#define MLORA_VERSION_STRING "([0-9.]+)".*/\1/p' include/multilora/multilora.h)"
+jar="$out/artifacts/multilora-$version.jar"
+javacp="$jna:$jar:$out/java"
+build_artifacts() {
+  rm -rf "$out/artifacts" && bash scripts/build_bindings.sh "$out/artifacts"
+}
 build_csharp() {
-  mkdir -p "$out/csharp" &&
-    mcs -nologo -warnaserror+ -target:library -out:"$out/csharp/Multilora.dll" bindings/csharp/*.cs &&
+  rm -rf "$out/csharp" && mkdir -p "$out/csharp" && cp "$out/artifacts/Multilora.dll" "$out/csharp/" &&
     mcs -nologo -out:"$out/csharp/conformance_csharp.exe" -r:"$out/csharp/Multilora.dll" tests/conformance/runners/csharp/*.cs &&
     mcs -nologo -out:"$out/csharp/sample_csharp.exe" -r:"$out/csharp/Multilora.dll" bindings/samples/csharp/Sample.cs &&
     mcs -nologo -out:"$out/csharp/raw_layer_check.exe" -r:"$out/csharp/Multilora.dll" bindings/csharp/tests/RawLayerCheck.cs &&
@@ -115,8 +122,7 @@ build_csharp() {
 }
 build_java() {
   rm -rf "$out/java" && mkdir -p "$out/java" &&
-    javac -Xlint:all -Werror -d "$out/java" -cp "$jna" bindings/java/src/ai/multilora/*.java &&
-    javac -Xlint:all -Xlint:-serial -d "$out/java" -cp "$jna:$out/java" \
+    javac -Xlint:all -Xlint:-serial -d "$out/java" -cp "$jna:$jar" \
       tests/conformance/runners/java/ai/multilora/conformance/*.java bindings/samples/java/Sample.java \
       bindings/java/tests/RawLayerCheck.java bindings/java/tests/WrapperCheck.java
 }
@@ -126,16 +132,17 @@ if [[ -f include/multilora/multilora.hpp ]]; then
   have_hpp=1
   stage "build C++ sample (multilora.hpp, C++17 -Werror)" build_cpp
 fi
-stage "build C# bindings, runner, sample (mcs)" build_csharp
-stage "build Java bindings, runner, sample (javac)" build_java
+stage "build Multilora.dll and multilora-$version.jar (scripts/build_bindings.sh)" build_artifacts
+stage "build C# runner, sample, checks against Multilora.dll (mcs)" build_csharp
+stage "build Java runner, sample, checks against the jar (javac)" build_java
 
 # ---- marshalling: reflection over the generated raw layers against the header's C types ---------------------
 "$py" scripts/gen_bindings.py --signatures >"$out/signatures.txt"
 stage "marshalling: C# raw layer (reflection)" mono "$out/csharp/raw_layer_check.exe" "$out/signatures.txt"
-stage "marshalling: Java raw layer (reflection)" java -cp "$jna:$out/java" RawLayerCheck "$out/signatures.txt"
+stage "marshalling: Java raw layer (reflection)" java -cp "$javacp" RawLayerCheck "$out/signatures.txt"
 # Wrapper-level argument checks (weights vs names/rows) of the idiomatic C# and Java classes.
 stage "wrapper checks: C#" mono "$out/csharp/wrapper_check.exe" "$fixtures/generation/lora"
-stage "wrapper checks: Java" java -Djna.library.path="$MLORA_LIB_DIR" -cp "$jna:$out/java" WrapperCheck \
+stage "wrapper checks: Java" java -Djna.library.path="$MLORA_LIB_DIR" -cp "$javacp" WrapperCheck \
   "$fixtures/generation/lora"
 
 # ---- samples ------------------------------------------------------------------------------------------------
@@ -154,7 +161,7 @@ if ((have_hpp)); then
   stage "sample C++" bash -c '"$0/sample_cpp" "$@" | tee "$0/sample_cpp.txt"' "$out" "${sample_args[@]}"
 fi
 stage "sample C#" bash -c 'mono "$0/csharp/sample_csharp.exe" "$@" | tee "$0/sample_csharp.txt"' "$out" "${sample_args[@]}"
-stage "sample Java" bash -c 'java -Djna.library.path="$MLORA_LIB_DIR" -cp "'"$jna"':$0/java" Sample "$@" | tee "$0/sample_java.txt"' \
+stage "sample Java" bash -c 'java -Djna.library.path="$MLORA_LIB_DIR" -cp "'"$javacp"'" Sample "$@" | tee "$0/sample_java.txt"' \
   "$out" "${sample_args[@]}"
 compare_samples() {
   "$py" - "$out" "$fixtures/generation/reference.json" "$gen_new" <<'EOF'
@@ -235,8 +242,8 @@ EOF
       cpp) g++ -std=c++17 "${cflags[@]}" "$d/demo.cpp" -L"$lib_dir" -lmultilora -o "$d/demo_cpp" && "$d/demo_cpp" >"$log" || ok=0 ;;
       csharp) mcs -nologo -out:"$d/demo.exe" -r:"$out/csharp/Multilora.dll" "$d/demo.cs" &&
         MONO_PATH="$out/csharp" mono "$d/demo.exe" >"$log" || ok=0 ;;
-      java) javac -d "$d/java" -cp "$jna:$out/java" "$d/Demo.java" &&
-        java -Djna.library.path="$lib_dir" -cp "$jna:$out/java:$d/java" Demo >"$log" || ok=0 ;;
+      java) javac -d "$d/java" -cp "$jna:$jar" "$d/Demo.java" &&
+        java -Djna.library.path="$lib_dir" -cp "$jna:$jar:$d/java" Demo >"$log" || ok=0 ;;
       python)
         if ! "$py" -c "import multilora.generation" 2>/dev/null; then
           echo "readme python: skipped (multilora not importable)"
@@ -276,7 +283,7 @@ else
   stage "conformance: Python package (multilora is not importable: run scripts/setup_env.sh)" false
 fi
 stage "conformance: C#" mono "$out/csharp/conformance_csharp.exe" "$vectors" "$fixtures"
-stage "conformance: Java" java -Djna.library.path="$lib_dir" -cp "$jna:$out/java" \
+stage "conformance: Java" java -Djna.library.path="$lib_dir" -cp "$javacp" \
   ai.multilora.conformance.ConformanceRunner "$vectors" "$fixtures"
 
 say "summary"

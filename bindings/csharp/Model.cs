@@ -1,4 +1,4 @@
-// Idiomatic C# layer: ModelOptions and Model (see Multilora.cs for the rules every wrapper follows).
+// Idiomatic C# layer: Model. See Library.cs for the rules every wrapper follows.
 
 using System;
 using System.Collections.Generic;
@@ -6,92 +6,6 @@ using Multilora.Native;
 
 namespace Multilora
 {
-    /// <summary>Options used when creating a model: ONNX Runtime log level, threads, session config entries.</summary>
-    public sealed class ModelOptions : NativeObject<ModelOptionsHandle>
-    {
-        public ModelOptions() : base("ModelOptions")
-        {
-            IntPtr p;
-            Library.Check(NativeMethods.mlora_model_options_create(out p));
-            Adopt(p);
-        }
-
-        /// <summary>Severity from which ONNX Runtime messages are printed (0 verbose .. 4 fatal).</summary>
-        public int LogLevel
-        {
-            set
-            {
-                using (var u = Use()) Library.Check(NativeMethods.mlora_model_options_set_log_level(u.Ptr, value));
-            }
-        }
-
-        /// <summary>Intra-op threads (0 = ONNX Runtime's default).</summary>
-        public int IntraOpThreads
-        {
-            set
-            {
-                using (var u = Use())
-                    Library.Check(NativeMethods.mlora_model_options_set_intra_op_threads(u.Ptr, value));
-            }
-        }
-
-        /// <summary>
-        /// Slot-table size S of a model prepared for per-row adapters (<c>multilora prepare-batching</c>): slot 0 is
-        /// the base model, slots 1..S-1 each hold one composed adapter set, least recently used out. Default 17;
-        /// 2..4097 (MLORA_STATUS_INVALID_ARGUMENT outside). Ignored for models not prepared for batching.
-        /// </summary>
-        public int BatchSlots
-        {
-            set
-            {
-                if (value < 0)
-                {
-                    int st = NativeMethods.MLORA_STATUS_INVALID_ARGUMENT;
-                    throw new MultiloraException(st, Library.StatusName(st), "batch_slots " + value +
-                                                 " is outside 2..4097 (slot 0 is the base model)");
-                }
-                using (var u = Use())
-                    Library.Check(NativeMethods.mlora_model_options_set_batch_slots(u.Ptr, Library.Size(value)));
-            }
-        }
-
-        /// <summary>Adds an ONNX Runtime session configuration entry.</summary>
-        public void SetConfigEntry(string key, string value)
-        {
-            using (var u = Use())
-                Library.Check(NativeMethods.mlora_model_options_set_config_entry(
-                    u.Ptr, Library.Utf8(key, "key"), Library.Utf8(value, "value")));
-        }
-    }
-
-    /// <summary>Element type and declared shape of a model input or output (symbolic dims are -1).</summary>
-    public sealed class TensorInfo
-    {
-        public string Name { get; internal set; }
-        public int DType { get; internal set; }
-        public long[] Shape { get; internal set; }
-    }
-
-    /// <summary>A model's slot table for per-row adapters (adapter-aware batching).</summary>
-    public struct BatchSlotInfo
-    {
-        /// <summary>Its size S (slot 0 is the base model); 0 when the model is not prepared for batching.</summary>
-        public int Slots;
-
-        /// <summary>Adapter sets resident now (0..S-1); may change as soon as it is read.</summary>
-        public int Resident;
-    }
-
-    /// <summary>A LoRA parameter the model accepts: element type, its two dims and which axis is the rank.</summary>
-    public sealed class LoraParameterInfo
-    {
-        public string Name { get; internal set; }
-        public int DType { get; internal set; }
-        public long Dim0 { get; internal set; }
-        public long Dim1 { get; internal set; }
-        public int RankAxis { get; internal set; }
-    }
-
     /// <summary>A loaded LoRA-enabled base model (an .onnx file or a GenAI model folder).</summary>
     public sealed class Model : NativeObject<ModelHandle>
     {
@@ -183,7 +97,7 @@ namespace Multilora
         }
 
         /// <summary>The slot table for per-row adapters (Slots 0 when the model is not prepared for batching).</summary>
-        public BatchSlotInfo BatchSlots
+        public BatchSlots BatchSlots
         {
             get
             {
@@ -191,7 +105,7 @@ namespace Multilora
                 {
                     UIntPtr slots, resident;
                     Library.Check(NativeMethods.mlora_model_batch_slots(u.Ptr, out slots, out resident));
-                    return new BatchSlotInfo { Slots = (int)slots.ToUInt64(), Resident = (int)resident.ToUInt64() };
+                    return new BatchSlots { Slots = (int)slots.ToUInt64(), Resident = (int)resident.ToUInt64() };
                 }
             }
         }
@@ -243,7 +157,7 @@ namespace Multilora
             return Info(NativeMethods.mlora_model_output_info, index, OutputName(index));
         }
 
-        public LoraParameterInfo LoraInfo(int index)
+        public LoraInputInfo LoraInfo(int index)
         {
             string name = LoraName(index);
             using (var u = Use())
@@ -252,7 +166,7 @@ namespace Multilora
                 long d0, d1;
                 Library.Check(NativeMethods.mlora_model_lora_info(u.Ptr, Library.Size(index), out dt, out d0, out d1,
                                                                   out axis));
-                return new LoraParameterInfo { Name = name, DType = dt, Dim0 = d0, Dim1 = d1, RankAxis = axis };
+                return new LoraInputInfo { Name = name, DType = dt, Dim0 = d0, Dim1 = d1, RankAxis = axis };
             }
         }
 

@@ -7,7 +7,7 @@
 // Type map: int32_t->int, int64_t->long, uint64_t->ulong, float/double, size_t->UIntPtr, handle->IntPtr,
 // out handle->out IntPtr, input string->byte[] (UTF-8 + NUL), string/handle arrays->IntPtr[],
 // caller buffers->byte[]/long[]/int[], const void*->IntPtr, returned const char*->IntPtr (borrowed UTF-8).
-// Use the idiomatic classes in Multilora.cs unless you need the raw calls.
+// Use the idiomatic classes beside this file (Library.cs, Model.cs, ...) unless you need the raw calls.
 
 using System;
 using System.Runtime.InteropServices;
@@ -80,6 +80,8 @@ namespace Multilora.Native
         public const int MLORA_LOAD_REPLACE = 1;
         /// <summary>skip the model_version check (dtype/shape are always checked)</summary>
         public const int MLORA_LOAD_IGNORE_MODEL_VERSION = 2;
+        /// <summary>read the file into private memory instead of mapping it</summary>
+        public const int MLORA_LOAD_COPY = 4;
         /// <summary>Severity levels for mlora_model_options_set_log_level (same numbers as OrtLoggingLevel).</summary>
         public const int MLORA_LOG_VERBOSE = 0;
         /// <summary>Severity levels for mlora_model_options_set_log_level (same numbers as OrtLoggingLevel).</summary>
@@ -134,7 +136,9 @@ namespace Multilora.Native
         public static extern IntPtr mlora_status_name(int status);
 
         /// <summary>
-        /// Message of the last failing call on this thread ("" if none failed yet).
+        /// Message of the last failing call on this thread ("" if none failed yet): one line of valid UTF-8 (bytes
+        /// quoted from files or from ONNX Runtime that are not UTF-8, and control characters in quoted names, are
+        /// written as \xNN).
         /// Returns: borrowed, library-owned string valid until the next failing call on this thread; never NULL.
         /// Thread-safety: per thread.
         /// </summary>
@@ -166,17 +170,18 @@ namespace Multilora.Native
         /// <summary>
         /// Writes the path of the loaded libonnxruntime and its version string ("1.32.0") into two buffers,
         /// loading ONNX Runtime if it is not loaded yet.
-        /// @param[out] path_buf receives the path; may be NULL if path_capacity is 0.
+        /// @param[out] path_buf borrowed for the call; receives the path; may be NULL if path_capacity is 0.
+        /// @param[out] version_buf borrowed for the call; receives the version; may be NULL if version_capacity is 0.
         /// @param[out] out_path_len bytes needed/written including NUL.
         /// Returns: OK, RUNTIME (the library could not be loaded; the message lists every path tried),
         ///          BUFFER_TOO_SMALL, INVALID_ARGUMENT.
         /// Thread-safety: safe from any thread.
         /// </summary>
         /// <remarks>C: <c>mlora_status_t mlora_ort_info(char* path_buf, size_t path_capacity, size_t* out_path_len, char* version_buf, size_t version_capacity, size_t* out_version_len);</c></remarks>
-        /// <param name="path_buf">caller buffer receiving UTF-8 bytes. Header: [out] receives the path; may be NULL if path_capacity is 0.</param>
+        /// <param name="path_buf">borrowed; caller buffer receiving UTF-8 bytes. Header: [out] borrowed for the call; receives the path; may be NULL if path_capacity is 0.</param>
         /// <param name="path_capacity"></param>
         /// <param name="out_path_len">Header: [out] bytes needed/written including NUL.</param>
-        /// <param name="version_buf">caller buffer receiving UTF-8 bytes</param>
+        /// <param name="version_buf">borrowed; caller buffer receiving UTF-8 bytes. Header: [out] borrowed for the call; receives the version; may be NULL if version_capacity is 0.</param>
         /// <param name="version_capacity"></param>
         /// <param name="out_version_len"></param>
         [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
@@ -190,6 +195,30 @@ namespace Multilora.Native
         /// <remarks>C: <c>mlora_status_t mlora_shutdown(void);</c></remarks>
         [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         public static extern int mlora_shutdown();
+
+        /// <summary>
+        /// Name of an element type: "float32", "uint8", "int8", "uint16", "int16", "int32", "int64", "bool", "float16",
+        /// "float64", "uint32", "uint64", "bfloat16"; "unknown" for a value that is no MLORA_DTYPE_*.
+        /// Returns: borrowed static string; never NULL.
+        /// Thread-safety: safe from any thread.
+        /// </summary>
+        /// <remarks>C: <c>const char* mlora_dtype_name(mlora_dtype_t dtype);</c></remarks>
+        /// <param name="dtype"></param>
+        /// <returns>Borrowed pointer to a NUL-terminated UTF-8 string (see summary).</returns>
+        [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern IntPtr mlora_dtype_name(int dtype);
+
+        /// <summary>
+        /// Size in bytes of one element of an element type (bool is 1 byte).
+        /// @param[out] out_size receives the size.
+        /// Returns: OK, INVALID_ARGUMENT (a value that is no MLORA_DTYPE_*, or out_size NULL).
+        /// Thread-safety: safe from any thread.
+        /// </summary>
+        /// <remarks>C: <c>mlora_status_t mlora_dtype_size(mlora_dtype_t dtype, size_t* out_size);</c></remarks>
+        /// <param name="dtype"></param>
+        /// <param name="out_size">Header: [out] receives the size.</param>
+        [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern int mlora_dtype_size(int dtype, out UIntPtr out_size);
 
         /// <summary>
         /// Creates a tensor holding a copy of data.
@@ -251,12 +280,13 @@ namespace Multilora.Native
 
         /// <summary>
         /// Shape of a tensor. Writes up to capacity dims into shape_buf and the rank into *out_ndim.
+        /// @param[out] shape_buf borrowed for the call; receives up to capacity dims.
         /// Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT, BUFFER_TOO_SMALL (capacity &lt; rank; *out_ndim = rank).
         /// Thread-safety: concurrent calls are safe.
         /// </summary>
         /// <remarks>C: <c>mlora_status_t mlora_tensor_shape(const mlora_tensor_t* tensor, int64_t* shape_buf, size_t capacity, size_t* out_ndim);</c></remarks>
         /// <param name="tensor"></param>
-        /// <param name="shape_buf">caller buffer</param>
+        /// <param name="shape_buf">borrowed; caller buffer. Header: [out] borrowed for the call; receives up to capacity dims.</param>
         /// <param name="capacity"></param>
         /// <param name="out_ndim"></param>
         [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
@@ -346,9 +376,27 @@ namespace Multilora.Native
         public static extern int mlora_model_options_set_batch_slots(IntPtr options, UIntPtr slots);
 
         /// <summary>
+        /// Whether a model folder's genai_config.json may name files outside the folder. By default a
+        /// model.decoder.filename that is absolute or has a ".." component is refused with FORMAT naming the key
+        /// and the path (a model folder may come from someone else); allow = 1 permits it. A name with a NUL byte is
+        /// always refused. Symbolic links inside the folder are followed either way.
+        /// @param[in] allow 0 (default) or 1.
+        /// Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (allow not 0 or 1).
+        /// Thread-safety: not with concurrent use of the same options.
+        /// </summary>
+        /// <remarks>C: <c>mlora_status_t mlora_model_options_set_allow_external_paths(mlora_model_options_t* options, int32_t allow);</c></remarks>
+        /// <param name="options"></param>
+        /// <param name="allow">Header: [in] 0 (default) or 1.</param>
+        [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern int mlora_model_options_set_allow_external_paths(IntPtr options, int allow);
+
+        /// <summary>
         /// Loads a model: an .onnx file with LoRA inputs (optional inputs whose default has a zero-size rank
         /// dimension), or a folder with genai_config.json (see the Generation section).
-        /// Inputs listed twice in graph.input are tolerated.
+        /// Inputs listed twice in graph.input are tolerated. genai_config.json is read like every file the library
+        /// reads: a FIFO, directory or device is IO (never a hang), over 16 MiB is IO, JSON nested deeper than 256
+        /// levels is FORMAT; its model.decoder.filename must name a file inside the folder (FORMAT otherwise, see
+        /// mlora_model_options_set_allow_external_paths) and may not hold a NUL byte.
         /// @param[in] path copied; UTF-8.
         /// @param[in] options borrowed for the call; NULL = defaults.
         /// @param[out] out_model owned; release with mlora_model_release.
@@ -395,14 +443,14 @@ namespace Multilora.Native
 
         /// <summary>
         /// Name of regular input / output number index (0 &lt;= index &lt; count).
-        /// @param[out] buf receives the UTF-8 name. @param[out] out_len bytes needed/written including NUL.
+        /// @param[out] buf borrowed for the call; receives the UTF-8 name. @param[out] out_len bytes needed/written including NUL.
         /// Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (index out of range), BUFFER_TOO_SMALL.
         /// Thread-safety: concurrent calls are safe.
         /// </summary>
         /// <remarks>C: <c>mlora_status_t mlora_model_input_name(const mlora_model_t* model, size_t index, char* buf, size_t capacity, size_t* out_len);</c></remarks>
         /// <param name="model"></param>
         /// <param name="index"></param>
-        /// <param name="buf">caller buffer receiving UTF-8 bytes. Header: [out] receives the UTF-8 name.</param>
+        /// <param name="buf">borrowed; caller buffer receiving UTF-8 bytes. Header: [out] borrowed for the call; receives the UTF-8 name.</param>
         /// <param name="capacity"></param>
         /// <param name="out_len">Header: [out] bytes needed/written including NUL.</param>
         [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
@@ -410,14 +458,14 @@ namespace Multilora.Native
 
         /// <summary>
         /// Name of regular input / output number index (0 &lt;= index &lt; count).
-        /// @param[out] buf receives the UTF-8 name. @param[out] out_len bytes needed/written including NUL.
+        /// @param[out] buf borrowed for the call; receives the UTF-8 name. @param[out] out_len bytes needed/written including NUL.
         /// Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (index out of range), BUFFER_TOO_SMALL.
         /// Thread-safety: concurrent calls are safe.
         /// </summary>
         /// <remarks>C: <c>mlora_status_t mlora_model_output_name(const mlora_model_t* model, size_t index, char* buf, size_t capacity, size_t* out_len);</c></remarks>
         /// <param name="model"></param>
         /// <param name="index"></param>
-        /// <param name="buf">caller buffer receiving UTF-8 bytes. Header: [out] receives the UTF-8 name.</param>
+        /// <param name="buf">borrowed; caller buffer receiving UTF-8 bytes. Header: [out] borrowed for the call; receives the UTF-8 name.</param>
         /// <param name="capacity"></param>
         /// <param name="out_len">Header: [out] bytes needed/written including NUL.</param>
         [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
@@ -425,7 +473,7 @@ namespace Multilora.Native
 
         /// <summary>
         /// Element type and declared shape of regular input / output number index; symbolic dims are -1.
-        /// @param[out] shape_buf up to capacity dims. @param[out] out_ndim rank.
+        /// @param[out] shape_buf borrowed for the call; up to capacity dims. @param[out] out_ndim rank.
         /// Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT, BUFFER_TOO_SMALL (*out_ndim = rank).
         /// Thread-safety: concurrent calls are safe.
         /// </summary>
@@ -433,7 +481,7 @@ namespace Multilora.Native
         /// <param name="model"></param>
         /// <param name="index"></param>
         /// <param name="out_dtype"></param>
-        /// <param name="shape_buf">caller buffer. Header: [out] up to capacity dims.</param>
+        /// <param name="shape_buf">borrowed; caller buffer. Header: [out] borrowed for the call; up to capacity dims.</param>
         /// <param name="capacity"></param>
         /// <param name="out_ndim">Header: [out] rank.</param>
         [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
@@ -441,7 +489,7 @@ namespace Multilora.Native
 
         /// <summary>
         /// Element type and declared shape of regular input / output number index; symbolic dims are -1.
-        /// @param[out] shape_buf up to capacity dims. @param[out] out_ndim rank.
+        /// @param[out] shape_buf borrowed for the call; up to capacity dims. @param[out] out_ndim rank.
         /// Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT, BUFFER_TOO_SMALL (*out_ndim = rank).
         /// Thread-safety: concurrent calls are safe.
         /// </summary>
@@ -449,7 +497,7 @@ namespace Multilora.Native
         /// <param name="model"></param>
         /// <param name="index"></param>
         /// <param name="out_dtype"></param>
-        /// <param name="shape_buf">caller buffer. Header: [out] up to capacity dims.</param>
+        /// <param name="shape_buf">borrowed; caller buffer. Header: [out] borrowed for the call; up to capacity dims.</param>
         /// <param name="capacity"></param>
         /// <param name="out_ndim">Header: [out] rank.</param>
         [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
@@ -467,16 +515,17 @@ namespace Multilora.Native
         public static extern int mlora_model_lora_count(IntPtr model, out UIntPtr out_count);
 
         /// <summary>
-        /// Name of LoRA parameter number index, in the model's input order.
+        /// Name of LoRA input number index, in the model's input order.
+        /// @param[out] buf borrowed for the call; receives the UTF-8 name. @param[out] out_len bytes needed/written.
         /// Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT, BUFFER_TOO_SMALL.
         /// Thread-safety: concurrent calls are safe.
         /// </summary>
         /// <remarks>C: <c>mlora_status_t mlora_model_lora_name(const mlora_model_t* model, size_t index, char* buf, size_t capacity, size_t* out_len);</c></remarks>
         /// <param name="model"></param>
         /// <param name="index"></param>
-        /// <param name="buf">caller buffer receiving UTF-8 bytes</param>
+        /// <param name="buf">borrowed; caller buffer receiving UTF-8 bytes. Header: [out] borrowed for the call; receives the UTF-8 name.</param>
         /// <param name="capacity"></param>
-        /// <param name="out_len"></param>
+        /// <param name="out_len">Header: [out] bytes needed/written.</param>
         [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         public static extern int mlora_model_lora_name(IntPtr model, UIntPtr index, [Out] byte[] buf, UIntPtr capacity, out UIntPtr out_len);
 
@@ -640,15 +689,16 @@ namespace Multilora.Native
 
         /// <summary>
         /// Name of parameter number index.
+        /// @param[out] buf borrowed for the call; receives the UTF-8 name. @param[out] out_len bytes needed/written.
         /// Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (index), BUFFER_TOO_SMALL.
         /// Thread-safety: concurrent calls are safe.
         /// </summary>
         /// <remarks>C: <c>mlora_status_t mlora_adapter_param_name(const mlora_adapter_t* adapter, size_t index, char* buf, size_t capacity, size_t* out_len);</c></remarks>
         /// <param name="adapter"></param>
         /// <param name="index"></param>
-        /// <param name="buf">caller buffer receiving UTF-8 bytes</param>
+        /// <param name="buf">borrowed; caller buffer receiving UTF-8 bytes. Header: [out] borrowed for the call; receives the UTF-8 name.</param>
         /// <param name="capacity"></param>
-        /// <param name="out_len"></param>
+        /// <param name="out_len">Header: [out] bytes needed/written.</param>
         [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         public static extern int mlora_adapter_param_name(IntPtr adapter, UIntPtr index, [Out] byte[] buf, UIntPtr capacity, out UIntPtr out_len);
 
@@ -715,8 +765,17 @@ namespace Multilora.Native
         /// module (self_attn/attn, with or without ".MatMul"); every tensor that matches nothing and every
         /// unsupported feature (DoRA, modules_to_save, embedding LoRA, LoRA bias) is an error naming it (FORMAT /
         /// NOT_FOUND). Such an adapter is held in memory (bytes_copied) and records the model's version.
+        /// File lifetime: an .onnx_adapter file is memory-mapped (MAP_PRIVATE) and read in place for as long as any
+        /// registry, run options, generator params or generator holds the adapter. Replace a loaded file by
+        /// writing a new file and renaming it over the old path (the mapping keeps the old contents); never
+        /// truncate or rewrite it in place: a run that reads a page past the new end of a truncated file gets
+        /// SIGBUS (the process dies, as with any mmap reader), and bytes rewritten in place show up in later runs.
+        /// For files that may change under a running process pass MLORA_LOAD_COPY: the file is read into private
+        /// memory (bytes_copied instead of bytes_mapped; pages are no longer shared between processes).
+        /// Every file read is checked first: a FIFO, directory or device (also as adapter_config.json) is IO,
+        /// never a hang; JSON nested deeper than 256 levels is FORMAT naming the file.
         /// @param[in] path copied. @param[in] name copied; non-empty UTF-8.
-        /// @param[in] flags MLORA_LOAD_* bits.
+        /// @param[in] flags MLORA_LOAD_* bits (MLORA_LOAD_REPLACE, MLORA_LOAD_IGNORE_MODEL_VERSION, MLORA_LOAD_COPY).
         /// Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT, NOT_FOUND (file, or a parameter the model lacks),
         ///          IO, FORMAT, TYPE_MISMATCH, SHAPE_MISMATCH, VERSION_MISMATCH, ALREADY_EXISTS (name taken
         ///          and MLORA_LOAD_REPLACE not given). On failure the registry is unchanged.
@@ -726,12 +785,14 @@ namespace Multilora.Native
         /// <param name="adapters"></param>
         /// <param name="path">copied; UTF-8 bytes ending in NUL. Header: [in] copied.</param>
         /// <param name="name">copied; UTF-8 bytes ending in NUL. Header: [in] copied; non-empty UTF-8.</param>
-        /// <param name="flags">Header: [in] MLORA_LOAD_* bits.</param>
+        /// <param name="flags">Header: [in] MLORA_LOAD_* bits (MLORA_LOAD_REPLACE, MLORA_LOAD_IGNORE_MODEL_VERSION, MLORA_LOAD_COPY).</param>
         [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         public static extern int mlora_adapters_load(IntPtr adapters, byte[] path, byte[] name, int flags);
 
         /// <summary>
-        /// As mlora_adapters_load, from a buffer holding an .onnx_adapter file.
+        /// As mlora_adapters_load, from a buffer holding an .onnx_adapter file (always copied; MLORA_LOAD_COPY is
+        /// accepted and changes nothing). size is checked against the format's 2 GiB limit before anything is read
+        /// or allocated (FORMAT).
         /// @param[in] data copied; size bytes. @param[in] name copied; UTF-8.
         /// </summary>
         /// <remarks>C: <c>mlora_status_t mlora_adapters_load_from_memory(mlora_adapters_t* adapters, const void* data, size_t size, const char* name, int32_t flags);</c></remarks>
@@ -758,14 +819,14 @@ namespace Multilora.Native
 
         /// <summary>
         /// Names of the loaded adapters, sorted, written one after another each with its NUL terminator.
-        /// @param[out] buf may be NULL if capacity is 0. @param[out] out_len total bytes needed/written.
+        /// @param[out] buf borrowed for the call; may be NULL if capacity is 0. @param[out] out_len total bytes needed/written.
         /// @param[out] out_count number of names (may be NULL).
         /// Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT, BUFFER_TOO_SMALL.
         /// Thread-safety: concurrent calls are safe; a concurrent load may make a retry needed.
         /// </summary>
         /// <remarks>C: <c>mlora_status_t mlora_adapters_names(const mlora_adapters_t* adapters, char* buf, size_t capacity, size_t* out_len, size_t* out_count);</c></remarks>
         /// <param name="adapters"></param>
-        /// <param name="buf">caller buffer receiving UTF-8 bytes. Header: [out] may be NULL if capacity is 0.</param>
+        /// <param name="buf">borrowed; caller buffer receiving UTF-8 bytes. Header: [out] borrowed for the call; may be NULL if capacity is 0.</param>
         /// <param name="capacity"></param>
         /// <param name="out_len">Header: [out] total bytes needed/written.</param>
         /// <param name="out_count">Header: [out] number of names (may be NULL).</param>
@@ -909,26 +970,26 @@ namespace Multilora.Native
 
         /// <summary>
         /// Sets a boolean search option by name ("do_sample"); value is 0 or 1.
-        /// @param[in] name borrowed for the call; UTF-8.
+        /// @param[in] name copied; UTF-8.
         /// Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT.
         /// Thread-safety: not concurrently with other use of the same params.
         /// </summary>
         /// <remarks>C: <c>mlora_status_t mlora_generator_params_set_search_bool(mlora_generator_params_t* params, const char* name, int32_t value);</c></remarks>
         /// <param name="params"></param>
-        /// <param name="name">borrowed; UTF-8 bytes ending in NUL. Header: [in] borrowed for the call; UTF-8.</param>
+        /// <param name="name">copied; UTF-8 bytes ending in NUL. Header: [in] copied; UTF-8.</param>
         /// <param name="value"></param>
         [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         public static extern int mlora_generator_params_set_search_bool(IntPtr @params, byte[] name, int value);
 
         /// <summary>
         /// Reads a search option by name (booleans read as 0.0/1.0).
-        /// @param[in] name borrowed for the call; UTF-8.
+        /// @param[in] name copied; UTF-8.
         /// Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (unknown name).
         /// Thread-safety: concurrent calls are safe.
         /// </summary>
         /// <remarks>C: <c>mlora_status_t mlora_generator_params_get_search_number(const mlora_generator_params_t* params, const char* name, double* out_value);</c></remarks>
         /// <param name="params"></param>
-        /// <param name="name">borrowed; UTF-8 bytes ending in NUL. Header: [in] borrowed for the call; UTF-8.</param>
+        /// <param name="name">copied; UTF-8 bytes ending in NUL. Header: [in] copied; UTF-8.</param>
         /// <param name="out_value"></param>
         [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         public static extern int mlora_generator_params_get_search_number(IntPtr @params, byte[] name, out double out_value);
@@ -1074,14 +1135,14 @@ namespace Multilora.Native
 
         /// <summary>
         /// Tokens of sequence index (prompt then generated, without left padding). *out_len counts tokens.
-        /// @param[out] buf receives up to capacity token ids.
+        /// @param[out] buf borrowed for the call; receives up to capacity token ids.
         /// Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (index), BUFFER_TOO_SMALL (*out_len = tokens needed).
         /// Thread-safety: one thread at a time per generator.
         /// </summary>
         /// <remarks>C: <c>mlora_status_t mlora_generator_get_sequence(const mlora_generator_t* generator, size_t index, int32_t* buf, size_t capacity, size_t* out_len);</c></remarks>
         /// <param name="generator"></param>
         /// <param name="index"></param>
-        /// <param name="buf">caller buffer. Header: [out] receives up to capacity token ids.</param>
+        /// <param name="buf">borrowed; caller buffer. Header: [out] borrowed for the call; receives up to capacity token ids.</param>
         /// <param name="capacity"></param>
         /// <param name="out_len"></param>
         [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
@@ -1089,12 +1150,13 @@ namespace Multilora.Native
 
         /// <summary>
         /// The token each sequence got in the last step (batch_size ids). *out_len counts tokens.
+        /// @param[out] buf borrowed for the call; receives up to capacity token ids.
         /// Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (no step yet), BUFFER_TOO_SMALL.
         /// Thread-safety: one thread at a time per generator.
         /// </summary>
         /// <remarks>C: <c>mlora_status_t mlora_generator_get_next_tokens(const mlora_generator_t* generator, int32_t* buf, size_t capacity, size_t* out_len);</c></remarks>
         /// <param name="generator"></param>
-        /// <param name="buf">caller buffer</param>
+        /// <param name="buf">borrowed; caller buffer. Header: [out] borrowed for the call; receives up to capacity token ids.</param>
         /// <param name="capacity"></param>
         /// <param name="out_len"></param>
         [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
@@ -1308,7 +1370,7 @@ namespace Multilora.Native
         /// <summary>
         /// Reads the request's new token ids: waits up to timeout_ms (0 = do not wait, a poll; &lt; 0 = no limit) until
         /// at least one token is available or the request finished, then moves up to capacity tokens into buf.
-        /// @param[out] buf capacity ints; may be NULL when capacity is 0.
+        /// @param[out] buf borrowed for the call; capacity ints; may be NULL when capacity is 0.
         /// @param[out] out_count tokens written. @param[out] out_done may be NULL; 1 when the request finished and
         ///             every token was read.
         /// Returns: OK (also on timeout, with *out_count 0), INVALID_HANDLE (NULL or released request),
@@ -1317,7 +1379,7 @@ namespace Multilora.Native
         /// </summary>
         /// <remarks>C: <c>mlora_status_t mlora_request_read(mlora_request_t* request, int32_t* buf, size_t capacity, int32_t timeout_ms, size_t* out_count, int32_t* out_done);</c></remarks>
         /// <param name="request"></param>
-        /// <param name="buf">caller buffer. Header: [out] capacity ints; may be NULL when capacity is 0.</param>
+        /// <param name="buf">borrowed; caller buffer. Header: [out] borrowed for the call; capacity ints; may be NULL when capacity is 0.</param>
         /// <param name="capacity"></param>
         /// <param name="timeout_ms"></param>
         /// <param name="out_count">Header: [out] tokens written.</param>
@@ -1367,7 +1429,7 @@ namespace Multilora.Native
         /// <summary>
         /// The error of a request that finished with MLORA_FINISH_ERROR, or CLOSED for a request cancelled by
         /// mlora_engine_close; OK (and an empty message) otherwise.
-        /// @param[out] out_status may be NULL. @param[out] buf receives the UTF-8 message; @param[out] out_len bytes
+        /// @param[out] out_status may be NULL. @param[out] buf borrowed for the call; receives the UTF-8 message; @param[out] out_len bytes
         ///             needed/written including NUL; required.
         /// Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (NULL out_len), BUFFER_TOO_SMALL.
         /// Thread-safety: safe from any thread.
@@ -1375,7 +1437,7 @@ namespace Multilora.Native
         /// <remarks>C: <c>mlora_status_t mlora_request_error(const mlora_request_t* request, mlora_status_t* out_status, char* buf, size_t capacity, size_t* out_len);</c></remarks>
         /// <param name="request"></param>
         /// <param name="out_status">Header: [out] may be NULL.</param>
-        /// <param name="buf">caller buffer receiving UTF-8 bytes. Header: [out] receives the UTF-8 message;</param>
+        /// <param name="buf">borrowed; caller buffer receiving UTF-8 bytes. Header: [out] borrowed for the call; receives the UTF-8 message;</param>
         /// <param name="capacity"></param>
         /// <param name="out_len">Header: [out] bytes needed/written including NUL; required.</param>
         [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]

@@ -1,4 +1,4 @@
-// Idiomatic C# layer: Tensor (see Multilora.cs for the rules every wrapper follows).
+// Idiomatic C# layer: Tensor. See Library.cs for the rules every wrapper follows.
 
 using System;
 using System.Runtime.InteropServices;

@@ -1,6 +1,9 @@
 // Header section "Library: versions, errors, ONNX Runtime location".
+#include <cstring>
+
 #include "abi/abi.h"
 #include "ort/ort.h"
+#include "util/utf8.h"
 
 using namespace mlora;
 using namespace mlora::abi;
@@ -52,7 +55,24 @@ MLORA_API const char* mlora_status_name(mlora_status_t status) {
   }
 }
 
-MLORA_API const char* mlora_last_error_message(void) { return last_message(); }
+// Messages quote file contents, names and ONNX Runtime's text: the places that build them escape what they
+// quote, and this last line of defence keeps the header's promise (UTF-8) for anything that slipped through.
+MLORA_API const char* mlora_last_error_message(void) {
+  const char* raw = last_message();
+  const size_t n = std::strlen(raw);
+  if (valid_utf8(raw, n)) return raw;
+  // Rebuilt only when the message changed, so a pointer handed out stays valid until the next failing call.
+  thread_local std::string source, escaped;
+  try {
+    if (source.size() != n || source.compare(0, n, raw, n) != 0) {
+      source.assign(raw, n);
+      escaped = escape_invalid_utf8(source);
+    }
+  } catch (...) {
+    return "(error message lost: out of memory)";
+  }
+  return escaped.c_str();
+}
 
 MLORA_API mlora_status_t mlora_last_error_status(void) { return last_status(); }
 

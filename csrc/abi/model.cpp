@@ -75,6 +75,16 @@ MLORA_API mlora_status_t mlora_model_options_set_batch_slots(mlora_model_options
   });
 }
 
+MLORA_API mlora_status_t mlora_model_options_set_allow_external_paths(mlora_model_options_t* options, int32_t allow) {
+  return guard(__func__, [&] {
+    checked(options, HandleType::kModelOptions, "options");
+    if (allow != 0 && allow != 1) {
+      fail(MLORA_STATUS_INVALID_ARGUMENT, "allow_external_paths " + std::to_string(allow) + " is not 0 or 1");
+    }
+    options->options->allow_external_paths = allow != 0;
+  });
+}
+
 MLORA_API mlora_status_t mlora_model_options_set_config_entry(mlora_model_options_t* options, const char* key,
                                                               const char* value) {
   return guard(__func__, [&] {

@@ -32,8 +32,10 @@ MLORA_API mlora_status_t mlora_adapters_load(mlora_adapters_t* adapters, const c
     Registry& r = registry_of(adapters);
     const std::string p = str_arg(path, "path");
     const std::string n = str_arg(name, "name");
-    // A directory is a PEFT LoRA folder, resolved against the registry's model (DESIGN.md §4).
-    r.add(peft::is_directory(p) ? peft::load_folder(p, *r.model()) : Adapter::open_file(p), n, flags);
+    // A directory is a PEFT LoRA folder, resolved against the registry's model (docs/design.md §4).
+    // MLORA_LOAD_COPY: read into private memory (a PEFT folder is always converted into memory).
+    r.add(peft::is_directory(p) ? peft::load_folder(p, *r.model()) : Adapter::open_file(p, flags & MLORA_LOAD_COPY), n,
+          flags);
   });
 }
 

@@ -1,4 +1,4 @@
-// Reading and writing ONNX Runtime's .onnx_adapter files (DESIGN.md §4).
+// Reading and writing ONNX Runtime's .onnx_adapter files (docs/design.md §4).
 //
 // Reading maps the file and keeps every parameter's bytes where they are: Param::data points into the mapping.
 // The only copies are parameters whose payload is not aligned to its element size (ONNX Runtime's own writer
@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <new>
@@ -21,6 +22,7 @@
 
 #include "adapter_generated.h"
 #include "io/mapped_file.h"
+#include "io/read_file.h"
 #include "util/dtype.h"
 #include "util/error.h"
 #include "util/utf8.h"
@@ -49,10 +51,14 @@ struct AlignedDelete {
 };
 using AlignedBytes = std::unique_ptr<uint8_t[], AlignedDelete>;
 
+// A 64-aligned buffer of `size` bytes holding a copy of `src` (uninitialised when src is NULL).
 AlignedBytes aligned_copy(const void* src, size_t size) {
   if (size == 0) return nullptr;
+  // GCC's aligned operator new rounds the size up to the alignment without an overflow check: SIZE_MAX
+  // would "succeed" with a tiny block. Nothing this large can be allocated anyway.
+  if (size > static_cast<size_t>(PTRDIFF_MAX) - kBufferAlignment) throw std::bad_alloc();
   AlignedBytes buf(static_cast<uint8_t*>(::operator new(size, std::align_val_t(kBufferAlignment))));
-  std::memcpy(buf.get(), src, size);
+  if (src) std::memcpy(buf.get(), src, size);
   return buf;
 }
 
@@ -232,9 +238,19 @@ void parse(const uint8_t* buf, size_t size, const std::string& subject, Adapter:
 
 }  // namespace
 
-std::shared_ptr<const Adapter> Adapter::open_file(const std::string& path) {
+std::shared_ptr<const Adapter> Adapter::open_file(const std::string& path, bool copy) {
   auto st = std::make_unique<Storage>();
   st->source = path;
+  if (copy) {
+    // Private memory: later truncation or rewriting of the file cannot reach us (no SIGBUS, no new payload).
+    const size_t size = read_regular_file(path, kMaxBufferSize, [&](size_t n) {
+      st->buffer = aligned_copy(nullptr, n);
+      return reinterpret_cast<char*>(st->buffer.get());
+    });
+    st->bytes_copied = size;
+    parse(st->buffer.get(), size, "adapter file '" + path + "'", *st);
+    return std::make_shared<const Adapter>(std::move(st));
+  }
   st->file = MappedFile::open(path);
   st->bytes_mapped = st->file.size();
   parse(st->file.data(), st->file.size(), "adapter file '" + path + "'", *st);
@@ -243,6 +259,11 @@ std::shared_ptr<const Adapter> Adapter::open_file(const std::string& path) {
 
 std::shared_ptr<const Adapter> Adapter::open_memory(const void* data, size_t size, const std::string& label) {
   if (!data && size != 0) fail(MLORA_STATUS_INVALID_ARGUMENT, "adapter '" + label + "': data is NULL");
+  // Limits before the copy: a size that lies (SIZE_MAX, 3 GiB over a small buffer) must not be allocated or read.
+  if (size >= kMaxBufferSize) {
+    fail(MLORA_STATUS_FORMAT, "adapter '" + label + "': " + std::to_string(size) +
+                                  " bytes is beyond the 2 GiB FlatBuffers limit of the .onnx_adapter format");
+  }
   auto st = std::make_unique<Storage>();
   st->source = label;
   // Copy first: the caller's buffer may be misaligned and need not outlive the call. Offsets keep their

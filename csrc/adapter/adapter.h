@@ -21,7 +21,8 @@ class Adapter {
  public:
   // Maps and verifies an .onnx_adapter file (flatbuffers verifier + our checks). Throws NOT_FOUND, IO,
   // FORMAT with the path and, where it applies, the parameter name and expected vs actual value.
-  static std::shared_ptr<const Adapter> open_file(const std::string& path);
+  // copy: read the file into private memory instead of mapping it (MLORA_LOAD_COPY).
+  static std::shared_ptr<const Adapter> open_file(const std::string& path, bool copy = false);
   // Same from a buffer; the bytes are copied into an 8-aligned buffer first. `label` names it in errors.
   static std::shared_ptr<const Adapter> open_memory(const void* data, size_t size, const std::string& label);
 

@@ -8,10 +8,13 @@
 #include "run/active_set.h"
 #include "util/dtype.h"
 #include "util/error.h"
+#include "util/utf8.h"
 
 namespace mlora {
 
 namespace {
+
+constexpr float kMaxAdapterWeight = 1e6f;
 
 // "a, b, c" (at most `limit` items, then "...").
 std::string join_names(const std::vector<std::string>& names, size_t limit = 8) {
@@ -54,8 +57,8 @@ void Registry::validate(const Adapter& adapter, const std::string& label, int32_
     if (!in) {
       std::vector<std::string> known;
       for (const auto& l : model.lora_inputs()) known.push_back(l.name);
-      fail(MLORA_STATUS_NOT_FOUND, who + ": parameter '" + p.name + "' is not a LoRA input of model '" + model.path() +
-                                       "'; its LoRA inputs are " + join_names(known));
+      fail(MLORA_STATUS_NOT_FOUND, who + ": parameter '" + printable_text(p.name) + "' is not a LoRA input of model '" +
+                                       model.path() + "'; its LoRA inputs are " + join_names(known));
     }
     if (p.dtype != in->dtype) {
       fail(MLORA_STATUS_TYPE_MISMATCH, who + ": parameter '" + p.name + "' has dtype " + dtype_name(p.dtype) +
@@ -98,7 +101,7 @@ void Registry::validate(const Adapter& adapter, const std::string& label, int32_
 
 void Registry::add(std::shared_ptr<const Adapter> adapter, const std::string& name, int32_t flags) {
   if (name.empty()) fail(MLORA_STATUS_INVALID_ARGUMENT, "adapter name is empty");
-  if (flags & ~(MLORA_LOAD_REPLACE | MLORA_LOAD_IGNORE_MODEL_VERSION)) {
+  if (flags & ~(MLORA_LOAD_REPLACE | MLORA_LOAD_IGNORE_MODEL_VERSION | MLORA_LOAD_COPY)) {
     fail(MLORA_STATUS_INVALID_ARGUMENT, "unknown load flags " + std::to_string(flags));
   }
   {
@@ -160,6 +163,14 @@ std::shared_ptr<const ActiveSet> Registry::resolve(const std::vector<std::string
     for (size_t i = 0; i < names.size(); ++i) {
       if (!std::isfinite(weights[i])) {
         fail(MLORA_STATUS_INVALID_ARGUMENT, "weight of adapter '" + names[i] + "' is not finite");
+      }
+      // A bound instead of silent all-NaN outputs: x·A·(w·B) overflows the activations long before float32's
+      // range for weights like 3.4e38 or 2^70. No mix needs more; the composition also refuses any weight
+      // that overflows the LoRA dtype itself (float16: 65504).
+      if (std::fabs(weights[i]) > kMaxAdapterWeight) {
+        fail(MLORA_STATUS_INVALID_ARGUMENT, "weight " + std::to_string(weights[i]) + " of adapter '" + names[i] +
+                                                "' is outside -1e6..1e6 (larger weights overflow the model's "
+                                                "activations)");
       }
       if (!seen.insert(names[i]).second) {
         fail(MLORA_STATUS_INVALID_ARGUMENT, "adapter '" + names[i] + "' is named twice in the active set");

@@ -10,9 +10,12 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 
+#include "io/read_file.h"
 #include "model/model.h"
 #include "ort/ort.h"
 #include "util/error.h"
+#include "util/json.h"
+#include "util/utf8.h"
 
 namespace mlora {
 
@@ -149,6 +152,35 @@ int32_t graph_level(const Reader& r, const std::string& name) {
 
 }  // namespace
 
+std::string model_folder_file(const std::string& dir, const std::string& config_path, const std::string& key,
+                              const std::string& name, bool allow_external) {
+  const std::string who = "'" + config_path + "': " + key + " '" + printable_text(name) + "'";
+  if (name.find('\0') != std::string::npos) fail(MLORA_STATUS_FORMAT, who + " contains a NUL byte");
+  if (name.empty()) fail(MLORA_STATUS_FORMAT, "'" + config_path + "': " + key + " is empty");
+  if (name[0] == '/') {
+    if (!allow_external) {
+      fail(MLORA_STATUS_FORMAT, who +
+                                    " is an absolute path; a model folder may only name files inside it (allow "
+                                    "external paths in the model options to permit this)");
+    }
+    return name;
+  }
+  if (!allow_external) {
+    size_t start = 0;
+    while (start <= name.size()) {
+      size_t end = name.find('/', start);
+      if (end == std::string::npos) end = name.size();
+      if (name.compare(start, end - start, "..") == 0 && end - start == 2) {
+        fail(MLORA_STATUS_FORMAT, who +
+                                      " climbs out of the model folder with '..'; a model folder may only name "
+                                      "files inside it (allow external paths in the model options to permit this)");
+      }
+      start = end + 1;
+    }
+  }
+  return dir + "/" + name;
+}
+
 std::string GenaiConfig::decoder_path() const {
   if (!decoder_filename.empty() && decoder_filename[0] == '/') return decoder_filename;
   return dir + "/" + decoder_filename;
@@ -164,36 +196,12 @@ std::string GenaiConfig::layer_name(const std::string& pattern, int layer) {
 }
 
 GenaiConfig parse_genai_config(const std::string& path) {
-  // A FIFO would block the read below forever and a directory reads as empty: only a regular file will do.
-  struct stat st;
-  if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
-    fail(MLORA_STATUS_IO, "cannot read '" + path + "': it is " +
-                              (S_ISDIR(st.st_mode)    ? "a directory"
-                               : S_ISFIFO(st.st_mode) ? "a FIFO"
-                                                      : "a special file") +
-                              ", not a regular file");
-  }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    const int err = errno;
-    fail(err == ENOENT || err == ENOTDIR ? MLORA_STATUS_NOT_FOUND : MLORA_STATUS_IO,
-         "cannot read '" + path + "': " + std::strerror(err));
-  }
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) {
-    const int err = errno;
-    fail(MLORA_STATUS_IO, "cannot read '" + path + "': " + std::strerror(err));
-  }
-  return parse_genai_config_text(text, path);
+  // Non-blocking open, regular files only, size cap: a FIFO, a directory or /dev/zero is an IO error.
+  return parse_genai_config_text(read_small_file(path), path);
 }
 
 GenaiConfig parse_genai_config_text(const std::string& text, const std::string& path) {
-  Json root;
-  try {
-    root = Json::parse(text);
-  } catch (const Json::exception& e) {
-    fail(MLORA_STATUS_FORMAT, "'" + path + "' is not valid JSON: " + e.what());
-  }
+  const Json root = parse_json(text, "'" + path + "'");
   if (!root.is_object()) fail(MLORA_STATUS_FORMAT, "'" + path + "' must hold a JSON object");
 
   GenaiConfig c;
@@ -222,6 +230,7 @@ GenaiConfig parse_genai_config_text(const std::string& text, const std::string& 
   const Reader decoder = model.object("decoder", true);
   c.decoder_filename = decoder.string("filename", "", true);
   if (c.decoder_filename.empty()) decoder.bad("filename", "is empty");
+  if (c.decoder_filename.find('\0') != std::string::npos) decoder.bad("filename", "contains a NUL byte");
   c.num_hidden_layers = static_cast<int32_t>(decoder.integer("num_hidden_layers", 0, 1, 100000, true));
   c.num_attention_heads = static_cast<int32_t>(decoder.integer("num_attention_heads", 0, 1, 100000));
   c.num_key_value_heads =

@@ -1,4 +1,4 @@
-// The fused CPU kernel of adapter-aware batching (DESIGN.md §6): an ONNX Runtime custom op, domain
+// The fused CPU kernel of adapter-aware batching (docs/design.md §6): an ONNX Runtime custom op, domain
 // "com.multilora", type "LoraSlotMatMul" (version 1), that `multilora prepare-batching --kernel fused`
 // puts in place of each LoRA pair's Gather + batched MatMul pair. The CPU counterpart of Punica's SGMV.
 //

@@ -15,11 +15,13 @@
 
 #include "gen/genai_config.h"
 #include "io/mapped_file.h"
+#include "io/read_file.h"
 #include "kernels/lora_slot_matmul.h"
 #include "model/tensor.h"
 #include "run/slot_table.h"
 #include "util/dtype.h"
 #include "util/error.h"
+#include "util/json.h"
 
 namespace mlora {
 
@@ -342,32 +344,18 @@ struct EnvHold {
 };
 
 // Resolves a GenAI model folder to its decoder .onnx file.
-std::string decoder_from_genai_folder(const std::string& dir) {
+std::string decoder_from_genai_folder(const std::string& dir, bool allow_external_paths) {
   const std::string config_path = dir + "/genai_config.json";
-  // A FIFO would block the read below forever and a directory reads as empty: only a regular file will do.
-  struct stat cst;
-  if (::stat(config_path.c_str(), &cst) == 0 && !S_ISREG(cst.st_mode)) {
-    fail(MLORA_STATUS_IO, "cannot read '" + config_path + "': it is " +
-                              (S_ISDIR(cst.st_mode)    ? "a directory"
-                               : S_ISFIFO(cst.st_mode) ? "a FIFO"
-                                                       : "a special file") +
-                              ", not a regular file");
-  }
-  std::ifstream in(config_path);
-  if (!in) {
-    struct stat st;
-    if (::stat(config_path.c_str(), &st) != 0 && errno == ENOENT) {
-      fail(MLORA_STATUS_NOT_FOUND, "model folder '" + dir + "' has no genai_config.json (expected '" + config_path +
-                                       "'); pass an .onnx file or a GenAI model folder");
-    }
-    fail(MLORA_STATUS_IO, "cannot read '" + config_path + "': " + std::strerror(errno));
-  }
-  nlohmann::json config;
+  // Non-blocking open, regular files only, size cap: a FIFO, a directory or /dev/zero is an IO error.
+  std::string text;
   try {
-    config = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    fail(MLORA_STATUS_FORMAT, "'" + config_path + "' is not valid JSON: " + e.what());
+    text = read_small_file(config_path);
+  } catch (const Error& e) {
+    if (e.status() != MLORA_STATUS_NOT_FOUND) throw;
+    fail(MLORA_STATUS_NOT_FOUND, "model folder '" + dir + "' has no genai_config.json (expected '" + config_path +
+                                     "'); pass an .onnx file or a GenAI model folder");
   }
+  const nlohmann::json config = parse_json(text, "'" + config_path + "'");
   // Only the decoder file name is read here; Model::open parses the whole file with parse_genai_config.
   const nlohmann::json* filename = nullptr;
   if (config.is_object() && config.contains("model") && config["model"].is_object() &&
@@ -378,8 +366,8 @@ std::string decoder_from_genai_folder(const std::string& dir) {
   if (!filename || !filename->is_string() || filename->get<std::string>().empty()) {
     fail(MLORA_STATUS_FORMAT, "'" + config_path + "' has no string model.decoder.filename");
   }
-  const std::string name = filename->get<std::string>();
-  return name[0] == '/' ? name : dir + "/" + name;
+  return model_folder_file(dir, config_path, "model.decoder.filename", filename->get<std::string>(),
+                           allow_external_paths);
 }
 
 }  // namespace
@@ -511,7 +499,7 @@ std::shared_ptr<const Model> Model::open(const std::string& path, const ModelOpt
   std::string onnx_path = path;
   std::shared_ptr<const GenaiConfig> genai;  // Generation: the folder's genai_config.json, fully parsed
   if (S_ISDIR(st.st_mode)) {
-    onnx_path = decoder_from_genai_folder(path);
+    onnx_path = decoder_from_genai_folder(path, options.allow_external_paths);
     genai = std::make_shared<const GenaiConfig>(parse_genai_config(path + "/genai_config.json"));
     struct stat onnx_st;
     if (::stat(onnx_path.c_str(), &onnx_st) != 0) {

@@ -15,7 +15,8 @@ struct ModelOptions {
   int32_t log_level = 3;  // ORT severity for this session (MLORA_LOG_*)
   int32_t intra_op_threads = 0;
   std::vector<std::pair<std::string, std::string>> config_entries;
-  size_t batch_slots = 17;  // adapter-aware batching: slot table size S, slot 0 = base (2..4097)
+  size_t batch_slots = 17;            // adapter-aware batching: slot table size S, slot 0 = base (2..4097)
+  bool allow_external_paths = false;  // genai_config.json may name files outside the model folder
 };
 
 struct IoInfo {

@@ -1,8 +1,10 @@
 #include "ort/ort.h"
 
 #include <dlfcn.h>
+#include <glob.h>
 #include <limits.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include <atomic>
 #include <cstdlib>
@@ -10,6 +12,7 @@
 #include <vector>
 
 #include "util/error.h"
+#include "util/utf8.h"
 
 #ifndef MLORA_DEFAULT_ORT_LIBRARY
 #define MLORA_DEFAULT_ORT_LIBRARY ""
@@ -55,20 +58,20 @@ OrtLoggingLevel env_log_level() {
 }
 
 // Tries one candidate. On success fills the state and returns true; otherwise appends why to `tried`.
-bool try_load(OrtState& s, const std::string& path, std::string& tried) {
+bool try_load(OrtState& s, const std::string& path, std::string& tried, const std::string& label = "") {
   ::dlerror();
   void* handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (!handle) {
     const char* err = ::dlerror();
     std::string why = err ? err : "dlopen failed";
     if (why.compare(0, path.size() + 2, path + ": ") == 0) why.erase(0, path.size() + 2);  // glibc repeats it
-    tried += "\n  " + path + ": " + why;
+    tried += "\n  " + label + path + ": " + why;
     return false;
   }
   using GetApiBaseFn = const OrtApiBase* (*)();
   auto get_base = reinterpret_cast<GetApiBaseFn>(::dlsym(handle, "OrtGetApiBase"));
   if (!get_base) {
-    tried += "\n  " + path + ": not ONNX Runtime (no symbol OrtGetApiBase)";
+    tried += "\n  " + label + path + ": not ONNX Runtime (no symbol OrtGetApiBase)";
     ::dlclose(handle);
     return false;
   }
@@ -76,7 +79,7 @@ bool try_load(OrtState& s, const std::string& path, std::string& tried) {
   const OrtApi* api = base ? base->GetApi(ORT_API_VERSION) : nullptr;
   if (!api) {
     const std::string lib_version = base ? base->GetVersionString() : "unknown";
-    tried += "\n  " + path + ": ONNX Runtime " + lib_version + " does not provide C API version " +
+    tried += "\n  " + label + path + ": ONNX Runtime " + lib_version + " does not provide C API version " +
              std::to_string(ORT_API_VERSION) + " (multilora was built with ONNX Runtime " + header_version() +
              " headers; a library of that version or newer is needed)";
     ::dlclose(handle);
@@ -93,36 +96,163 @@ bool try_load(OrtState& s, const std::string& path, std::string& tried) {
   return true;
 }
 
-// Loads the library if needed. Caller holds s.mutex.
-void load_locked(OrtState& s) {
+// ---- where the library is looked for ------------------------------------------------------------------
+
+std::string dir_of(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  return slash == std::string::npos ? std::string(".") : path.substr(0, slash);
+}
+
+bool is_file(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+// libonnxruntime.so, libonnxruntime.so.1, then libonnxruntime.so.1.* (the ONNX Runtime wheel ships only
+// libonnxruntime.so.<version>) that exist in `dir`, in that order.
+std::vector<std::string> ort_files_in(const std::string& dir) {
+  std::vector<std::string> found;
+  for (const char* name : {"libonnxruntime.so", "libonnxruntime.so.1"}) {
+    if (is_file(dir + "/" + name)) found.push_back(dir + "/" + name);
+  }
+  glob_t g;
+  if (::glob((dir + "/libonnxruntime.so.1.*").c_str(), 0, nullptr, &g) == 0) {
+    for (size_t i = 0; i < g.gl_pathc; ++i) found.push_back(g.gl_pathv[i]);
+  }
+  ::globfree(&g);
+  return found;
+}
+
+// The folder of this library (libmultilora.so), found with dladdr.
+std::string own_dir() {
+  Dl_info info;
+  if (::dladdr(reinterpret_cast<void*>(&dir_of), &info) && info.dli_fname) {
+    return dir_of(real_path_or(info.dli_fname));
+  }
+  return "";
+}
+
+// When this process runs a Python interpreter (multilora loaded from Python, e.g. with ctypes or cffi, or
+// embedded in a Python host), the folder of its `onnxruntime` package (found with importlib.util.find_spec,
+// without importing it). Uses the interpreter's C API through dlsym, so the library does not link to Python.
+// Empty when there is no interpreter, it is finalizing, or it has no onnxruntime package. `why` says which.
+// Called without OrtState::mutex held (it may wait for the GIL).
+std::string python_onnxruntime_dir(std::string& why) {
+  using IntFn = int (*)();
+  using VoidPtrFn = void* (*)();
+  auto is_initialized = reinterpret_cast<IntFn>(::dlsym(RTLD_DEFAULT, "Py_IsInitialized"));
+  if (!is_initialized || !is_initialized()) {
+    why = "no Python interpreter in this process";
+    return "";
+  }
+  auto is_finalizing = reinterpret_cast<IntFn>(::dlsym(RTLD_DEFAULT, "Py_IsFinalizing"));
+  if (!is_finalizing) is_finalizing = reinterpret_cast<IntFn>(::dlsym(RTLD_DEFAULT, "_Py_IsFinalizing"));
+  auto gil_ensure = reinterpret_cast<IntFn>(::dlsym(RTLD_DEFAULT, "PyGILState_Ensure"));
+  auto gil_release = reinterpret_cast<void (*)(int)>(::dlsym(RTLD_DEFAULT, "PyGILState_Release"));
+  auto dict_new = reinterpret_cast<VoidPtrFn>(::dlsym(RTLD_DEFAULT, "PyDict_New"));
+  auto dict_set = reinterpret_cast<int (*)(void*, const char*, void*)>(::dlsym(RTLD_DEFAULT, "PyDict_SetItemString"));
+  auto builtins = reinterpret_cast<VoidPtrFn>(::dlsym(RTLD_DEFAULT, "PyEval_GetBuiltins"));
+  auto run =
+      reinterpret_cast<void* (*)(const char*, int, void*, void*, void*)>(::dlsym(RTLD_DEFAULT, "PyRun_StringFlags"));
+  auto as_utf8 = reinterpret_cast<const char* (*)(void*)>(::dlsym(RTLD_DEFAULT, "PyUnicode_AsUTF8"));
+  auto decref = reinterpret_cast<void (*)(void*)>(::dlsym(RTLD_DEFAULT, "Py_DecRef"));
+  auto err_clear = reinterpret_cast<void (*)()>(::dlsym(RTLD_DEFAULT, "PyErr_Clear"));
+  if (!gil_ensure || !gil_release || !dict_new || !dict_set || !builtins || !run || !as_utf8 || !decref || !err_clear) {
+    why = "the Python interpreter in this process lacks a C API function multilora uses";
+    return "";
+  }
+  if (is_finalizing && is_finalizing()) {
+    why = "the Python interpreter is shutting down";
+    return "";
+  }
+  static const char* kExpr =
+      "(lambda s: (list(s.submodule_search_locations or []) + [''])[0] if s else '')"
+      "(__import__('importlib.util').util.find_spec('onnxruntime'))";
+  constexpr int kEvalInput = 258;  // Py_eval_input
+  std::string dir;
+  const int gil = gil_ensure();
+  void* globals = dict_new();
+  if (globals && dict_set(globals, "__builtins__", builtins()) == 0) {
+    void* result = run(kExpr, kEvalInput, globals, globals, nullptr);
+    if (result) {
+      const char* text = as_utf8(result);
+      if (text) dir = text;
+      decref(result);
+    }
+  }
+  err_clear();
+  if (globals) decref(globals);
+  gil_release(gil);
+  if (dir.empty()) why = "the Python interpreter in this process has no onnxruntime package";
+  return dir.empty() ? dir : dir + "/capi";
+}
+
+// Loads the library if needed. Caller holds s.mutex. `python_dir`/`python_why`: python_onnxruntime_dir(),
+// computed by the caller before taking the mutex (empty when not needed).
+void load_locked(OrtState& s, const std::string& python_dir = "", const std::string& python_why = "") {
   if (s.api.load(std::memory_order_acquire)) return;
-  // An explicit choice (API call, then environment variable) is authoritative: if it fails we report it
-  // rather than silently running another ONNX Runtime. Without one, the defaults are tried in order.
-  std::vector<std::string> candidates;
-  const char* env_path = std::getenv("MULTILORA_ORT_LIBRARY");
-  std::string origin;
-  if (!s.requested_path.empty()) {
-    candidates.push_back(s.requested_path);
-    origin = " (set with mlora_set_ort_library_path)";
-  } else if (env_path && env_path[0]) {
-    candidates.push_back(env_path);
-    origin = " (from MULTILORA_ORT_LIBRARY)";
-  } else {
-    const std::string built_in = MLORA_DEFAULT_ORT_LIBRARY;
-    if (!built_in.empty()) candidates.push_back(built_in);
-    candidates.push_back("libonnxruntime.so");
-    candidates.push_back("libonnxruntime.so.1");
-  }
   std::string tried;
-  for (const std::string& path : candidates) {
-    if (try_load(s, path, tried)) return;
+  const std::string hint =
+      "\nset MULTILORA_ORT_LIBRARY (or call mlora_set_ort_library_path) to a libonnxruntime.so of version " +
+      header_version() + " or newer (e.g. pip install 'onnxruntime>=" + header_version() +
+      "': its onnxruntime/capi/libonnxruntime.so.*), or put one next to libmultilora.so";
+  // An explicit choice (API call, then environment variable) is authoritative: if it fails we report it
+  // rather than silently running another ONNX Runtime.
+  if (!s.requested_path.empty()) {
+    if (try_load(s, s.requested_path, tried)) return;
+    fail(MLORA_STATUS_RUNTIME,
+         "cannot load the ONNX Runtime library set with mlora_set_ort_library_path:" + tried + hint);
   }
-  fail(MLORA_STATUS_RUNTIME,
-       "cannot load the ONNX Runtime library" + origin + "; tried:" + tried +
-           "\nset MULTILORA_ORT_LIBRARY (or call mlora_set_ort_library_path) to a libonnxruntime.so of version " +
-           header_version() +
-           " or newer (e.g. from the "
-           "onnxruntime Python package, onnxruntime/capi/)");
+  const char* env_path = std::getenv("MULTILORA_ORT_LIBRARY");
+  if (env_path && env_path[0]) {
+    if (try_load(s, env_path, tried)) return;
+    fail(MLORA_STATUS_RUNTIME, "cannot load the ONNX Runtime library from MULTILORA_ORT_LIBRARY:" + tried + hint);
+  }
+  // Without one, in this order: next to libmultilora.so, the path recorded at build time, the onnxruntime
+  // package of the Python interpreter running this process, the dynamic linker's search path.
+  tried += "\n  MULTILORA_ORT_LIBRARY: not set";
+  const std::string own = own_dir();
+  if (!own.empty()) {
+    const std::vector<std::string> files = ort_files_in(own);
+    if (files.empty()) tried += "\n  next to libmultilora (" + own + "): no libonnxruntime.so*";
+    for (const std::string& path : files) {
+      if (try_load(s, path, tried, "next to libmultilora: ")) return;
+    }
+  }
+  const std::string built_in = MLORA_DEFAULT_ORT_LIBRARY;
+  if (built_in.empty()) {
+    tried += "\n  recorded at build time: none";
+  } else if (try_load(s, built_in, tried, "recorded at build time: ")) {
+    return;
+  }
+  if (!python_dir.empty()) {
+    const std::vector<std::string> files = ort_files_in(python_dir);
+    if (files.empty()) tried += "\n  the Python onnxruntime package (" + python_dir + "): no libonnxruntime.so*";
+    for (const std::string& path : files) {
+      if (try_load(s, path, tried, "the Python onnxruntime package: ")) return;
+    }
+  } else {
+    tried += "\n  the Python onnxruntime package: " + (python_why.empty() ? std::string("not looked for") : python_why);
+  }
+  for (const char* name : {"libonnxruntime.so", "libonnxruntime.so.1"}) {
+    if (try_load(s, name, tried, "the system library path: ")) return;
+  }
+  fail(MLORA_STATUS_RUNTIME, "cannot load the ONNX Runtime library; looked in:" + tried + hint);
+}
+
+// Loads the library if needed; the caller does not hold s.mutex.
+void ensure_loaded(OrtState& s) {
+  if (s.api.load(std::memory_order_acquire)) return;
+  bool explicit_choice;
+  {
+    std::lock_guard<std::mutex> lock(s.mutex);
+    const char* env_path = std::getenv("MULTILORA_ORT_LIBRARY");
+    explicit_choice = !s.requested_path.empty() || (env_path && env_path[0]);
+  }
+  std::string python_why;
+  const std::string python_dir = explicit_choice ? std::string() : python_onnxruntime_dir(python_why);
+  std::lock_guard<std::mutex> lock(s.mutex);
+  load_locked(s, python_dir, python_why);
 }
 
 OrtEnv* env_locked(OrtState& s) {
@@ -140,19 +270,20 @@ OrtEnv* env_locked(OrtState& s) {
 const OrtApi& ort() {
   OrtState& s = state();
   if (const OrtApi* api = s.api.load(std::memory_order_acquire)) return *api;
-  std::lock_guard<std::mutex> lock(s.mutex);
-  load_locked(s);
+  ensure_loaded(s);
   return *s.api.load(std::memory_order_acquire);
 }
 
 OrtEnv* ort_env() {
   OrtState& s = state();
+  ensure_loaded(s);
   std::lock_guard<std::mutex> lock(s.mutex);
   return env_locked(s);
 }
 
 OrtEnv* ort_env_acquire() {
   OrtState& s = state();
+  ensure_loaded(s);
   std::lock_guard<std::mutex> lock(s.mutex);
   OrtEnv* env = env_locked(s);
   ++s.env_users;
@@ -180,22 +311,23 @@ const OrtMemoryInfo* ort_cpu_memory() {
 void ort_check(OrtStatus* status, const std::string& context) {
   if (!status) return;
   const OrtApi& api = ort();
-  std::string message = api.GetErrorMessage(status);
+  // ONNX Runtime quotes node and input names from the model file: bytes that may not be UTF-8.
+  std::string message = escape_invalid_utf8(api.GetErrorMessage(status));
   api.ReleaseStatus(status);
   fail(MLORA_STATUS_RUNTIME, context + ": " + message);
 }
 
 std::string ort_library_path() {
   OrtState& s = state();
+  ensure_loaded(s);
   std::lock_guard<std::mutex> lock(s.mutex);
-  load_locked(s);
   return s.loaded_path;
 }
 
 std::string ort_version() {
   OrtState& s = state();
+  ensure_loaded(s);
   std::lock_guard<std::mutex> lock(s.mutex);
-  load_locked(s);
   return s.base->GetVersionString();
 }
 

@@ -10,9 +10,12 @@
 #include <regex>
 #include <sstream>
 
+#include "io/read_file.h"
 #include "peft/safetensors.h"
 #include "util/dtype.h"
 #include "util/error.h"
+#include "util/json.h"
+#include "util/utf8.h"
 
 namespace mlora {
 namespace peft {
@@ -98,14 +101,6 @@ bool model_address(const std::string& name, Address& out) {
   return false;
 }
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(MLORA_STATUS_IO, "cannot read '" + path + "'");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 bool exists(const std::string& path) {
   struct stat sb;
   return ::stat(path.c_str(), &sb) == 0;
@@ -125,6 +120,27 @@ double read_element(const std::string& dtype, const uint8_t* p, size_t i) {
   uint16_t h;
   std::memcpy(&h, p + 2 * i, 2);
   return dtype == "F16" ? half_to_float(h) : bfloat16_to_float(h);
+}
+
+// Element i of a model-dtype buffer written by write_element, as a double.
+double read_back(int32_t dtype, const uint8_t* p, size_t i) {
+  switch (dtype) {
+    case MLORA_DTYPE_FLOAT32: {
+      float f;
+      std::memcpy(&f, p + 4 * i, 4);
+      return f;
+    }
+    case MLORA_DTYPE_FLOAT64: {
+      double d;
+      std::memcpy(&d, p + 8 * i, 8);
+      return d;
+    }
+    default: {
+      uint16_t h;
+      std::memcpy(&h, p + 2 * i, 2);
+      return dtype == MLORA_DTYPE_FLOAT16 ? half_to_float(h) : bfloat16_to_float(h);
+    }
+  }
 }
 
 void write_element(int32_t dtype, uint8_t* p, size_t i, double v) {
@@ -177,7 +193,9 @@ bool is_directory(const std::string& path) {
   return ::stat(path.c_str(), &sb) == 0 && S_ISDIR(sb.st_mode);
 }
 
-std::shared_ptr<const Adapter> load_folder(const std::string& dir, const Model& model) {
+namespace {
+
+std::shared_ptr<const Adapter> load_folder_unescaped(const std::string& dir, const Model& model) {
   const std::string who = "PEFT folder '" + dir + "'";
   const std::string config_path = dir + "/adapter_config.json";
   const std::string weights_path = dir + "/adapter_model.safetensors";
@@ -195,12 +213,8 @@ std::shared_ptr<const Adapter> load_folder(const std::string& dir, const Model& 
                     "save_pretrained(..., safe_serialization=True))"
                   : std::string()));
   }
-  json cfg;
-  try {
-    cfg = json::parse(read_text(config_path));
-  } catch (const json::exception& e) {
-    fail(MLORA_STATUS_FORMAT, "'" + config_path + "' is not valid JSON: " + e.what());
-  }
+  // Non-blocking open, regular files only, size cap: a FIFO, a directory or /dev/zero is an IO error.
+  const json cfg = parse_json(read_small_file(config_path), "'" + config_path + "'");
   if (!cfg.is_object()) fail(MLORA_STATUS_FORMAT, "'" + config_path + "' is not a JSON object");
   const std::string cwho = "'" + config_path + "'";
 
@@ -414,8 +428,16 @@ std::shared_ptr<const Adapter> load_folder(const std::string& dir, const Model& 
       // out[i, j] = t[j, i] * s   (out is [rows, cols], t is [cols, rows])
       for (int64_t i = 0; i < rows; ++i) {
         for (int64_t j = 0; j < cols; ++j) {
-          write_element(in->dtype, buf.data(), static_cast<size_t>(i * cols + j),
-                        read_element(t.dtype, t.data, static_cast<size_t>(j * rows + i)) * s);
+          const double v = read_element(t.dtype, t.data, static_cast<size_t>(j * rows + i));
+          const size_t k = static_cast<size_t>(i * cols + j);
+          write_element(in->dtype, buf.data(), k, v * s);
+          // A scale (lora_alpha / r) that overflows the model's dtype would make every output NaN silently.
+          if (std::isfinite(v) && !std::isfinite(read_back(in->dtype, buf.data(), k))) {
+            fail(MLORA_STATUS_FORMAT, cwho + ": the LoRA scale " + std::to_string(s) + " (lora_alpha " +
+                                          std::to_string(alpha) + " / r" + (rslora ? " with rsLoRA" : "") +
+                                          ") times tensor '" + t.name + "' overflows " + dtype_name(in->dtype) +
+                                          " for model input '" + in->name + "'");
+          }
         }
       }
       slot[in] = names.size();
@@ -439,6 +461,18 @@ std::shared_ptr<const Adapter> load_folder(const std::string& dir, const Model& 
   const std::vector<uint8_t> buffer = serialize_adapter(views, 0, model.lora_fingerprint());
   bytes.clear();
   return Adapter::open_memory(buffer.data(), buffer.size(), dir);
+}
+
+}  // namespace
+
+std::shared_ptr<const Adapter> load_folder(const std::string& dir, const Model& model) {
+  try {
+    return load_folder_unescaped(dir, model);
+  } catch (const Error& e) {
+    // Messages quote tensor names and config keys from the files: control characters and invalid UTF-8 as
+    // \xNN (a message is one line of UTF-8). Messages themselves never contain control characters.
+    throw Error(e.status(), printable_text(e.what()));
+  }
 }
 
 }  // namespace peft

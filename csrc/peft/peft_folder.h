@@ -1,5 +1,5 @@
 // PEFT LoRA folders (adapter_config.json + adapter_model.safetensors) turned into ordinary adapters for one
-// model (DESIGN.md §4): tensors are resolved to the model's LoRA inputs by layer index + module path,
+// model (docs/design.md §4): tensors are resolved to the model's LoRA inputs by layer index + module path,
 // transposed (PEFT: A [r, in], B [out, r]; ours: A [in, r], B [r, out]), the LoRA scale is folded into B
 // (lora_alpha / r, lora_alpha / sqrt(r) with use_rslora, per module through rank_pattern / alpha_pattern),
 // and the values are converted to the model's LoRA input dtype (float32/float16/bfloat16/float64 in,

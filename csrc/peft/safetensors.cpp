@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "util/error.h"
+#include "util/json.h"
 
 namespace mlora {
 namespace peft {
@@ -38,12 +39,8 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
     fail(MLORA_STATUS_FORMAT, who + ": header length " + std::to_string(header_len) + " is beyond the file (" +
                                   std::to_string(size) + " bytes) or the 100 MB limit");
   }
-  nlohmann::json header;
-  try {
-    header = nlohmann::json::parse(base + 8, base + 8 + header_len);
-  } catch (const nlohmann::json::exception& e) {
-    fail(MLORA_STATUS_FORMAT, who + ": header is not valid JSON: " + e.what());
-  }
+  const char* text = reinterpret_cast<const char*>(base + 8);
+  const nlohmann::json header = parse_json(text, text + header_len, who + ": header");
   if (!header.is_object()) fail(MLORA_STATUS_FORMAT, who + ": header is not a JSON object");
 
   const uint8_t* data = base + 8 + header_len;

@@ -1,6 +1,7 @@
 #include "run/active_set.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -8,6 +9,7 @@
 #include "model/tensor.h"
 #include "util/dtype.h"
 #include "util/error.h"
+#include "util/utf8.h"
 
 namespace mlora {
 
@@ -16,7 +18,33 @@ namespace {
 struct Contribution {
   const Param* param;
   float weight;
+  const std::string* adapter;  // registry name, for messages
 };
+
+// Whether `count` elements of a float dtype are all finite (a weight times a large value can overflow).
+bool all_finite(int32_t dtype, const void* data, size_t count) {
+  for (size_t i = 0; i < count; ++i) {
+    double v;
+    switch (dtype) {
+      case MLORA_DTYPE_FLOAT32:
+        v = static_cast<const float*>(data)[i];
+        break;
+      case MLORA_DTYPE_FLOAT64:
+        v = static_cast<const double*>(data)[i];
+        break;
+      case MLORA_DTYPE_FLOAT16:
+        v = half_to_float(static_cast<const uint16_t*>(data)[i]);
+        break;
+      case MLORA_DTYPE_BFLOAT16:
+        v = bfloat16_to_float(static_cast<const uint16_t*>(data)[i]);
+        break;
+      default:
+        return true;
+    }
+    if (!std::isfinite(v)) return false;
+  }
+  return true;
+}
 
 std::shared_ptr<void> aligned_buffer(size_t bytes) {
   void* p = std::aligned_alloc(64, ((bytes + 63) / 64) * 64 + 64);
@@ -32,7 +60,7 @@ std::shared_ptr<const ActiveSet> ActiveSet::build(std::shared_ptr<const Model> m
   // LoRA input name -> contributions, in entry order (A and B blocks must line up).
   std::map<std::string, std::vector<Contribution>> by_input;
   for (const ActiveEntry& e : entries) {
-    for (const Param& p : e.adapter->params()) by_input[p.name].push_back({&p, e.weight});
+    for (const Param& p : e.adapter->params()) by_input[p.name].push_back({&p, e.weight, &e.name});
   }
   // Rank each input gets: the sum of its contributions' ranks, raised to the largest rank in its symbolic
   // rank group (inputs declared with the same dim_param, e.g. "lora_r", must agree within one Run).
@@ -112,6 +140,14 @@ std::shared_ptr<const ActiveSet> ActiveSet::build(std::shared_ptr<const Model> m
               std::memcpy(dst + offset, c.param->data, n);
             } else {
               scale_copy(in.dtype, c.param->data, dst + offset, n / esize, c.weight);
+              // A weight that overflows the dtype would make every output NaN without a word: refuse it.
+              if (all_finite(c.param->dtype, c.param->data, n / esize) &&
+                  !all_finite(in.dtype, dst + offset, n / esize)) {
+                fail(MLORA_STATUS_INVALID_ARGUMENT,
+                     "weight " + std::to_string(c.weight) + " of adapter '" + printable_text(*c.adapter) +
+                         "' times parameter '" + printable_text(c.param->name) + "' overflows " + dtype_name(in.dtype) +
+                         " (non-finite values); use a smaller weight");
+              }
             }
           }
           offset += n;

@@ -1,4 +1,4 @@
-// Per-row adapter sets for a batch on a model prepared for adapter-aware batching (DESIGN.md §6).
+// Per-row adapter sets for a batch on a model prepared for adapter-aware batching (docs/design.md §6).
 //
 // The distinct sets of the rows are resolved once (each an ActiveSet, composed exactly as a single active
 // set: rank concatenation, B scaled by the weights). Each run takes a lease from the model's slot table

@@ -1,4 +1,4 @@
-// The slot table of a model prepared for adapter-aware batching (DESIGN.md §6): S slots, slot 0 = the base
+// The slot table of a model prepared for adapter-aware batching (docs/design.md §6): S slots, slot 0 = the base
 // model, slots 1..S-1 each holding one composed adapter set (an ActiveSet), least recently used out — the
 // CPU counterpart of vLLM's max_loras. Per LoRA input it owns one stacked tensor [S, fixed, R] / [S, R, fixed]
 // that every run feeds; R is the largest rank any resident set gave the input's rank group.

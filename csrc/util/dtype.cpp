@@ -70,7 +70,7 @@ size_t dtype_size(int32_t dtype) noexcept {
   }
 }
 
-std::string dtype_name(int32_t dtype) {
+const char* dtype_cname(int32_t dtype) noexcept {
   switch (dtype) {
     case MLORA_DTYPE_FLOAT32:
       return "float32";
@@ -99,8 +99,13 @@ std::string dtype_name(int32_t dtype) {
     case MLORA_DTYPE_BFLOAT16:
       return "bfloat16";
     default:
-      return "dtype(" + std::to_string(dtype) + ")";
+      return nullptr;
   }
+}
+
+std::string dtype_name(int32_t dtype) {
+  const char* name = dtype_cname(dtype);
+  return name ? std::string(name) : "dtype(" + std::to_string(dtype) + ")";
 }
 
 void check_dtype(int32_t dtype, const std::string& what) {

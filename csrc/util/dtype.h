@@ -12,6 +12,8 @@ namespace mlora {
 
 // Size in bytes of one element; 0 for a dtype multilora does not support.
 size_t dtype_size(int32_t dtype) noexcept;
+// "float32", "float16", ... ; nullptr for a dtype multilora does not support (mlora_dtype_name's table).
+const char* dtype_cname(int32_t dtype) noexcept;
 // "float32", "float16", ... ; "dtype(N)" for unknown values.
 std::string dtype_name(int32_t dtype);
 // Throws INVALID_ARGUMENT naming `what` if dtype is not supported.

@@ -127,6 +127,7 @@ typedef int32_t mlora_dtype_t;
 #define MLORA_LOAD_DEFAULT 0
 #define MLORA_LOAD_REPLACE 1              /* replace an adapter already loaded under the same name */
 #define MLORA_LOAD_IGNORE_MODEL_VERSION 2 /* skip the model_version check (dtype/shape are always checked) */
+#define MLORA_LOAD_COPY 4                 /* read the file into private memory instead of mapping it */
 
 /** Severity levels for mlora_model_options_set_log_level (same numbers as OrtLoggingLevel). */
 #define MLORA_LOG_VERBOSE 0
@@ -184,7 +185,9 @@ MLORA_API int32_t mlora_abi_version(void);
 MLORA_API const char* mlora_status_name(mlora_status_t status);
 
 /**
- * Message of the last failing call on this thread ("" if none failed yet).
+ * Message of the last failing call on this thread ("" if none failed yet): one line of valid UTF-8 (bytes
+ * quoted from files or from ONNX Runtime that are not UTF-8, and control characters in quoted names, are
+ * written as \xNN).
  * Returns: borrowed, library-owned string valid until the next failing call on this thread; never NULL.
  * Thread-safety: per thread.
  */
@@ -208,7 +211,8 @@ MLORA_API mlora_status_t mlora_set_ort_library_path(const char* path);
 /**
  * Writes the path of the loaded libonnxruntime and its version string ("1.32.0") into two buffers,
  * loading ONNX Runtime if it is not loaded yet.
- * @param[out] path_buf receives the path; may be NULL if path_capacity is 0.
+ * @param[out] path_buf borrowed for the call; receives the path; may be NULL if path_capacity is 0.
+ * @param[out] version_buf borrowed for the call; receives the version; may be NULL if version_capacity is 0.
  * @param[out] out_path_len bytes needed/written including NUL.
  * Returns: OK, RUNTIME (the library could not be loaded; the message lists every path tried),
  *          BUFFER_TOO_SMALL, INVALID_ARGUMENT.
@@ -226,6 +230,22 @@ MLORA_API mlora_status_t mlora_shutdown(void);
 /* ================================================================================================ */
 /* Tensors                                                                                           */
 /* ================================================================================================ */
+
+/**
+ * Name of an element type: "float32", "uint8", "int8", "uint16", "int16", "int32", "int64", "bool", "float16",
+ * "float64", "uint32", "uint64", "bfloat16"; "unknown" for a value that is no MLORA_DTYPE_*.
+ * Returns: borrowed static string; never NULL.
+ * Thread-safety: safe from any thread.
+ */
+MLORA_API const char* mlora_dtype_name(mlora_dtype_t dtype);
+
+/**
+ * Size in bytes of one element of an element type (bool is 1 byte).
+ * @param[out] out_size receives the size.
+ * Returns: OK, INVALID_ARGUMENT (a value that is no MLORA_DTYPE_*, or out_size NULL).
+ * Thread-safety: safe from any thread.
+ */
+MLORA_API mlora_status_t mlora_dtype_size(mlora_dtype_t dtype, size_t* out_size);
 
 /**
  * Creates a tensor holding a copy of data.
@@ -264,6 +284,7 @@ MLORA_API mlora_status_t mlora_tensor_dtype(const mlora_tensor_t* tensor, mlora_
 
 /**
  * Shape of a tensor. Writes up to capacity dims into shape_buf and the rank into *out_ndim.
+ * @param[out] shape_buf borrowed for the call; receives up to capacity dims.
  * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT, BUFFER_TOO_SMALL (capacity < rank; *out_ndim = rank).
  * Thread-safety: concurrent calls are safe.
  */
@@ -326,6 +347,17 @@ MLORA_API mlora_status_t mlora_model_options_set_config_entry(mlora_model_option
  */
 MLORA_API mlora_status_t mlora_model_options_set_batch_slots(mlora_model_options_t* options, size_t slots);
 
+/**
+ * Whether a model folder's genai_config.json may name files outside the folder. By default a
+ * model.decoder.filename that is absolute or has a ".." component is refused with FORMAT naming the key
+ * and the path (a model folder may come from someone else); allow = 1 permits it. A name with a NUL byte is
+ * always refused. Symbolic links inside the folder are followed either way.
+ * @param[in] allow 0 (default) or 1.
+ * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (allow not 0 or 1).
+ * Thread-safety: not with concurrent use of the same options.
+ */
+MLORA_API mlora_status_t mlora_model_options_set_allow_external_paths(mlora_model_options_t* options, int32_t allow);
+
 /* ================================================================================================ */
 /* Model                                                                                             */
 /* ================================================================================================ */
@@ -333,7 +365,10 @@ MLORA_API mlora_status_t mlora_model_options_set_batch_slots(mlora_model_options
 /**
  * Loads a model: an .onnx file with LoRA inputs (optional inputs whose default has a zero-size rank
  * dimension), or a folder with genai_config.json (see the Generation section).
- * Inputs listed twice in graph.input are tolerated.
+ * Inputs listed twice in graph.input are tolerated. genai_config.json is read like every file the library
+ * reads: a FIFO, directory or device is IO (never a hang), over 16 MiB is IO, JSON nested deeper than 256
+ * levels is FORMAT; its model.decoder.filename must name a file inside the folder (FORMAT otherwise, see
+ * mlora_model_options_set_allow_external_paths) and may not hold a NUL byte.
  * @param[in] path copied; UTF-8.
  * @param[in] options borrowed for the call; NULL = defaults.
  * @param[out] out_model owned; release with mlora_model_release.
@@ -356,7 +391,7 @@ MLORA_API mlora_status_t mlora_model_output_count(const mlora_model_t* model, si
 
 /**
  * Name of regular input / output number index (0 <= index < count).
- * @param[out] buf receives the UTF-8 name. @param[out] out_len bytes needed/written including NUL.
+ * @param[out] buf borrowed for the call; receives the UTF-8 name. @param[out] out_len bytes needed/written including NUL.
  * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (index out of range), BUFFER_TOO_SMALL.
  * Thread-safety: concurrent calls are safe.
  */
@@ -365,7 +400,7 @@ MLORA_API mlora_status_t mlora_model_output_name(const mlora_model_t* model, siz
 
 /**
  * Element type and declared shape of regular input / output number index; symbolic dims are -1.
- * @param[out] shape_buf up to capacity dims. @param[out] out_ndim rank.
+ * @param[out] shape_buf borrowed for the call; up to capacity dims. @param[out] out_ndim rank.
  * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT, BUFFER_TOO_SMALL (*out_ndim = rank).
  * Thread-safety: concurrent calls are safe.
  */
@@ -380,7 +415,8 @@ MLORA_API mlora_status_t mlora_model_output_info(const mlora_model_t* model, siz
 MLORA_API mlora_status_t mlora_model_lora_count(const mlora_model_t* model, size_t* out_count);
 
 /**
- * Name of LoRA parameter number index, in the model's input order.
+ * Name of LoRA input number index, in the model's input order.
+ * @param[out] buf borrowed for the call; receives the UTF-8 name. @param[out] out_len bytes needed/written.
  * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT, BUFFER_TOO_SMALL.
  * Thread-safety: concurrent calls are safe.
  */
@@ -490,6 +526,7 @@ MLORA_API mlora_status_t mlora_adapter_param_count(const mlora_adapter_t* adapte
 
 /**
  * Name of parameter number index.
+ * @param[out] buf borrowed for the call; receives the UTF-8 name. @param[out] out_len bytes needed/written.
  * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (index), BUFFER_TOO_SMALL.
  * Thread-safety: concurrent calls are safe.
  */
@@ -542,8 +579,17 @@ MLORA_API void mlora_adapters_release(mlora_adapters_t* adapters);
  * module (self_attn/attn, with or without ".MatMul"); every tensor that matches nothing and every
  * unsupported feature (DoRA, modules_to_save, embedding LoRA, LoRA bias) is an error naming it (FORMAT /
  * NOT_FOUND). Such an adapter is held in memory (bytes_copied) and records the model's version.
+ * File lifetime: an .onnx_adapter file is memory-mapped (MAP_PRIVATE) and read in place for as long as any
+ * registry, run options, generator params or generator holds the adapter. Replace a loaded file by
+ * writing a new file and renaming it over the old path (the mapping keeps the old contents); never
+ * truncate or rewrite it in place: a run that reads a page past the new end of a truncated file gets
+ * SIGBUS (the process dies, as with any mmap reader), and bytes rewritten in place show up in later runs.
+ * For files that may change under a running process pass MLORA_LOAD_COPY: the file is read into private
+ * memory (bytes_copied instead of bytes_mapped; pages are no longer shared between processes).
+ * Every file read is checked first: a FIFO, directory or device (also as adapter_config.json) is IO,
+ * never a hang; JSON nested deeper than 256 levels is FORMAT naming the file.
  * @param[in] path copied. @param[in] name copied; non-empty UTF-8.
- * @param[in] flags MLORA_LOAD_* bits.
+ * @param[in] flags MLORA_LOAD_* bits (MLORA_LOAD_REPLACE, MLORA_LOAD_IGNORE_MODEL_VERSION, MLORA_LOAD_COPY).
  * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT, NOT_FOUND (file, or a parameter the model lacks),
  *          IO, FORMAT, TYPE_MISMATCH, SHAPE_MISMATCH, VERSION_MISMATCH, ALREADY_EXISTS (name taken
  *          and MLORA_LOAD_REPLACE not given). On failure the registry is unchanged.
@@ -552,7 +598,9 @@ MLORA_API void mlora_adapters_release(mlora_adapters_t* adapters);
 MLORA_API mlora_status_t mlora_adapters_load(mlora_adapters_t* adapters, const char* path, const char* name, int32_t flags);
 
 /**
- * As mlora_adapters_load, from a buffer holding an .onnx_adapter file.
+ * As mlora_adapters_load, from a buffer holding an .onnx_adapter file (always copied; MLORA_LOAD_COPY is
+ * accepted and changes nothing). size is checked against the format's 2 GiB limit before anything is read
+ * or allocated (FORMAT).
  * @param[in] data copied; size bytes. @param[in] name copied; UTF-8.
  */
 MLORA_API mlora_status_t mlora_adapters_load_from_memory(mlora_adapters_t* adapters, const void* data, size_t size, const char* name, int32_t flags);
@@ -568,7 +616,7 @@ MLORA_API mlora_status_t mlora_adapters_unload(mlora_adapters_t* adapters, const
 
 /**
  * Names of the loaded adapters, sorted, written one after another each with its NUL terminator.
- * @param[out] buf may be NULL if capacity is 0. @param[out] out_len total bytes needed/written.
+ * @param[out] buf borrowed for the call; may be NULL if capacity is 0. @param[out] out_len total bytes needed/written.
  * @param[out] out_count number of names (may be NULL).
  * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT, BUFFER_TOO_SMALL.
  * Thread-safety: concurrent calls are safe; a concurrent load may make a retry needed.
@@ -682,7 +730,7 @@ MLORA_API mlora_status_t mlora_generator_params_set_search_number(mlora_generato
 
 /**
  * Sets a boolean search option by name ("do_sample"); value is 0 or 1.
- * @param[in] name borrowed for the call; UTF-8.
+ * @param[in] name copied; UTF-8.
  * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT.
  * Thread-safety: not concurrently with other use of the same params.
  */
@@ -690,7 +738,7 @@ MLORA_API mlora_status_t mlora_generator_params_set_search_bool(mlora_generator_
 
 /**
  * Reads a search option by name (booleans read as 0.0/1.0).
- * @param[in] name borrowed for the call; UTF-8.
+ * @param[in] name copied; UTF-8.
  * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (unknown name).
  * Thread-safety: concurrent calls are safe.
  */
@@ -785,7 +833,7 @@ MLORA_API mlora_status_t mlora_generator_batch_size(const mlora_generator_t* gen
 
 /**
  * Tokens of sequence index (prompt then generated, without left padding). *out_len counts tokens.
- * @param[out] buf receives up to capacity token ids.
+ * @param[out] buf borrowed for the call; receives up to capacity token ids.
  * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (index), BUFFER_TOO_SMALL (*out_len = tokens needed).
  * Thread-safety: one thread at a time per generator.
  */
@@ -793,6 +841,7 @@ MLORA_API mlora_status_t mlora_generator_get_sequence(const mlora_generator_t* g
 
 /**
  * The token each sequence got in the last step (batch_size ids). *out_len counts tokens.
+ * @param[out] buf borrowed for the call; receives up to capacity token ids.
  * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (no step yet), BUFFER_TOO_SMALL.
  * Thread-safety: one thread at a time per generator.
  */
@@ -960,7 +1009,7 @@ MLORA_API mlora_status_t mlora_engine_stats(const mlora_engine_t* engine, uint64
 /**
  * Reads the request's new token ids: waits up to timeout_ms (0 = do not wait, a poll; < 0 = no limit) until
  * at least one token is available or the request finished, then moves up to capacity tokens into buf.
- * @param[out] buf capacity ints; may be NULL when capacity is 0.
+ * @param[out] buf borrowed for the call; capacity ints; may be NULL when capacity is 0.
  * @param[out] out_count tokens written. @param[out] out_done may be NULL; 1 when the request finished and
  *             every token was read.
  * Returns: OK (also on timeout, with *out_count 0), INVALID_HANDLE (NULL or released request),
@@ -996,7 +1045,7 @@ MLORA_API mlora_status_t mlora_request_usage(const mlora_request_t* request, uin
 /**
  * The error of a request that finished with MLORA_FINISH_ERROR, or CLOSED for a request cancelled by
  * mlora_engine_close; OK (and an empty message) otherwise.
- * @param[out] out_status may be NULL. @param[out] buf receives the UTF-8 message; @param[out] out_len bytes
+ * @param[out] out_status may be NULL. @param[out] buf borrowed for the call; receives the UTF-8 message; @param[out] out_len bytes
  *             needed/written including NUL; required.
  * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (NULL out_len), BUFFER_TOO_SMALL.
  * Thread-safety: safe from any thread.

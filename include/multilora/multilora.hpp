@@ -187,30 +187,14 @@ inline void shutdown() { detail::check(mlora_shutdown()); }
 // Tensor
 // ================================================================================================
 
-/** Size in bytes of one element of dtype; 0 for an unknown dtype. */
+/** Size in bytes of one element of dtype (mlora_dtype_size); 0 for an unknown dtype. */
 inline size_t dtype_size(mlora_dtype_t dtype) noexcept {
-  switch (dtype) {
-    case MLORA_DTYPE_UINT8:
-    case MLORA_DTYPE_INT8:
-    case MLORA_DTYPE_BOOL:
-      return 1;
-    case MLORA_DTYPE_UINT16:
-    case MLORA_DTYPE_INT16:
-    case MLORA_DTYPE_FLOAT16:
-    case MLORA_DTYPE_BFLOAT16:
-      return 2;
-    case MLORA_DTYPE_FLOAT32:
-    case MLORA_DTYPE_INT32:
-    case MLORA_DTYPE_UINT32:
-      return 4;
-    case MLORA_DTYPE_INT64:
-    case MLORA_DTYPE_FLOAT64:
-    case MLORA_DTYPE_UINT64:
-      return 8;
-    default:
-      return 0;
-  }
+  size_t size = 0;
+  return mlora_dtype_size(dtype, &size) == MLORA_STATUS_OK ? size : 0;
 }
+
+/** Name of dtype (mlora_dtype_name): "float32", ..., "bfloat16"; "unknown" for an unknown dtype. */
+inline std::string dtype_name(mlora_dtype_t dtype) { return mlora_dtype_name(dtype); }
 
 /** A tensor: element type, shape and a contiguous row-major buffer. */
 class Tensor {
@@ -314,6 +298,14 @@ class ModelOptions {
     detail::check(mlora_model_options_set_batch_slots(get(), slots));
     return *this;
   }
+  /**
+   * Lets a model folder's genai_config.json name files outside the folder (absolute, or with ".."); refused
+   * by default because a model folder may come from someone else.
+   */
+  ModelOptions& set_allow_external_paths(bool allow) {
+    detail::check(mlora_model_options_set_allow_external_paths(get(), allow ? 1 : 0));
+    return *this;
+  }
 
   mlora_model_options_t* get() const noexcept { return handle_.get(); }
   void reset() noexcept { handle_.reset(); }
@@ -331,7 +323,7 @@ struct TensorInfo {
 };
 
 /** A LoRA input: dtype, its two dims (the rank axis reads 0) and which axis is the rank axis. */
-struct LoraInfo {
+struct LoraInputInfo {
   std::string name;
   mlora_dtype_t dtype = 0;
   int64_t dim0 = 0;
@@ -406,8 +398,8 @@ class Model {
     return detail::read_string(
         [&](char* buf, size_t cap, size_t* len) { return mlora_model_lora_name(get(), index, buf, cap, len); });
   }
-  LoraInfo lora_info(size_t index) const {
-    LoraInfo info;
+  LoraInputInfo lora_info(size_t index) const {
+    LoraInputInfo info;
     detail::check(mlora_model_lora_info(get(), index, &info.dtype, &info.dim0, &info.dim1, &info.rank_axis));
     info.name = lora_name(index);
     return info;
@@ -424,8 +416,8 @@ class Model {
     detail::check(mlora_model_batch_slots(get(), &b.slots, &b.resident));
     return b;
   }
-  std::vector<LoraInfo> lora_inputs() const {
-    std::vector<LoraInfo> out;
+  std::vector<LoraInputInfo> lora_inputs() const {
+    std::vector<LoraInputInfo> out;
     for (size_t i = 0, n = lora_count(); i < n; ++i) out.push_back(lora_info(i));
     return out;
   }
@@ -565,7 +557,11 @@ class Adapters {
     handle_.reset(out);
   }
 
-  /** Loads an .onnx_adapter file under name; flags are MLORA_LOAD_* bits. */
+  /**
+   * Loads an .onnx_adapter file (or a PEFT folder) under name; flags are MLORA_LOAD_* bits. The file is
+   * mapped: it must not be truncated or rewritten in place while loaded (SIGBUS); pass MLORA_LOAD_COPY for
+   * files that may change under a running process.
+   */
   void load(const std::string& path, const std::string& name, int32_t flags = MLORA_LOAD_DEFAULT) {
     detail::check(mlora_adapters_load(get(), detail::c_str(path, "path"), detail::c_str(name, "adapter name"), flags));
   }
@@ -584,8 +580,9 @@ class Adapters {
       return mlora_adapters_names(get(), buf, cap, len, count);
     });
   }
-  /** The adapter loaded under name (that version stays alive while the result lives); throws NOT_FOUND. */
-  Adapter at(const std::string& name) const {
+  /** The adapter loaded under name (mlora_adapters_get; that version stays alive while the result lives); throws
+   * NOT_FOUND. (get() without an argument is the raw handle, as on every class here.) */
+  Adapter get(const std::string& name) const {
     mlora_adapter_t* out = nullptr;
     detail::check(mlora_adapters_get(get(), detail::c_str(name, "adapter name"), &out));
     return Adapter(out);

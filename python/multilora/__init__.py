@@ -13,15 +13,7 @@ wheel (``onnxruntime/capi/libonnxruntime.so*``) unless the environment variable
 ``MULTILORA_ORT_LIBRARY`` names one.
 """
 
-from __future__ import annotations
-
-import glob
-import importlib.util
-import os
-from typing import Optional
-
-from . import _core  # noqa: E402  (after _errors: the extension raises its classes)
-from ._api import (  # noqa: E402
+from ._api import (
     Adapter,
     AdapterFile,
     Adapters,
@@ -37,6 +29,7 @@ from ._api import (  # noqa: E402
     read_adapter,
     write_adapter,
 )
+from ._core import HEADER_VERSION as __version__
 from ._errors import (
     AdapterNotFoundError,
     AlreadyExistsError,
@@ -49,6 +42,7 @@ from ._errors import (
     InvalidArgumentError,
     InvalidHandleError,
     MultiloraError,
+    MultiloraFileNotFoundError,
     MultiloraIOError,
     MultiloraMemoryError,
     NotFoundError,
@@ -57,8 +51,10 @@ from ._errors import (
     TypeMismatchError,
     VersionMismatchError,
 )
-from .engine import Engine, EngineStats, Request, Usage  # noqa: E402
-from .generation import (  # noqa: E402  (Generation: extends _api's GeneratorParams/Generator)
+from ._ort import onnxruntime_library_path, point_core_at_onnxruntime
+from ._paths import get_include, get_library
+from .engine import Engine, EngineStats, Request, Usage
+from .generation import (
     Generator,
     GeneratorParams,
     Tokenizer,
@@ -66,8 +62,6 @@ from .generation import (  # noqa: E402  (Generation: extends _api's GeneratorPa
     generate,
     generate_stream,
 )
-
-__version__: str = _core.HEADER_VERSION
 
 __all__ = [
     "__version__",
@@ -96,11 +90,14 @@ __all__ = [
     "write_adapter",
     "ort_info",
     "onnxruntime_library_path",
+    "get_include",
+    "get_library",
     "MultiloraError",
     "InvalidArgumentError",
     "InvalidHandleError",
-    "AdapterNotFoundError",
     "NotFoundError",
+    "AdapterNotFoundError",
+    "MultiloraFileNotFoundError",
     "AlreadyExistsError",
     "InUseError",
     "MultiloraIOError",
@@ -116,37 +113,5 @@ __all__ = [
     "ClosedError",
 ]
 
-
-def onnxruntime_library_path() -> Optional[str]:
-    """The libonnxruntime shared library shipped in the installed onnxruntime wheel, if any.
-
-    Found without importing onnxruntime (the wheel ships ``capi/libonnxruntime.so.<version>``).
-    """
-    try:
-        spec = importlib.util.find_spec("onnxruntime")
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for root in spec.submodule_search_locations:
-        found = sorted(glob.glob(os.path.join(root, "capi", "libonnxruntime.so*")))
-        # prefer the plainest name (libonnxruntime.so, then the shortest versioned one)
-        found.sort(key=len)
-        if found:
-            return found[0]
-    return None
-
-
-def _point_core_at_onnxruntime() -> None:
-    if os.environ.get("MULTILORA_ORT_LIBRARY"):
-        return  # the core reads it itself
-    path = onnxruntime_library_path()
-    if path is None:
-        return  # the core falls back to its build-time default and the default search
-    try:
-        _core.set_ort_library_path(path)
-    except InUseError:
-        pass  # ONNX Runtime was already loaded (e.g. the package was re-imported)
-
-
-_point_core_at_onnxruntime()
+point_core_at_onnxruntime()
+del point_core_at_onnxruntime

@@ -27,7 +27,7 @@ import numpy as np
 
 from . import _core
 from ._dtypes import dtype_code, dtype_name
-from ._errors import InvalidArgumentError, InvalidHandleError
+from ._errors import InvalidArgumentError, InvalidHandleError, adapter_lookup, opening_file
 
 __all__ = [
     "Model",
@@ -35,8 +35,6 @@ __all__ = [
     "Adapters",
     "Adapter",
     "RunOptions",
-    "GeneratorParams",
-    "Generator",
     "AdapterFile",
     "TensorInfo",
     "LoraInputInfo",
@@ -112,7 +110,8 @@ class _Native:
     def _n(self) -> Any:
         native = self._native
         if native is None:
-            # InvalidHandleError is a ValueError too (STYLE 32) and carries the status every binding reports.
+            # InvalidHandleError is a ValueError too (docs/conventions.md §3) and carries the status every
+            # binding reports.
             raise InvalidHandleError(f"{self._describe()} is closed")
         return native
 
@@ -168,9 +167,12 @@ class ModelOptions:
         intra_op_threads: Optional[int] = None,
         config: Optional[Mapping[str, str]] = None,
         batch_slots: Optional[int] = None,
+        allow_external_paths: Optional[bool] = None,
     ) -> None:
         self._native = _core.ModelOptions()
         self._settings: Dict[str, Any] = {}
+        if allow_external_paths is not None:
+            self.set_allow_external_paths(allow_external_paths)
         if log_level is not None:
             self.set_log_level(log_level)
         if intra_op_threads is not None:
@@ -209,6 +211,13 @@ class ModelOptions:
         self._settings["batch_slots"] = n
         return self
 
+    def set_allow_external_paths(self, allow: bool) -> ModelOptions:
+        """Let a model folder's genai_config.json name files outside the folder (absolute paths, ``..``).
+        Refused by default (FormatError naming the key and path): a model folder may come from someone else."""
+        self._native.set_allow_external_paths(bool(allow))
+        self._settings["allow_external_paths"] = bool(allow)
+        return self
+
     def __repr__(self) -> str:
         inner = " ".join(f"{k}={v!r}" for k, v in self._settings.items())
         return f"<ModelOptions{' ' + inner if inner else ''}>"
@@ -218,7 +227,7 @@ class Model(_Native):
     """A LoRA-enabled ONNX model (an .onnx file, or a GenAI model folder) ready to run.
 
     ``Model(path, options=None, **kwargs)``: kwargs are :class:`ModelOptions` arguments
-    (``log_level``, ``intra_op_threads``, ``config``, ``batch_slots``).
+    (``log_level``, ``intra_op_threads``, ``config``, ``batch_slots``, ``allow_external_paths``).
     """
 
     def __init__(self, path: PathLike, options: Optional[ModelOptions] = None, **kwargs: Any) -> None:
@@ -227,7 +236,8 @@ class Model(_Native):
             if options is not None:
                 raise TypeError("Model: give either options or keyword options, not both")
             options = ModelOptions(**kwargs)
-        self._native = _core.Model(self._path, options._native if options is not None else None)
+        with opening_file(self._path):
+            self._native = _core.Model(self._path, options._native if options is not None else None)
 
     def _describe(self) -> str:
         return f"Model({self._path!r})"
@@ -311,8 +321,22 @@ class Model(_Native):
 # ------------------------------------------------------------------------------------------------
 
 
-def _load_flags(replace: bool, ignore_model_version: bool) -> int:
-    return (_core.LOAD_REPLACE if replace else 0) | (_core.LOAD_IGNORE_MODEL_VERSION if ignore_model_version else 0)
+def _load_flags(replace: bool, ignore_model_version: bool, copy: bool = False) -> int:
+    return (
+        (_core.LOAD_REPLACE if replace else 0)
+        | (_core.LOAD_IGNORE_MODEL_VERSION if ignore_model_version else 0)
+        | (_core.LOAD_COPY if copy else 0)
+    )
+
+
+def _name(name: Any, what: str) -> Any:
+    """An adapter name the C ABI can take: a str with a UTF-8 spelling (no lone surrogates)."""
+    if isinstance(name, str):
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError as e:
+            _core.raise_status(1, f"{what}: adapter name {name!r} is not valid UTF-8 ({e.reason} at {e.start})")
+    return name
 
 
 def _bytes_like(data: Any, what: str) -> Any:
@@ -326,7 +350,7 @@ def _bytes_like(data: Any, what: str) -> Any:
 class Adapter(_Native):
     """One adapter's contents: parameters, rank, versions and memory accounting (immutable).
 
-    Obtained from :meth:`Adapters.info` (the version loaded under a name; it stays valid after unload
+    Obtained from :meth:`Adapters.get` (the version loaded under a name; it stays valid after unload
     or replace) or opened from a file with :meth:`Adapter.open`.
     """
 
@@ -338,7 +362,8 @@ class Adapter(_Native):
     def open(cls, path: PathLike) -> Adapter:
         """Opens an .onnx_adapter file without a model (mapped read-only and verified)."""
         p = _fspath(path, "Adapter.open")
-        return cls(_core.Adapter.open(p), p)
+        with opening_file(p):
+            return cls(_core.Adapter.open(p), p)
 
     @classmethod
     def from_memory(cls, data: BytesLike, name: str = "<memory>") -> Adapter:
@@ -427,40 +452,58 @@ class Adapters(_Native):
     def _describe(self) -> str:
         return f"Adapters(model={self._model_path!r})"
 
-    def load(self, path: PathLike, name: str, *, replace: bool = False, ignore_model_version: bool = False) -> None:
+    def load(
+        self,
+        path: PathLike,
+        name: str,
+        *,
+        replace: bool = False,
+        ignore_model_version: bool = False,
+        copy: bool = False,
+    ) -> None:
         """Maps, verifies and validates an .onnx_adapter file against the model and names it.
 
         A directory is loaded as a PEFT LoRA folder (adapter_config.json + adapter_model.safetensors):
         tensors are resolved to the model's LoRA inputs, transposed, the LoRA scale folded into B and the
-        values converted to the model's LoRA dtype (see DESIGN.md §4); anything unsupported is an error.
+        values converted to the model's LoRA dtype (see docs/design.md §4); anything unsupported is an error.
 
         ``replace``: replace an adapter already loaded under ``name`` (holders keep the old one);
         otherwise that raises AlreadyExistsError. ``ignore_model_version``: skip the model_version
         check (dtypes and shapes are always checked).
+
+        File lifetime: the file is memory-mapped and read in place while the adapter is in use. Replace
+        it by writing a new file and renaming it over the path; never truncate or rewrite it in place
+        (a run reading past the end of a truncated mapped file dies with SIGBUS). ``copy=True`` reads
+        the file into private memory instead, for files that may change under a running process.
         """
-        self._n().load(_fspath(path, "Adapters.load"), name, _load_flags(replace, ignore_model_version))
+        p = _fspath(path, "Adapters.load")
+        flags = _load_flags(replace, ignore_model_version, copy)
+        with opening_file(p, folder_files=("adapter_config.json", "adapter_model.safetensors")):
+            self._n().load(p, _name(name, "Adapters.load"), flags)
 
     def load_from_memory(
         self, data: BytesLike, name: str, *, replace: bool = False, ignore_model_version: bool = False
     ) -> None:
         """As :meth:`load`, from the bytes of an .onnx_adapter file (copied)."""
         self._n().load_from_memory(
-            _bytes_like(data, "Adapters.load_from_memory"), name, _load_flags(replace, ignore_model_version)
+            _bytes_like(data, "Adapters.load_from_memory"),
+            _name(name, "Adapters.load_from_memory"),
+            _load_flags(replace, ignore_model_version),
         )
 
     def unload(self, name: str) -> None:
         """Removes a name at once (AdapterNotFoundError if it is not loaded)."""
-        self._n().unload(name)
+        with adapter_lookup():
+            self._n().unload(_name(name, "Adapters.unload"))
 
     def names(self) -> List[str]:
         """Loaded names, sorted."""
         return list(self._n().names())
 
-    def info(self, name: str) -> Adapter:
+    def get(self, name: str) -> Adapter:
         """The adapter loaded under ``name`` (AdapterNotFoundError if none); close it when done."""
-        return Adapter(self._n().get(name), name)
-
-    __getitem__ = info
+        with adapter_lookup():
+            return Adapter(self._n().get(_name(name, "Adapters.get")), name)
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name in self._n().names()
@@ -491,6 +534,8 @@ def _names_weights(
         names_list = [names]
     else:
         names_list = list(names)
+    for n in names_list:
+        _name(n, "set_active_adapters")
     if weights is None:
         return names_list, None
     if isinstance(weights, (int, float, np.floating, np.integer)):
@@ -505,19 +550,21 @@ def _rows_weights(
     if isinstance(rows, str):
         raise TypeError("set_active_adapters_per_row: rows must be a sequence of rows (lists of names), not a str")
     rows_list = [[row] if isinstance(row, str) else list(row) for row in rows]
+    for row in rows_list:
+        for n in row:
+            _name(n, "set_active_adapters_per_row")
     weights_list = None if weights is None else [[float(w) for w in row] for row in weights]
     return rows_list, weights_list
 
 
-class RunOptions(_Native):
-    """Per-run settings: chiefly the active adapter set (empty = the base model)."""
+class AdapterSetMethods(_Native):
+    """The adapter-set methods RunOptions, GeneratorParams and Generator share (one implementation; their
+    native objects take the same arguments). For run options: the set the next runs use; for params: the set
+    generators start with; for a generator: a switch between steps (tokens already processed keep the KV
+    cache computed with the previous set). Every call resolves the names at once: a later unload or replace
+    does not change what the object runs with. AdapterNotFoundError names an adapter that is not loaded."""
 
-    def __init__(self) -> None:
-        self._native = _core.RunOptions()
-        self._active: List[Tuple[str, float]] = []
-
-    def _describe(self) -> str:
-        return "RunOptions"
+    _active: List[Tuple[str, float]] = []
 
     def set_active_adapters(
         self,
@@ -525,14 +572,12 @@ class RunOptions(_Native):
         names: Union[str, Sequence[str], None],
         weights: Union[float, Sequence[float], None] = None,
     ) -> None:
-        """Activates ``names`` of ``adapters`` with ``weights`` (default all 1.0); [] = base model.
-
-        Several adapters apply the weighted sum of their deltas exactly. The set is resolved now: a
-        later unload or replace does not change what these options run with.
-        """
+        """One set for every row: ``names`` of ``adapters`` with ``weights`` (default all 1.0); [] = the base
+        model. Several adapters apply the weighted sum of their deltas exactly."""
         names_list, weights_list = _names_weights(names, weights)
         native_adapters = adapters._n() if adapters is not None else None
-        self._n().set_active_adapters(native_adapters, names_list, weights_list)
+        with adapter_lookup():
+            self._n().set_active_adapters(native_adapters, names_list, weights_list)
         w = weights_list if weights_list is not None else [1.0] * len(names_list)
         self._active = list(zip(names_list, w))
 
@@ -548,13 +593,16 @@ class RunOptions(_Native):
     ) -> None:
         """One adapter set per batch row (``[]`` = the base model for that row), all served by one Run.
 
-        Needs a model rewritten once with ``multilora prepare-batching IN.onnx OUT.onnx``. ``weights``, if
-        given, holds one list per row matching its names (default all 1.0). Each row's output equals
-        that row run alone with its own active set; every run with these options must have
-        ``len(rows)`` rows. Replaces any set given by :meth:`set_active_adapters`.
+        Needs a model rewritten once with ``multilora prepare-batching`` (for generation: the folder's
+        model.onnx). ``weights``, if given, holds one list per row matching its names (default all 1.0). Each
+        row's output equals that row run alone with its own set. The row count must match the batch: every run
+        with these run options must have ``len(rows)`` rows; for generation it must equal the ``batch_size``
+        search option when a Generator is made from params (else InvalidArgumentError), and a generator's batch
+        size when switching. Replaces any set given by :meth:`set_active_adapters`.
         """
         rows_list, weights_list = _rows_weights(rows, weights)
-        self._n().set_active_adapters_per_row(adapters._n(), rows_list, weights_list)
+        with adapter_lookup():
+            self._n().set_active_adapters_per_row(adapters._n(), rows_list, weights_list)
         self._active = []
         seen = set()
         for i, row in enumerate(rows_list):
@@ -565,14 +613,25 @@ class RunOptions(_Native):
                     self._active.append((name, w))
 
     def clear_active_adapters(self) -> None:
-        """Back to the base model."""
+        """Back to the base model (onnxruntime-genai has no such call)."""
         self.set_active_adapters(None, [])
 
     @property
     def active_adapters(self) -> List[Tuple[str, float]]:
-        """[(name, weight)] as last set."""
+        """[(name, weight)] as last set through this object (per-row sets: each distinct pair once)."""
         self._n()
         return list(self._active)
+
+
+class RunOptions(AdapterSetMethods):
+    """Per-run settings: chiefly the active adapter set (empty = the base model)."""
+
+    def __init__(self) -> None:
+        self._native = _core.RunOptions()
+        self._active = []
+
+    def _describe(self) -> str:
+        return "RunOptions"
 
     @property
     def active_count(self) -> int:
@@ -660,108 +719,3 @@ def ort_info() -> OrtInfo:
     """The ONNX Runtime library multilora uses (loads it if needed): OrtInfo(path, version)."""
     path, version = _core.ort_info()
     return OrtInfo(path, version)
-
-
-# ------------------------------------------------------------------------------------------------
-# Generation (onnxruntime-genai's names)
-# ------------------------------------------------------------------------------------------------
-
-
-class _GenerationAdapters(_Native):
-    """The adapter-set methods GeneratorParams and Generator share (their native methods take the same
-    arguments): for params, the sets generators start with; for a generator, a switch between steps (tokens
-    already processed keep the KV cache computed with the previous sets)."""
-
-    def set_active_adapters(
-        self,
-        adapters: Optional[Adapters],
-        names: Union[str, Sequence[str], None],
-        weights: Union[float, Sequence[float], None] = None,
-    ) -> None:
-        """One set for every sequence: ``names`` of ``adapters`` with ``weights`` (default all 1.0); [] = base."""
-        names_list, weights_list = _names_weights(names, weights)
-        self._n().set_active_adapters(adapters._n() if adapters is not None else None, names_list, weights_list)
-
-    def set_active_adapter(self, adapters: Adapters, name: str) -> None:
-        self.set_active_adapters(adapters, [name])
-
-    def set_active_adapters_per_row(
-        self,
-        adapters: Adapters,
-        rows: Sequence[Sequence[str]],
-        weights: Optional[Sequence[Sequence[float]]] = None,
-    ) -> None:
-        """One adapter set per sequence (``[]`` = the base model for that sequence), all generated in one batch.
-
-        Needs a model folder whose model.onnx was rewritten with ``multilora prepare-batching``. ``weights``, if
-        given, holds one list per row matching its names (default all 1.0). ``len(rows)`` must equal the
-        ``batch_size`` search option when a :class:`Generator` is made from params (else InvalidArgumentError),
-        and a generator's batch size when switching. Every sequence gets the tokens it would get generated alone
-        with its own set. Replaces any set given by :meth:`set_active_adapters`.
-        """
-        rows_list, weights_list = _rows_weights(rows, weights)
-        self._n().set_active_adapters_per_row(adapters._n(), rows_list, weights_list)
-
-
-class GeneratorParams(_GenerationAdapters):
-    """Search options and the starting adapter set for generators of a GenAI model folder."""
-
-    def __init__(self, model: Model) -> None:
-        self._model_path = model.path
-        self._native = _core.GeneratorParams(model._n())
-
-    def _describe(self) -> str:
-        return f"GeneratorParams(model={self._model_path!r})"
-
-    def set_search_options(self, **options: Union[int, float, bool]) -> None:
-        """max_length, min_length, top_k, top_p, temperature, repetition_penalty, random_seed,
-        batch_size (numbers) and do_sample (bool)."""
-        native = self._n()
-        for key, value in options.items():
-            if isinstance(value, bool):
-                native.set_search_bool(key, value)
-            else:
-                native.set_search_number(key, float(value))
-
-    def get_search_option(self, name: str) -> float:
-        return float(self._n().get_search_number(name))
-
-    def set_stop_tokens(self, tokens: Sequence[int]) -> None:
-        """Token ids that end a sequence (kept in it, like eos); [] clears them. Generators and engine
-        requests copy them when created / submitted."""
-        self._n().set_stop_tokens([int(t) for t in tokens])
-
-
-class Generator(_GenerationAdapters):
-    """A generation in progress (one thread at a time)."""
-
-    def __init__(self, model: Model, params: GeneratorParams) -> None:
-        self._model_path = model.path
-        self._native = _core.Generator(model._n(), params._n())
-
-    def _describe(self) -> str:
-        return f"Generator(model={self._model_path!r})"
-
-    def append_tokens(self, tokens: Any) -> None:
-        """Prompt token ids: 1-D for one sequence, 2-D [batch, length] for a batch."""
-        self._n().append_tokens(tokens)
-
-    def generate_next_token(self) -> None:
-        self._n().generate_next_token()
-
-    def is_done(self) -> bool:
-        return bool(self._n().is_done())
-
-    def get_sequence(self, index: int) -> np.ndarray:
-        """int32 tokens of sequence ``index`` (prompt then generated)."""
-        out: np.ndarray = self._n().get_sequence(index)
-        return out
-
-    def get_next_tokens(self) -> np.ndarray:
-        out: np.ndarray = self._n().get_next_tokens()
-        return out
-
-    def get_logits(self) -> np.ndarray:
-        """float32 [batch, vocab] logits of the last position from the last pass."""
-        out: np.ndarray = self._n().get_logits()
-        return out

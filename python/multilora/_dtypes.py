@@ -1,4 +1,8 @@
-"""Element types: multilora/ONNX codes (TensorProto.DataType numbering) and their names."""
+"""Element types: multilora/ONNX codes (TensorProto.DataType numbering) and their names.
+
+The codes come from the header (``_constants``, generated); names and sizes from the library
+(``mlora_dtype_name``/``mlora_dtype_size``), so no table here can drift from the C one.
+"""
 
 from __future__ import annotations
 
@@ -6,29 +10,16 @@ from typing import Dict
 
 import numpy as np
 
+from . import _constants, _core
+
 __all__ = ["DTYPE_NAMES", "DTYPE_CODES", "dtype_name", "dtype_code", "dtype_size"]
 
 #: code -> name; names follow numpy except bfloat16 (ml_dtypes.bfloat16).
-DTYPE_NAMES: Dict[int, str] = {
-    1: "float32",
-    2: "uint8",
-    3: "int8",
-    4: "uint16",
-    5: "int16",
-    6: "int32",
-    7: "int64",
-    9: "bool",
-    10: "float16",
-    11: "float64",
-    12: "uint32",
-    13: "uint64",
-    16: "bfloat16",
-}
+DTYPE_NAMES: Dict[int, str] = {code: _core.dtype_name(code) for code in _constants.DTYPE.values()}
 #: name -> code (also accepts ONNX spellings "float", "double", "half").
 DTYPE_CODES: Dict[str, int] = {name: code for code, name in DTYPE_NAMES.items()}
-DTYPE_CODES.update({"float": 1, "double": 11, "half": 10})
-
-_SIZES = {1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8, 16: 2}
+DTYPE_CODES.update({"float": _constants.DTYPE["FLOAT32"], "double": _constants.DTYPE["FLOAT64"]})
+DTYPE_CODES["half"] = _constants.DTYPE["FLOAT16"]
 
 
 def dtype_name(code: int) -> str:
@@ -38,7 +29,7 @@ def dtype_name(code: int) -> str:
 
 def dtype_size(code: int) -> int:
     """Bytes per element; 0 for an unknown code."""
-    return _SIZES.get(int(code), 0)
+    return int(_core.dtype_size(int(code))) if int(code) in DTYPE_NAMES else 0  # _core raises for unknown codes
 
 
 def dtype_code(dtype: object) -> int:

@@ -2,19 +2,30 @@
 
 Every exception carries the library's message verbatim (``str(e)``), the numeric ``status`` and its
 symbolic ``status_name``. Each class also inherits the builtin a Python user would catch for that kind
-of failure: ``AdapterNotFoundError`` is a ``KeyError``, ``ShapeMismatchError`` a ``ValueError``, ...
+of failure: ``NotFoundError`` is a ``KeyError``, ``ShapeMismatchError`` a ``ValueError``, ...
+
+``MLORA_STATUS_NOT_FOUND`` has three classes, chosen by what was not found: a name (``NotFoundError``, a
+``KeyError``: a model input or output, an adapter parameter that is no LoRA input), an adapter name
+(``AdapterNotFoundError``, a ``NotFoundError``) or a file (``MultiloraFileNotFoundError``, a
+``FileNotFoundError``). The status numbers and names come from ``_constants`` (generated from multilora.h).
 """
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Tuple, Type
+import contextlib
+import errno
+import os
+from typing import Dict, Iterator, Optional, Sequence, Tuple, Type
+
+from . import _constants as _c
 
 __all__ = [
     "MultiloraError",
     "InvalidArgumentError",
     "InvalidHandleError",
-    "AdapterNotFoundError",
     "NotFoundError",
+    "AdapterNotFoundError",
+    "MultiloraFileNotFoundError",
     "AlreadyExistsError",
     "InUseError",
     "MultiloraIOError",
@@ -29,7 +40,14 @@ __all__ = [
     "BusyError",
     "ClosedError",
     "error_from_status",
+    "opening_file",
+    "adapter_lookup",
 ]
+
+
+def _status(short: str) -> Tuple[int, str]:
+    """(number, name) of MLORA_STATUS_<short>, from the header (a status renamed there fails the import)."""
+    return _c.STATUS[short], "MLORA_STATUS_" + short
 
 
 class MultiloraError(RuntimeError):
@@ -59,40 +77,64 @@ class MultiloraError(RuntimeError):
 class InvalidArgumentError(MultiloraError, ValueError):
     """MLORA_STATUS_INVALID_ARGUMENT: a bad value (empty name, duplicate name, bad count, bad option)."""
 
-    status, status_name = 1, "MLORA_STATUS_INVALID_ARGUMENT"
+    status, status_name = _status("INVALID_ARGUMENT")
 
 
 class InvalidHandleError(MultiloraError, ValueError):
     """MLORA_STATUS_INVALID_HANDLE: a NULL, released or foreign handle."""
 
-    status, status_name = 2, "MLORA_STATUS_INVALID_HANDLE"
+    status, status_name = _status("INVALID_HANDLE")
 
 
-class AdapterNotFoundError(MultiloraError, KeyError):
-    """MLORA_STATUS_NOT_FOUND: an adapter name, file, tensor or input name that does not exist."""
+class NotFoundError(MultiloraError, KeyError):
+    """MLORA_STATUS_NOT_FOUND: a name that does not exist (a model input or output, a tensor, an adapter
+    parameter that is no LoRA input of the model). Adapter names and files have the subclasses below."""
 
-    status, status_name = 3, "MLORA_STATUS_NOT_FOUND"
+    status, status_name = _status("NOT_FOUND")
 
 
-NotFoundError = AdapterNotFoundError
+class AdapterNotFoundError(NotFoundError):
+    """MLORA_STATUS_NOT_FOUND for an adapter name that is not loaded (get, unload, set_active_adapters)."""
+
+
+class MultiloraFileNotFoundError(MultiloraError, FileNotFoundError):
+    """MLORA_STATUS_NOT_FOUND for a file that does not exist: a model, an adapter file or PEFT folder, a
+    genai_config.json or the decoder it names, a tokenizer.json. ``filename`` is the path the call was given."""
+
+    status, status_name = _status("NOT_FOUND")
+
+    def __init__(
+        self,
+        message: str = "",
+        status: Optional[int] = None,
+        status_name: Optional[str] = None,
+        filename: Optional[str] = None,
+    ) -> None:
+        MultiloraError.__init__(self, message, status, status_name)
+        self.errno = errno.ENOENT
+        self.strerror = message
+        self.filename = filename
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class AlreadyExistsError(MultiloraError, ValueError):
     """MLORA_STATUS_ALREADY_EXISTS: the adapter name is taken (pass ``replace=True`` to replace it)."""
 
-    status, status_name = 4, "MLORA_STATUS_ALREADY_EXISTS"
+    status, status_name = _status("ALREADY_EXISTS")
 
 
 class InUseError(MultiloraError):
     """MLORA_STATUS_IN_USE: the object is busy in a way the call cannot wait for."""
 
-    status, status_name = 5, "MLORA_STATUS_IN_USE"
+    status, status_name = _status("IN_USE")
 
 
 class MultiloraIOError(MultiloraError, OSError):
     """MLORA_STATUS_IO: the operating system refused to open/read/map/write a file."""
 
-    status, status_name = 6, "MLORA_STATUS_IO"
+    status, status_name = _status("IO")
 
     def __init__(self, message: str = "", status: Optional[int] = None, status_name: Optional[str] = None) -> None:
         MultiloraError.__init__(self, message, status, status_name)
@@ -104,49 +146,49 @@ class MultiloraIOError(MultiloraError, OSError):
 class FormatError(MultiloraError, ValueError):
     """MLORA_STATUS_FORMAT: a file or buffer is not a valid adapter, model or config."""
 
-    status, status_name = 7, "MLORA_STATUS_FORMAT"
+    status, status_name = _status("FORMAT")
 
 
 class ShapeMismatchError(MultiloraError, ValueError):
     """MLORA_STATUS_SHAPE_MISMATCH: a tensor's shape or byte size is not the expected one."""
 
-    status, status_name = 8, "MLORA_STATUS_SHAPE_MISMATCH"
+    status, status_name = _status("SHAPE_MISMATCH")
 
 
 class MultiloraMemoryError(MultiloraError, MemoryError):
     """MLORA_STATUS_OUT_OF_MEMORY: an allocation failed."""
 
-    status, status_name = 9, "MLORA_STATUS_OUT_OF_MEMORY"
+    status, status_name = _status("OUT_OF_MEMORY")
 
 
 class BufferTooSmallError(MultiloraError):
     """MLORA_STATUS_BUFFER_TOO_SMALL (the bindings size their buffers; seeing it is a bug)."""
 
-    status, status_name = 10, "MLORA_STATUS_BUFFER_TOO_SMALL"
+    status, status_name = _status("BUFFER_TOO_SMALL")
 
 
 class VersionMismatchError(MultiloraError, ValueError):
     """MLORA_STATUS_VERSION_MISMATCH: adapter made for another model version, or ABI mismatch."""
 
-    status, status_name = 11, "MLORA_STATUS_VERSION_MISMATCH"
+    status, status_name = _status("VERSION_MISMATCH")
 
 
 class OnnxRuntimeError(MultiloraError):
     """MLORA_STATUS_RUNTIME: ONNX Runtime failed (library load, session creation, Run)."""
 
-    status, status_name = 12, "MLORA_STATUS_RUNTIME"
+    status, status_name = _status("RUNTIME")
 
 
 class InternalError(MultiloraError):
     """MLORA_STATUS_INTERNAL: a bug in multilora; please report the message."""
 
-    status, status_name = 13, "MLORA_STATUS_INTERNAL"
+    status, status_name = _status("INTERNAL")
 
 
 class TypeMismatchError(MultiloraError, TypeError):
     """MLORA_STATUS_TYPE_MISMATCH: a tensor's element type is not the expected one."""
 
-    status, status_name = 14, "MLORA_STATUS_TYPE_MISMATCH"
+    status, status_name = _status("TYPE_MISMATCH")
 
 
 class BusyError(MultiloraError, RuntimeError):
@@ -166,7 +208,7 @@ _BY_STATUS: Dict[int, Type[MultiloraError]] = {
     for cls in (
         InvalidArgumentError,
         InvalidHandleError,
-        AdapterNotFoundError,
+        NotFoundError,
         AlreadyExistsError,
         InUseError,
         MultiloraIOError,
@@ -187,4 +229,38 @@ _BY_STATUS: Dict[int, Type[MultiloraError]] = {
 def error_from_status(status: int, status_name: str, message: str) -> MultiloraError:
     """The exception for a C status (called by the extension; unknown statuses give MultiloraError)."""
     cls = _BY_STATUS.get(int(status), MultiloraError)
-    return cls(message, int(status), status_name)
+    return cls(message, int(status), status_name or _c.STATUS_NAMES.get(int(status), "MLORA_STATUS_UNKNOWN"))
+
+
+def _file_missing(path: str, folder_files: Optional[Sequence[str]]) -> bool:
+    if folder_files is None:
+        return True  # every NOT_FOUND of the call is about a file
+    if not os.path.exists(path):
+        return True
+    return os.path.isdir(path) and any(not os.path.exists(os.path.join(path, f)) for f in folder_files)
+
+
+@contextlib.contextmanager
+def opening_file(path: str, folder_files: Optional[Sequence[str]] = None) -> Iterator[None]:
+    """Turns the NotFoundError of a call that opens ``path`` into MultiloraFileNotFoundError when a file is
+    what is missing. ``folder_files=None``: the call reports NOT_FOUND only for files (Model, Adapter.open);
+    else the path itself, or one of these files inside a folder path, must be missing (Adapters.load also
+    reports an adapter parameter that is no LoRA input as NOT_FOUND)."""
+    try:
+        yield
+    except NotFoundError as e:
+        if type(e) is NotFoundError and _file_missing(path, folder_files):
+            raise MultiloraFileNotFoundError(e.message, e.status, e.status_name, path) from None
+        raise
+
+
+@contextlib.contextmanager
+def adapter_lookup() -> Iterator[None]:
+    """Turns the NotFoundError of a call that looks adapter names up into AdapterNotFoundError (the only
+    NOT_FOUND such calls report)."""
+    try:
+        yield
+    except NotFoundError as e:
+        if type(e) is NotFoundError:
+            raise AdapterNotFoundError(e.message, e.status, e.status_name) from None
+        raise

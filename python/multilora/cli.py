@@ -19,7 +19,11 @@ import argparse
 import json
 import os
 import sys
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+from ._cli_text import human as _human
+from ._cli_text import shape_str as _shape_str
+from ._cli_text import table as _table
 
 __all__ = ["main", "inspect_file", "is_adapter_file"]
 
@@ -31,29 +35,6 @@ def is_adapter_file(path: str) -> bool:
     with open(path, "rb") as f:
         head = f.read(8)
     return len(head) == 8 and head[4:8] == b"TORT"
-
-
-def _shape_str(shape: Sequence[Any]) -> str:
-    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
-
-
-def _human(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{int(size)} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"  # pragma: no cover
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> List[str]:
-    widths = [len(h) for h in headers]
-    for row in rows:
-        widths = [max(w, len(c)) for w, c in zip(widths, row)]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    lines = [fmt.format(*headers).rstrip(), fmt.format(*("-" * w for w in widths)).rstrip()]
-    lines += [fmt.format(*row).rstrip() for row in rows]
-    return lines
 
 
 def _inspect_adapter(path: str) -> Dict[str, Any]:
@@ -174,28 +155,27 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     add_serve_command(sub)
     args = parser.parse_args(argv)
-
-    from . import MultiloraError, __version__
-
     if args.version:
-        print(__version__)
-        return 0
-    if args.command in ("generate", "convert", "check", "prepare-model", "prepare-batching", "serve"):
-        return int(args.func(args))
-    if args.command != "inspect":
+        return _guarded("--version", _print_version, args)
+    if args.command is None:
         parser.print_help(sys.stderr)
         return 2
+    func = args.func if args.command != "inspect" else _inspect
+    return _guarded(args.command, func, args)
+
+
+def _print_version(args: argparse.Namespace) -> int:
+    from . import __version__
+
+    print(__version__)
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
     if not os.path.exists(args.file):
         print(f"multilora inspect: no such file or folder: {args.file}", file=sys.stderr)
         return 1
-    try:
-        info = inspect_file(args.file)
-    except MultiloraError as e:
-        print(f"multilora inspect: {e.status_name}: {e}", file=sys.stderr)
-        return 1
-    except (OSError, ValueError) as e:  # a malformed PEFT folder
-        print(f"multilora inspect: {e}", file=sys.stderr)
-        return 1
+    info = inspect_file(args.file)
     try:
         print(json.dumps(info, indent=2) if args.json else _format(info))
         sys.stdout.flush()
@@ -203,6 +183,68 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
     return 0
+
+
+# Optional packages -> the extra of pyproject.toml that installs them.
+EXTRAS = {
+    "onnx": "tools",
+    "tokenizers": "generation",
+    "tqdm": None,
+    "fastapi": "serve",
+    "uvicorn": "serve",
+    "prometheus_client": "serve",
+    "jinja2": "serve",
+    "ray": "ray",
+}
+
+
+def _one_line(text: str) -> str:
+    return "; ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
+def _missing_module(e: ImportError) -> Optional[str]:
+    """The top-level name of the module whose import failed (also through a chained ImportError)."""
+    err: Optional[BaseException] = e
+    while err is not None:
+        name = getattr(err, "name", None)
+        if name:
+            return str(name).split(".")[0]
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def _guarded(command: str, func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Runs one command; a missing optional package, a library error or bad input becomes one line on stderr
+    and exit code 1 (never a traceback; MULTILORA_DEBUG=1 re-raises)."""
+    prefix = f"multilora {command}:" if not command.startswith("-") else "multilora:"
+    try:
+        return int(func(args))
+    except KeyboardInterrupt:
+        print(f"{prefix} interrupted", file=sys.stderr)
+        return 130
+    except ImportError as e:
+        if os.environ.get("MULTILORA_DEBUG"):
+            raise
+        name = _missing_module(e)
+        if name == "multilora" or name is None:
+            print(f"{prefix} the multilora package is not installed correctly: {_one_line(e)}", file=sys.stderr)
+        elif EXTRAS.get(name):
+            print(f"{prefix} needs the '{name}' package: pip install 'multilora[{EXTRAS[name]}]'", file=sys.stderr)
+        else:
+            print(f"{prefix} needs the '{name}' package: pip install {name}", file=sys.stderr)
+        return 1
+    except Exception as e:  # noqa: BLE001 - the CLI reports every error as one line
+        if os.environ.get("MULTILORA_DEBUG"):
+            raise
+        status = getattr(e, "status_name", None)
+        if status:  # MultiloraError: the library's status name and message
+            print(f"{prefix} {status}: {_one_line(e)}", file=sys.stderr)
+        elif isinstance(e, (OSError, ValueError, KeyError, TypeError)):
+            text = _one_line(e.args[0] if isinstance(e, KeyError) and e.args else e)
+            print(f"{prefix} {text or type(e).__name__}", file=sys.stderr)
+        else:  # e.g. protobuf's DecodeError for a file that is not an ONNX model
+            print(f"{prefix} {type(e).__name__}: {_one_line(e)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

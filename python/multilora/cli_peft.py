@@ -55,7 +55,7 @@ def _convert(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from . import MultiloraError
-    from .cli import _table
+    from ._cli_text import table as _table
     from .peft import check
 
     try:
@@ -147,10 +147,11 @@ def add_peft_commands(subparsers: Any) -> None:
 
 def inspect_peft(path: str) -> Dict[str, Any]:
     """``multilora inspect`` of a PEFT folder: its LoRA settings and tensors (header only; no model needed)."""
-    from .peft import read_safetensors_header
+    from .peft import _read_json_file, read_safetensors_header
 
-    with open(os.path.join(path, "adapter_config.json")) as f:
-        cfg = json.load(f)
+    cfg = _read_json_file(os.path.join(path, "adapter_config.json"))
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{os.path.join(path, 'adapter_config.json')}: not a JSON object")
     keys = ("peft_type", "r", "lora_alpha", "use_rslora", "target_modules", "rank_pattern", "alpha_pattern")
     keys += ("use_dora", "modules_to_save", "bias")
     header = read_safetensors_header(os.path.join(path, "adapter_model.safetensors"))
@@ -163,7 +164,8 @@ def inspect_peft(path: str) -> Dict[str, Any]:
 
 
 def format_peft(info: Dict[str, Any]) -> str:
-    from .cli import _shape_str, _table
+    from ._cli_text import shape_str as _shape_str
+    from ._cli_text import table as _table
 
     lines = [f"PEFT folder {info['path']}"]
     lines += [f"{k:<16}{json.dumps(v)}" for k, v in info["config"].items()]

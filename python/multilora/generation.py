@@ -42,17 +42,17 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
+from typing import Any, Iterator, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from . import _api
-from ._api import Adapters, Model
+from . import _core
+from ._api import Adapters, AdapterSetMethods, Model
+from ._errors import InvalidArgumentError, MultiloraFileNotFoundError
 
 __all__ = ["GeneratorParams", "Generator", "Tokenizer", "TokenizerStream", "generate_stream", "generate"]
 
 PathLike = Union[str, "os.PathLike[str]"]
-Names = Union[str, Sequence[str], None]
 Weights = Union[float, Sequence[float], None]
 
 SEARCH_OPTIONS = (
@@ -91,84 +91,115 @@ def _search_items(options: Mapping[str, Any]) -> List[tuple]:
 
 
 def _unknown_option(key: str, known: str) -> Exception:
-    from ._errors import InvalidArgumentError
-
     return InvalidArgumentError(f"unknown search option '{key}' (known: {known})")
 
 
-class GeneratorParams(_api.GeneratorParams):
+class GeneratorParams(AdapterSetMethods):
     """Search options and the adapters generators start with. Reference-counted in the library:
     generators made from these params keep them alive after ``close()``."""
 
-    def set_search_options(self, **options: Union[int, float, bool]) -> GeneratorParams:  # type: ignore[override]
-        """Sets search options by keyword (see the module doc; ``seed`` = ``random_seed``). Unknown names
-        raise InvalidArgumentError; out-of-range values raise InvalidArgumentError from the library."""
+    def __init__(self, model: Model) -> None:
+        self._model_path = model.path
+        self._native = _core.GeneratorParams(model._n())
+        self._active = []
+
+    def _describe(self) -> str:
+        return f"GeneratorParams(model={self._model_path!r})"
+
+    def set_search_options(self, **options: Union[int, float, bool]) -> None:
+        """Sets search options by keyword (see the module doc; ``seed`` = ``random_seed``), returning None as
+        onnxruntime-genai does. Unknown names raise InvalidArgumentError; out-of-range values raise
+        InvalidArgumentError from the library."""
         native = self._n()
         for name, value in _search_items(options):
             if isinstance(value, bool):
                 native.set_search_bool(name, value)
             else:
                 native.set_search_number(name, value)
-        return self
 
-    def get_search_options(self) -> Dict[str, Union[int, float, bool]]:
-        """Every search option's current value (ints for integer options, a bool for do_sample)."""
-        native = self._n()
-        out: Dict[str, Union[int, float, bool]] = {}
-        for name in SEARCH_OPTIONS:
-            v = float(native.get_search_number(name))
-            out[name] = bool(v) if name == "do_sample" else (int(v) if name in _INTEGER_OPTIONS else v)
-        return out
+    def get_search_option(self, name: str) -> Union[int, float, bool]:
+        """The current value of one search option (the C call ``get_search_number``; ``seed`` = ``random_seed``):
+        an int for integer options, a bool for do_sample, else a float. Unknown names raise InvalidArgumentError
+        from the library."""
+        name = _ALIASES.get(name, name)
+        v = float(self._n().get_search_number(name))
+        return bool(v) if name == "do_sample" else (int(v) if name in _INTEGER_OPTIONS else v)
 
-    def clear_active_adapters(self) -> None:
-        """Generators start with the base model."""
-        self._n().set_active_adapters(None, [], None)
+    def set_stop_tokens(self, tokens: Sequence[int]) -> None:
+        """Token ids that end a sequence (kept in it, like eos); [] clears them. Generators and engine
+        requests copy them when created / submitted."""
+        self._n().set_stop_tokens([int(t) for t in tokens])
+
+    def __repr__(self) -> str:
+        return f"<GeneratorParams model={self._model_path!r} {self._state()}>"
 
 
-class Generator(_api.Generator):
+class Generator(AdapterSetMethods):
     """A generation in progress; one thread at a time. Keeps its model and params alive (closing them
-    does not stop it)."""
+    does not stop it). The adapter-set methods switch adapters between steps."""
+
+    def __init__(self, model: Model, params: GeneratorParams) -> None:
+        self._model_path = model.path
+        self._native = _core.Generator(model._n(), params._n())
+        self._active = list(params._active)
+
+    def _describe(self) -> str:
+        return f"Generator(model={self._model_path!r})"
 
     def append_tokens(self, tokens: Any) -> None:
         """Token ids: 1-D for one sequence (also after generated tokens, batch size 1), 2-D [batch, length]
-        or a list of lists of different lengths for a batch (padding is the library's business)."""
+        or a list of lists of different lengths for a batch (padding is the library's business).
+
+        Ids must be integers (a float or bool array raises TypeMismatchError, never truncated) in
+        ``[0, vocab_size)`` (InvalidArgumentError naming the id and the vocabulary; no wrapping to int32)."""
         if (
             isinstance(tokens, (list, tuple))
             and tokens
             and all(isinstance(t, (list, tuple, np.ndarray)) for t in tokens)
         ):
-            seqs = [np.asarray(t, dtype=np.int64).tolist() for t in tokens]
-            self._n().append_token_sequences(seqs)
+            # floats are refused (TypeMismatchError), never truncated; ids outside int32 are refused by the
+            # binding (InvalidArgumentError naming the id and the vocabulary)
+            self.append_token_sequences(tokens)
             return
-        self._n().append_tokens(np.asarray(tokens, dtype=np.int32) if not isinstance(tokens, np.ndarray) else tokens)
+        self._n().append_tokens(tokens)
 
     def append_token_sequences(self, sequences: Sequence[Sequence[int]]) -> None:
         """One prompt per sequence; the count must equal the params' batch_size."""
-        self._n().append_token_sequences([np.asarray(s, dtype=np.int64).tolist() for s in sequences])
+        self._n().append_token_sequences([np.asarray(s) for s in sequences])
 
     @property
     def batch_size(self) -> int:
         return int(self._n().batch_size())
 
-    def set_active_adapters(self, adapters: Optional[Adapters], names: Names, weights: Weights = None) -> None:
-        """Switches adapters between steps (empty names = base model); tokens already processed keep the
-        cache computed with the previous set."""
-        names_list, weights_list = _api._names_weights(names, weights)
-        self._n().set_active_adapters(adapters._n() if adapters is not None else None, names_list, weights_list)
+    def generate_next_token(self) -> None:
+        self._n().generate_next_token()
 
-    def set_active_adapter(self, adapters: Adapters, name: str) -> None:
-        """onnxruntime-genai's name: one adapter."""
-        self.set_active_adapters(adapters, [name])
+    def is_done(self) -> bool:
+        return bool(self._n().is_done())
 
-    def clear_active_adapters(self) -> None:
-        """Continue with the base model (onnxruntime-genai cannot do this)."""
-        self._n().set_active_adapters(None, [], None)
+    def get_sequence(self, index: int) -> np.ndarray:
+        """int32 tokens of sequence ``index`` (prompt then generated)."""
+        out: np.ndarray = self._n().get_sequence(index)
+        return out
+
+    def get_next_tokens(self) -> np.ndarray:
+        """int32 [batch]: the token each sequence got at the last step."""
+        out: np.ndarray = self._n().get_next_tokens()
+        return out
+
+    def get_logits(self) -> np.ndarray:
+        """float32 [batch, vocab] logits of the last position from the last pass."""
+        out: np.ndarray = self._n().get_logits()
+        return out
 
     def __iter__(self) -> Iterator[np.ndarray]:
         """Steps until done, yielding each step's next tokens (int32 [batch])."""
         while not self.is_done():
             self.generate_next_token()
             yield self.get_next_tokens()
+
+    def __repr__(self) -> str:
+        return f"<Generator model={self._model_path!r} {self._state()}>"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -194,9 +225,7 @@ class Tokenizer:
         path = source.path if isinstance(source, Model) else os.fspath(source)
         file = os.path.join(path, "tokenizer.json") if os.path.isdir(path) else path
         if not os.path.isfile(file):
-            from ._errors import NotFoundError
-
-            raise NotFoundError(f"no tokenizer.json at '{file}'")
+            raise MultiloraFileNotFoundError(f"no tokenizer.json at '{file}'", filename=file)
         self.path = file
         self._tok = _import_tokenizers().Tokenizer.from_file(file)
         self.eos_token_ids: List[int] = []
@@ -304,7 +333,7 @@ def _setup(
         if int(max_new_tokens) < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
         # Capped at the context length; a prompt that does not fit fails on append with a ShapeMismatchError.
-        context = _context_length(model) or params.get_search_options()["max_length"]
+        context = _context_length(model) or int(params.get_search_option("max_length"))
         options["max_length"] = min(prompt_len + int(max_new_tokens), context)
     if options:
         params.set_search_options(**options)

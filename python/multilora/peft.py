@@ -15,9 +15,11 @@ native core (every language gets it). This module holds the tools around it:
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import math
 import os
+import stat
 import struct
 import sys
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
@@ -68,7 +70,7 @@ def read_safetensors(path: PathLike) -> Dict[str, np.ndarray]:
     (n,) = struct.unpack_from("<Q", blob, 0)
     if n > len(blob) - 8:
         raise ValueError(f"{p}: header length {n} is beyond the file ({len(blob)} bytes)")
-    header = json.loads(blob[8 : 8 + n].decode("utf-8"))
+    header = _json_loads(blob[8 : 8 + n], f"{p}: header")
     data = memoryview(blob)[8 + n :]
     out: Dict[str, np.ndarray] = {}
     for name, e in header.items():
@@ -222,7 +224,7 @@ def convert(
     try:
         with Adapters(m) as reg:
             reg.load(peft_dir, "peft")
-            params = reg.info("peft").parameters
+            params = reg.get("peft").parameters
         version = m.version
         model_dtypes = {li.dtype for li in m.lora_inputs}
     finally:
@@ -335,6 +337,37 @@ def _check_file(path: str, label: str, model: Any, ignore_model_version: bool) -
     return rows
 
 
+def _read_json_file(path: PathLike, limit: int = 16 << 20) -> Any:
+    """A small JSON file (adapter_config.json) read like the native core reads it: opened without blocking,
+    regular files only, at most ``limit`` bytes. Raises OSError (FIFO, directory, device, too big) or
+    ValueError (not JSON, invalid UTF-8, or nested too deeply) naming the file."""
+    p = os.fspath(path)
+    fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file (a FIFO, directory or device)", p)
+        if st.st_size > limit:
+            raise OSError(errno.EFBIG, f"{st.st_size} bytes is over the {limit}-byte limit", p)
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb") as f:
+            fd = -1
+            data = f.read(limit + 1)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    return _json_loads(data, p)
+
+
+def _json_loads(data: bytes, what: str) -> Any:
+    try:
+        return json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{what}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
+    except RecursionError:
+        raise ValueError(f"{what}: JSON nested too deeply") from None
+
+
 def read_safetensors_header(path: PathLike) -> Dict[str, Any]:
     """{tensor name: {"dtype", "shape", "data_offsets"}} of a .safetensors file without reading the data."""
     p = os.fspath(path)
@@ -345,7 +378,7 @@ def read_safetensors_header(path: PathLike) -> Dict[str, Any]:
         (n,) = struct.unpack("<Q", head)
         if n > os.path.getsize(p) - 8:
             raise ValueError(f"{p}: header length {n} is beyond the file")
-        header = json.loads(f.read(n).decode("utf-8"))
+        header = _json_loads(f.read(n), f"{p}: header")
     if not isinstance(header, dict):
         raise ValueError(f"{p}: header is not a JSON object")
     return {k: v for k, v in header.items() if k != "__metadata__"}
@@ -420,7 +453,7 @@ def check(model: Any, adapters: Sequence[PathLike], *, ignore_model_version: boo
                         rows.append(CheckRow(label, "(load)", "error", f"{e.status_name}: {e}"))
                     continue
                 if os.path.isdir(p):
-                    info = reg.info("check").params
+                    info = reg.get("check").params
                     for name, pi in info.items():
                         rows.append(CheckRow(label, name, "ok", f"{pi.dtype} {list(pi.shape)}"))
                     for li in m.lora_inputs:

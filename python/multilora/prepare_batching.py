@@ -1,5 +1,5 @@
 """``multilora prepare-batching``: rewrite a LoRA-enabled ONNX model so one Run serves rows with different
-adapter sets (DESIGN.md §6; needs ``onnx``).
+adapter sets (docs/design.md §6; needs ``onnx``).
 
 Every LoRA pair ``y = x·W + (x·A)·B`` (``A [in, r]`` and ``B [r, out]`` optional graph inputs with zero-rank
 defaults, fed by ``MatMul(MatMul(x, A), B)``) keeps its input names, now declared stacked over the slots of
@@ -62,113 +62,151 @@ def prepare_batching(input_path: PathLike, output_path: PathLike, kernel: str = 
     or ``"gather"`` (standard ONNX Gather + batched MatMul, any dtype). Raises ValueError when the kernel is
     unknown, the model has no LoRA pair, is prepared already, a pair's ``x`` is known not to be 3-D, or (fused)
     a pair is not float32."""
-    import numpy as np
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
 
     if kernel not in KERNELS:
         raise ValueError(f"prepare_batching: unknown kernel {kernel!r}; expected one of {', '.join(KERNELS)}")
     src = os.fspath(input_path)
     model = onnx.load(src)
-    g = model.graph
-    for name in (SLOT_INPUT, RANKS_INPUT):
-        if any(i.name == name for i in g.input) or any(t.name == name for t in g.initializer):
-            raise ValueError(f"{src}: input {name!r} exists already (is the model prepared already?)")
-    inits: Dict[str, Any] = {t.name: t for t in g.initializer}
-    # Some exporters list every LoRA input twice: keep the first declaration.
-    seen: set = set()
-    inputs: List[Any] = []
-    for vi in g.input:
-        if vi.name in seen:
-            continue
-        seen.add(vi.name)
-        inputs.append(vi)
-    by_name = {vi.name: vi for vi in inputs}
-    graph_outputs = {o.name for o in g.output}
+    graph = _Graph(model, src)
+    found = _find_pairs(graph)
+    if kernel == "fused":
+        _check_fused(graph, found)
+    pairs = _rewrite_pairs(graph, found, kernel)
+    _add_slot_inputs(graph, len(pairs), kernel)
+    _save(model, os.fspath(output_path))
+    return pairs
 
-    def is_lora_input(name: str) -> bool:
-        t = inits.get(name)
-        return name in by_name and t is not None and len(t.dims) == 2 and 0 in list(t.dims)
 
-    consumers: Dict[str, List[Any]] = {}
-    for n in g.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
+# A LoRA pair found in the graph: (first MatMul x·A, second MatMul (x·A)·B, A input name, B input name).
+Pair = Tuple[Any, Any, str, str]
 
-    # Ranks of the MatMuls' x, where shape inference knows them.
-    ranks: Dict[str, int] = {}
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model)
-        for vi in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
-            if vi.type.HasField("tensor_type") and vi.type.tensor_type.HasField("shape"):
-                ranks[vi.name] = len(vi.type.tensor_type.shape.dim)
-    except Exception:  # noqa: BLE001 - shape inference is only a check here
-        pass
 
-    taken = {i.name for i in g.input} | set(inits) | {o for n in g.node for o in n.output} | {n.name for n in g.node}
+class _Graph:
+    """What the rewrite needs to know about the model's graph: declarations, initializers, consumers, the
+    ranks shape inference knows, and the names taken (for fresh node and tensor names)."""
 
-    def fresh(name: str) -> str:
+    def __init__(self, model: Any, src: str) -> None:
+        import onnx
+
+        self.model, self.src = model, src
+        g = self.g = model.graph
+        for name in (SLOT_INPUT, RANKS_INPUT):
+            if any(i.name == name for i in g.input) or any(t.name == name for t in g.initializer):
+                raise ValueError(f"{src}: input {name!r} exists already (is the model prepared already?)")
+        self.inits: Dict[str, Any] = {t.name: t for t in g.initializer}
+        # Some exporters list every LoRA input twice: keep the first declaration.
+        seen: set = set()
+        self.inputs: List[Any] = []
+        for vi in g.input:
+            if vi.name in seen:
+                continue
+            seen.add(vi.name)
+            self.inputs.append(vi)
+        self.by_name = {vi.name: vi for vi in self.inputs}
+        self.graph_outputs = {o.name for o in g.output}
+        self.consumers: Dict[str, List[Any]] = {}
+        for n in g.node:
+            for i in n.input:
+                self.consumers.setdefault(i, []).append(n)
+        # Ranks of the MatMuls' x, where shape inference knows them.
+        self.ranks: Dict[str, int] = {}
+        try:
+            inferred = onnx.shape_inference.infer_shapes(model)
+            for vi in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
+                if vi.type.HasField("tensor_type") and vi.type.tensor_type.HasField("shape"):
+                    self.ranks[vi.name] = len(vi.type.tensor_type.shape.dim)
+        except Exception:  # noqa: BLE001 - shape inference is only a check here
+            pass
+        self.taken = (
+            {i.name for i in g.input}
+            | set(self.inits)
+            | {o for n in g.node for o in n.output}
+            | {n.name for n in g.node}
+        )
+
+    def is_lora_input(self, name: str) -> bool:
+        t = self.inits.get(name)
+        return name in self.by_name and t is not None and len(t.dims) == 2 and 0 in list(t.dims)
+
+    def fresh(self, name: str) -> str:
         base, k = name, 0
-        while name in taken:
+        while name in self.taken:
             k += 1
             name = f"{base}_{k}"
-        taken.add(name)
+        self.taken.add(name)
         return name
 
-    # 1. Find the pairs: (first MatMul, second MatMul, A name, B name).
-    found: List[Tuple[Any, Any, str, str]] = []
-    for n in g.node:
-        if n.op_type != "MatMul" or n.domain not in ("", "ai.onnx") or len(n.input) != 2:
-            continue
-        if not is_lora_input(n.input[1]):
+
+def _is_matmul(n: Any) -> bool:
+    return bool(n.op_type == "MatMul" and n.domain in ("", "ai.onnx") and len(n.input) == 2)
+
+
+def _find_pairs(graph: _Graph) -> List[Pair]:
+    """Every MatMul(MatMul(x, A [in, 0]), B [0, out]) whose A and B are optional inputs used only there."""
+    found: List[Pair] = []
+    for n in graph.g.node:
+        if not _is_matmul(n) or not graph.is_lora_input(n.input[1]):
             continue
         a_name = n.input[1]
-        xa_users = consumers.get(n.output[0], [])
-        if len(consumers.get(a_name, [])) != 1 or len(xa_users) != 1:
+        xa_users = graph.consumers.get(n.output[0], [])
+        if len(graph.consumers.get(a_name, [])) != 1 or len(xa_users) != 1:
             continue
         m2 = xa_users[0]
-        if m2.op_type != "MatMul" or m2.domain not in ("", "ai.onnx") or len(m2.input) != 2:
-            continue
-        if m2.input[0] != n.output[0]:
+        if not _is_matmul(m2) or m2.input[0] != n.output[0]:
             continue
         b_name = m2.input[1]
-        if not is_lora_input(b_name) or len(consumers.get(b_name, [])) != 1:
+        if not graph.is_lora_input(b_name) or len(graph.consumers.get(b_name, [])) != 1:
             continue
-        a_init, b_init = inits[a_name], inits[b_name]
+        a_init, b_init = graph.inits[a_name], graph.inits[b_name]
         if int(a_init.dims[1]) != 0 or int(b_init.dims[0]) != 0:
             continue
         x = n.input[0]
-        if ranks.get(x, 3) != 3:
+        if graph.ranks.get(x, 3) != 3:
             raise ValueError(
-                f"{src}: the input {x!r} of the LoRA pair {a_name!r} has rank {ranks[x]}; per-row batching needs "
-                "a 3-D [batch, seq, in] activation"
+                f"{graph.src}: the input {x!r} of the LoRA pair {a_name!r} has rank {graph.ranks[x]}; per-row "
+                "batching needs a 3-D [batch, seq, in] activation"
             )
         found.append((n, m2, a_name, b_name))
     if not found:
-        raise ValueError(f"{src}: no LoRA pair MatMul(MatMul(x, A [in, 0]), B [0, out]) with optional inputs A, B")
+        raise ValueError(
+            f"{graph.src}: no LoRA pair MatMul(MatMul(x, A [in, 0]), B [0, out]) with optional inputs A, B"
+        )
+    return found
 
-    if kernel == "fused":
-        for n, _, a_name, b_name in found:
-            for name in (a_name, b_name):
-                elem = inits[name].data_type
-                if elem != TensorProto.FLOAT:
-                    raise ValueError(
-                        f"{src}: the LoRA input {name!r} is {TensorProto.DataType.Name(elem).lower()}; the fused "
-                        "kernel needs float32 (use --kernel gather for other dtypes)"
-                    )
-            if n.output[0] in graph_outputs:
+
+def _check_fused(graph: _Graph, found: List[Pair]) -> None:
+    """The fused kernel takes float32 pairs whose x·A is not a graph output."""
+    from onnx import TensorProto
+
+    for n, _, a_name, b_name in found:
+        for name in (a_name, b_name):
+            elem = graph.inits[name].data_type
+            if elem != TensorProto.FLOAT:
                 raise ValueError(
-                    f"{src}: x·A of the LoRA pair {a_name!r} ({n.output[0]!r}) is a graph output; the fused kernel "
-                    "does not produce it (use --kernel gather)"
+                    f"{graph.src}: the LoRA input {name!r} is {TensorProto.DataType.Name(elem).lower()}; the fused "
+                    "kernel needs float32 (use --kernel gather for other dtypes)"
                 )
-    pair_index = {a: i for i, a in enumerate(sorted(a for _, _, a, _ in found))}
+        if n.output[0] in graph.graph_outputs:
+            raise ValueError(
+                f"{graph.src}: x·A of the LoRA pair {a_name!r} ({n.output[0]!r}) is a graph output; the fused "
+                "kernel does not produce it (use --kernel gather)"
+            )
 
-    # 2. Rewrite: stacked declarations and defaults (same names), then the nodes.
+
+def _rewrite_pairs(graph: _Graph, found: List[Pair], kernel: str) -> List[str]:
+    """Stacked declarations and defaults for each pair's A and B (same names), then its nodes replaced by the
+    kernel's; returns the A names in graph order."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    g = graph.g
+    pair_index = {a: i for i, a in enumerate(sorted(a for _, _, a, _ in found))}
     pairs: List[str] = []
     dropped: set = set()  # intermediate tensors that no longer exist (fused)
     rewritten: Dict[int, List[Any]] = {}  # id(node) -> replacement nodes
     for n, m2, a_name, b_name in found:
-        a_init, b_init = inits[a_name], inits[b_name]
+        a_init, b_init = graph.inits[a_name], graph.inits[b_name]
         n_in, n_out = int(a_init.dims[0]), int(b_init.dims[1])
         x = n.input[0]
         elem = a_init.data_type
@@ -177,15 +215,15 @@ def prepare_batching(input_path: PathLike, output_path: PathLike, kernel: str = 
         r = "lora_r_" + re.sub(r"[^0-9A-Za-z]+", "_", prefix).strip("_")
         a_init.CopyFrom(numpy_helper.from_array(np.zeros((1, n_in, 0), dt), a_name))
         b_init.CopyFrom(numpy_helper.from_array(np.zeros((1, 0, n_out), dt), b_name))
-        by_name[a_name].CopyFrom(helper.make_tensor_value_info(a_name, elem, [SLOT_DIM, n_in, r]))
-        by_name[b_name].CopyFrom(helper.make_tensor_value_info(b_name, elem, [SLOT_DIM, r, n_out]))
+        graph.by_name[a_name].CopyFrom(helper.make_tensor_value_info(a_name, elem, [SLOT_DIM, n_in, r]))
+        graph.by_name[b_name].CopyFrom(helper.make_tensor_value_info(b_name, elem, [SLOT_DIM, r, n_out]))
         if kernel == "fused":
             rewritten[id(n)] = [
                 helper.make_node(
                     OP_TYPE,
                     [x, a_name, b_name, SLOT_INPUT, RANKS_INPUT],
                     list(m2.output),
-                    name=fresh(f"{prefix}/lora/{OP_TYPE}"),
+                    name=graph.fresh(f"{prefix}/lora/{OP_TYPE}"),
                     domain=OP_DOMAIN,
                     pair=pair_index[a_name],
                 )
@@ -193,14 +231,18 @@ def prepare_batching(input_path: PathLike, output_path: PathLike, kernel: str = 
             rewritten[id(m2)] = []
             dropped.add(n.output[0])
         else:
-            ga = fresh(f"{prefix}/lora_A/Gather_output_0")
-            gb = fresh(f"{prefix}/lora_B/Gather_output_0")
+            ga = graph.fresh(f"{prefix}/lora_A/Gather_output_0")
+            gb = graph.fresh(f"{prefix}/lora_B/Gather_output_0")
             rewritten[id(n)] = [
-                helper.make_node("Gather", [a_name, SLOT_INPUT], [ga], name=fresh(f"{prefix}/lora_A/Gather"), axis=0),
+                helper.make_node(
+                    "Gather", [a_name, SLOT_INPUT], [ga], name=graph.fresh(f"{prefix}/lora_A/Gather"), axis=0
+                ),
                 helper.make_node("MatMul", [x, ga], list(n.output), name=n.name),
             ]
             rewritten[id(m2)] = [
-                helper.make_node("Gather", [b_name, SLOT_INPUT], [gb], name=fresh(f"{prefix}/lora_B/Gather"), axis=0),
+                helper.make_node(
+                    "Gather", [b_name, SLOT_INPUT], [gb], name=graph.fresh(f"{prefix}/lora_B/Gather"), axis=0
+                ),
                 helper.make_node("MatMul", [m2.input[0], gb], list(m2.output), name=m2.name),
             ]
         pairs.append(a_name)
@@ -214,13 +256,23 @@ def prepare_batching(input_path: PathLike, output_path: PathLike, kernel: str = 
         keep = [vi for vi in g.value_info if vi.name not in dropped]
         del g.value_info[:]
         g.value_info.extend(keep)
+    return pairs
+
+
+def _add_slot_inputs(graph: _Graph, pair_count: int, kernel: str) -> None:
+    """The inputs the runtime feeds (lora_slot, and lora_ranks for the fused kernel), the op domain, the kernel
+    recorded in the metadata, IR >= 4."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    model, g = graph.model, graph.g
     del g.input[:]
-    g.input.extend(inputs)
+    g.input.extend(graph.inputs)
     g.input.append(helper.make_tensor_value_info(SLOT_INPUT, TensorProto.INT64, ["lora_batch"]))
     g.initializer.append(numpy_helper.from_array(np.zeros((1,), np.int64), SLOT_INPUT))
     if kernel == "fused":
-        g.input.append(helper.make_tensor_value_info(RANKS_INPUT, TensorProto.INT64, [len(pairs), SLOT_DIM]))
-        g.initializer.append(numpy_helper.from_array(np.zeros((len(pairs), 1), np.int64), RANKS_INPUT))
+        g.input.append(helper.make_tensor_value_info(RANKS_INPUT, TensorProto.INT64, [pair_count, SLOT_DIM]))
+        g.initializer.append(numpy_helper.from_array(np.zeros((pair_count, 1), np.int64), RANKS_INPUT))
         if not any(o.domain == OP_DOMAIN for o in model.opset_import):
             model.opset_import.append(helper.make_opsetid(OP_DOMAIN, 1))
     for prop in model.metadata_props:
@@ -232,7 +284,10 @@ def prepare_batching(input_path: PathLike, output_path: PathLike, kernel: str = 
     # Gather needs opset >= 1 and batched MatMul opset >= 1: any opset works; IR >= 4 keeps inputs optional.
     if model.ir_version < 4:
         model.ir_version = 4
-    out = os.fspath(output_path)
+
+
+def _save(model: Any, out: str) -> None:
+    import onnx
 
     if model.ByteSize() < 1_800_000_000:  # protobuf's 2 GiB limit: large models keep their weights outside
         _check(model)
@@ -240,7 +295,6 @@ def prepare_batching(input_path: PathLike, output_path: PathLike, kernel: str = 
     else:
         onnx.save(model, out, save_as_external_data=True, location=os.path.basename(out) + ".data")
         _check(out)
-    return pairs
 
 
 _UNKNOWN_DOMAIN = "multilora.unchecked"

@@ -8,7 +8,7 @@ target module names as a dotted component (``model.layers.0.self_attn.q_proj.wei
 with ``A [in, r]`` and ``B [r, out]`` new graph inputs whose same-named initializers are zero-rank defaults
 (``[in, 0]``, ``[0, out]``), W's dtype, named ``<prefix>.lora_A.MatMul.weight`` / ``<prefix>.lora_B.MatMul.weight``
 where ``<prefix>`` is W's name without ``.MatMul.weight`` / ``.weight`` — the names onnxruntime-genai's model
-builder uses (DESIGN.md §3). Each projection gets its own rank dim name, so adapters may use different ranks
+builder uses (docs/design.md §3). Each projection gets its own rank dim name, so adapters may use different ranks
 per projection. With the defaults the output is the base model's, exactly (an empty MatMul adds zeros).
 """
 

@@ -33,6 +33,7 @@ __all__ = [
     "reference_forward",
     "composite_params",
     "write_ort_adapter",
+    "shift_logits_folder",
 ]
 
 ATTN_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")
@@ -86,6 +87,8 @@ def _prefix(layer: int, module: str) -> str:
     return f"model.layers.{layer}.{_group(module)}.{module}"
 
 
+# long: one seeded graph written top to bottom; its small builders are closures over the lists being filled, and a
+# split would only pass those lists around.
 def make_lora_model(
     path: PathLike,
     layers: int = 2,
@@ -364,3 +367,35 @@ def write_ort_adapter(
     fmt.set_model_version(model_version)
     fmt.set_parameters(values)
     fmt.export_adapter(os.fspath(path))
+
+
+def shift_logits_folder(src: PathLike, dst: PathLike, shift: float = 100.0) -> str:
+    """Copies the GenAI model folder ``src`` to ``dst`` with the decoder's logits lowered by ``shift``
+    (a Sub node after the LM head). Greedy choices and softmax are unchanged; every logit of a small seeded
+    model becomes negative, which is what a repetition-penalty test needs (GenAI's rule multiplies a negative
+    logit of a seen token by the penalty and divides a positive one). Returns ``dst``."""
+    import json
+    import shutil
+
+    import onnx
+    from onnx import helper, numpy_helper
+
+    src, dst = os.fspath(src), os.fspath(dst)
+    shutil.copytree(src, dst)
+    with open(os.path.join(dst, "genai_config.json"), encoding="utf-8") as f:
+        decoder = json.load(f)["model"]["decoder"]
+    fname = decoder["filename"]
+    logits = decoder.get("outputs", {}).get("logits", "logits")
+    model = onnx.load(os.path.join(src, fname))  # with its external data
+    raw = logits + "_unshifted"
+    for node in model.graph.node:
+        node.output[:] = [raw if o == logits else o for o in node.output]
+    elem = next(o.type.tensor_type.elem_type for o in model.graph.output if o.name == logits)
+    np_dtype = onnx.helper.tensor_dtype_to_np_dtype(elem)
+    model.graph.initializer.append(numpy_helper.from_array(np.array(shift, dtype=np_dtype), raw + "_shift"))
+    model.graph.node.append(helper.make_node("Sub", [raw, raw + "_shift"], [logits], name="shift_logits"))
+    for f in os.listdir(dst):
+        if f.startswith(fname) and f != fname:
+            os.remove(os.path.join(dst, f))  # external data is written inline below
+    onnx.save(model, os.path.join(dst, fname))
+    return dst

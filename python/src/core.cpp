@@ -45,7 +45,13 @@ namespace {
 void set_python_error(const ml::Error& e) {
   try {
     py::object errors = py::module_::import("multilora._errors");
-    py::object exc = errors.attr("error_from_status")(e.status(), e.status_name(), e.what());
+    // The library promises UTF-8 messages; decode tolerantly anyway so a stray byte can never replace the
+    // error with a UnicodeDecodeError (status and message lost).
+    const std::string text = e.what();
+    PyObject* decoded = PyUnicode_DecodeUTF8(text.data(), static_cast<Py_ssize_t>(text.size()), "backslashreplace");
+    if (!decoded) throw py::error_already_set();
+    py::object message = py::reinterpret_steal<py::object>(decoded);
+    py::object exc = errors.attr("error_from_status")(e.status(), e.status_name(), message);
     PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(exc.ptr())), exc.ptr());
   } catch (py::error_already_set&) {
     std::string text = std::string(e.status_name()) + ": " + e.what();
@@ -56,41 +62,92 @@ void set_python_error(const ml::Error& e) {
 // An error raised by the binding itself, with a status so Python sees the same classes as for C errors.
 [[noreturn]] void fail(mlora_status_t status, const std::string& message) { throw ml::Error(status, message); }
 
+// Token ids as int32 without silent wrapping or truncation: integer arrays only (TYPE_MISMATCH otherwise);
+// an id that does not fit int32 is sent as INT32_MAX (never a valid id: vocab_size <= INT32_MAX), so the
+// library refuses it naming the vocabulary, and the message is given the real id back (`big`).
+struct TokenIds {
+  py::array_t<int32_t, py::array::c_style> ids;
+  std::vector<std::pair<py::ssize_t, std::string>> big;  // (flat index, original id as text)
+};
+
+// `offset`: flat position of the first id among everything sent in the call (the library's index).
+TokenIds token_ids(const py::object& tokens, const char* what, py::ssize_t offset = 0) {
+  py::array raw = py::array::ensure(tokens);
+  if (!raw) throw py::error_already_set();
+  const char kind = raw.dtype().kind();
+  auto not_integers = [&] {
+    fail(MLORA_STATUS_TYPE_MISMATCH, std::string(what) + ": token ids must be integers, got a " +
+                                         py::str(raw.dtype()).cast<std::string>() + " array");
+  };
+  if (raw.size() > 0 && kind != 'i' && kind != 'u' && kind != 'O') not_integers();
+  std::vector<py::ssize_t> shape(raw.shape(), raw.shape() + raw.ndim());
+  const py::ssize_t n = raw.size();
+  std::vector<int64_t> values(static_cast<size_t>(n));
+  std::vector<bool> exact(static_cast<size_t>(n), true);  // false: the value was clipped to fit int64
+  if (kind == 'i' || (kind == 'u' && raw.itemsize() < 8)) {
+    auto wide = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(raw);
+    if (!wide) throw py::error_already_set();
+    std::copy(wide.data(), wide.data() + n, values.begin());
+  } else {
+    // uint64 and Python ints beyond int64 (numpy keeps those as an object array): one element at a time.
+    py::list flat = raw.attr("ravel")().attr("tolist")();
+    for (py::ssize_t i = 0; i < n; ++i) {
+      PyObject* x = flat[static_cast<size_t>(i)].ptr();
+      if (!PyLong_Check(x) || PyBool_Check(x)) not_integers();
+      int overflow = 0;
+      const long long v = PyLong_AsLongLongAndOverflow(x, &overflow);
+      if (overflow != 0) {
+        values[i] = overflow > 0 ? INT64_MAX : INT64_MIN;
+        exact[i] = false;
+      } else {
+        values[i] = v;
+      }
+    }
+  }
+  TokenIds out;
+  out.ids = py::array_t<int32_t, py::array::c_style>(shape);
+  int32_t* dst = out.ids.mutable_data();
+  for (py::ssize_t i = 0; i < n; ++i) {
+    const int64_t v = values[i];
+    if (v < INT32_MIN || v > INT32_MAX) {
+      dst[i] = INT32_MAX;
+      std::string text = std::to_string(v);
+      if (!exact[i]) text = py::str(raw.attr("ravel")()[py::int_(i)]).cast<std::string>();
+      out.big.emplace_back(offset + i, text);
+    } else {
+      dst[i] = static_cast<int32_t>(v);
+    }
+  }
+  return out;
+}
+
+// Runs `append`; an error about a substituted id gets the caller's id back in its message.
+template <class F>
+void with_real_ids(const TokenIds& t, F&& append) {
+  try {
+    append();
+  } catch (const ml::Error& e) {
+    std::string msg = e.what();
+    for (const auto& [index, text] : t.big) {
+      const std::string fake = "[" + std::to_string(index) + "] = " + std::to_string(INT32_MAX);
+      const size_t at = msg.find(fake);
+      if (at != std::string::npos) {
+        msg.replace(at, fake.size(), "[" + std::to_string(index) + "] = " + text);
+        throw ml::Error(e.status(), msg);
+      }
+    }
+    throw;
+  }
+}
+
 // ---------------------------------------------------------------------------------------------------
 // dtypes
 // ---------------------------------------------------------------------------------------------------
 
+// The library's name ("float32", ...; mlora_dtype_name), "dtype(N)" for a value it does not know.
 std::string dtype_label(mlora_dtype_t dtype) {
-  switch (dtype) {
-    case MLORA_DTYPE_FLOAT32:
-      return "float32";
-    case MLORA_DTYPE_UINT8:
-      return "uint8";
-    case MLORA_DTYPE_INT8:
-      return "int8";
-    case MLORA_DTYPE_UINT16:
-      return "uint16";
-    case MLORA_DTYPE_INT16:
-      return "int16";
-    case MLORA_DTYPE_INT32:
-      return "int32";
-    case MLORA_DTYPE_INT64:
-      return "int64";
-    case MLORA_DTYPE_BOOL:
-      return "bool";
-    case MLORA_DTYPE_FLOAT16:
-      return "float16";
-    case MLORA_DTYPE_FLOAT64:
-      return "float64";
-    case MLORA_DTYPE_UINT32:
-      return "uint32";
-    case MLORA_DTYPE_UINT64:
-      return "uint64";
-    case MLORA_DTYPE_BFLOAT16:
-      return "bfloat16";
-    default:
-      return "dtype(" + std::to_string(dtype) + ")";
-  }
+  const std::string name = ml::dtype_name(dtype);
+  return name == "unknown" ? "dtype(" + std::to_string(dtype) + ")" : name;
 }
 
 py::object ml_dtypes_bfloat16() {
@@ -338,7 +395,18 @@ void write_adapter(const std::string& path, const py::list& items, int32_t adapt
 
 py::tuple adapter_param(const ml::Adapter& adapter, size_t index) {
   ml::Tensor t = adapter.param_tensor(index);
-  return py::make_tuple(adapter.param_name(index), t.dtype(), array_from_tensor(t));
+  const std::string name = adapter.param_name(index);
+  py::array values;
+  try {
+    values = array_from_tensor(t);
+  } catch (py::error_already_set& e) {
+    // numpy refuses arrays of more dims than it supports (64 in numpy 2, 32 before); a valid adapter
+    // parameter may have more. A named error instead of numpy's bare ValueError.
+    if (!e.matches(PyExc_ValueError)) throw;
+    fail(MLORA_STATUS_SHAPE_MISMATCH, "parameter '" + name + "' has " + std::to_string(t.shape().size()) +
+                                          " dims, more than numpy arrays support: " + e.what());
+  }
+  return py::make_tuple(name, t.dtype(), values);
 }
 
 py::list adapter_param_infos(const ml::Adapter& adapter) {
@@ -391,33 +459,26 @@ void set_active_rows(T& receiver, const ml::Adapters& adapters, const py::object
   receiver.set_active_adapters_per_row(adapters, r, &w);
 }
 
-}  // namespace
-
-PYBIND11_MODULE(_core, m) {
-  m.doc() = "multilora native core (C ABI via multilora.hpp). Use the `multilora` package, not this module.";
-
-  try {
-    ml::check_abi_version();
-  } catch (const ml::Error& e) {
-    throw py::import_error(e.what());
-  }
-
-  py::register_exception_translator([](std::exception_ptr p) {
-    try {
-      if (p) std::rethrow_exception(p);
-    } catch (const ml::Error& e) {
-      set_python_error(e);
-    }
-  });
-
+// Library-wide functions and constants: versions, status and dtype names, the ONNX Runtime library.
+void bind_library(py::module_& m) {
   m.attr("ABI_VERSION") = MLORA_ABI_VERSION;
   m.attr("HEADER_VERSION") = MLORA_VERSION_STRING;
   m.attr("LOAD_REPLACE") = MLORA_LOAD_REPLACE;
   m.attr("LOAD_IGNORE_MODEL_VERSION") = MLORA_LOAD_IGNORE_MODEL_VERSION;
+  m.attr("LOAD_COPY") = MLORA_LOAD_COPY;
 
   m.def("version", &ml::version_string, "Version of the loaded library.");
   m.def("abi_version", &ml::abi_version, "ABI version of the loaded library.");
   m.def("status_name", &ml::status_name, py::arg("status"));
+  m.def("dtype_name", &ml::dtype_name, py::arg("dtype"), "mlora_dtype_name: \"float32\", ...; \"unknown\".");
+  m.def(
+      "dtype_size",
+      [](mlora_dtype_t dtype) {
+        size_t size = 0;
+        ml::detail::check(mlora_dtype_size(dtype, &size));
+        return size;
+      },
+      py::arg("dtype"), "mlora_dtype_size: bytes per element; InvalidArgumentError for an unknown dtype.");
   m.def("set_ort_library_path", &ml::set_ort_library_path, py::arg("path"));
   m.def(
       "ort_info",
@@ -434,7 +495,10 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "raise_status", [](mlora_status_t status, const std::string& message) { fail(status, message); },
       py::arg("status"), py::arg("message"), "Raises the exception the bindings raise for status (for tests).");
+}
 
+// ModelOptions, RunOptions and Model.
+void bind_model(py::module_& m) {
   py::class_<ml::ModelOptions>(m, "ModelOptions")
       .def(py::init<>())
       .def(
@@ -447,6 +511,9 @@ PYBIND11_MODULE(_core, m) {
           py::arg("key"), py::arg("value"))
       .def(
           "set_batch_slots", [](ml::ModelOptions& o, size_t slots) { o.set_batch_slots(slots); }, py::arg("slots"))
+      .def(
+          "set_allow_external_paths", [](ml::ModelOptions& o, bool allow) { o.set_allow_external_paths(allow); },
+          py::arg("allow"))
       .def("close", &ml::ModelOptions::reset);
 
   py::class_<ml::RunOptions>(m, "RunOptions")
@@ -491,7 +558,7 @@ PYBIND11_MODULE(_core, m) {
           "lora_inputs",
           [](const ml::Model& model) {
             py::list out;
-            for (const ml::LoraInfo& l : model.lora_inputs()) {
+            for (const ml::LoraInputInfo& l : model.lora_inputs()) {
               out.append(py::make_tuple(l.name, l.dtype, l.dim0, l.dim1, l.rank_axis));
             }
             return out;
@@ -509,7 +576,10 @@ PYBIND11_MODULE(_core, m) {
       .def("run", &run_model, py::arg("output_names").none(true), py::arg("feeds"),
            py::arg("options").none(true) = py::none())
       .def("close", &ml::Model::reset);
+}
 
+// Adapter, Adapters and the adapter writer.
+void bind_adapters(py::module_& m) {
   py::class_<ml::Adapter>(m, "Adapter")
       .def_static(
           "open",
@@ -565,12 +635,16 @@ PYBIND11_MODULE(_core, m) {
           py::arg("data"), py::arg("name"), py::arg("flags") = 0)
       .def("unload", &ml::Adapters::unload, py::arg("name"))
       .def("names", &ml::Adapters::names)
-      .def("get", &ml::Adapters::at, py::arg("name"))
+      .def(
+          "get", [](const ml::Adapters& a, const std::string& name) { return a.get(name); }, py::arg("name"))
       .def("close", &ml::Adapters::reset);
 
   m.def("write_adapter", &write_adapter, py::arg("path"), py::arg("items"), py::arg("adapter_version") = 0,
         py::arg("model_version") = 0, "Writes [(name, array, dtype code or None)] as an .onnx_adapter file.");
+}
 
+// GeneratorParams and Generator.
+void bind_generation(py::module_& m) {
   py::class_<ml::GeneratorParams>(m, "GeneratorParams")
       .def(py::init<const ml::Model&>(), py::arg("model"))
       .def(
@@ -609,30 +683,47 @@ PYBIND11_MODULE(_core, m) {
           "append_tokens",
           [](ml::Generator& g, const py::object& tokens) {
             // 1-D: one prompt; 2-D [batch, length]: one prompt per sequence. Token ids are int32.
-            auto ids = py::array_t<int32_t, py::array::c_style | py::array::forcecast>::ensure(tokens);
-            if (!ids) throw py::error_already_set();
+            const TokenIds t = token_ids(tokens, "append_tokens");
+            const auto& ids = t.ids;
             if (ids.ndim() == 2) {
               std::vector<std::vector<int32_t>> seqs;
               auto view = ids.unchecked<2>();
               for (py::ssize_t r = 0; r < view.shape(0); ++r) {
                 seqs.emplace_back(ids.data(r, 0), ids.data(r, 0) + view.shape(1));
               }
-              py::gil_scoped_release release;
-              g.append_token_sequences(seqs);
+              with_real_ids(t, [&] {
+                py::gil_scoped_release release;
+                g.append_token_sequences(seqs);
+              });
               return;
             }
             if (ids.ndim() != 1) fail(MLORA_STATUS_INVALID_ARGUMENT, "append_tokens: tokens must be 1-D or 2-D");
             const int32_t* data = ids.data();
             const size_t count = static_cast<size_t>(ids.size());
-            py::gil_scoped_release release;
-            g.append_tokens(data, count);
+            with_real_ids(t, [&] {
+              py::gil_scoped_release release;
+              g.append_tokens(data, count);
+            });
           },
           py::arg("tokens"))
       .def(
           "append_token_sequences",
-          [](ml::Generator& g, const std::vector<std::vector<int32_t>>& seqs) {
-            py::gil_scoped_release release;
-            g.append_token_sequences(seqs);
+          [](ml::Generator& g, const py::list& sequences) {
+            std::vector<std::vector<int32_t>> seqs;
+            TokenIds all;  // substitutions of every sequence (the library indexes the concatenation)
+            py::ssize_t offset = 0;
+            for (py::handle s : sequences) {
+              TokenIds t = token_ids(py::reinterpret_borrow<py::object>(s), "append_token_sequences", offset);
+              offset += t.ids.size();
+              if (t.ids.ndim() != 1)
+                fail(MLORA_STATUS_INVALID_ARGUMENT, "append_token_sequences: each sequence must be 1-D");
+              seqs.emplace_back(t.ids.data(), t.ids.data() + t.ids.size());
+              all.big.insert(all.big.end(), t.big.begin(), t.big.end());
+            }
+            with_real_ids(all, [&] {
+              py::gil_scoped_release release;
+              g.append_token_sequences(seqs);
+            });
           },
           py::arg("sequences"))
       .def("generate_next_token",
@@ -743,4 +834,29 @@ PYBIND11_MODULE(_core, m) {
         py::gil_scoped_release release;
         e.reset();
       });
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "multilora native core (C ABI via multilora.hpp). Use the `multilora` package, not this module.";
+
+  try {
+    ml::check_abi_version();
+  } catch (const ml::Error& e) {
+    throw py::import_error(e.what());
+  }
+
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const ml::Error& e) {
+      set_python_error(e);
+    }
+  });
+
+  bind_library(m);
+  bind_model(m);
+  bind_adapters(m);
+  bind_generation(m);
 }

@@ -1,9 +1,12 @@
 /* C tests of the ABI on a one-projection LoRA model (fixtures from make_fixtures.py).
  * Usage: test_abi FIXTURE_DIR. Prints "N passed, N failed"; exit code 1 on any failure. */
+#define _XOPEN_SOURCE 700 /* truncate, getpid */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "multilora/multilora.h"
 
@@ -82,6 +85,33 @@ static void test_library(void) {
   CHECK(mlora_abi_version() == MLORA_ABI_VERSION, "abi version");
   CHECK(strcmp(mlora_status_name(MLORA_STATUS_NOT_FOUND), "MLORA_STATUS_NOT_FOUND") == 0, "status name");
   CHECK(strcmp(mlora_status_name(9999), "MLORA_STATUS_UNKNOWN") == 0, "unknown status name");
+  {
+    /* mlora_dtype_name / mlora_dtype_size against C's own sizes (bool is one byte in every ABI we target). */
+    static const struct {
+      mlora_dtype_t dtype;
+      const char* name;
+      size_t size;
+    } dtypes[] = {
+        {MLORA_DTYPE_FLOAT32, "float32", sizeof(float)},      {MLORA_DTYPE_UINT8, "uint8", sizeof(uint8_t)},
+        {MLORA_DTYPE_INT8, "int8", sizeof(int8_t)},           {MLORA_DTYPE_UINT16, "uint16", sizeof(uint16_t)},
+        {MLORA_DTYPE_INT16, "int16", sizeof(int16_t)},        {MLORA_DTYPE_INT32, "int32", sizeof(int32_t)},
+        {MLORA_DTYPE_INT64, "int64", sizeof(int64_t)},        {MLORA_DTYPE_BOOL, "bool", 1},
+        {MLORA_DTYPE_FLOAT16, "float16", sizeof(uint16_t)},   {MLORA_DTYPE_FLOAT64, "float64", sizeof(double)},
+        {MLORA_DTYPE_UINT32, "uint32", sizeof(uint32_t)},     {MLORA_DTYPE_UINT64, "uint64", sizeof(uint64_t)},
+        {MLORA_DTYPE_BFLOAT16, "bfloat16", sizeof(uint16_t)},
+    };
+    size_t i, size = 0;
+    for (i = 0; i < sizeof dtypes / sizeof dtypes[0]; ++i) {
+      CHECK(strcmp(mlora_dtype_name(dtypes[i].dtype), dtypes[i].name) == 0, "dtype name of %d", (int)dtypes[i].dtype);
+      CHECK_STATUS(mlora_dtype_size(dtypes[i].dtype, &size), MLORA_STATUS_OK);
+      CHECK(size == dtypes[i].size, "dtype size of %s: %zu", dtypes[i].name, size);
+    }
+    CHECK(strcmp(mlora_dtype_name(8), "unknown") == 0, "unknown dtype name");
+    size = 77;
+    CHECK_STATUS(mlora_dtype_size(8, &size), MLORA_STATUS_INVALID_ARGUMENT);
+    CHECK(size == 77, "nothing written for an unknown dtype");
+    CHECK_STATUS(mlora_dtype_size(MLORA_DTYPE_FLOAT32, NULL), MLORA_STATUS_INVALID_ARGUMENT);
+  }
   CHECK(mlora_last_error_message() != NULL, "last error never NULL");
   char path[4096], version[64];
   size_t plen = 0, vlen = 0;
@@ -243,6 +273,70 @@ static void test_model_and_adapters(void) {
   CHECK_STATUS(mlora_shutdown(), MLORA_STATUS_OK);
 }
 
+/* Hostile inputs a C host can produce (issue 11): sizes that lie, weights that overflow, the copy flag, options. */
+static void test_hostile(void) {
+  /* A small real buffer with a size that lies: FORMAT before anything is copied (it used to crash). */
+  FILE* f = fopen(path_of("a.onnx_adapter"), "rb");
+  CHECK(f != NULL, "open a.onnx_adapter");
+  if (!f) return;
+  static unsigned char buf[1 << 16];
+  const size_t got = fread(buf, 1, sizeof buf, f);
+  fclose(f);
+  CHECK(got > 16 && got < sizeof buf, "read a.onnx_adapter (%zu bytes)", got);
+  mlora_adapter_t* ad = NULL;
+  const size_t lies[3] = {SIZE_MAX, (size_t)3 << 30, ((size_t)1 << 31) - 1};
+  mlora_model_t* model = NULL;
+  CHECK_STATUS(mlora_model_create(path_of("model.onnx"), NULL, &model), MLORA_STATUS_OK);
+  mlora_adapters_t* adapters = NULL;
+  CHECK_STATUS(mlora_adapters_create(model, &adapters), MLORA_STATUS_OK);
+  for (int i = 0; i < 3; ++i) {
+    CHECK_STATUS(mlora_adapter_open_from_memory(buf, lies[i], &ad), MLORA_STATUS_FORMAT);
+    CHECK(ad == NULL && strstr(mlora_last_error_message(), "2 GiB") != NULL, "lying size %zu: %s", lies[i],
+          mlora_last_error_message());
+    CHECK_STATUS(mlora_adapters_load_from_memory(adapters, buf, lies[i], "x", 0), MLORA_STATUS_FORMAT);
+  }
+  CHECK_STATUS(mlora_adapters_load_from_memory(adapters, buf, got, "mem", 0), MLORA_STATUS_OK);
+
+  /* MLORA_LOAD_COPY: private memory (nothing mapped), same numbers, immune to truncating the file. */
+  char copy_path[1100];
+  snprintf(copy_path, sizeof copy_path, "%s/copy_%d.onnx_adapter", g_dir, (int)getpid());
+  FILE* w = fopen(copy_path, "wb");
+  CHECK(w != NULL && fwrite(buf, 1, got, w) == got, "write %s", copy_path);
+  if (w) fclose(w);
+  CHECK_STATUS(mlora_adapters_load(adapters, copy_path, "a", MLORA_LOAD_COPY), MLORA_STATUS_OK);
+  CHECK(truncate(copy_path, 0) == 0, "truncate %s", copy_path);
+  mlora_adapter_t* info = NULL;
+  uint64_t mapped = 1, copied = 0;
+  CHECK_STATUS(mlora_adapters_get(adapters, "a", &info), MLORA_STATUS_OK);
+  CHECK_STATUS(mlora_adapter_bytes(info, &mapped, &copied), MLORA_STATUS_OK);
+  CHECK(mapped == 0 && copied == got, "copy load: mapped %llu copied %llu", (unsigned long long)mapped,
+        (unsigned long long)copied);
+  mlora_adapter_release(info);
+  mlora_run_options_t* opts = NULL;
+  CHECK_STATUS(mlora_run_options_create(&opts), MLORA_STATUS_OK);
+  const char* na[1] = {"a"};
+  CHECK_STATUS(mlora_run_options_set_active_adapters(opts, adapters, na, NULL, 1), MLORA_STATUS_OK);
+  run_and_compare(model, opts, "expect_a.bin"); /* the file is empty now: a mapping would raise SIGBUS */
+  remove(copy_path);
+  CHECK_STATUS(mlora_adapters_load(adapters, path_of("b.onnx_adapter"), "b", 64), MLORA_STATUS_INVALID_ARGUMENT);
+
+  /* Weights beyond -1e6..1e6 (3.4e38 gave all-NaN logits) are refused naming the adapter. */
+  const float huge[1] = {3.4e38f};
+  CHECK_STATUS(mlora_run_options_set_active_adapters(opts, adapters, na, huge, 1), MLORA_STATUS_INVALID_ARGUMENT);
+  CHECK(strstr(mlora_last_error_message(), "'a'") != NULL, "huge weight: adapter named");
+
+  mlora_model_options_t* mo = NULL;
+  CHECK_STATUS(mlora_model_options_create(&mo), MLORA_STATUS_OK);
+  CHECK_STATUS(mlora_model_options_set_allow_external_paths(mo, 2), MLORA_STATUS_INVALID_ARGUMENT);
+  CHECK_STATUS(mlora_model_options_set_allow_external_paths(mo, 1), MLORA_STATUS_OK);
+  CHECK_STATUS(mlora_model_options_set_allow_external_paths(NULL, 1), MLORA_STATUS_INVALID_HANDLE);
+  mlora_model_options_release(mo);
+
+  mlora_run_options_release(opts);
+  mlora_adapters_release(adapters);
+  mlora_model_release(model);
+}
+
 int main(int argc, char** argv) {
   if (argc < 2) {
     fprintf(stderr, "usage: %s FIXTURE_DIR\n", argv[0]);
@@ -251,6 +345,7 @@ int main(int argc, char** argv) {
   snprintf(g_dir, sizeof g_dir, "%s", argv[1]);
   test_library();
   test_misuse();
+  test_hostile();
   test_model_and_adapters();
   printf("%d passed, %d failed\n", g_passed, g_failed);
   return g_failed ? 1 : 0;

@@ -146,7 +146,7 @@ int main(int argc, char** argv) {
             check(e.status() == MLORA_STATUS_ALREADY_EXISTS, std::string("load tmp: ") + e.what());
           }
           try {
-            ml::Adapter inspected = adapters.at("tmp");
+            ml::Adapter inspected = adapters.get("tmp");
             check(inspected.rank() == 3, "tmp rank");
             adapters.unload("tmp");
           } catch (const ml::Error& e) {

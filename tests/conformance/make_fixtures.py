@@ -84,7 +84,47 @@ def generation_values(d: Path) -> dict:
         values[f"engine_max_length_{i}"] = len(p) + int(ref["new_tokens"])
         for label, key in (("base", "base"), ("a", "a"), ("b", "b"), ("a+b", "ab")):
             values[f"engine_tokens_{key}_{i}"] = [int(t) for t in ref["torch"][label][i]]
+    values.update(penalty_values(dst, prompt))
     return values
+
+
+PENALTY = 1.7
+PENALTY_NEW = 10
+
+
+def penalty_values(dst: Path, prompt: list) -> dict:
+    """The base fixture with its logits lowered by 100 (all negative: GenAI's repetition penalty multiplies
+    them, a rule applied the wrong way round shows) and greedy tokens under repetition_penalty 1.7 from
+    onnxruntime-genai itself, the reference implementation of the rule."""
+    import onnxruntime_genai as og
+
+    folder = dst / "negative"
+    load_testing().shift_logits_folder(GEN_FIXTURE / "base", folder, 100.0)
+    max_length = len(prompt) + PENALTY_NEW
+
+    def run(penalty: float) -> list:
+        model = og.Model(str(folder))
+        params = og.GeneratorParams(model)
+        params.set_search_options(max_length=max_length, do_sample=False, repetition_penalty=penalty)
+        gen = og.Generator(model, params)
+        gen.append_tokens(np.asarray(prompt, dtype=np.int32))
+        while not gen.is_done():
+            gen.generate_next_token()
+        return [int(t) for t in gen.get_sequence(0)]
+
+    with_penalty = run(PENALTY)
+    if with_penalty == run(1.0):
+        raise SystemExit("make_fixtures: the repetition penalty changes nothing on the negative-logits fixture")
+    eos = json.loads((folder / "genai_config.json").read_text())["model"]["eos_token_id"]
+    if len(with_penalty) < max_length:  # onnxruntime-genai leaves a final eos out; multilora keeps it
+        with_penalty.append(int(eos if isinstance(eos, int) else eos[0]))
+    return {
+        "pen_prompt": prompt,
+        "pen_max_length": max_length,
+        "pen_penalty": PENALTY,
+        "pen_sequence": with_penalty,
+        "pen_sequence_len": len(with_penalty),
+    }
 
 
 def load_testing():

@@ -11,6 +11,7 @@
 
 #include "gen/genai_config.h"
 #include "util/error.h"
+#include "util/utf8.h"
 
 namespace {
 
@@ -53,6 +54,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   } catch (const mlora::Error& e) {
     if (e.status() != MLORA_STATUS_FORMAT) die("unexpected status", std::to_string(e.status()) + ": " + e.what());
     if (std::strstr(e.what(), kPath) == nullptr) die("message does not name the file", e.what());
+    if (!mlora::valid_utf8(e.what(), std::strlen(e.what()))) die("message is not UTF-8", e.what());
   }
   return 0;
 }

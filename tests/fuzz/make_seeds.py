@@ -129,6 +129,11 @@ def config_seeds(out: Path) -> None:
     ]
     for i, data in enumerate(bad):
         _put(out, data, f"bad{i}")
+    # Nesting just past the depth limit (256), and a decoder filename the folder rules refuse.
+    _put(out, b'{"model": ' + b"[" * 300 + b"]" * 300 + b"}", "deep")
+    escape = json.loads(json.dumps(minimal))
+    escape["model"]["decoder"]["filename"] = "../m\u0000.onnx"
+    _put(out, json.dumps(escape).encode(), "filename")
 
 
 def safetensors_seeds(out: Path) -> None:
@@ -141,6 +146,8 @@ def safetensors_seeds(out: Path) -> None:
         _put(out, data[:12], f"{f.parent.name}-head")
         n = int.from_bytes(data[:8], "little")
         _put(out, (n + 10**6).to_bytes(8, "little") + data[8:], f"{f.parent.name}-bigheader")
+    deep = b"[" * 300 + b"]" * 300
+    _put(out, len(deep).to_bytes(8, "little") + deep, "deep")
 
 
 def main() -> None:

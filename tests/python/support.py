@@ -51,7 +51,7 @@ def assert_error(excinfo: pytest.ExceptionInfo, cls: Type[BaseException], status
         assert s in message, f"{s!r} not in message {message!r}"
 
 
-# ---- FlatBuffers walking (little endian; see DESIGN.md §4 for the .onnx_adapter layout) -------------
+# ---- FlatBuffers walking (little endian; see docs/design.md §4 for the .onnx_adapter layout) -------------
 
 
 def _u16(buf: bytes, pos: int) -> int:

@@ -21,7 +21,7 @@ def test_load_names_info(adapters, sql_ours, chat_ours, params_sql):
     assert adapters.names() == ["chat", "sql"]
     assert "sql" in adapters and "nope" not in adapters and 3 not in adapters
     assert len(adapters) == 2 and list(adapters) == ["chat", "sql"]
-    with adapters.info("sql") as info:
+    with adapters.get("sql") as info:
         assert info.name == "sql"
         assert info.rank == 4
         assert (info.format_version, info.adapter_version, info.model_version) == (1, 3, 0)
@@ -31,7 +31,7 @@ def test_load_names_info(adapters, sql_ours, chat_ours, params_sql):
         assert info.params[next(iter(params_sql))].shape == (16, 4)
         for name, value in info.parameters.items():
             np.testing.assert_array_equal(value, params_sql[name])
-    with adapters["chat"] as info:
+    with adapters.get("chat") as info:
         assert info.rank == 8
 
 
@@ -52,7 +52,7 @@ def test_load_from_memory(model, adapters, lora_model, sql_ort, params_sql, ids,
         "numpy": np.frombuffer(raw, dtype=np.uint8),
     }[kind]
     adapters.load_from_memory(data, "mem")
-    with adapters.info("mem") as info:
+    with adapters.get("mem") as info:
         assert info.bytes_mapped == 0
         assert info.bytes_copied > 0
         assert info.adapter_version == 3
@@ -84,7 +84,7 @@ def test_unload_never_breaks_a_holder(model, adapters, lora_model, sql_ours, par
     opts = ml.RunOptions()
     opts.set_active_adapters(adapters, ["sql"])
     (before,) = model.run(["logits"], {"input_ids": ids}, opts)
-    info = adapters.info("sql")
+    info = adapters.get("sql")
     adapters.unload("sql")
     assert "sql" not in adapters
     (after,) = model.run(["logits"], {"input_ids": ids}, opts)
@@ -124,10 +124,10 @@ def test_replace_needs_replace_true_and_holders_keep_their_version(
     with pytest.raises(ml.AlreadyExistsError) as e:
         adapters.load(chat_ours, "a")
     assert_error(e, ml.AlreadyExistsError, "MLORA_STATUS_ALREADY_EXISTS", "'a'")
-    with adapters.info("a") as info:
+    with adapters.get("a") as info:
         assert info.rank == 4  # unchanged after the failed load
     adapters.load(chat_ours, "a", replace=True)
-    with adapters.info("a") as info:
+    with adapters.get("a") as info:
         assert info.rank == 8
     new = ml.RunOptions()
     new.set_active_adapters(adapters, ["a"])
@@ -150,7 +150,7 @@ def test_model_version_is_checked(adapters, params_sql, tmp_path):
     assert_error(e, ml.VersionMismatchError, "MLORA_STATUS_VERSION_MISMATCH", "mv.onnx_adapter", "12345")
     assert "mv" not in adapters
     adapters.load(path, "mv", ignore_model_version=True)
-    with adapters.info("mv") as info:
+    with adapters.get("mv") as info:
         assert info.model_version == 12345
 
 
@@ -184,7 +184,7 @@ def test_handles_released_in_any_order(lora_model, sql_ours, chat_ours, ids, par
     registry = ml.Adapters(model)
     model.close()
     registry.load(chat_ours, "chat")
-    with registry.info("chat") as info:
+    with registry.get("chat") as info:
         assert info.rank == 8
     registry.close()
     opts.close()

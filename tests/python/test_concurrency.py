@@ -154,7 +154,7 @@ def test_runs_loads_replaces_and_unloads_concurrently(lora_model, ids, stress_pa
                 # a private name: load, inspect, unload
                 mine = f"tmp{k}"
                 adapters.load(stress_files["vol1"], mine)
-                with adapters.info(mine) as a:
+                with adapters.get(mine) as a:
                     assert a.rank == 5
                 adapters.unload(mine)
                 record("loads")

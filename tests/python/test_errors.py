@@ -34,7 +34,7 @@ def good(sql_ort: str) -> bytes:
 STATUS_CLASSES = [
     (1, "MLORA_STATUS_INVALID_ARGUMENT", ml.InvalidArgumentError, ValueError),
     (2, "MLORA_STATUS_INVALID_HANDLE", ml.InvalidHandleError, ValueError),
-    (3, "MLORA_STATUS_NOT_FOUND", ml.AdapterNotFoundError, KeyError),
+    (3, "MLORA_STATUS_NOT_FOUND", ml.NotFoundError, KeyError),
     (4, "MLORA_STATUS_ALREADY_EXISTS", ml.AlreadyExistsError, ValueError),
     (5, "MLORA_STATUS_IN_USE", ml.InUseError, RuntimeError),
     (6, "MLORA_STATUS_IO", ml.MultiloraIOError, OSError),
@@ -71,8 +71,14 @@ def test_unknown_status_is_a_plain_multilora_error():
     assert e.value.status == 99 and e.value.status_name == "MLORA_STATUS_UNKNOWN"
 
 
-def test_not_found_alias():
-    assert ml.NotFoundError is ml.AdapterNotFoundError
+def test_not_found_classes():
+    # One status, three classes by what is missing: a name (KeyError), an adapter name, a file (OSError).
+    assert issubclass(ml.AdapterNotFoundError, ml.NotFoundError) and issubclass(ml.NotFoundError, KeyError)
+    assert issubclass(ml.MultiloraFileNotFoundError, FileNotFoundError)
+    assert not issubclass(ml.MultiloraFileNotFoundError, KeyError)
+    assert not issubclass(ml.AdapterNotFoundError, OSError)
+    for cls in (ml.NotFoundError, ml.AdapterNotFoundError, ml.MultiloraFileNotFoundError):
+        assert cls.status == 3 and cls.status_name == "MLORA_STATUS_NOT_FOUND"
 
 
 # ---- adapter files ---------------------------------------------------------------------------------
@@ -80,9 +86,11 @@ def test_not_found_alias():
 
 def test_missing_file(adapters, tmp_path):
     path = str(tmp_path / "missing.onnx_adapter")
-    with pytest.raises(ml.AdapterNotFoundError) as e:
+    with pytest.raises(ml.MultiloraFileNotFoundError) as e:
         adapters.load(path, "x")
-    assert_error(e, ml.AdapterNotFoundError, "MLORA_STATUS_NOT_FOUND", "missing.onnx_adapter")
+    assert_error(e, ml.MultiloraFileNotFoundError, "MLORA_STATUS_NOT_FOUND", "missing.onnx_adapter")
+    assert isinstance(e.value, FileNotFoundError) and not isinstance(e.value, KeyError)
+    assert e.value.filename == path
 
 
 def test_directory_instead_of_file(adapters, tmp_path):
@@ -157,9 +165,10 @@ def test_unknown_parameter_name(adapters, params_sql, tmp_path):
     extra[unknown.replace("lora_A", "lora_B")] = np.zeros((4, 16), np.float32)
     path = str(tmp_path / "unknown.onnx_adapter")
     ml.write_adapter(path, extra)
-    with pytest.raises(ml.AdapterNotFoundError) as e:
+    with pytest.raises(ml.NotFoundError) as e:
         adapters.load(path, "x")
-    assert_error(e, ml.AdapterNotFoundError, "MLORA_STATUS_NOT_FOUND", "unknown.onnx_adapter", unknown, "model.onnx")
+    assert_error(e, ml.NotFoundError, "MLORA_STATUS_NOT_FOUND", "unknown.onnx_adapter", unknown, "model.onnx")
+    assert type(e.value) is ml.NotFoundError  # a parameter name, neither an adapter name nor a file
     assert adapters.names() == []
 
 
@@ -277,21 +286,28 @@ def test_names_given_without_a_registry():
     assert_error(e, ml.InvalidArgumentError, "MLORA_STATUS_INVALID_ARGUMENT", "adapters")
 
 
-def test_info_of_unknown_name(loaded):
+def test_get_of_unknown_name(loaded):
     with pytest.raises(ml.AdapterNotFoundError) as e:
-        loaded.info("nope")
+        loaded.get("nope")
     assert_error(e, ml.AdapterNotFoundError, "MLORA_STATUS_NOT_FOUND", "'nope'", "'chat', 'sql'")
-    with pytest.raises(KeyError):
-        loaded["nope"]
+    assert isinstance(e.value, KeyError)
 
 
 # ---- models -------------------------------------------------------------------------------------------
 
 
+def test_missing_tokenizer_file(tmp_path):
+    with pytest.raises(ml.MultiloraFileNotFoundError) as e:
+        ml.Tokenizer(tmp_path)
+    assert_error(e, ml.MultiloraFileNotFoundError, "MLORA_STATUS_NOT_FOUND", "tokenizer.json")
+    assert e.value.filename == str(tmp_path / "tokenizer.json")
+
+
 def test_missing_model(tmp_path):
-    with pytest.raises(ml.AdapterNotFoundError) as e:
+    with pytest.raises(ml.MultiloraFileNotFoundError) as e:
         ml.Model(tmp_path / "none.onnx")
-    assert_error(e, ml.AdapterNotFoundError, "MLORA_STATUS_NOT_FOUND", "none.onnx")
+    assert_error(e, ml.MultiloraFileNotFoundError, "MLORA_STATUS_NOT_FOUND", "none.onnx")
+    assert isinstance(e.value, FileNotFoundError) and not isinstance(e.value, KeyError)
 
 
 def test_not_a_model(tmp_path):

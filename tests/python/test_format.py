@@ -195,9 +195,9 @@ def test_write_adapter_errors(tmp_path):
 
 
 def test_read_adapter_errors(tmp_path):
-    with pytest.raises(ml.AdapterNotFoundError) as e:
+    with pytest.raises(ml.MultiloraFileNotFoundError) as e:
         ml.read_adapter(tmp_path / "none.onnx_adapter")
-    assert_error(e, ml.AdapterNotFoundError, "MLORA_STATUS_NOT_FOUND", "none.onnx_adapter")
+    assert_error(e, ml.MultiloraFileNotFoundError, "MLORA_STATUS_NOT_FOUND", "none.onnx_adapter")
     with pytest.raises(ml.FormatError) as e:
         ml.read_adapter(b"\x00" * 64)
     assert_error(e, ml.FormatError, "MLORA_STATUS_FORMAT", "TORT")

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 import multilora as ml
-from multilora.generation import Generator, GeneratorParams, Tokenizer, generate, generate_stream
+from multilora.generation import SEARCH_OPTIONS, Generator, GeneratorParams, Tokenizer, generate, generate_stream
 
 from support import assert_error
 
@@ -397,7 +397,7 @@ def test_min_length_holds_eos_back_and_max_length_stops(gmodel):
 
 def test_search_options_round_trip(gmodel):
     with GeneratorParams(gmodel) as p:
-        defaults = p.get_search_options()
+        defaults = {name: p.get_search_option(name) for name in SEARCH_OPTIONS}
         assert defaults["max_length"] == 64 and defaults["top_k"] == 50 and defaults["do_sample"] is False
         p.set_search_options(
             max_length=32,
@@ -409,7 +409,7 @@ def test_search_options_round_trip(gmodel):
             repetition_penalty=1.1,
             min_length=3,
         )
-        got = p.get_search_options()
+        got = {name: p.get_search_option(name) for name in SEARCH_OPTIONS}
         assert got["max_length"] == 32 and got["do_sample"] is True and got["top_k"] == 5
         assert got["random_seed"] == 11 and got["min_length"] == 3
         assert got["top_p"] == pytest.approx(0.9) and got["temperature"] == pytest.approx(0.7)
@@ -510,7 +510,7 @@ def test_unknown_and_out_of_range_search_options(gmodel):
             assert_error(e, ml.InvalidArgumentError, "MLORA_STATUS_INVALID_ARGUMENT", f"'{key}'", words)
         with pytest.raises(TypeError):
             p.set_search_options(top_k="5")
-        assert p.get_search_options()["top_p"] == 1.0  # unchanged by the failures
+        assert p.get_search_option("top_p") == 1.0  # unchanged by the failures
 
 
 def test_adapters_from_another_model(gmodel, gregistry):

@@ -249,9 +249,9 @@ def test_symlinks(adapters, good, tmp_path):
     os.symlink(tmp_path / "real.onnx_adapter", tmp_path / "link.onnx_adapter")
     adapters.load(tmp_path / "link.onnx_adapter", "via_link")  # a link to a file is that file
     os.symlink(tmp_path / "missing", tmp_path / "dangling.onnx_adapter")
-    with pytest.raises(ml.AdapterNotFoundError) as e:
+    with pytest.raises(ml.MultiloraFileNotFoundError) as e:
         adapters.load(tmp_path / "dangling.onnx_adapter", "x")
-    assert_error(e, ml.AdapterNotFoundError, "MLORA_STATUS_NOT_FOUND", "dangling.onnx_adapter")
+    assert_error(e, ml.MultiloraFileNotFoundError, "MLORA_STATUS_NOT_FOUND", "dangling.onnx_adapter")
     os.symlink(tmp_path, tmp_path / "dirlink.onnx_adapter")
     with pytest.raises(ml.MultiloraIOError) as e:  # the file reader; Adapters.load takes folders as PEFT
         ml.read_adapter(tmp_path / "dirlink.onnx_adapter")
@@ -289,7 +289,7 @@ def test_embedded_nul_in_names_is_refused_not_truncated(adapters, sql_ours):
     adapters.load(sql_ours, "sql")
     for call in (
         lambda: adapters.unload("sql\0"),
-        lambda: adapters.info("sql\0x"),
+        lambda: adapters.get("sql\0x"),
         lambda: ml.RunOptions().set_active_adapters(adapters, ["sql\0"]),
     ):
         with pytest.raises(ml.InvalidArgumentError) as e:

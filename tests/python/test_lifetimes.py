@@ -45,7 +45,7 @@ def test_adapters_close_and_repr(model, sql_ours, lora_model):
         lambda: adapters.load_from_memory(b"", "x"),
         lambda: adapters.unload("sql"),
         lambda: adapters.names(),
-        lambda: adapters.info("sql"),
+        lambda: adapters.get("sql"),
         lambda: len(adapters),
         lambda: ml.RunOptions().set_active_adapters(adapters, ["sql"]),
     ):
@@ -55,7 +55,7 @@ def test_adapters_close_and_repr(model, sql_ours, lora_model):
 
 def test_adapter_close_and_repr(adapters, sql_ours):
     adapters.load(sql_ours, "sql")
-    info = adapters.info("sql")
+    info = adapters.get("sql")
     assert repr(info) == "<Adapter 'sql' rank=4 params=8 open>"
     info.close()
     info.close()

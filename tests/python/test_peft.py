@@ -77,7 +77,7 @@ def _run(model, adapters, names, ids):
 @pytest.mark.parametrize("folder", ["tiny_qv", "tiny_rs"])
 def test_folder_gives_peft_delta_weights(tiny_adapters, tiny_model, folder):
     tiny_adapters.load(str(PEFT / folder), folder)
-    info = tiny_adapters.info(folder)
+    info = tiny_adapters.get(folder)
     params = info.parameters
     deltas = _reference_deltas(folder)
     assert len(params) == 2 * len(deltas) and deltas
@@ -98,7 +98,7 @@ def test_rank_and_alpha_patterns_and_rslora(tiny_adapters):
     assert cfg["use_rslora"] and cfg["rank_pattern"] == {"v_proj": 4} and cfg["alpha_pattern"] == {"down_proj": 4}
     raw = read_safetensors(PEFT / "tiny_rs" / "adapter_model.safetensors")
     tiny_adapters.load(str(PEFT / "tiny_rs"), "rs")
-    params = tiny_adapters.info("rs").parameters
+    params = tiny_adapters.get("rs").parameters
     for key, a_peft in raw.items():
         if ".lora_A." not in key:
             continue
@@ -134,7 +134,7 @@ def test_builder_olive_model_gets_the_olive_adapter():
     """llama_a is the PEFT adapter the GenAI model builder + Olive turned into lora/adapters/a.onnx_adapter."""
     with ml.Model(str(LORA_GENAI)) as m, ml.Adapters(m) as reg:
         reg.load(str(PEFT / "llama_a"), "a")
-        ours = reg.info("a").parameters
+        ours = reg.get("a").parameters
         with ml.Adapter.open(LORA_GENAI / "adapters" / "a.onnx_adapter") as olive:
             theirs = olive.parameters
         assert set(ours) == set(theirs)
@@ -172,7 +172,7 @@ def test_roundtrip_through_a_written_folder(model, adapters, lora_model, params_
     folder = tmp_path / "sql_peft"
     write_peft_folder(folder, params_sql, lora_alpha=16.0)
     adapters.load(str(folder), "sql")
-    got = adapters.info("sql").parameters
+    got = adapters.get("sql").parameters
     assert set(got) == set(params_sql)
     for k, v in params_sql.items():
         assert_close(got[k], v, rtol=1e-6, atol=1e-7)
@@ -204,7 +204,7 @@ def test_model_spellings_are_tolerated(tmp_path, lora_model, params_sql, spellin
     write_peft_folder(folder, params_sql, self_attn=False)
     with ml.Model(str(path)) as model, ml.Adapters(model) as reg:
         reg.load(str(folder), "x")
-        got = reg.info("x").parameters
+        got = reg.get("x").parameters
     assert set(got) == {ren[k] for k in params_sql}
     for k, v in params_sql.items():
         assert_close(got[ren[k]], v, rtol=1e-6, atol=1e-7)
@@ -223,7 +223,7 @@ def test_dtypes_convert_to_the_model_lora_dtype(tmp_path, src, model_dtype):
     assert {str(v.dtype) for v in raw.values()} == {src}
     with ml.Model(lm.path) as m, ml.Adapters(m) as reg:
         reg.load(str(folder), "x")
-        got = reg.info("x").parameters
+        got = reg.get("x").parameters
     tol = {"float32": 1e-6, "float16": 2e-3, "bfloat16": 1.6e-2}
     for k, v in params.items():
         assert got[k].dtype == np.dtype(model_dtype)
@@ -375,9 +375,11 @@ def test_folder_without_config_or_safetensors(adapters, params_sql, tmp_path):
     folder = tmp_path / "bin"
     write_peft_folder(folder, params_sql)
     os.rename(folder / "adapter_model.safetensors", folder / "adapter_model.bin")
-    with pytest.raises(ml.NotFoundError) as e:
+    with pytest.raises(ml.MultiloraFileNotFoundError) as e:
         adapters.load(str(folder), "x")
-    assert_error(e, ml.NotFoundError, "MLORA_STATUS_NOT_FOUND", "adapter_model.safetensors", "adapter_model.bin")
+    assert_error(
+        e, ml.MultiloraFileNotFoundError, "MLORA_STATUS_NOT_FOUND", "adapter_model.safetensors", "adapter_model.bin"
+    )
     (folder / "adapter_config.json").write_text("{not json")
     (folder / "adapter_model.safetensors").write_bytes(b"")
     with pytest.raises(ml.FormatError) as e:

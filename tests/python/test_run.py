@@ -338,15 +338,15 @@ def test_run_wrong_input_rank(model, ids):
 
 
 def test_run_unknown_input(model, ids):
-    with pytest.raises(ml.AdapterNotFoundError) as e:
+    with pytest.raises(ml.NotFoundError) as e:
         model.run(None, {"input_ids": ids, "token_type_ids": ids})
-    assert_error(e, ml.AdapterNotFoundError, "MLORA_STATUS_NOT_FOUND", "token_type_ids", "input_ids")
+    assert_error(e, ml.NotFoundError, "MLORA_STATUS_NOT_FOUND", "token_type_ids", "input_ids")
 
 
 def test_run_unknown_output(model, ids):
-    with pytest.raises(ml.AdapterNotFoundError) as e:
+    with pytest.raises(ml.NotFoundError) as e:
         model.run(["hidden_states"], {"input_ids": ids})
-    assert_error(e, ml.AdapterNotFoundError, "MLORA_STATUS_NOT_FOUND", "hidden_states", "logits")
+    assert_error(e, ml.NotFoundError, "MLORA_STATUS_NOT_FOUND", "hidden_states", "logits")
 
 
 def test_run_missing_input(model):

@@ -1,4 +1,4 @@
-// Marshalling check of the generated C# raw layer (STYLE.md rule 45): reflects over NativeMethods and asserts,
+// Marshalling check of the generated C# raw layer (docs/conventions.md §4): reflects over NativeMethods and asserts,
 // for every function of the header, the DllImport settings and the .NET type of each parameter and return
 // value. The expected types are restated here independently of scripts/gen_bindings.py, from the C types
 // the header declares (`python3 scripts/gen_bindings.py --signatures` lists them).
@@ -98,7 +98,7 @@ public static class RawLayerCheck
                 check(got == want, fn + "(" + pname + "): " + got + ", C " + ctype + " wants " + want);
                 if (want.EndsWith("&")) check(ps[i].IsOut, fn + "(" + pname + "): must be an out parameter");
                 check(got != "Boolean" && got != "String" && got != "Char" && got != "StringBuilder",
-                      fn + "(" + pname + "): no bool/string/char across the ABI (STYLE.md rule 6)");
+                      fn + "(" + pname + "): no bool/string/char across the ABI (docs/conventions.md §1)");
             }
         }
         foreach (var name in methods.Keys)

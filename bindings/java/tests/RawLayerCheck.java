@@ -1,4 +1,4 @@
-// Marshalling check of the generated Java raw layer (STYLE.md rule 45): reflects over MultiloraLibrary and
+// Marshalling check of the generated Java raw layer (docs/conventions.md §4): reflects over MultiloraLibrary and
 // asserts, for every function of the header, the Java type of each parameter (by position) and of the return
 // value. The expected types are restated here independently of scripts/gen_bindings.py, from the C types the
 // header declares (`python3 scripts/gen_bindings.py --signatures` lists them).
@@ -119,7 +119,7 @@ public final class RawLayerCheck {
                 String got = ps[i].getSimpleName();
                 check(got.equals(want), fn + "(" + pname + "): " + got + ", C " + ctype + " wants " + want);
                 check(!got.equals("boolean") && !got.equals("String") && !got.equals("char"),
-                        fn + "(" + pname + "): no boolean/String/char across the ABI (STYLE.md rule 6)");
+                        fn + "(" + pname + "): no boolean/String/char across the ABI (docs/conventions.md §1)");
             }
         }
         for (String name : methods.keySet()) {

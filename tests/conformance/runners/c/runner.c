@@ -237,6 +237,7 @@ static int flags_arg(const json* v) {
     if (!f) continue;
     if (strcmp(f, "MLORA_LOAD_REPLACE") == 0) flags |= MLORA_LOAD_REPLACE;
     if (strcmp(f, "MLORA_LOAD_IGNORE_MODEL_VERSION") == 0) flags |= MLORA_LOAD_IGNORE_MODEL_VERSION;
+    if (strcmp(f, "MLORA_LOAD_COPY") == 0) flags |= MLORA_LOAD_COPY;
   }
   return flags;
 }
@@ -725,6 +726,12 @@ static void execute(ctx_t* c, const json* step) {
     json_set(c->values, "value", json_new_str(mlora_version_string()));
   } else if (strcmp(call, "status_name") == 0) {
     json_set(c->values, "value", json_new_str(mlora_status_name((mlora_status_t)int_arg(arg(step, "status"), 0))));
+  } else if (strcmp(call, "dtype_name") == 0) {
+    json_set(c->values, "value", json_new_str(mlora_dtype_name((mlora_dtype_t)int_arg(arg(step, "dtype"), 0))));
+  } else if (strcmp(call, "dtype_size") == 0) {
+    size_t size = 0;
+    took(c, mlora_dtype_size((mlora_dtype_t)int_arg(arg(step, "dtype"), 0), &size));
+    if (c->status == MLORA_STATUS_OK) json_set(c->values, "value", json_new_int((long long)size));
   } else if (strcmp(call, "model_create") == 0) {
     char* path = str_arg(arg(step, "path"), &ok);
     const mlora_model_options_t* mo = (const mlora_model_options_t*)handle_arg(c, arg(step, "options"));

@@ -184,6 +184,7 @@ namespace Multilora.Conformance
                     {
                         if (f == "MLORA_LOAD_REPLACE") flags |= NativeMethods.MLORA_LOAD_REPLACE;
                         if (f == "MLORA_LOAD_IGNORE_MODEL_VERSION") flags |= NativeMethods.MLORA_LOAD_IGNORE_MODEL_VERSION;
+                        if (f == "MLORA_LOAD_COPY") flags |= NativeMethods.MLORA_LOAD_COPY;
                     }
                     return flags;
                 }
@@ -371,6 +372,12 @@ namespace Multilora.Conformance
                     return;
                 case "status_name":
                     r.Values["value"] = Library.StatusName((int)Num(a, "status", 0));
+                    return;
+                case "dtype_name":
+                    r.Values["value"] = Library.DTypeName((int)Num(a, "dtype", 0));
+                    return;
+                case "dtype_size":
+                    r.Values["value"] = (double)Library.DTypeSize((int)Num(a, "dtype", 0));
                     return;
                 case "model_create":
                     r.Handle = new Model(Str(a, "path"), Obj<ModelOptions>(a, "options"));

@@ -158,6 +158,12 @@ class CffiBinding(Binding):
             r.values["value"] = ffi.string(L.mlora_version_string()).decode()
         elif call == "status_name":
             r.values["value"] = ffi.string(L.mlora_status_name(a["status"])).decode()
+        elif call == "dtype_name":
+            r.values["value"] = ffi.string(L.mlora_dtype_name(a["dtype"])).decode()
+        elif call == "dtype_size":
+            size = ffi.new("size_t*")
+            if self.took(r, L.mlora_dtype_size(a["dtype"], size)) == 0:
+                r.values["value"] = size[0]
         elif call == "model_create":
             out = ffi.new("mlora_model_t**")
             if self.took(r, L.mlora_model_create(self.cstr(a.get("path"), keep), h("options"), out)) == 0:

@@ -29,7 +29,12 @@ DTYPES = {
 }
 NUMPY_OF_CODE = {code: np.dtype(t) for code, t in DTYPES.values()}
 CODE_OF_NUMPY = {np.dtype(t): code for code, t in DTYPES.values()}
-LOAD_FLAGS = {"MLORA_LOAD_DEFAULT": 0, "MLORA_LOAD_REPLACE": 1, "MLORA_LOAD_IGNORE_MODEL_VERSION": 2}
+LOAD_FLAGS = {
+    "MLORA_LOAD_DEFAULT": 0,
+    "MLORA_LOAD_REPLACE": 1,
+    "MLORA_LOAD_IGNORE_MODEL_VERSION": 2,
+    "MLORA_LOAD_COPY": 4,
+}
 
 
 class Skip(Exception):

@@ -23,7 +23,7 @@ Mapping of the vector calls onto the package (python/multilora):
 Steps the package cannot express are counted as skipped, with the reason printed: "level": "raw" steps (NULL
 handles, explicit buffer capacities, invalid UTF-8 bytes), tensor_create (the package takes numpy arrays, not
 tensor handles) and out-of-range indices (the package returns name lists, it has no per-index call).
-Errors: a MultiloraError gives its .status_name. STYLE.md rule 32 has the package raise ValueError naming the
+Errors: a MultiloraError gives its .status_name. docs/conventions.md §3 has the package raise ValueError naming the
 object for use after close(); that ValueError counts as MLORA_STATUS_INVALID_HANDLE, the status every other
 binding reports for a released handle (an InvalidHandleError, itself a ValueError, would need no mapping).
 
@@ -102,6 +102,10 @@ class PackageBinding(Binding):
             r.values["value"] = ml._core.version()
         elif call == "status_name":
             r.values["value"] = ml._core.status_name(a["status"])
+        elif call == "dtype_name":
+            r.values["value"] = ml._core.dtype_name(a["dtype"])
+        elif call == "dtype_size":
+            r.values["value"] = ml._core.dtype_size(a["dtype"])
         elif call == "model_create":
             r.handle = ml.Model(a["path"], self.obj(a, "options"))
         elif call == "model_options_create":
@@ -162,7 +166,7 @@ class PackageBinding(Binding):
             flags = a.get("flags", 0)
             kw = {"replace": bool(flags & 1), "ignore_model_version": bool(flags & 2)}
             if call == "adapters_load":
-                reg.load(a["path"], a["name"], **kw)
+                reg.load(a["path"], a["name"], copy=bool(flags & 4), **kw)
             else:
                 reg.load_from_memory(Path(a["data"]).read_bytes(), a["name"], **kw)
         elif call == "adapters_unload":
@@ -172,7 +176,7 @@ class PackageBinding(Binding):
             r.values["names"] = list(names)
             r.values["count"] = len(names)
         elif call == "adapters_get":
-            r.handle = self.obj(a, "adapters").info(a["name"])
+            r.handle = self.obj(a, "adapters").get(a["name"])
         elif call == "adapter_open":
             r.handle = ml.Adapter.open(a["path"])
         elif call == "adapter_rank":

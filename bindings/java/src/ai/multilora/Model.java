@@ -160,14 +160,14 @@ public final class Model extends NativeObject {
         return info(Multilora.lib()::mlora_model_output_info, index, outputName(index));
     }
 
-    public LoraParameterInfo loraInfo(int index) {
+    public LoraInputInfo loraInfo(int index) {
         String name = loraName(index);
         IntByReference dt = new IntByReference();
         IntByReference axis = new IntByReference();
         LongByReference d0 = new LongByReference();
         LongByReference d1 = new LongByReference();
         checked(p -> Multilora.lib().mlora_model_lora_info(p, Multilora.size(index), dt, d0, d1, axis));
-        return new LoraParameterInfo(name, dt.getValue(), d0.getValue(), d1.getValue(), axis.getValue());
+        return new LoraInputInfo(name, dt.getValue(), d0.getValue(), d1.getValue(), axis.getValue());
     }
 
     /**

@@ -39,6 +39,15 @@ public final class ModelOptions extends NativeObject {
         return this;
     }
 
+    /**
+     * Lets a model folder's genai_config.json name files outside the folder (absolute, or with ".."); refused by
+     * default (MLORA_STATUS_FORMAT) because a model folder may come from someone else.
+     */
+    public ModelOptions setAllowExternalPaths(boolean allow) {
+        checked(p -> Multilora.lib().mlora_model_options_set_allow_external_paths(p, allow ? 1 : 0));
+        return this;
+    }
+
     /** Adds an ONNX Runtime session configuration entry. */
     public ModelOptions setConfigEntry(String key, String value) {
         byte[] k = Multilora.utf8(key, "key");

@@ -16,7 +16,7 @@ import java.util.List;
  * Library-wide calls and the helpers the idiomatic classes share (hand-written over the generated
  * {@link MultiloraLibrary}).
  *
- * <p>Rules every wrapper follows (STYLE.md section 4): each native call's status is checked at once and, on
+ * <p>Rules every wrapper follows (docs/conventions.md §4): each native call's status is checked at once and, on
  * failure, the thread's last error is read immediately on the same thread and thrown as {@link MultiloraException};
  * the first use loads the library and compares {@code mlora_abi_version()} with the version the raw layer was
  * generated from, refusing a mismatch with a message naming both numbers; using a closed object throws
@@ -28,6 +28,8 @@ public final class Multilora {
     public static final int LOAD_DEFAULT = MultiloraLibrary.MLORA_LOAD_DEFAULT;
     public static final int LOAD_REPLACE = MultiloraLibrary.MLORA_LOAD_REPLACE;
     public static final int LOAD_IGNORE_MODEL_VERSION = MultiloraLibrary.MLORA_LOAD_IGNORE_MODEL_VERSION;
+    /** Read the file into private memory instead of mapping it (files that may change under a running process). */
+    public static final int LOAD_COPY = MultiloraLibrary.MLORA_LOAD_COPY;
 
     static final Cleaner CLEANER = Cleaner.create();
 
@@ -99,6 +101,18 @@ public final class Multilora {
     /** Symbolic name of a status value. */
     public static String statusName(int status) {
         return decode(rawLib().mlora_status_name(status));
+    }
+
+    /** Name of an element type ("float32", ..., "bfloat16"); "unknown" for a value that is no {@link DType}. */
+    public static String dtypeName(int dtype) {
+        return decode(rawLib().mlora_dtype_name(dtype));
+    }
+
+    /** Bytes per element of an element type; MLORA_STATUS_INVALID_ARGUMENT for an unknown one. */
+    public static int dtypeSize(int dtype) {
+        MultiloraLibrary.SizeTByReference size = new MultiloraLibrary.SizeTByReference();
+        check(lib().mlora_dtype_size(dtype, size));
+        return (int) size.getValue();
     }
 
     /** Sets the libonnxruntime to load; only before the first model is created. */

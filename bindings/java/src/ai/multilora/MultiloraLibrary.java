@@ -90,6 +90,8 @@ public interface MultiloraLibrary extends Library {
     int MLORA_LOAD_REPLACE = 1;
     /** skip the model_version check (dtype/shape are always checked) */
     int MLORA_LOAD_IGNORE_MODEL_VERSION = 2;
+    /** read the file into private memory instead of mapping it */
+    int MLORA_LOAD_COPY = 4;
     /** Severity levels for mlora_model_options_set_log_level (same numbers as OrtLoggingLevel). */
     int MLORA_LOG_VERBOSE = 0;
     /** Severity levels for mlora_model_options_set_log_level (same numbers as OrtLoggingLevel). */
@@ -193,7 +195,9 @@ public interface MultiloraLibrary extends Library {
 
     /**
      * <pre>
-     * Message of the last failing call on this thread ("" if none failed yet).
+     * Message of the last failing call on this thread ("" if none failed yet): one line of valid UTF-8 (bytes
+     * quoted from files or from ONNX Runtime that are not UTF-8, and control characters in quoted names, are
+     * written as \xNN).
      * Returns: borrowed, library-owned string valid until the next failing call on this thread; never NULL.
      * Thread-safety: per thread.
      * </pre>
@@ -230,17 +234,18 @@ public interface MultiloraLibrary extends Library {
      * <pre>
      * Writes the path of the loaded libonnxruntime and its version string ("1.32.0") into two buffers,
      * loading ONNX Runtime if it is not loaded yet.
-     * &#64;param[out] path_buf receives the path; may be NULL if path_capacity is 0.
+     * &#64;param[out] path_buf borrowed for the call; receives the path; may be NULL if path_capacity is 0.
+     * &#64;param[out] version_buf borrowed for the call; receives the version; may be NULL if version_capacity is 0.
      * &#64;param[out] out_path_len bytes needed/written including NUL.
      * Returns: OK, RUNTIME (the library could not be loaded; the message lists every path tried),
      *          BUFFER_TOO_SMALL, INVALID_ARGUMENT.
      * Thread-safety: safe from any thread.
      * </pre>
      * C: {@code mlora_status_t mlora_ort_info(char* path_buf, size_t path_capacity, size_t* out_path_len, char* version_buf, size_t version_capacity, size_t* out_version_len);}
-     * @param path_buf caller buffer receiving UTF-8 bytes. Header: [out] receives the path; may be NULL if path_capacity is 0.
+     * @param path_buf borrowed; caller buffer receiving UTF-8 bytes. Header: [out] borrowed for the call; receives the path; may be NULL if path_capacity is 0.
      * @param path_capacity -
      * @param out_path_len Header: [out] bytes needed/written including NUL.
-     * @param version_buf caller buffer receiving UTF-8 bytes
+     * @param version_buf borrowed; caller buffer receiving UTF-8 bytes. Header: [out] borrowed for the call; receives the version; may be NULL if version_capacity is 0.
      * @param version_capacity -
      * @param out_version_len -
      * @return mlora_status_t
@@ -257,6 +262,33 @@ public interface MultiloraLibrary extends Library {
      * @return mlora_status_t
      */
     int mlora_shutdown();
+
+    /**
+     * <pre>
+     * Name of an element type: "float32", "uint8", "int8", "uint16", "int16", "int32", "int64", "bool", "float16",
+     * "float64", "uint32", "uint64", "bfloat16"; "unknown" for a value that is no MLORA_DTYPE_*.
+     * Returns: borrowed static string; never NULL.
+     * Thread-safety: safe from any thread.
+     * </pre>
+     * C: {@code const char* mlora_dtype_name(mlora_dtype_t dtype);}
+     * @param dtype -
+     * @return borrowed pointer to a NUL-terminated UTF-8 string
+     */
+    Pointer mlora_dtype_name(int dtype);
+
+    /**
+     * <pre>
+     * Size in bytes of one element of an element type (bool is 1 byte).
+     * &#64;param[out] out_size receives the size.
+     * Returns: OK, INVALID_ARGUMENT (a value that is no MLORA_DTYPE_*, or out_size NULL).
+     * Thread-safety: safe from any thread.
+     * </pre>
+     * C: {@code mlora_status_t mlora_dtype_size(mlora_dtype_t dtype, size_t* out_size);}
+     * @param dtype -
+     * @param out_size Header: [out] receives the size.
+     * @return mlora_status_t
+     */
+    int mlora_dtype_size(int dtype, SizeTByReference out_size);
 
     /**
      * <pre>
@@ -326,12 +358,13 @@ public interface MultiloraLibrary extends Library {
     /**
      * <pre>
      * Shape of a tensor. Writes up to capacity dims into shape_buf and the rank into *out_ndim.
+     * &#64;param[out] shape_buf borrowed for the call; receives up to capacity dims.
      * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT, BUFFER_TOO_SMALL (capacity &lt; rank; *out_ndim = rank).
      * Thread-safety: concurrent calls are safe.
      * </pre>
      * C: {@code mlora_status_t mlora_tensor_shape(const mlora_tensor_t* tensor, int64_t* shape_buf, size_t capacity, size_t* out_ndim);}
      * @param tensor -
-     * @param shape_buf caller buffer
+     * @param shape_buf borrowed; caller buffer. Header: [out] borrowed for the call; receives up to capacity dims.
      * @param capacity -
      * @param out_ndim -
      * @return mlora_status_t
@@ -436,9 +469,29 @@ public interface MultiloraLibrary extends Library {
 
     /**
      * <pre>
+     * Whether a model folder's genai_config.json may name files outside the folder. By default a
+     * model.decoder.filename that is absolute or has a ".." component is refused with FORMAT naming the key
+     * and the path (a model folder may come from someone else); allow = 1 permits it. A name with a NUL byte is
+     * always refused. Symbolic links inside the folder are followed either way.
+     * &#64;param[in] allow 0 (default) or 1.
+     * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (allow not 0 or 1).
+     * Thread-safety: not with concurrent use of the same options.
+     * </pre>
+     * C: {@code mlora_status_t mlora_model_options_set_allow_external_paths(mlora_model_options_t* options, int32_t allow);}
+     * @param options -
+     * @param allow Header: [in] 0 (default) or 1.
+     * @return mlora_status_t
+     */
+    int mlora_model_options_set_allow_external_paths(Pointer options, int allow);
+
+    /**
+     * <pre>
      * Loads a model: an .onnx file with LoRA inputs (optional inputs whose default has a zero-size rank
      * dimension), or a folder with genai_config.json (see the Generation section).
-     * Inputs listed twice in graph.input are tolerated.
+     * Inputs listed twice in graph.input are tolerated. genai_config.json is read like every file the library
+     * reads: a FIFO, directory or device is IO (never a hang), over 16 MiB is IO, JSON nested deeper than 256
+     * levels is FORMAT; its model.decoder.filename must name a file inside the folder (FORMAT otherwise, see
+     * mlora_model_options_set_allow_external_paths) and may not hold a NUL byte.
      * &#64;param[in] path copied; UTF-8.
      * &#64;param[in] options borrowed for the call; NULL = defaults.
      * &#64;param[out] out_model owned; release with mlora_model_release.
@@ -492,14 +545,14 @@ public interface MultiloraLibrary extends Library {
     /**
      * <pre>
      * Name of regular input / output number index (0 &lt;= index &lt; count).
-     * &#64;param[out] buf receives the UTF-8 name. &#64;param[out] out_len bytes needed/written including NUL.
+     * &#64;param[out] buf borrowed for the call; receives the UTF-8 name. &#64;param[out] out_len bytes needed/written including NUL.
      * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (index out of range), BUFFER_TOO_SMALL.
      * Thread-safety: concurrent calls are safe.
      * </pre>
      * C: {@code mlora_status_t mlora_model_input_name(const mlora_model_t* model, size_t index, char* buf, size_t capacity, size_t* out_len);}
      * @param model -
      * @param index -
-     * @param buf caller buffer receiving UTF-8 bytes. Header: [out] receives the UTF-8 name.
+     * @param buf borrowed; caller buffer receiving UTF-8 bytes. Header: [out] borrowed for the call; receives the UTF-8 name.
      * @param capacity -
      * @param out_len Header: [out] bytes needed/written including NUL.
      * @return mlora_status_t
@@ -509,14 +562,14 @@ public interface MultiloraLibrary extends Library {
     /**
      * <pre>
      * Name of regular input / output number index (0 &lt;= index &lt; count).
-     * &#64;param[out] buf receives the UTF-8 name. &#64;param[out] out_len bytes needed/written including NUL.
+     * &#64;param[out] buf borrowed for the call; receives the UTF-8 name. &#64;param[out] out_len bytes needed/written including NUL.
      * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (index out of range), BUFFER_TOO_SMALL.
      * Thread-safety: concurrent calls are safe.
      * </pre>
      * C: {@code mlora_status_t mlora_model_output_name(const mlora_model_t* model, size_t index, char* buf, size_t capacity, size_t* out_len);}
      * @param model -
      * @param index -
-     * @param buf caller buffer receiving UTF-8 bytes. Header: [out] receives the UTF-8 name.
+     * @param buf borrowed; caller buffer receiving UTF-8 bytes. Header: [out] borrowed for the call; receives the UTF-8 name.
      * @param capacity -
      * @param out_len Header: [out] bytes needed/written including NUL.
      * @return mlora_status_t
@@ -526,7 +579,7 @@ public interface MultiloraLibrary extends Library {
     /**
      * <pre>
      * Element type and declared shape of regular input / output number index; symbolic dims are -1.
-     * &#64;param[out] shape_buf up to capacity dims. &#64;param[out] out_ndim rank.
+     * &#64;param[out] shape_buf borrowed for the call; up to capacity dims. &#64;param[out] out_ndim rank.
      * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT, BUFFER_TOO_SMALL (*out_ndim = rank).
      * Thread-safety: concurrent calls are safe.
      * </pre>
@@ -534,7 +587,7 @@ public interface MultiloraLibrary extends Library {
      * @param model -
      * @param index -
      * @param out_dtype -
-     * @param shape_buf caller buffer. Header: [out] up to capacity dims.
+     * @param shape_buf borrowed; caller buffer. Header: [out] borrowed for the call; up to capacity dims.
      * @param capacity -
      * @param out_ndim Header: [out] rank.
      * @return mlora_status_t
@@ -544,7 +597,7 @@ public interface MultiloraLibrary extends Library {
     /**
      * <pre>
      * Element type and declared shape of regular input / output number index; symbolic dims are -1.
-     * &#64;param[out] shape_buf up to capacity dims. &#64;param[out] out_ndim rank.
+     * &#64;param[out] shape_buf borrowed for the call; up to capacity dims. &#64;param[out] out_ndim rank.
      * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT, BUFFER_TOO_SMALL (*out_ndim = rank).
      * Thread-safety: concurrent calls are safe.
      * </pre>
@@ -552,7 +605,7 @@ public interface MultiloraLibrary extends Library {
      * @param model -
      * @param index -
      * @param out_dtype -
-     * @param shape_buf caller buffer. Header: [out] up to capacity dims.
+     * @param shape_buf borrowed; caller buffer. Header: [out] borrowed for the call; up to capacity dims.
      * @param capacity -
      * @param out_ndim Header: [out] rank.
      * @return mlora_status_t
@@ -574,16 +627,17 @@ public interface MultiloraLibrary extends Library {
 
     /**
      * <pre>
-     * Name of LoRA parameter number index, in the model's input order.
+     * Name of LoRA input number index, in the model's input order.
+     * &#64;param[out] buf borrowed for the call; receives the UTF-8 name. &#64;param[out] out_len bytes needed/written.
      * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT, BUFFER_TOO_SMALL.
      * Thread-safety: concurrent calls are safe.
      * </pre>
      * C: {@code mlora_status_t mlora_model_lora_name(const mlora_model_t* model, size_t index, char* buf, size_t capacity, size_t* out_len);}
      * @param model -
      * @param index -
-     * @param buf caller buffer receiving UTF-8 bytes
+     * @param buf borrowed; caller buffer receiving UTF-8 bytes. Header: [out] borrowed for the call; receives the UTF-8 name.
      * @param capacity -
-     * @param out_len -
+     * @param out_len Header: [out] bytes needed/written.
      * @return mlora_status_t
      */
     int mlora_model_lora_name(Pointer model, SizeT index, byte[] buf, SizeT capacity, SizeTByReference out_len);
@@ -770,15 +824,16 @@ public interface MultiloraLibrary extends Library {
     /**
      * <pre>
      * Name of parameter number index.
+     * &#64;param[out] buf borrowed for the call; receives the UTF-8 name. &#64;param[out] out_len bytes needed/written.
      * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (index), BUFFER_TOO_SMALL.
      * Thread-safety: concurrent calls are safe.
      * </pre>
      * C: {@code mlora_status_t mlora_adapter_param_name(const mlora_adapter_t* adapter, size_t index, char* buf, size_t capacity, size_t* out_len);}
      * @param adapter -
      * @param index -
-     * @param buf caller buffer receiving UTF-8 bytes
+     * @param buf borrowed; caller buffer receiving UTF-8 bytes. Header: [out] borrowed for the call; receives the UTF-8 name.
      * @param capacity -
-     * @param out_len -
+     * @param out_len Header: [out] bytes needed/written.
      * @return mlora_status_t
      */
     int mlora_adapter_param_name(Pointer adapter, SizeT index, byte[] buf, SizeT capacity, SizeTByReference out_len);
@@ -854,8 +909,17 @@ public interface MultiloraLibrary extends Library {
      * module (self_attn/attn, with or without ".MatMul"); every tensor that matches nothing and every
      * unsupported feature (DoRA, modules_to_save, embedding LoRA, LoRA bias) is an error naming it (FORMAT /
      * NOT_FOUND). Such an adapter is held in memory (bytes_copied) and records the model's version.
+     * File lifetime: an .onnx_adapter file is memory-mapped (MAP_PRIVATE) and read in place for as long as any
+     * registry, run options, generator params or generator holds the adapter. Replace a loaded file by
+     * writing a new file and renaming it over the old path (the mapping keeps the old contents); never
+     * truncate or rewrite it in place: a run that reads a page past the new end of a truncated file gets
+     * SIGBUS (the process dies, as with any mmap reader), and bytes rewritten in place show up in later runs.
+     * For files that may change under a running process pass MLORA_LOAD_COPY: the file is read into private
+     * memory (bytes_copied instead of bytes_mapped; pages are no longer shared between processes).
+     * Every file read is checked first: a FIFO, directory or device (also as adapter_config.json) is IO,
+     * never a hang; JSON nested deeper than 256 levels is FORMAT naming the file.
      * &#64;param[in] path copied. &#64;param[in] name copied; non-empty UTF-8.
-     * &#64;param[in] flags MLORA_LOAD_* bits.
+     * &#64;param[in] flags MLORA_LOAD_* bits (MLORA_LOAD_REPLACE, MLORA_LOAD_IGNORE_MODEL_VERSION, MLORA_LOAD_COPY).
      * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT, NOT_FOUND (file, or a parameter the model lacks),
      *          IO, FORMAT, TYPE_MISMATCH, SHAPE_MISMATCH, VERSION_MISMATCH, ALREADY_EXISTS (name taken
      *          and MLORA_LOAD_REPLACE not given). On failure the registry is unchanged.
@@ -865,14 +929,16 @@ public interface MultiloraLibrary extends Library {
      * @param adapters -
      * @param path copied; UTF-8 bytes ending in NUL. Header: [in] copied.
      * @param name copied; UTF-8 bytes ending in NUL. Header: [in] copied; non-empty UTF-8.
-     * @param flags Header: [in] MLORA_LOAD_* bits.
+     * @param flags Header: [in] MLORA_LOAD_* bits (MLORA_LOAD_REPLACE, MLORA_LOAD_IGNORE_MODEL_VERSION, MLORA_LOAD_COPY).
      * @return mlora_status_t
      */
     int mlora_adapters_load(Pointer adapters, byte[] path, byte[] name, int flags);
 
     /**
      * <pre>
-     * As mlora_adapters_load, from a buffer holding an .onnx_adapter file.
+     * As mlora_adapters_load, from a buffer holding an .onnx_adapter file (always copied; MLORA_LOAD_COPY is
+     * accepted and changes nothing). size is checked against the format's 2 GiB limit before anything is read
+     * or allocated (FORMAT).
      * &#64;param[in] data copied; size bytes. &#64;param[in] name copied; UTF-8.
      * </pre>
      * C: {@code mlora_status_t mlora_adapters_load_from_memory(mlora_adapters_t* adapters, const void* data, size_t size, const char* name, int32_t flags);}
@@ -903,14 +969,14 @@ public interface MultiloraLibrary extends Library {
     /**
      * <pre>
      * Names of the loaded adapters, sorted, written one after another each with its NUL terminator.
-     * &#64;param[out] buf may be NULL if capacity is 0. &#64;param[out] out_len total bytes needed/written.
+     * &#64;param[out] buf borrowed for the call; may be NULL if capacity is 0. &#64;param[out] out_len total bytes needed/written.
      * &#64;param[out] out_count number of names (may be NULL).
      * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT, BUFFER_TOO_SMALL.
      * Thread-safety: concurrent calls are safe; a concurrent load may make a retry needed.
      * </pre>
      * C: {@code mlora_status_t mlora_adapters_names(const mlora_adapters_t* adapters, char* buf, size_t capacity, size_t* out_len, size_t* out_count);}
      * @param adapters -
-     * @param buf caller buffer receiving UTF-8 bytes. Header: [out] may be NULL if capacity is 0.
+     * @param buf borrowed; caller buffer receiving UTF-8 bytes. Header: [out] borrowed for the call; may be NULL if capacity is 0.
      * @param capacity -
      * @param out_len Header: [out] total bytes needed/written.
      * @param out_count Header: [out] number of names (may be NULL).
@@ -1072,13 +1138,13 @@ public interface MultiloraLibrary extends Library {
     /**
      * <pre>
      * Sets a boolean search option by name ("do_sample"); value is 0 or 1.
-     * &#64;param[in] name borrowed for the call; UTF-8.
+     * &#64;param[in] name copied; UTF-8.
      * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT.
      * Thread-safety: not concurrently with other use of the same params.
      * </pre>
      * C: {@code mlora_status_t mlora_generator_params_set_search_bool(mlora_generator_params_t* params, const char* name, int32_t value);}
      * @param params -
-     * @param name borrowed; UTF-8 bytes ending in NUL. Header: [in] borrowed for the call; UTF-8.
+     * @param name copied; UTF-8 bytes ending in NUL. Header: [in] copied; UTF-8.
      * @param value -
      * @return mlora_status_t
      */
@@ -1087,13 +1153,13 @@ public interface MultiloraLibrary extends Library {
     /**
      * <pre>
      * Reads a search option by name (booleans read as 0.0/1.0).
-     * &#64;param[in] name borrowed for the call; UTF-8.
+     * &#64;param[in] name copied; UTF-8.
      * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (unknown name).
      * Thread-safety: concurrent calls are safe.
      * </pre>
      * C: {@code mlora_status_t mlora_generator_params_get_search_number(const mlora_generator_params_t* params, const char* name, double* out_value);}
      * @param params -
-     * @param name borrowed; UTF-8 bytes ending in NUL. Header: [in] borrowed for the call; UTF-8.
+     * @param name copied; UTF-8 bytes ending in NUL. Header: [in] copied; UTF-8.
      * @param out_value -
      * @return mlora_status_t
      */
@@ -1260,14 +1326,14 @@ public interface MultiloraLibrary extends Library {
     /**
      * <pre>
      * Tokens of sequence index (prompt then generated, without left padding). *out_len counts tokens.
-     * &#64;param[out] buf receives up to capacity token ids.
+     * &#64;param[out] buf borrowed for the call; receives up to capacity token ids.
      * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (index), BUFFER_TOO_SMALL (*out_len = tokens needed).
      * Thread-safety: one thread at a time per generator.
      * </pre>
      * C: {@code mlora_status_t mlora_generator_get_sequence(const mlora_generator_t* generator, size_t index, int32_t* buf, size_t capacity, size_t* out_len);}
      * @param generator -
      * @param index -
-     * @param buf caller buffer. Header: [out] receives up to capacity token ids.
+     * @param buf borrowed; caller buffer. Header: [out] borrowed for the call; receives up to capacity token ids.
      * @param capacity -
      * @param out_len -
      * @return mlora_status_t
@@ -1277,12 +1343,13 @@ public interface MultiloraLibrary extends Library {
     /**
      * <pre>
      * The token each sequence got in the last step (batch_size ids). *out_len counts tokens.
+     * &#64;param[out] buf borrowed for the call; receives up to capacity token ids.
      * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (no step yet), BUFFER_TOO_SMALL.
      * Thread-safety: one thread at a time per generator.
      * </pre>
      * C: {@code mlora_status_t mlora_generator_get_next_tokens(const mlora_generator_t* generator, int32_t* buf, size_t capacity, size_t* out_len);}
      * @param generator -
-     * @param buf caller buffer
+     * @param buf borrowed; caller buffer. Header: [out] borrowed for the call; receives up to capacity token ids.
      * @param capacity -
      * @param out_len -
      * @return mlora_status_t
@@ -1526,7 +1593,7 @@ public interface MultiloraLibrary extends Library {
      * <pre>
      * Reads the request's new token ids: waits up to timeout_ms (0 = do not wait, a poll; &lt; 0 = no limit) until
      * at least one token is available or the request finished, then moves up to capacity tokens into buf.
-     * &#64;param[out] buf capacity ints; may be NULL when capacity is 0.
+     * &#64;param[out] buf borrowed for the call; capacity ints; may be NULL when capacity is 0.
      * &#64;param[out] out_count tokens written. &#64;param[out] out_done may be NULL; 1 when the request finished and
      *             every token was read.
      * Returns: OK (also on timeout, with *out_count 0), INVALID_HANDLE (NULL or released request),
@@ -1535,7 +1602,7 @@ public interface MultiloraLibrary extends Library {
      * </pre>
      * C: {@code mlora_status_t mlora_request_read(mlora_request_t* request, int32_t* buf, size_t capacity, int32_t timeout_ms, size_t* out_count, int32_t* out_done);}
      * @param request -
-     * @param buf caller buffer. Header: [out] capacity ints; may be NULL when capacity is 0.
+     * @param buf borrowed; caller buffer. Header: [out] borrowed for the call; capacity ints; may be NULL when capacity is 0.
      * @param capacity -
      * @param timeout_ms -
      * @param out_count Header: [out] tokens written.
@@ -1593,7 +1660,7 @@ public interface MultiloraLibrary extends Library {
      * <pre>
      * The error of a request that finished with MLORA_FINISH_ERROR, or CLOSED for a request cancelled by
      * mlora_engine_close; OK (and an empty message) otherwise.
-     * &#64;param[out] out_status may be NULL. &#64;param[out] buf receives the UTF-8 message; &#64;param[out] out_len bytes
+     * &#64;param[out] out_status may be NULL. &#64;param[out] buf borrowed for the call; receives the UTF-8 message; &#64;param[out] out_len bytes
      *             needed/written including NUL; required.
      * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (NULL out_len), BUFFER_TOO_SMALL.
      * Thread-safety: safe from any thread.
@@ -1601,7 +1668,7 @@ public interface MultiloraLibrary extends Library {
      * C: {@code mlora_status_t mlora_request_error(const mlora_request_t* request, mlora_status_t* out_status, char* buf, size_t capacity, size_t* out_len);}
      * @param request -
      * @param out_status Header: [out] may be NULL.
-     * @param buf caller buffer receiving UTF-8 bytes. Header: [out] receives the UTF-8 message;
+     * @param buf borrowed; caller buffer receiving UTF-8 bytes. Header: [out] borrowed for the call; receives the UTF-8 message;
      * @param capacity -
      * @param out_len Header: [out] bytes needed/written including NUL; required.
      * @return mlora_status_t

@@ -214,6 +214,9 @@ public final class ConformanceRunner {
                     if ("MLORA_LOAD_IGNORE_MODEL_VERSION".equals(f)) {
                         flags |= Multilora.LOAD_IGNORE_MODEL_VERSION;
                     }
+                    if ("MLORA_LOAD_COPY".equals(f)) {
+                        flags |= Multilora.LOAD_COPY;
+                    }
                 }
                 return flags;
             }
@@ -427,6 +430,12 @@ public final class ConformanceRunner {
                 return;
             case "status_name":
                 r.values.put("value", Multilora.statusName((int) num(a, "status", 0)));
+                return;
+            case "dtype_name":
+                r.values.put("value", Multilora.dtypeName((int) num(a, "dtype", 0)));
+                return;
+            case "dtype_size":
+                r.values.put("value", (double) Multilora.dtypeSize((int) num(a, "dtype", 0)));
                 return;
             case "model_create":
                 r.handle = new Model(str(a, "path"), obj(a, "options", ModelOptions.class));
