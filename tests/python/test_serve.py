@@ -724,3 +724,21 @@ def test_serve_command_names_prepare_batching_for_an_unprepared_folder() -> None
         timeout=120,
     )
     assert r.returncode == 1 and "prepare-batching" in r.stderr, r.stderr
+
+
+def test_the_real_engine_queue_full_is_429(folder: Path) -> None:
+    """An engine that admits nothing by itself (no worker) and lets no request wait (max_queue 0) refuses every
+    submit with BusyError: each request is a 429, and the server stays up."""
+
+    def factory(model: Any, **kwargs: Any) -> Any:
+        return ml.Engine(model, max_batch_size=1, max_queue=0, worker=False)
+
+    with BackgroundServer(ServeConfig(str(folder), adapters=dict(ADAPTER)), engine_factory=factory) as s:
+        with httpx.Client(base_url=s.url, timeout=TIMEOUT) as http:
+            for stream in (False, True):
+                body = {"model": "a", "prompt": "the", "max_tokens": 2, "stream": stream}
+                err = _error(http.post("/v1/completions", json=body), 429)
+                assert err["code"] == "server_busy" and "retry" in err["message"]
+            assert http.get("/v1/models").status_code == 200
+            text = http.get("/metrics").text
+    assert _metric(text, "multilora_requests_total", adapter="a", status="429") == 2
