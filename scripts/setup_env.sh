@@ -19,7 +19,14 @@ echo "setup_env: pinned packages (requirements-dev.txt) into $venv"
 "$py" -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 echo "setup_env: build dependencies (scripts/fetch_deps.sh)"
 bash scripts/fetch_deps.sh >/dev/null
-mkdir -p "${MLORA_BUILD_DIR:=$here/build/ctest}"
+MLORA_BUILD_DIR="${MLORA_BUILD_DIR:-$here/build/ctest}"
+# A build dir configured by an older checkout with another generator (Unix Makefiles) cannot be reused by
+# scikit-build-core's Ninja build ("ninja: error: Makefile:5"): start it afresh.
+if [[ -f "$MLORA_BUILD_DIR/CMakeCache.txt" ]] && ! grep -q '^CMAKE_GENERATOR:INTERNAL=Ninja$' "$MLORA_BUILD_DIR/CMakeCache.txt"; then
+  echo "setup_env: $MLORA_BUILD_DIR was configured with another CMake generator; removing it"
+  rm -rf "$MLORA_BUILD_DIR"
+fi
+mkdir -p "$MLORA_BUILD_DIR"
 build_dir="$(cd "$MLORA_BUILD_DIR" && pwd)"
 pip_args=(-m pip install --disable-pip-version-check --no-build-isolation
   -C "build-dir=$build_dir" -C cmake.define.MLORA_BUILD_TESTS=ON -C "cmake.define.CMAKE_CXX_FLAGS=-g"

@@ -110,6 +110,20 @@ namespace Multilora
             }
         }
 
+        /// <summary>Hits, misses and evictions of the slot table since the model was created.</summary>
+        public BatchSlotStats BatchSlotStats
+        {
+            get
+            {
+                using (var u = Use())
+                {
+                    ulong hits, misses, evictions;
+                    Library.Check(NativeMethods.mlora_model_batch_slot_stats(u.Ptr, out hits, out misses, out evictions));
+                    return new BatchSlotStats { Hits = hits, Misses = misses, Evictions = evictions };
+                }
+            }
+        }
+
         public string[] InputNames { get { return Names(InputCount, InputName); } }
         public string[] OutputNames { get { return Names(OutputCount, OutputName); } }
         public string[] LoraNames { get { return Names(LoraCount, LoraName); } }

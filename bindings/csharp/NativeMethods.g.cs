@@ -261,6 +261,8 @@ namespace Multilora.Native
         /// <summary>
         /// Releases a tensor. Accepts NULL; never fails.
         /// @param[in] tensor owned.
+        /// Thread-safety: safe from any thread, also while other threads' calls use the handle (see the
+        /// threading model).
         /// </summary>
         /// <remarks>C: <c>void mlora_tensor_release(mlora_tensor_t* tensor);</c></remarks>
         /// <param name="tensor">owned. Header: [in] owned.</param>
@@ -318,7 +320,9 @@ namespace Multilora.Native
         public static extern int mlora_model_options_create(out IntPtr out_options);
 
         /// <summary>
-        ///  Releases model options. Accepts NULL; never fails. @param[in] options owned.
+        /// Releases model options. Accepts NULL; never fails. @param[in] options owned.
+        /// Thread-safety: safe from any thread, also while other threads' calls use the handle (see the
+        /// threading model).
         /// </summary>
         /// <remarks>C: <c>void mlora_model_options_release(mlora_model_options_t* options);</c></remarks>
         /// <param name="options">owned. Header: [in] owned.</param>
@@ -328,7 +332,7 @@ namespace Multilora.Native
         /// <summary>
         /// Sets the severity from which ONNX Runtime's messages for this model's session are printed.
         /// Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (level outside 0..4).
-        /// Thread-safety: not with concurrent use of the same options.
+        /// Thread-safety: safe from any thread (the options are internally synchronised).
         /// </summary>
         /// <remarks>C: <c>mlora_status_t mlora_model_options_set_log_level(mlora_model_options_t* options, int32_t level);</c></remarks>
         /// <param name="options"></param>
@@ -339,7 +343,7 @@ namespace Multilora.Native
         /// <summary>
         /// Sets the number of intra-op threads (0 = ONNX Runtime's default).
         /// Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (negative).
-        /// Thread-safety: not with concurrent use of the same options.
+        /// Thread-safety: safe from any thread (the options are internally synchronised).
         /// </summary>
         /// <remarks>C: <c>mlora_status_t mlora_model_options_set_intra_op_threads(mlora_model_options_t* options, int32_t threads);</c></remarks>
         /// <param name="options"></param>
@@ -351,7 +355,7 @@ namespace Multilora.Native
         /// Adds a session configuration entry passed to ONNX Runtime (AddSessionConfigEntry).
         /// @param[in] key copied. @param[in] value copied.
         /// Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT.
-        /// Thread-safety: not with concurrent use of the same options.
+        /// Thread-safety: safe from any thread (the options are internally synchronised).
         /// </summary>
         /// <remarks>C: <c>mlora_status_t mlora_model_options_set_config_entry(mlora_model_options_t* options, const char* key, const char* value);</c></remarks>
         /// <param name="options"></param>
@@ -367,7 +371,7 @@ namespace Multilora.Native
         /// memory is S x (the largest composed set's LoRA bytes), touched only as slots fill. Ignored for models
         /// not prepared for batching.
         /// Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (slots outside 2..4097).
-        /// Thread-safety: not with concurrent use of the same options.
+        /// Thread-safety: safe from any thread (the options are internally synchronised).
         /// </summary>
         /// <remarks>C: <c>mlora_status_t mlora_model_options_set_batch_slots(mlora_model_options_t* options, size_t slots);</c></remarks>
         /// <param name="options"></param>
@@ -382,7 +386,7 @@ namespace Multilora.Native
         /// always refused. Symbolic links inside the folder are followed either way.
         /// @param[in] allow 0 (default) or 1.
         /// Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (allow not 0 or 1).
-        /// Thread-safety: not with concurrent use of the same options.
+        /// Thread-safety: safe from any thread (the options are internally synchronised).
         /// </summary>
         /// <remarks>C: <c>mlora_status_t mlora_model_options_set_allow_external_paths(mlora_model_options_t* options, int32_t allow);</c></remarks>
         /// <param name="options"></param>
@@ -412,7 +416,9 @@ namespace Multilora.Native
         public static extern int mlora_model_create(byte[] path, IntPtr options, out IntPtr out_model);
 
         /// <summary>
-        ///  Releases a model. Accepts NULL; never fails. Objects created from it keep it alive. @param[in] model owned.
+        /// Releases a model. Accepts NULL; never fails. Objects created from it keep it alive. @param[in] model owned.
+        /// Thread-safety: safe from any thread, also while other threads' calls use the handle (see the
+        /// threading model).
         /// </summary>
         /// <remarks>C: <c>void mlora_model_release(mlora_model_t* model);</c></remarks>
         /// <param name="model">owned. Header: [in] owned.</param>
@@ -574,6 +580,23 @@ namespace Multilora.Native
         public static extern int mlora_model_batch_slots(IntPtr model, out UIntPtr out_slots, out UIntPtr out_resident);
 
         /// <summary>
+        /// Counters of the model's slot table since the model was created (all 0 for a model not prepared for
+        /// batching). Each run or generation step with per-row adapters counts, per distinct adapter set of its batch,
+        /// a hit (the set was resident), or a miss (it was written into a slot) and, when that slot held another
+        /// set (the least recently used one no running call pins), an eviction.
+        /// @param[out] out_hits may be NULL. @param[out] out_misses may be NULL. @param[out] out_evictions may be NULL.
+        /// Returns: OK, INVALID_HANDLE.
+        /// Thread-safety: concurrent calls are safe (the counts may change right after).
+        /// </summary>
+        /// <remarks>C: <c>mlora_status_t mlora_model_batch_slot_stats(const mlora_model_t* model, uint64_t* out_hits, uint64_t* out_misses, uint64_t* out_evictions);</c></remarks>
+        /// <param name="model"></param>
+        /// <param name="out_hits">Header: [out] may be NULL.</param>
+        /// <param name="out_misses">Header: [out] may be NULL.</param>
+        /// <param name="out_evictions">Header: [out] may be NULL.</param>
+        [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        public static extern int mlora_model_batch_slot_stats(IntPtr model, out ulong out_hits, out ulong out_misses, out ulong out_evictions);
+
+        /// <summary>
         /// Runs the model once (ONNX Runtime's Run argument order: options, inputs, output names).
         /// LoRA parameters come from the run options' active adapter set; inputs must not name them.
         /// @param[in] options borrowed for the call; NULL = base model.
@@ -631,7 +654,9 @@ namespace Multilora.Native
         public static extern int mlora_adapter_open_from_memory(IntPtr data, UIntPtr size, out IntPtr out_adapter);
 
         /// <summary>
-        ///  Releases an adapter handle. Accepts NULL; never fails. @param[in] adapter owned.
+        /// Releases an adapter handle. Accepts NULL; never fails. @param[in] adapter owned.
+        /// Thread-safety: safe from any thread, also while other threads' calls use the handle (see the
+        /// threading model).
         /// </summary>
         /// <remarks>C: <c>void mlora_adapter_release(mlora_adapter_t* adapter);</c></remarks>
         /// <param name="adapter">owned. Header: [in] owned.</param>
@@ -749,6 +774,8 @@ namespace Multilora.Native
         /// <summary>
         /// Releases a registry. Accepts NULL; never fails. Run options and generator params that activated its
         /// adapters keep those adapters alive. @param[in] adapters owned.
+        /// Thread-safety: safe from any thread, also while other threads' calls use the handle (see the
+        /// threading model).
         /// </summary>
         /// <remarks>C: <c>void mlora_adapters_release(mlora_adapters_t* adapters);</c></remarks>
         /// <param name="adapters">owned. Header: [in] owned.</param>
@@ -859,7 +886,9 @@ namespace Multilora.Native
         public static extern int mlora_run_options_create(out IntPtr out_options);
 
         /// <summary>
-        ///  Releases run options and their references to adapters. Accepts NULL; never fails. @param[in] options owned.
+        /// Releases run options and their references to adapters. Accepts NULL; never fails. @param[in] options owned.
+        /// Thread-safety: safe from any thread, also while other threads' calls use the handle (see the
+        /// threading model).
         /// </summary>
         /// <remarks>C: <c>void mlora_run_options_release(mlora_run_options_t* options);</c></remarks>
         /// <param name="options">owned. Header: [in] owned.</param>
@@ -877,7 +906,8 @@ namespace Multilora.Native
         /// @param[in] weights copied; count finite floats, or NULL for all 1.0.
         /// Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (duplicate name, non-finite weight, bad UTF-8),
         ///          NOT_FOUND (a name not loaded; the message names it). On failure the options are unchanged.
-        /// Thread-safety: not while a run uses these options.
+        /// Thread-safety: safe from any thread, also while runs use these options: a run uses the selection
+        ///                set before it started.
         /// </summary>
         /// <remarks>C: <c>mlora_status_t mlora_run_options_set_active_adapters(mlora_run_options_t* options, const mlora_adapters_t* adapters, const char* const* names, const float* weights, size_t count);</c></remarks>
         /// <param name="options"></param>
@@ -921,7 +951,8 @@ namespace Multilora.Native
         ///          NOT_FOUND (a name not loaded; the message names it and its row). mlora_model_run with these
         ///          options returns SHAPE_MISMATCH (naming both sizes) when its inputs' batch dim differs from
         ///          batch_size. On failure the options are unchanged.
-        /// Thread-safety: not while a run uses these options.
+        /// Thread-safety: safe from any thread, also while runs use these options: a run uses the selection
+        ///                set before it started.
         /// </summary>
         /// <remarks>C: <c>mlora_status_t mlora_run_options_set_active_adapters_per_row(mlora_run_options_t* options, const mlora_adapters_t* adapters, const char* const* names, const float* weights, const size_t* row_counts, size_t batch_size);</c></remarks>
         /// <param name="options"></param>
@@ -948,7 +979,9 @@ namespace Multilora.Native
         public static extern int mlora_generator_params_create(IntPtr model, out IntPtr out_params);
 
         /// <summary>
-        ///  Releases this reference to generator params (and, with the last one, their adapters). Accepts NULL; never fails.
+        /// Releases this reference to generator params (and, with the last one, their adapters). Accepts NULL; never fails.
+        /// Thread-safety: safe from any thread, also while other threads' calls use the handle (see the
+        /// threading model).
         /// </summary>
         /// <remarks>C: <c>void mlora_generator_params_release(mlora_generator_params_t* params);</c></remarks>
         /// <param name="params"></param>
@@ -959,7 +992,8 @@ namespace Multilora.Native
         /// Sets a numeric search option by name (see the section comment).
         /// @param[in] name copied.
         /// Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (unknown name, value out of range; the message names both).
-        /// Thread-safety: not concurrently with other use of the same params.
+        /// Thread-safety: safe from any thread (the params are internally synchronised); a generator created
+        ///                before the change keeps the value it copied.
         /// </summary>
         /// <remarks>C: <c>mlora_status_t mlora_generator_params_set_search_number(mlora_generator_params_t* params, const char* name, double value);</c></remarks>
         /// <param name="params"></param>
@@ -972,7 +1006,8 @@ namespace Multilora.Native
         /// Sets a boolean search option by name ("do_sample"); value is 0 or 1.
         /// @param[in] name copied; UTF-8.
         /// Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT.
-        /// Thread-safety: not concurrently with other use of the same params.
+        /// Thread-safety: safe from any thread (the params are internally synchronised); a generator created
+        ///                before the change keeps the value it copied.
         /// </summary>
         /// <remarks>C: <c>mlora_status_t mlora_generator_params_set_search_bool(mlora_generator_params_t* params, const char* name, int32_t value);</c></remarks>
         /// <param name="params"></param>
@@ -1015,7 +1050,8 @@ namespace Multilora.Native
         /// @param[in] adapters borrowed for the call. @param[in] names copied; count UTF-8 names.
         /// @param[in] weights copied; count floats, or NULL for all 1.0.
         /// Returns: as mlora_run_options_set_active_adapters, plus INVALID_ARGUMENT for a registry of another model.
-        /// Thread-safety: not concurrently with other use of the same params.
+        /// Thread-safety: safe from any thread (the params are internally synchronised); a generator created
+        ///                before the change keeps the value it copied.
         /// </summary>
         /// <remarks>C: <c>mlora_status_t mlora_generator_params_set_active_adapters(mlora_generator_params_t* params, const mlora_adapters_t* adapters, const char* const* names, const float* weights, size_t count);</c></remarks>
         /// <param name="params"></param>
@@ -1037,7 +1073,8 @@ namespace Multilora.Native
         /// Returns: as mlora_run_options_set_active_adapters_per_row, plus INVALID_ARGUMENT for a registry of
         ///          another model. mlora_generator_create returns INVALID_ARGUMENT (naming both sizes) when
         ///          batch_size differs from "batch_size".
-        /// Thread-safety: not concurrently with other use of the same params.
+        /// Thread-safety: safe from any thread (the params are internally synchronised); a generator created
+        ///                before the change keeps the value it copied.
         /// </summary>
         /// <remarks>C: <c>mlora_status_t mlora_generator_params_set_active_adapters_per_row(mlora_generator_params_t* params, const mlora_adapters_t* adapters, const char* const* names, const float* weights, const size_t* row_counts, size_t batch_size);</c></remarks>
         /// <param name="params"></param>
@@ -1065,7 +1102,9 @@ namespace Multilora.Native
         public static extern int mlora_generator_create(IntPtr model, IntPtr @params, out IntPtr out_generator);
 
         /// <summary>
-        ///  Releases a generator. Accepts NULL; never fails. @param[in] generator owned.
+        /// Releases a generator. Accepts NULL; never fails. @param[in] generator owned.
+        /// Thread-safety: safe from any thread, also while other threads' calls use the handle (see the
+        /// threading model).
         /// </summary>
         /// <remarks>C: <c>void mlora_generator_release(mlora_generator_t* generator);</c></remarks>
         /// <param name="generator">owned. Header: [in] owned.</param>
@@ -1075,9 +1114,9 @@ namespace Multilora.Native
         /// <summary>
         /// Appends prompt tokens to every sequence (batch size 1: the only sequence) and runs the prompt pass.
         /// @param[in] tokens copied; count token ids.
-        /// Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (token id outside the vocabulary, count 0, batch &gt; 1),
+        /// Returns: OK, INVALID_HANDLE, BUSY, INVALID_ARGUMENT (token id outside the vocabulary, count 0, batch &gt; 1),
         ///          SHAPE_MISMATCH (sequence would exceed max_length or the context length), RUNTIME.
-        /// Thread-safety: one thread at a time per generator.
+        /// Thread-safety: one call at a time per generator; overlapping another call on it returns BUSY.
         /// </summary>
         /// <remarks>C: <c>mlora_status_t mlora_generator_append_tokens(mlora_generator_t* generator, const int32_t* tokens, size_t count);</c></remarks>
         /// <param name="generator"></param>
@@ -1091,7 +1130,7 @@ namespace Multilora.Native
         /// @param[in] tokens copied; the prompts concatenated. @param[in] lengths copied; batch_size lengths.
         /// Returns: as mlora_generator_append_tokens, plus INVALID_ARGUMENT when batch_size differs from the
         ///          params' "batch_size" or a length is 0.
-        /// Thread-safety: one thread at a time per generator.
+        /// Thread-safety: one call at a time per generator; overlapping another call on it returns BUSY.
         /// </summary>
         /// <remarks>C: <c>mlora_status_t mlora_generator_append_token_sequences(mlora_generator_t* generator, const int32_t* tokens, const size_t* lengths, size_t batch_size);</c></remarks>
         /// <param name="generator"></param>
@@ -1103,8 +1142,8 @@ namespace Multilora.Native
 
         /// <summary>
         /// Runs one decode step and appends one token to every sequence that is not done.
-        /// Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (no prompt appended yet, or already done), RUNTIME.
-        /// Thread-safety: one thread at a time per generator.
+        /// Returns: OK, INVALID_HANDLE, BUSY, INVALID_ARGUMENT (no prompt appended yet, or already done), RUNTIME.
+        /// Thread-safety: one call at a time per generator; overlapping another call on it returns BUSY.
         /// </summary>
         /// <remarks>C: <c>mlora_status_t mlora_generator_generate_next_token(mlora_generator_t* generator);</c></remarks>
         /// <param name="generator"></param>
@@ -1113,8 +1152,9 @@ namespace Multilora.Native
 
         /// <summary>
         /// Whether every sequence is done (eos reached after min_length, or max_length reached): 1 or 0.
-        /// Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT.
-        /// Thread-safety: one thread at a time per generator.
+        /// Returns: OK, INVALID_HANDLE, BUSY, INVALID_ARGUMENT.
+        /// Thread-safety: may overlap other reading calls on the generator; overlapping a changing call
+        ///                (append_*, generate_next_token, set_active_adapters*) returns BUSY.
         /// </summary>
         /// <remarks>C: <c>mlora_status_t mlora_generator_is_done(const mlora_generator_t* generator, int32_t* out_done);</c></remarks>
         /// <param name="generator"></param>
@@ -1124,8 +1164,9 @@ namespace Multilora.Native
 
         /// <summary>
         /// Number of sequences in the generator's batch.
-        /// Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT.
-        /// Thread-safety: one thread at a time per generator.
+        /// Returns: OK, INVALID_HANDLE, BUSY, INVALID_ARGUMENT.
+        /// Thread-safety: may overlap other reading calls on the generator; overlapping a changing call
+        ///                (append_*, generate_next_token, set_active_adapters*) returns BUSY.
         /// </summary>
         /// <remarks>C: <c>mlora_status_t mlora_generator_batch_size(const mlora_generator_t* generator, size_t* out_batch_size);</c></remarks>
         /// <param name="generator"></param>
@@ -1136,8 +1177,9 @@ namespace Multilora.Native
         /// <summary>
         /// Tokens of sequence index (prompt then generated, without left padding). *out_len counts tokens.
         /// @param[out] buf borrowed for the call; receives up to capacity token ids.
-        /// Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (index), BUFFER_TOO_SMALL (*out_len = tokens needed).
-        /// Thread-safety: one thread at a time per generator.
+        /// Returns: OK, INVALID_HANDLE, BUSY, INVALID_ARGUMENT (index), BUFFER_TOO_SMALL (*out_len = tokens needed).
+        /// Thread-safety: may overlap other reading calls on the generator; overlapping a changing call
+        ///                (append_*, generate_next_token, set_active_adapters*) returns BUSY.
         /// </summary>
         /// <remarks>C: <c>mlora_status_t mlora_generator_get_sequence(const mlora_generator_t* generator, size_t index, int32_t* buf, size_t capacity, size_t* out_len);</c></remarks>
         /// <param name="generator"></param>
@@ -1151,8 +1193,9 @@ namespace Multilora.Native
         /// <summary>
         /// The token each sequence got in the last step (batch_size ids). *out_len counts tokens.
         /// @param[out] buf borrowed for the call; receives up to capacity token ids.
-        /// Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (no step yet), BUFFER_TOO_SMALL.
-        /// Thread-safety: one thread at a time per generator.
+        /// Returns: OK, INVALID_HANDLE, BUSY, INVALID_ARGUMENT (no step yet), BUFFER_TOO_SMALL.
+        /// Thread-safety: may overlap other reading calls on the generator; overlapping a changing call
+        ///                (append_*, generate_next_token, set_active_adapters*) returns BUSY.
         /// </summary>
         /// <remarks>C: <c>mlora_status_t mlora_generator_get_next_tokens(const mlora_generator_t* generator, int32_t* buf, size_t capacity, size_t* out_len);</c></remarks>
         /// <param name="generator"></param>
@@ -1166,8 +1209,9 @@ namespace Multilora.Native
         /// Logits of the last position of every sequence from the last model pass, as float32 [batch, vocab]
         /// (before search processing).
         /// @param[out] out_tensor owned; a copy.
-        /// Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (no pass yet).
-        /// Thread-safety: one thread at a time per generator.
+        /// Returns: OK, INVALID_HANDLE, BUSY, INVALID_ARGUMENT (no pass yet).
+        /// Thread-safety: may overlap other reading calls on the generator; overlapping a changing call
+        ///                (append_*, generate_next_token, set_active_adapters*) returns BUSY.
         /// </summary>
         /// <remarks>C: <c>mlora_status_t mlora_generator_get_logits(const mlora_generator_t* generator, mlora_tensor_t** out_tensor);</c></remarks>
         /// <param name="generator"></param>
@@ -1179,8 +1223,8 @@ namespace Multilora.Native
         /// Switches the active adapter set between steps (count == 0 = base model, which onnxruntime-genai
         /// cannot do). Tokens already processed keep the KV cache computed with the previous set.
         /// @param[in] adapters borrowed for the call. @param[in] names copied. @param[in] weights copied; or NULL.
-        /// Returns: as mlora_generator_params_set_active_adapters.
-        /// Thread-safety: one thread at a time per generator.
+        /// Returns: as mlora_generator_params_set_active_adapters, plus BUSY.
+        /// Thread-safety: one call at a time per generator; overlapping another call on it returns BUSY.
         /// </summary>
         /// <remarks>C: <c>mlora_status_t mlora_generator_set_active_adapters(mlora_generator_t* generator, const mlora_adapters_t* adapters, const char* const* names, const float* weights, size_t count);</c></remarks>
         /// <param name="generator"></param>
@@ -1197,9 +1241,9 @@ namespace Multilora.Native
         /// Tokens already processed keep the KV cache computed with the previous sets.
         /// @param[in] adapters borrowed for the call. @param[in] names copied. @param[in] weights copied; or NULL.
         /// @param[in] row_counts copied; batch_size counts.
-        /// Returns: as mlora_generator_params_set_active_adapters_per_row, plus INVALID_ARGUMENT (naming both
+        /// Returns: as mlora_generator_params_set_active_adapters_per_row, plus BUSY, INVALID_ARGUMENT (naming both
         ///          sizes) when batch_size differs from the generator's.
-        /// Thread-safety: one thread at a time per generator.
+        /// Thread-safety: one call at a time per generator; overlapping another call on it returns BUSY.
         /// </summary>
         /// <remarks>C: <c>mlora_status_t mlora_generator_set_active_adapters_per_row(mlora_generator_t* generator, const mlora_adapters_t* adapters, const char* const* names, const float* weights, const size_t* row_counts, size_t batch_size);</c></remarks>
         /// <param name="generator"></param>

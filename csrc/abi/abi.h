@@ -2,30 +2,32 @@
 // argument helpers. Only csrc/abi/*.cpp include this.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <new>
+#include <shared_mutex>
 #include <string>
 #include <type_traits>
 #include <vector>
 
+#include "model/model.h"
 #include "multilora/multilora.h"
+#include "run/adapter_selection.h"
 #include "util/error.h"
 
 namespace mlora {
-class Model;
 class Registry;
-class ActiveSet;
-class BatchSet;
 class GeneratorParams;
 class Adapter;
 class Tensor;
-struct ModelOptions;
+class SlotTable;
 }  // namespace mlora
 
-// ---- handle boxes: {type tag, shared ownership of the payload} ----------------------------------------
+// ---- handle boxes: shared ownership of the payload, plus what a box needs to be used by several threads ----
 enum class HandleType : uint32_t {
-  kTensor = 0x6d6c0001,
+  kTensor = 1,
   kModelOptions,
   kModel,
   kAdapter,
@@ -42,59 +44,100 @@ struct mlora_tensor {
   std::shared_ptr<const mlora::Tensor> tensor;
 };
 struct mlora_model_options {
-  std::unique_ptr<mlora::ModelOptions> options;
+  mutable std::mutex mutex;  // setters and mlora_model_create (which copies the options) may race
+  mlora::ModelOptions options;
 };
 struct mlora_model {
   std::shared_ptr<const mlora::Model> model;
+  std::shared_ptr<mlora::SlotTable> slots;  // null unless the model is prepared for adapter-aware batching
 };
 struct mlora_adapter {
   std::shared_ptr<const mlora::Adapter> adapter;
 };
 struct mlora_adapters {
-  std::shared_ptr<mlora::Registry> registry;
+  mlora::Resolver resolver;  // the registry, its cache of composed sets, the model's slot table
 };
 struct mlora_run_options {
-  std::shared_ptr<const mlora::ActiveSet> active;  // null = base model
-  std::shared_ptr<const mlora::BatchSet> per_row;  // set instead of `active` by set_active_adapters_per_row
+  mlora::SharedSelection selection;  // set by set_active_adapters*, snapshotted by each run
 };
 
 namespace mlora::abi {
 
-// The table of live handles. Every handle the ABI gives out is registered with its type; release
-// unregisters it before freeing, so a released, foreign or wrongly typed pointer is detected without
-// reading its memory (no use-after-free even when a binding passes a stale handle).
-void register_handle(const void* handle, HandleType type);
-// Returns false if the handle was not live (then the caller must not free it).
-bool unregister_handle(const void* handle, HandleType type);
+// The table of live handles. Every handle the ABI gives out is registered with its type and the table
+// holds the box's only long-lived strong reference; release unregisters it (under the table's lock) and
+// drops that reference. Each call copies the reference under the same lock (hold() below) and keeps it
+// until it returns, so a box — and everything it owns — dies when the last call using it returns, never
+// under a running call. A released, foreign or wrongly typed pointer is detected without reading its
+// memory. (A handle value released and then reused by a new box of the same type is indistinguishable
+// from the new box: that is inherent to raw pointers and not a memory-safety issue.)
+void register_handle(const void* handle, HandleType type, std::shared_ptr<void> box);
+// Returns the table's reference (null if the handle was not live); the caller drops it outside the lock.
+std::shared_ptr<void> unregister_handle(const void* handle, HandleType type);
 bool is_live(const void* handle, HandleType type);
 size_t live_handle_count();
 
-// Throws INVALID_HANDLE naming `what` unless `handle` is a live handle of `type`.
-void check_handle(const void* handle, HandleType type, const char* what);
+// A strong reference to a live box; throws INVALID_HANDLE naming `what` unless `handle` is a live handle
+// of `type`.
+std::shared_ptr<void> hold_handle(const void* handle, HandleType type, const char* what);
 
 template <class Box>
-Box* checked(Box* handle, HandleType type, const char* what) {
-  check_handle(handle, type, what);
-  return handle;
+std::shared_ptr<Box> hold(Box* handle, HandleType type, const char* what) {
+  return std::static_pointer_cast<Box>(hold_handle(handle, type, what));
 }
 
 // Creates a box, registers it, and stores it into *out. `out` must have been checked non-null.
 template <class Box, class... Args>
 void emit(Box** out, HandleType type, Args&&... args) {
-  std::unique_ptr<Box> box;
-  if constexpr (sizeof...(Args) == 1 && std::is_null_pointer_v<std::decay_t<Args>...>) {
-    box = std::make_unique<Box>();  // an empty box (run options): value-initialized
+  std::shared_ptr<Box> box;
+  if constexpr (sizeof...(Args) == 0) {
+    box = std::make_shared<Box>();  // a box whose members default-construct (options, run options)
   } else {
-    box = std::make_unique<Box>(Box{std::forward<Args>(args)...});
+    box = std::make_shared<Box>(Box{std::forward<Args>(args)...});
   }
-  register_handle(box.get(), type);
-  *out = box.release();
+  Box* raw = box.get();
+  register_handle(raw, type, std::move(box));
+  *out = raw;
 }
 
 template <class Box>
 void release(Box* handle, HandleType type) noexcept {
-  if (handle && unregister_handle(handle, type)) delete handle;
+  if (!handle) return;
+  try {
+    std::shared_ptr<void> last = unregister_handle(handle, type);
+    (void)last;  // the box dies here unless a running call still holds it
+  } catch (...) {
+    // release never fails; unregistering only allocates nothing, destructors do not throw
+  }
 }
+
+// Refuses calls that must not overlap on one object (two threads stepping one generator, changing it
+// while it runs): a call that finds the object in use by another call fails with MLORA_STATUS_BUSY
+// naming that call, instead of waiting or racing. Reading calls may overlap each other.
+class OneAtATime {
+ public:
+  class Use {
+   public:
+    Use(Use&& other) noexcept : gate_(other.gate_), exclusive_(other.exclusive_) { other.gate_ = nullptr; }
+    ~Use();
+    Use(const Use&) = delete;
+    Use& operator=(const Use&) = delete;
+    Use& operator=(Use&&) = delete;
+
+   private:
+    friend class OneAtATime;
+    Use(OneAtATime* gate, bool exclusive) noexcept : gate_(gate), exclusive_(exclusive) {}
+    OneAtATime* gate_;
+    bool exclusive_;
+  };
+  // A call that changes the object. Throws BUSY while any other call uses it.
+  Use exclusive(const char* fn, const char* what);
+  // A call that only reads it. Throws BUSY while a changing call runs.
+  Use shared(const char* fn, const char* what);
+
+ private:
+  std::shared_mutex mutex_;
+  std::atomic<const char*> writer_{nullptr};  // the changing call in progress, for the message
+};
 
 // Records the error for this thread and returns its status.
 mlora_status_t set_error(mlora_status_t status, const std::string& message) noexcept;

@@ -7,16 +7,16 @@
 #include "gen/params.h"
 #include "model/model.h"
 #include "model/tensor.h"
-#include "run/active_set.h"
-#include "run/batch_set.h"
 
 // Handle boxes of this section (see abi.h for the others). Params are shared: generators hold the same
-// object, so releasing the handle only drops one reference.
+// object, so releasing the handle only drops one reference; they are internally synchronized. A generator
+// is not: every call on it goes through its gate, which refuses overlapping calls with BUSY.
 struct mlora_generator_params {
   std::shared_ptr<mlora::GeneratorParams> params;
 };
 struct mlora_generator {
-  std::unique_ptr<mlora::Generator> generator;
+  std::shared_ptr<mlora::Generator> generator;
+  mlora::abi::OneAtATime gate;
 };
 
 using namespace mlora;
@@ -24,12 +24,30 @@ using namespace mlora::abi;
 
 namespace {
 
-GeneratorParams& params_of(const mlora_generator_params_t* p) {
-  return *checked(p, HandleType::kGeneratorParams, "params")->params;
+// The params behind a handle, held for the call.
+std::shared_ptr<GeneratorParams> params_of(const mlora_generator_params_t* p) {
+  return hold(p, HandleType::kGeneratorParams, "params")->params;
 }
 
-Generator& generator_of(const mlora_generator_t* g) {
-  return *checked(g, HandleType::kGenerator, "generator")->generator;
+// A generator held for the call, used by this call alone (changing) or with other reading calls: an
+// overlapping call gets BUSY.
+struct GeneratorUse {
+  std::shared_ptr<mlora_generator_t> box;
+  OneAtATime::Use use;
+  Generator& operator*() const noexcept { return *box->generator; }
+  Generator* operator->() const noexcept { return box->generator.get(); }
+};
+
+GeneratorUse changing(const mlora_generator_t* g, const char* fn) {
+  auto box = hold(const_cast<mlora_generator_t*>(g), HandleType::kGenerator, "generator");
+  OneAtATime::Use use = box->gate.exclusive(fn, "generator");
+  return GeneratorUse{std::move(box), std::move(use)};
+}
+
+GeneratorUse reading(const mlora_generator_t* g, const char* fn) {
+  auto box = hold(const_cast<mlora_generator_t*>(g), HandleType::kGenerator, "generator");
+  OneAtATime::Use use = box->gate.shared(fn, "generator");
+  return GeneratorUse{std::move(box), std::move(use)};
 }
 
 // Copies `values` into a caller buffer of `capacity` ints; *out_len is the count needed in every case.
@@ -48,9 +66,7 @@ void write_ints(const std::vector<int32_t>& values, int32_t* buf, size_t capacit
 }  // namespace
 
 namespace mlora::abi {
-std::shared_ptr<const GeneratorParams> params_ref(const mlora_generator_params_t* params) {
-  return checked(params, HandleType::kGeneratorParams, "params")->params;
-}
+std::shared_ptr<const GeneratorParams> params_ref(const mlora_generator_params_t* params) { return params_of(params); }
 }  // namespace mlora::abi
 
 extern "C" {
@@ -58,7 +74,7 @@ extern "C" {
 MLORA_API mlora_status_t mlora_generator_params_create(const mlora_model_t* model,
                                                        mlora_generator_params_t** out_params) {
   return guard(__func__, [&] {
-    const auto& m = checked(model, HandleType::kModel, "model")->model;
+    const auto m = hold(model, HandleType::kModel, "model")->model;
     out_arg(out_params, "out_params");
     emit(out_params, HandleType::kGeneratorParams, std::make_shared<GeneratorParams>(m));
   });
@@ -70,32 +86,29 @@ MLORA_API void mlora_generator_params_release(mlora_generator_params_t* params) 
 
 MLORA_API mlora_status_t mlora_generator_params_set_search_number(mlora_generator_params_t* params, const char* name,
                                                                   double value) {
-  return guard(__func__, [&] {
-    GeneratorParams& p = params_of(params);
-    p.set_number(str_arg(name, "name"), value);
-  });
+  return guard(__func__, [&] { params_of(params)->set_number(str_arg(name, "name"), value); });
 }
 
 MLORA_API mlora_status_t mlora_generator_params_set_search_bool(mlora_generator_params_t* params, const char* name,
                                                                 int32_t value) {
   return guard(__func__, [&] {
-    GeneratorParams& p = params_of(params);
+    const auto p = params_of(params);
     const std::string n = str_arg(name, "name");
     if (value != 0 && value != 1) {
       fail(MLORA_STATUS_INVALID_ARGUMENT,
            "search option '" + n + "': boolean value " + std::to_string(value) + " is not 0 or 1");
     }
-    p.set_bool(n, value != 0);
+    p->set_bool(n, value != 0);
   });
 }
 
 MLORA_API mlora_status_t mlora_generator_params_get_search_number(const mlora_generator_params_t* params,
                                                                   const char* name, double* out_value) {
   return guard(__func__, [&] {
-    const GeneratorParams& p = params_of(params);
+    const auto p = params_of(params);
     const std::string n = str_arg(name, "name");
     out_arg(out_value, "out_value");
-    *out_value = p.get_number(n);
+    *out_value = p->get_number(n);
   });
 }
 
@@ -104,8 +117,8 @@ MLORA_API mlora_status_t mlora_generator_params_set_active_adapters(mlora_genera
                                                                     const char* const* names, const float* weights,
                                                                     size_t count) {
   return guard(__func__, [&] {
-    GeneratorParams& p = params_of(params);
-    p.set_active(resolve_active(adapters, names, weights, count));
+    const auto p = params_of(params);
+    p->set_selection(single_selection(adapters, names, weights, count), "set_active_adapters");
   });
 }
 
@@ -113,22 +126,27 @@ MLORA_API mlora_status_t mlora_generator_params_set_active_adapters_per_row(
     mlora_generator_params_t* params, const mlora_adapters_t* adapters, const char* const* names, const float* weights,
     const size_t* row_counts, size_t batch_size) {
   return guard(__func__, [&] {
-    GeneratorParams& p = params_of(params);
-    p.set_per_row(resolve_per_row(adapters, names, weights, row_counts, batch_size));
+    const auto p = params_of(params);
+    p->set_selection(per_row_selection(adapters, names, weights, row_counts, batch_size),
+                     "set_active_adapters_per_row");
   });
 }
 
 MLORA_API mlora_status_t mlora_generator_create(const mlora_model_t* model, const mlora_generator_params_t* params,
                                                 mlora_generator_t** out_generator) {
   return guard(__func__, [&] {
-    const auto& m = checked(model, HandleType::kModel, "model")->model;
-    const auto& p = checked(params, HandleType::kGeneratorParams, "params")->params;
+    const auto m = hold(model, HandleType::kModel, "model")->model;
+    const auto p = params_of(params);
     out_arg(out_generator, "out_generator");
     if (!m->genai_config()) {
       fail(MLORA_STATUS_INVALID_ARGUMENT,
            "model '" + m->path() + "' has no genai_config.json: generation needs a GenAI model folder");
     }
-    emit(out_generator, HandleType::kGenerator, std::make_unique<Generator>(m, p));
+    auto box = std::make_shared<mlora_generator_t>();  // not emit(): the gate is neither copyable nor movable
+    box->generator = std::make_shared<Generator>(m, p);
+    mlora_generator_t* raw = box.get();
+    register_handle(raw, HandleType::kGenerator, std::move(box));
+    *out_generator = raw;
   });
 }
 
@@ -137,65 +155,65 @@ MLORA_API void mlora_generator_release(mlora_generator_t* generator) { release(g
 MLORA_API mlora_status_t mlora_generator_append_tokens(mlora_generator_t* generator, const int32_t* tokens,
                                                        size_t count) {
   return guard(__func__, [&] {
-    Generator& g = generator_of(generator);
+    const auto g = changing(generator, "mlora_generator_append_tokens");
     array_arg(tokens, count, "tokens");
-    g.append_tokens(tokens, count);
+    g->append_tokens(tokens, count);
   });
 }
 
 MLORA_API mlora_status_t mlora_generator_append_token_sequences(mlora_generator_t* generator, const int32_t* tokens,
                                                                 const size_t* lengths, size_t batch_size) {
   return guard(__func__, [&] {
-    Generator& g = generator_of(generator);
+    const auto g = changing(generator, "mlora_generator_append_token_sequences");
     array_arg(lengths, batch_size, "lengths");
     size_t total = 0;
     for (size_t i = 0; i < batch_size; ++i) total += lengths[i];
     array_arg(tokens, total, "tokens");
-    g.append_token_sequences(tokens, lengths, batch_size);
+    g->append_token_sequences(tokens, lengths, batch_size);
   });
 }
 
 MLORA_API mlora_status_t mlora_generator_generate_next_token(mlora_generator_t* generator) {
-  return guard(__func__, [&] { generator_of(generator).generate_next_token(); });
+  return guard(__func__, [&] { changing(generator, "mlora_generator_generate_next_token")->generate_next_token(); });
 }
 
 MLORA_API mlora_status_t mlora_generator_is_done(const mlora_generator_t* generator, int32_t* out_done) {
   return guard(__func__, [&] {
-    const Generator& g = generator_of(generator);
+    const auto g = reading(generator, "mlora_generator_is_done");
     out_arg(out_done, "out_done");
-    *out_done = g.is_done() ? 1 : 0;
+    *out_done = g->is_done() ? 1 : 0;
   });
 }
 
 MLORA_API mlora_status_t mlora_generator_batch_size(const mlora_generator_t* generator, size_t* out_batch_size) {
   return guard(__func__, [&] {
-    const Generator& g = generator_of(generator);
+    const auto g = reading(generator, "mlora_generator_batch_size");
     out_arg(out_batch_size, "out_batch_size");
-    *out_batch_size = g.batch_size();
+    *out_batch_size = g->batch_size();
   });
 }
 
 MLORA_API mlora_status_t mlora_generator_get_sequence(const mlora_generator_t* generator, size_t index, int32_t* buf,
                                                       size_t capacity, size_t* out_len) {
   return guard(__func__, [&] {
-    const Generator& g = generator_of(generator);
-    write_ints(g.sequence(index), buf, capacity, out_len, "the sequence");
+    const auto g = reading(generator, "mlora_generator_get_sequence");
+    write_ints(g->sequence(index), buf, capacity, out_len, "the sequence");
   });
 }
 
 MLORA_API mlora_status_t mlora_generator_get_next_tokens(const mlora_generator_t* generator, int32_t* buf,
                                                          size_t capacity, size_t* out_len) {
   return guard(__func__, [&] {
-    const Generator& g = generator_of(generator);
-    write_ints(g.next_tokens(), buf, capacity, out_len, "the next tokens");
+    const auto g = reading(generator, "mlora_generator_get_next_tokens");
+    write_ints(g->next_tokens(), buf, capacity, out_len, "the next tokens");
   });
 }
 
 MLORA_API mlora_status_t mlora_generator_get_logits(const mlora_generator_t* generator, mlora_tensor_t** out_tensor) {
   return guard(__func__, [&] {
-    const Generator& g = generator_of(generator);
+    const auto g = reading(generator, "mlora_generator_get_logits");
     out_arg(out_tensor, "out_tensor");
-    emit(out_tensor, HandleType::kTensor, g.logits());
+    emit(out_tensor, HandleType::kTensor, g->logits());
   });
 }
 
@@ -203,8 +221,9 @@ MLORA_API mlora_status_t mlora_generator_set_active_adapters(mlora_generator_t* 
                                                              const mlora_adapters_t* adapters, const char* const* names,
                                                              const float* weights, size_t count) {
   return guard(__func__, [&] {
-    Generator& g = generator_of(generator);
-    g.set_active(resolve_active(adapters, names, weights, count));
+    AdapterSelection selection = single_selection(adapters, names, weights, count);
+    changing(generator, "mlora_generator_set_active_adapters")
+        ->set_selection(std::move(selection), "generator set_active_adapters");
   });
 }
 
@@ -213,17 +232,15 @@ MLORA_API mlora_status_t mlora_generator_set_active_adapters_per_row(mlora_gener
                                                                      const char* const* names, const float* weights,
                                                                      const size_t* row_counts, size_t batch_size) {
   return guard(__func__, [&] {
-    Generator& g = generator_of(generator);
-    g.set_per_row(resolve_per_row(adapters, names, weights, row_counts, batch_size));
+    AdapterSelection selection = per_row_selection(adapters, names, weights, row_counts, batch_size);
+    changing(generator, "mlora_generator_set_active_adapters_per_row")
+        ->set_selection(std::move(selection), "generator set_active_adapters_per_row");
   });
 }
 
 MLORA_API mlora_status_t mlora_generator_params_set_stop_tokens(mlora_generator_params_t* params, const int32_t* tokens,
                                                                 size_t count) {
-  return guard(__func__, [&] {
-    auto& p = *checked(params, HandleType::kGeneratorParams, "params")->params;
-    p.set_stop_tokens(tokens, count);
-  });
+  return guard(__func__, [&] { params_of(params)->set_stop_tokens(tokens, count); });
 }
 
 }  // extern "C"

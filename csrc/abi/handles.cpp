@@ -10,9 +10,14 @@ namespace mlora::abi {
 
 namespace {
 
+struct Entry {
+  HandleType type;
+  std::shared_ptr<void> box;  // the table's strong reference
+};
+
 struct HandleTable {
   std::shared_mutex mutex;
-  std::unordered_map<const void*, HandleType> live;
+  std::unordered_map<const void*, Entry> live;
 };
 
 // Intentionally leaked: handles may be released from finalizers running during process exit, after
@@ -55,26 +60,28 @@ thread_local mlora_status_t t_last_status = MLORA_STATUS_OK;
 
 }  // namespace
 
-void register_handle(const void* handle, HandleType type) {
+void register_handle(const void* handle, HandleType type, std::shared_ptr<void> box) {
   auto& t = table();
   std::unique_lock<std::shared_mutex> lock(t.mutex);
-  t.live[handle] = type;
+  t.live[handle] = Entry{type, std::move(box)};
 }
 
-bool unregister_handle(const void* handle, HandleType type) {
+std::shared_ptr<void> unregister_handle(const void* handle, HandleType type) {
   auto& t = table();
+  std::shared_ptr<void> box;
   std::unique_lock<std::shared_mutex> lock(t.mutex);
   auto it = t.live.find(handle);
-  if (it == t.live.end() || it->second != type) return false;
+  if (it == t.live.end() || it->second.type != type) return nullptr;
+  box = std::move(it->second.box);
   t.live.erase(it);
-  return true;
+  return box;  // destroyed by the caller, outside the lock (a payload's destructor may take a while)
 }
 
 bool is_live(const void* handle, HandleType type) {
   auto& t = table();
   std::shared_lock<std::shared_mutex> lock(t.mutex);
   auto it = t.live.find(handle);
-  return it != t.live.end() && it->second == type;
+  return it != t.live.end() && it->second.type == type;
 }
 
 size_t live_handle_count() {
@@ -83,12 +90,46 @@ size_t live_handle_count() {
   return t.live.size();
 }
 
-void check_handle(const void* handle, HandleType type, const char* what) {
+std::shared_ptr<void> hold_handle(const void* handle, HandleType type, const char* what) {
   if (!handle) fail(MLORA_STATUS_INVALID_HANDLE, std::string(what) + " is NULL");
-  if (!is_live(handle, type)) {
-    fail(MLORA_STATUS_INVALID_HANDLE,
-         std::string(what) + " is not a live " + type_name(type) + " handle (released, or not made by multilora)");
+  {
+    auto& t = table();
+    std::shared_lock<std::shared_mutex> lock(t.mutex);
+    auto it = t.live.find(handle);
+    if (it != t.live.end() && it->second.type == type) return it->second.box;
   }
+  fail(MLORA_STATUS_INVALID_HANDLE,
+       std::string(what) + " is not a live " + type_name(type) + " handle (released, or not made by multilora)");
+}
+
+OneAtATime::Use::~Use() {
+  if (!gate_) return;
+  if (exclusive_) {
+    gate_->writer_.store(nullptr);
+    gate_->mutex_.unlock();
+  } else {
+    gate_->mutex_.unlock_shared();
+  }
+}
+
+namespace {
+[[noreturn]] void busy(const std::atomic<const char*>& writer, const char* fn, const char* what) {
+  const char* other = writer.load();
+  fail(MLORA_STATUS_BUSY, std::string(what) + " is busy: another thread is in " +
+                              (other ? std::string(other) : std::string("a call")) + " on it (" + fn +
+                              " does not wait; a " + what + " is used by one thread at a time)");
+}
+}  // namespace
+
+OneAtATime::Use OneAtATime::exclusive(const char* fn, const char* what) {
+  if (!mutex_.try_lock()) busy(writer_, fn, what);
+  writer_.store(fn);
+  return Use(this, true);
+}
+
+OneAtATime::Use OneAtATime::shared(const char* fn, const char* what) {
+  if (!mutex_.try_lock_shared()) busy(writer_, fn, what);
+  return Use(this, false);
 }
 
 mlora_status_t set_error(mlora_status_t status, const std::string& message) noexcept {

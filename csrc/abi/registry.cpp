@@ -11,16 +11,20 @@ using namespace mlora;
 using namespace mlora::abi;
 
 namespace {
-Registry& registry_of(const mlora_adapters_t* a) { return *checked(a, HandleType::kAdapters, "adapters")->registry; }
+// The registry behind a handle, held for the call.
+std::shared_ptr<Registry> registry_of(const mlora_adapters_t* a) {
+  return hold(a, HandleType::kAdapters, "adapters")->resolver.registry;
+}
 }  // namespace
 
 extern "C" {
 
 MLORA_API mlora_status_t mlora_adapters_create(const mlora_model_t* model, mlora_adapters_t** out_adapters) {
   return guard(__func__, [&] {
-    const auto& m = checked(model, HandleType::kModel, "model")->model;
+    const auto m = hold(model, HandleType::kModel, "model");
     out_arg(out_adapters, "out_adapters");
-    emit(out_adapters, HandleType::kAdapters, std::make_shared<Registry>(m));
+    emit(out_adapters, HandleType::kAdapters,
+         Resolver{std::make_shared<Registry>(m->model), std::make_shared<SetCache>(), m->slots});
   });
 }
 
@@ -29,7 +33,8 @@ MLORA_API void mlora_adapters_release(mlora_adapters_t* adapters) { release(adap
 MLORA_API mlora_status_t mlora_adapters_load(mlora_adapters_t* adapters, const char* path, const char* name,
                                              int32_t flags) {
   return guard(__func__, [&] {
-    Registry& r = registry_of(adapters);
+    const auto held = registry_of(adapters);
+    Registry& r = *held;
     const std::string p = str_arg(path, "path");
     const std::string n = str_arg(name, "name");
     // A directory is a PEFT LoRA folder, resolved against the registry's model (docs/design.md §4).
@@ -42,7 +47,8 @@ MLORA_API mlora_status_t mlora_adapters_load(mlora_adapters_t* adapters, const c
 MLORA_API mlora_status_t mlora_adapters_load_from_memory(mlora_adapters_t* adapters, const void* data, size_t size,
                                                          const char* name, int32_t flags) {
   return guard(__func__, [&] {
-    Registry& r = registry_of(adapters);
+    const auto held = registry_of(adapters);
+    Registry& r = *held;
     array_arg(data, size, "data");
     const std::string n = str_arg(name, "name");
     r.add(Adapter::open_memory(data, size, "<memory:" + n + ">"), n, flags);
@@ -50,13 +56,13 @@ MLORA_API mlora_status_t mlora_adapters_load_from_memory(mlora_adapters_t* adapt
 }
 
 MLORA_API mlora_status_t mlora_adapters_unload(mlora_adapters_t* adapters, const char* name) {
-  return guard(__func__, [&] { registry_of(adapters).unload(str_arg(name, "name")); });
+  return guard(__func__, [&] { registry_of(adapters)->unload(str_arg(name, "name")); });
 }
 
 MLORA_API mlora_status_t mlora_adapters_names(const mlora_adapters_t* adapters, char* buf, size_t capacity,
                                               size_t* out_len, size_t* out_count) {
   return guard(__func__, [&] {
-    const auto names = registry_of(adapters).names();
+    const auto names = registry_of(adapters)->names();
     std::string packed;
     for (const auto& n : names) packed.append(n).push_back('\0');
     out_arg(out_len, "out_len");
@@ -75,7 +81,8 @@ MLORA_API mlora_status_t mlora_adapters_names(const mlora_adapters_t* adapters, 
 MLORA_API mlora_status_t mlora_adapters_get(const mlora_adapters_t* adapters, const char* name,
                                             mlora_adapter_t** out_adapter) {
   return guard(__func__, [&] {
-    Registry& r = registry_of(adapters);
+    const auto held = registry_of(adapters);
+    Registry& r = *held;
     const std::string n = str_arg(name, "name");
     out_arg(out_adapter, "out_adapter");
     emit(out_adapter, HandleType::kAdapter, r.get(n));

@@ -38,18 +38,18 @@ MLORA_API void mlora_tensor_release(mlora_tensor_t* tensor) { release(tensor, Ha
 
 MLORA_API mlora_status_t mlora_tensor_dtype(const mlora_tensor_t* tensor, mlora_dtype_t* out_dtype) {
   return guard(__func__, [&] {
-    checked(tensor, HandleType::kTensor, "tensor");
+    const auto t = hold(tensor, HandleType::kTensor, "tensor")->tensor;
     out_arg(out_dtype, "out_dtype");
-    *out_dtype = tensor->tensor->dtype();
+    *out_dtype = t->dtype();
   });
 }
 
 MLORA_API mlora_status_t mlora_tensor_shape(const mlora_tensor_t* tensor, int64_t* shape_buf, size_t capacity,
                                             size_t* out_ndim) {
   return guard(__func__, [&] {
-    checked(tensor, HandleType::kTensor, "tensor");
+    const auto t = hold(tensor, HandleType::kTensor, "tensor")->tensor;
     out_arg(out_ndim, "out_ndim");
-    const auto& shape = tensor->tensor->shape();
+    const auto& shape = t->shape();
     *out_ndim = shape.size();
     if (capacity < shape.size()) {
       fail(MLORA_STATUS_BUFFER_TOO_SMALL, "shape buffer of " + std::to_string(capacity) +
@@ -62,11 +62,11 @@ MLORA_API mlora_status_t mlora_tensor_shape(const mlora_tensor_t* tensor, int64_
 
 MLORA_API mlora_status_t mlora_tensor_data(const mlora_tensor_t* tensor, const void** out_data, size_t* out_bytes) {
   return guard(__func__, [&] {
-    checked(tensor, HandleType::kTensor, "tensor");
+    const auto t = hold(tensor, HandleType::kTensor, "tensor")->tensor;
     out_arg(out_data, "out_data");
     out_arg(out_bytes, "out_bytes");
-    *out_data = tensor->tensor->data();
-    *out_bytes = tensor->tensor->nbytes();
+    *out_data = t->data();
+    *out_bytes = t->nbytes();
   });
 }
 

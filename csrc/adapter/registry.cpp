@@ -5,7 +5,6 @@
 #include <set>
 #include <sstream>
 
-#include "run/active_set.h"
 #include "util/dtype.h"
 #include "util/error.h"
 #include "util/utf8.h"
@@ -13,8 +12,6 @@
 namespace mlora {
 
 namespace {
-
-constexpr float kMaxAdapterWeight = 1e6f;
 
 // "a, b, c" (at most `limit` items, then "...").
 std::string join_names(const std::vector<std::string>& names, size_t limit = 8) {
@@ -149,56 +146,24 @@ std::shared_ptr<const Adapter> Registry::get(const std::string& name) const {
   return it->second;
 }
 
-std::shared_ptr<const ActiveSet> Registry::resolve(const std::vector<std::string>& names,
-                                                   const std::vector<float>& weights) const {
-  if (names.size() != weights.size()) {
-    fail(MLORA_STATUS_INVALID_ARGUMENT,
-         std::to_string(names.size()) + " adapter names but " + std::to_string(weights.size()) + " weights");
-  }
+std::vector<std::shared_ptr<const Adapter>> Registry::lookup(const std::vector<std::string>& names) const {
   std::set<std::string> seen;
-  std::vector<ActiveEntry> entries;
-  CacheKey key;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    for (size_t i = 0; i < names.size(); ++i) {
-      if (!std::isfinite(weights[i])) {
-        fail(MLORA_STATUS_INVALID_ARGUMENT, "weight of adapter '" + names[i] + "' is not finite");
-      }
-      // A bound instead of silent all-NaN outputs: x·A·(w·B) overflows the activations long before float32's
-      // range for weights like 3.4e38 or 2^70. No mix needs more; the composition also refuses any weight
-      // that overflows the LoRA dtype itself (float16: 65504).
-      if (std::fabs(weights[i]) > kMaxAdapterWeight) {
-        fail(MLORA_STATUS_INVALID_ARGUMENT, "weight " + std::to_string(weights[i]) + " of adapter '" + names[i] +
-                                                "' is outside -1e6..1e6 (larger weights overflow the model's "
-                                                "activations)");
-      }
-      if (!seen.insert(names[i]).second) {
-        fail(MLORA_STATUS_INVALID_ARGUMENT, "adapter '" + names[i] + "' is named twice in the active set");
-      }
-      auto it = adapters_.find(names[i]);
-      if (it == adapters_.end()) {
-        std::vector<std::string> loaded;
-        for (const auto& kv : adapters_) loaded.push_back(kv.first);
-        fail(MLORA_STATUS_NOT_FOUND, "no adapter named '" + names[i] + "' is loaded; loaded: " + join_names(loaded));
-      }
-      entries.push_back({names[i], it->second, weights[i]});
-      key.emplace_back(it->second.get(), weights[i]);
-    }
-    auto cached = cache_.find(key);
-    if (cached != cache_.end()) {
-      if (auto set = cached->second.lock()) return set;
-    }
-  }
-  // Build outside the lock: composites can take a while and must not block loads.
-  auto set = ActiveSet::build(model_, std::move(entries));
+  std::vector<std::shared_ptr<const Adapter>> out;
+  out.reserve(names.size());
   std::lock_guard<std::mutex> lock(mutex_);
-  for (auto it = cache_.begin(); it != cache_.end();) {  // drop sets nobody holds any more
-    it = it->second.expired() ? cache_.erase(it) : std::next(it);
+  for (const std::string& name : names) {
+    if (!seen.insert(name).second) {
+      fail(MLORA_STATUS_INVALID_ARGUMENT, "adapter '" + name + "' is named twice in the active set");
+    }
+    auto it = adapters_.find(name);
+    if (it == adapters_.end()) {
+      std::vector<std::string> loaded;
+      for (const auto& kv : adapters_) loaded.push_back(kv.first);
+      fail(MLORA_STATUS_NOT_FOUND, "no adapter named '" + name + "' is loaded; loaded: " + join_names(loaded));
+    }
+    out.push_back(it->second);
   }
-  auto& slot = cache_[key];
-  if (auto existing = slot.lock()) return existing;  // another thread built the same set meanwhile
-  slot = set;
-  return set;
+  return out;
 }
 
 }  // namespace mlora

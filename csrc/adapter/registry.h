@@ -16,8 +16,6 @@
 
 namespace mlora {
 
-class ActiveSet;
-
 class Registry {
  public:
   explicit Registry(std::shared_ptr<const Model> model);
@@ -34,11 +32,10 @@ class Registry {
   // Throws NOT_FOUND naming the adapter and listing the loaded names.
   std::shared_ptr<const Adapter> get(const std::string& name) const;
 
-  // Resolves names (+ weights, same length) into an active set holding the adapters as loaded now.
-  // Identical requests share one cached set while any holder keeps it. Throws NOT_FOUND,
-  // INVALID_ARGUMENT (duplicate name, non-finite weight).
-  std::shared_ptr<const ActiveSet> resolve(const std::vector<std::string>& names,
-                                           const std::vector<float>& weights) const;
+  // The adapters loaded now under `names`, in order, read under one lock. Throws NOT_FOUND naming the first
+  // missing name and listing the loaded ones, INVALID_ARGUMENT for a name given twice. (Composing them into
+  // an active set is the run layer's job: run/adapter_selection.h.)
+  std::vector<std::shared_ptr<const Adapter>> lookup(const std::vector<std::string>& names) const;
 
   // Checks one adapter against the model (used by add; public for tools). `label` names it in messages.
   void validate(const Adapter& adapter, const std::string& label, int32_t flags) const;
@@ -47,8 +44,6 @@ class Registry {
   std::shared_ptr<const Model> model_;
   mutable std::mutex mutex_;
   std::map<std::string, std::shared_ptr<const Adapter>> adapters_;
-  using CacheKey = std::vector<std::pair<const Adapter*, float>>;
-  mutable std::map<CacheKey, std::weak_ptr<const ActiveSet>> cache_;
 };
 
 }  // namespace mlora

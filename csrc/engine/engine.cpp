@@ -9,6 +9,7 @@
 #include "gen/params.h"
 #include "model/tensor.h"
 #include "run/active_set.h"
+#include "run/adapter_selection.h"
 #include "run/batch_set.h"
 #include "util/dtype.h"
 #include "util/error.h"
@@ -98,8 +99,8 @@ std::string Request::error_message() const {
 
 // ---- Engine ---------------------------------------------------------------------------------------------
 
-Engine::Engine(std::shared_ptr<const Model> model, const EngineOptions& options)
-    : model_(std::move(model)), options_(options), config_([this]() -> const GenaiConfig& {
+Engine::Engine(std::shared_ptr<const Model> model, std::shared_ptr<SlotTable> slots, const EngineOptions& options)
+    : model_(std::move(model)), slots_(std::move(slots)), options_(options), config_([this]() -> const GenaiConfig& {
         const GenaiConfig* c = model_->genai_config();
         if (!c) {
           fail(MLORA_STATUS_INVALID_ARGUMENT,
@@ -113,6 +114,7 @@ Engine::Engine(std::shared_ptr<const Model> model, const EngineOptions& options)
   }
   if (options_.max_tokens_per_step < 1) fail(MLORA_STATUS_INVALID_ARGUMENT, "max_tokens_per_step must be >= 1");
   require_batching(*model_);
+  if (!slots_) fail(MLORA_STATUS_INTERNAL, "engine: the model '" + model_->path() + "' has no slot table");
   const Model& m = *model_;
   const GenaiConfig& c = config_;
   const IoInfo* ids = m.find_input(c.input_ids);
@@ -193,8 +195,9 @@ std::shared_ptr<Request> Engine::submit(std::shared_ptr<const GeneratorParams> p
     fail(MLORA_STATUS_INVALID_ARGUMENT, "the generator params were created for model '" + params->model()->path() +
                                             "', not for the engine's model '" + model_->path() + "'");
   }
-  const SearchOptions& s = params->search();
-  if (params->per_row()) {
+  const SearchOptions s = params->search();  // snapshots: the params may change after submit
+  const AdapterSelection selection = params->selection();
+  if (selection.per_row()) {
     fail(MLORA_STATUS_INVALID_ARGUMENT,
          "the params hold per-row adapter sets; a request is one sequence: use set_active_adapters");
   }
@@ -202,7 +205,7 @@ std::shared_ptr<Request> Engine::submit(std::shared_ptr<const GeneratorParams> p
     fail(MLORA_STATUS_INVALID_ARGUMENT,
          "the params' batch_size is " + std::to_string(s.batch_size) + "; a request is one sequence (batch_size 1)");
   }
-  check_active_model(params->active().get(), *model_, "engine submit");
+  selection.check_model(*model_, "engine submit");
   if (count == 0) fail(MLORA_STATUS_INVALID_ARGUMENT, "the prompt is empty (count is 0)");
   if (!tokens) fail(MLORA_STATUS_INVALID_ARGUMENT, "tokens is NULL");
   for (size_t i = 0; i < count; ++i) {
@@ -226,7 +229,7 @@ std::shared_ptr<Request> Engine::submit(std::shared_ptr<const GeneratorParams> p
   auto r = std::make_shared<Request>();
   r->engine_ = weak_from_this();
   r->params_ = params;
-  r->set_ = params->active();
+  r->set_ = selection.single();
   r->search_ = s;
   r->stop_ = params->stop_tokens();
   r->tokens_.assign(tokens, tokens + count);
@@ -489,7 +492,7 @@ void Engine::decode() {
     std::vector<const OrtValue*> values;
     for (const auto& v : owned) values.push_back(v.get());
     for (const auto& v : kv_in) values.push_back(v.get());
-    auto batch_set = BatchSet::build(model_, sets);
+    auto batch_set = BatchSet::build(model_, slots_, sets);
     auto lease = batch_set->acquire();  // slots pinned until the pass returns
     names.insert(names.end(), lease->feed_names().begin(), lease->feed_names().end());
     values.insert(values.end(), lease->feed_values().begin(), lease->feed_values().end());

@@ -50,6 +50,7 @@ namespace mlora {
 
 class ActiveSet;
 class GeneratorParams;
+class SlotTable;
 class Engine;
 
 enum class FinishReason : int32_t { kNone = 0, kLength = 1, kEos = 2, kStop = 3, kCancelled = 4, kError = 5 };
@@ -127,7 +128,8 @@ class Engine : public std::enable_shared_from_this<Engine> {
   // Throws INVALID_ARGUMENT (model not prepared for batching — naming `multilora prepare-batching` — no
   // genai_config.json, bad option), UNSUPPORTED layouts as INVALID_ARGUMENT (a decoder with position_ids:
   // the engine needs the builder's GroupQueryAttention layout), OUT_OF_MEMORY. Call start() after.
-  Engine(std::shared_ptr<const Model> model, const EngineOptions& options);
+  // `slots` is the model's slot table (the one its adapters registries use).
+  Engine(std::shared_ptr<const Model> model, std::shared_ptr<SlotTable> slots, const EngineOptions& options);
   ~Engine();
   // Starts the worker thread (when options.worker). Separate from the constructor: the worker needs
   // shared_from_this.
@@ -171,6 +173,7 @@ class Engine : public std::enable_shared_from_this<Engine> {
            int64_t batch, int64_t seq, size_t* out_rows);
 
   const std::shared_ptr<const Model> model_;
+  const std::shared_ptr<SlotTable> slots_;
   const EngineOptions options_;
   const GenaiConfig& config_;
   int64_t max_length_ = 0;  // KV positions per row

@@ -7,8 +7,6 @@
 
 #include "gen/params.h"
 #include "model/tensor.h"
-#include "run/active_set.h"
-#include "run/batch_set.h"
 #include "util/dtype.h"
 #include "util/error.h"
 
@@ -51,12 +49,11 @@ float to_float(int32_t dtype, const void* data, size_t i) {
 Generator::Generator(std::shared_ptr<const Model> model, std::shared_ptr<const GeneratorParams> params)
     : model_(std::move(model)),
       params_(std::move(params)),
-      active_(params_->active()),
-      per_row_(params_->per_row()),
+      selection_(params_->selection()),
       config_(params_->config()),
       search_(params_->search()),
       stop_tokens_(params_->stop_tokens()),
-      sampler_(params_->search().random_seed) {
+      sampler_(search_.random_seed) {
   if (params_->model() != model_) {
     fail(MLORA_STATUS_INVALID_ARGUMENT, "the generator params were created for model '" + params_->model()->path() +
                                             "', not for '" + model_->path() + "'");
@@ -132,8 +129,7 @@ Generator::Generator(std::shared_ptr<const Model> model, std::shared_ptr<const G
       output_names_.push_back(*name);
     }
   }
-  check_active_model(active_.get(), m, "generator");
-  if (per_row_) set_per_row(per_row_);  // checks the model and the batch size
+  set_selection(selection_, "generator");  // checks the model and the batch size
   shared_kv_ = c.past_present_share_buffer && padding_ == Padding::kPrefix;
   for (const std::string& n : input_names_) input_cnames_.push_back(n.c_str());
   for (const std::string& n : output_names_) output_cnames_.push_back(n.c_str());
@@ -165,21 +161,10 @@ std::shared_ptr<const Tensor> Generator::logits() const {
                          logits_.data(), logits_.size() * sizeof(float));
 }
 
-void Generator::set_active(std::shared_ptr<const ActiveSet> active) {
-  check_active_model(active.get(), *model_, "generator set_active_adapters");
-  active_ = std::move(active);
-  per_row_.reset();
-}
-
-void Generator::set_per_row(std::shared_ptr<const BatchSet> per_row) {
-  check_per_row_model(per_row.get(), *model_, "generator set_active_adapters_per_row");
-  const int64_t batch = batch_ ? static_cast<int64_t>(batch_) : static_cast<int64_t>(search_.batch_size);
-  if (per_row && per_row->batch_size() != batch) {
-    fail(MLORA_STATUS_INVALID_ARGUMENT, "per-row adapters for " + std::to_string(per_row->batch_size()) +
-                                            " rows, but the generator's batch_size is " + std::to_string(batch));
-  }
-  per_row_ = std::move(per_row);
-  active_.reset();
+void Generator::set_selection(AdapterSelection selection, const char* who) {
+  selection.check_model(*model_, who);
+  selection.check_batch_size(batch_ ? static_cast<int64_t>(batch_) : static_cast<int64_t>(search_.batch_size), who);
+  selection_ = std::move(selection);
 }
 
 void Generator::check_new_tokens(const int32_t* tokens, size_t count, const char* what) const {
@@ -229,21 +214,17 @@ void Generator::run_pass(const std::vector<int64_t>& ids, size_t step, const std
   }
   std::vector<const char*> names(input_cnames_);
   std::vector<const OrtValue*> values;
-  values.reserve(names.size() + (active_ ? active_->feed_values().size() : 0));
+  // The LoRA feeds: the single set's, or a slot-table lease's (slots pinned until Run returns).
+  const AdapterSelection::Feeds lora = selection_.feeds();
+  values.reserve(names.size() + lora.values().size());
   for (const auto& v : owned) values.push_back(v.get());
   if (shared_kv_) {
     for (const auto& v : kv_in_) values.push_back(v.get());
   } else if (!past_.empty()) {
     for (const auto& v : past_) values.push_back(v.get());
   }
-  std::unique_ptr<SlotTable::Lease> lease;  // per-row sets: slots pinned until Run returns
-  if (per_row_) lease = per_row_->acquire();
-  const auto* lora_names = lease ? &lease->feed_names() : active_ ? &active_->feed_names() : nullptr;
-  const auto* lora_values = lease ? &lease->feed_values() : active_ ? &active_->feed_values() : nullptr;
-  if (lora_names) {
-    names.insert(names.end(), lora_names->begin(), lora_names->end());
-    values.insert(values.end(), lora_values->begin(), lora_values->end());
-  }
+  names.insert(names.end(), lora.names().begin(), lora.names().end());
+  values.insert(values.end(), lora.values().begin(), lora.values().end());
   // Straight to the session: every regular input is built here to the decoder's declared dtypes, and the
   // LoRA feeds were validated when their adapters were loaded.
   std::vector<OrtValue*> results(output_cnames_.size(), nullptr);

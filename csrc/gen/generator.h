@@ -34,17 +34,17 @@
 #include "gen/sampling.h"
 #include "model/model.h"
 #include "ort/ort.h"
+#include "run/adapter_selection.h"
 
 namespace mlora {
 
-class ActiveSet;
-class BatchSet;
 class GeneratorParams;
 class Tensor;
 
 class Generator {
  public:
-  // Copies the params' search options and active set (or per-row sets); keeps params and model alive. Throws
+  // Copies the params' search options and adapter selection; keeps params and model alive. Not internally
+  // synchronized: one thread at a time (the ABI refuses overlapping calls with BUSY). Throws
   // INVALID_ARGUMENT (params of another model, per-row sets for another batch size), FORMAT (the decoder lacks an
   // input/output named by genai_config.json, or has an unsupported dtype for it).
   Generator(std::shared_ptr<const Model> model, std::shared_ptr<const GeneratorParams> params);
@@ -73,11 +73,10 @@ class Generator {
   // Logits of each sequence's last position from the last pass, float32 [batch, vocab]. Throws
   // INVALID_ARGUMENT before the first pass.
   std::shared_ptr<const Tensor> logits() const;
-  // Null = base model. Throws INVALID_ARGUMENT when the set belongs to another model.
-  void set_active(std::shared_ptr<const ActiveSet> active);
-  // One set per sequence (replaces a single set). Throws INVALID_ARGUMENT when the sets belong to another
-  // model or their batch size differs from the generator's.
-  void set_per_row(std::shared_ptr<const BatchSet> per_row);
+  // Applies to every token not yet fed. Throws INVALID_ARGUMENT when the sets belong to another model, or
+  // per-row sets were made for another batch size than the generator's.
+  void set_selection(AdapterSelection selection, const char* who);
+  const AdapterSelection& selection() const noexcept { return selection_; }
 
   const std::shared_ptr<const Model>& model() const noexcept { return model_; }
 
@@ -96,8 +95,7 @@ class Generator {
 
   std::shared_ptr<const Model> model_;
   std::shared_ptr<const GeneratorParams> params_;
-  std::shared_ptr<const ActiveSet> active_;
-  std::shared_ptr<const BatchSet> per_row_;
+  AdapterSelection selection_;
   const GenaiConfig& config_;
   SearchOptions search_;
   std::vector<int32_t> stop_tokens_;  // from the params (end a sequence like eos)

@@ -3,8 +3,6 @@
 #include <cmath>
 #include <sstream>
 
-#include "run/active_set.h"
-#include "run/batch_set.h"
 #include "util/error.h"
 
 namespace mlora {
@@ -34,22 +32,6 @@ int64_t integral(const std::string& name, double value, double min, double max) 
 
 }  // namespace
 
-void check_active_model(const ActiveSet* active, const Model& model, const char* what) {
-  if (active && active->model().get() != &model) {
-    fail(MLORA_STATUS_INVALID_ARGUMENT, std::string(what) + ": the adapters were loaded for model '" +
-                                            active->model()->path() + "', not for this generator's model '" +
-                                            model.path() + "' (an adapters registry serves one model)");
-  }
-}
-
-void check_per_row_model(const BatchSet* per_row, const Model& model, const char* what) {
-  if (per_row && per_row->model().get() != &model) {
-    fail(MLORA_STATUS_INVALID_ARGUMENT, std::string(what) + ": the adapters were loaded for model '" +
-                                            per_row->model()->path() + "', not for this generator's model '" +
-                                            model.path() + "' (an adapters registry serves one model)");
-  }
-}
-
 GeneratorParams::GeneratorParams(std::shared_ptr<const Model> model) : model_(std::move(model)) {
   config_ = model_->genai_config();
   if (!config_) {
@@ -59,7 +41,13 @@ GeneratorParams::GeneratorParams(std::shared_ptr<const Model> model) : model_(st
   search_ = config_->search;
 }
 
+SearchOptions GeneratorParams::search() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return search_;
+}
+
 void GeneratorParams::set_number(const std::string& name, double value) {
+  std::lock_guard<std::mutex> lock(mutex_);
   SearchOptions s = search_;
   if (name == "max_length") {
     s.max_length = static_cast<int32_t>(integral(name, value, 1, config_->context_length));
@@ -99,11 +87,12 @@ void GeneratorParams::set_bool(const std::string& name, bool value) {
     fail(MLORA_STATUS_INVALID_ARGUMENT, numeric ? "search option '" + name + "' is a number, not a boolean"
                                                 : "unknown boolean search option '" + name + "' (known: do_sample)");
   }
+  std::lock_guard<std::mutex> lock(mutex_);
   search_.do_sample = value;
 }
 
 double GeneratorParams::get_number(const std::string& name) const {
-  const SearchOptions& s = search_;
+  const SearchOptions s = search();
   if (name == "max_length") return s.max_length;
   if (name == "min_length") return s.min_length;
   if (name == "top_k") return s.top_k;
@@ -126,19 +115,19 @@ void GeneratorParams::set_stop_tokens(const int32_t* tokens, size_t count) {
                                               std::to_string(config_->vocab_size - 1) + ")");
     }
   }
-  stop_tokens_.assign(tokens, tokens + count);
+  std::vector<int32_t> stop(tokens, tokens + count);
+  std::lock_guard<std::mutex> lock(mutex_);
+  stop_tokens_.swap(stop);
 }
 
-void GeneratorParams::set_active(std::shared_ptr<const ActiveSet> active) {
-  check_active_model(active.get(), *model_, "set_active_adapters");
-  active_ = std::move(active);
-  per_row_.reset();
+std::vector<int32_t> GeneratorParams::stop_tokens() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return stop_tokens_;
 }
 
-void GeneratorParams::set_per_row(std::shared_ptr<const BatchSet> per_row) {
-  check_per_row_model(per_row.get(), *model_, "set_active_adapters_per_row");
-  per_row_ = std::move(per_row);
-  active_.reset();
+void GeneratorParams::set_selection(AdapterSelection selection, const char* who) {
+  selection.check_model(*model_, who);
+  selection_.set(std::move(selection));
 }
 
 }  // namespace mlora

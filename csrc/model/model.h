@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -56,14 +57,25 @@ enum class BatchKernel {
   kFused,   // com.multilora LoraSlotMatMul: slots packed at their own rank, ranks fed in lora_ranks
 };
 
-struct GenaiConfig;  // gen/genai_config.h (Generation)
-class SlotTable;     // run/slot_table.h (adapter-aware batching)
+struct GenaiConfig;  // gen/genai_config.h: attached by the generation layer, opaque here
+
+// What Model::open loads. A plain .onnx file needs only the paths; gen/model_folder.h fills the rest for a
+// GenAI model folder (the model layer does not read genai_config.json).
+struct ModelSource {
+  std::string path;                                          // as the user gave it (messages, Model::path())
+  std::string onnx_path;                                     // the .onnx file to load
+  std::shared_ptr<const GenaiConfig> genai;                  // the folder's parsed genai_config.json
+  std::function<void(OrtSessionOptions*)> session_defaults;  // applied before the caller's options
+};
+
+// Throws INVALID_ARGUMENT naming the option out of range (or an empty path).
+void check_model_options(const std::string& path, const ModelOptions& options);
 
 class Model {
  public:
-  // Opens an .onnx file, or a folder with genai_config.json (decoder file resolved from it). Throws
-  // NOT_FOUND, IO, FORMAT, RUNTIME with the path in the message.
-  static std::shared_ptr<const Model> open(const std::string& path, const ModelOptions& options);
+  // Opens source.onnx_path (a GenAI folder is resolved by open_model in gen/model_folder.h). Throws
+  // INVALID_ARGUMENT, NOT_FOUND, IO, FORMAT, RUNTIME with the path in the message.
+  static std::shared_ptr<const Model> open(const ModelSource& source, const ModelOptions& options);
 
   const std::string& path() const noexcept;            // as given
   const std::string& onnx_path() const noexcept;       // the .onnx file loaded
@@ -82,8 +94,6 @@ class Model {
   int64_t lora_pair_count() const noexcept;
   // Slot-table size for adapter-aware batching (ModelOptions::batch_slots); 0 when not prepared.
   size_t batch_slots() const noexcept;
-  // The slot table of a prepared model (run/slot_table.h); created with the model, internally synchronized.
-  SlotTable& slot_table() const;
   // Adapter-aware batching: throws SHAPE_MISMATCH naming both sizes when a fed regular input whose
   // declared axis 0 is the batch dim has another size than `batch`.
   void check_batch(const std::vector<std::string>& input_names, const std::vector<const OrtValue*>& inputs,

@@ -186,19 +186,18 @@ struct Half {
   std::string module;  // PEFT module name ("model.layers.0.self_attn.q_proj")
 };
 
-}  // namespace
+// adapter_config.json's settings; `problems` lists everything multilora cannot express.
+struct PeftConfig {
+  std::string who;  // "'<dir>/adapter_config.json'" for messages
+  std::vector<std::string> problems;
+  double r_default = 8, alpha_default = 8;
+  bool rslora = false;
+  json rank_pattern, alpha_pattern;
+};
 
-bool is_directory(const std::string& path) {
-  struct stat sb;
-  return ::stat(path.c_str(), &sb) == 0 && S_ISDIR(sb.st_mode);
-}
-
-namespace {
-
-std::shared_ptr<const Adapter> load_folder_unescaped(const std::string& dir, const Model& model) {
-  const std::string who = "PEFT folder '" + dir + "'";
-  const std::string config_path = dir + "/adapter_config.json";
-  const std::string weights_path = dir + "/adapter_model.safetensors";
+// Checks the folder's two files and parses adapter_config.json (a JSON object).
+json read_config(const std::string& dir, const std::string& who, const std::string& config_path,
+                 const std::string& weights_path) {
   if (!exists(config_path)) {
     // IO like any other non-file path (what loading a directory gave before PEFT folders existed).
     fail(MLORA_STATUS_IO, "cannot load '" + dir +
@@ -216,10 +215,14 @@ std::shared_ptr<const Adapter> load_folder_unescaped(const std::string& dir, con
   // Non-blocking open, regular files only, size cap: a FIFO, a directory or /dev/zero is an IO error.
   const json cfg = parse_json(read_small_file(config_path), "'" + config_path + "'");
   if (!cfg.is_object()) fail(MLORA_STATUS_FORMAT, "'" + config_path + "' is not a JSON object");
-  const std::string cwho = "'" + config_path + "'";
+  return cfg;
+}
 
-  // ---- configuration: everything we cannot express is an error that names it --------------------------
-  std::vector<std::string> problems;
+// ---- configuration: everything we cannot express is an error that names it --------------------------
+PeftConfig read_settings(const json& cfg, const std::string& cwho) {
+  PeftConfig c;
+  c.who = cwho;
+  std::vector<std::string>& problems = c.problems;
   auto truthy = [&](const char* key) {
     if (!cfg.contains(key)) return false;
     const json& v = cfg[key];
@@ -251,14 +254,23 @@ std::shared_ptr<const Adapter> load_folder_unescaped(const std::string& dir, con
     if (!cfg[key].is_number()) fail(MLORA_STATUS_FORMAT, cwho + ": " + key + " is not a number");
     return cfg[key].get<double>();
   };
-  const double r_default = number("r", 8);
-  const double alpha_default = number("lora_alpha", 8);
-  const bool rslora = cfg.contains("use_rslora") && cfg["use_rslora"].is_boolean() && cfg["use_rslora"].get<bool>();
-  const json rank_pattern = cfg.value("rank_pattern", json::object());
-  const json alpha_pattern = cfg.value("alpha_pattern", json::object());
+  c.r_default = number("r", 8);
+  c.alpha_default = number("lora_alpha", 8);
+  c.rslora = cfg.contains("use_rslora") && cfg["use_rslora"].is_boolean() && cfg["use_rslora"].get<bool>();
+  c.rank_pattern = cfg.value("rank_pattern", json::object());
+  c.alpha_pattern = cfg.value("alpha_pattern", json::object());
+  return c;
+}
 
-  // ---- the model's LoRA inputs by address ----------------------------------------------------------------
+// ---- the model's LoRA inputs by address ----------------------------------------------------------------
+struct InputsByAddress {
   std::map<std::string, std::vector<const LoraInput*>> by_key, by_leaf;
+};
+
+InputsByAddress index_model_inputs(const Model& model) {
+  InputsByAddress out;
+  auto& by_key = out.by_key;
+  auto& by_leaf = out.by_leaf;
   for (const LoraInput& in : model.lora_inputs()) {
     Address a;
     if (!model_address(in.name, a)) continue;
@@ -267,13 +279,24 @@ std::shared_ptr<const Adapter> load_folder_unescaped(const std::string& dir, con
     // name alone; otherwise the block must agree too (never map cross_attn.q_proj onto attn.q_proj).
     if (a.path == a.leaf) by_leaf[leaf_key_of(a)].push_back(&in);
   }
+  return out;
+}
 
-  // ---- tensors -> model inputs -------------------------------------------------------------------------
-  const SafetensorsFile st = SafetensorsFile::open(weights_path);
-  const std::string swho = "'" + weights_path + "'";
-  std::vector<std::string> unsupported, unmatched;
+// ---- tensors -> model inputs -------------------------------------------------------------------------
+struct Matched {
   std::map<const LoraInput*, Half> halves;                                       // model input -> PEFT tensor
   std::map<std::string, std::pair<const LoraInput*, const LoraInput*>> modules;  // PEFT module -> (A, B)
+};
+
+// Matches every tensor to a model input; fails listing every problem at once (unsupported settings in `c`,
+// unsupported tensors, tensors that match nothing).
+Matched match_tensors(const SafetensorsFile& st, const InputsByAddress& index, const PeftConfig& c, const Model& model,
+                      const std::string& who) {
+  std::vector<std::string> unsupported, unmatched;
+  Matched out;
+  auto& halves = out.halves;
+  auto& modules = out.modules;
+  const std::vector<std::string>& problems = c.problems;
   for (const StTensor& t : st.tensors()) {
     auto tok = split(t.name, '.');
     auto has = [&](const char* s) { return t.name.find(s) != std::string::npos; };
@@ -309,12 +332,12 @@ std::shared_ptr<const Adapter> load_folder_unescaped(const std::string& dir, con
     for (const auto& s : mod_tok) module += (module.empty() ? "" : ".") + s;
 
     const LoraInput* target = nullptr;
-    auto exact = by_key.find(key_of(a));
-    if (exact != by_key.end() && exact->second.size() == 1) {
+    auto exact = index.by_key.find(key_of(a));
+    if (exact != index.by_key.end() && exact->second.size() == 1) {
       target = exact->second.front();
     } else {
-      auto leaf = by_leaf.find(leaf_key_of(a));
-      if (leaf != by_leaf.end() && leaf->second.size() == 1) target = leaf->second.front();
+      auto leaf = index.by_leaf.find(leaf_key_of(a));
+      if (leaf != index.by_leaf.end() && leaf->second.size() == 1) target = leaf->second.front();
     }
     if (!target) {
       unmatched.push_back(t.name);
@@ -352,114 +375,144 @@ std::shared_ptr<const Adapter> load_folder_unescaped(const std::string& dir, con
     msg.pop_back();
     fail(problems.empty() && unsupported.empty() ? MLORA_STATUS_NOT_FOUND : MLORA_STATUS_FORMAT, msg);
   }
-  if (modules.empty()) fail(MLORA_STATUS_FORMAT, who + ": adapter_model.safetensors has no LoRA tensors");
+  return out;
+}
 
-  // ---- per module: ranks, scale, transpose + convert ---------------------------------------------------
+// The converted parameters, in the order modules were converted; `slot` finds a model input's entry.
+struct Converted {
   std::vector<std::string> names;
   std::vector<int32_t> dtypes;
   std::vector<std::vector<int64_t>> dims;
   std::vector<std::vector<uint8_t>> bytes;
   std::map<const LoraInput*, size_t> slot;
-  for (const auto& kv : modules) {
-    const std::string& module = kv.first;
-    const LoraInput* ia = kv.second.first;
-    const LoraInput* ib = kv.second.second;
-    if (!ia || !ib) {
-      const auto& present = halves.at(ia ? ia : ib);
-      fail(MLORA_STATUS_FORMAT, swho + ": tensor '" + present.t->name + "' has no " + (ia ? "lora_B" : "lora_A") +
-                                    " partner for module '" + module + "'");
-    }
-    const StTensor& ta = *halves.at(ia).t;
-    const StTensor& tb = *halves.at(ib).t;
-    for (const StTensor* t : {&ta, &tb}) {
-      if (t->dtype != "F32" && t->dtype != "F16" && t->dtype != "BF16" && t->dtype != "F64") {
-        fail(MLORA_STATUS_TYPE_MISMATCH, swho + ": tensor '" + t->name + "' has dtype " + t->dtype +
-                                             "; LoRA weights must be F32, F16, BF16 or F64");
-      }
-      if (t->shape.size() != 2) {
-        fail(MLORA_STATUS_SHAPE_MISMATCH,
-             swho + ": tensor '" + t->name + "' has shape " + shape_str(t->shape) + "; LoRA weights are 2-D");
-      }
-    }
-    const LoraInput* ins[2] = {ia, ib};
-    for (const LoraInput* in : ins) {
-      if (!dtype_is_float(in->dtype)) {
-        fail(MLORA_STATUS_TYPE_MISMATCH, "model '" + model.path() + "': LoRA input '" + in->name + "' is " +
-                                             dtype_name(in->dtype) + ", not a floating-point type");
-      }
-    }
-    const int64_t r = ta.shape[0], in_f = ta.shape[1], out_f = tb.shape[0];
-    if (tb.shape[1] != r) {
-      fail(MLORA_STATUS_SHAPE_MISMATCH, swho + ": '" + ta.name + "' " + shape_str(ta.shape) + " has rank " +
-                                            std::to_string(r) + " but '" + tb.name + "' " + shape_str(tb.shape) +
-                                            " has rank " + std::to_string(tb.shape[1]));
-    }
-    if (ia->fixed_dim() >= 0 && ia->fixed_dim() != in_f) {
-      fail(MLORA_STATUS_SHAPE_MISMATCH, swho + ": '" + ta.name + "' " + shape_str(ta.shape) + " has " +
-                                            std::to_string(in_f) + " in features; model input '" + ia->name + "' has " +
-                                            std::to_string(ia->fixed_dim()));
-    }
-    if (ib->fixed_dim() >= 0 && ib->fixed_dim() != out_f) {
-      fail(MLORA_STATUS_SHAPE_MISMATCH, swho + ": '" + tb.name + "' " + shape_str(tb.shape) + " has " +
-                                            std::to_string(out_f) + " out features; model input '" + ib->name +
-                                            "' has " + std::to_string(ib->fixed_dim()));
-    }
-    double r_cfg = r_default, alpha = alpha_default;
-    if (const json* v = pattern_value(rank_pattern, module, cwho + " rank_pattern")) {
-      if (!v->is_number())
-        fail(MLORA_STATUS_FORMAT, cwho + ": rank_pattern value for '" + module + "' is not a number");
-      r_cfg = v->get<double>();
-    }
-    if (const json* v = pattern_value(alpha_pattern, module, cwho + " alpha_pattern")) {
-      if (!v->is_number())
-        fail(MLORA_STATUS_FORMAT, cwho + ": alpha_pattern value for '" + module + "' is not a number");
-      alpha = v->get<double>();
-    }
-    if (r_cfg != static_cast<double>(r)) {
-      fail(MLORA_STATUS_FORMAT, who + ": module '" + module + "' has rank " + std::to_string(r) +
-                                    " in its tensors but the config says r = " + std::to_string(r_cfg) +
-                                    " (r / rank_pattern); the LoRA scale would be wrong");
-    }
-    const double scale = r == 0 ? 0.0 : (rslora ? alpha / std::sqrt(static_cast<double>(r)) : alpha / r);
+};
 
-    // A [r, in] -> [in, r];  B [out, r] -> [r, out] * scale.
-    auto emit = [&](const LoraInput* in, const StTensor& t, int64_t rows, int64_t cols, double s) {
-      std::vector<uint8_t> buf(static_cast<size_t>(rows * cols) * dtype_size(in->dtype));
-      // out[i, j] = t[j, i] * s   (out is [rows, cols], t is [cols, rows])
-      for (int64_t i = 0; i < rows; ++i) {
-        for (int64_t j = 0; j < cols; ++j) {
-          const double v = read_element(t.dtype, t.data, static_cast<size_t>(j * rows + i));
-          const size_t k = static_cast<size_t>(i * cols + j);
-          write_element(in->dtype, buf.data(), k, v * s);
-          // A scale (lora_alpha / r) that overflows the model's dtype would make every output NaN silently.
-          if (std::isfinite(v) && !std::isfinite(read_back(in->dtype, buf.data(), k))) {
-            fail(MLORA_STATUS_FORMAT, cwho + ": the LoRA scale " + std::to_string(s) + " (lora_alpha " +
-                                          std::to_string(alpha) + " / r" + (rslora ? " with rsLoRA" : "") +
-                                          ") times tensor '" + t.name + "' overflows " + dtype_name(in->dtype) +
-                                          " for model input '" + in->name + "'");
-          }
+// ---- per module: ranks, scale, transpose + convert ---------------------------------------------------
+void convert_module(const std::string& module, const LoraInput* ia, const LoraInput* ib, const Matched& m,
+                    const PeftConfig& c, const Model& model, const std::string& who, const std::string& swho,
+                    Converted& out) {
+  if (!ia || !ib) {
+    const auto& present = m.halves.at(ia ? ia : ib);
+    fail(MLORA_STATUS_FORMAT, swho + ": tensor '" + present.t->name + "' has no " + (ia ? "lora_B" : "lora_A") +
+                                  " partner for module '" + module + "'");
+  }
+  const StTensor& ta = *m.halves.at(ia).t;
+  const StTensor& tb = *m.halves.at(ib).t;
+  for (const StTensor* t : {&ta, &tb}) {
+    if (t->dtype != "F32" && t->dtype != "F16" && t->dtype != "BF16" && t->dtype != "F64") {
+      fail(MLORA_STATUS_TYPE_MISMATCH,
+           swho + ": tensor '" + t->name + "' has dtype " + t->dtype + "; LoRA weights must be F32, F16, BF16 or F64");
+    }
+    if (t->shape.size() != 2) {
+      fail(MLORA_STATUS_SHAPE_MISMATCH,
+           swho + ": tensor '" + t->name + "' has shape " + shape_str(t->shape) + "; LoRA weights are 2-D");
+    }
+  }
+  const LoraInput* ins[2] = {ia, ib};
+  for (const LoraInput* in : ins) {
+    if (!dtype_is_float(in->dtype)) {
+      fail(MLORA_STATUS_TYPE_MISMATCH, "model '" + model.path() + "': LoRA input '" + in->name + "' is " +
+                                           dtype_name(in->dtype) + ", not a floating-point type");
+    }
+  }
+  const int64_t r = ta.shape[0], in_f = ta.shape[1], out_f = tb.shape[0];
+  if (tb.shape[1] != r) {
+    fail(MLORA_STATUS_SHAPE_MISMATCH, swho + ": '" + ta.name + "' " + shape_str(ta.shape) + " has rank " +
+                                          std::to_string(r) + " but '" + tb.name + "' " + shape_str(tb.shape) +
+                                          " has rank " + std::to_string(tb.shape[1]));
+  }
+  if (ia->fixed_dim() >= 0 && ia->fixed_dim() != in_f) {
+    fail(MLORA_STATUS_SHAPE_MISMATCH, swho + ": '" + ta.name + "' " + shape_str(ta.shape) + " has " +
+                                          std::to_string(in_f) + " in features; model input '" + ia->name + "' has " +
+                                          std::to_string(ia->fixed_dim()));
+  }
+  if (ib->fixed_dim() >= 0 && ib->fixed_dim() != out_f) {
+    fail(MLORA_STATUS_SHAPE_MISMATCH, swho + ": '" + tb.name + "' " + shape_str(tb.shape) + " has " +
+                                          std::to_string(out_f) + " out features; model input '" + ib->name + "' has " +
+                                          std::to_string(ib->fixed_dim()));
+  }
+  double r_cfg = c.r_default, alpha = c.alpha_default;
+  if (const json* v = pattern_value(c.rank_pattern, module, c.who + " rank_pattern")) {
+    if (!v->is_number()) fail(MLORA_STATUS_FORMAT, c.who + ": rank_pattern value for '" + module + "' is not a number");
+    r_cfg = v->get<double>();
+  }
+  if (const json* v = pattern_value(c.alpha_pattern, module, c.who + " alpha_pattern")) {
+    if (!v->is_number())
+      fail(MLORA_STATUS_FORMAT, c.who + ": alpha_pattern value for '" + module + "' is not a number");
+    alpha = v->get<double>();
+  }
+  if (r_cfg != static_cast<double>(r)) {
+    fail(MLORA_STATUS_FORMAT, who + ": module '" + module + "' has rank " + std::to_string(r) +
+                                  " in its tensors but the config says r = " + std::to_string(r_cfg) +
+                                  " (r / rank_pattern); the LoRA scale would be wrong");
+  }
+  const double scale = r == 0 ? 0.0 : (c.rslora ? alpha / std::sqrt(static_cast<double>(r)) : alpha / r);
+
+  // A [r, in] -> [in, r];  B [out, r] -> [r, out] * scale.
+  auto emit = [&](const LoraInput* in, const StTensor& t, int64_t rows, int64_t cols, double s) {
+    auto& [names, dtypes, dims, bytes, slot] = out;
+    std::vector<uint8_t> buf(static_cast<size_t>(rows * cols) * dtype_size(in->dtype));
+    // out[i, j] = t[j, i] * s   (out is [rows, cols], t is [cols, rows])
+    for (int64_t i = 0; i < rows; ++i) {
+      for (int64_t j = 0; j < cols; ++j) {
+        const double v = read_element(t.dtype, t.data, static_cast<size_t>(j * rows + i));
+        const size_t k = static_cast<size_t>(i * cols + j);
+        write_element(in->dtype, buf.data(), k, v * s);
+        // A scale (lora_alpha / r) that overflows the model's dtype would make every output NaN silently.
+        if (std::isfinite(v) && !std::isfinite(read_back(in->dtype, buf.data(), k))) {
+          fail(MLORA_STATUS_FORMAT, c.who + ": the LoRA scale " + std::to_string(s) + " (lora_alpha " +
+                                        std::to_string(alpha) + " / r" + (c.rslora ? " with rsLoRA" : "") +
+                                        ") times tensor '" + t.name + "' overflows " + dtype_name(in->dtype) +
+                                        " for model input '" + in->name + "'");
         }
       }
-      slot[in] = names.size();
-      names.push_back(in->name);
-      dtypes.push_back(in->dtype);
-      dims.push_back({rows, cols});
-      bytes.push_back(std::move(buf));
-    };
-    emit(ia, ta, in_f, r, 1.0);
-    emit(ib, tb, r, out_f, scale);
+    }
+    slot[in] = names.size();
+    names.push_back(in->name);
+    dtypes.push_back(in->dtype);
+    dims.push_back({rows, cols});
+    bytes.push_back(std::move(buf));
+  };
+  emit(ia, ta, in_f, r, 1.0);
+  emit(ib, tb, r, out_f, scale);
+}
+
+}  // namespace
+
+bool is_directory(const std::string& path) {
+  struct stat sb;
+  return ::stat(path.c_str(), &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+namespace {
+
+std::shared_ptr<const Adapter> load_folder_unescaped(const std::string& dir, const Model& model) {
+  const std::string who = "PEFT folder '" + dir + "'";
+  const std::string config_path = dir + "/adapter_config.json";
+  const std::string weights_path = dir + "/adapter_model.safetensors";
+  const json cfg = read_config(dir, who, config_path, weights_path);
+  const PeftConfig config = read_settings(cfg, "'" + config_path + "'");
+  const InputsByAddress index = index_model_inputs(model);
+  const SafetensorsFile st = SafetensorsFile::open(weights_path);
+  const std::string swho = "'" + weights_path + "'";
+  const Matched matched = match_tensors(st, index, config, model, who);
+  if (matched.modules.empty()) fail(MLORA_STATUS_FORMAT, who + ": adapter_model.safetensors has no LoRA tensors");
+  Converted converted;
+  for (const auto& kv : matched.modules) {
+    convert_module(kv.first, kv.second.first, kv.second.second, matched, config, model, who, swho, converted);
   }
 
   // Model input order, so the adapter lists parameters like the model does.
   std::vector<ParamView> views;
   for (const LoraInput& in : model.lora_inputs()) {
-    auto it = slot.find(&in);
-    if (it == slot.end()) continue;
+    auto it = converted.slot.find(&in);
+    if (it == converted.slot.end()) continue;
     const size_t k = it->second;
-    views.push_back(ParamView{names[k], dtypes[k], dims[k], bytes[k].data(), bytes[k].size()});
+    views.push_back(ParamView{converted.names[k], converted.dtypes[k], converted.dims[k], converted.bytes[k].data(),
+                              converted.bytes[k].size()});
   }
   const std::vector<uint8_t> buffer = serialize_adapter(views, 0, model.lora_fingerprint());
-  bytes.clear();
+  converted.bytes.clear();
   return Adapter::open_memory(buffer.data(), buffer.size(), dir);
 }
 

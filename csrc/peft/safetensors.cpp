@@ -48,14 +48,7 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
   std::vector<std::pair<uint64_t, uint64_t>> ranges;
   for (auto it = header.begin(); it != header.end(); ++it) {
     const std::string& name = it.key();
-    if (name == "__metadata__") {
-      if (it->is_object()) {
-        for (auto m = it->begin(); m != it->end(); ++m) {
-          if (m->is_string()) st.metadata_[m.key()] = m->get<std::string>();
-        }
-      }
-      continue;
-    }
+    if (name == "__metadata__") continue;  // free-form strings; nothing multilora uses
     const std::string what = who + ": tensor '" + name + "'";
     const nlohmann::json& e = *it;
     if (!e.is_object()) fail(MLORA_STATUS_FORMAT, what + ": entry is not a JSON object");

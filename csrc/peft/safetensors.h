@@ -32,14 +32,12 @@ class SafetensorsFile {
   static SafetensorsFile open(const std::string& path);
 
   const std::vector<StTensor>& tensors() const noexcept { return tensors_; }  // sorted by name
-  const std::map<std::string, std::string>& metadata() const noexcept { return metadata_; }
   const std::string& path() const noexcept { return path_; }
 
  private:
   std::string path_;
   MappedFile file_;
   std::vector<StTensor> tensors_;
-  std::map<std::string, std::string> metadata_;
 };
 
 // Element size of a safetensors dtype string; 0 if unknown.

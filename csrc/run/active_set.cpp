@@ -52,6 +52,50 @@ std::shared_ptr<void> aligned_buffer(size_t bytes) {
   return std::shared_ptr<void>(p, [](void* q) { std::free(q); });
 }
 
+// Writes the composite of `parts` for LoRA input `in` ([fixed, target] or [target, fixed]) into dst (`bytes`
+// long): the blocks concatenated along the rank axis, B blocks (rank axis 0) scaled by their weight, the rest
+// of the rank zero-padded.
+void compose(const LoraInput& in, const std::vector<Contribution>& parts, int64_t fixed, int64_t target, uint8_t* dst,
+             size_t bytes) {
+  const size_t esize = dtype_size(in.dtype);
+  const bool scaled_side = in.rank_axis == 0;
+  if (bytes) std::memset(dst, 0, bytes);  // rank padding stays zero: exact
+  if (scaled_side) {
+    // Rank axis 0: blocks stacked row-wise, each block contiguous.
+    size_t offset = 0;
+    for (const auto& c : parts) {
+      const size_t n = c.param->nbytes;
+      if (n) {
+        if (c.weight == 1.0f) {
+          std::memcpy(dst + offset, c.param->data, n);
+        } else {
+          scale_copy(in.dtype, c.param->data, dst + offset, n / esize, c.weight);
+          // A weight that overflows the dtype would make every output NaN without a word: refuse it.
+          if (all_finite(c.param->dtype, c.param->data, n / esize) && !all_finite(in.dtype, dst + offset, n / esize)) {
+            fail(MLORA_STATUS_INVALID_ARGUMENT,
+                 "weight " + std::to_string(c.weight) + " of adapter '" + printable_text(*c.adapter) +
+                     "' times parameter '" + printable_text(c.param->name) + "' overflows " + dtype_name(in.dtype) +
+                     " (non-finite values); use a smaller weight");
+          }
+        }
+      }
+      offset += n;
+    }
+  } else {
+    // Rank axis 1: every row is the concatenation of the adapters' rows (then zero padding).
+    size_t col = 0;
+    const size_t row_bytes = static_cast<size_t>(target) * esize;
+    for (const auto& c : parts) {
+      const size_t r = static_cast<size_t>(c.param->dims[1]);
+      const auto* src = static_cast<const uint8_t*>(c.param->data);
+      for (int64_t row = 0; row < fixed && r; ++row) {
+        std::memcpy(dst + row * row_bytes + col * esize, src + row * r * esize, r * esize);
+      }
+      col += r;
+    }
+  }
+}
+
 }  // namespace
 
 std::shared_ptr<const ActiveSet> ActiveSet::build(std::shared_ptr<const Model> model,
@@ -110,7 +154,6 @@ std::shared_ptr<const ActiveSet> ActiveSet::build(std::shared_ptr<const Model> m
         std::memset(zeros.get(), 0, bytes);
         zeros_bytes = bytes;
         set->buffers_.push_back(zeros);
-        set->composite_bytes_ += bytes;
       }
       value = make_ort_tensor(in.dtype, dims, zeros.get(), bytes);
       set->blocks_.push_back({i, zeros.get(), fixed, target});
@@ -128,47 +171,10 @@ std::shared_ptr<const ActiveSet> ActiveSet::build(std::shared_ptr<const Model> m
         }
       }
       auto buffer = aligned_buffer(bytes);
-      auto* dst = static_cast<uint8_t*>(buffer.get());
-      if (bytes) std::memset(dst, 0, bytes);  // rank padding stays zero: exact
-      if (scaled_side) {
-        // Rank axis 0: blocks stacked row-wise, each block contiguous.
-        size_t offset = 0;
-        for (const auto& c : parts) {
-          const size_t n = c.param->nbytes;
-          if (n) {
-            if (c.weight == 1.0f) {
-              std::memcpy(dst + offset, c.param->data, n);
-            } else {
-              scale_copy(in.dtype, c.param->data, dst + offset, n / esize, c.weight);
-              // A weight that overflows the dtype would make every output NaN without a word: refuse it.
-              if (all_finite(c.param->dtype, c.param->data, n / esize) &&
-                  !all_finite(in.dtype, dst + offset, n / esize)) {
-                fail(MLORA_STATUS_INVALID_ARGUMENT,
-                     "weight " + std::to_string(c.weight) + " of adapter '" + printable_text(*c.adapter) +
-                         "' times parameter '" + printable_text(c.param->name) + "' overflows " + dtype_name(in.dtype) +
-                         " (non-finite values); use a smaller weight");
-              }
-            }
-          }
-          offset += n;
-        }
-      } else {
-        // Rank axis 1: every row is the concatenation of the adapters' rows (then zero padding).
-        size_t col = 0;
-        const size_t row_bytes = static_cast<size_t>(target) * esize;
-        for (const auto& c : parts) {
-          const size_t r = static_cast<size_t>(c.param->dims[1]);
-          const auto* src = static_cast<const uint8_t*>(c.param->data);
-          for (int64_t row = 0; row < fixed && r; ++row) {
-            std::memcpy(dst + row * row_bytes + col * esize, src + row * r * esize, r * esize);
-          }
-          col += r;
-        }
-      }
+      compose(in, parts, fixed, target, static_cast<uint8_t*>(buffer.get()), bytes);
       value = make_ort_tensor(in.dtype, dims, buffer.get(), bytes);
       set->blocks_.push_back({i, buffer.get(), fixed, target});
       set->buffers_.push_back(std::move(buffer));
-      set->composite_bytes_ += bytes;
     }
     set->feed_name_storage_.push_back(in.name);
     set->feed_values_.push_back(value.get());

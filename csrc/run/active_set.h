@@ -52,8 +52,6 @@ class ActiveSet {
   const std::vector<ActiveEntry>& entries() const noexcept { return entries_; }
   const std::vector<const char*>& feed_names() const noexcept { return feed_names_; }
   const std::vector<const OrtValue*>& feed_values() const noexcept { return feed_values_; }
-  // Bytes allocated for composites (0 when every feed is zero-copy).
-  size_t composite_bytes() const noexcept { return composite_bytes_; }
   // Every fed LoRA input's composed tensor (same order as the feeds).
   const std::vector<ActiveBlock>& blocks() const noexcept { return blocks_; }
 
@@ -69,7 +67,6 @@ class ActiveSet {
   std::vector<OrtValuePtr> owned_values_;
   std::vector<const OrtValue*> feed_values_;
   std::vector<std::shared_ptr<void>> buffers_;
-  size_t composite_bytes_ = 0;
   std::vector<ActiveBlock> blocks_;
 };
 

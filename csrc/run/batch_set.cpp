@@ -15,9 +15,10 @@ void require_batching(const Model& model) {
            model.onnx_path() + " OUT.onnx` and load OUT.onnx");
 }
 
-std::shared_ptr<const BatchSet> BatchSet::build(std::shared_ptr<const Model> model,
+std::shared_ptr<const BatchSet> BatchSet::build(std::shared_ptr<const Model> model, std::shared_ptr<SlotTable> slots,
                                                 std::vector<std::shared_ptr<const ActiveSet>> row_sets) {
   require_batching(*model);
+  if (!slots) fail(MLORA_STATUS_INTERNAL, "model '" + model->path() + "' has no slot table");
   if (row_sets.empty()) fail(MLORA_STATUS_INVALID_ARGUMENT, "per-row adapters for a batch of 0 rows");
   auto batch = std::make_shared<BatchSet>();
   std::map<const ActiveSet*, int32_t> index_of;
@@ -34,20 +35,21 @@ std::shared_ptr<const BatchSet> BatchSet::build(std::shared_ptr<const Model> mod
     }
     batch->row_set_[row] = it->second;
   }
-  const size_t capacity = model->batch_slots() - 1;
+  const size_t capacity = slots->slots() - 1;
   if (batch->sets_.size() > capacity) {
     fail(MLORA_STATUS_INVALID_ARGUMENT, "the rows use " + std::to_string(batch->sets_.size()) +
                                             " distinct adapter sets but the slot table of model '" + model->path() +
                                             "' holds " + std::to_string(capacity) +
-                                            " (batch_slots = " + std::to_string(model->batch_slots()) +
+                                            " (batch_slots = " + std::to_string(slots->slots()) +
                                             ", slot 0 is the base model); load the model with a larger "
                                             "batch_slots or split the batch");
   }
   batch->adapter_count_ = adapters.size();
   batch->model_ = std::move(model);
+  batch->slots_ = std::move(slots);
   return batch;
 }
 
-std::unique_ptr<SlotTable::Lease> BatchSet::acquire() const { return model_->slot_table().acquire(sets_, row_set_); }
+std::unique_ptr<SlotTable::Lease> BatchSet::acquire() const { return slots_->acquire(sets_, row_set_); }
 
 }  // namespace mlora

@@ -20,12 +20,14 @@ namespace mlora {
 
 class BatchSet {
  public:
-  // row_sets[i] is row i's set (nullptr = base model). Throws INVALID_ARGUMENT when the model is not prepared
-  // for batching, the batch is empty, or the rows have more distinct sets than the slot table holds.
-  static std::shared_ptr<const BatchSet> build(std::shared_ptr<const Model> model,
+  // row_sets[i] is row i's set (nullptr = base model); `slots` is the model's slot table. Throws
+  // INVALID_ARGUMENT when the model is not prepared for batching, the batch is empty, or the rows have more
+  // distinct sets than the slot table holds.
+  static std::shared_ptr<const BatchSet> build(std::shared_ptr<const Model> model, std::shared_ptr<SlotTable> slots,
                                                std::vector<std::shared_ptr<const ActiveSet>> row_sets);
 
   const std::shared_ptr<const Model>& model() const noexcept { return model_; }
+  const std::shared_ptr<SlotTable>& slot_table() const noexcept { return slots_; }
   int64_t batch_size() const noexcept { return static_cast<int64_t>(row_set_.size()); }
   // Number of distinct adapters over all rows.
   size_t adapter_count() const noexcept { return adapter_count_; }
@@ -40,6 +42,7 @@ class BatchSet {
 
  private:
   std::shared_ptr<const Model> model_;
+  std::shared_ptr<SlotTable> slots_;
   std::vector<std::shared_ptr<const ActiveSet>> sets_;  // distinct, first-use order; keep the adapters alive
   std::vector<int32_t> row_set_;                        // index into sets_, -1 = base model
   size_t adapter_count_ = 0;

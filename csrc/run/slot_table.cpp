@@ -43,10 +43,21 @@ SlotTable::SlotTable(std::string model_path, std::vector<LoraInput> inputs, Batc
 
 SlotTable::~SlotTable() = default;
 
+std::shared_ptr<SlotTable> SlotTable::for_model(const Model& model) {
+  if (!model.batching()) return nullptr;
+  return std::make_shared<SlotTable>(model.path(), model.lora_inputs(), model.batch_kernel(), model.lora_pair_count(),
+                                     model.batch_slots());
+}
+
 size_t SlotTable::resident() const {
   std::lock_guard<std::mutex> lock(mu_);
   return static_cast<size_t>(
       std::count_if(table_.begin(), table_.end(), [](const Slot& s) { return s.set != nullptr; }));
+}
+
+SlotTable::Stats SlotTable::stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stats_;
 }
 
 void SlotTable::ensure_capacity(const std::vector<std::shared_ptr<const ActiveSet>>& sets) {
@@ -174,11 +185,15 @@ std::unique_ptr<SlotTable::Lease> SlotTable::acquire(const std::vector<std::shar
       return table_[a].last_use < table_[b].last_use;
     });
     if (candidates.size() < misses.size()) {
+      ++stats_.waits;
       freed_.wait(lock);  // other runs pin the slots this batch needs; one ends soon
       continue;
     }
+    stats_.hits += sets.size() - misses.size();
+    stats_.misses += misses.size();
     for (size_t m = 0; m < misses.size(); ++m) {
       const size_t s = candidates[m];
+      if (table_[s].set) ++stats_.evictions;
       table_[s].set = sets[misses[m]];
       write_slot(*storage_, s, sets[misses[m]].get());
       slot_of[misses[m]] = s;

@@ -33,6 +33,10 @@ class ActiveSet;
 
 class SlotTable {
  public:
+  // The slot table of a model prepared for adapter-aware batching (S = model.batch_slots()); null for a model
+  // that is not prepared. Whoever serves the model owns it (the ABI's model handle) and hands it to the
+  // per-row sets resolved for that model.
+  static std::shared_ptr<SlotTable> for_model(const Model& model);
   // `slots` is S (2..4097, checked by Model::open). `inputs` are the model's LoRA inputs (all stacked).
   SlotTable(std::string model_path, std::vector<LoraInput> inputs, BatchKernel kernel, int64_t pairs, size_t slots);
   ~SlotTable();
@@ -40,12 +44,19 @@ class SlotTable {
   size_t slots() const noexcept { return slots_; }
   size_t resident() const;
 
+  // Counts since the table was created. Per distinct set of each acquire(): a hit when it was resident, a
+  // miss when it had to be written into a slot, an eviction when that slot held another set. `waits`
+  // counts the times an acquire() found every usable slot pinned and waited for a lease to end.
+  struct Stats {
+    uint64_t hits = 0, misses = 0, evictions = 0, waits = 0;
+  };
+  Stats stats() const;
+
   class Lease {
    public:
     ~Lease();
     const std::vector<const char*>& feed_names() const noexcept { return names_; }
     const std::vector<const OrtValue*>& feed_values() const noexcept { return values_; }
-    const std::vector<int64_t>& row_slots() const noexcept { return row_slots_; }
     Lease(const Lease&) = delete;
     Lease& operator=(const Lease&) = delete;
 
@@ -92,6 +103,7 @@ class SlotTable {
   std::vector<Slot> table_;  // [S]; table_[0] stays free (the base model)
   std::shared_ptr<Storage> storage_;
   uint64_t clock_ = 0;
+  Stats stats_;
 };
 
 }  // namespace mlora

@@ -31,13 +31,24 @@
  *
  * Threading model
  *   - Last error state is per thread.
- *   - Models, adapter registries, loaded adapters, tensors and run options are shareable: functions
- *     taking them as `const` may be called concurrently from any threads. Mutating calls on an
- *     adapter registry (load/unload) are internally synchronised and may race with runs; a running
- *     call keeps the adapter versions it started with.
- *   - A run options object or generator params object may be read by concurrent runs, but must not
- *     be modified (set_active_adapters, setters) while a run that uses it is in progress.
- *   - A generator is used by one thread at a time.
+ *   - Every call holds a strong reference to each object it uses (taken when it checks the handle) until it
+ *     returns. A release drops the handle at once; the object dies when the last call using it returns.
+ *     So releasing a handle while other threads' calls use it is safe: each of those calls either
+ *     completes normally or, if it checked the handle after the release, returns
+ *     MLORA_STATUS_INVALID_HANDLE. (A handle value reused by a later create is a new, valid object: do
+ *     not use a handle after releasing it.)
+ *   - Models, adapter registries, loaded adapters and tensors are shareable: functions taking them as
+ *     `const` may be called concurrently from any threads. Mutating calls on an adapter registry
+ *     (load/unload) are internally synchronised and may race with runs; a running call keeps the
+ *     adapter versions it started with.
+ *   - Model options, run options and generator params are internally synchronised: setters may race with
+ *     each other and with the calls that read them. A run (mlora_model_run) and mlora_generator_create
+ *     take a snapshot when they start (the adapter selection and options set before that point) and are
+ *     not affected by later changes; mlora_model_create copies its options.
+ *   - A generator is used by one thread at a time. A call that changes it (append_*, generate_next_token,
+ *     set_active_adapters*) and overlaps any other call on the same generator is refused with
+ *     MLORA_STATUS_BUSY and changes nothing; reading calls (is_done, batch_size, get_*) may overlap each
+ *     other but not a changing call. BUSY never waits: retry after the other call returned.
  *   - Nothing needs an init call: the ONNX Runtime environment is created lazily and thread-safely.
  *
  * ONNX Runtime: libonnxruntime is loaded at run time with dlopen. The library file is, in order:
@@ -272,6 +283,8 @@ MLORA_API mlora_status_t mlora_tensor_create_borrowed(mlora_dtype_t dtype, const
 /**
  * Releases a tensor. Accepts NULL; never fails.
  * @param[in] tensor owned.
+ * Thread-safety: safe from any thread, also while other threads' calls use the handle (see the
+ * threading model).
  */
 MLORA_API void mlora_tensor_release(mlora_tensor_t* tensor);
 
@@ -311,20 +324,24 @@ MLORA_API mlora_status_t mlora_tensor_data(const mlora_tensor_t* tensor, const v
  */
 MLORA_API mlora_status_t mlora_model_options_create(mlora_model_options_t** out_options);
 
-/** Releases model options. Accepts NULL; never fails. @param[in] options owned. */
+/**
+ * Releases model options. Accepts NULL; never fails. @param[in] options owned.
+ * Thread-safety: safe from any thread, also while other threads' calls use the handle (see the
+ * threading model).
+ */
 MLORA_API void mlora_model_options_release(mlora_model_options_t* options);
 
 /**
  * Sets the severity from which ONNX Runtime's messages for this model's session are printed.
  * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (level outside 0..4).
- * Thread-safety: not with concurrent use of the same options.
+ * Thread-safety: safe from any thread (the options are internally synchronised).
  */
 MLORA_API mlora_status_t mlora_model_options_set_log_level(mlora_model_options_t* options, int32_t level);
 
 /**
  * Sets the number of intra-op threads (0 = ONNX Runtime's default).
  * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (negative).
- * Thread-safety: not with concurrent use of the same options.
+ * Thread-safety: safe from any thread (the options are internally synchronised).
  */
 MLORA_API mlora_status_t mlora_model_options_set_intra_op_threads(mlora_model_options_t* options, int32_t threads);
 
@@ -332,7 +349,7 @@ MLORA_API mlora_status_t mlora_model_options_set_intra_op_threads(mlora_model_op
  * Adds a session configuration entry passed to ONNX Runtime (AddSessionConfigEntry).
  * @param[in] key copied. @param[in] value copied.
  * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT.
- * Thread-safety: not with concurrent use of the same options.
+ * Thread-safety: safe from any thread (the options are internally synchronised).
  */
 MLORA_API mlora_status_t mlora_model_options_set_config_entry(mlora_model_options_t* options, const char* key, const char* value);
 
@@ -343,7 +360,7 @@ MLORA_API mlora_status_t mlora_model_options_set_config_entry(mlora_model_option
  * memory is S x (the largest composed set's LoRA bytes), touched only as slots fill. Ignored for models
  * not prepared for batching.
  * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (slots outside 2..4097).
- * Thread-safety: not with concurrent use of the same options.
+ * Thread-safety: safe from any thread (the options are internally synchronised).
  */
 MLORA_API mlora_status_t mlora_model_options_set_batch_slots(mlora_model_options_t* options, size_t slots);
 
@@ -354,7 +371,7 @@ MLORA_API mlora_status_t mlora_model_options_set_batch_slots(mlora_model_options
  * always refused. Symbolic links inside the folder are followed either way.
  * @param[in] allow 0 (default) or 1.
  * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (allow not 0 or 1).
- * Thread-safety: not with concurrent use of the same options.
+ * Thread-safety: safe from any thread (the options are internally synchronised).
  */
 MLORA_API mlora_status_t mlora_model_options_set_allow_external_paths(mlora_model_options_t* options, int32_t allow);
 
@@ -378,7 +395,11 @@ MLORA_API mlora_status_t mlora_model_options_set_allow_external_paths(mlora_mode
  */
 MLORA_API mlora_status_t mlora_model_create(const char* path, const mlora_model_options_t* options, mlora_model_t** out_model);
 
-/** Releases a model. Accepts NULL; never fails. Objects created from it keep it alive. @param[in] model owned. */
+/**
+ * Releases a model. Accepts NULL; never fails. Objects created from it keep it alive. @param[in] model owned.
+ * Thread-safety: safe from any thread, also while other threads' calls use the handle (see the
+ * threading model).
+ */
 MLORA_API void mlora_model_release(mlora_model_t* model);
 
 /**
@@ -450,6 +471,17 @@ MLORA_API mlora_status_t mlora_model_version(const mlora_model_t* model, int32_t
 MLORA_API mlora_status_t mlora_model_batch_slots(const mlora_model_t* model, size_t* out_slots, size_t* out_resident);
 
 /**
+ * Counters of the model's slot table since the model was created (all 0 for a model not prepared for
+ * batching). Each run or generation step with per-row adapters counts, per distinct adapter set of its batch,
+ * a hit (the set was resident), or a miss (it was written into a slot) and, when that slot held another
+ * set (the least recently used one no running call pins), an eviction.
+ * @param[out] out_hits may be NULL. @param[out] out_misses may be NULL. @param[out] out_evictions may be NULL.
+ * Returns: OK, INVALID_HANDLE.
+ * Thread-safety: concurrent calls are safe (the counts may change right after).
+ */
+MLORA_API mlora_status_t mlora_model_batch_slot_stats(const mlora_model_t* model, uint64_t* out_hits, uint64_t* out_misses, uint64_t* out_evictions);
+
+/**
  * Runs the model once (ONNX Runtime's Run argument order: options, inputs, output names).
  * LoRA parameters come from the run options' active adapter set; inputs must not name them.
  * @param[in] options borrowed for the call; NULL = base model.
@@ -491,7 +523,11 @@ MLORA_API mlora_status_t mlora_adapter_open(const char* path, mlora_adapter_t** 
  */
 MLORA_API mlora_status_t mlora_adapter_open_from_memory(const void* data, size_t size, mlora_adapter_t** out_adapter);
 
-/** Releases an adapter handle. Accepts NULL; never fails. @param[in] adapter owned. */
+/**
+ * Releases an adapter handle. Accepts NULL; never fails. @param[in] adapter owned.
+ * Thread-safety: safe from any thread, also while other threads' calls use the handle (see the
+ * threading model).
+ */
 MLORA_API void mlora_adapter_release(mlora_adapter_t* adapter);
 
 /**
@@ -566,6 +602,8 @@ MLORA_API mlora_status_t mlora_adapters_create(const mlora_model_t* model, mlora
 /**
  * Releases a registry. Accepts NULL; never fails. Run options and generator params that activated its
  * adapters keep those adapters alive. @param[in] adapters owned.
+ * Thread-safety: safe from any thread, also while other threads' calls use the handle (see the
+ * threading model).
  */
 MLORA_API void mlora_adapters_release(mlora_adapters_t* adapters);
 
@@ -644,7 +682,11 @@ MLORA_API mlora_status_t mlora_adapters_get(const mlora_adapters_t* adapters, co
  */
 MLORA_API mlora_status_t mlora_run_options_create(mlora_run_options_t** out_options);
 
-/** Releases run options and their references to adapters. Accepts NULL; never fails. @param[in] options owned. */
+/**
+ * Releases run options and their references to adapters. Accepts NULL; never fails. @param[in] options owned.
+ * Thread-safety: safe from any thread, also while other threads' calls use the handle (see the
+ * threading model).
+ */
 MLORA_API void mlora_run_options_release(mlora_run_options_t* options);
 
 /**
@@ -658,7 +700,8 @@ MLORA_API void mlora_run_options_release(mlora_run_options_t* options);
  * @param[in] weights copied; count finite floats, or NULL for all 1.0.
  * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (duplicate name, non-finite weight, bad UTF-8),
  *          NOT_FOUND (a name not loaded; the message names it). On failure the options are unchanged.
- * Thread-safety: not while a run uses these options.
+ * Thread-safety: safe from any thread, also while runs use these options: a run uses the selection
+ *                set before it started.
  */
 MLORA_API mlora_status_t mlora_run_options_set_active_adapters(mlora_run_options_t* options, const mlora_adapters_t* adapters, const char* const* names, const float* weights, size_t count);
 
@@ -691,7 +734,8 @@ MLORA_API mlora_status_t mlora_run_options_active_count(const mlora_run_options_
  *          NOT_FOUND (a name not loaded; the message names it and its row). mlora_model_run with these
  *          options returns SHAPE_MISMATCH (naming both sizes) when its inputs' batch dim differs from
  *          batch_size. On failure the options are unchanged.
- * Thread-safety: not while a run uses these options.
+ * Thread-safety: safe from any thread, also while runs use these options: a run uses the selection
+ *                set before it started.
  */
 MLORA_API mlora_status_t mlora_run_options_set_active_adapters_per_row(mlora_run_options_t* options, const mlora_adapters_t* adapters, const char* const* names, const float* weights, const size_t* row_counts, size_t batch_size);
 
@@ -717,14 +761,19 @@ MLORA_API mlora_status_t mlora_run_options_set_active_adapters_per_row(mlora_run
  */
 MLORA_API mlora_status_t mlora_generator_params_create(const mlora_model_t* model, mlora_generator_params_t** out_params);
 
-/** Releases this reference to generator params (and, with the last one, their adapters). Accepts NULL; never fails. */
+/**
+ * Releases this reference to generator params (and, with the last one, their adapters). Accepts NULL; never fails.
+ * Thread-safety: safe from any thread, also while other threads' calls use the handle (see the
+ * threading model).
+ */
 MLORA_API void mlora_generator_params_release(mlora_generator_params_t* params);
 
 /**
  * Sets a numeric search option by name (see the section comment).
  * @param[in] name copied.
  * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (unknown name, value out of range; the message names both).
- * Thread-safety: not concurrently with other use of the same params.
+ * Thread-safety: safe from any thread (the params are internally synchronised); a generator created
+ *                before the change keeps the value it copied.
  */
 MLORA_API mlora_status_t mlora_generator_params_set_search_number(mlora_generator_params_t* params, const char* name, double value);
 
@@ -732,7 +781,8 @@ MLORA_API mlora_status_t mlora_generator_params_set_search_number(mlora_generato
  * Sets a boolean search option by name ("do_sample"); value is 0 or 1.
  * @param[in] name copied; UTF-8.
  * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT.
- * Thread-safety: not concurrently with other use of the same params.
+ * Thread-safety: safe from any thread (the params are internally synchronised); a generator created
+ *                before the change keeps the value it copied.
  */
 MLORA_API mlora_status_t mlora_generator_params_set_search_bool(mlora_generator_params_t* params, const char* name, int32_t value);
 
@@ -760,7 +810,8 @@ MLORA_API mlora_status_t mlora_generator_params_set_stop_tokens(mlora_generator_
  * @param[in] adapters borrowed for the call. @param[in] names copied; count UTF-8 names.
  * @param[in] weights copied; count floats, or NULL for all 1.0.
  * Returns: as mlora_run_options_set_active_adapters, plus INVALID_ARGUMENT for a registry of another model.
- * Thread-safety: not concurrently with other use of the same params.
+ * Thread-safety: safe from any thread (the params are internally synchronised); a generator created
+ *                before the change keeps the value it copied.
  */
 MLORA_API mlora_status_t mlora_generator_params_set_active_adapters(mlora_generator_params_t* params, const mlora_adapters_t* adapters, const char* const* names, const float* weights, size_t count);
 
@@ -775,7 +826,8 @@ MLORA_API mlora_status_t mlora_generator_params_set_active_adapters(mlora_genera
  * Returns: as mlora_run_options_set_active_adapters_per_row, plus INVALID_ARGUMENT for a registry of
  *          another model. mlora_generator_create returns INVALID_ARGUMENT (naming both sizes) when
  *          batch_size differs from "batch_size".
- * Thread-safety: not concurrently with other use of the same params.
+ * Thread-safety: safe from any thread (the params are internally synchronised); a generator created
+ *                before the change keeps the value it copied.
  */
 MLORA_API mlora_status_t mlora_generator_params_set_active_adapters_per_row(mlora_generator_params_t* params, const mlora_adapters_t* adapters, const char* const* names, const float* weights, const size_t* row_counts, size_t batch_size);
 
@@ -789,15 +841,19 @@ MLORA_API mlora_status_t mlora_generator_params_set_active_adapters_per_row(mlor
  */
 MLORA_API mlora_status_t mlora_generator_create(const mlora_model_t* model, const mlora_generator_params_t* params, mlora_generator_t** out_generator);
 
-/** Releases a generator. Accepts NULL; never fails. @param[in] generator owned. */
+/**
+ * Releases a generator. Accepts NULL; never fails. @param[in] generator owned.
+ * Thread-safety: safe from any thread, also while other threads' calls use the handle (see the
+ * threading model).
+ */
 MLORA_API void mlora_generator_release(mlora_generator_t* generator);
 
 /**
  * Appends prompt tokens to every sequence (batch size 1: the only sequence) and runs the prompt pass.
  * @param[in] tokens copied; count token ids.
- * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (token id outside the vocabulary, count 0, batch > 1),
+ * Returns: OK, INVALID_HANDLE, BUSY, INVALID_ARGUMENT (token id outside the vocabulary, count 0, batch > 1),
  *          SHAPE_MISMATCH (sequence would exceed max_length or the context length), RUNTIME.
- * Thread-safety: one thread at a time per generator.
+ * Thread-safety: one call at a time per generator; overlapping another call on it returns BUSY.
  */
 MLORA_API mlora_status_t mlora_generator_append_tokens(mlora_generator_t* generator, const int32_t* tokens, size_t count);
 
@@ -806,44 +862,48 @@ MLORA_API mlora_status_t mlora_generator_append_tokens(mlora_generator_t* genera
  * @param[in] tokens copied; the prompts concatenated. @param[in] lengths copied; batch_size lengths.
  * Returns: as mlora_generator_append_tokens, plus INVALID_ARGUMENT when batch_size differs from the
  *          params' "batch_size" or a length is 0.
- * Thread-safety: one thread at a time per generator.
+ * Thread-safety: one call at a time per generator; overlapping another call on it returns BUSY.
  */
 MLORA_API mlora_status_t mlora_generator_append_token_sequences(mlora_generator_t* generator, const int32_t* tokens, const size_t* lengths, size_t batch_size);
 
 /**
  * Runs one decode step and appends one token to every sequence that is not done.
- * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (no prompt appended yet, or already done), RUNTIME.
- * Thread-safety: one thread at a time per generator.
+ * Returns: OK, INVALID_HANDLE, BUSY, INVALID_ARGUMENT (no prompt appended yet, or already done), RUNTIME.
+ * Thread-safety: one call at a time per generator; overlapping another call on it returns BUSY.
  */
 MLORA_API mlora_status_t mlora_generator_generate_next_token(mlora_generator_t* generator);
 
 /**
  * Whether every sequence is done (eos reached after min_length, or max_length reached): 1 or 0.
- * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT.
- * Thread-safety: one thread at a time per generator.
+ * Returns: OK, INVALID_HANDLE, BUSY, INVALID_ARGUMENT.
+ * Thread-safety: may overlap other reading calls on the generator; overlapping a changing call
+ *                (append_*, generate_next_token, set_active_adapters*) returns BUSY.
  */
 MLORA_API mlora_status_t mlora_generator_is_done(const mlora_generator_t* generator, int32_t* out_done);
 
 /**
  * Number of sequences in the generator's batch.
- * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT.
- * Thread-safety: one thread at a time per generator.
+ * Returns: OK, INVALID_HANDLE, BUSY, INVALID_ARGUMENT.
+ * Thread-safety: may overlap other reading calls on the generator; overlapping a changing call
+ *                (append_*, generate_next_token, set_active_adapters*) returns BUSY.
  */
 MLORA_API mlora_status_t mlora_generator_batch_size(const mlora_generator_t* generator, size_t* out_batch_size);
 
 /**
  * Tokens of sequence index (prompt then generated, without left padding). *out_len counts tokens.
  * @param[out] buf borrowed for the call; receives up to capacity token ids.
- * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (index), BUFFER_TOO_SMALL (*out_len = tokens needed).
- * Thread-safety: one thread at a time per generator.
+ * Returns: OK, INVALID_HANDLE, BUSY, INVALID_ARGUMENT (index), BUFFER_TOO_SMALL (*out_len = tokens needed).
+ * Thread-safety: may overlap other reading calls on the generator; overlapping a changing call
+ *                (append_*, generate_next_token, set_active_adapters*) returns BUSY.
  */
 MLORA_API mlora_status_t mlora_generator_get_sequence(const mlora_generator_t* generator, size_t index, int32_t* buf, size_t capacity, size_t* out_len);
 
 /**
  * The token each sequence got in the last step (batch_size ids). *out_len counts tokens.
  * @param[out] buf borrowed for the call; receives up to capacity token ids.
- * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (no step yet), BUFFER_TOO_SMALL.
- * Thread-safety: one thread at a time per generator.
+ * Returns: OK, INVALID_HANDLE, BUSY, INVALID_ARGUMENT (no step yet), BUFFER_TOO_SMALL.
+ * Thread-safety: may overlap other reading calls on the generator; overlapping a changing call
+ *                (append_*, generate_next_token, set_active_adapters*) returns BUSY.
  */
 MLORA_API mlora_status_t mlora_generator_get_next_tokens(const mlora_generator_t* generator, int32_t* buf, size_t capacity, size_t* out_len);
 
@@ -851,8 +911,9 @@ MLORA_API mlora_status_t mlora_generator_get_next_tokens(const mlora_generator_t
  * Logits of the last position of every sequence from the last model pass, as float32 [batch, vocab]
  * (before search processing).
  * @param[out] out_tensor owned; a copy.
- * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (no pass yet).
- * Thread-safety: one thread at a time per generator.
+ * Returns: OK, INVALID_HANDLE, BUSY, INVALID_ARGUMENT (no pass yet).
+ * Thread-safety: may overlap other reading calls on the generator; overlapping a changing call
+ *                (append_*, generate_next_token, set_active_adapters*) returns BUSY.
  */
 MLORA_API mlora_status_t mlora_generator_get_logits(const mlora_generator_t* generator, mlora_tensor_t** out_tensor);
 
@@ -860,8 +921,8 @@ MLORA_API mlora_status_t mlora_generator_get_logits(const mlora_generator_t* gen
  * Switches the active adapter set between steps (count == 0 = base model, which onnxruntime-genai
  * cannot do). Tokens already processed keep the KV cache computed with the previous set.
  * @param[in] adapters borrowed for the call. @param[in] names copied. @param[in] weights copied; or NULL.
- * Returns: as mlora_generator_params_set_active_adapters.
- * Thread-safety: one thread at a time per generator.
+ * Returns: as mlora_generator_params_set_active_adapters, plus BUSY.
+ * Thread-safety: one call at a time per generator; overlapping another call on it returns BUSY.
  */
 MLORA_API mlora_status_t mlora_generator_set_active_adapters(mlora_generator_t* generator, const mlora_adapters_t* adapters, const char* const* names, const float* weights, size_t count);
 
@@ -871,9 +932,9 @@ MLORA_API mlora_status_t mlora_generator_set_active_adapters(mlora_generator_t* 
  * Tokens already processed keep the KV cache computed with the previous sets.
  * @param[in] adapters borrowed for the call. @param[in] names copied. @param[in] weights copied; or NULL.
  * @param[in] row_counts copied; batch_size counts.
- * Returns: as mlora_generator_params_set_active_adapters_per_row, plus INVALID_ARGUMENT (naming both
+ * Returns: as mlora_generator_params_set_active_adapters_per_row, plus BUSY, INVALID_ARGUMENT (naming both
  *          sizes) when batch_size differs from the generator's.
- * Thread-safety: one thread at a time per generator.
+ * Thread-safety: one call at a time per generator; overlapping another call on it returns BUSY.
  */
 MLORA_API mlora_status_t mlora_generator_set_active_adapters_per_row(mlora_generator_t* generator, const mlora_adapters_t* adapters, const char* const* names, const float* weights, const size_t* row_counts, size_t batch_size);
 

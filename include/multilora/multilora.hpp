@@ -1,8 +1,8 @@
 /*
  * multilora.hpp — a thin, header-only C++17 RAII wrapper over the C ABI in multilora.h.
  *
- * Every class owns one handle in a std::unique_ptr whose deleter is the matching mlora_*_release, so
- * objects are move-only and release their handle exactly once. Every fallible call checks its status
+ * Every class owns one handle (detail::Handle, an atomic pointer released with the matching mlora_*_release),
+ * so objects are move-only and release their handle exactly once. Every fallible call checks its status
  * and, on failure, reads mlora_last_error_message() at once on the same thread and throws
  * multilora::Error(status, message) — the message is the library's text, verbatim.
  *
@@ -13,6 +13,7 @@
 #ifndef MULTILORA_HPP_
 #define MULTILORA_HPP_
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -100,13 +101,37 @@ std::vector<std::string> read_string_list(Fill&& fill) {
   return out;
 }
 
+/**
+ * Owns one handle and releases it exactly once. The pointer is atomic, so reset() (close) on one thread
+ * while another thread is inside a call that read get() is no data race here: the library keeps the object
+ * alive for that call, which completes or returns MLORA_STATUS_INVALID_HANDLE.
+ */
 template <class T, void (*Release)(T*)>
-struct Releaser {
-  void operator()(T* handle) const noexcept { Release(handle); }
-};
+class Handle {
+ public:
+  Handle() noexcept = default;
+  explicit Handle(T* owned) noexcept : p_(owned) {}
+  ~Handle() { reset(); }
+  Handle(Handle&& other) noexcept : p_(other.release()) {}
+  Handle& operator=(Handle&& other) noexcept {
+    if (this != &other) reset(other.release());
+    return *this;
+  }
+  Handle(const Handle&) = delete;
+  Handle& operator=(const Handle&) = delete;
 
-template <class T, void (*Release)(T*)>
-using Handle = std::unique_ptr<T, Releaser<T, Release>>;
+  T* get() const noexcept { return p_.load(std::memory_order_acquire); }
+  T* release() noexcept { return p_.exchange(nullptr, std::memory_order_acq_rel); }
+  void reset(T* owned = nullptr) noexcept {
+    T* old = p_.exchange(owned, std::memory_order_acq_rel);
+    if (old != nullptr) Release(old);
+  }
+  bool operator==(std::nullptr_t) const noexcept { return get() == nullptr; }
+  bool operator!=(std::nullptr_t) const noexcept { return get() != nullptr; }
+
+ private:
+  std::atomic<T*> p_{nullptr};
+};
 
 /**
  * s.c_str() for the C ABI, which ends strings at the first NUL: a std::string holding a NUL byte would be
@@ -338,6 +363,13 @@ struct BatchSlots {
   size_t resident = 0;  // adapter sets resident now (0..S-1); may change right after the call
 };
 
+/** Counters of a model's slot table since the model was created (all 0 when it is not prepared). */
+struct BatchSlotStats {
+  uint64_t hits = 0;       // a batch's adapter set was resident
+  uint64_t misses = 0;     // it was written into a slot
+  uint64_t evictions = 0;  // ... that held another set (the least recently used one not pinned by a run)
+};
+
 class RunOptions;
 
 class Model {
@@ -415,6 +447,12 @@ class Model {
     BatchSlots b;
     detail::check(mlora_model_batch_slots(get(), &b.slots, &b.resident));
     return b;
+  }
+  /** Hits, misses and evictions of the slot table since the model was created. */
+  BatchSlotStats batch_slot_stats() const {
+    BatchSlotStats s;
+    detail::check(mlora_model_batch_slot_stats(get(), &s.hits, &s.misses, &s.evictions));
+    return s;
   }
   std::vector<LoraInputInfo> lora_inputs() const {
     std::vector<LoraInputInfo> out;

@@ -41,6 +41,7 @@ __all__ = [
     "ParamInfo",
     "OrtInfo",
     "BatchSlots",
+    "BatchSlotStats",
     "read_adapter",
     "write_adapter",
     "ort_info",
@@ -97,6 +98,18 @@ class BatchSlots(NamedTuple):
 
     slots: int
     resident: int
+
+
+class BatchSlotStats(NamedTuple):
+    """Counters of a model's slot table since the model was created (all 0 when it is not prepared).
+
+    Per distinct adapter set of each run or generation step with per-row adapters: ``hits`` when the set was
+    resident, ``misses`` when it was written into a slot, ``evictions`` when that slot held another set (the
+    least recently used one that no running call pins)."""
+
+    hits: int
+    misses: int
+    evictions: int
 
 
 class _Native:
@@ -277,6 +290,12 @@ class Model(_Native):
         prepared for batching (see :meth:`ModelOptions.set_batch_slots`)."""
         slots, resident = self._n().batch_slots
         return BatchSlots(int(slots), int(resident))
+
+    @property
+    def batch_slot_stats(self) -> BatchSlotStats:
+        """BatchSlotStats(hits, misses, evictions) of the slot table since the model was created."""
+        hits, misses, evictions = self._n().batch_slot_stats
+        return BatchSlotStats(int(hits), int(misses), int(evictions))
 
     @property
     def lora_inputs(self) -> List[LoraInputInfo]:

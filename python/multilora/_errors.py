@@ -192,15 +192,17 @@ class TypeMismatchError(MultiloraError, TypeError):
 
 
 class BusyError(MultiloraError, RuntimeError):
-    """MLORA_STATUS_BUSY: an overlapping call on an object that must not overlap, or a full queue; retry later."""
+    """MLORA_STATUS_BUSY: the call overlapped another call that must not overlap on the same object (two
+    threads stepping one generator, changing a generator while it steps), or a full queue (engine submit over
+    its queue limit). Retry later."""
 
-    status, status_name = 15, "MLORA_STATUS_BUSY"
+    status, status_name = _status("BUSY")
 
 
 class ClosedError(MultiloraError, RuntimeError):
     """MLORA_STATUS_CLOSED: the engine was closed (submit after close; requests cancelled by close)."""
 
-    status, status_name = 16, "MLORA_STATUS_CLOSED"
+    status, status_name = _status("CLOSED")
 
 
 _BY_STATUS: Dict[int, Type[MultiloraError]] = {

@@ -135,8 +135,10 @@ class GeneratorParams(AdapterSetMethods):
 
 
 class Generator(AdapterSetMethods):
-    """A generation in progress; one thread at a time. Keeps its model and params alive (closing them
-    does not stop it). The adapter-set methods switch adapters between steps."""
+    """A generation in progress; one thread at a time (a call that overlaps a changing call from another
+    thread raises BusyError and changes nothing). Keeps its model and params alive (closing them does not
+    stop it; closing it while another thread steps it lets that step finish). The adapter-set methods
+    switch adapters between steps."""
 
     def __init__(self, model: Model, params: GeneratorParams) -> None:
         self._model_path = model.path

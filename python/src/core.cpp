@@ -573,6 +573,13 @@ void bind_model(py::module_& m) {
             return py::make_tuple(b.slots, b.resident);
           },
           "(slots, resident): the slot table for per-row adapters (slots 0 when the model is not prepared).")
+      .def_property_readonly(
+          "batch_slot_stats",
+          [](const ml::Model& model) {
+            ml::BatchSlotStats s = model.batch_slot_stats();
+            return py::make_tuple(s.hits, s.misses, s.evictions);
+          },
+          "(hits, misses, evictions) of the slot table since the model was created.")
       .def("run", &run_model, py::arg("output_names").none(true), py::arg("feeds"),
            py::arg("options").none(true) = py::none())
       .def("close", &ml::Model::reset);

@@ -3,6 +3,9 @@ onnxruntime.AdapterFormat (ONNX Runtime's own writer), an input and numpy refere
 
 Layout of DIR:
   model.onnx            y = x·W + (x·A)·B, x [batch, 8] float32, y [batch, 6]
+  batch.onnx            the same model prepared for adapter-aware batching by hand (what
+                        `multilora prepare-batching --kernel gather` writes): stacked LoRA inputs
+                        [lora_slots, 8, r] / [lora_slots, r, 6] gathered with the int64 input lora_slot [batch]
   a.onnx_adapter        rank 2, A/B seeded
   b.onnx_adapter        rank 3
   x.bin                 float32 [2, 8]
@@ -52,6 +55,35 @@ def make_model(path: Path, w: np.ndarray) -> None:
     onnx.save(model, str(path))
 
 
+def make_batch_model(path: Path, w: np.ndarray) -> None:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", IN])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", OUT])
+    slot = helper.make_tensor_value_info("lora_slot", TensorProto.INT64, ["lora_batch"])
+    a_in = helper.make_tensor_value_info(A_NAME, TensorProto.FLOAT, ["lora_slots", IN, "lora_r"])
+    b_in = helper.make_tensor_value_info(B_NAME, TensorProto.FLOAT, ["lora_slots", "lora_r", OUT])
+    inits = [
+        numpy_helper.from_array(w, "W"),
+        numpy_helper.from_array(np.zeros((1,), np.int64), "lora_slot"),
+        numpy_helper.from_array(np.zeros((1, IN, 0), np.float32), A_NAME),
+        numpy_helper.from_array(np.zeros((1, 0, OUT), np.float32), B_NAME),
+        numpy_helper.from_array(np.array([1], np.int64), "axis1"),
+    ]
+    nodes = [
+        helper.make_node("MatMul", ["x", "W"], ["base"]),
+        helper.make_node("Gather", [A_NAME, "lora_slot"], ["a_rows"], axis=0),  # [batch, 8, r]
+        helper.make_node("Gather", [B_NAME, "lora_slot"], ["b_rows"], axis=0),  # [batch, r, 6]
+        helper.make_node("Unsqueeze", ["x", "axis1"], ["x3"]),  # [batch, 1, 8]
+        helper.make_node("MatMul", ["x3", "a_rows"], ["xa"]),
+        helper.make_node("MatMul", ["xa", "b_rows"], ["delta3"]),
+        helper.make_node("Squeeze", ["delta3", "axis1"], ["delta"]),
+        helper.make_node("Add", ["base", "delta"], ["y"]),
+    ]
+    graph = helper.make_graph(nodes, "lora_one_proj_batched", [x, slot, a_in, b_in], [y], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+
+
 def write_adapter(path: Path, a: np.ndarray, b: np.ndarray) -> None:
     fmt = ort.AdapterFormat()
     fmt.set_adapter_version(1)
@@ -69,6 +101,7 @@ def main(out: str) -> None:
     a2, b2 = rng.standard_normal((IN, 3)).astype(np.float32), rng.standard_normal((3, OUT)).astype(np.float32)
     x = rng.standard_normal((2, IN)).astype(np.float32)
     make_model(d / "model.onnx", w)
+    make_batch_model(d / "batch.onnx", w)
     write_adapter(d / "a.onnx_adapter", a1, b1)
     write_adapter(d / "b.onnx_adapter", a2, b2)
     x.tofile(d / "x.bin")

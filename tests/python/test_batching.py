@@ -533,6 +533,38 @@ def test_slot_evictions_keep_every_result_right(batch_models, plain, adapter_fil
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
+def test_eviction_picks_the_least_recently_used_set(batch_models, adapter_files, plain, adapter_params, kernel):
+    """S=3 (two usable slots). Runs with A, B, A, C: C must evict B (least recently used), so A stays
+    resident — a following A is a hit and a following B a miss. Evicting the most recently used set (A)
+    would turn both around."""
+    info, paths = batch_models
+    model, adapters = _open(paths[kernel], adapter_files, batch_slots=3)
+    with model, adapters:
+        ids = _ids(info, 2)
+        sets = {"A": ["sql"], "B": ["chat"], "C": ["big"]}
+        assert tuple(model.batch_slot_stats) == (0, 0, 0)
+
+        def run(label: str) -> None:
+            rows = [sets[label], []]
+            _check_rows(_run_rows(model, adapters, ids, rows), info, adapter_params, plain, ids, rows)
+
+        for label in "ABAC":
+            run(label)
+        # A, B: misses into free slots; A: a hit; C: a miss that evicts one set.
+        assert tuple(model.batch_slot_stats) == (1, 3, 1)
+        run("A")
+        assert tuple(model.batch_slot_stats) == (2, 3, 1), "A was evicted: the most recently used set went"
+        run("B")
+        assert tuple(model.batch_slot_stats) == (2, 4, 2), "B was still resident"
+        assert model.batch_slots.resident == 2
+
+
+def test_slot_stats_of_a_model_without_batching(lora_model):
+    with ml.Model(lora_model.path) as m:
+        assert m.batch_slot_stats == ml.BatchSlotStats(0, 0, 0)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
 def test_more_distinct_sets_than_slots_is_an_error(batch_models, adapter_files, plain, adapter_params, kernel):
     info, paths = batch_models
     model, adapters = _open(paths[kernel], adapter_files, batch_slots=3)

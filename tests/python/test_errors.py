@@ -46,6 +46,7 @@ STATUS_CLASSES = [
     (12, "MLORA_STATUS_RUNTIME", ml.OnnxRuntimeError, RuntimeError),
     (13, "MLORA_STATUS_INTERNAL", ml.InternalError, RuntimeError),
     (14, "MLORA_STATUS_TYPE_MISMATCH", ml.TypeMismatchError, TypeError),
+    (15, "MLORA_STATUS_BUSY", ml.BusyError, RuntimeError),
 ]
 
 

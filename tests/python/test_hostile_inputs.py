@@ -272,7 +272,7 @@ def test_control_characters_in_names_are_escaped_in_not_found_and_peft_messages(
     """Names from files are escaped (\\x01) in NOT_FOUND (not a LoRA input of the model) and PEFT messages."""
     path = tmp_path / "ctl.onnx_adapter"
     ml.write_adapter(path, {"bogus\x01\tname.lora_A": np.zeros((16, 2), np.float32)})
-    with pytest.raises(ml.AdapterNotFoundError) as e:
+    with pytest.raises(ml.NotFoundError) as e:
         adapters.load(path, "x")
     msg = str(e.value.args[0] if e.value.args else e.value)
     assert "bogus\\x01\\x09name" in msg and "\x01" not in msg and "\t" not in msg
@@ -525,7 +525,7 @@ ml.write_adapter(path, params)
 model = ml.Model(info.path)
 adapters = ml.Adapters(model)
 adapters.load(path, "a", copy=True)
-info_a = adapters.info("a")
+info_a = adapters.get("a")
 mapped, copied = info_a.bytes_mapped, info_a.bytes_copied
 assert mapped == 0 and copied == os.path.getsize(path), (mapped, copied)
 opts = ml.RunOptions()
@@ -550,7 +550,7 @@ def test_load_with_copy_survives_truncation(tmp_path):
 
 def test_copy_flag_is_accepted_everywhere(model, adapters, sql_ours, tmp_path):
     adapters.load(sql_ours, "a", copy=True)
-    assert adapters.info("a").bytes_mapped == 0
+    assert adapters.get("a").bytes_mapped == 0
     adapters.load(sql_ours, "a", copy=True, replace=True)
     adapters.load_from_memory(Path(sql_ours).read_bytes(), "b")
     fifo = tmp_path / "f.onnx_adapter"

@@ -104,6 +104,15 @@ public final class Model extends NativeObject {
         return new BatchSlots((int) slots.getValue(), (int) resident.getValue());
     }
 
+    /** Hits, misses and evictions of the slot table since the model was created. */
+    public BatchSlotStats batchSlotStats() {
+        LongByReference hits = new LongByReference();
+        LongByReference misses = new LongByReference();
+        LongByReference evictions = new LongByReference();
+        checked(p -> Multilora.lib().mlora_model_batch_slot_stats(p, hits, misses, evictions));
+        return new BatchSlotStats(hits.getValue(), misses.getValue(), evictions.getValue());
+    }
+
     public String[] inputNames() {
         String[] r = new String[inputCount()];
         for (int i = 0; i < r.length; i++) {

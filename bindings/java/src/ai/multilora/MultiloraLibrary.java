@@ -336,6 +336,8 @@ public interface MultiloraLibrary extends Library {
      * <pre>
      * Releases a tensor. Accepts NULL; never fails.
      * &#64;param[in] tensor owned.
+     * Thread-safety: safe from any thread, also while other threads' calls use the handle (see the
+     * threading model).
      * </pre>
      * C: {@code void mlora_tensor_release(mlora_tensor_t* tensor);}
      * @param tensor owned. Header: [in] owned.
@@ -402,7 +404,9 @@ public interface MultiloraLibrary extends Library {
 
     /**
      * <pre>
-     *  Releases model options. Accepts NULL; never fails. &#64;param[in] options owned.
+     * Releases model options. Accepts NULL; never fails. &#64;param[in] options owned.
+     * Thread-safety: safe from any thread, also while other threads' calls use the handle (see the
+     * threading model).
      * </pre>
      * C: {@code void mlora_model_options_release(mlora_model_options_t* options);}
      * @param options owned. Header: [in] owned.
@@ -413,7 +417,7 @@ public interface MultiloraLibrary extends Library {
      * <pre>
      * Sets the severity from which ONNX Runtime's messages for this model's session are printed.
      * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (level outside 0..4).
-     * Thread-safety: not with concurrent use of the same options.
+     * Thread-safety: safe from any thread (the options are internally synchronised).
      * </pre>
      * C: {@code mlora_status_t mlora_model_options_set_log_level(mlora_model_options_t* options, int32_t level);}
      * @param options -
@@ -426,7 +430,7 @@ public interface MultiloraLibrary extends Library {
      * <pre>
      * Sets the number of intra-op threads (0 = ONNX Runtime's default).
      * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (negative).
-     * Thread-safety: not with concurrent use of the same options.
+     * Thread-safety: safe from any thread (the options are internally synchronised).
      * </pre>
      * C: {@code mlora_status_t mlora_model_options_set_intra_op_threads(mlora_model_options_t* options, int32_t threads);}
      * @param options -
@@ -440,7 +444,7 @@ public interface MultiloraLibrary extends Library {
      * Adds a session configuration entry passed to ONNX Runtime (AddSessionConfigEntry).
      * &#64;param[in] key copied. &#64;param[in] value copied.
      * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT.
-     * Thread-safety: not with concurrent use of the same options.
+     * Thread-safety: safe from any thread (the options are internally synchronised).
      * </pre>
      * C: {@code mlora_status_t mlora_model_options_set_config_entry(mlora_model_options_t* options, const char* key, const char* value);}
      * @param options -
@@ -458,7 +462,7 @@ public interface MultiloraLibrary extends Library {
      * memory is S x (the largest composed set's LoRA bytes), touched only as slots fill. Ignored for models
      * not prepared for batching.
      * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (slots outside 2..4097).
-     * Thread-safety: not with concurrent use of the same options.
+     * Thread-safety: safe from any thread (the options are internally synchronised).
      * </pre>
      * C: {@code mlora_status_t mlora_model_options_set_batch_slots(mlora_model_options_t* options, size_t slots);}
      * @param options -
@@ -475,7 +479,7 @@ public interface MultiloraLibrary extends Library {
      * always refused. Symbolic links inside the folder are followed either way.
      * &#64;param[in] allow 0 (default) or 1.
      * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (allow not 0 or 1).
-     * Thread-safety: not with concurrent use of the same options.
+     * Thread-safety: safe from any thread (the options are internally synchronised).
      * </pre>
      * C: {@code mlora_status_t mlora_model_options_set_allow_external_paths(mlora_model_options_t* options, int32_t allow);}
      * @param options -
@@ -509,7 +513,9 @@ public interface MultiloraLibrary extends Library {
 
     /**
      * <pre>
-     *  Releases a model. Accepts NULL; never fails. Objects created from it keep it alive. &#64;param[in] model owned.
+     * Releases a model. Accepts NULL; never fails. Objects created from it keep it alive. &#64;param[in] model owned.
+     * Thread-safety: safe from any thread, also while other threads' calls use the handle (see the
+     * threading model).
      * </pre>
      * C: {@code void mlora_model_release(mlora_model_t* model);}
      * @param model owned. Header: [in] owned.
@@ -694,6 +700,25 @@ public interface MultiloraLibrary extends Library {
 
     /**
      * <pre>
+     * Counters of the model's slot table since the model was created (all 0 for a model not prepared for
+     * batching). Each run or generation step with per-row adapters counts, per distinct adapter set of its batch,
+     * a hit (the set was resident), or a miss (it was written into a slot) and, when that slot held another
+     * set (the least recently used one no running call pins), an eviction.
+     * &#64;param[out] out_hits may be NULL. &#64;param[out] out_misses may be NULL. &#64;param[out] out_evictions may be NULL.
+     * Returns: OK, INVALID_HANDLE.
+     * Thread-safety: concurrent calls are safe (the counts may change right after).
+     * </pre>
+     * C: {@code mlora_status_t mlora_model_batch_slot_stats(const mlora_model_t* model, uint64_t* out_hits, uint64_t* out_misses, uint64_t* out_evictions);}
+     * @param model -
+     * @param out_hits Header: [out] may be NULL.
+     * @param out_misses Header: [out] may be NULL.
+     * @param out_evictions Header: [out] may be NULL.
+     * @return mlora_status_t
+     */
+    int mlora_model_batch_slot_stats(Pointer model, LongByReference out_hits, LongByReference out_misses, LongByReference out_evictions);
+
+    /**
+     * <pre>
      * Runs the model once (ONNX Runtime's Run argument order: options, inputs, output names).
      * LoRA parameters come from the run options' active adapter set; inputs must not name them.
      * &#64;param[in] options borrowed for the call; NULL = base model.
@@ -757,7 +782,9 @@ public interface MultiloraLibrary extends Library {
 
     /**
      * <pre>
-     *  Releases an adapter handle. Accepts NULL; never fails. &#64;param[in] adapter owned.
+     * Releases an adapter handle. Accepts NULL; never fails. &#64;param[in] adapter owned.
+     * Thread-safety: safe from any thread, also while other threads' calls use the handle (see the
+     * threading model).
      * </pre>
      * C: {@code void mlora_adapter_release(mlora_adapter_t* adapter);}
      * @param adapter owned. Header: [in] owned.
@@ -892,6 +919,8 @@ public interface MultiloraLibrary extends Library {
      * <pre>
      * Releases a registry. Accepts NULL; never fails. Run options and generator params that activated its
      * adapters keep those adapters alive. &#64;param[in] adapters owned.
+     * Thread-safety: safe from any thread, also while other threads' calls use the handle (see the
+     * threading model).
      * </pre>
      * C: {@code void mlora_adapters_release(mlora_adapters_t* adapters);}
      * @param adapters owned. Header: [in] owned.
@@ -1015,7 +1044,9 @@ public interface MultiloraLibrary extends Library {
 
     /**
      * <pre>
-     *  Releases run options and their references to adapters. Accepts NULL; never fails. &#64;param[in] options owned.
+     * Releases run options and their references to adapters. Accepts NULL; never fails. &#64;param[in] options owned.
+     * Thread-safety: safe from any thread, also while other threads' calls use the handle (see the
+     * threading model).
      * </pre>
      * C: {@code void mlora_run_options_release(mlora_run_options_t* options);}
      * @param options owned. Header: [in] owned.
@@ -1034,7 +1065,8 @@ public interface MultiloraLibrary extends Library {
      * &#64;param[in] weights copied; count finite floats, or NULL for all 1.0.
      * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (duplicate name, non-finite weight, bad UTF-8),
      *          NOT_FOUND (a name not loaded; the message names it). On failure the options are unchanged.
-     * Thread-safety: not while a run uses these options.
+     * Thread-safety: safe from any thread, also while runs use these options: a run uses the selection
+     *                set before it started.
      * </pre>
      * C: {@code mlora_status_t mlora_run_options_set_active_adapters(mlora_run_options_t* options, const mlora_adapters_t* adapters, const char* const* names, const float* weights, size_t count);}
      * @param options -
@@ -1082,7 +1114,8 @@ public interface MultiloraLibrary extends Library {
      *          NOT_FOUND (a name not loaded; the message names it and its row). mlora_model_run with these
      *          options returns SHAPE_MISMATCH (naming both sizes) when its inputs' batch dim differs from
      *          batch_size. On failure the options are unchanged.
-     * Thread-safety: not while a run uses these options.
+     * Thread-safety: safe from any thread, also while runs use these options: a run uses the selection
+     *                set before it started.
      * </pre>
      * C: {@code mlora_status_t mlora_run_options_set_active_adapters_per_row(mlora_run_options_t* options, const mlora_adapters_t* adapters, const char* const* names, const float* weights, const size_t* row_counts, size_t batch_size);}
      * @param options -
@@ -1113,7 +1146,9 @@ public interface MultiloraLibrary extends Library {
 
     /**
      * <pre>
-     *  Releases this reference to generator params (and, with the last one, their adapters). Accepts NULL; never fails.
+     * Releases this reference to generator params (and, with the last one, their adapters). Accepts NULL; never fails.
+     * Thread-safety: safe from any thread, also while other threads' calls use the handle (see the
+     * threading model).
      * </pre>
      * C: {@code void mlora_generator_params_release(mlora_generator_params_t* params);}
      * @param params -
@@ -1125,7 +1160,8 @@ public interface MultiloraLibrary extends Library {
      * Sets a numeric search option by name (see the section comment).
      * &#64;param[in] name copied.
      * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (unknown name, value out of range; the message names both).
-     * Thread-safety: not concurrently with other use of the same params.
+     * Thread-safety: safe from any thread (the params are internally synchronised); a generator created
+     *                before the change keeps the value it copied.
      * </pre>
      * C: {@code mlora_status_t mlora_generator_params_set_search_number(mlora_generator_params_t* params, const char* name, double value);}
      * @param params -
@@ -1140,7 +1176,8 @@ public interface MultiloraLibrary extends Library {
      * Sets a boolean search option by name ("do_sample"); value is 0 or 1.
      * &#64;param[in] name copied; UTF-8.
      * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT.
-     * Thread-safety: not concurrently with other use of the same params.
+     * Thread-safety: safe from any thread (the params are internally synchronised); a generator created
+     *                before the change keeps the value it copied.
      * </pre>
      * C: {@code mlora_status_t mlora_generator_params_set_search_bool(mlora_generator_params_t* params, const char* name, int32_t value);}
      * @param params -
@@ -1189,7 +1226,8 @@ public interface MultiloraLibrary extends Library {
      * &#64;param[in] adapters borrowed for the call. &#64;param[in] names copied; count UTF-8 names.
      * &#64;param[in] weights copied; count floats, or NULL for all 1.0.
      * Returns: as mlora_run_options_set_active_adapters, plus INVALID_ARGUMENT for a registry of another model.
-     * Thread-safety: not concurrently with other use of the same params.
+     * Thread-safety: safe from any thread (the params are internally synchronised); a generator created
+     *                before the change keeps the value it copied.
      * </pre>
      * C: {@code mlora_status_t mlora_generator_params_set_active_adapters(mlora_generator_params_t* params, const mlora_adapters_t* adapters, const char* const* names, const float* weights, size_t count);}
      * @param params -
@@ -1213,7 +1251,8 @@ public interface MultiloraLibrary extends Library {
      * Returns: as mlora_run_options_set_active_adapters_per_row, plus INVALID_ARGUMENT for a registry of
      *          another model. mlora_generator_create returns INVALID_ARGUMENT (naming both sizes) when
      *          batch_size differs from "batch_size".
-     * Thread-safety: not concurrently with other use of the same params.
+     * Thread-safety: safe from any thread (the params are internally synchronised); a generator created
+     *                before the change keeps the value it copied.
      * </pre>
      * C: {@code mlora_status_t mlora_generator_params_set_active_adapters_per_row(mlora_generator_params_t* params, const mlora_adapters_t* adapters, const char* const* names, const float* weights, const size_t* row_counts, size_t batch_size);}
      * @param params -
@@ -1245,7 +1284,9 @@ public interface MultiloraLibrary extends Library {
 
     /**
      * <pre>
-     *  Releases a generator. Accepts NULL; never fails. &#64;param[in] generator owned.
+     * Releases a generator. Accepts NULL; never fails. &#64;param[in] generator owned.
+     * Thread-safety: safe from any thread, also while other threads' calls use the handle (see the
+     * threading model).
      * </pre>
      * C: {@code void mlora_generator_release(mlora_generator_t* generator);}
      * @param generator owned. Header: [in] owned.
@@ -1256,9 +1297,9 @@ public interface MultiloraLibrary extends Library {
      * <pre>
      * Appends prompt tokens to every sequence (batch size 1: the only sequence) and runs the prompt pass.
      * &#64;param[in] tokens copied; count token ids.
-     * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (token id outside the vocabulary, count 0, batch &gt; 1),
+     * Returns: OK, INVALID_HANDLE, BUSY, INVALID_ARGUMENT (token id outside the vocabulary, count 0, batch &gt; 1),
      *          SHAPE_MISMATCH (sequence would exceed max_length or the context length), RUNTIME.
-     * Thread-safety: one thread at a time per generator.
+     * Thread-safety: one call at a time per generator; overlapping another call on it returns BUSY.
      * </pre>
      * C: {@code mlora_status_t mlora_generator_append_tokens(mlora_generator_t* generator, const int32_t* tokens, size_t count);}
      * @param generator -
@@ -1274,7 +1315,7 @@ public interface MultiloraLibrary extends Library {
      * &#64;param[in] tokens copied; the prompts concatenated. &#64;param[in] lengths copied; batch_size lengths.
      * Returns: as mlora_generator_append_tokens, plus INVALID_ARGUMENT when batch_size differs from the
      *          params' "batch_size" or a length is 0.
-     * Thread-safety: one thread at a time per generator.
+     * Thread-safety: one call at a time per generator; overlapping another call on it returns BUSY.
      * </pre>
      * C: {@code mlora_status_t mlora_generator_append_token_sequences(mlora_generator_t* generator, const int32_t* tokens, const size_t* lengths, size_t batch_size);}
      * @param generator -
@@ -1288,8 +1329,8 @@ public interface MultiloraLibrary extends Library {
     /**
      * <pre>
      * Runs one decode step and appends one token to every sequence that is not done.
-     * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (no prompt appended yet, or already done), RUNTIME.
-     * Thread-safety: one thread at a time per generator.
+     * Returns: OK, INVALID_HANDLE, BUSY, INVALID_ARGUMENT (no prompt appended yet, or already done), RUNTIME.
+     * Thread-safety: one call at a time per generator; overlapping another call on it returns BUSY.
      * </pre>
      * C: {@code mlora_status_t mlora_generator_generate_next_token(mlora_generator_t* generator);}
      * @param generator -
@@ -1300,8 +1341,9 @@ public interface MultiloraLibrary extends Library {
     /**
      * <pre>
      * Whether every sequence is done (eos reached after min_length, or max_length reached): 1 or 0.
-     * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT.
-     * Thread-safety: one thread at a time per generator.
+     * Returns: OK, INVALID_HANDLE, BUSY, INVALID_ARGUMENT.
+     * Thread-safety: may overlap other reading calls on the generator; overlapping a changing call
+     *                (append_*, generate_next_token, set_active_adapters*) returns BUSY.
      * </pre>
      * C: {@code mlora_status_t mlora_generator_is_done(const mlora_generator_t* generator, int32_t* out_done);}
      * @param generator -
@@ -1313,8 +1355,9 @@ public interface MultiloraLibrary extends Library {
     /**
      * <pre>
      * Number of sequences in the generator's batch.
-     * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT.
-     * Thread-safety: one thread at a time per generator.
+     * Returns: OK, INVALID_HANDLE, BUSY, INVALID_ARGUMENT.
+     * Thread-safety: may overlap other reading calls on the generator; overlapping a changing call
+     *                (append_*, generate_next_token, set_active_adapters*) returns BUSY.
      * </pre>
      * C: {@code mlora_status_t mlora_generator_batch_size(const mlora_generator_t* generator, size_t* out_batch_size);}
      * @param generator -
@@ -1327,8 +1370,9 @@ public interface MultiloraLibrary extends Library {
      * <pre>
      * Tokens of sequence index (prompt then generated, without left padding). *out_len counts tokens.
      * &#64;param[out] buf borrowed for the call; receives up to capacity token ids.
-     * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (index), BUFFER_TOO_SMALL (*out_len = tokens needed).
-     * Thread-safety: one thread at a time per generator.
+     * Returns: OK, INVALID_HANDLE, BUSY, INVALID_ARGUMENT (index), BUFFER_TOO_SMALL (*out_len = tokens needed).
+     * Thread-safety: may overlap other reading calls on the generator; overlapping a changing call
+     *                (append_*, generate_next_token, set_active_adapters*) returns BUSY.
      * </pre>
      * C: {@code mlora_status_t mlora_generator_get_sequence(const mlora_generator_t* generator, size_t index, int32_t* buf, size_t capacity, size_t* out_len);}
      * @param generator -
@@ -1344,8 +1388,9 @@ public interface MultiloraLibrary extends Library {
      * <pre>
      * The token each sequence got in the last step (batch_size ids). *out_len counts tokens.
      * &#64;param[out] buf borrowed for the call; receives up to capacity token ids.
-     * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (no step yet), BUFFER_TOO_SMALL.
-     * Thread-safety: one thread at a time per generator.
+     * Returns: OK, INVALID_HANDLE, BUSY, INVALID_ARGUMENT (no step yet), BUFFER_TOO_SMALL.
+     * Thread-safety: may overlap other reading calls on the generator; overlapping a changing call
+     *                (append_*, generate_next_token, set_active_adapters*) returns BUSY.
      * </pre>
      * C: {@code mlora_status_t mlora_generator_get_next_tokens(const mlora_generator_t* generator, int32_t* buf, size_t capacity, size_t* out_len);}
      * @param generator -
@@ -1361,8 +1406,9 @@ public interface MultiloraLibrary extends Library {
      * Logits of the last position of every sequence from the last model pass, as float32 [batch, vocab]
      * (before search processing).
      * &#64;param[out] out_tensor owned; a copy.
-     * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (no pass yet).
-     * Thread-safety: one thread at a time per generator.
+     * Returns: OK, INVALID_HANDLE, BUSY, INVALID_ARGUMENT (no pass yet).
+     * Thread-safety: may overlap other reading calls on the generator; overlapping a changing call
+     *                (append_*, generate_next_token, set_active_adapters*) returns BUSY.
      * </pre>
      * C: {@code mlora_status_t mlora_generator_get_logits(const mlora_generator_t* generator, mlora_tensor_t** out_tensor);}
      * @param generator -
@@ -1376,8 +1422,8 @@ public interface MultiloraLibrary extends Library {
      * Switches the active adapter set between steps (count == 0 = base model, which onnxruntime-genai
      * cannot do). Tokens already processed keep the KV cache computed with the previous set.
      * &#64;param[in] adapters borrowed for the call. &#64;param[in] names copied. &#64;param[in] weights copied; or NULL.
-     * Returns: as mlora_generator_params_set_active_adapters.
-     * Thread-safety: one thread at a time per generator.
+     * Returns: as mlora_generator_params_set_active_adapters, plus BUSY.
+     * Thread-safety: one call at a time per generator; overlapping another call on it returns BUSY.
      * </pre>
      * C: {@code mlora_status_t mlora_generator_set_active_adapters(mlora_generator_t* generator, const mlora_adapters_t* adapters, const char* const* names, const float* weights, size_t count);}
      * @param generator -
@@ -1396,9 +1442,9 @@ public interface MultiloraLibrary extends Library {
      * Tokens already processed keep the KV cache computed with the previous sets.
      * &#64;param[in] adapters borrowed for the call. &#64;param[in] names copied. &#64;param[in] weights copied; or NULL.
      * &#64;param[in] row_counts copied; batch_size counts.
-     * Returns: as mlora_generator_params_set_active_adapters_per_row, plus INVALID_ARGUMENT (naming both
+     * Returns: as mlora_generator_params_set_active_adapters_per_row, plus BUSY, INVALID_ARGUMENT (naming both
      *          sizes) when batch_size differs from the generator's.
-     * Thread-safety: one thread at a time per generator.
+     * Thread-safety: one call at a time per generator; overlapping another call on it returns BUSY.
      * </pre>
      * C: {@code mlora_status_t mlora_generator_set_active_adapters_per_row(mlora_generator_t* generator, const mlora_adapters_t* adapters, const char* const* names, const float* weights, const size_t* row_counts, size_t batch_size);}
      * @param generator -
