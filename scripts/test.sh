@@ -5,7 +5,8 @@
 #
 # Environment knobs: MLORA_VENV (default .venv), MLORA_SKIP_APT=1 (don't apt-get install),
 # MLORA_SKIP_BINDINGS=1 (skip C#/Java/conformance), MLORA_SKIP_FUZZ=1 (skip the short fuzz run),
-# MLORA_FUZZ_SECONDS (per fuzz target, default 20), PYTEST_ARGS (extra pytest arguments).
+# MLORA_FUZZ_SECONDS (per fuzz target, default 20), PYTEST_ARGS (extra pytest arguments),
+# MLORA_TEST_RAY=1 (install Ray Serve, requirements-ray.txt, so tests/python/test_serve_ray.py runs).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
@@ -49,6 +50,11 @@ fi
 if [[ "${MLORA_SKIP_BINDINGS:-0}" != 1 ]]; then
   step "bindings: generated shims, ABI checks, Multilora.dll + jar, C/C++/C#/Java samples, conformance"
   PYTHON="$py" MLORA_LIB_DIR="$build" bash scripts/test_bindings.sh
+fi
+
+if [[ "${MLORA_TEST_RAY:-0}" == 1 ]]; then
+  step "Ray Serve for the scale-out test (requirements-ray.txt)"
+  "$py" -m pip install -q --disable-pip-version-check -r requirements-ray.txt
 fi
 
 step "pytest"

@@ -6,6 +6,7 @@
     multilora check --model M ADAPTER... [--json]                                                (cli_peft.py)
     multilora prepare-model IN.onnx OUT.onnx --targets q_proj,v_proj                             (cli_peft.py)
     multilora prepare-batching IN.onnx OUT.onnx | IN_DIR OUT_DIR                          (prepare_batching.py)
+    multilora serve MODEL_DIR --adapter NAME=PATH ... [--port 8000] [--api-key KEY]            (cli_serve.py)
 
 FILE is an .onnx_adapter file (recognised by its ``TORT`` identifier), an .onnx model or a GenAI model
 folder. Adapters: parameters with dtypes and shapes, rank, versions, sizes. Models: inputs, outputs and
@@ -150,6 +151,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from .prepare_batching import add_prepare_batching_command
 
     add_prepare_batching_command(sub)
+    from .cli_serve import add_serve_command
+
+    add_serve_command(sub)
     args = parser.parse_args(argv)
     if args.version:
         return _guarded("--version", _print_version, args)
@@ -182,7 +186,16 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 # Optional packages -> the extra of pyproject.toml that installs them.
-EXTRAS = {"onnx": "tools", "tokenizers": "generation", "tqdm": None}
+EXTRAS = {
+    "onnx": "tools",
+    "tokenizers": "generation",
+    "tqdm": None,
+    "fastapi": "serve",
+    "uvicorn": "serve",
+    "prometheus_client": "serve",
+    "jinja2": "serve",
+    "ray": "ray",
+}
 
 
 def _one_line(text: str) -> str:
