@@ -6,7 +6,7 @@
 # Environment knobs: MLORA_VENV (default .venv), MLORA_SKIP_APT=1 (don't apt-get install),
 # MLORA_SKIP_BINDINGS=1 (skip C#/Java/conformance), MLORA_SKIP_FUZZ=1 (skip the short fuzz run),
 # MLORA_FUZZ_SECONDS (per fuzz target, default 20), PYTEST_ARGS (extra pytest arguments),
-# MLORA_TEST_RAY=1 (install Ray Serve, requirements-ray.txt, so tests/python/test_serve_ray.py runs).
+# MLORA_TEST_RAY=0 (don't install Ray Serve, requirements-ray.txt; tests/python/test_serve_ray.py then skips).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
@@ -52,9 +52,12 @@ if [[ "${MLORA_SKIP_BINDINGS:-0}" != 1 ]]; then
   PYTHON="$py" MLORA_LIB_DIR="$build" bash scripts/test_bindings.sh
 fi
 
-if [[ "${MLORA_TEST_RAY:-0}" == 1 ]]; then
+if [[ "${MLORA_TEST_RAY:-1}" == 1 ]]; then
+  # Issue 14: the scale-out test may skip only when Ray cannot be installed, so the test command installs it
+  # (~2-3 min into a fresh venv); a failed install is reported and the test then skips, saying so.
   step "Ray Serve for the scale-out test (requirements-ray.txt)"
-  "$py" -m pip install -q --disable-pip-version-check -r requirements-ray.txt
+  "$py" -m pip install -q --disable-pip-version-check -r requirements-ray.txt ||
+    echo "test: Ray Serve could not be installed (see above); tests/python/test_serve_ray.py will skip"
 fi
 
 step "pytest"
