@@ -1401,6 +1401,9 @@ namespace Multilora.Native
         /// adapter during the request is safe. Returns at once.
         /// @param[in] params borrowed for the call. @param[in] tokens copied; count prompt ids.
         /// @param[out] out_request owned; release with mlora_request_release.
+        /// Params (and their adapters) of the engine's model are used as they are; params of the unprepared folder the
+        /// model was prepared from (the same LoRA inputs in the same order, vocabulary and context) are accepted too:
+        /// each such adapter set is built once for the engine's model from the same adapters and weights.
         /// Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (count 0, NULL tokens, an id outside the vocabulary, params
         ///          of another model, per-row adapter sets, batch_size != 1), SHAPE_MISMATCH (the prompt is longer than
         ///          the context length, or leaves no room for a new token within max_length), BUSY (the queue is
@@ -1412,7 +1415,7 @@ namespace Multilora.Native
         /// <param name="params">borrowed. Header: [in] borrowed for the call.</param>
         /// <param name="tokens">copied; input array. Header: [in] copied; count prompt ids.</param>
         /// <param name="count"></param>
-        /// <param name="out_request">owned. Header: [out] owned; release with mlora_request_release.</param>
+        /// <param name="out_request">owned. Header: [out] owned; release with mlora_request_release. Params (and their adapters) of the engine's model are used as they are; params of the unprepared folder the model was prepared from (the same LoRA inputs in the same order, vocabulary and context) are accepted too: each such adapter set is built once for the engine's model from the same adapters and weights.</param>
         [DllImport(LibraryName, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         public static extern int mlora_engine_submit(IntPtr engine, IntPtr @params, int[] tokens, UIntPtr count, out IntPtr out_request);
 

@@ -188,13 +188,41 @@ EngineStats Engine::stats() const {
 
 bool Engine::has_work_locked() const { return !queue_.empty() || stats_.running > 0; }
 
+void Engine::check_params_model(const Model& source) const {
+  if (&source == model_.get()) return;
+  const auto& ours = model_->lora_inputs();
+  const auto& theirs = source.lora_inputs();
+  bool same = ours.size() == theirs.size();
+  for (size_t i = 0; same && i < ours.size(); ++i) {
+    same = ours[i].name == theirs[i].name && ours[i].dtype == theirs[i].dtype && ours[i].dim0 == theirs[i].dim0 &&
+           ours[i].dim1 == theirs[i].dim1 && ours[i].rank_axis == theirs[i].rank_axis;
+  }
+  const GenaiConfig* c = source.genai_config();
+  same = same && c && c->vocab_size == config_.vocab_size && c->context_length == config_.context_length;
+  if (!same) {
+    fail(MLORA_STATUS_INVALID_ARGUMENT, "the generator params were created for model '" + source.path() +
+                                            "', not for the engine's model '" + model_->path() +
+                                            "' (nor for the folder it was prepared from: the LoRA inputs, vocabulary "
+                                            "or context differ)");
+  }
+}
+
+std::shared_ptr<const ActiveSet> Engine::own_set(const std::shared_ptr<const ActiveSet>& set) {
+  if (!set || set->model() == model_) return set;
+  check_params_model(*set->model());
+  std::lock_guard<std::mutex> lk(sets_mu_);
+  for (auto it = sets_.begin(); it != sets_.end();) {  // forget translations of released source sets
+    it = it->second.first.expired() ? sets_.erase(it) : std::next(it);
+  }
+  auto& entry = sets_[set.get()];
+  if (!entry.second || entry.first.lock() != set) entry = {set, ActiveSet::build(model_, set->entries())};
+  return entry.second;
+}
+
 std::shared_ptr<Request> Engine::submit(std::shared_ptr<const GeneratorParams> params, const int32_t* tokens,
                                         size_t count) {
   if (!params) fail(MLORA_STATUS_INVALID_ARGUMENT, "params is null");
-  if (params->model() != model_) {
-    fail(MLORA_STATUS_INVALID_ARGUMENT, "the generator params were created for model '" + params->model()->path() +
-                                            "', not for the engine's model '" + model_->path() + "'");
-  }
+  check_params_model(*params->model());
   const SearchOptions s = params->search();  // snapshots: the params may change after submit
   const AdapterSelection selection = params->selection();
   if (selection.per_row()) {
@@ -205,7 +233,7 @@ std::shared_ptr<Request> Engine::submit(std::shared_ptr<const GeneratorParams> p
     fail(MLORA_STATUS_INVALID_ARGUMENT,
          "the params' batch_size is " + std::to_string(s.batch_size) + "; a request is one sequence (batch_size 1)");
   }
-  selection.check_model(*model_, "engine submit");
+  if (params->model() == model_) selection.check_model(*model_, "engine submit");
   if (count == 0) fail(MLORA_STATUS_INVALID_ARGUMENT, "the prompt is empty (count is 0)");
   if (!tokens) fail(MLORA_STATUS_INVALID_ARGUMENT, "tokens is NULL");
   for (size_t i = 0; i < count; ++i) {
@@ -229,7 +257,7 @@ std::shared_ptr<Request> Engine::submit(std::shared_ptr<const GeneratorParams> p
   auto r = std::make_shared<Request>();
   r->engine_ = weak_from_this();
   r->params_ = params;
-  r->set_ = selection.single();
+  r->set_ = own_set(selection.single());
   r->search_ = s;
   r->stop_ = params->stop_tokens();
   r->tokens_.assign(tokens, tokens + count);

@@ -35,6 +35,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -163,6 +164,13 @@ class Engine : public std::enable_shared_from_this<Engine> {
   // Chooses r's next token from `logits` (vocab floats, modified); streams it; finishes r if it ends.
   void choose(Request& r, float* logits);
   void free_row(Request& r);
+  // Params of `source` are accepted when it is this engine's model or the unprepared folder it was prepared from
+  // (same LoRA inputs in the same order, same vocabulary and context): Python's ml.Engine prepares a plain folder
+  // into a cache directory and keeps the user's params and adapters. Throws INVALID_ARGUMENT naming both models.
+  void check_params_model(const Model& source) const;
+  // `set` as a set of this engine's model: itself, or (for a set of the source folder) a set built once from the
+  // same adapters and weights and kept while `set` lives, so requests sharing a set share one slot.
+  std::shared_ptr<const ActiveSet> own_set(const std::shared_ptr<const ActiveSet>& set);
   void admit();
   void decode();
   void prefill(size_t budget);
@@ -189,6 +197,10 @@ class Engine : public std::enable_shared_from_this<Engine> {
   std::deque<std::shared_ptr<Request>> queue_;
   bool closed_ = false;
   EngineStats stats_;
+
+  // own_set's translations, keyed by the source set (weak: an entry goes when its source set is released).
+  std::mutex sets_mu_;
+  std::map<const ActiveSet*, std::pair<std::weak_ptr<const ActiveSet>, std::shared_ptr<const ActiveSet>>> sets_;
 
   std::mutex step_mu_;
   std::vector<std::shared_ptr<Request>> rows_;  // [max_batch_size], null = free

@@ -1069,6 +1069,9 @@ MLORA_API mlora_status_t mlora_engine_step(mlora_engine_t* engine, int32_t* out_
  * adapter during the request is safe. Returns at once.
  * @param[in] params borrowed for the call. @param[in] tokens copied; count prompt ids.
  * @param[out] out_request owned; release with mlora_request_release.
+ * Params (and their adapters) of the engine's model are used as they are; params of the unprepared folder the
+ * model was prepared from (the same LoRA inputs in the same order, vocabulary and context) are accepted too:
+ * each such adapter set is built once for the engine's model from the same adapters and weights.
  * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (count 0, NULL tokens, an id outside the vocabulary, params
  *          of another model, per-row adapter sets, batch_size != 1), SHAPE_MISMATCH (the prompt is longer than
  *          the context length, or leaves no room for a new token within max_length), BUSY (the queue is

@@ -14,11 +14,15 @@
         req.finish_reason, req.usage                        # "eos", Usage(prompt_tokens=..., ...)
         async for tok in req.stream(): ...                  # asyncio: waits in a thread, not on the loop
 
-The model must be a GenAI folder whose ``model.onnx`` was rewritten by ``multilora prepare-batching`` (the
-engine feeds one adapter slot per row) and whose decoder has the layout of onnxruntime-genai's model builder
-(GroupQueryAttention, no ``position_ids``). An unprepared folder is refused with a message naming the tool:
-the engine cannot swap the model under adapters already loaded for it, so prepare the folder once
-(``multilora prepare-batching DIR/model.onnx OUT/model.onnx`` with the other files copied) and load that.
+The model is a GenAI folder whose decoder has the layout of onnxruntime-genai's model builder
+(GroupQueryAttention, no ``position_ids``). The engine feeds one adapter slot per row, so it runs a copy of the
+decoder rewritten by ``multilora prepare-batching``: give it a prepared folder, or a plain one and it prepares a
+copy once into a cache directory (``$MULTILORA_CACHE_DIR``, else ``~/.cache/multilora``; ``prepared/<key>`` where
+the key hashes the folder's path and its files' sizes and modification times; written atomically, reused
+after). The params and adapters of the plain model are used as they are: the engine builds each adapter set
+once for its copy from the same adapters and weights. Preparing needs the ``onnx`` package
+(``pip install 'multilora[tools]'``). In C, C#, Java the engine takes a prepared model only (the rewrite is
+Python code) and refuses a plain one with a message naming the tool.
 
 A request copies its params' search options (``max_length``, ``max_new_tokens``, sampling, ``seed``), stop
 tokens and adapter set when submitted, and keeps the adapters alive until it finishes. Every chosen token is
@@ -34,6 +38,10 @@ tokens.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import os
+import shutil
+import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, AsyncIterator, Iterator, List, NamedTuple, Optional, Sequence, Union
@@ -182,6 +190,52 @@ class Request(_Native):
         return f"Request(finish_reason={self.finish_reason!r}, usage={self.usage})"
 
 
+def _cache_dir() -> str:
+    root = os.environ.get("MULTILORA_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "multilora")
+    return os.path.join(root, "prepared")
+
+
+def _folder_key(folder: str) -> str:
+    """A key that changes when the folder's files change: its real path and every file's name, size, mtime."""
+    h = hashlib.sha256(os.path.realpath(folder).encode("utf-8", "surrogateescape"))
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        for f in sorted(files):
+            st = os.stat(os.path.join(root, f))
+            rel = os.path.relpath(os.path.join(root, f), folder)
+            h.update(f"\0{rel}\0{st.st_size}\0{st.st_mtime_ns}".encode("utf-8", "surrogateescape"))
+    return h.hexdigest()[:24]
+
+
+def _prepared_copy(model: Model) -> Model:
+    """``model`` when it is prepared for per-row adapters (or is no GenAI folder: the native engine then says
+    what is wrong); otherwise the cached prepared copy of its folder, made now if missing."""
+    folder = model.path
+    if model.batch_slots.slots or not os.path.isfile(os.path.join(folder, "genai_config.json")):
+        return model
+    try:
+        from .prepare_batching import prepare_batching
+    except ImportError as e:  # onnx missing
+        raise ImportError(
+            f"ml.Engine: model folder {folder!r} is not prepared for per-row adapters and preparing it needs the "
+            f"onnx package ({e}); pip install 'multilora[tools]', or run `multilora prepare-batching` elsewhere"
+        ) from e
+    dst = os.path.join(_cache_dir(), _folder_key(folder))
+    if not os.path.isfile(os.path.join(dst, "genai_config.json")):
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=".preparing-", dir=os.path.dirname(dst))
+        try:
+            prepare_batching(folder, os.path.join(tmp, "m"))
+            try:
+                os.replace(os.path.join(tmp, "m"), dst)
+            except OSError:  # another process prepared it meanwhile
+                if not os.path.isfile(os.path.join(dst, "genai_config.json")):
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return Model(dst)
+
+
 class Engine(_Native):
     """Continuous batching over one model prepared with ``multilora prepare-batching``.
 
@@ -217,7 +271,8 @@ class Engine(_Native):
         self._model = model
         self._model_path = model.path
         self._worker = bool(worker)
-        self._native = _core.Engine(model._n(), options)
+        self._runs = _prepared_copy(model)  # the model the native engine runs (model itself when prepared)
+        self._native = _core.Engine(self._runs._n(), options)
 
     def _describe(self) -> str:
         return f"Engine(model={self._model_path!r})"
@@ -269,6 +324,8 @@ class Engine(_Native):
         if native is not None:
             native.shutdown()
             native.close()
+        if self._runs is not self._model:
+            self._runs.close()  # the prepared copy this engine opened (running requests keep it alive natively)
 
     def __repr__(self) -> str:
         if self.closed:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import threading
 from pathlib import Path
@@ -414,9 +415,10 @@ def test_bad_input_is_named(prepared, plain):
         with pytest.raises(ml.InvalidArgumentError) as e:
             engine.submit(params_for(model, reg, []), [5, 96])
         assert_error(e, ml.InvalidArgumentError, "MLORA_STATUS_INVALID_ARGUMENT", "vocabulary")
-        # params of another model (the unprepared folder)
-        with pytest.raises(ml.InvalidArgumentError) as e:
-            engine.submit(params_for(plain[0], plain[1], ["a"]), PROMPTS[0])
+        # params of another model (one whose LoRA inputs differ from the engine's: the fixture without LoRA)
+        with ml.Model(str(LORA.parent / "base")) as other:
+            with pytest.raises(ml.InvalidArgumentError) as e:
+                engine.submit(ml.GeneratorParams(other), PROMPTS[0])
         assert_error(e, ml.InvalidArgumentError, "MLORA_STATUS_INVALID_ARGUMENT", "not for the engine's model")
         # adapters of another model, or not loaded
         p = ml.GeneratorParams(model)
@@ -452,10 +454,22 @@ def test_bad_input_is_named(prepared, plain):
     assert_error(e, ml.InvalidArgumentError, "MLORA_STATUS_INVALID_ARGUMENT", "worker")
 
 
-def test_unprepared_folder_is_refused_naming_the_tool(plain):
-    with pytest.raises(ml.InvalidArgumentError) as e:
-        ml.Engine(plain[0])
-    assert_error(e, ml.InvalidArgumentError, "MLORA_STATUS_INVALID_ARGUMENT", "multilora prepare-batching")
+def test_plain_folder_is_prepared_into_the_cache(plain, tmp_path, monkeypatch):
+    """ml.Engine over an unprepared folder prepares a copy once into $MULTILORA_CACHE_DIR and serves the plain
+    model's own params and adapters: every request equals ml.Generator alone on the plain folder."""
+    monkeypatch.setenv("MULTILORA_CACHE_DIR", str(tmp_path))
+    model, reg = plain
+    sets = [[], ["a"], ["b"], ["a", "b"]]
+    for round_ in range(2):  # the second engine reuses the cached copy
+        with ml.Engine(model, max_batch_size=4) as engine:
+            reqs = [
+                (engine.submit(params_for(model, reg, s, max_length=len(p) + 8), p), p, s)
+                for p in PROMPTS
+                for s in sets
+            ]
+            for req, prompt, s in reqs:
+                assert req.tokens() == alone(plain, prompt, s, max_length=len(prompt) + 8), (prompt, s)
+        assert len(os.listdir(tmp_path / "prepared")) == 1, round_
 
 
 def test_poll_and_timeout_reads(prepared):

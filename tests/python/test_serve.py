@@ -521,9 +521,15 @@ def test_load_and_unload_adapters(loading_server: Any, ref: Reference) -> None:
 # ------------------------------------------------------------------------------------------------ the command
 
 
-def test_multilora_serve_command(folder: Path, ref: Reference) -> None:
+@pytest.mark.parametrize("plain", [False, True], ids=["prepared", "plain-folder"])
+def test_multilora_serve_command(folder: Path, ref: Reference, plain: bool, tmp_path: Path) -> None:
+    """The command serves a prepared folder, and a plain one (the engine prepares a copy into the cache)."""
+    from serve_support import LORA
+
     port = free_port()
-    env = dict(os.environ, MULTILORA_API_KEY=KEY)
+    env = dict(os.environ, MULTILORA_API_KEY=KEY, MULTILORA_CACHE_DIR=str(tmp_path))
+    if plain:
+        folder = LORA
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -556,10 +562,10 @@ def test_multilora_serve_command(folder: Path, ref: Reference) -> None:
                 pass
             assert time.monotonic() < deadline, "the server did not start"
             time.sleep(0.1)
-        cli = openai.OpenAI(base_url=url + "/v1", api_key=KEY, timeout=TIMEOUT, max_retries=0)
-        out = cli.completions.create(
-            model="a", prompt=PROMPTS[0], max_tokens=NEW, temperature=0, extra_body={"return_token_ids": True}
-        )
+        with openai.OpenAI(base_url=url + "/v1", api_key=KEY, timeout=TIMEOUT, max_retries=0) as cli:
+            out = cli.completions.create(
+                model="a", prompt=PROMPTS[0], max_tokens=NEW, temperature=0, extra_body={"return_token_ids": True}
+            )
         assert out.choices[0].model_dump()["token_ids"] == ref.tokens(PROMPT_IDS[0], ["a"], NEW)
         assert httpx.get(url + "/v1/models", timeout=TIMEOUT).status_code == 401
     finally:
@@ -712,18 +718,6 @@ def test_a_full_queue_is_429_and_a_closed_engine_503(gated: Any) -> None:
         engine.inner.close()  # the real engine refuses with ClosedError
         err = _error(http.post("/v1/completions", json={"model": "a", "prompt": "the", "max_tokens": 2}), 503)
         assert http.get("/v1/models").status_code == 200
-
-
-def test_serve_command_names_prepare_batching_for_an_unprepared_folder() -> None:
-    from serve_support import LORA
-
-    r = subprocess.run(
-        [sys.executable, "-m", "multilora.cli", "serve", str(LORA), "--port", str(free_port())],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert r.returncode == 1 and "prepare-batching" in r.stderr, r.stderr
 
 
 def test_the_real_engine_queue_full_is_429(folder: Path) -> None:

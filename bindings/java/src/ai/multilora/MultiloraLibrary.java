@@ -1624,6 +1624,9 @@ public interface MultiloraLibrary extends Library {
      * adapter during the request is safe. Returns at once.
      * &#64;param[in] params borrowed for the call. &#64;param[in] tokens copied; count prompt ids.
      * &#64;param[out] out_request owned; release with mlora_request_release.
+     * Params (and their adapters) of the engine's model are used as they are; params of the unprepared folder the
+     * model was prepared from (the same LoRA inputs in the same order, vocabulary and context) are accepted too:
+     * each such adapter set is built once for the engine's model from the same adapters and weights.
      * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (count 0, NULL tokens, an id outside the vocabulary, params
      *          of another model, per-row adapter sets, batch_size != 1), SHAPE_MISMATCH (the prompt is longer than
      *          the context length, or leaves no room for a new token within max_length), BUSY (the queue is
@@ -1635,7 +1638,7 @@ public interface MultiloraLibrary extends Library {
      * @param params borrowed. Header: [in] borrowed for the call.
      * @param tokens copied; input array. Header: [in] copied; count prompt ids.
      * @param count -
-     * @param out_request owned. Header: [out] owned; release with mlora_request_release.
+     * @param out_request owned. Header: [out] owned; release with mlora_request_release. Params (and their adapters) of the engine's model are used as they are; params of the unprepared folder the model was prepared from (the same LoRA inputs in the same order, vocabulary and context) are accepted too: each such adapter set is built once for the engine's model from the same adapters and weights.
      * @return mlora_status_t
      */
     int mlora_engine_submit(Pointer engine, Pointer params, int[] tokens, SizeT count, PointerByReference out_request);
