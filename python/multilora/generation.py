@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Iterator, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -273,6 +273,25 @@ class Tokenizer:
     def create_stream(self, prompt: Any = ()) -> TokenizerStream:
         """An incremental decoder; ``prompt`` ids give the context the first pieces are decoded in."""
         return TokenizerStream(self, prompt)
+
+    def apply_chat_template(
+        self, messages: Sequence[Dict[str, Any]], template_str: Optional[str] = None, add_generation_prompt: bool = True
+    ) -> str:
+        """The prompt text for chat ``messages`` (``[{"role": ..., "content": ...}, ...]``), rendered with the
+        folder's chat template (``chat_template.jinja``, or ``chat_template`` in ``tokenizer_config.json``) or
+        with ``template_str``, in jinja2's sandbox as Hugging Face renders it (needs ``jinja2``: ``pip install
+        'multilora[serve]'``). Encode the result with ``add_special_tokens=False``: the template writes them.
+        Raises ValueError when there is no template or it refuses the messages."""
+        from ._chat import ChatTemplate, load_chat_template, special_tokens
+
+        folder = os.path.dirname(self.path)
+        if template_str is not None:
+            template: Optional[ChatTemplate] = ChatTemplate(template_str, special_tokens(folder))
+        else:
+            template = load_chat_template(folder)
+        if template is None:
+            raise ValueError(f"{folder!r} has no chat template (chat_template.jinja or tokenizer_config.json)")
+        return template.render([dict(m) for m in messages], add_generation_prompt)
 
 
 class TokenizerStream:

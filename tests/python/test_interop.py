@@ -7,6 +7,7 @@ onnxruntime.AdapterFormat files, numpy."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Dict, List
 
@@ -755,3 +756,32 @@ def test_rewind_to_on_a_model_with_position_ids_matches_numpy(tmp_path):
                     seq = gen.get_sequence(0).tolist()
                     np.testing.assert_allclose(gen.get_logits()[0], classic.logits(seq), rtol=0, atol=ATOL)
                     gen.generate_next_token()
+
+
+def test_apply_chat_template_renders_the_folders_template(tmp_path):
+    """Tokenizer.apply_chat_template renders the folder's template (tokenizer_config.json) with its special tokens,
+    or a given one; the expected texts are written out by hand from the templates below."""
+    pytest.importorskip("jinja2")
+    src = Path(__file__).parent / "fixtures" / "generation" / "lora"
+    shutil.copy(src / "tokenizer.json", tmp_path / "tokenizer.json")
+    template = (
+        "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{{ eos_token }}\n{% endfor %}"
+        "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+    )
+    (tmp_path / "tokenizer_config.json").write_text(
+        json.dumps({"chat_template": template, "bos_token": "<s>", "eos_token": {"content": "</s>"}})
+    )
+    tok = ml.Tokenizer(str(tmp_path))
+    msgs = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi there"}]
+    assert tok.apply_chat_template(msgs) == "<s><|system|>be brief</s>\n<|user|>hi there</s>\n<|assistant|>"
+    assert (
+        tok.apply_chat_template(msgs, add_generation_prompt=False)
+        == "<s><|system|>be brief</s>\n<|user|>hi there</s>\n"
+    )
+    assert tok.apply_chat_template(msgs[1:], template_str="[{{ messages[0]['content'] | upper }}]") == "[HI THERE]"
+    with pytest.raises(ValueError, match="refused"):
+        tok.apply_chat_template(msgs, template_str="{{ raise_exception('no system role') }}")
+    with pytest.raises(ValueError):  # the sandbox keeps templates away from Python internals
+        tok.apply_chat_template(msgs, template_str="{{ ''.__class__.__mro__[1].__subclasses__() }}")
+    with pytest.raises(ValueError, match="no chat template"):
+        ml.Tokenizer(str(src)).apply_chat_template(msgs)

@@ -28,7 +28,7 @@ from typing import Any, AsyncIterator, Dict, List, Optional, Sequence, Tuple, Un
 
 from pydantic import ValidationError
 
-from .chat import ChatTemplate, TemplateError, load_chat_template
+from .._chat import ChatTemplate, TemplateError, load_chat_template
 from .metrics import ServerMetrics
 from .protocol import (
     APIError,

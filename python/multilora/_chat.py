@@ -15,7 +15,7 @@ import os
 from datetime import datetime
 from typing import Any, Dict, List, Optional
 
-__all__ = ["ChatTemplate", "load_chat_template"]
+__all__ = ["ChatTemplate", "TemplateError", "load_chat_template", "special_tokens"]
 
 _SPECIAL = ("bos_token", "eos_token", "unk_token", "pad_token", "sep_token", "cls_token", "mask_token")
 
@@ -81,15 +81,30 @@ class ChatTemplate:
             raise TemplateError(f"the chat template failed on the messages: {type(e).__name__}: {e}") from None
 
 
-def load_chat_template(folder: str) -> Optional[ChatTemplate]:
-    """The folder's chat template, or None when it has none (then chat completions answer 400)."""
-    config: Dict[str, Any] = {}
+def _tokenizer_config(folder: str) -> Dict[str, Any]:
     path = os.path.join(folder, "tokenizer_config.json")
     if os.path.isfile(path):
         with open(path, encoding="utf-8") as f:
             loaded = json.load(f)
         if isinstance(loaded, dict):
-            config = loaded
+            return loaded
+    return {}
+
+
+def special_tokens(folder: str, config: Optional[Dict[str, Any]] = None) -> Dict[str, str]:
+    """The special tokens' texts (``bos_token``, ``eos_token``, ...) of the folder's tokenizer_config.json."""
+    config = _tokenizer_config(folder) if config is None else config
+    special = {}
+    for key in _SPECIAL:
+        text = _token_text(config.get(key))
+        if text is not None:
+            special[key] = text
+    return special
+
+
+def load_chat_template(folder: str) -> Optional[ChatTemplate]:
+    """The folder's chat template, or None when it has none (then chat completions answer 400)."""
+    config = _tokenizer_config(folder)
     source: Any = None
     jinja_file = os.path.join(folder, "chat_template.jinja")
     if os.path.isfile(jinja_file):
@@ -102,9 +117,4 @@ def load_chat_template(folder: str) -> Optional[ChatTemplate]:
             source = named.get("default")
     if not isinstance(source, str) or not source.strip():
         return None
-    special = {}
-    for key in _SPECIAL:
-        text = _token_text(config.get(key))
-        if text is not None:
-            special[key] = text
-    return ChatTemplate(source, special)
+    return ChatTemplate(source, special_tokens(folder, config))
