@@ -18,23 +18,6 @@ namespace mlora {
 
 namespace {
 
-bool is_int_index(int32_t dtype) { return dtype == MLORA_DTYPE_INT64 || dtype == MLORA_DTYPE_INT32; }
-
-float to_float(int32_t dtype, const void* data, size_t i) {
-  switch (dtype) {
-    case MLORA_DTYPE_FLOAT32:
-      return static_cast<const float*>(data)[i];
-    case MLORA_DTYPE_FLOAT16:
-      return half_to_float(static_cast<const uint16_t*>(data)[i]);
-    case MLORA_DTYPE_BFLOAT16:
-      return bfloat16_to_float(static_cast<const uint16_t*>(data)[i]);
-    case MLORA_DTYPE_FLOAT64:
-      return static_cast<float>(static_cast<const double*>(data)[i]);
-    default:
-      return 0.0f;
-  }
-}
-
 double seconds(Request::Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
 bool contains(const std::vector<int32_t>& v, int32_t x) { return std::find(v.begin(), v.end(), x) != v.end(); }
@@ -119,7 +102,7 @@ Engine::Engine(std::shared_ptr<const Model> model, std::shared_ptr<SlotTable> sl
   const GenaiConfig& c = config_;
   const IoInfo* ids = m.find_input(c.input_ids);
   const IoInfo* mask = m.find_input(c.attention_mask);
-  if (!ids || !is_int_index(ids->dtype) || !mask || !is_int_index(mask->dtype) || m.find_input(c.position_ids)) {
+  if (!ids || !is_index_dtype(ids->dtype) || !mask || !is_index_dtype(mask->dtype) || m.find_input(c.position_ids)) {
     fail(MLORA_STATUS_INVALID_ARGUMENT,
          "decoder '" + m.onnx_path() + "' does not have the layout the engine serves: int64/int32 '" + c.input_ids +
              "' and '" + c.attention_mask + "' and no '" + c.position_ids +
@@ -480,7 +463,7 @@ void Engine::run(std::vector<const char*> names, std::vector<const OrtValue*> va
   if (dtype == MLORA_DTYPE_FLOAT32) {
     std::memcpy(logits_.data(), data, n * sizeof(float));
   } else {
-    for (size_t i = 0; i < n; ++i) logits_[i] = to_float(dtype, data, i);
+    for (size_t i = 0; i < n; ++i) logits_[i] = element_to_float(dtype, data, i);
   }
 }
 

@@ -27,23 +27,6 @@ const IoInfo* find_output(const Model& model, const std::string& name) {
                                 " in '" + config.path + "')");
 }
 
-bool is_int_index(int32_t dtype) { return dtype == MLORA_DTYPE_INT64 || dtype == MLORA_DTYPE_INT32; }
-
-float to_float(int32_t dtype, const void* data, size_t i) {
-  switch (dtype) {
-    case MLORA_DTYPE_FLOAT32:
-      return static_cast<const float*>(data)[i];
-    case MLORA_DTYPE_FLOAT16:
-      return half_to_float(static_cast<const uint16_t*>(data)[i]);
-    case MLORA_DTYPE_BFLOAT16:
-      return bfloat16_to_float(static_cast<const uint16_t*>(data)[i]);
-    case MLORA_DTYPE_FLOAT64:
-      return static_cast<float>(static_cast<const double*>(data)[i]);
-    default:
-      return 0.0f;
-  }
-}
-
 }  // namespace
 
 Generator::Generator(std::shared_ptr<const Model> model, std::shared_ptr<const GeneratorParams> params)
@@ -62,14 +45,14 @@ Generator::Generator(std::shared_ptr<const Model> model, std::shared_ptr<const G
   const GenaiConfig& c = config_;
   const IoInfo* ids = m.find_input(c.input_ids);
   if (!ids) missing(m, c, "input", c.input_ids, "model.decoder.inputs.input_ids");
-  if (!is_int_index(ids->dtype)) {
+  if (!is_index_dtype(ids->dtype)) {
     fail(MLORA_STATUS_FORMAT, "decoder input '" + c.input_ids + "' is " + dtype_name(ids->dtype) +
                                   "; multilora feeds token ids as int64 or int32");
   }
   ids_dtype_ = ids->dtype;
   input_names_.push_back(c.input_ids);
   if (const IoInfo* mask = m.find_input(c.attention_mask)) {
-    if (!is_int_index(mask->dtype)) {
+    if (!is_index_dtype(mask->dtype)) {
       fail(MLORA_STATUS_FORMAT,
            "decoder input '" + c.attention_mask + "' is " + dtype_name(mask->dtype) + "; expected int64 or int32");
     }
@@ -78,7 +61,7 @@ Generator::Generator(std::shared_ptr<const Model> model, std::shared_ptr<const G
     input_names_.push_back(c.attention_mask);
   }
   if (const IoInfo* pos = m.find_input(c.position_ids)) {
-    if (!is_int_index(pos->dtype)) {
+    if (!is_index_dtype(pos->dtype)) {
       fail(MLORA_STATUS_FORMAT,
            "decoder input '" + c.position_ids + "' is " + dtype_name(pos->dtype) + "; expected int64 or int32");
     }
@@ -273,7 +256,7 @@ void Generator::run_pass(const std::vector<int64_t>& ids, size_t step, const std
     if (dtype == MLORA_DTYPE_FLOAT32) {
       std::memcpy(&logits_[r * vocab_], static_cast<const float*>(data) + base, vocab_ * sizeof(float));
     } else {
-      for (size_t v = 0; v < vocab_; ++v) logits_[r * vocab_ + v] = to_float(dtype, data, base + v);
+      for (size_t v = 0; v < vocab_; ++v) logits_[r * vocab_ + v] = element_to_float(dtype, data, base + v);
     }
   }
   // A growing cache: the presents become the next pass's pasts, as they are.

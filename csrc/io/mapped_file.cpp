@@ -9,6 +9,7 @@
 #include <cstring>
 #include <limits>
 
+#include "io/fd.h"
 #include "util/error.h"
 
 namespace mlora {
@@ -16,23 +17,6 @@ namespace mlora {
 namespace {
 
 std::string errno_text(int err) { return std::strerror(err); }
-
-const char* file_kind(mode_t mode) {
-  if (S_ISDIR(mode)) return "a directory";
-  if (S_ISFIFO(mode)) return "a FIFO";
-  if (S_ISCHR(mode)) return "a character device";
-  if (S_ISBLK(mode)) return "a block device";
-  if (S_ISSOCK(mode)) return "a socket";
-  return "not a regular file";
-}
-
-// Closes a descriptor on scope exit (the mapping, once made, does not need it).
-struct FdCloser {
-  int fd;
-  ~FdCloser() {
-    if (fd >= 0) ::close(fd);
-  }
-};
 
 }  // namespace
 

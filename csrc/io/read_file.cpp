@@ -7,29 +7,10 @@
 #include <cerrno>
 #include <cstring>
 
+#include "io/fd.h"
 #include "util/error.h"
 
 namespace mlora {
-
-namespace {
-
-const char* file_kind(mode_t mode) {
-  if (S_ISDIR(mode)) return "a directory";
-  if (S_ISFIFO(mode)) return "a FIFO";
-  if (S_ISCHR(mode)) return "a character device";
-  if (S_ISBLK(mode)) return "a block device";
-  if (S_ISSOCK(mode)) return "a socket";
-  return "a special file";
-}
-
-struct Fd {
-  int fd;
-  ~Fd() {
-    if (fd >= 0) ::close(fd);
-  }
-};
-
-}  // namespace
 
 size_t read_regular_file(const std::string& path, size_t cap, const std::function<char*(size_t)>& allocate) {
   int fd;
@@ -41,7 +22,7 @@ size_t read_regular_file(const std::string& path, size_t cap, const std::functio
     fail(err == ENOENT || err == ENOTDIR ? MLORA_STATUS_NOT_FOUND : MLORA_STATUS_IO,
          "cannot read '" + path + "': " + std::strerror(err));
   }
-  Fd closer{fd};
+  FdCloser closer{fd};
   struct stat st;
   if (::fstat(fd, &st) != 0) {
     const int err = errno;

@@ -219,4 +219,19 @@ void scale_copy(int32_t dtype, const void* src, void* dst, size_t count, float s
   }
 }
 
+float element_to_float(int32_t dtype, const void* data, size_t i) noexcept {
+  switch (dtype) {
+    case MLORA_DTYPE_FLOAT32:
+      return static_cast<const float*>(data)[i];
+    case MLORA_DTYPE_FLOAT16:
+      return half_to_float(static_cast<const uint16_t*>(data)[i]);
+    case MLORA_DTYPE_BFLOAT16:
+      return bfloat16_to_float(static_cast<const uint16_t*>(data)[i]);
+    case MLORA_DTYPE_FLOAT64:
+      return static_cast<float>(static_cast<const double*>(data)[i]);
+    default:
+      return 0.0f;
+  }
+}
+
 }  // namespace mlora

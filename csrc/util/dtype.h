@@ -28,6 +28,10 @@ bool dtype_is_float(int32_t dtype) noexcept;
 float half_to_float(uint16_t h) noexcept;
 uint16_t float_to_half(float f) noexcept;
 float bfloat16_to_float(uint16_t b) noexcept;
+// Element i of a buffer of a floating dtype (float32/16, bfloat16, float64) as float; 0 for any other dtype.
+float element_to_float(int32_t dtype, const void* data, size_t i) noexcept;
+// Whether dtype is one of the integer types token ids, masks and positions come in (int32, int64).
+inline bool is_index_dtype(int32_t dtype) noexcept { return dtype == MLORA_DTYPE_INT64 || dtype == MLORA_DTYPE_INT32; }
 uint16_t float_to_bfloat16(float f) noexcept;
 // dst[i] = src[i] * scale, elementwise, for `count` elements of a floating dtype (computed in float32,
 // float64 in double). src and dst may alias.
