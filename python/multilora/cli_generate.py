@@ -17,9 +17,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, List, Tuple
 
-__all__ = ["add_generate_command", "run_generate", "main"]
+__all__ = ["add_generate_command", "run_generate"]
 
 
 def _adapter_arg(text: str) -> Tuple[str, str]:
@@ -130,16 +130,3 @@ def run_generate(args: argparse.Namespace) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
     return 0
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Stand-alone entry (``python -m multilora.cli_generate ...``) until the main CLI wires the command."""
-    parser = argparse.ArgumentParser(prog="multilora")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_generate_command(sub)
-    args = parser.parse_args(argv)
-    return int(args.func(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

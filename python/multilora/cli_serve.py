@@ -14,7 +14,7 @@ import argparse
 import ipaddress
 import os
 import sys
-from typing import Any, Optional, Sequence
+from typing import Any
 
 __all__ = ["add_serve_command", "run_serve"]
 
@@ -163,15 +163,3 @@ def run_serve(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     return 0
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="multilora")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_serve_command(sub)
-    args = parser.parse_args(argv)
-    return int(args.func(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -650,7 +650,7 @@ def test_tokenizer_and_generate_stream(gmodel, gregistry):
 
 def test_cli_generate_streams_text(capsys):
     pytest.importorskip("tokenizers")
-    from multilora.cli_generate import main
+    from multilora.cli import main
 
     prompt = REF["prompts"][2]
     rc = main(
