@@ -419,16 +419,6 @@ bool Engine::step_locked() {
   return has_work_locked();
 }
 
-OrtValuePtr Engine::int_tensor(const std::vector<int64_t>& values, const std::vector<int64_t>& shape, int32_t dtype,
-                               std::vector<int64_t>& keep64, std::vector<int32_t>& keep32) const {
-  if (dtype == MLORA_DTYPE_INT64) {
-    keep64 = values;
-    return make_ort_tensor(dtype, shape, keep64.data(), keep64.size() * sizeof(int64_t));
-  }
-  keep32.assign(values.begin(), values.end());
-  return make_ort_tensor(dtype, shape, keep32.data(), keep32.size() * sizeof(int32_t));
-}
-
 void Engine::run(std::vector<const char*> names, std::vector<const OrtValue*> values,
                  const std::vector<OrtValue*>& kv_out, int64_t batch, int64_t seq, size_t* out_rows) {
   std::vector<OrtValue*> results(output_cnames_.size(), nullptr);
@@ -492,8 +482,8 @@ void Engine::decode() {
     std::vector<int64_t> ids64, mask64;
     std::vector<int32_t> ids32, mask32;
     std::vector<OrtValuePtr> owned;
-    owned.push_back(int_tensor(ids, {b, 1}, ids_dtype_, ids64, ids32));
-    owned.push_back(int_tensor(mask, {b, width}, mask_dtype_, mask64, mask32));
+    owned.push_back(make_index_tensor(ids, {b, 1}, ids_dtype_, ids64, ids32));
+    owned.push_back(make_index_tensor(mask, {b, width}, mask_dtype_, mask64, mask32));
     const std::vector<int64_t> kv_shape = {b, kv_heads_, max_length_, head_size_};
     const size_t kv_bytes = row_bytes_ * top;
     std::vector<OrtValuePtr> kv_in, kv_out;
@@ -548,8 +538,8 @@ void Engine::prefill(size_t budget) {
       std::vector<int64_t> ids64, mask64;
       std::vector<int32_t> ids32, mask32;
       std::vector<OrtValuePtr> owned;
-      owned.push_back(int_tensor(ids, {1, static_cast<int64_t>(chunk)}, ids_dtype_, ids64, ids32));
-      owned.push_back(int_tensor(mask, {1, width}, mask_dtype_, mask64, mask32));
+      owned.push_back(make_index_tensor(ids, {1, static_cast<int64_t>(chunk)}, ids_dtype_, ids64, ids32));
+      owned.push_back(make_index_tensor(mask, {1, width}, mask_dtype_, mask64, mask32));
       // The row's slice of every KV buffer, as a batch of one.
       const std::vector<int64_t> kv_shape = {1, kv_heads_, max_length_, head_size_};
       std::vector<OrtValuePtr> kv_in, kv_out;

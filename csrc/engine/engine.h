@@ -174,8 +174,6 @@ class Engine : public std::enable_shared_from_this<Engine> {
   void admit();
   void decode();
   void prefill(size_t budget);
-  OrtValuePtr int_tensor(const std::vector<int64_t>& values, const std::vector<int64_t>& shape, int32_t dtype,
-                         std::vector<int64_t>& keep64, std::vector<int32_t>& keep32) const;
   // Runs the decoder; returns logits as float32 [batch, seq_or_1, vocab] in logits_ (seq_out rows per batch).
   void run(std::vector<const char*> names, std::vector<const OrtValue*> values, const std::vector<OrtValue*>& kv_out,
            int64_t batch, int64_t seq, size_t* out_rows);

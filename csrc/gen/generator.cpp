@@ -165,16 +165,6 @@ void Generator::check_new_tokens(const int32_t* tokens, size_t count, const char
   }
 }
 
-OrtValuePtr Generator::int_tensor(const std::vector<int64_t>& values, const std::vector<int64_t>& shape, int32_t dtype,
-                                  std::vector<int64_t>& keep64, std::vector<int32_t>& keep32) const {
-  if (dtype == MLORA_DTYPE_INT64) {
-    keep64 = values;
-    return make_ort_tensor(dtype, shape, keep64.data(), keep64.size() * sizeof(int64_t));
-  }
-  keep32.assign(values.begin(), values.end());
-  return make_ort_tensor(dtype, shape, keep32.data(), keep32.size() * sizeof(int32_t));
-}
-
 void Generator::run_pass(const std::vector<int64_t>& ids, size_t step, const std::vector<int64_t>& positions,
                          const std::vector<size_t>& last) {
   const int64_t b = static_cast<int64_t>(batch_);
@@ -183,7 +173,7 @@ void Generator::run_pass(const std::vector<int64_t>& ids, size_t step, const std
   std::vector<int64_t> ids64, mask64, pos64;
   std::vector<int32_t> ids32, mask32, pos32;
   std::vector<OrtValuePtr> owned;
-  owned.push_back(int_tensor(ids, {b, s}, ids_dtype_, ids64, ids32));
+  owned.push_back(make_index_tensor(ids, {b, s}, ids_dtype_, ids64, ids32));
   if (has_mask_) {
     if (padding_ == Padding::kPrefix) {
       mask_.assign(batch_ * static_cast<size_t>(width_), 0);
@@ -191,9 +181,9 @@ void Generator::run_pass(const std::vector<int64_t>& ids, size_t step, const std
         std::fill_n(mask_.begin() + static_cast<std::ptrdiff_t>(r * static_cast<size_t>(width_)), row_len_[r], 1);
       }
     }
-    owned.push_back(int_tensor(mask_, {b, width_}, mask_dtype_, mask64, mask32));
+    owned.push_back(make_index_tensor(mask_, {b, width_}, mask_dtype_, mask64, mask32));
   }
-  if (has_pos_) owned.push_back(int_tensor(positions, {b, s}, pos_dtype_, pos64, pos32));
+  if (has_pos_) owned.push_back(make_index_tensor(positions, {b, s}, pos_dtype_, pos64, pos32));
   const size_t kv_count = output_names_.size() - 1;
   if (!shared_kv_ && past_.empty()) {
     for (size_t i = 0; i < kv_count; ++i) {

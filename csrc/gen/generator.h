@@ -98,8 +98,6 @@ class Generator {
   // positions were extended for them by the caller; reads each row's logits at `last[b]`.
   void run_pass(const std::vector<int64_t>& ids, size_t step, const std::vector<int64_t>& positions,
                 const std::vector<size_t>& last);
-  OrtValuePtr int_tensor(const std::vector<int64_t>& values, const std::vector<int64_t>& shape, int32_t dtype,
-                         std::vector<int64_t>& keep64, std::vector<int32_t>& keep32) const;
   void feed_pending();
   void allocate_shared_kv();
 

@@ -146,6 +146,16 @@ const OrtValue* Tensor::ort_value() const {
   return value_.get();
 }
 
+OrtValuePtr make_index_tensor(const std::vector<int64_t>& values, const std::vector<int64_t>& shape, int32_t dtype,
+                              std::vector<int64_t>& keep64, std::vector<int32_t>& keep32) {
+  if (dtype == MLORA_DTYPE_INT64) {
+    keep64 = values;
+    return make_ort_tensor(dtype, shape, keep64.data(), keep64.size() * sizeof(int64_t));
+  }
+  keep32.assign(values.begin(), values.end());
+  return make_ort_tensor(dtype, shape, keep32.data(), keep32.size() * sizeof(int32_t));
+}
+
 OrtValuePtr make_ort_tensor(int32_t dtype, const std::vector<int64_t>& shape, const void* data, size_t nbytes) {
   checked_nbytes(dtype, shape, data, nbytes, "tensor");
   const OrtApi& api = ort();

@@ -49,6 +49,11 @@ class Tensor {
 // (INVALID_ARGUMENT), dims and nbytes == count * size (SHAPE_MISMATCH); data may be null when nbytes is 0.
 OrtValuePtr make_ort_tensor(int32_t dtype, const std::vector<int64_t>& shape, const void* data, size_t nbytes);
 
+// An int64 or int32 (`dtype`) OrtValue of `values` (ids, masks, positions a decoder takes in either width): the
+// values are stored in keep64 or keep32, which must outlive the OrtValue.
+OrtValuePtr make_index_tensor(const std::vector<int64_t>& values, const std::vector<int64_t>& shape, int32_t dtype,
+                              std::vector<int64_t>& keep64, std::vector<int32_t>& keep32);
+
 // ONNX dtype (TensorProto numbering) <-> ORT element type, for the dtypes multilora supports. The numbers are
 // the same; these make the correspondence explicit. to_ort_element_type throws INVALID_ARGUMENT for an
 // unsupported dtype; dtype_from_ort returns 0 for an element type multilora does not support (string,
