@@ -18,6 +18,26 @@ from multilora import testing as T  # noqa: E402
 
 from support import OrtBaseline  # noqa: E402
 
+GEN_LORA = Path(__file__).parent / "fixtures" / "generation" / "lora"  # builder + Olive GenAI folder, adapters a, b
+
+
+@pytest.fixture(scope="module")
+def gmodel() -> Iterator[ml.Model]:
+    """The committed GenAI fixture folder (tests/python/fixtures/generation/lora), one per test module."""
+    m = ml.Model(str(GEN_LORA))
+    yield m
+    m.close()
+
+
+@pytest.fixture(scope="module")
+def gregistry(gmodel: ml.Model) -> Iterator[ml.Adapters]:
+    """gmodel's registry with the fixture's adapters "a" and "b" loaded."""
+    r = ml.Adapters(gmodel)
+    for name in ("a", "b"):
+        r.load(str(GEN_LORA / "adapters" / f"{name}.onnx_adapter"), name)
+    yield r
+    r.close()
+
 
 @pytest.fixture(scope="session")
 def lora_model(tmp_path_factory: pytest.TempPathFactory) -> T.LoraModel:

@@ -19,7 +19,7 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import pytest
@@ -43,22 +43,6 @@ ATOL = 1e-4
 
 
 # ---- fixtures --------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def gmodel() -> Iterator[ml.Model]:
-    m = ml.Model(str(LORA))
-    yield m
-    m.close()
-
-
-@pytest.fixture(scope="module")
-def gregistry(gmodel: ml.Model) -> Iterator[ml.Adapters]:
-    r = ml.Adapters(gmodel)
-    for name, path in ADAPTER.items():
-        r.load(path, name)
-    yield r
-    r.close()
 
 
 def make_params(

@@ -28,22 +28,6 @@ EOS = REF["eos_token_id"]
 ATOL = 1e-4
 
 
-@pytest.fixture(scope="module")
-def gmodel():
-    m = ml.Model(str(LORA))
-    yield m
-    m.close()
-
-
-@pytest.fixture(scope="module")
-def gregistry(gmodel):
-    r = ml.Adapters(gmodel)
-    for name, path in ADAPTER.items():
-        r.load(path, name)
-    yield r
-    r.close()
-
-
 # ---- 2. get_logits: the logits of the pending choice, as og.Generator.get_logits ---------------------
 
 

@@ -12,8 +12,6 @@ import threading
 from pathlib import Path
 from typing import Callable, List
 
-import pytest
-
 import multilora as ml
 from multilora import testing as T
 from multilora.generation import Generator, GeneratorParams
@@ -79,22 +77,6 @@ def test_model_close_while_threads_run(lora_model, baseline):
         _model_close_round(lora_model.path, ids, expected, errors, completed)
     assert not errors, errors[:5]
     assert completed[0] > 0
-
-
-@pytest.fixture(scope="module")
-def gmodel():
-    m = ml.Model(str(FX))
-    yield m
-    m.close()
-
-
-@pytest.fixture(scope="module")
-def gregistry(gmodel):
-    r = ml.Adapters(gmodel)
-    for name, path in ADAPTER.items():
-        r.load(path, name)
-    yield r
-    r.close()
 
 
 def _greedy_tokens(gmodel, gregistry, names, steps):
