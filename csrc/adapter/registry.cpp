@@ -75,9 +75,12 @@ void Registry::validate(const Adapter& adapter, const std::string& label, int32_
       fail(MLORA_STATUS_NOT_FOUND, who + ": parameter '" + printable_text(p.name) + "' is not a LoRA input of model '" +
                                        model.path() + "'; its LoRA inputs are " + join_names(known));
     }
-    if (p.dtype != in->dtype) {
+    if (!model.accepts_lora_dtype(*in, p.dtype)) {
+      const std::string expected = model.batch_kernel() == BatchKernel::kFused && dtype_is_float(in->dtype)
+                                       ? "float32, float16 or bfloat16 (its slots are " + dtype_name(in->dtype) + ")"
+                                       : dtype_name(in->dtype);
       fail(MLORA_STATUS_TYPE_MISMATCH, who + ": parameter '" + p.name + "' has dtype " + dtype_name(p.dtype) +
-                                           ", the model expects " + dtype_name(in->dtype));
+                                           ", the model expects " + expected);
     }
     std::vector<int64_t> expected = {in->dim0, in->dim1};
     bool ok = p.dims.size() == 2;

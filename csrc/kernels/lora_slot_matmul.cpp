@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "ort/ort.h"
+#include "util/dtype.h"
 #include "util/error.h"
 
 namespace mlora {
@@ -40,12 +41,54 @@ MLORA_INLINE v8 load8(const float* p) {
 }
 MLORA_INLINE void store8(float* p, v8 v) { std::memcpy(p, &v, sizeof(v)); }
 
+// A and B element types: float32, or 16-bit floats widened to float in registers (fp32 accumulation). The
+// loads are the only place the element type shows.
+struct F32 {
+  using T = float;
+  static MLORA_INLINE v8 load(const T* p) { return load8(p); }
+  static MLORA_INLINE float one(const T* p) { return *p; }
+};
+// bfloat16 = the top half of a float32: widen to 32 bits and shift.
+struct BF16 {
+  using T = uint16_t;
+  static MLORA_INLINE v8 load(const T* p) {
+    typedef uint16_t u16x8 __attribute__((vector_size(16)));
+    typedef uint32_t u32x8 __attribute__((vector_size(32)));
+    u16x8 h;
+    std::memcpy(&h, p, sizeof(h));
+    const u32x8 w = __builtin_convertvector(h, u32x8) << 16;
+    v8 v;
+    std::memcpy(&v, &w, sizeof(v));
+    return v;
+  }
+  static MLORA_INLINE float one(const T* p) { return bfloat16_to_float(*p); }
+};
+// IEEE binary16: with _Float16 the compiler converts eight at once (vcvtph2ps in the x86-64-v3/v4 clones,
+// which include F16C; a library conversion per element in the default clone); otherwise the scalar one.
+struct F16 {
+  using T = uint16_t;
+  static MLORA_INLINE v8 load(const T* p) {
+#if defined(__FLT16_MAX__)
+    typedef _Float16 h8 __attribute__((vector_size(16)));
+    h8 h;
+    std::memcpy(&h, p, sizeof(h));
+    return __builtin_convertvector(h, v8);
+#else
+    v8 v;
+    for (int i = 0; i < 8; ++i) v[i] = half_to_float(p[i]);
+    return v;
+#endif
+  }
+  static MLORA_INLINE float one(const T* p) { return half_to_float(*p); }
+};
+
 // t[k][0..16) = x[k] · A[:, c0..c0+16) for M tokens: the accumulators stay in registers across all of `in`,
 // so A streams through once with no store-to-load chains. With few tokens (decode: M = 1) U = 4/M partial
 // sums over interleaved rows of A keep 8 independent FMA chains in flight instead of 2 (FMA latency, not
 // memory, limited the M = 1 loop otherwise).
-template <int M>
-MLORA_INLINE void xa_chunk(const float* x, const float* a, float (*t)[kChunk], int64_t in, int64_t r, int64_t c0) {
+template <class E, int M>
+MLORA_INLINE void xa_chunk(const float* x, const typename E::T* a, float (*t)[kChunk], int64_t in, int64_t r,
+                           int64_t c0) {
   constexpr int U = M >= 4 ? 1 : 4 / M;
   v8 acc[U][M][2];
   for (int u = 0; u < U; ++u) {
@@ -54,8 +97,8 @@ MLORA_INLINE void xa_chunk(const float* x, const float* a, float (*t)[kChunk], i
   int64_t i = 0;
   for (; i + U <= in; i += U) {
     for (int u = 0; u < U; ++u) {
-      const float* ar = a + (i + u) * r + c0;
-      const v8 a0 = load8(ar), a1 = load8(ar + 8);
+      const typename E::T* ar = a + (i + u) * r + c0;
+      const v8 a0 = E::load(ar), a1 = E::load(ar + 8);
       for (int k = 0; k < M; ++k) {
         const float xi = x[k * in + i + u];
         acc[u][k][0] += a0 * xi;
@@ -64,8 +107,8 @@ MLORA_INLINE void xa_chunk(const float* x, const float* a, float (*t)[kChunk], i
     }
   }
   for (; i < in; ++i) {
-    const float* ar = a + i * r + c0;
-    const v8 a0 = load8(ar), a1 = load8(ar + 8);
+    const typename E::T* ar = a + i * r + c0;
+    const v8 a0 = E::load(ar), a1 = E::load(ar + 8);
     for (int k = 0; k < M; ++k) {
       const float xi = x[k * in + i];
       acc[0][k][0] += a0 * xi;
@@ -85,11 +128,13 @@ MLORA_INLINE void xa_chunk(const float* x, const float* a, float (*t)[kChunk], i
 }
 
 // The same for the last c < 16 columns.
-MLORA_INLINE void xa_tail(const float* x, const float* a, float (*t)[kChunk], int64_t m, int64_t in, int64_t r,
-                          int64_t c0, int64_t c) {
+template <class E>
+MLORA_INLINE void xa_tail(const float* x, const typename E::T* a, float (*t)[kChunk], int64_t m, int64_t in,
+                          int64_t r, int64_t c0, int64_t c) {
   for (int64_t k = 0; k < m; ++k) std::fill(t[k], t[k] + c, 0.0f);
+  float ar[kChunk];
   for (int64_t i = 0; i < in; ++i) {
-    const float* ar = a + i * r + c0;
+    for (int64_t j = 0; j < c; ++j) ar[j] = E::one(a + i * r + c0 + j);
     for (int64_t k = 0; k < m; ++k) {
       const float xi = x[k * in + i];
       for (int64_t j = 0; j < c; ++j) t[k][j] += xi * ar[j];
@@ -100,17 +145,17 @@ MLORA_INLINE void xa_tail(const float* x, const float* a, float (*t)[kChunk], in
 // y[k, o0..o0+16·NC) (+)= t[k, 0..c) · B[c0..c0+c, o0..o0+16·NC) for M tokens: the 16·NC x M outputs stay in
 // registers across the chunk's c <= 16 rank rows, so y is read and written once per chunk; NC = 4/M output
 // chunks at a time keep 8 independent FMA chains for small M.
-template <int M, int NC>
-MLORA_INLINE void tb_block(const float (*t)[kChunk], const float* b, float* y, int64_t c, int64_t out, int64_t c0,
-                           int64_t o0, bool first) {
+template <class E, int M, int NC>
+MLORA_INLINE void tb_block(const float (*t)[kChunk], const typename E::T* b, float* y, int64_t c, int64_t out,
+                           int64_t c0, int64_t o0, bool first) {
   v8 acc[M][2 * NC];
   for (int k = 0; k < M; ++k) {
     for (int q = 0; q < 2 * NC; ++q) acc[k][q] = first ? v8{} : load8(y + k * out + o0 + 8 * q);
   }
   for (int64_t j = 0; j < c; ++j) {
-    const float* brow = b + (c0 + j) * out + o0;
+    const typename E::T* brow = b + (c0 + j) * out + o0;
     v8 bq[2 * NC];
-    for (int q = 0; q < 2 * NC; ++q) bq[q] = load8(brow + 8 * q);
+    for (int q = 0; q < 2 * NC; ++q) bq[q] = E::load(brow + 8 * q);
     for (int k = 0; k < M; ++k) {
       const float tj = t[k][j];
       for (int q = 0; q < 2 * NC; ++q) acc[k][q] += bq[q] * tj;
@@ -121,26 +166,27 @@ MLORA_INLINE void tb_block(const float (*t)[kChunk], const float* b, float* y, i
   }
 }
 
-template <int M>
-MLORA_INLINE void rows_m(const float* x, const float* a, const float* b, float* y, int64_t in, int64_t r, int64_t out) {
+template <class E, int M>
+MLORA_INLINE void rows_m(const float* x, const typename E::T* a, const typename E::T* b, float* y, int64_t in,
+                         int64_t r, int64_t out) {
   float t[M][kChunk];
   const int64_t out_full = out - out % kChunk;
   for (int64_t c0 = 0; c0 < r; c0 += kChunk) {
     const int64_t c = std::min(kChunk, r - c0);
     if (c == kChunk) {
-      xa_chunk<M>(x, a, t, in, r, c0);
+      xa_chunk<E, M>(x, a, t, in, r, c0);
     } else {
-      xa_tail(x, a, t, M, in, r, c0, c);
+      xa_tail<E>(x, a, t, M, in, r, c0, c);
     }
     const bool first = c0 == 0;
     constexpr int NC = M >= 4 ? 1 : 4 / M;
     int64_t o0 = 0;
-    for (; o0 + NC * kChunk <= out_full; o0 += NC * kChunk) tb_block<M, NC>(t, b, y, c, out, c0, o0, first);
-    for (; o0 < out_full; o0 += kChunk) tb_block<M, 1>(t, b, y, c, out, c0, o0, first);
+    for (; o0 + NC * kChunk <= out_full; o0 += NC * kChunk) tb_block<E, M, NC>(t, b, y, c, out, c0, o0, first);
+    for (; o0 < out_full; o0 += kChunk) tb_block<E, M, 1>(t, b, y, c, out, c0, o0, first);
     for (int k = 0; k < M; ++k) {  // the last out % 16 outputs
       for (int64_t o = out_full; o < out; ++o) {
         float v = first ? 0.0f : y[k * out + o];
-        for (int64_t j = 0; j < c; ++j) v += t[k][j] * b[(c0 + j) * out + o];
+        for (int64_t j = 0; j < c; ++j) v += t[k][j] * E::one(b + (c0 + j) * out + o);
         y[k * out + o] = v;
       }
     }
@@ -149,25 +195,44 @@ MLORA_INLINE void rows_m(const float* x, const float* a, const float* b, float* 
 
 // y[t, :] = (x[t, :] · A[in, r]) · B[r, out] for n tokens; A packed [in, r], B [r, out] row-major; r > 0.
 // Tokens go four at a time so each A and B element loaded serves four of them; rank in chunks of 16.
-MLORA_CLONES
-void lora_rows(const float* x, const float* a, const float* b, float* y, int64_t n, int64_t in, int64_t r,
-               int64_t out) {
+template <class E>
+MLORA_INLINE void lora_rows(const float* x, const typename E::T* a, const typename E::T* b, float* y, int64_t n,
+                            int64_t in, int64_t r, int64_t out) {
   int64_t t0 = 0;
-  for (; t0 + 4 <= n; t0 += 4) rows_m<4>(x + t0 * in, a, b, y + t0 * out, in, r, out);
+  for (; t0 + 4 <= n; t0 += 4) rows_m<E, 4>(x + t0 * in, a, b, y + t0 * out, in, r, out);
   switch (n - t0) {
     case 3:
-      rows_m<3>(x + t0 * in, a, b, y + t0 * out, in, r, out);
+      rows_m<E, 3>(x + t0 * in, a, b, y + t0 * out, in, r, out);
       break;
     case 2:
-      rows_m<2>(x + t0 * in, a, b, y + t0 * out, in, r, out);
+      rows_m<E, 2>(x + t0 * in, a, b, y + t0 * out, in, r, out);
       break;
     case 1:
-      rows_m<1>(x + t0 * in, a, b, y + t0 * out, in, r, out);
+      rows_m<E, 1>(x + t0 * in, a, b, y + t0 * out, in, r, out);
       break;
     default:
       break;
   }
 }
+
+// One multiversioned entry per element type (target_clones on templates is not portable across GCC versions).
+MLORA_CLONES
+void lora_rows_f32(const float* x, const void* a, const void* b, float* y, int64_t n, int64_t in, int64_t r,
+                   int64_t out) {
+  lora_rows<F32>(x, static_cast<const float*>(a), static_cast<const float*>(b), y, n, in, r, out);
+}
+MLORA_CLONES
+void lora_rows_f16(const float* x, const void* a, const void* b, float* y, int64_t n, int64_t in, int64_t r,
+                   int64_t out) {
+  lora_rows<F16>(x, static_cast<const uint16_t*>(a), static_cast<const uint16_t*>(b), y, n, in, r, out);
+}
+MLORA_CLONES
+void lora_rows_bf16(const float* x, const void* a, const void* b, float* y, int64_t n, int64_t in, int64_t r,
+                    int64_t out) {
+  lora_rows<BF16>(x, static_cast<const uint16_t*>(a), static_cast<const uint16_t*>(b), y, n, in, r, out);
+}
+
+using RowsFn = void (*)(const float*, const void*, const void*, float*, int64_t, int64_t, int64_t, int64_t);
 
 struct Kernel {
   const OrtApi* api = nullptr;
@@ -188,9 +253,11 @@ std::string dims_text(const std::vector<int64_t>& d) {
 
 // Everything a compute needs, checked; work item i = (row, token block).
 struct Job {
+  RowsFn rows;
+  size_t esize;  // bytes per A/B element
   const float* x;
-  const float* a;
-  const float* b;
+  const uint8_t* a;
+  const uint8_t* b;
   float* y;
   const int64_t* slot;
   const int64_t* ranks;  // this pair's row of lora_ranks
@@ -212,7 +279,9 @@ void run_item(void* data, size_t item) {
     std::memset(y, 0, static_cast<size_t>(n * j.out) * sizeof(float));
     return;
   }
-  lora_rows(j.x + (row * j.tokens + t0) * j.in, j.a + s * j.in * j.R, j.b + s * j.R * j.out, y, n, j.in, r, j.out);
+  const size_t a_off = static_cast<size_t>(s * j.in * j.R) * j.esize;
+  const size_t b_off = static_cast<size_t>(s * j.R * j.out) * j.esize;
+  j.rows(j.x + (row * j.tokens + t0) * j.in, j.a + a_off, j.b + b_off, y, n, j.in, r, j.out);
 }
 
 OrtStatus* invalid(const Kernel& k, const std::string& what) {
@@ -249,6 +318,28 @@ OrtStatus* compute(Kernel& k, OrtKernelContext* ctx) {
     if (!v[i]) return invalid(k, std::string("input ") + kNames[i] + " is missing");
     MLORA_ORT_TRY(shape_of(api, v[i], sh[i]));
   }
+  if (sh[0].type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) {
+    return invalid(k, "x is " + dtype_name(static_cast<int32_t>(sh[0].type)) + "; expected float32");
+  }
+  if (sh[1].type != sh[2].type) {
+    return invalid(k, "A is " + dtype_name(static_cast<int32_t>(sh[1].type)) + " but B is " +
+                          dtype_name(static_cast<int32_t>(sh[2].type)) + "; they must match");
+  }
+  RowsFn rows = nullptr;
+  switch (sh[1].type) {
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT:
+      rows = lora_rows_f32;
+      break;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16:
+      rows = lora_rows_f16;
+      break;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16:
+      rows = lora_rows_bf16;
+      break;
+    default:
+      return invalid(k, "A and B are " + dtype_name(static_cast<int32_t>(sh[1].type)) +
+                            "; expected float32, float16 or bfloat16");
+  }
   const auto& xd = sh[0].dims;
   const auto& ad = sh[1].dims;
   const auto& bd = sh[2].dims;
@@ -267,6 +358,8 @@ OrtStatus* compute(Kernel& k, OrtKernelContext* ctx) {
         k, "lora_ranks has shape " + dims_text(rd) + "; expected [P, S] with P > pair " + std::to_string(k.pair));
   }
   Job j{};
+  j.rows = rows;
+  j.esize = sh[1].type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT ? sizeof(float) : sizeof(uint16_t);
   j.in = ad[1];
   j.R = ad[2];
   j.out = bd[2];
@@ -287,8 +380,8 @@ OrtStatus* compute(Kernel& k, OrtKernelContext* ctx) {
     in_data[i] = p;
   }
   j.x = static_cast<const float*>(in_data[0]);
-  j.a = static_cast<const float*>(in_data[1]);
-  j.b = static_cast<const float*>(in_data[2]);
+  j.a = static_cast<const uint8_t*>(in_data[1]);
+  j.b = static_cast<const uint8_t*>(in_data[2]);
   j.slot = static_cast<const int64_t*>(in_data[3]);
   j.slot_count = static_cast<size_t>(sd[0]);
   j.ranks = static_cast<const int64_t*>(in_data[4]) + k.pair * rd[1];
@@ -350,8 +443,11 @@ void ORT_API_CALL destroy_kernel(void* kernel) { delete static_cast<Kernel*>(ker
 
 const char* ORT_API_CALL op_name(const OrtCustomOp*) { return kLoraSlotMatMulOp; }
 const char* ORT_API_CALL op_provider(const OrtCustomOp*) { return "CPUExecutionProvider"; }
+// A and B (inputs 1, 2) are float32, float16 or bfloat16 (the slot dtype prepare-batching declared):
+// UNDEFINED lets ONNX Runtime accept any tensor type there, and compute() checks it.
 ONNXTensorElementDataType ORT_API_CALL input_type(const OrtCustomOp*, size_t i) {
-  return i < 3 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT : ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64;
+  if (i == 0) return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+  return i < 3 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED : ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64;
 }
 size_t ORT_API_CALL input_count(const OrtCustomOp*) { return 5; }
 ONNXTensorElementDataType ORT_API_CALL output_type(const OrtCustomOp*, size_t) {

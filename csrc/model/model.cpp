@@ -360,9 +360,17 @@ std::shared_ptr<const Model> Model::open(const ModelSource& source, const ModelO
     m.lora_index[lora.name] = m.loras.size();
     m.loras.push_back(lora);
   }
-  impl->fingerprint = compute_fingerprint(impl->loras);
   impl->declared_version = scan.model_version;
   detect_batching(*impl, options);
+  if (impl->kernel == BatchKernel::kFused) {
+    // The fused kernel only rewrites float32 pairs (x is float32); the slot dtype prepare-batching declared
+    // (--lora-dtype) is storage, not signature: adapters made for the source model keep matching.
+    std::vector<LoraInput> source = impl->loras;
+    for (LoraInput& l : source) l.dtype = MLORA_DTYPE_FLOAT32;
+    impl->fingerprint = compute_fingerprint(source);
+  } else {
+    impl->fingerprint = compute_fingerprint(impl->loras);
+  }
   return std::make_shared<const Model>(std::move(impl));
 }
 
@@ -378,6 +386,13 @@ int32_t Model::lora_fingerprint() const noexcept { return impl_->fingerprint; }
 int64_t Model::declared_version() const noexcept { return impl_->declared_version; }
 const GenaiConfig* Model::genai_config() const noexcept { return impl_->genai.get(); }
 bool Model::batching() const noexcept { return impl_->batching; }
+bool Model::accepts_lora_dtype(const LoraInput& in, int32_t dtype) const noexcept {
+  if (dtype == in.dtype) return true;
+  auto slot_dtype = [](int32_t d) {
+    return d == MLORA_DTYPE_FLOAT32 || d == MLORA_DTYPE_FLOAT16 || d == MLORA_DTYPE_BFLOAT16;
+  };
+  return impl_->kernel == BatchKernel::kFused && slot_dtype(in.dtype) && slot_dtype(dtype);
+}
 BatchKernel Model::batch_kernel() const noexcept { return impl_->kernel; }
 int64_t Model::lora_pair_count() const noexcept { return impl_->pairs; }
 size_t Model::batch_slots() const noexcept { return impl_->batch_slots; }

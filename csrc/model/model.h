@@ -92,7 +92,8 @@ class Model {
   const LoraInput* find_lora(const std::string& name) const noexcept;
   const IoInfo* find_input(const std::string& name) const noexcept;
   // Stable 32-bit fingerprint of the LoRA input signature (names, dtypes, fixed dims), always in
-  // [kFingerprintBit, 2^31) (see is_fingerprint).
+  // [kFingerprintBit, 2^31) (see is_fingerprint). A model prepared with the fused kernel keeps the signature
+  // of the float32 model it was prepared from, whatever slot dtype (--lora-dtype) it declares.
   int32_t lora_fingerprint() const noexcept;
   // The ONNX file's ModelProto.model_version (0 when the model declares none).
   int64_t declared_version() const noexcept;
@@ -100,6 +101,10 @@ class Model {
   // every LoRA input is stacked (see LoraInput::stacked).
   bool batching() const noexcept;
   BatchKernel batch_kernel() const noexcept;
+  // Whether an adapter parameter of `dtype` may feed LoRA input `in`: its own dtype always (ONNX Runtime's
+  // rule); on a model prepared with the fused kernel also any other of float32, float16, bfloat16 (the
+  // kernel's slot dtypes), converted to the input's dtype when a set is built (run/active_set.h).
+  bool accepts_lora_dtype(const LoraInput& in, int32_t dtype) const noexcept;
   // Fused kernel: number of LoRA pairs (rows of lora_ranks); 0 otherwise.
   int64_t lora_pair_count() const noexcept;
   // Slot-table size for adapter-aware batching (ModelOptions::batch_slots); 0 when not prepared.

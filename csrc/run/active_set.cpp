@@ -52,20 +52,65 @@ std::shared_ptr<void> aligned_buffer(size_t bytes) {
   return std::shared_ptr<void>(p, [](void* q) { std::free(q); });
 }
 
+// dst[i] = src[i] * scale for `count` elements, read as `from` and written as `to` (float types; computed in
+// float32, rounded once to `to`). False when a finite source value became non-finite (beyond `to`'s range).
+bool convert_scaled(int32_t from, const void* src, int32_t to, void* dst, size_t count, float scale) {
+  bool ok = true;
+  for (size_t i = 0; i < count; ++i) {
+    const float v = element_to_float(from, src, i) * scale;
+    float back = v;
+    switch (to) {
+      case MLORA_DTYPE_FLOAT16: {
+        const uint16_t h = float_to_half(v);
+        static_cast<uint16_t*>(dst)[i] = h;
+        back = half_to_float(h);
+        break;
+      }
+      case MLORA_DTYPE_BFLOAT16: {
+        const uint16_t b = float_to_bfloat16(v);
+        static_cast<uint16_t*>(dst)[i] = b;
+        back = bfloat16_to_float(b);
+        break;
+      }
+      default:  // float32 (Model::accepts_lora_dtype admits no other conversion)
+        static_cast<float*>(dst)[i] = v;
+        break;
+    }
+    if (std::isfinite(v) != std::isfinite(back)) ok = false;
+  }
+  return ok;
+}
+
 // Writes the composite of `parts` for LoRA input `in` ([fixed, target] or [target, fixed]) into dst (`bytes`
 // long): the blocks concatenated along the rank axis, B blocks (rank axis 0) scaled by their weight, the rest
-// of the rank zero-padded.
+// of the rank zero-padded. A block of another dtype than the input's (a fused-prepared model's slots: see
+// Model::accepts_lora_dtype) is converted on the way.
 void compose(const LoraInput& in, const std::vector<Contribution>& parts, int64_t fixed, int64_t target, uint8_t* dst,
              size_t bytes) {
   const size_t esize = dtype_size(in.dtype);
   const bool scaled_side = in.rank_axis == 0;
   if (bytes) std::memset(dst, 0, bytes);  // rank padding stays zero: exact
+  auto refuse_range = [&](const Contribution& c) {
+    fail(MLORA_STATUS_INVALID_ARGUMENT,
+         "parameter '" + printable_text(c.param->name) + "' of adapter '" + printable_text(*c.adapter) + "' (" +
+             dtype_name(c.param->dtype) + ") has values beyond the range of " + dtype_name(in.dtype) +
+             ", the slot dtype of LoRA input '" + in.name + "'; prepare the model with another --lora-dtype");
+  };
   if (scaled_side) {
     // Rank axis 0: blocks stacked row-wise, each block contiguous.
     size_t offset = 0;
     for (const auto& c : parts) {
-      const size_t n = c.param->nbytes;
-      if (n) {
+      const size_t count = c.param->nbytes / dtype_size(c.param->dtype);
+      const size_t n = count * esize;
+      if (n && c.param->dtype != in.dtype) {
+        if (!convert_scaled(c.param->dtype, c.param->data, in.dtype, dst + offset, count, c.weight)) {
+          if (c.weight == 1.0f) refuse_range(c);
+          fail(MLORA_STATUS_INVALID_ARGUMENT,
+               "weight " + std::to_string(c.weight) + " of adapter '" + printable_text(*c.adapter) +
+                   "' times parameter '" + printable_text(c.param->name) + "' overflows " + dtype_name(in.dtype) +
+                   " (non-finite values); use a smaller weight");
+        }
+      } else if (n) {
         if (c.weight == 1.0f) {
           std::memcpy(dst + offset, c.param->data, n);
         } else {
@@ -88,8 +133,15 @@ void compose(const LoraInput& in, const std::vector<Contribution>& parts, int64_
     for (const auto& c : parts) {
       const size_t r = static_cast<size_t>(c.param->dims[1]);
       const auto* src = static_cast<const uint8_t*>(c.param->data);
+      const size_t src_esize = dtype_size(c.param->dtype);
       for (int64_t row = 0; row < fixed && r; ++row) {
-        std::memcpy(dst + row * row_bytes + col * esize, src + row * r * esize, r * esize);
+        uint8_t* out = dst + row * row_bytes + col * esize;
+        const uint8_t* from = src + row * r * src_esize;
+        if (c.param->dtype == in.dtype) {
+          std::memcpy(out, from, r * esize);
+        } else if (!convert_scaled(c.param->dtype, from, in.dtype, out, r, 1.0f)) {
+          refuse_range(c);
+        }
       }
       col += r;
     }
@@ -157,7 +209,8 @@ std::shared_ptr<const ActiveSet> ActiveSet::build(std::shared_ptr<const Model> m
       }
       value = make_ort_tensor(in.dtype, dims, zeros.get(), bytes);
       set->blocks_.push_back({i, zeros.get(), fixed, target});
-    } else if (parts.size() == 1 && target == ranks[i] && (!scaled_side || parts[0].weight == 1.0f)) {
+    } else if (parts.size() == 1 && target == ranks[i] && (!scaled_side || parts[0].weight == 1.0f) &&
+               parts[0].param->dtype == in.dtype) {
       const Param& p = *parts[0].param;
       value = make_ort_tensor(p.dtype, dims, p.data, p.nbytes);  // zero-copy over the adapter's memory
       set->blocks_.push_back({i, p.data, fixed, target});

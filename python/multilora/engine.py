@@ -18,8 +18,10 @@ The model is a GenAI folder whose decoder has the layout of onnxruntime-genai's 
 (GroupQueryAttention, no ``position_ids``). The engine feeds one adapter slot per row, so it runs a copy of the
 decoder rewritten by ``multilora prepare-batching``: give it a prepared folder, or a plain one and it prepares a
 copy once into a cache directory (``$MULTILORA_CACHE_DIR``, else ``~/.cache/multilora``; ``prepared/<key>`` where
-the key hashes the folder's path and its files' sizes and modification times; written atomically, reused
-after). The params and adapters of the plain model are used as they are: the engine builds each adapter set
+the key hashes the folder's path, its files' sizes and modification times, and ``lora_dtype``; written
+atomically, reused after). ``lora_dtype`` (``"auto"``, ``"float32"``, ``"float16"``, ``"bfloat16"``) is the
+slot dtype of that copy (``prepare-batching --lora-dtype``): 16-bit slots halve the adapter bytes each step
+reads; float32 adapters are rounded to them, float16/bfloat16 ones kept exactly (docs/design.md §6). The params and adapters of the plain model are used as they are: the engine builds each adapter set
 once for its copy from the same adapters and weights. Preparing needs the ``onnx`` package
 (``pip install 'multilora[tools]'``). In C, C#, Java the engine takes a prepared model only (the rewrite is
 Python code) and refuses a plain one with a message naming the tool.
@@ -195,9 +197,12 @@ def _cache_dir() -> str:
     return os.path.join(root, "prepared")
 
 
-def _folder_key(folder: str) -> str:
-    """A key that changes when the folder's files change: its real path and every file's name, size, mtime."""
+def _folder_key(folder: str, lora_dtype: str = "auto") -> str:
+    """A key that changes when the folder's files change (its real path and every file's name, size, mtime)
+    or the slot dtype asked for."""
     h = hashlib.sha256(os.path.realpath(folder).encode("utf-8", "surrogateescape"))
+    if lora_dtype != "auto":  # "auto" keeps the keys of copies made before lora_dtype existed
+        h.update(f"\0lora_dtype={lora_dtype}".encode())
     for root, dirs, files in os.walk(folder):
         dirs.sort()
         for f in sorted(files):
@@ -207,11 +212,29 @@ def _folder_key(folder: str) -> str:
     return h.hexdigest()[:24]
 
 
-def _prepared_copy(model: Model) -> Model:
+def _prepared_copy(model: Model, lora_dtype: str = "auto") -> Model:
     """``model`` when it is prepared for per-row adapters (or is no GenAI folder: the native engine then says
-    what is wrong); otherwise the cached prepared copy of its folder, made now if missing."""
+    what is wrong); otherwise the cached prepared copy of its folder (slots in ``lora_dtype``), made now if
+    missing."""
+    from .prepare_batching import LORA_DTYPES
+
+    if lora_dtype not in LORA_DTYPES:
+        from ._errors import InvalidArgumentError
+
+        raise InvalidArgumentError(f"lora_dtype must be one of {', '.join(LORA_DTYPES)} (got {lora_dtype!r})")
     folder = model.path
-    if model.batch_slots.slots or not os.path.isfile(os.path.join(folder, "genai_config.json")):
+    if model.batch_slots.slots:
+        declared = {i.dtype for i in model.lora_inputs}
+        if lora_dtype != "auto" and declared != {lora_dtype}:
+            from ._errors import InvalidArgumentError
+
+            raise InvalidArgumentError(
+                f"ml.Engine: model {folder!r} is prepared already with {', '.join(sorted(declared))} slots, not "
+                f"lora_dtype={lora_dtype!r}; give the unprepared folder or prepare it again with "
+                f"`multilora prepare-batching --lora-dtype {lora_dtype}`"
+            )
+        return model
+    if not os.path.isfile(os.path.join(folder, "genai_config.json")):
         return model
     try:
         from .prepare_batching import prepare_batching
@@ -220,12 +243,12 @@ def _prepared_copy(model: Model) -> Model:
             f"ml.Engine: model folder {folder!r} is not prepared for per-row adapters and preparing it needs the "
             f"onnx package ({e}); pip install 'multilora[tools]', or run `multilora prepare-batching` elsewhere"
         ) from e
-    dst = os.path.join(_cache_dir(), _folder_key(folder))
+    dst = os.path.join(_cache_dir(), _folder_key(folder, lora_dtype))
     if not os.path.isfile(os.path.join(dst, "genai_config.json")):
         os.makedirs(os.path.dirname(dst), exist_ok=True)
         tmp = tempfile.mkdtemp(prefix=".preparing-", dir=os.path.dirname(dst))
         try:
-            prepare_batching(folder, os.path.join(tmp, "m"))
+            prepare_batching(folder, os.path.join(tmp, "m"), lora_dtype=lora_dtype)
             try:
                 os.replace(os.path.join(tmp, "m"), dst)
             except OSError:  # another process prepared it meanwhile
@@ -241,7 +264,9 @@ class Engine(_Native):
 
     ``max_batch_size``: KV rows (requests decoding together); ``max_tokens_per_step``: the token budget of
     one step (one per decoding row, the rest for prompt chunks); ``max_queue``: waiting requests before
-    submit raises BusyError; ``worker``: False for no thread (call ``step()``)."""
+    submit raises BusyError; ``worker``: False for no thread (call ``step()``); ``lora_dtype``: the slot dtype
+    when the engine prepares a copy of a plain folder (``"auto"``, ``"float32"``, ``"float16"``,
+    ``"bfloat16"``; a prepared model must already have it)."""
 
     def __init__(
         self,
@@ -251,6 +276,7 @@ class Engine(_Native):
         max_tokens_per_step: int = 64,
         max_queue: int = 1024,
         worker: bool = True,
+        lora_dtype: str = "auto",
     ) -> None:
         for name, value, low in (
             ("max_batch_size", max_batch_size, 1),
@@ -271,7 +297,7 @@ class Engine(_Native):
         self._model = model
         self._model_path = model.path
         self._worker = bool(worker)
-        self._runs = _prepared_copy(model)  # the model the native engine runs (model itself when prepared)
+        self._runs = _prepared_copy(model, lora_dtype)  # what the native engine runs (model itself when prepared)
         self._native = _core.Engine(self._runs._n(), options)
 
     def _describe(self) -> str:

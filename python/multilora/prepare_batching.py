@@ -12,13 +12,17 @@ plus one int64 input ``lora_slot [batch]`` (default ``[0]``, which broadcasts ov
 row its slot. ``S`` is one symbolic dim (``lora_slots``) shared by every stack; ``R`` gets one symbolic name
 per pair. The pair itself becomes, by ``kernel``:
 
-``fused`` (the default; float32 only)
+``fused`` (the default; float32 models only)
     one node ``com.multilora.LoraSlotMatMul(x, A, B, lora_slot, lora_ranks)`` with the int attribute
     ``pair`` and the second MatMul's output name: multilora's own CPU kernel, which reads each row's slot
     at its own rank, once. ``pair`` is the index of the pair's A name in ``sorted()`` A names; the extra
     int64 input ``lora_ranks [P, S]`` (P pairs, default zeros ``[P, 1]``) holds each pair's rank per slot.
     The model then runs only where that kernel is registered (multilora); the model's metadata records
-    ``multilora.batching_kernel = fused``.
+    ``multilora.batching_kernel = fused``. ``lora_dtype`` (``auto`` = the model's own, float32; ``float16``;
+    ``bfloat16``) is the dtype ``A`` and ``B`` are declared in, i.e. the slot storage: the kernel widens
+    16-bit slots to float32 in registers and accumulates in float32. The runtime accepts float32, float16 and
+    bfloat16 adapters for such a model and converts them to the slot dtype when a set is built (exact for an
+    adapter already in that dtype, rounded otherwise; docs/design.md §6).
 ``gather``
     ``MatMul(MatMul(x, Gather(A_stack, lora_slot)), Gather(B_stack, lora_slot))``: standard ONNX, any
     dtype, slots zero-padded to a common rank (exact, but the gather copies every row's weights).
@@ -37,6 +41,7 @@ from typing import Any, Dict, List, Tuple, Union
 __all__ = [
     "prepare_batching",
     "KERNELS",
+    "LORA_DTYPES",
     "SLOT_INPUT",
     "SLOT_DIM",
     "RANKS_INPUT",
@@ -54,20 +59,29 @@ OP_DOMAIN = "com.multilora"
 OP_TYPE = "LoraSlotMatMul"
 KERNEL_METADATA_KEY = "multilora.batching_kernel"
 KERNELS = ("fused", "gather")
+LORA_DTYPES = ("auto", "float32", "float16", "bfloat16")
 
 
-def prepare_batching(input_path: PathLike, output_path: PathLike, kernel: str = "fused") -> List[str]:
+def prepare_batching(
+    input_path: PathLike, output_path: PathLike, kernel: str = "fused", lora_dtype: str = "auto"
+) -> List[str]:
     """Writes ``input_path`` rewritten for per-row adapters to ``output_path``; returns the LoRA A input names
     of the pairs rewritten (graph order). Both may be folders: a GenAI model folder (genai_config.json) is
     copied with its decoder rewritten (see ``_prepare_folder``). ``kernel`` is ``"fused"`` (multilora's
-    LoraSlotMatMul op, float32) or ``"gather"`` (standard ONNX Gather + batched MatMul, any dtype). Raises
-    ValueError when the kernel is unknown, the model has no LoRA pair, is prepared already, a pair's ``x`` is
-    known not to be 3-D, or (fused) a pair is not float32."""
+    LoraSlotMatMul op, float32) or ``"gather"`` (standard ONNX Gather + batched MatMul, any dtype).
+    ``lora_dtype`` (one of ``LORA_DTYPES``) is the fused kernel's slot dtype; ``"auto"`` keeps the model's
+    LoRA dtype (the gather kernel takes only that). Raises ValueError when the kernel or lora_dtype is unknown
+    (or not the model's for gather), the model has no LoRA pair, is prepared already, a pair's ``x`` is known
+    not to be 3-D, or (fused) a pair is not float32."""
     if kernel not in KERNELS:
         raise ValueError(f"prepare_batching: unknown kernel {kernel!r}; expected one of {', '.join(KERNELS)}")
+    if lora_dtype not in LORA_DTYPES:
+        raise ValueError(
+            f"prepare_batching: unknown lora_dtype {lora_dtype!r}; expected one of {', '.join(LORA_DTYPES)}"
+        )
     if os.path.isdir(os.fspath(input_path)):
-        return _prepare_folder(os.fspath(input_path), os.fspath(output_path), kernel)
-    return _prepare_file(input_path, output_path, kernel)
+        return _prepare_folder(os.fspath(input_path), os.fspath(output_path), kernel, lora_dtype)
+    return _prepare_file(input_path, output_path, kernel, lora_dtype)
 
 
 def _external_files(model_path: str) -> List[str]:
@@ -98,7 +112,7 @@ def _external_files(model_path: str) -> List[str]:
     return sorted(out)
 
 
-def _prepare_folder(src: str, dst: str, kernel: str) -> List[str]:
+def _prepare_folder(src: str, dst: str, kernel: str, lora_dtype: str = "auto") -> List[str]:
     """A GenAI folder (genai_config.json naming model.decoder.filename): the decoder is rewritten into ``dst``
     under the same name; every other file (genai_config.json, tokenizer files, adapters, other models) is
     copied, except the decoder's own external data files (the rewritten model carries its weights)."""
@@ -137,7 +151,7 @@ def _prepare_folder(src: str, dst: str, kernel: str) -> List[str]:
                 shutil.copy2(os.path.join(src, rel), os.path.join(dst, rel))
         out = os.path.join(dst, os.path.relpath(model, src))
         os.makedirs(os.path.dirname(out), exist_ok=True)
-        return _prepare_file(model, out, kernel)
+        return _prepare_file(model, out, kernel, lora_dtype)
     except BaseException:
         # no half-written folder is left behind (it was new or empty)
         if created:
@@ -149,7 +163,7 @@ def _prepare_folder(src: str, dst: str, kernel: str) -> List[str]:
         raise
 
 
-def _prepare_file(input_path: PathLike, output_path: PathLike, kernel: str) -> List[str]:
+def _prepare_file(input_path: PathLike, output_path: PathLike, kernel: str, lora_dtype: str = "auto") -> List[str]:
     import onnx
 
     src = os.fspath(input_path)
@@ -158,7 +172,8 @@ def _prepare_file(input_path: PathLike, output_path: PathLike, kernel: str) -> L
     found = _find_pairs(graph)
     if kernel == "fused":
         _check_fused(graph, found)
-    pairs = _rewrite_pairs(graph, found, kernel)
+    slot_elem = _slot_elem(graph, found, kernel, lora_dtype)
+    pairs = _rewrite_pairs(graph, found, kernel, slot_elem)
     _add_slot_inputs(graph, len(pairs), kernel)
     _save(model, os.fspath(output_path))
     return pairs
@@ -280,9 +295,26 @@ def _check_fused(graph: _Graph, found: List[Pair]) -> None:
             )
 
 
-def _rewrite_pairs(graph: _Graph, found: List[Pair], kernel: str) -> List[str]:
-    """Stacked declarations and defaults for each pair's A and B (same names), then its nodes replaced by the
-    kernel's; returns the A names in graph order."""
+def _slot_elem(graph: _Graph, found: List[Pair], kernel: str, lora_dtype: str) -> int:
+    """The ONNX element type A and B are declared in: the model's own for ``auto``; the fused kernel also
+    takes float16 and bfloat16 slots (the gather kernel's MatMul needs the activation's dtype)."""
+    from onnx import TensorProto
+
+    own = graph.inits[found[0][2]].data_type
+    if lora_dtype == "auto":
+        return int(own)
+    elem = {"float32": TensorProto.FLOAT, "float16": TensorProto.FLOAT16, "bfloat16": TensorProto.BFLOAT16}[lora_dtype]
+    if kernel != "fused" and any(graph.inits[name].data_type != elem for _, _, a, b in found for name in (a, b)):
+        raise ValueError(
+            f"{graph.src}: --lora-dtype {lora_dtype} needs --kernel fused; the gather kernel keeps the model's "
+            f"LoRA dtype ({TensorProto.DataType.Name(own).lower()})"
+        )
+    return int(elem)
+
+
+def _rewrite_pairs(graph: _Graph, found: List[Pair], kernel: str, slot_elem: int) -> List[str]:
+    """Stacked declarations (A and B in ``slot_elem``) and defaults for each pair's A and B (same names), then
+    its nodes replaced by the kernel's; returns the A names in graph order."""
     import numpy as np
     from onnx import helper, numpy_helper
 
@@ -295,12 +327,16 @@ def _rewrite_pairs(graph: _Graph, found: List[Pair], kernel: str) -> List[str]:
         a_init, b_init = graph.inits[a_name], graph.inits[b_name]
         n_in, n_out = int(a_init.dims[0]), int(b_init.dims[1])
         x = n.input[0]
-        elem = a_init.data_type
-        dt = helper.tensor_dtype_to_np_dtype(elem)
+        elem = slot_elem
         prefix = re.sub(r"\.?lora_A.*$", "", a_name) or a_name
         r = "lora_r_" + re.sub(r"[^0-9A-Za-z]+", "_", prefix).strip("_")
-        a_init.CopyFrom(numpy_helper.from_array(np.zeros((1, n_in, 0), dt), a_name))
-        b_init.CopyFrom(numpy_helper.from_array(np.zeros((1, 0, n_out), dt), b_name))
+        if elem == a_init.data_type:
+            dt = helper.tensor_dtype_to_np_dtype(elem)
+            a_init.CopyFrom(numpy_helper.from_array(np.zeros((1, n_in, 0), dt), a_name))
+            b_init.CopyFrom(numpy_helper.from_array(np.zeros((1, 0, n_out), dt), b_name))
+        else:  # empty defaults of the slot dtype (no values to encode)
+            a_init.CopyFrom(helper.make_tensor(a_name, elem, [1, n_in, 0], []))
+            b_init.CopyFrom(helper.make_tensor(b_name, elem, [1, 0, n_out], []))
         graph.by_name[a_name].CopyFrom(helper.make_tensor_value_info(a_name, elem, [SLOT_DIM, n_in, r]))
         graph.by_name[b_name].CopyFrom(helper.make_tensor_value_info(b_name, elem, [SLOT_DIM, r, n_out]))
         if kernel == "fused":
@@ -425,12 +461,13 @@ def _run(args: Any) -> int:
     import sys
 
     try:
-        pairs = prepare_batching(args.input, args.output, kernel=args.kernel)
+        pairs = prepare_batching(args.input, args.output, kernel=args.kernel, lora_dtype=args.lora_dtype)
     except (OSError, ValueError) as e:
         print(f"multilora prepare-batching: {e}", file=sys.stderr)
         return 1
+    slots = "" if args.lora_dtype == "auto" else f", {args.lora_dtype} slots"
     how = (
-        f"fused {OP_DOMAIN}.{OP_TYPE} nodes; inputs {SLOT_INPUT!r} and {RANKS_INPUT!r}"
+        f"fused {OP_DOMAIN}.{OP_TYPE} nodes{slots}; inputs {SLOT_INPUT!r} and {RANKS_INPUT!r}"
         if args.kernel == "fused"
         else f"Gather + batched MatMul; input {SLOT_INPUT!r}"
     )
@@ -447,7 +484,9 @@ def add_prepare_batching_command(subparsers: Any) -> None:
         "'lora_slot' [batch] selecting each row's slot; the base output is unchanged when nothing is fed. "
         "--kernel fused (default, float32) replaces each pair by multilora's com.multilora.LoraSlotMatMul op "
         "(plus the int64 input 'lora_ranks' [pairs, S]); the result runs only with multilora. --kernel gather "
-        "uses standard ONNX Gather + batched MatMul (any dtype, slower).",
+        "uses standard ONNX Gather + batched MatMul (any dtype, slower). --lora-dtype float16/bfloat16 stores "
+        "the fused kernel's slots in half precision (half the adapter bytes per step; float32 adapters are "
+        "rounded to it when loaded, float16/bfloat16 ones kept exactly).",
     )
     p.add_argument("input", help="a LoRA-enabled .onnx model, or a GenAI model folder (genai_config.json)")
     p.add_argument(
@@ -461,5 +500,12 @@ def add_prepare_batching_command(subparsers: Any) -> None:
         default="fused",
         help="how each pair applies its row's slot: fused (multilora's kernel, float32; default) or gather "
         "(standard ONNX)",
+    )
+    p.add_argument(
+        "--lora-dtype",
+        choices=LORA_DTYPES,
+        default="auto",
+        help="dtype of the fused kernel's adapter slots: auto (the model's LoRA dtype, float32), float16 or "
+        "bfloat16 (16-bit slots, widened to float32 in the kernel; float32 adapters are rounded on load)",
     )
     p.set_defaults(func=_run)
