@@ -6,8 +6,12 @@ alone (float64) and the same row run alone on the unprepared model.
 
 from __future__ import annotations
 
-from typing import Dict, List
+import json
+import shutil
+from pathlib import Path
+from typing import Dict, List, Tuple
 
+import ml_dtypes
 import numpy as np
 import pytest
 
@@ -15,7 +19,7 @@ import multilora as ml
 from multilora import testing as T
 from multilora.prepare_batching import prepare_batching
 
-from support import assert_close
+from support import OrtBaseline, assert_close, assert_error
 
 TOL = 2e-5
 # hidden 42: rows of A and outputs are not multiples of the vector width or of the unrolling. Ranks 16 (one
@@ -84,3 +88,199 @@ def test_slots_rewritten_at_other_ranks(setup):
             (out,) = model.run(["logits"], {"input_ids": ids}, opts)
             _check(out, info, params, plain, ids, rows)
             assert model.batch_slots[1] <= 2
+
+
+# ---- 16-bit slots (prepare_batching(lora_dtype=...)) ----------------------------------------------------
+# The kernel widens float16/bfloat16 slots to float32 in registers and accumulates in float32, so an adapter
+# already in the slot dtype computes exactly what its file's values upcast to float32 compute: the references
+# are the numpy model (float64) and ONNX Runtime's own LoRA path on the unprepared model, both fed those
+# upcast values. A float32 adapter is rounded to the slot dtype once, to nearest even, when its set is built:
+# it must then equal the same references fed numpy's rounding of its values (astype), and differ from the
+# unrounded float32 result by a first-order bound: rounding A and B to relative error u each moves the LoRA
+# term x·A·B by at most 2u (+u²) of |x|·|A|·|B|; with random signs that is ~2u of |x·A·B|, and the logits move
+# by at most as much as the term moves them. We allow 4u times the largest logit change the adapter causes
+# (u = 2^-11 float16, 2^-8 bfloat16), plus the float32 tolerance.
+HALF = {"float16": (np.float16, 2.0**-11), "bfloat16": (ml_dtypes.bfloat16, 2.0**-8)}
+HALF_ROWS = [["r16"], ["r20"], [], ["r37"], ["r3"], ["r16", "r20"]]
+
+
+@pytest.fixture(scope="module")
+def half_setup(setup, tmp_path_factory: pytest.TempPathFactory):
+    """Per slot dtype: the model prepared with it, the adapters written in it, and those values upcast to
+    float32 (written too, for ONNX Runtime's LoRA path on the unprepared model)."""
+    info, _, params, files32 = setup
+    d = tmp_path_factory.mktemp("half")
+    out = {}
+    for dt, (np_dt, _) in HALF.items():
+        path = str(d / f"fused_{dt}.onnx")
+        prepare_batching(info.path, path, kernel="fused", lora_dtype=dt)
+        half = {n: {k: v.astype(np_dt) for k, v in p.items()} for n, p in params.items()}
+        up = {n: {k: v.astype(np.float32) for k, v in p.items()} for n, p in half.items()}
+        files, files_up = {}, {}
+        for n in params:
+            files[n] = str(d / f"{n}_{dt}.onnx_adapter")
+            T.write_ort_adapter(files[n], half[n])
+            files_up[n] = str(d / f"{n}_{dt}_up.onnx_adapter")
+            T.write_ort_adapter(files_up[n], up[n])
+        out[dt] = (path, files, up, files_up)
+    return out
+
+
+@pytest.mark.parametrize("dt", list(HALF))
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("seq", [1, 5, 17])
+def test_half_files_in_half_slots_equal_their_values_in_float32(setup, half_setup, dt, seq, threads):
+    info, _, _, _ = setup
+    path, files, up, files_up = half_setup[dt]
+    model, adapters = _open(path, files, intra_op_threads=threads)
+    base = OrtBaseline(info.path)
+    with model, adapters:
+        assert {i.dtype for i in model.lora_inputs} == {dt}
+        ids = T.make_input_ids(info, batch=len(HALF_ROWS), seq=seq, seed=seq)
+        opts = ml.RunOptions()
+        opts.set_active_adapters_per_row(adapters, HALF_ROWS)
+        (out,) = model.run(["logits"], {"input_ids": ids}, opts)
+        for i, row in enumerate(HALF_ROWS):
+            ref = T.reference_forward(info, ids[i : i + 1], [(up[n], 1.0) for n in row])
+            assert_close(out[i : i + 1], ref, rtol=TOL, atol=TOL)
+            if len(row) <= 1:  # ORT's LoRA path takes one adapter per name (no rank concatenation)
+                theirs = base.run(ids[i : i + 1], files_up[row[0]] if row else None)
+                assert_close(out[i : i + 1], theirs, rtol=TOL, atol=TOL)
+
+
+@pytest.mark.parametrize("dt", list(HALF))
+def test_float32_files_in_half_slots_are_rounded_once(setup, half_setup, dt):
+    info, _, params, files32 = setup
+    path = half_setup[dt][0]
+    np_dt, u = HALF[dt]
+    model, adapters = _open(path, files32)
+    with model, adapters:
+        ids = T.make_input_ids(info, batch=len(HALF_ROWS), seq=6, seed=3)
+        opts = ml.RunOptions()
+        opts.set_active_adapters_per_row(adapters, HALF_ROWS)
+        (out,) = model.run(["logits"], {"input_ids": ids}, opts)
+        worst = 0.0
+        for i, row in enumerate(HALF_ROWS):
+            rounded = [({k: v.astype(np_dt).astype(np.float32) for k, v in params[n].items()}, 1.0) for n in row]
+            assert_close(out[i : i + 1], T.reference_forward(info, ids[i : i + 1], rounded), rtol=TOL, atol=TOL)
+            exact = T.reference_forward(info, ids[i : i + 1], [(params[n], 1.0) for n in row])
+            moved = np.abs(exact - T.reference_forward(info, ids[i : i + 1])).max()
+            err = np.abs(out[i : i + 1] - exact).max()
+            assert err <= 4 * u * moved + TOL, (row, err, moved)
+            if row:
+                assert err > TOL, "rounding to 16 bits must show (else the slots were not 16-bit)"
+                worst = max(worst, err / moved)
+        assert worst > u / 16  # the bound is not vacuous by orders of magnitude
+
+
+def test_half_slots_weighted_mix_and_single_set(setup, half_setup):
+    """A weighted mix (B scaled by 0.5 and -1.25 then rounded to float16) and the single-set path (no slot
+    table: the set's own float16 tensors) on a float16-slot model."""
+    info, _, params, files32 = setup
+    path, files, up, _ = half_setup["float16"]
+    model, adapters = _open(path, files)
+    with model, adapters:
+        ids = T.make_input_ids(info, batch=2, seq=4, seed=9)
+        opts = ml.RunOptions()
+        opts.set_active_adapters(adapters, ["r16"])
+        (out,) = model.run(["logits"], {"input_ids": ids}, opts)
+        assert_close(out, T.reference_forward(info, ids, [(up["r16"], 1.0)]), rtol=TOL, atol=TOL)
+        opts = ml.RunOptions()
+        opts.set_active_adapters(adapters, ["r20", "r3"], [0.5, -1.25])
+        (out,) = model.run(["logits"], {"input_ids": ids}, opts)
+        scaled = {k: (v * 0.5).astype(np.float16).astype(np.float32) if "lora_B" in k else v for k, v in up["r20"].items()}
+        scaled3 = {
+            k: (v * -1.25).astype(np.float16).astype(np.float32) if "lora_B" in k else v for k, v in up["r3"].items()
+        }
+        assert_close(out, T.reference_forward(info, ids, [(scaled, 1.0), (scaled3, 1.0)]), rtol=TOL, atol=TOL)
+
+
+def test_half_slot_model_keeps_the_signature_and_other_models_stay_strict(setup, half_setup, tmp_path):
+    info, _, params, files32 = setup
+    path, files, _, _ = half_setup["float16"]
+    with ml.Model(info.path) as plain, ml.Model(path) as half:
+        assert half.version == plain.version  # adapters made for the float32 model keep loading
+        # A float16 file on the unprepared model and on a gather-prepared one: ONNX Runtime's strict dtype rule.
+        gather = str(tmp_path / "gather.onnx")
+        prepare_batching(info.path, gather, kernel="gather")
+        for m in (plain, ml.Model(gather)):
+            with ml.Adapters(m) as reg, pytest.raises(ml.TypeMismatchError) as e:
+                reg.load(files["r16"], "x")
+            assert_error(e, ml.TypeMismatchError, "MLORA_STATUS_TYPE_MISMATCH", files["r16"], "float16", "float32")
+        # Other dtypes on the float16-slot model: named with the file, the tensor, what it expects and got.
+        p64 = {k: v.astype(np.float64) for k, v in params["r3"].items()}
+        f64 = str(tmp_path / "f64.onnx_adapter")
+        T.write_ort_adapter(f64, p64)
+        with ml.Adapters(half) as reg, pytest.raises(ml.TypeMismatchError) as e:
+            reg.load(f64, "x")
+        name = sorted(p64)[0]
+        assert_error(e, ml.TypeMismatchError, "MLORA_STATUS_TYPE_MISMATCH", f64, "float64", "float32, float16 or bfloat16")
+        assert "parameter '" in str(e.value) and "slots are float16" in str(e.value), str(e.value)
+        del name
+        # A float32 value beyond float16's range: refused when the set is built, naming the parameter.
+        big = {k: (v * 1e6 if "lora_B" in k else v) for k, v in params["r3"].items()}
+        fbig = str(tmp_path / "big.onnx_adapter")
+        T.write_ort_adapter(fbig, big)
+        with ml.Adapters(half) as reg:
+            reg.load(fbig, "big")
+            with pytest.raises(ml.InvalidArgumentError) as e:
+                opts = ml.RunOptions()
+                opts.set_active_adapters_per_row(reg, [["big"]])
+                half.run(["logits"], {"input_ids": T.make_input_ids(info, batch=1, seq=2)}, opts)
+            assert_error(e, ml.InvalidArgumentError, "MLORA_STATUS_INVALID_ARGUMENT", "lora_B", "'big'", "float16")
+
+
+def test_prepare_batching_lora_dtype_is_checked(setup, tmp_path):
+    info = setup[0]
+    with pytest.raises(ValueError, match="unknown lora_dtype 'float8'"):
+        prepare_batching(info.path, tmp_path / "x.onnx", lora_dtype="float8")
+    with pytest.raises(ValueError, match="needs --kernel fused"):
+        prepare_batching(info.path, tmp_path / "y.onnx", kernel="gather", lora_dtype="float16")
+    prepare_batching(info.path, tmp_path / "z.onnx", kernel="gather", lora_dtype="float32")  # the model's own
+
+
+def test_generation_fixture_tokens_with_float16_adapters(tmp_path):
+    """The builder + Olive fixture (a real GenAI model, attention with a KV cache) prepared with float16 slots,
+    its adapters converted to float16 files: per-row generation gives each sequence the tokens and logits of
+    that sequence generated alone on the unprepared folder with the float16 values upcast to float32."""
+    from multilora.generation import Generator, GeneratorParams
+
+    fx = Path(__file__).parent / "fixtures" / "generation"
+    ref = json.loads((fx / "reference.json").read_text())
+    prepared = tmp_path / "half"
+    shutil.copytree(fx / "lora", prepared, ignore=shutil.ignore_patterns("model.onnx"))
+    prepare_batching(fx / "lora" / "model.onnx", prepared / "model.onnx", lora_dtype="float16")
+    half, up = {}, {}
+    for n in ("a", "b"):
+        values = ml.read_adapter(str(fx / "lora" / "adapters" / f"{n}.onnx_adapter")).parameters
+        half[n], up[n] = str(tmp_path / f"{n}16.onnx_adapter"), str(tmp_path / f"{n}up.onnx_adapter")
+        T.write_ort_adapter(half[n], {k: np.asarray(v).astype(np.float16) for k, v in values.items()})
+        T.write_ort_adapter(up[n], {k: np.asarray(v).astype(np.float16).astype(np.float32) for k, v in values.items()})
+    rows = [["a"], [], ["b"], ["a", "b"]]
+    prompts = [ref["prompt_ids"][p] for p in (0, 1, 2, 0)]
+    max_length = max(map(len, prompts)) + ref["new_tokens"]
+
+    def generate(folder: Path, files: Dict[str, str], sets: List[List[str]], batch_prompts) -> Tuple[list, list]:
+        with ml.Model(str(folder)) as model, ml.Adapters(model) as reg:
+            for n, f in files.items():
+                reg.load(f, n)
+            with GeneratorParams(model) as params:
+                params.set_search_options(batch_size=len(sets), max_length=max_length)
+                if len(sets) > 1:
+                    params.set_active_adapters_per_row(reg, sets)
+                elif sets[0]:
+                    params.set_active_adapters(reg, sets[0])
+                with Generator(model, params) as gen:
+                    gen.append_tokens(batch_prompts)
+                    steps = []
+                    while not gen.is_done():
+                        steps.append(gen.get_logits().copy())
+                        gen.generate_next_token()
+                    return [gen.get_sequence(i).tolist() for i in range(len(sets))], steps
+
+    seqs, steps = generate(prepared, half, rows, prompts)
+    for i, (row, prompt) in enumerate(zip(rows, prompts)):
+        (alone,), alone_steps = generate(fx / "lora", up, [row], [prompt])
+        assert seqs[i][: len(alone)] == alone, row
+        got = np.stack([s[i] for s in steps[: len(alone_steps)]])
+        np.testing.assert_allclose(got, np.stack([s[0] for s in alone_steps]), rtol=0, atol=1e-4)
