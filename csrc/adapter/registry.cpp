@@ -79,8 +79,8 @@ void Registry::validate(const Adapter& adapter, const std::string& label, int32_
       const std::string expected = model.batch_kernel() == BatchKernel::kFused && dtype_is_float(in->dtype)
                                        ? "float32, float16 or bfloat16 (its slots are " + dtype_name(in->dtype) + ")"
                                        : dtype_name(in->dtype);
-      fail(MLORA_STATUS_TYPE_MISMATCH, who + ": parameter '" + p.name + "' has dtype " + dtype_name(p.dtype) +
-                                           ", the model expects " + expected);
+      fail(MLORA_STATUS_TYPE_MISMATCH,
+           who + ": parameter '" + p.name + "' has dtype " + dtype_name(p.dtype) + ", the model expects " + expected);
     }
     std::vector<int64_t> expected = {in->dim0, in->dim1};
     bool ok = p.dims.size() == 2;

@@ -178,8 +178,7 @@ void Engine::check_params_model(const Model& source) const {
   bool same = ours.size() == theirs.size();
   for (size_t i = 0; same && i < ours.size(); ++i) {
     same = ours[i].name == theirs[i].name && model_->accepts_lora_dtype(ours[i], theirs[i].dtype) &&
-           ours[i].dim0 == theirs[i].dim0 &&
-           ours[i].dim1 == theirs[i].dim1 && ours[i].rank_axis == theirs[i].rank_axis;
+           ours[i].dim0 == theirs[i].dim0 && ours[i].dim1 == theirs[i].dim1 && ours[i].rank_axis == theirs[i].rank_axis;
   }
   const GenaiConfig* c = source.genai_config();
   same = same && c && c->vocab_size == config_.vocab_size && c->context_length == config_.context_length;

@@ -129,8 +129,8 @@ MLORA_INLINE void xa_chunk(const float* x, const typename E::T* a, float (*t)[kC
 
 // The same for the last c < 16 columns.
 template <class E>
-MLORA_INLINE void xa_tail(const float* x, const typename E::T* a, float (*t)[kChunk], int64_t m, int64_t in,
-                          int64_t r, int64_t c0, int64_t c) {
+MLORA_INLINE void xa_tail(const float* x, const typename E::T* a, float (*t)[kChunk], int64_t m, int64_t in, int64_t r,
+                          int64_t c0, int64_t c) {
   for (int64_t k = 0; k < m; ++k) std::fill(t[k], t[k] + c, 0.0f);
   float ar[kChunk];
   for (int64_t i = 0; i < in; ++i) {
@@ -337,8 +337,8 @@ OrtStatus* compute(Kernel& k, OrtKernelContext* ctx) {
       rows = lora_rows_bf16;
       break;
     default:
-      return invalid(k, "A and B are " + dtype_name(static_cast<int32_t>(sh[1].type)) +
-                            "; expected float32, float16 or bfloat16");
+      return invalid(
+          k, "A and B are " + dtype_name(static_cast<int32_t>(sh[1].type)) + "; expected float32, float16 or bfloat16");
   }
   const auto& xd = sh[0].dims;
   const auto& ad = sh[1].dims;

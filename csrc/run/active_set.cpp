@@ -96,6 +96,13 @@ void compose(const LoraInput& in, const std::vector<Contribution>& parts, int64_
              dtype_name(c.param->dtype) + ") has values beyond the range of " + dtype_name(in.dtype) +
              ", the slot dtype of LoRA input '" + in.name + "'; prepare the model with another --lora-dtype");
   };
+  // A weight that overflows the dtype would make every output NaN without a word: refuse it.
+  auto refuse_weight = [&](const Contribution& c) {
+    fail(MLORA_STATUS_INVALID_ARGUMENT, "weight " + std::to_string(c.weight) + " of adapter '" +
+                                            printable_text(*c.adapter) + "' times parameter '" +
+                                            printable_text(c.param->name) + "' overflows " + dtype_name(in.dtype) +
+                                            " (non-finite values); use a smaller weight");
+  };
   if (scaled_side) {
     // Rank axis 0: blocks stacked row-wise, each block contiguous.
     size_t offset = 0;
@@ -105,22 +112,15 @@ void compose(const LoraInput& in, const std::vector<Contribution>& parts, int64_
       if (n && c.param->dtype != in.dtype) {
         if (!convert_scaled(c.param->dtype, c.param->data, in.dtype, dst + offset, count, c.weight)) {
           if (c.weight == 1.0f) refuse_range(c);
-          fail(MLORA_STATUS_INVALID_ARGUMENT,
-               "weight " + std::to_string(c.weight) + " of adapter '" + printable_text(*c.adapter) +
-                   "' times parameter '" + printable_text(c.param->name) + "' overflows " + dtype_name(in.dtype) +
-                   " (non-finite values); use a smaller weight");
+          refuse_weight(c);
         }
       } else if (n) {
         if (c.weight == 1.0f) {
           std::memcpy(dst + offset, c.param->data, n);
         } else {
           scale_copy(in.dtype, c.param->data, dst + offset, n / esize, c.weight);
-          // A weight that overflows the dtype would make every output NaN without a word: refuse it.
           if (all_finite(c.param->dtype, c.param->data, n / esize) && !all_finite(in.dtype, dst + offset, n / esize)) {
-            fail(MLORA_STATUS_INVALID_ARGUMENT,
-                 "weight " + std::to_string(c.weight) + " of adapter '" + printable_text(*c.adapter) +
-                     "' times parameter '" + printable_text(c.param->name) + "' overflows " + dtype_name(in.dtype) +
-                     " (non-finite values); use a smaller weight");
+            refuse_weight(c);
           }
         }
       }

@@ -21,8 +21,9 @@ copy once into a cache directory (``$MULTILORA_CACHE_DIR``, else ``~/.cache/mult
 the key hashes the folder's path, its files' sizes and modification times, and ``lora_dtype``; written
 atomically, reused after). ``lora_dtype`` (``"auto"``, ``"float32"``, ``"float16"``, ``"bfloat16"``) is the
 slot dtype of that copy (``prepare-batching --lora-dtype``): 16-bit slots halve the adapter bytes each step
-reads; float32 adapters are rounded to them, float16/bfloat16 ones kept exactly (docs/design.md §6). The params and adapters of the plain model are used as they are: the engine builds each adapter set
-once for its copy from the same adapters and weights. Preparing needs the ``onnx`` package
+reads; float32 adapters are rounded to them, float16/bfloat16 ones kept exactly (docs/design.md §6). The params
+and adapters of the plain model are used as they are: the engine builds each adapter set once for its copy from
+the same adapters and weights. Preparing needs the ``onnx`` package
 (``pip install 'multilora[tools]'``). In C, C#, Java the engine takes a prepared model only (the rewrite is
 Python code) and refuses a plain one with a message naming the tool.
 

@@ -13,6 +13,9 @@ Layout of DIR:
   engine/               the builder + Olive generation fixture (tests/python/fixtures/generation/lora) with
                         model.onnx prepared by prepare_batching (fused kernel), adapters a and b
   engine_plain/         the same folder unprepared
+  half/model.onnx       the fixture's model.onnx prepared with the fused kernel and float16 slots
+                        (prepare_batching(lora_dtype="float16")); half/a32.onnx_adapter is the fixture's adapter a
+                        (float32), half/a16.onnx_adapter the same values converted to float16 by numpy
   engine/requests.txt   one request per line: "<set> <n> <prompt ids> <m> <expected ids>", set = base, a, b
                         or a+b; expected = the recorded PyTorch + PEFT greedy ids (max_length = n + new_tokens)
 """
@@ -135,6 +138,18 @@ def make_engine_fixture(d: Path) -> None:
             lines.append(" ".join(map(str, [label, len(prompt), *prompt, len(expect), *expect])))
     (d / "requests.txt").write_text("\n".join(lines) + "\n")
     (d / "new_tokens.txt").write_text(f"{ref['new_tokens']}\n")
+
+    half = d.with_name("half")
+    half.mkdir(exist_ok=True)
+    pb.prepare_batching(fx / "lora" / "model.onnx", half / "model.onnx", kernel="fused", lora_dtype="float16")
+    shutil.copyfile(fx / "lora" / "adapters" / "a.onnx_adapter", half / "a32.onnx_adapter")
+    a = ort.AdapterFormat.read_adapter(str(fx / "lora" / "adapters" / "a.onnx_adapter"))
+    values = {k: ort.OrtValue.ortvalue_from_numpy(v.numpy().astype(np.float16)) for k, v in a.get_parameters().items()}
+    fmt = ort.AdapterFormat()
+    fmt.set_adapter_version(1)
+    fmt.set_model_version(0)
+    fmt.set_parameters(values)
+    fmt.export_adapter(str(half / "a16.onnx_adapter"))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 //   1. a slot pinned by a lease (a running Run) is never evicted: with S = 2 (one usable slot) and a lease
 //      on set A held open, another thread's batch with set B must wait — it may not overwrite A's slot —
 //      and proceeds once the lease ends;
-//   2. the generator gate: a changing call refuses to overlap any call, reading calls overlap each other.
+//   2. the generator gate: a changing call refuses to overlap any call, reading calls overlap each other;
+//   3. float16 slots (prepare-batching --lora-dtype float16) hold a float16 file's bytes exactly and a float32
+//      file's values rounded to nearest even, and the model keeps the float32 model's LoRA signature.
 // Links the core's objects (not the shared library), so it can hold a lease itself.
 // Usage: test_slot_table FIXTURE_DIR (batch.onnx, a.onnx_adapter, b.onnx_adapter from make_fixtures.py).
 #include <atomic>
@@ -19,6 +21,7 @@
 #include "run/active_set.h"
 #include "run/adapter_selection.h"
 #include "run/slot_table.h"
+#include "util/dtype.h"
 
 using namespace mlora;
 
@@ -94,6 +97,64 @@ void pinned_slots_are_not_evicted(const std::string& dir) {
                                                                  std::to_string(st.evictions) + ")");
 }
 
+// Slot `slot` of stacked input `input` as the fused layout packs it: the first fixed*rank elements.
+const uint16_t* half_slot(const SlotTable::Lease& lease, size_t input, size_t slot, size_t slots) {
+  const OrtValue* v = lease.feed_values()[input];
+  OrtTensorTypeAndShapeInfo* info = nullptr;
+  ort_check(ort().GetTensorTypeAndShape(v, &info), "shape");
+  size_t count = 0;
+  ort_check(ort().GetTensorShapeElementCount(info, &count), "count");
+  ort().ReleaseTensorTypeAndShapeInfo(info);
+  void* data = nullptr;
+  ort_check(ort().GetTensorMutableData(const_cast<OrtValue*>(v), &data), "data");
+  return static_cast<const uint16_t*>(data) + slot * (count / slots);
+}
+
+void half_slots_hold_the_files_values(const std::string& dir) {
+  ModelOptions options;
+  std::shared_ptr<const Model> model =
+      Model::open(ModelSource{dir + "/half/model.onnx", dir + "/half/model.onnx", nullptr, nullptr}, options);
+  std::shared_ptr<const Model> plain = Model::open(
+      ModelSource{dir + "/engine_plain/model.onnx", dir + "/engine_plain/model.onnx", nullptr, nullptr}, options);
+  bool all_half = !model->lora_inputs().empty();
+  for (const LoraInput& in : model->lora_inputs()) all_half &= in.dtype == MLORA_DTYPE_FLOAT16;
+  check(model->batch_kernel() == BatchKernel::kFused && all_half, "the half model has float16 fused slots");
+  check(model->lora_fingerprint() == plain->lora_fingerprint(), "the half model keeps the float32 signature");
+  std::shared_ptr<SlotTable> slots = SlotTable::for_model(*model);
+  Resolver resolver{std::make_shared<Registry>(model), std::make_shared<SetCache>(), slots};
+  resolver.registry->add(Adapter::open_file(dir + "/half/a32.onnx_adapter"), "a32", 0);
+  resolver.registry->add(Adapter::open_file(dir + "/half/a16.onnx_adapter"), "a16", 0);
+  const auto s32 = resolve_single(resolver, {"a32"}, {1.0f});
+  const auto s16 = resolve_single(resolver, {"a16"}, {1.0f});
+  std::unique_ptr<SlotTable::Lease> lease = slots->acquire({s32, s16}, {0, 1});  // slot 1: a32, slot 2: a16
+  const auto a32 = resolver.registry->get("a32");
+  const auto a16 = resolver.registry->get("a16");
+  size_t compared = 0, exact16 = 0, rounded32 = 0, changed = 0;
+  for (size_t i = 0; i < model->lora_inputs().size(); ++i) {
+    const std::string name = lease->feed_names()[i];
+    const Param* p16 = a16->find(name);
+    const Param* p32 = a32->find(name);
+    if (!p16 || !p32) continue;
+    const size_t n = p16->nbytes / 2;
+    const uint16_t* slot1 = half_slot(*lease, i, 1, slots->slots());
+    const uint16_t* slot2 = half_slot(*lease, i, 2, slots->slots());
+    exact16 += std::memcmp(slot2, p16->data, p16->nbytes) == 0;
+    bool ok = true;
+    for (size_t k = 0; k < n; ++k) {
+      const float v = static_cast<const float*>(p32->data)[k];
+      ok &= slot1[k] == float_to_half(v);
+      changed += half_to_float(slot1[k]) != v;
+    }
+    rounded32 += ok;
+    ++compared;
+  }
+  check(compared > 0 && exact16 == compared, "float16 slots hold the float16 file's bytes (" + std::to_string(exact16) +
+                                                 " of " + std::to_string(compared) + ")");
+  check(compared > 0 && rounded32 == compared, "float16 slots hold the float32 file rounded to nearest even (" +
+                                                   std::to_string(rounded32) + " of " + std::to_string(compared) + ")");
+  check(changed > 0, "rounding float32 values to float16 changes some of them");
+}
+
 void generator_gate() {
   using mlora::abi::OneAtATime;
   OneAtATime gate;
@@ -138,6 +199,7 @@ int main(int argc, char** argv) {
   try {
     pinned_slots_are_not_evicted(argv[1]);
     generator_gate();
+    half_slots_hold_the_files_values(argv[1]);
   } catch (const std::exception& e) {
     check(false, std::string("threw: ") + e.what());
   }

@@ -188,7 +188,9 @@ def test_half_slots_weighted_mix_and_single_set(setup, half_setup):
         opts = ml.RunOptions()
         opts.set_active_adapters(adapters, ["r20", "r3"], [0.5, -1.25])
         (out,) = model.run(["logits"], {"input_ids": ids}, opts)
-        scaled = {k: (v * 0.5).astype(np.float16).astype(np.float32) if "lora_B" in k else v for k, v in up["r20"].items()}
+        scaled = {
+            k: (v * 0.5).astype(np.float16).astype(np.float32) if "lora_B" in k else v for k, v in up["r20"].items()
+        }
         scaled3 = {
             k: (v * -1.25).astype(np.float16).astype(np.float32) if "lora_B" in k else v for k, v in up["r3"].items()
         }
@@ -213,10 +215,10 @@ def test_half_slot_model_keeps_the_signature_and_other_models_stay_strict(setup,
         T.write_ort_adapter(f64, p64)
         with ml.Adapters(half) as reg, pytest.raises(ml.TypeMismatchError) as e:
             reg.load(f64, "x")
-        name = sorted(p64)[0]
-        assert_error(e, ml.TypeMismatchError, "MLORA_STATUS_TYPE_MISMATCH", f64, "float64", "float32, float16 or bfloat16")
+        assert_error(
+            e, ml.TypeMismatchError, "MLORA_STATUS_TYPE_MISMATCH", f64, "float64", "float32, float16 or bfloat16"
+        )
         assert "parameter '" in str(e.value) and "slots are float16" in str(e.value), str(e.value)
-        del name
         # A float32 value beyond float16's range: refused when the set is built, naming the parameter.
         big = {k: (v * 1e6 if "lora_B" in k else v) for k, v in params["r3"].items()}
         fbig = str(tmp_path / "big.onnx_adapter")

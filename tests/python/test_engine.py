@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 import multilora as ml
+from multilora import testing as T
 from multilora.prepare_batching import prepare_batching
 
 from support import assert_error
@@ -76,9 +77,10 @@ def prepared(request, prepared_folders) -> Iterator[Tuple[ml.Model, ml.Adapters]
 _ALONE: Dict[tuple, List[int]] = {}
 
 
-def alone(plain, prompt: Sequence[int], names: Sequence[str], **search: object) -> List[int]:
-    """The request generated alone by ml.Generator on the unprepared folder (cached)."""
-    key = (tuple(prompt), tuple(names), tuple(sorted(search.items())))
+def alone(plain, prompt: Sequence[int], names: Sequence[str], _ref: str = "", **search: object) -> List[int]:
+    """The request generated alone by ml.Generator on the unprepared folder (cached; ``_ref`` tells registries
+    with other adapter values apart)."""
+    key = (tuple(prompt), tuple(names), tuple(sorted(search.items())), _ref)
     if key not in _ALONE:
         model, reg = plain
         with ml.GeneratorParams(model) as params:
@@ -470,6 +472,47 @@ def test_plain_folder_is_prepared_into_the_cache(plain, tmp_path, monkeypatch):
             for req, prompt, s in reqs:
                 assert req.tokens() == alone(plain, prompt, s, max_length=len(prompt) + 8), (prompt, s)
         assert len(os.listdir(tmp_path / "prepared")) == 1, round_
+
+
+def test_lora_dtype_prepares_a_half_slot_copy(plain, tmp_path, monkeypatch):
+    """ml.Engine(..., lora_dtype="float16") prepares its own copy (another cache key) with float16 slots; the
+    plain model's float32 adapters are rounded to float16 once, so every request equals ml.Generator alone on
+    the plain folder with adapters holding those rounded values (numpy's astype(float16), upcast)."""
+    monkeypatch.setenv("MULTILORA_CACHE_DIR", str(tmp_path / "cache"))
+    model, reg = plain
+    rounded = ml.Adapters(model)
+    for n, path in ADAPTER.items():
+        values = ml.read_adapter(path).parameters
+        f = str(tmp_path / f"{n}_rounded.onnx_adapter")
+        T.write_ort_adapter(f, {k: np.asarray(v).astype(np.float16).astype(np.float32) for k, v in values.items()})
+        rounded.load(f, n)
+    with rounded:
+        for dt in ("float16", "auto"):
+            with ml.Engine(model, max_batch_size=4, lora_dtype=dt, worker=False) as engine:
+                runs = engine._runs
+                assert {i.dtype for i in runs.lora_inputs} == {"float32" if dt == "auto" else dt}
+                reqs = [
+                    (engine.submit(params_for(model, reg, s, max_length=len(p) + 8), p), p, s)
+                    for p in PROMPTS
+                    for s in SETS
+                ]
+                for req, prompt, s in reqs:
+                    ref = (rounded, reg)[dt == "auto"]
+                    assert req.tokens() == alone((model, ref), prompt, s, max_length=len(prompt) + 8, _ref=dt), (dt, s)
+        assert len(os.listdir(tmp_path / "cache" / "prepared")) == 2  # the slot dtype is part of the key
+        with ml.Engine(model, lora_dtype="float16", worker=False) as engine:  # reused, not prepared again
+            assert len(os.listdir(tmp_path / "cache" / "prepared")) == 2
+            prepared_half = engine._runs.path
+        with pytest.raises(ml.InvalidArgumentError) as e:
+            ml.Engine(model, lora_dtype="float8")
+        assert_error(e, ml.InvalidArgumentError, "MLORA_STATUS_INVALID_ARGUMENT", "lora_dtype", "float8")
+        with ml.Model(prepared_half) as half:  # prepared already, with other slots than asked for
+            with pytest.raises(ml.InvalidArgumentError) as e:
+                ml.Engine(half, lora_dtype="bfloat16")
+            assert_error(
+                e, ml.InvalidArgumentError, "MLORA_STATUS_INVALID_ARGUMENT", "float16", "--lora-dtype bfloat16"
+            )
+            ml.Engine(half, lora_dtype="float16", worker=False).close()
 
 
 def test_poll_and_timeout_reads(prepared):
