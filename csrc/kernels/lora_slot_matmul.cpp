@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/half.h"
 #include "ort/ort.h"
 #include "util/dtype.h"
 #include "util/error.h"
@@ -18,9 +19,11 @@ namespace {
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 // One build runs everywhere; the loader picks the widest clone the CPU has (GCC function multiversioning).
+#define MLORA_FMV 1
 #define MLORA_CLONES __attribute__((target_clones("default", "arch=x86-64-v3", "arch=x86-64-v4")))
 #define MLORA_INLINE inline __attribute__((always_inline))
 #else
+#define MLORA_FMV 0
 #define MLORA_CLONES
 #define MLORA_INLINE inline
 #endif
@@ -63,24 +66,30 @@ struct BF16 {
   }
   static MLORA_INLINE float one(const T* p) { return bfloat16_to_float(*p); }
 };
-// IEEE binary16: with _Float16 the compiler converts eight at once (vcvtph2ps in the x86-64-v3/v4 clones,
-// which include F16C; a library conversion per element in the default clone); otherwise the scalar one.
+// IEEE binary16, portable: exact integer widening (kernels/half.h). The x86-64-v3/v4 code paths use F16C below.
 struct F16 {
   using T = uint16_t;
   static MLORA_INLINE v8 load(const T* p) {
-#if defined(__FLT16_MAX__)
-    typedef _Float16 h8 __attribute__((vector_size(16)));
-    h8 h;
-    std::memcpy(&h, p, sizeof(h));
-    return __builtin_convertvector(h, v8);
-#else
-    v8 v;
-    for (int i = 0; i < 8; ++i) v[i] = half_to_float(p[i]);
-    return v;
-#endif
+    float f[8];
+    f16x8_to_f32(p, f);
+    return load8(f);
   }
   static MLORA_INLINE float one(const T* p) { return half_to_float(*p); }
 };
+#if MLORA_FMV
+// vcvtph2ps (F16C, in x86-64-v3 and v4): eight halves to eight floats in one instruction. Inline assembly, not
+// the intrinsic: an intrinsic's target("f16c") cannot be inlined through the always_inline helpers, which carry
+// no target of their own; only the x86-64-v3/v4 versions of lora_rows_f16 below use this.
+struct F16C {
+  using T = uint16_t;
+  static MLORA_INLINE v8 load(const T* p) {
+    v8 v;
+    __asm__("vcvtph2ps %1, %0" : "=x"(v) : "m"(*reinterpret_cast<const uint8_t (*)[16]>(p)));
+    return v;
+  }
+  static MLORA_INLINE float one(const T* p) { return half_to_float(*p); }
+};
+#endif
 
 // t[k][0..16) = x[k] · A[:, c0..c0+16) for M tokens: the accumulators stay in registers across all of `in`,
 // so A streams through once with no store-to-load chains. With few tokens (decode: M = 1) U = 4/M partial
@@ -221,11 +230,26 @@ void lora_rows_f32(const float* x, const void* a, const void* b, float* y, int64
                    int64_t out) {
   lora_rows<F32>(x, static_cast<const float*>(a), static_cast<const float*>(b), y, n, in, r, out);
 }
-MLORA_CLONES
+#if MLORA_FMV
+// Versions by target instead of clones: the default one widens in integer operations, the others with F16C.
+__attribute__((target("default"))) void lora_rows_f16(const float* x, const void* a, const void* b, float* y, int64_t n,
+                                                      int64_t in, int64_t r, int64_t out) {
+  lora_rows<F16>(x, static_cast<const uint16_t*>(a), static_cast<const uint16_t*>(b), y, n, in, r, out);
+}
+__attribute__((target("arch=x86-64-v3"))) void lora_rows_f16(const float* x, const void* a, const void* b, float* y,
+                                                             int64_t n, int64_t in, int64_t r, int64_t out) {
+  lora_rows<F16C>(x, static_cast<const uint16_t*>(a), static_cast<const uint16_t*>(b), y, n, in, r, out);
+}
+__attribute__((target("arch=x86-64-v4"))) void lora_rows_f16(const float* x, const void* a, const void* b, float* y,
+                                                             int64_t n, int64_t in, int64_t r, int64_t out) {
+  lora_rows<F16C>(x, static_cast<const uint16_t*>(a), static_cast<const uint16_t*>(b), y, n, in, r, out);
+}
+#else
 void lora_rows_f16(const float* x, const void* a, const void* b, float* y, int64_t n, int64_t in, int64_t r,
                    int64_t out) {
   lora_rows<F16>(x, static_cast<const uint16_t*>(a), static_cast<const uint16_t*>(b), y, n, in, r, out);
 }
+#endif
 MLORA_CLONES
 void lora_rows_bf16(const float* x, const void* a, const void* b, float* y, int64_t n, int64_t in, int64_t r,
                     int64_t out) {
