@@ -13,7 +13,10 @@ of ``prompt`` random token ids (seeded), ``new-tokens`` tokens each, greedy, eos
       stepped round-robin;
   (c) the base model (no LoRA inputs), the whole batch in one generator: multilora and onnxruntime-genai;
   (d) ours: the LoRA model rewritten by ``multilora prepare-batching`` (``--kernel``), one multilora
-      generator over the batch, ``GeneratorParams.set_active_adapters_per_row`` (row i uses adapter i).
+      generator over the batch, ``GeneratorParams.set_active_adapters_per_row`` (row i uses adapter i);
+      per ``--half-dtypes`` entry (default float16) also the fused kernel with 16-bit slots
+      (``--lora-dtype``) fed the adapters rounded to that dtype (``adapters-<dtype>/``: exact w.r.t. those
+      files; their greedy tokens are compared with (a)'s float32 adapters and the agreement reported).
 
 Timing: "setup" makes the generators and activates the adapters; "prefill" is the prompt pass and the first
 token (``append_tokens`` + the first ``generate_next_token``; for (a) the prompt Run of every sequence);
@@ -71,6 +74,7 @@ def ensure_models(args: argparse.Namespace) -> Tuple[str, Dict[str, float]]:
     cmd = [args.build_python, os.path.join(HERE, "build_llm_bench_model.py"), "--out", out]
     for name in ("hidden", "layers", "intermediate", "vocab", "head_dim", "kv_heads", "rank", "alpha", "context"):
         cmd += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
+    cmd += ["--half-dtypes", args.half_dtypes]
     cmd += ["--adapters", str(args.adapters)]
     subprocess.run(cmd, check=True)
     timings: Dict[str, float] = {}
@@ -353,6 +357,14 @@ def main() -> int:
         print(f"note: no batched model for kernel(s) {', '.join(missing)} (installed prepare-batching lacks them)")
         kernels = [k for k in kernels if k not in missing]
     adapters = [os.path.join(lora, "adapters", f"a{i}.onnx_adapter") for i in range(args.batch)]
+    halves = [
+        dt
+        for dt in args.half_dtypes.split(",")
+        if dt and "fused" in kernels and os.path.exists(os.path.join(root, f"batched-fused-{dt}", "model.onnx"))
+    ]
+    half_adapters = {
+        dt: [os.path.join(root, f"adapters-{dt}", f"a{i}.onnx_adapter") for i in range(args.batch)] for dt in halves
+    }
     cfg = json.load(open(os.path.join(base, "genai_config.json")))["model"]
     dec = cfg["decoder"]
     vocab = int(cfg["vocab_size"])
@@ -386,6 +398,12 @@ def main() -> int:
             f"d-{k}",
             f"(d) multilora per-row, {k} kernel, 1 generator x batch {b}",
             multilora_runner(os.path.join(root, f"batched-{k}"), adapters, prompts, args.threads),
+        )
+    for dt in halves:
+        add(
+            f"d-fused-{dt}",
+            f"(d) multilora per-row, fused kernel, {dt} slots + {dt} adapters",
+            multilora_runner(os.path.join(root, f"batched-fused-{dt}"), half_adapters[dt], prompts, args.threads),
         )
     if args.one_adapter and kernels:
         add(
@@ -514,6 +532,24 @@ def main() -> int:
     for k in kernels:
         s = step_ms(f"d-{k}")
         print(f"  (d) {k}: {s:.2f} ms/step = {s / bound_d:.2f}x the bandwidth bound")
+    for dt in halves:
+        s = step_ms(f"d-fused-{dt}")
+        half_bytes = sum(adapter_bytes(p) for p in half_adapters[dt])
+        bound_h = (weights_step + half_bytes + kv_mid) / bw / 1e6
+        print(
+            f"  (d) fused, {dt}: {s:.2f} ms/step = {s / bound_h:.2f}x the bandwidth bound ({half_bytes / 1e6:.1f} MB)"
+        )
+    # Adapter read rate: adapter bytes per step / (per-row step - base step), against the measured read bandwidth.
+    for key, nbytes in [(f"d-{k}", all_adapters) for k in kernels if k == "fused"] + [
+        (f"d-fused-{dt}", sum(adapter_bytes(p) for p in half_adapters[dt])) for dt in halves
+    ]:
+        extra = step_ms(key) - step_ms("c-ml")
+        if extra > 0:
+            rate = nbytes / extra / 1e6
+            print(
+                f"  {key}: adapters {nbytes / 1e6:.1f} MB in {extra:.2f} ms over base = {rate:.1f} GB/s "
+                f"= {rate / bw:.0%} of the read bandwidth"
+            )
 
     failed = False
     if ref is not None:
@@ -535,6 +571,14 @@ def main() -> int:
                     print(
                         f"correctness: (d) {k}: every row's {args.new_tokens} greedy tokens equal (a)'s for its adapter"
                     )
+            for dt in halves:
+                got = results[f"d-fused-{dt}"][0].tokens
+                same = sum(np.array_equal(got[i], want[i]) for i in range(args.batch))
+                print(
+                    f"(d) fused, {dt} adapters: {same} of {args.batch} rows' greedy tokens equal (a)'s with the "
+                    f"float32 adapters (the {dt} files round every adapter value; exactness w.r.t. the files is "
+                    "tested in tests/python/test_batching_kernel.py)"
+                )
             if "b" in variants:
                 same = np.array_equal(results["b"][0].tokens, want)
                 print(f"(b) onnxruntime-genai tokens equal (a)'s: {same}")
@@ -550,6 +594,9 @@ def main() -> int:
             print(f"        on the best runs: (d)/(a) = {rab:.2f}x, (d)/(c) = {best_ratio(ref, 'c-ml'):.2f}x")
         if "c-og" in variants:
             print(f"        (d)/(c, onnxruntime-genai base) = {tok_s(ref) / tok_s('c-og'):.2f}x")
+        for dt in halves:
+            rh = tok_s(f"d-fused-{dt}") / tok_s("c-ml")
+            print(f"target (d, {dt} adapters)/(c) >= 0.92: {rh:.2f}x  {'met' if rh >= 0.92 else 'NOT met'}  (medians)")
     return 1 if failed else 0
 
 

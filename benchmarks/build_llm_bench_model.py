@@ -14,6 +14,10 @@ Into ``OUT`` (default ``build-bench-llm/<dims>/``; every step is skipped when it
   does); Olive's own file for a0 is kept as ``lora/olive_a0.onnx_adapter`` and compared with ours.
 - ``batched-<kernel>/``: ``lora/`` rewritten by ``multilora prepare-batching`` (per kernel when the installed
   multilora has ``--kernel``, else one ``batched-gather/``), with the same genai_config.json.
+- ``adapters-<dtype>/a<i>.onnx_adapter`` and ``batched-fused-<dtype>/`` for each ``--half-dtypes`` entry
+  (default float16): the adapters with every value rounded to that dtype (what ``olive convert-adapters --dtype
+  float16`` writes), and ``lora/`` prepared with ``--lora-dtype <dtype>`` (16-bit slots; needs a multilora whose
+  prepare-batching has ``--lora-dtype``).
 
     python benchmarks/build_llm_bench_model.py [--hidden 768 --layers 12 ...] [--out DIR]
 
@@ -30,7 +34,7 @@ import shutil
 import subprocess
 import sys
 import time
-from typing import Dict, List
+from typing import Dict, List, Sequence
 
 import numpy as np
 
@@ -57,6 +61,11 @@ def add_dims(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--adapters", type=int, default=16)
     ap.add_argument("--context", type=int, default=512, help="max_position_embeddings (the ONNX context length)")
     ap.add_argument("--tiny", action="store_true", help="small dims for a quick smoke (overrides the above)")
+    ap.add_argument(
+        "--half-dtypes",
+        default="float16",
+        help="comma-separated 16-bit adapter/slot dtypes to build variants for (float16, bfloat16; '' for none)",
+    )
 
 
 def apply_tiny(args: argparse.Namespace) -> None:
@@ -227,7 +236,37 @@ def convert_adapters(out: str, peft: List[str], timings: Dict[str, float]) -> No
         raise SystemExit("a0: multilora convert and Olive disagree")
 
 
-def prepare_batched(out: str, timings: Dict[str, float]) -> List[str]:
+def half_dtypes(args: argparse.Namespace) -> List[str]:
+    out = [d for d in args.half_dtypes.split(",") if d]
+    for d in out:
+        if d not in ("float16", "bfloat16"):
+            raise SystemExit(f"--half-dtypes: {d!r} is not float16 or bfloat16")
+    return out
+
+
+def make_half_adapters(out: str, dtype: str, count: int, timings: Dict[str, float]) -> None:
+    """adapters-<dtype>/a<i>.onnx_adapter: lora/adapters/a<i> with every value rounded to ``dtype`` (numpy's
+    round to nearest even), the same model_version."""
+    import ml_dtypes
+
+    import multilora as ml
+
+    np_dtype = np.float16 if dtype == "float16" else ml_dtypes.bfloat16
+    d = os.path.join(out, f"adapters-{dtype}")
+    os.makedirs(d, exist_ok=True)
+    t0 = time.perf_counter()
+    for i in range(count):
+        dst = os.path.join(d, f"a{i}.onnx_adapter")
+        if os.path.exists(dst):
+            continue
+        src = ml.read_adapter(os.path.join(out, "lora", "adapters", f"a{i}.onnx_adapter"))
+        values = {k: np.asarray(v).astype(np_dtype) for k, v in src.parameters.items()}
+        ml.write_adapter(dst, values, src.adapter_version, src.model_version)
+    if time.perf_counter() - t0 > 0.5:
+        timings[f"adapters to {dtype}"] = time.perf_counter() - t0
+
+
+def prepare_batched(out: str, timings: Dict[str, float], halves: Sequence[str] = ()) -> List[str]:
     """Rewrites lora/ again whenever the installed prepare_batching.py differs from the one that made the folder."""
     import hashlib
 
@@ -239,9 +278,12 @@ def prepare_batched(out: str, timings: Dict[str, float]) -> List[str]:
     lora = os.path.join(out, "lora")
     has_kernel = "kernel" in inspect.signature(prepare_batching).parameters
     kernels = ["fused", "gather"] if has_kernel else ["gather"]
+    jobs = [(k, "auto", f"batched-{k}") for k in kernels]
+    if "lora_dtype" in inspect.signature(prepare_batching).parameters:
+        jobs += [("fused", dt, f"batched-fused-{dt}") for dt in halves]
     made = []
-    for kernel in kernels:
-        d = os.path.join(out, f"batched-{kernel}")
+    for kernel, lora_dtype, name in jobs:
+        d = os.path.join(out, name)
         made.append(d)
         stamp = os.path.join(d, "prepared_by.txt")
         if os.path.exists(stamp) and open(stamp).read().strip() == tool:
@@ -251,9 +293,11 @@ def prepare_batched(out: str, timings: Dict[str, float]) -> List[str]:
         shutil.rmtree(tmp, ignore_errors=True)
         os.makedirs(tmp)
         t0 = time.perf_counter()
-        kw = {"kernel": kernel} if has_kernel else {}
+        kw: Dict[str, str] = {"kernel": kernel} if has_kernel else {}
+        if lora_dtype != "auto":
+            kw["lora_dtype"] = lora_dtype
         prepare_batching(os.path.join(lora, "model.onnx"), os.path.join(tmp, "model.onnx"), **kw)
-        timings[f"prepare-batching ({kernel})"] = time.perf_counter() - t0
+        timings[f"prepare-batching ({name[len('batched-') :]})"] = time.perf_counter() - t0
         for f in ("genai_config.json", "tokenizer.json", "tokenizer_config.json"):
             if os.path.exists(os.path.join(lora, f)):
                 shutil.copy(os.path.join(lora, f), os.path.join(tmp, f))
@@ -275,7 +319,9 @@ def build(args: argparse.Namespace, out: str) -> Dict[str, float]:
         timings["HF model + PEFT adapters"] = t1 - t0
     build_onnx(out, hf, peft, timings)
     convert_adapters(out, peft, timings)
-    prepare_batched(out, timings)
+    for dt in half_dtypes(args):
+        make_half_adapters(out, dt, len(peft), timings)
+    prepare_batched(out, timings, half_dtypes(args))
     record = os.path.join(out, "build.json")
     prev: Dict[str, float] = {}
     if os.path.exists(record):

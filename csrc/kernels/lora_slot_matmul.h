@@ -3,9 +3,11 @@
 // puts in place of each LoRA pair's Gather + batched MatMul pair. The CPU counterpart of Punica's SGMV.
 //
 //   inputs   x           float [batch, ..., in]   the activation the pair's first MatMul read
-//            A           float [S, in, R]         slot s holds its A as [in, r] *packed* (stride r) in
+//            A           T [S, in, R]             slot s holds its A as [in, r] *packed* (stride r) in
 //                                                 the first in*r elements of the slot
-//            B           float [S, R, out]        slot s holds its B as [r, out] in the first r rows
+//            B           T [S, R, out]            slot s holds its B as [r, out] in the first r rows
+//                        T = float, float16 or bfloat16 (the slot dtype, `--lora-dtype`; A and B alike),
+//                        widened to float in registers, float accumulation
 //            lora_slot   int64 [batch] or [1]     each row's slot ([1]: one slot for every row)
 //            lora_ranks  int64 [P, S']            r = lora_ranks[pair, slot] (0 = no LoRA for that slot)
 //   attribute pair       int                      this pair's row of lora_ranks

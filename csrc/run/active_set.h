@@ -1,7 +1,8 @@
 // An active adapter set resolved against a model: the LoRA feeds for Run, built once.
 //
 // For every LoRA input touched by the set:
-//   - one adapter with weight 1: an OrtValue over the adapter's own memory (no copy);
+//   - one adapter with weight 1 in the input's dtype: an OrtValue over the adapter's own memory (no copy);
+//     in another dtype (a fused-prepared model's 16-bit slots: Model::accepts_lora_dtype), a converted copy;
 //   - otherwise a composite: the adapters' tensors concatenated along the rank axis, with the blocks
 //     on rank axis 0 (B, [r, out]) scaled by their adapter's weight. Since
 //     x·[A1 A2]·[w1·B1; w2·B2] = w1·x·A1·B1 + w2·x·A2·B2, this is exactly the weighted sum of deltas.
@@ -44,8 +45,9 @@ struct ActiveBlock {
 
 class ActiveSet {
  public:
-  // Throws INVALID_ARGUMENT when a weight != 1 applies to a non-floating tensor; NOT_FOUND if a parameter
-  // is not a LoRA input of `model` (cannot happen for validated adapters).
+  // Throws INVALID_ARGUMENT when a weight != 1 applies to a non-floating tensor or a value overflows the
+  // input's dtype (a weight, or a float32 value beyond a 16-bit slot's range); NOT_FOUND if a parameter is not
+  // a LoRA input of `model` (cannot happen for validated adapters).
   static std::shared_ptr<const ActiveSet> build(std::shared_ptr<const Model> model, std::vector<ActiveEntry> entries);
 
   const std::shared_ptr<const Model>& model() const noexcept { return model_; }
