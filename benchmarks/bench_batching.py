@@ -2,7 +2,8 @@
 
 Compares, on the same seeded ``multilora.testing`` model, adapters and inputs:
   - multilora per-row: one Run of the whole batch on the model rewritten by ``multilora prepare-batching``
-    (both kernels: the fused LoraSlotMatMul op, and Gather + batched MatMul), with
+    (both kernels: the fused LoraSlotMatMul op, and Gather + batched MatMul; and the fused kernel with 16-bit
+    slots, ``--lora-dtype``, fed the adapters rounded to that dtype), with
     ``RunOptions.set_active_adapters_per_row`` (one distinct adapter per row);
   - ONNX Runtime's own LoRA path: it runs one adapter set per Run, so one Run per row (onnxruntime.LoraAdapter +
     RunOptions.add_active_adapter on the plain model), ``batch`` Runs in all;
@@ -10,6 +11,7 @@ Compares, on the same seeded ``multilora.testing`` model, adapters and inputs:
 Prints a table of medians with ratios, and checks that the per-row outputs equal ORT's per-adapter outputs.
 
     python benchmarks/bench_batching.py [--hidden 512] [--layers 4] [--rank 16] [--batch 16] [--seq 16]
+        [--half float16|bfloat16|none]
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import List
 
+import ml_dtypes
 import numpy as np
 import onnxruntime as ort
 from _timing import median_ms
@@ -37,6 +40,7 @@ def main() -> None:
     ap.add_argument("--seq", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--threads", type=int, default=1, help="intra-op threads for both runtimes")
+    ap.add_argument("--half", default="float16", choices=["float16", "bfloat16", "none"], help="16-bit slot row")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -47,19 +51,26 @@ def main() -> None:
         )
         prepare_batching(d / "model.onnx", d / "batched.onnx", kernel="fused")
         prepare_batching(d / "model.onnx", d / "gather.onnx", kernel="gather")
-        paths = []
+        paths, half_paths = [], []
+        half_dtype = {"float16": np.float16, "bfloat16": ml_dtypes.bfloat16}.get(args.half)
         for i in range(args.batch):
             p = d / f"a{i}.onnx_adapter"
-            ml.write_adapter(p, testing.make_adapter_params(info, rank=args.rank, seed=100 + i))
+            params = testing.make_adapter_params(info, rank=args.rank, seed=100 + i)
+            ml.write_adapter(p, params)
             paths.append(p)
+            if half_dtype is not None:
+                half_paths.append(d / f"a{i}_{args.half}.onnx_adapter")
+                ml.write_adapter(half_paths[-1], {k: v.astype(half_dtype) for k, v in params.items()})
+        if half_dtype is not None:
+            prepare_batching(d / "model.onnx", d / "half.onnx", kernel="fused", lora_dtype=args.half)
         ids = testing.make_input_ids(info, batch=args.batch, seq=args.seq, seed=1)
 
         rows = [[f"a{i}"] for i in range(args.batch)]
 
-        def per_row_model(path: Path):
+        def per_row_model(path: Path, files: List[Path] = paths):
             m = ml.Model(path, intra_op_threads=args.threads)
             reg = ml.Adapters(m)
-            for i, p in enumerate(paths):
+            for i, p in enumerate(files):
                 reg.load(p, f"a{i}")
             opts = ml.RunOptions()
             opts.set_active_adapters_per_row(reg, rows)
@@ -67,6 +78,8 @@ def main() -> None:
 
         model, adapters, per_row = per_row_model(d / "batched.onnx")
         gather_model, gather_adapters, gather_opts = per_row_model(d / "gather.onnx")
+        if half_dtype is not None:
+            half_model, half_adapters, half_opts = per_row_model(d / "half.onnx", half_paths)
         set_ms = median_ms(lambda: per_row.set_active_adapters_per_row(adapters, rows), args.repeats)
         base_opts = ml.RunOptions()
 
@@ -92,6 +105,8 @@ def main() -> None:
 
         run_ours = median_ms(ours_per_row, args.repeats)
         run_gather = median_ms(lambda: gather_model.run(["logits"], {"input_ids": ids}, gather_opts), args.repeats)
+        if half_dtype is not None:
+            run_half = median_ms(lambda: half_model.run(["logits"], {"input_ids": ids}, half_opts), args.repeats)
         run_ort = median_ms(ort_per_adapter, args.repeats)
         run_base_ort = median_ms(lambda: sess.run(["logits"], {"input_ids": ids}), args.repeats)
         run_base_ours = median_ms(lambda: model.run(["logits"], {"input_ids": ids}, base_opts), args.repeats)
@@ -101,6 +116,7 @@ def main() -> None:
     rows_out = [
         (f"per-row, {args.batch} adapters, 1 Run (fused kernel)", run_ours),
         (f"per-row, {args.batch} adapters, 1 Run (Gather+MatMul)", run_gather),
+        *([(f"per-row, {args.batch} {args.half} adapters, 1 Run (fused)", run_half)] if half_dtype else []),
         (f"ORT LoRA, 1 Run per adapter ({args.batch} Runs)", run_ort),
         ("base model, same batch, 1 Run (ORT, plain)", run_base_ort),
         ("base model, same batch (multilora, prepared)", run_base_ours),
