@@ -17,8 +17,8 @@
 #include <cstring>
 #include <new>
 #include <random>
-#include <utility>
 #include <unordered_set>
+#include <utility>
 
 #include "adapter_generated.h"
 #include "io/mapped_file.h"
