@@ -463,6 +463,7 @@ def main() -> int:
     weights_step = init_bytes - embed_bytes
     one_adapter = adapter_bytes(adapters[0])
     all_adapters = sum(adapter_bytes(p) for p in adapters)
+    half_bytes = {dt: sum(adapter_bytes(p) for p in half_adapters[dt]) for dt in halves}
     layers, kvh, head = dec["num_hidden_layers"], dec["num_key_value_heads"], dec["head_size"]
     kv_mid = layers * 2 * args.batch * kvh * head * 4 * (args.prompt + args.new_tokens // 2)
     bw = max(bw1, bwn)
@@ -505,7 +506,8 @@ def main() -> int:
         if not key.startswith("d") or "c-ml" not in variants:
             return "-"
         extra_ms = step_ms(key) - step_ms("c-ml")
-        read = (one_adapter if key == "d1" else all_adapters) / 1e6  # MB read per step
+        nbytes = half_bytes.get(key[len("d-fused-") :], all_adapters) if key.startswith("d-fused-") else all_adapters
+        read = (one_adapter if key == "d1" else nbytes) / 1e6  # MB read per step
         if extra_ms <= 0:
             return "no extra time"
         rate = read / extra_ms  # MB/ms = GB/s
@@ -551,23 +553,11 @@ def main() -> int:
         print(f"  (d) {k}: {s:.2f} ms/step = {s / bound_d:.2f}x the bandwidth bound")
     for dt in halves:
         s = step_ms(f"d-fused-{dt}")
-        half_bytes = sum(adapter_bytes(p) for p in half_adapters[dt])
-        bound_h = (weights_step + half_bytes + kv_mid) / bw / 1e6
+        bound_h = (weights_step + half_bytes[dt] + kv_mid) / bw / 1e6
         print(
-            f"  (d) fused, {dt}: {s:.2f} ms/step = {s / bound_h:.2f}x the bandwidth bound ({half_bytes / 1e6:.1f} MB)"
+            f"  (d) fused, {dt}: {s:.2f} ms/step = {s / bound_h:.2f}x the bandwidth bound "
+            f"({half_bytes[dt] / 1e6:.1f} MB of adapters)"
         )
-    # Adapter read rate: adapter bytes per step / (per-row step - base step), against the measured read bandwidth.
-    for key, nbytes in [(f"d-{k}", all_adapters) for k in kernels if k == "fused"] + [
-        (f"d-fused-{dt}", sum(adapter_bytes(p) for p in half_adapters[dt])) for dt in halves
-    ]:
-        extra = step_ms(key) - step_ms("c-ml")
-        if extra > 0:
-            rate = nbytes / extra / 1e6
-            print(
-                f"  {key}: adapters {nbytes / 1e6:.1f} MB in {extra:.2f} ms over base = {rate:.1f} GB/s "
-                f"= {rate / bw:.0%} of the read bandwidth"
-            )
-
     failed = False
     if ref is not None:
         if "a" in variants:
