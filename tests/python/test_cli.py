@@ -138,6 +138,38 @@ def test_prepare_batching(lora_model, tmp_path, capsys, args, kernel):
         assert prepared.version == plain.version
 
 
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "auto"])
+def test_prepare_batching_lora_dtype(lora_model, tmp_path, capsys, dtype):
+    import multilora as ml
+
+    out = tmp_path / "prepared.onnx"
+    assert cli.main(["prepare-batching", lora_model.path, str(out), "--lora-dtype", dtype]) == 0
+    text = capsys.readouterr().out
+    assert (f"{dtype} slots" in text) == (dtype != "auto"), text
+    with ml.Model(lora_model.path) as plain, ml.Model(str(out)) as prepared:
+        assert {i.dtype for i in prepared.lora_inputs} == {"float32" if dtype == "auto" else dtype}
+        assert prepared.version == plain.version
+    with pytest.raises(SystemExit) as e:
+        cli.main(["prepare-batching", lora_model.path, str(tmp_path / "x.onnx"), "--lora-dtype", "int8"])
+    assert e.value.code == 2 and "invalid choice: 'int8'" in capsys.readouterr().err
+    assert (
+        cli.main(
+            [
+                "prepare-batching",
+                lora_model.path,
+                str(tmp_path / "g.onnx"),
+                "--kernel",
+                "gather",
+                "--lora-dtype",
+                "float16",
+            ]
+        )
+        == 1
+    )
+    assert "needs --kernel fused" in capsys.readouterr().err
+    assert not (tmp_path / "g.onnx").exists()
+
+
 def test_prepare_batching_bad_kernel(lora_model, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         cli.main(["prepare-batching", lora_model.path, str(tmp_path / "x.onnx"), "--kernel", "sgmv"])
