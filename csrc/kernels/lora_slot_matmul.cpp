@@ -28,8 +28,7 @@ namespace {
 #define MLORA_INLINE inline
 #endif
 
-constexpr int64_t kChunk = 16;      // rank columns (and output columns) held in registers at a time
-constexpr int64_t kAheadRows = 16;  // A rows prefetched ahead in xa_chunk
+constexpr int64_t kChunk = 16;  // rank columns (and output columns) held in registers at a time
 
 // Eight floats as one value (GCC/Clang vector extension): an AVX register in the AVX2 clones, two SSE
 // registers in the default one. Written out so the compiler keeps accumulators in registers instead of
@@ -108,11 +107,6 @@ MLORA_INLINE void xa_chunk(const float* x, const typename E::T* a, float (*t)[kC
   for (; i + U <= in; i += U) {
     for (int u = 0; u < U; ++u) {
       const typename E::T* ar = a + (i + u) * r + c0;
-      // A 16 rows ahead with the non-temporal hint: the hardware prefetcher stops at every 4 KiB page, and each
-      // slot's A is read once per step, so it need not displace what the base model keeps in the shared L3.
-      // Measured on the bench LLM's decode step (benchmarks/bench_slot_dtypes.py, docs/notes.md): the adapters'
-      // cost over the base step fell by ~15-25% (float32) and ~25-40% (float16); without the hint it got worse.
-      __builtin_prefetch(ar + kAheadRows * r, 0, 0);
       const v8 a0 = E::load(ar), a1 = E::load(ar + 8);
       for (int k = 0; k < M; ++k) {
         const float xi = x[k * in + i + u];
