@@ -17,6 +17,7 @@
 #include "model/tensor.h"
 #include "util/dtype.h"
 #include "util/error.h"
+#include "util/json.h"
 
 namespace mlora {
 
@@ -147,6 +148,8 @@ struct Model::Impl {
   BatchKernel kernel = BatchKernel::kNone;
   int64_t pairs = 0;
   size_t batch_slots = 0;
+  bool quantized = false;                     // some LoRA inputs are MatMulNBits inputs (QuantInfo)
+  std::vector<DequantTarget> dequant;         // prepared models: float inputs that replaced quantized ones
   std::shared_ptr<const GenaiConfig> genai;  // set when the model is a folder with genai_config.json
 };
 
@@ -230,6 +233,7 @@ std::vector<LoraInput> find_lora_inputs(Model::Impl& impl, const ModelScan& scan
   const OrtApi& api = ort();
   OrtSession* session = impl.session.get();
   std::vector<LoraInput> found_order;
+  const std::unordered_map<std::string, LoraInput> quantized = find_quantized_lora(scan);
   size_t n = 0;
   ort_check(api.SessionGetOverridableInitializerCount(session, &n), "counting overridable initializers");
   for (size_t i = 0; i < n; ++i) {
@@ -250,6 +254,17 @@ std::vector<LoraInput> find_lora_inputs(Model::Impl& impl, const ModelScan& scan
       continue;
     }
     LoraInput lora;
+    const auto q = quantized.find(name.str());
+    if (q != quantized.end()) {
+      // A MatMulNBits LoRA input (quantized pair): its shape is fixed by the node's K, N and block size.
+      lora = q->second;
+      const auto init = scan.initializer_dims.find(name.str());
+      if (quantized_shape(lora, d.dtype, init->second.size()) && found.emplace(lora.name, found_order.size()).second) {
+        impl.quantized = true;
+        found_order.push_back(std::move(lora));
+      }
+      continue;
+    }
     if (describe_lora(name.str(), d, scan, lora) && found.emplace(lora.name, found_order.size()).second) {
       found_order.push_back(std::move(lora));
     }
@@ -321,6 +336,53 @@ void detect_batching(Model::Impl& impl, const ModelOptions& options) {
   }
 }
 
+// `multilora.dequantize` (prepare_batching.py): a JSON list of {target, weight, scales, zero_points, partner_weight,
+// bits, block_size}, one per float LoRA input that replaced a MatMulNBits pair half.
+void read_dequant_targets(Model::Impl& impl, const ModelScan& scan) {
+  const auto it = scan.metadata.find(kDequantMetadataKey);
+  if (it == scan.metadata.end()) return;
+  const std::string who = "model '" + impl.onnx_path + "' metadata '" + kDequantMetadataKey + "'";
+  const nlohmann::json doc = parse_json(it->second, who);
+  auto bad = [&](const std::string& why) {
+    fail(MLORA_STATUS_FORMAT, who + ": " + why + "; prepare the model again with `multilora prepare-batching`");
+  };
+  if (!doc.is_array()) bad("not a JSON list");
+  for (const nlohmann::json& e : doc) {
+    if (!e.is_object()) bad("an entry is not an object");
+    DequantTarget t;
+    auto str = [&](const char* key, bool required) {
+      const auto f = e.find(key);
+      if (f == e.end() || f->is_null()) {
+        if (required) bad(std::string("an entry has no '") + key + "'");
+        return std::string();
+      }
+      if (!f->is_string()) bad(std::string("'") + key + "' is not a string");
+      return f->get<std::string>();
+    };
+    auto num = [&](const char* key) {
+      const auto f = e.find(key);
+      if (f == e.end() || !f->is_number_integer()) bad(std::string("an entry has no integer '") + key + "'");
+      return f->get<int64_t>();
+    };
+    t.target = str("target", true);
+    t.weight = str("weight", true);
+    t.scales = str("scales", true);
+    t.zero_points = str("zero_points", false);
+    t.partner_weight = str("partner_weight", false);
+    t.bits = num("bits");
+    t.block_size = num("block_size");
+    if (!(t.bits == 2 || t.bits == 4 || t.bits == 8) || t.block_size <= 0 || (t.block_size * t.bits) % 8) {
+      bad("entry '" + t.target + "' has bits " + std::to_string(t.bits) + " and block size " +
+          std::to_string(t.block_size));
+    }
+    const auto l = impl.lora_index.find(t.target);
+    if (l == impl.lora_index.end() || impl.loras[l->second].dtype != MLORA_DTYPE_FLOAT32) {
+      bad("'" + t.target + "' is not a float32 LoRA input of the model");
+    }
+    impl.dequant.push_back(std::move(t));
+  }
+}
+
 }  // namespace
 
 std::shared_ptr<const Model> Model::open(const ModelSource& source, const ModelOptions& options) {
@@ -363,6 +425,7 @@ std::shared_ptr<const Model> Model::open(const ModelSource& source, const ModelO
   impl->fingerprint = compute_fingerprint(impl->loras);
   impl->declared_version = scan.model_version;
   detect_batching(*impl, options);
+  read_dequant_targets(*impl, scan);
   return std::make_shared<const Model>(std::move(impl));
 }
 
@@ -377,6 +440,8 @@ const std::vector<LoraInput>& Model::lora_inputs() const noexcept { return impl_
 int32_t Model::lora_fingerprint() const noexcept { return impl_->fingerprint; }
 int64_t Model::declared_version() const noexcept { return impl_->declared_version; }
 const GenaiConfig* Model::genai_config() const noexcept { return impl_->genai.get(); }
+bool Model::quantized_lora() const noexcept { return impl_->quantized; }
+const std::vector<DequantTarget>& Model::dequant_targets() const noexcept { return impl_->dequant; }
 bool Model::batching() const noexcept { return impl_->batching; }
 BatchKernel Model::batch_kernel() const noexcept { return impl_->kernel; }
 int64_t Model::lora_pair_count() const noexcept { return impl_->pairs; }

@@ -26,7 +26,35 @@ struct IoInfo {
   std::vector<int64_t> shape;  // -1 for symbolic dims
 };
 
+// What a quantized LoRA input is to its MatMulNBits node (inputs 1, 2, 3).
+enum class QuantRole : int32_t { kNone = 0, kWeight, kScales, kZeroPoints };
+
+// A LoRA pair the model quantized itself: the ONNX Runtime GenAI builder at `-p int4` turns the LoRA A and B
+// MatMuls into MatMulNBits too, and Olive's extraction makes their weight (`*.weight_Q4`), scales and zero
+// points the optional inputs. The node's K and N attributes fix the rank (N of A's node, K of B's), so an
+// adapter's tensors must have exactly `shape`; they are fed to ONNX Runtime as they are.
+struct QuantInfo {
+  QuantRole role = QuantRole::kNone;
+  int64_t K = 0, N = 0, bits = 0, block_size = 0;
+  int64_t rank = 0;             // N of the pair's A node (= K of its B node)
+  std::vector<int64_t> shape;   // the exact shape an adapter's tensor must have
+  std::string node;             // the MatMulNBits node's name (messages)
+  std::vector<std::string> group;  // the node's LoRA inputs (weight, scales[, zero points]): fed together
+};
+
+// A float LoRA input of a model prepared for adapter-aware batching that replaced a quantized pair half
+// (prepare_batching.py records them in the metadata key `multilora.dequantize`): adapters that hold the
+// quantized tensors are dequantized into it (float32) when they are loaded.
+struct DequantTarget {
+  std::string target;                       // the float LoRA input ([in, r] for A, [r, out] for B)
+  std::string weight, scales, zero_points;  // the quantized parameter names (zero_points "" when none)
+  std::string partner_weight;               // B: the pair's A weight (its dim 0 is the rank = B's K); A: ""
+  int64_t bits = 4, block_size = 32;
+};
+
 // A LoRA input: 2-D, one axis is the rank axis (default size 0), the other fixed (in or out features).
+// Quantized inputs (quant.role != kNone) describe the pair half's logical float matrix [K, N] instead: dim0 =
+// K, dim1 = N, the rank axis as for A/B, and the rank dim is the model's fixed rank (not 0).
 struct LoraInput {
   std::string name;
   int32_t dtype = 0;
@@ -42,11 +70,15 @@ struct LoraInput {
   // Fused batching kernel (see kernels/lora_slot_matmul.h): for A inputs, the row of `lora_ranks` that holds
   // the pair's rank per slot (the A input names sorted by byte value, index in that list); -1 otherwise.
   int32_t pair = -1;
+  QuantInfo quant;
+  bool quantized() const noexcept { return quant.role != QuantRole::kNone; }
   int64_t fixed_dim() const noexcept { return rank_axis == 0 ? dim1 : dim0; }
 };
 
 // Name of the int64 [batch] input of a model prepared for adapter-aware batching.
 constexpr const char* kLoraSlotInput = "lora_slot";
+// ModelProto metadata key of a prepared model naming the float LoRA inputs that replaced quantized ones.
+constexpr const char* kDequantMetadataKey = "multilora.dequantize";
 // Name of the int64 [P, S] input of a model prepared with the fused kernel: each LoRA pair's rank per slot.
 constexpr const char* kLoraRanksInput = "lora_ranks";
 
@@ -110,6 +142,10 @@ class Model {
                    int64_t batch) const;
   // nullptr when the model is a plain .onnx file.
   const GenaiConfig* genai_config() const noexcept;
+  // True when some LoRA input is quantized (QuantInfo): adapters must match its fixed rank, one per run.
+  bool quantized_lora() const noexcept;
+  // Prepared models only: the float LoRA inputs quantized adapters are dequantized into (metadata).
+  const std::vector<DequantTarget>& dequant_targets() const noexcept;
 
   // Runs the session. `feeds` are regular inputs (validated: known name, not a LoRA input, no
   // duplicates, dtype, rank and fixed dims) — the caller appends LoRA feeds in `lora_names/values`

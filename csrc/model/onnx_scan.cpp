@@ -19,6 +19,10 @@ constexpr uint32_t kTypeTensor = 1;
 constexpr uint32_t kTensorTypeShape = 2;
 constexpr uint32_t kTensorDims = 1;
 constexpr uint32_t kTensorName = 8;
+constexpr uint32_t kModelMetadata = 14;  // ModelProto.metadata_props (StringStringEntryProto: key 1, value 2)
+constexpr uint32_t kGraphNode = 1;
+constexpr uint32_t kNodeInput = 1, kNodeOutput = 2, kNodeName = 3, kNodeOpType = 4, kNodeAttribute = 5, kNodeDomain = 7;
+constexpr uint32_t kAttrName = 1, kAttrInt = 3;
 
 enum WireType : uint32_t { kVarint = 0, kFixed64 = 1, kLengthDelimited = 2, kFixed32 = 5 };
 
@@ -114,12 +118,63 @@ bool value_info_has_shape(const Field& type_field) {
   return false;
 }
 
+// One node: counts its inputs' consumers; MatMulNBits nodes are kept with their integer attributes.
+void scan_node(const Field& node, ModelScan& scan) {
+  ProtoReader r(node.payload, node.end);
+  NBitsNode n;
+  std::string op, domain;
+  std::vector<std::pair<std::string, int64_t>> attrs;
+  while (!r.done()) {
+    const Field f = r.next();
+    if (f.wire != kLengthDelimited) continue;
+    if (f.number == kNodeInput) {
+      n.inputs.push_back(field_string(f));
+    } else if (f.number == kNodeOutput) {
+      n.outputs.push_back(field_string(f));
+    } else if (f.number == kNodeName) {
+      n.name = field_string(f);
+    } else if (f.number == kNodeOpType) {
+      op = field_string(f);
+    } else if (f.number == kNodeDomain) {
+      domain = field_string(f);
+    } else if (f.number == kNodeAttribute) {
+      ProtoReader a(f.payload, f.end);
+      std::string name;
+      int64_t value = 0;
+      bool has_int = false;
+      while (!a.done()) {
+        const Field g = a.next();
+        if (g.number == kAttrName && g.wire == kLengthDelimited) name = field_string(g);
+        if (g.number == kAttrInt && g.wire == kVarint) {
+          value = static_cast<int64_t>(g.varint);
+          has_int = true;
+        }
+      }
+      if (has_int) attrs.emplace_back(name, value);
+    }
+  }
+  for (const std::string& in : n.inputs) {
+    if (!in.empty()) ++scan.consumers[in];
+  }
+  if (op != "MatMulNBits" || domain != "com.microsoft") return;
+  for (const auto& [name, value] : attrs) {
+    if (name == "K") n.K = value;
+    if (name == "N") n.N = value;
+    if (name == "bits") n.bits = value;
+    if (name == "block_size") n.block_size = value;
+    if (name == "accuracy_level") n.accuracy_level = value;
+  }
+  scan.nbits_nodes.push_back(std::move(n));
+}
+
 void scan_graph(const Field& graph, ModelScan& scan, std::unordered_set<std::string>& seen) {
   scan.has_graph = true;
   ProtoReader r(graph.payload, graph.end);
   while (!r.done()) {
     const Field f = r.next();
-    if (f.number == kGraphInput && f.wire == kLengthDelimited) {
+    if (f.number == kGraphNode && f.wire == kLengthDelimited) {
+      scan_node(f, scan);
+    } else if (f.number == kGraphInput && f.wire == kLengthDelimited) {
       ProtoReader vi(f.payload, f.end);
       std::string name;
       bool has_shape = false;
@@ -164,6 +219,16 @@ ModelScan scan_model(const uint8_t* data, size_t size) {
     const Field f = r.next();
     if (f.number == kModelGraph && f.wire == kLengthDelimited) scan_graph(f, scan, seen);
     if (f.number == kModelVersion && f.wire == kVarint) scan.model_version = static_cast<int64_t>(f.varint);
+    if (f.number == kModelMetadata && f.wire == kLengthDelimited) {
+      ProtoReader e(f.payload, f.end);
+      std::string key, value;
+      while (!e.done()) {
+        const Field g = e.next();
+        if (g.number == 1 && g.wire == kLengthDelimited) key = field_string(g);
+        if (g.number == 2 && g.wire == kLengthDelimited) value = field_string(g);
+      }
+      scan.metadata[key] = value;
+    }
   }
   return scan;
 }

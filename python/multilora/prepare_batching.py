@@ -23,6 +23,14 @@ per pair. The pair itself becomes, by ``kernel``:
     ``MatMul(MatMul(x, Gather(A_stack, lora_slot)), Gather(B_stack, lora_slot))``: standard ONNX, any
     dtype, slots zero-padded to a common rank (exact, but the gather copies every row's weights).
 
+Quantized LoRA pairs (the ONNX Runtime GenAI builder at ``-p int4`` quantizes the LoRA MatMuls too, and
+Olive's extraction makes each ``MatMulNBits`` node's weight ``*.weight_Q4``, scales and zero points the
+optional inputs) are rewritten the same way with float32 A/B inputs named after the weight without its
+``_Q4`` suffix (``...lora_A.MatMul.weight``, the name Olive gives an unquantized LoRA weight). The model's
+metadata ``multilora.dequantize`` lists, per float input, the quantized names, bits and block size: multilora
+dequantizes an adapter's quantized tensors into those inputs when it loads the adapter, so the prepared model
+serves any rank (the quantized node fixed one), and adapters with float weights load too.
+
 ``x`` must be 3-D ``[batch, seq, in]`` (as in onnxruntime-genai builder models and ``multilora.testing``
 models). With nothing fed the output is the base model's, exactly. The input names are kept, so adapters
 validate as before, and the model's LoRA signature (``Model.version``) is unchanged.
@@ -43,6 +51,7 @@ __all__ = [
     "OP_DOMAIN",
     "OP_TYPE",
     "KERNEL_METADATA_KEY",
+    "DEQUANT_METADATA_KEY",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -53,6 +62,7 @@ RANKS_INPUT = "lora_ranks"
 OP_DOMAIN = "com.multilora"
 OP_TYPE = "LoraSlotMatMul"
 KERNEL_METADATA_KEY = "multilora.batching_kernel"
+DEQUANT_METADATA_KEY = "multilora.dequantize"
 KERNELS = ("fused", "gather")
 
 
@@ -204,6 +214,7 @@ class _Graph:
                     self.ranks[vi.name] = len(vi.type.tensor_type.shape.dim)
         except Exception:  # noqa: BLE001 - shape inference is only a check here
             pass
+        self.dequant: List[Dict[str, Any]] = []  # quantized pair halves replaced by float inputs
         self.taken = (
             {i.name for i in g.input}
             | set(self.inits)
@@ -214,6 +225,11 @@ class _Graph:
     def is_lora_input(self, name: str) -> bool:
         t = self.inits.get(name)
         return name in self.by_name and t is not None and len(t.dims) == 2 and 0 in list(t.dims)
+
+    def is_quant_lora_input(self, name: str) -> bool:
+        """A MatMulNBits weight Olive made an optional input: declared, with an empty default."""
+        t = self.inits.get(name)
+        return name in self.by_name and t is not None and 0 in list(t.dims)
 
     def fresh(self, name: str) -> str:
         base, k = name, 0
@@ -228,10 +244,102 @@ def _is_matmul(n: Any) -> bool:
     return bool(n.op_type == "MatMul" and n.domain in ("", "ai.onnx") and len(n.input) == 2)
 
 
+def _is_nbits(n: Any) -> bool:
+    return bool(n.op_type == "MatMulNBits" and n.domain == "com.microsoft" and len(n.input) >= 3)
+
+
+def _nbits_attrs(n: Any) -> Dict[str, int]:
+    from onnx import helper
+
+    return {a.name: int(helper.get_attribute_value(a)) for a in n.attribute if a.type == a.INT}
+
+
+def _find_quant_pair(graph: _Graph, n: Any) -> Any:
+    """MatMulNBits(MatMulNBits(x, A_q, A_scales[, A_zp]), B_q, B_scales[, B_zp]) with optional A_q and B_q
+    used only there: the pair with float32 inputs declared in place of the quantized ones, else None."""
+    if not _is_nbits(n) or not graph.is_quant_lora_input(n.input[1]) or len(graph.consumers.get(n.input[1], [])) != 1:
+        return None
+    users = graph.consumers.get(n.output[0], [])
+    if len(users) != 1 or not _is_nbits(users[0]) or users[0].input[0] != n.output[0]:
+        return None
+    m2 = users[0]
+    if not graph.is_quant_lora_input(m2.input[1]) or len(graph.consumers.get(m2.input[1], [])) != 1:
+        return None
+    a, b = _nbits_attrs(n), _nbits_attrs(m2)
+    if a.get("N") != b.get("K") or n.output[0] in graph.graph_outputs:
+        return None
+    return m2
+
+
+def _declare_dequantized(graph: _Graph, n: Any, m2: Any) -> Tuple[str, str]:
+    """Replaces the quantized inputs of the pair (n, m2) by float32 A [in, 0] / B [0, out] optional inputs (the
+    weight's name without ``_Q<bits>``), recorded for multilora's dequantization at adapter load."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    names = []
+    for node, side in ((n, "A"), (m2, "B")):
+        attrs = _nbits_attrs(node)
+        q = node.input[1]
+        scales = node.input[2]
+        zp = node.input[3] if len(node.input) > 3 and node.input[3] else ""
+        if scales in graph.inits and graph.inits[scales].data_type != TensorProto.FLOAT:
+            raise ValueError(
+                f"{graph.src}: the quantized LoRA node {node.name!r} has "
+                f"{TensorProto.DataType.Name(graph.inits[scales].data_type).lower()} scales; per-row batching of "
+                "quantized LoRA needs a float32 model"
+            )
+        if zp and zp in graph.inits and graph.inits[zp].data_type != TensorProto.UINT8:
+            raise ValueError(f"{graph.src}: the quantized LoRA node {node.name!r} has non-uint8 zero points")
+        base = re.sub(r"_Q[0-9]+$", "", q)
+        target = base if base != q and base not in graph.taken else graph.fresh(base + "_dequantized")
+        graph.taken.add(target)
+        shape = [attrs["K"], 0] if side == "A" else [0, attrs["N"]]
+        for name in (q, scales, zp):
+            if name and name in graph.by_name and name in graph.inits:
+                graph.inputs = [vi for vi in graph.inputs if vi.name != name]
+                del graph.by_name[name]
+        keep = [t for t in graph.g.initializer if t.name not in (q, scales, zp)]
+        del graph.g.initializer[:]
+        graph.g.initializer.extend(keep)
+        init = numpy_helper.from_array(np.zeros(shape, np.float32), target)
+        graph.g.initializer.append(init)
+        graph.inits = {t.name: t for t in graph.g.initializer}
+        vi = helper.make_tensor_value_info(target, TensorProto.FLOAT, ["lora_r", shape[1]] if side == "B" else [shape[0], "lora_r"])
+        graph.inputs.append(vi)
+        graph.by_name[target] = vi
+        graph.consumers[target] = [node]
+        graph.dequant.append(
+            {
+                "target": target,
+                "weight": q,
+                "scales": scales,
+                "zero_points": zp or None,
+                "partner_weight": n.input[1] if side == "B" else None,
+                "bits": int(attrs.get("bits", 4)),
+                "block_size": int(attrs["block_size"]),
+            }
+        )
+        names.append(target)
+    return names[0], names[1]
+
+
 def _find_pairs(graph: _Graph) -> List[Pair]:
-    """Every MatMul(MatMul(x, A [in, 0]), B [0, out]) whose A and B are optional inputs used only there."""
+    """Every MatMul(MatMul(x, A [in, 0]), B [0, out]) whose A and B are optional inputs used only there, and
+    every quantized pair (MatMulNBits twice, see _find_quant_pair; declared float32 here)."""
     found: List[Pair] = []
-    for n in graph.g.node:
+    for n in list(graph.g.node):
+        m2q = _find_quant_pair(graph, n)
+        if m2q is not None:
+            x = n.input[0]
+            if graph.ranks.get(x, 3) != 3:
+                raise ValueError(
+                    f"{graph.src}: the input {x!r} of the quantized LoRA node {n.name!r} has rank "
+                    f"{graph.ranks[x]}; per-row batching needs a 3-D [batch, seq, in] activation"
+                )
+            a_name, b_name = _declare_dequantized(graph, n, m2q)
+            found.append((n, m2q, a_name, b_name))
+            continue
         if not _is_matmul(n) or not graph.is_lora_input(n.input[1]):
             continue
         a_name = n.input[1]
@@ -256,7 +364,8 @@ def _find_pairs(graph: _Graph) -> List[Pair]:
         found.append((n, m2, a_name, b_name))
     if not found:
         raise ValueError(
-            f"{graph.src}: no LoRA pair MatMul(MatMul(x, A [in, 0]), B [0, out]) with optional inputs A, B"
+            f"{graph.src}: no LoRA pair MatMul(MatMul(x, A [in, 0]), B [0, out]) with optional inputs A, B "
+            "(nor a quantized MatMulNBits pair)"
         )
     return found
 
@@ -367,6 +476,10 @@ def _add_slot_inputs(graph: _Graph, pair_count: int, kernel: str) -> None:
             break
     else:
         model.metadata_props.add(key=KERNEL_METADATA_KEY, value=kernel)
+    if graph.dequant:
+        import json
+
+        model.metadata_props.add(key=DEQUANT_METADATA_KEY, value=json.dumps(graph.dequant, sort_keys=True))
     # Gather needs opset >= 1 and batched MatMul opset >= 1: any opset works; IR >= 4 keeps inputs optional.
     if model.ir_version < 4:
         model.ir_version = 4
