@@ -63,7 +63,9 @@ class LoraInputInfo(NamedTuple):
     """A LoRA input of the model.
 
     ``shape`` has None on the rank axis; ``kind`` is "A" ([in, r], rank axis 1) or "B" ([r, out],
-    rank axis 0); ``features`` is the fixed dim (in features for A, out features for B).
+    rank axis 0); ``features`` is the fixed dim (in features for A, out features for B). A quantized LoRA
+    input (the MatMulNBits weight, scales or zero points of an int4 model's LoRA pair; dtype uint8 for the
+    weight) describes its pair half's matrix [in, r] / [r, out] with the rank the model fixes on the rank axis.
     """
 
     name: str
@@ -304,7 +306,8 @@ class Model(_Native):
         """The LoRA inputs adapters may set, in model order."""
         out = []
         for name, code, d0, d1, axis in self._n().lora_inputs:
-            shape = (None, int(d1)) if axis == 0 else (int(d0), None)
+            # the rank dim is 0 (any rank) except for quantized inputs, whose model fixes it
+            shape = (int(d0) or None, int(d1)) if axis == 0 else (int(d0), int(d1) or None)
             out.append(
                 LoraInputInfo(
                     name, dtype_name(code), shape, int(axis), "B" if axis == 0 else "A", int(d1 if axis == 0 else d0)
