@@ -387,3 +387,108 @@ def test_prepared_x_per_row_matches_onnxruntime(tmp_path, kernel):
     for i, row in enumerate(rows):
         want = _ort_logits(X / "model.onnx", ids[i : i + 1], refs["+".join(row)])
         np.testing.assert_allclose(got[i : i + 1], want, rtol=0, atol=ATOL)
+
+
+# ---- zero points, K not a multiple of the block, 8-bit: a hand-made MatMulNBits pair ------------------------
+
+
+def _pack(vals: np.ndarray, bits: int) -> np.ndarray:
+    """[rows, count] values of `bits` bits packed little-end first into bytes."""
+    per = 8 // bits
+    rows, count = vals.shape
+    padded = np.zeros((rows, -(-count // per) * per), np.uint8)
+    padded[:, :count] = vals
+    out = np.zeros((rows, padded.shape[1] // per), np.uint8)
+    for j in range(per):
+        out |= (padded[:, j::per] << (j * bits)).astype(np.uint8)
+    return out
+
+
+def _quantize(w: np.ndarray, bits: int, block: int, rng: np.random.Generator):
+    """A random asymmetric quantization of w [N, K] as MatMulNBits stores it, and its float reading (numpy)."""
+    n, k = w.shape
+    blocks = -(-k // block)
+    q = rng.integers(0, 2**bits, size=(n, blocks * block)).astype(np.uint8)
+    zp = rng.integers(0, 2**bits, size=(n, blocks)).astype(np.uint8)
+    scales = (rng.random((n, blocks)).astype(np.float32) * 0.2 + 0.05).astype(np.float32)
+    deq = ((q.reshape(n, blocks, block).astype(np.float32) - zp[:, :, None]) * scales[:, :, None]).reshape(n, -1)[:, :k]
+    qb = _pack(q.reshape(n * blocks, block), bits).reshape(n, blocks, block * bits // 8)
+    return qb, scales, _pack(zp, bits), np.ascontiguousarray(deq.T)  # deq.T: [K, N]
+
+
+def _nbits_model(path: Path, k: int, r: int, out: int, bits: int, block: int) -> None:
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal((k, out)).astype(np.float32) * 0.2
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "seq", k])]
+    inits = [numpy_helper.from_array(w, "W")]
+    specs = [
+        ("A_q", TensorProto.UINT8, [r, 0, block * bits // 8]), ("A_s", TensorProto.FLOAT, [r, 0]),
+        ("A_zp", TensorProto.UINT8, [r, 0]), ("B_q", TensorProto.UINT8, [out, 0, block * bits // 8]),
+        ("B_s", TensorProto.FLOAT, [out, 0]), ("B_zp", TensorProto.UINT8, [out, 0]),
+    ]
+    for name, dt, dims in specs:
+        np_dt = np.uint8 if dt == TensorProto.UINT8 else np.float32
+        inits.append(numpy_helper.from_array(np.zeros(dims, np_dt), name))
+        inputs.append(helper.make_tensor_value_info(name, dt, [d if d else f"{name}_d" for d in dims]))
+    nodes = [
+        helper.make_node("MatMul", ["x", "W"], ["xw"], name="base/MatMul"),
+        helper.make_node("MatMulNBits", ["x", "A_q", "A_s", "A_zp"], ["xa"], name="lora_A/MatMul_Q", domain="com.microsoft",
+                         K=k, N=r, bits=bits, block_size=block, accuracy_level=4),
+        helper.make_node("MatMulNBits", ["xa", "B_q", "B_s", "B_zp"], ["xab"], name="lora_B/MatMul_Q", domain="com.microsoft",
+                         K=r, N=out, bits=bits, block_size=block, accuracy_level=4),
+        helper.make_node("Add", ["xw", "xab"], ["y"], name="add"),
+    ]
+    g = helper.make_graph(nodes, "nbits", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "seq", out])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+    m.ir_version = 8
+    onnx.save(m, str(path))
+
+
+@pytest.mark.parametrize("bits,block,k,r", [(4, 16, 40, 3), (8, 16, 24, 5)])
+def test_zero_points_and_padding(tmp_path, bits, block, k, r):
+    """Asymmetric blocks (uint8 zero points), K not a multiple of the block, 4 and 8 bits: unprepared, ONNX
+    Runtime's path bitwise; prepared (fused), each row against numpy's own reading of the blocks."""
+    out = 24
+    model = tmp_path / "nbits.onnx"
+    _nbits_model(model, k, r, out, bits, block)
+    rng = np.random.default_rng(11)
+    adapters, deqs = {}, {}
+    for name, rank in (("p", r), ("q", r)):
+        aq, as_, azp, a_deq = _quantize(rng.standard_normal((rank, k)).astype(np.float32), bits, block, rng)
+        bq, bs, bzp, b_deq = _quantize(rng.standard_normal((out, rank)).astype(np.float32), bits, block, rng)
+        params = {"A_q": aq, "A_s": as_, "A_zp": azp, "B_q": bq, "B_s": bs, "B_zp": bzp}
+        path = tmp_path / f"{name}.onnx_adapter"
+        ml.write_adapter(str(path), params)
+        adapters[name], deqs[name] = (str(path), params), (a_deq, b_deq)
+    x = rng.standard_normal((3, 2, k)).astype(np.float32)
+    numpy_w = onnx.numpy_helper.to_array(next(t for t in onnx.load(str(model)).graph.initializer if t.name == "W"))
+    with ml.Model(str(model)) as m, ml.Adapters(m) as reg:
+        reg.load(adapters["p"][0], "p")
+        opts = ml.RunOptions()
+        opts.set_active_adapters(reg, ["p"], [1.0])
+        (got,) = m.run(["y"], {"x": x}, opts)
+        want = _session(model).run(["y"], {"x": x, **adapters["p"][1]})[0]
+        np.testing.assert_array_equal(got, want)
+        a_deq, b_deq = deqs["p"]
+        np.testing.assert_allclose(want, x @ numpy_w + (x @ a_deq) @ b_deq, rtol=0, atol=1e-3)
+        missing = dict(adapters["p"][1])
+        del missing["A_zp"]
+        ml.write_adapter(str(tmp_path / "nozp.onnx_adapter"), missing)
+        with pytest.raises(ml.FormatError):
+            reg.load(str(tmp_path / "nozp.onnx_adapter"), "nozp")
+    prepared = tmp_path / "prepared.onnx"
+    prepare_batching(str(model), str(prepared), kernel="fused")
+    with ml.Model(str(prepared)) as pm, ml.Adapters(pm) as reg:
+        for name in ("p", "q"):
+            reg.load(adapters[name][0], name)
+        opts = ml.RunOptions()
+        opts.set_active_adapters_per_row(reg, [["p"], [], ["q"]])
+        (got,) = pm.run(["y"], {"x": x}, opts)
+    for i, name in enumerate(["p", None, "q"]):
+        want = x[i] @ numpy_w
+        if name:
+            a_deq, b_deq = deqs[name]
+            want = want + (x[i] @ a_deq) @ b_deq
+        np.testing.assert_allclose(got[i], want, rtol=0, atol=1e-4 * max(1.0, float(np.abs(want).max())))
