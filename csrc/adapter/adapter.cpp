@@ -344,11 +344,10 @@ std::shared_ptr<const Adapter> Adapter::with_params(std::shared_ptr<const Adapte
   st->bytes_mapped = from.bytes_mapped;
   st->bytes_copied = from.bytes_copied + owned_bytes;
   st->params = std::move(params);
-  for (size_t i = 0; i < st->params.size(); ++i) {
-    if (!st->index.emplace(st->params[i].name, i).second) {
-      fail(MLORA_STATUS_FORMAT,
-           "adapter '" + from.source + "': two parameters are named '" + st->params[i].name + "'");
-    }
+  const auto dup = index_names(*st);
+  if (dup.first >= 0) {
+    fail(MLORA_STATUS_FORMAT,
+         "adapter '" + from.source + "': two parameters are named '" + st->params[dup.first].name + "'");
   }
   st->rank = lora_rank(st->params);
   st->owned = std::move(owned);
