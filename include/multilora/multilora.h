@@ -446,7 +446,9 @@ MLORA_API mlora_status_t mlora_model_lora_name(const mlora_model_t* model, size_
 /**
  * Description of LoRA parameter number index: element type, the two dims, and which axis (0 or 1) is
  * the rank axis. The fixed dim is the projection's in features (A, rank axis 1) or out features
- * (B, rank axis 0); the rank dim is reported as 0 (its default).
+ * (B, rank axis 0); the rank dim is reported as 0 (its default). A quantized LoRA input of an int4 model (the
+ * MatMulNBits weight (uint8), scales or zero points of a LoRA pair) reports its pair half's matrix
+ * [in, r] / [r, out] and its own element type; the rank dim is then the rank the model fixes (not 0).
  * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT.
  * Thread-safety: concurrent calls are safe.
  */
