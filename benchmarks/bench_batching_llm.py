@@ -463,11 +463,8 @@ def main() -> int:
     bw = max(bw1, bwn)
     bound_c = (weights_step + kv_mid) / bw / 1e6  # ms
     bound_d = (weights_step + all_adapters + kv_mid) / bw / 1e6
-    precision = (
-        "fp32"
-        if args.precision == "fp32"
-        else f"int4 (MatMulNBits, LoRA {'quantized, dequantized into fp32 slots' if args.int4_lora == 'quantized' else 'excluded: fp32'})"
-    )
+    lora_form = "quantized, dequantized into fp32 slots" if args.int4_lora == "quantized" else "excluded: fp32"
+    precision = "fp32" if args.precision == "fp32" else f"int4 (MatMulNBits, LoRA {lora_form})"
 
     print()
     print(

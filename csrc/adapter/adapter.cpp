@@ -135,7 +135,7 @@ struct Adapter::Storage {
   int64_t rank = 0;
   uint64_t bytes_mapped = 0;
   uint64_t bytes_copied = 0;
-  std::shared_ptr<const Adapter> base;  // renamed views: the adapter whose bytes params point into
+  std::shared_ptr<const Adapter> base;       // renamed views: the adapter whose bytes params point into
   std::vector<std::shared_ptr<void>> owned;  // with_params views: buffers of the new parameters
 };
 
@@ -334,7 +334,7 @@ std::shared_ptr<const Adapter> Adapter::renamed(std::shared_ptr<const Adapter> b
 }
 
 std::shared_ptr<const Adapter> Adapter::with_params(std::shared_ptr<const Adapter> base, std::vector<Param> params,
-                                                   std::vector<std::shared_ptr<void>> owned, uint64_t owned_bytes) {
+                                                    std::vector<std::shared_ptr<void>> owned, uint64_t owned_bytes) {
   const Storage& from = *base->storage_;
   auto st = std::make_unique<Storage>();
   st->source = from.source;

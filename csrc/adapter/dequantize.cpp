@@ -32,8 +32,8 @@ std::string dims_str(const std::vector<int64_t>& d) { return shape_str(d); }
 
 }  // namespace
 
-void dequantize_nbits(const uint8_t* q, const void* scales, int32_t scales_dtype, const uint8_t* zero_points,
-                      int64_t K, int64_t N, int64_t bits, int64_t block_size, float* out) {
+void dequantize_nbits(const uint8_t* q, const void* scales, int32_t scales_dtype, const uint8_t* zero_points, int64_t K,
+                      int64_t N, int64_t bits, int64_t block_size, float* out) {
   const int64_t blocks = (K + block_size - 1) / block_size;
   const int64_t blob = block_size * bits / 8;
   const int64_t zp_row = (blocks * bits + 7) / 8;

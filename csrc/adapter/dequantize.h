@@ -14,8 +14,8 @@ namespace mlora {
 // q: uint8 [N, blocks, block_size*bits/8], element k of row n at bit (k % block_size)*bits of its block, low
 // bits first; scales: float32/float16/bfloat16 [N * blocks]; zero_points: uint8 [N * ceil(blocks*bits/8)]
 // packed the same way, or nullptr (then 2^(bits-1), the symmetric default).
-void dequantize_nbits(const uint8_t* q, const void* scales, int32_t scales_dtype, const uint8_t* zero_points,
-                      int64_t K, int64_t N, int64_t bits, int64_t block_size, float* out);
+void dequantize_nbits(const uint8_t* q, const void* scales, int32_t scales_dtype, const uint8_t* zero_points, int64_t K,
+                      int64_t N, int64_t bits, int64_t block_size, float* out);
 
 // A model prepared for adapter-aware batching from a quantized-LoRA model declares float LoRA inputs in
 // place of the MatMulNBits ones (Model::dequant_targets). Returns `adapter` with every quantized group it

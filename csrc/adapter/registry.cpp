@@ -57,8 +57,8 @@ void validate_quantized(const Adapter& adapter, const Param& p, const LoraInput&
   }
   for (const std::string& name : q.group) {
     if (!adapter.find(name)) {
-      fail(MLORA_STATUS_FORMAT, who + ": parameter '" + p.name + "' has no '" + name + "' (the inputs of quantized LoRA node '" +
-                                    q.node + "' are set together)");
+      fail(MLORA_STATUS_FORMAT, who + ": parameter '" + p.name + "' has no '" + name +
+                                    "' (the inputs of quantized LoRA node '" + q.node + "' are set together)");
     }
   }
   const std::string other = partner_name(p.name);

@@ -93,8 +93,9 @@ std::unordered_map<std::string, LoraInput> find_quantized_lora(const ModelScan& 
            std::find(scan.inputs.begin(), scan.inputs.end(), name) != scan.inputs.end();
   };
   auto usable = [&](const NBitsNode& n) {
-    return n.inputs.size() >= 3 && n.K > 0 && n.N > 0 && n.block_size > 0 && (n.bits == 2 || n.bits == 4 || n.bits == 8) &&
-           overridable(n.inputs[1]) && scan.consumers.count(n.inputs[1]) && scan.consumers.at(n.inputs[1]) == 1;
+    return n.inputs.size() >= 3 && n.K > 0 && n.N > 0 && n.block_size > 0 &&
+           (n.bits == 2 || n.bits == 4 || n.bits == 8) && overridable(n.inputs[1]) &&
+           scan.consumers.count(n.inputs[1]) && scan.consumers.at(n.inputs[1]) == 1;
   };
   for (const NBitsNode& b : scan.nbits_nodes) {
     if (!usable(b)) continue;

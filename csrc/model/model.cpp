@@ -148,8 +148,8 @@ struct Model::Impl {
   BatchKernel kernel = BatchKernel::kNone;
   int64_t pairs = 0;
   size_t batch_slots = 0;
-  bool quantized = false;                     // some LoRA inputs are MatMulNBits inputs (QuantInfo)
-  std::vector<DequantTarget> dequant;         // prepared models: float inputs that replaced quantized ones
+  bool quantized = false;                    // some LoRA inputs are MatMulNBits inputs (QuantInfo)
+  std::vector<DequantTarget> dequant;        // prepared models: float inputs that replaced quantized ones
   std::shared_ptr<const GenaiConfig> genai;  // set when the model is a folder with genai_config.json
 };
 

@@ -36,9 +36,9 @@ enum class QuantRole : int32_t { kNone = 0, kWeight, kScales, kZeroPoints };
 struct QuantInfo {
   QuantRole role = QuantRole::kNone;
   int64_t K = 0, N = 0, bits = 0, block_size = 0;
-  int64_t rank = 0;             // N of the pair's A node (= K of its B node)
-  std::vector<int64_t> shape;   // the exact shape an adapter's tensor must have
-  std::string node;             // the MatMulNBits node's name (messages)
+  int64_t rank = 0;                // N of the pair's A node (= K of its B node)
+  std::vector<int64_t> shape;      // the exact shape an adapter's tensor must have
+  std::string node;                // the MatMulNBits node's name (messages)
   std::vector<std::string> group;  // the node's LoRA inputs (weight, scales[, zero points]): fed together
 };
 

@@ -34,9 +34,9 @@ struct ModelScan {
   std::unordered_set<std::string> inputs_with_shape;  // graph.input entries declaring a tensor shape
   std::unordered_map<std::string, std::vector<int64_t>> initializer_dims;
   size_t duplicate_inputs = 0;
-  int64_t model_version = 0;  // ModelProto.model_version: the version the model declares (0 = none)
+  int64_t model_version = 0;           // ModelProto.model_version: the version the model declares (0 = none)
   std::vector<NBitsNode> nbits_nodes;  // the main graph's MatMulNBits nodes, graph order
-  std::unordered_map<std::string, int> consumers;  // tensor name -> number of main-graph node inputs naming it
+  std::unordered_map<std::string, int> consumers;         // tensor name -> number of main-graph node inputs naming it
   std::unordered_map<std::string, std::string> metadata;  // ModelProto.metadata_props
 };
 

@@ -305,7 +305,9 @@ def _declare_dequantized(graph: _Graph, n: Any, m2: Any) -> Tuple[str, str]:
         init = numpy_helper.from_array(np.zeros(shape, np.float32), target)
         graph.g.initializer.append(init)
         graph.inits = {t.name: t for t in graph.g.initializer}
-        vi = helper.make_tensor_value_info(target, TensorProto.FLOAT, ["lora_r", shape[1]] if side == "B" else [shape[0], "lora_r"])
+        vi = helper.make_tensor_value_info(
+            target, TensorProto.FLOAT, ["lora_r", shape[1]] if side == "B" else [shape[0], "lora_r"]
+        )
         graph.inputs.append(vi)
         graph.by_name[target] = vi
         graph.consumers[target] = [node]

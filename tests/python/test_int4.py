@@ -21,7 +21,6 @@ is that same 1e-4 plus twice ONNX Runtime's own accuracy_level 4-vs-0 difference
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Dict, List
 
@@ -59,14 +58,14 @@ def _feeds(ids: np.ndarray) -> Dict[str, np.ndarray]:
     return f
 
 
-def _session(model: "onnx.ModelProto | Path") -> ort.InferenceSession:
+def _session(model: onnx.ModelProto | Path) -> ort.InferenceSession:
     so = ort.SessionOptions()
     so.log_severity_level = 3
     src = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
     return ort.InferenceSession(src, so)
 
 
-def _ort_logits(model: "onnx.ModelProto | Path", ids: np.ndarray, params: Dict[str, np.ndarray]) -> np.ndarray:
+def _ort_logits(model: onnx.ModelProto | Path, ids: np.ndarray, params: Dict[str, np.ndarray]) -> np.ndarray:
     return _session(model).run(["logits"], {**_feeds(ids), **params})[0]
 
 
@@ -96,7 +95,7 @@ def _with_rank(folder: Path, rank: int) -> onnx.ModelProto:
     return m
 
 
-def _ml_logits(model: ml.Model, ids: np.ndarray, opts: "ml.RunOptions | None" = None) -> np.ndarray:
+def _ml_logits(model: ml.Model, ids: np.ndarray, opts: ml.RunOptions | None = None) -> np.ndarray:
     (out,) = model.run(["logits"], _feeds(ids), opts) if opts else model.run(["logits"], _feeds(ids))
     return out
 
@@ -192,7 +191,9 @@ def test_q4_adapter_of_another_rank_is_refused():
     with ml.Model(str(Q4)) as m, ml.Adapters(m) as reg:
         with pytest.raises(ml.ShapeMismatchError) as e:
             reg.load(_adapter(Q4, "b_r8"), "b")
-        assert_error(e, ml.ShapeMismatchError, "MLORA_STATUS_SHAPE_MISMATCH", "fixes the rank at 4", "the adapter's rank is 8")
+        assert_error(
+            e, ml.ShapeMismatchError, "MLORA_STATUS_SHAPE_MISMATCH", "fixes the rank at 4", "the adapter's rank is 8"
+        )
 
 
 def test_q4_incomplete_quantized_group_is_refused(tmp_path):
@@ -214,7 +215,9 @@ def test_q4_two_adapters_on_one_quantized_pair_are_refused():
         with pytest.raises(ml.InvalidArgumentError) as e:
             opts.set_active_adapters(reg, ["a", "c"], [1.0, 1.0])
             _ml_logits(m, _ids(0), opts)
-        assert_error(e, ml.InvalidArgumentError, "MLORA_STATUS_INVALID_ARGUMENT", "one adapter at a time", "prepare-batching")
+        assert_error(
+            e, ml.InvalidArgumentError, "MLORA_STATUS_INVALID_ARGUMENT", "one adapter at a time", "prepare-batching"
+        )
 
 
 # ---- prepared for per-row batching --------------------------------------------------------------------------
@@ -301,7 +304,9 @@ def _in_features(name: str) -> int:
 
 def test_q4_and_x_share_the_int4_base():
     for p in range(len(PROMPTS)):
-        np.testing.assert_array_equal(_ort_logits(Q4 / "model.onnx", _ids(p), {}), _ort_logits(X / "model.onnx", _ids(p), {}))
+        np.testing.assert_array_equal(
+            _ort_logits(Q4 / "model.onnx", _ids(p), {}), _ort_logits(X / "model.onnx", _ids(p), {})
+        )
 
 
 def test_prepared_q4_composes_adapters(prepared_q4):
@@ -310,9 +315,7 @@ def test_prepared_q4_composes_adapters(prepared_q4):
     model x (same int4 base, float LoRA inputs of any rank) fed numpy's dequantization of a and c,
     concatenated."""
     fa, fc = _float_params(_params(Q4, "a")), _float_params(_params(Q4, "c"), 0.5)
-    ref_params = {
-        k: np.concatenate([fa[k], fc[k]], axis=1 if ".lora_A." in k else 0) for k in fa
-    }
+    ref_params = {k: np.concatenate([fa[k], fc[k]], axis=1 if ".lora_A." in k else 0) for k in fa}
     with ml.Model(str(prepared_q4)) as pm, ml.Adapters(pm) as reg:
         reg.load(_adapter(Q4, "a"), "a")
         reg.load(_adapter(Q4, "c"), "c")
@@ -323,8 +326,10 @@ def test_prepared_q4_composes_adapters(prepared_q4):
             np.testing.assert_allclose(got, _ort_logits(X / "model.onnx", _ids(p), ref_params), rtol=0, atol=ATOL)
         # numpy's dequantization of a alone, through x, equals the q4 model's own quantized path
         np.testing.assert_allclose(
-            _ort_logits(X / "model.onnx", _ids(0), fa), _ort_logits(Q4 / "model.onnx", _ids(0), _params(Q4, "a")),
-            rtol=0, atol=ATOL,
+            _ort_logits(X / "model.onnx", _ids(0), fa),
+            _ort_logits(Q4 / "model.onnx", _ids(0), _params(Q4, "a")),
+            rtol=0,
+            atol=ATOL,
         )
 
 
@@ -339,7 +344,9 @@ def test_x_adapter_runs_as_onnxruntime_does(name):
         opts = ml.RunOptions()
         opts.set_active_adapters(reg, [name], [1.0])
         for p in range(len(PROMPTS)):
-            np.testing.assert_array_equal(_ml_logits(m, _ids(p), opts), _ort_logits(X / "model.onnx", _ids(p), _params(X, name)))
+            np.testing.assert_array_equal(
+                _ml_logits(m, _ids(p), opts), _ort_logits(X / "model.onnx", _ids(p), _params(X, name))
+            )
 
 
 def test_x_generation_equals_onnxruntime_genai():
@@ -424,9 +431,12 @@ def _nbits_model(path: Path, k: int, r: int, out: int, bits: int, block: int) ->
     inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "seq", k])]
     inits = [numpy_helper.from_array(w, "W")]
     specs = [
-        ("A_q", TensorProto.UINT8, [r, 0, block * bits // 8]), ("A_s", TensorProto.FLOAT, [r, 0]),
-        ("A_zp", TensorProto.UINT8, [r, 0]), ("B_q", TensorProto.UINT8, [out, 0, block * bits // 8]),
-        ("B_s", TensorProto.FLOAT, [out, 0]), ("B_zp", TensorProto.UINT8, [out, 0]),
+        ("A_q", TensorProto.UINT8, [r, 0, block * bits // 8]),
+        ("A_s", TensorProto.FLOAT, [r, 0]),
+        ("A_zp", TensorProto.UINT8, [r, 0]),
+        ("B_q", TensorProto.UINT8, [out, 0, block * bits // 8]),
+        ("B_s", TensorProto.FLOAT, [out, 0]),
+        ("B_zp", TensorProto.UINT8, [out, 0]),
     ]
     for name, dt, dims in specs:
         np_dt = np.uint8 if dt == TensorProto.UINT8 else np.float32
@@ -434,13 +444,35 @@ def _nbits_model(path: Path, k: int, r: int, out: int, bits: int, block: int) ->
         inputs.append(helper.make_tensor_value_info(name, dt, [d if d else f"{name}_d" for d in dims]))
     nodes = [
         helper.make_node("MatMul", ["x", "W"], ["xw"], name="base/MatMul"),
-        helper.make_node("MatMulNBits", ["x", "A_q", "A_s", "A_zp"], ["xa"], name="lora_A/MatMul_Q", domain="com.microsoft",
-                         K=k, N=r, bits=bits, block_size=block, accuracy_level=4),
-        helper.make_node("MatMulNBits", ["xa", "B_q", "B_s", "B_zp"], ["xab"], name="lora_B/MatMul_Q", domain="com.microsoft",
-                         K=r, N=out, bits=bits, block_size=block, accuracy_level=4),
+        helper.make_node(
+            "MatMulNBits",
+            ["x", "A_q", "A_s", "A_zp"],
+            ["xa"],
+            name="lora_A/MatMul_Q",
+            domain="com.microsoft",
+            K=k,
+            N=r,
+            bits=bits,
+            block_size=block,
+            accuracy_level=4,
+        ),
+        helper.make_node(
+            "MatMulNBits",
+            ["xa", "B_q", "B_s", "B_zp"],
+            ["xab"],
+            name="lora_B/MatMul_Q",
+            domain="com.microsoft",
+            K=r,
+            N=out,
+            bits=bits,
+            block_size=block,
+            accuracy_level=4,
+        ),
         helper.make_node("Add", ["xw", "xab"], ["y"], name="add"),
     ]
-    g = helper.make_graph(nodes, "nbits", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "seq", out])], inits)
+    g = helper.make_graph(
+        nodes, "nbits", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "seq", out])], inits
+    )
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
     m.ir_version = 8
     onnx.save(m, str(path))
