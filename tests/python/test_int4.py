@@ -530,3 +530,32 @@ def test_zero_points_and_padding(tmp_path, bits, block, k, r):
             a_deq, b_deq = deqs[name]
             want = want + (x[i] @ a_deq) @ b_deq
         np.testing.assert_allclose(got[i], want, rtol=0, atol=1e-4 * max(1.0, float(np.abs(want).max())))
+
+
+def test_peft_folder_on_a_quantized_model_says_why(prepared_q4):
+    """fixtures/peft/llama_a is the PEFT adapter baked into both int4 forms as "a". Its float weights cannot
+    feed MatMulNBits inputs (NOT_FOUND saying why); on the LoRA-excluded model they equal Olive's extraction;
+    the prepared q4 model's float inputs take them too, close to Olive's quantized file (4-bit rounding)."""
+    peft = str(Path(__file__).parent / "fixtures" / "peft" / "llama_a")
+    with ml.Model(str(Q4)) as m, ml.Adapters(m) as reg:
+        with pytest.raises(ml.NotFoundError) as e:
+            reg.load(peft, "p")
+        assert_error(e, ml.NotFoundError, "MLORA_STATUS_NOT_FOUND", "quantized", "prepare-batching")
+    with ml.Model(str(X)) as m, ml.Adapters(m) as reg:
+        reg.load(peft, "p")
+        opts = ml.RunOptions()
+        opts.set_active_adapters(reg, ["p"], [1.0])
+        want = _ort_logits(X / "model.onnx", _ids(0), _params(X, "a"))
+        np.testing.assert_allclose(_ml_logits(m, _ids(0), opts), want, rtol=0, atol=ATOL)
+    with ml.Model(str(prepared_q4)) as pm, ml.Adapters(pm) as reg:
+        reg.load(peft, "p")
+        reg.load(_adapter(Q4, "a"), "a")
+        opts = ml.RunOptions()
+        opts.set_active_adapters(reg, ["p"], [1.0])
+        from_peft = _ml_logits(pm, _ids(0), opts)
+        opts.set_active_adapters(reg, ["a"], [1.0])
+        from_q4 = _ml_logits(pm, _ids(0), opts)
+    base = _ort_logits(BASE / "model.onnx", _ids(0), {})
+    np.testing.assert_allclose(from_peft, want, rtol=0, atol=ATOL)  # same float adapter, same int4 base
+    # 4-bit rounding of A and B moves the LoRA delta a little, far less than the delta itself
+    assert np.abs(from_q4 - from_peft).max() < 0.25 * np.abs(from_peft - base).max()
