@@ -17,6 +17,9 @@ activations (accuracy_level=4). So the strict check is against ONNX Runtime with
 accuracy_level=0 (fp32 activations: the same math, atol 1e-4); against the model as built the allowed error
 is that same 1e-4 plus twice ONNX Runtime's own accuracy_level 4-vs-0 difference, measured in the same test
 (0 on this fixture: ONNX Runtime cannot prepack fed weights, and its fallback multiplies in fp32).
+On a large int4 model exact agreement is not expected: there the int8 activation quantization of the
+following MatMulNBits layers amplifies fp32 rounding differences to ~0.2 in the logits — ONNX Runtime
+against itself fed a mathematically equal split of the adapter differs as much (docs/notes.md, int4 round).
 """
 
 from __future__ import annotations
