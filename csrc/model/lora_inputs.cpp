@@ -1,6 +1,7 @@
 #include "model/lora_inputs.h"
 
 #include <algorithm>
+#include <unordered_set>
 
 #include "util/dtype.h"
 
@@ -88,13 +89,14 @@ std::unordered_map<std::string, LoraInput> find_quantized_lora(const ModelScan& 
   for (const NBitsNode& n : scan.nbits_nodes) {
     if (!n.outputs.empty()) by_output[n.outputs[0]] = &n;
   }
+  const std::unordered_set<std::string> inputs(scan.inputs.begin(), scan.inputs.end());
   auto overridable = [&](const std::string& name) {
-    return !name.empty() && scan.initializer_dims.count(name) &&
-           std::find(scan.inputs.begin(), scan.inputs.end(), name) != scan.inputs.end();
+    return !name.empty() && scan.initializer_dims.count(name) && inputs.count(name);
   };
+  constexpr int64_t kMaxDim = int64_t{1} << 31;  // attributes come from the file: keep products in range
   auto usable = [&](const NBitsNode& n) {
-    return n.inputs.size() >= 3 && n.K > 0 && n.N > 0 && n.block_size > 0 &&
-           (n.bits == 2 || n.bits == 4 || n.bits == 8) && overridable(n.inputs[1]) &&
+    return n.inputs.size() >= 3 && n.K > 0 && n.N > 0 && n.block_size > 0 && n.K < kMaxDim && n.N < kMaxDim &&
+           n.block_size < kMaxDim && (n.bits == 2 || n.bits == 4 || n.bits == 8) && overridable(n.inputs[1]) &&
            scan.consumers.count(n.inputs[1]) && scan.consumers.at(n.inputs[1]) == 1;
   };
   for (const NBitsNode& b : scan.nbits_nodes) {
