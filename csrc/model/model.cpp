@@ -376,8 +376,10 @@ void read_dequant_targets(Model::Impl& impl, const ModelScan& scan) {
           std::to_string(t.block_size));
     }
     const auto l = impl.lora_index.find(t.target);
-    if (l == impl.lora_index.end() || impl.loras[l->second].dtype != MLORA_DTYPE_FLOAT32) {
-      bad("'" + t.target + "' is not a float32 LoRA input of the model");
+    // float32 as prepared; a half-precision slot dtype is fine too (dequantized blocks are float32 and are
+    // converted like any float32 adapter's when the slot is written)
+    if (l == impl.lora_index.end() || !dtype_is_float(impl.loras[l->second].dtype)) {
+      bad("'" + t.target + "' is not a floating-point LoRA input of the model");
     }
     impl.dequant.push_back(std::move(t));
   }
