@@ -297,14 +297,15 @@ def _declare_dequantized(graph: _Graph, n: Any, m2: Any) -> Tuple[str, str]:
         shape = [attrs["K"], 0] if side == "A" else [0, attrs["N"]]
         for name in (q, scales, zp):
             if name and name in graph.by_name and name in graph.inits:
-                graph.inputs = [vi for vi in graph.inputs if vi.name != name]
-                del graph.by_name[name]
-        keep = [t for t in graph.g.initializer if t.name not in (q, scales, zp)]
-        del graph.g.initializer[:]
-        graph.g.initializer.extend(keep)
-        init = numpy_helper.from_array(np.zeros(shape, np.float32), target)
-        graph.g.initializer.append(init)
-        graph.inits = {t.name: t for t in graph.g.initializer}
+                graph.inputs.remove(graph.by_name.pop(name))
+        dropped = {x for x in (q, scales, zp) if x}
+        # delete by index (no copy of the other initializers: an int4 model's weights are large)
+        for i in reversed([i for i, t in enumerate(graph.g.initializer) if t.name in dropped]):
+            del graph.g.initializer[i]
+        for x in dropped:
+            graph.inits.pop(x, None)
+        graph.g.initializer.append(numpy_helper.from_array(np.zeros(shape, np.float32), target))
+        graph.inits[target] = graph.g.initializer[len(graph.g.initializer) - 1]
         vi = helper.make_tensor_value_info(
             target, TensorProto.FLOAT, ["lora_r", shape[1]] if side == "B" else [shape[0], "lora_r"]
         )
