@@ -16,7 +16,7 @@
 #include "kernels/lora_slot_matmul.h"
 #include "model/lora_inputs.h"
 #include "model/onnx_scan.h"
-#include "gen/genai_config.h"
+#include "io/folder_file.h"
 #include "model/tensor.h"
 #include "util/dtype.h"
 #include "util/error.h"
