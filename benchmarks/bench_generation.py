@@ -177,7 +177,9 @@ def main() -> int:
     ap.add_argument("--prepared", help="DIR/lora prepared by `multilora prepare-batching` (cleared-set rows)")
     ap.add_argument("--adapter", default="a", help="the adapter file lora/adapters/<name>.onnx_adapter")
     ap.add_argument("--skip-genai", action="store_true", help="multilora rows only")
-    ap.add_argument("--step-interleaved", type=int, default=0, help="with --prepared: tokens per generator, stepped in turn")
+    ap.add_argument(
+        "--step-interleaved", type=int, default=0, help="with --prepared: tokens per generator, stepped in turn"
+    )
     ap.add_argument("--batch", type=int, default=1, help="with --step-interleaved: sequences per generator")
     ap.add_argument("--new", type=int, default=48, help="tokens to generate per run")
     ap.add_argument("--prompt-len", type=int, default=16)

@@ -70,7 +70,8 @@ def child(folder: str, policy: str, steps: int) -> Dict[str, float]:
 
     def decode(batch: int, schedule) -> List[float]:  # schedule(step) -> None | [name] | [[names] per row]
         with GeneratorParams(model) as params:
-            params.set_search_options(batch_size=batch, max_length=len(prompt) + steps + 1, min_length=len(prompt) + steps + 1)
+            total = len(prompt) + steps + 1
+            params.set_search_options(batch_size=batch, max_length=total, min_length=total)
             with Generator(model, params) as gen:
                 gen.append_tokens([prompt.tolist()] * batch if batch > 1 else prompt)
                 times = []
@@ -112,15 +113,17 @@ def main() -> int:
         return 0
     results: Dict[str, List[Dict[str, float]]] = {p: [] for p in POLICIES}
     loads = []
-    for r in range(args.rounds):
+    for _ in range(args.rounds):
         for policy in POLICIES:
             cmd = [sys.executable, __file__, args.folder, "--steps", str(args.steps), "--child", policy]
             res = subprocess.run(cmd, check=True, capture_output=True, text=True)
             results[policy].append(json.loads(res.stdout.strip().splitlines()[-1]))
             loads.append(os.getloadavg()[0])
     keys = ["alternate", "lora", "base", "per-row", "per-row cpu"]
-    print(f"median decode step (ms) over {args.rounds} interleaved rounds; load average during the runs "
-          f"{min(loads):.2f}..{max(loads):.2f} on {os.cpu_count()} CPUs")
+    print(
+        f"median decode step (ms) over {args.rounds} interleaved rounds; load average during the runs "
+        f"{min(loads):.2f}..{max(loads):.2f} on {os.cpu_count()} CPUs"
+    )
     print(f"{'policy':<20}" + "".join(f"{k:>13}" for k in keys) + "   alternate/mean(lora,base)")
     for policy, runs in results.items():
         med = {k: statistics.median(x[k] for x in runs) for k in keys}

@@ -98,7 +98,8 @@ MLORA_API mlora_status_t mlora_model_options_set_allow_external_paths(mlora_mode
 MLORA_API mlora_status_t mlora_model_options_set_base_graph(mlora_model_options_t* options, int32_t use) {
   return guard(__func__, [&] {
     hold(options, HandleType::kModelOptions, "options");
-    if (use != 0 && use != 1) fail(MLORA_STATUS_INVALID_ARGUMENT, "base_graph " + std::to_string(use) + " is not 0 or 1");
+    if (use != 0 && use != 1)
+      fail(MLORA_STATUS_INVALID_ARGUMENT, "base_graph " + std::to_string(use) + " is not 0 or 1");
     change_options(options, [&](ModelOptions& o) { o.base_graph = use != 0; });
   });
 }

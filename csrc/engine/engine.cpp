@@ -426,8 +426,8 @@ void Engine::run(std::vector<const char*> names, std::vector<const OrtValue*> va
   const OrtApi& api = ort();
   // No LoRA feeds appended (every row of the pass on the base model): the base graph's session, if any.
   const bool base_only = names.size() == input_cnames_.size();
-  OrtStatus* status = api.Run(model_->session_for_run(base_only), nullptr, names.data(), values.data(),
-                              values.size(), output_cnames_.data(), results.size(), results.data());
+  OrtStatus* status = api.Run(model_->session_for_run(base_only), nullptr, names.data(), values.data(), values.size(),
+                              output_cnames_.data(), results.size(), results.data());
   OrtValuePtr logits(results[0]);
   ort_check(status, "running the decoder of model '" + model_->path() + "'");
   OrtTensorTypeAndShapeInfo* raw_info = nullptr;

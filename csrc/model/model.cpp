@@ -12,11 +12,11 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "io/folder_file.h"
 #include "io/mapped_file.h"
 #include "kernels/lora_slot_matmul.h"
 #include "model/lora_inputs.h"
 #include "model/onnx_scan.h"
-#include "io/folder_file.h"
 #include "model/tensor.h"
 #include "util/dtype.h"
 #include "util/error.h"

@@ -21,7 +21,7 @@ constexpr uint32_t kTypeTensor = 1;
 constexpr uint32_t kTensorTypeShape = 2;
 constexpr uint32_t kTensorDims = 1;
 constexpr uint32_t kTensorName = 8;
-constexpr uint32_t kTensorDataType = 2;      // TensorProto.data_type (int32)
+constexpr uint32_t kTensorDataType = 2;       // TensorProto.data_type (int32)
 constexpr uint32_t kTensorExternalData = 13;  // TensorProto.external_data (StringStringEntryProto)
 constexpr uint32_t kTensorDataLocation = 14;  // TensorProto.data_location (1 = EXTERNAL)
 constexpr uint32_t kModelMetadata = 14;       // ModelProto.metadata_props (StringStringEntryProto)

@@ -55,9 +55,7 @@ const std::vector<const OrtValue*>& AdapterSelection::Feeds::values() const noex
   return lease_ ? lease_->feed_values() : single_ ? single_->feed_values() : kNone;
 }
 
-bool AdapterSelection::base_only() const noexcept {
-  return per_row_ ? per_row_->all_base() : !single_;
-}
+bool AdapterSelection::base_only() const noexcept { return per_row_ ? per_row_->all_base() : !single_; }
 
 AdapterSelection::Feeds AdapterSelection::feeds() const {
   Feeds f;

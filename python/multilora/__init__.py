@@ -28,8 +28,8 @@ from ._api import (
     SessionRuns,
     TensorInfo,
     ort_info,
-    set_global_threads,
     read_adapter,
+    set_global_threads,
     write_adapter,
 )
 from ._core import HEADER_VERSION as __version__

@@ -74,6 +74,8 @@ def base_graph_name(output_name: str) -> str:
     ``model.base.onnx``."""
     stem, ext = os.path.splitext(os.path.basename(output_name))
     return f"{stem}.base{ext or '.onnx'}"
+
+
 KERNELS = ("fused", "gather")
 
 

@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, Iterator, List, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 import onnx
@@ -254,7 +254,10 @@ def _registry(model: ml.Model) -> ml.Adapters:
     return reg
 
 
-def _generate(folder: Path, schedule: Sequence[Sequence[str]], steps: int, **options) -> Tuple[List[int], np.ndarray, Tuple[int, int]]:
+Generated = Tuple[List[int], np.ndarray, Tuple[int, int]]
+
+
+def _generate(folder: Path, schedule: Sequence[Sequence[str]], steps: int, **options: object) -> Generated:
     """Greedy generation of PROMPTS[0]; schedule[step % len(schedule)] = the set for that step (switched with
     Generator.set_active_adapters / clear_active_adapters before it)."""
     prompt = PROMPTS[0]
@@ -355,11 +358,11 @@ def test_each_thread_policy_computes_the_same(prepared, wide, tmp_path, threads,
     code = f"""
 import numpy as np, multilora as ml
 ml.set_global_threads({threads}, {spin})
-with ml.Model({str(prepared['fused'])!r}) as m, ml.Adapters(m) as reg, ml.RunOptions() as ro:
-    reg.load({str(tmp_path / 'x.onnx_adapter')!r}, "x")
+with ml.Model({str(prepared["fused"])!r}) as m, ml.Adapters(m) as reg, ml.RunOptions() as ro:
+    reg.load({str(tmp_path / "x.onnx_adapter")!r}, "x")
     ro.set_active_adapters_per_row(reg, [["x"], []])
-    (out,) = m.run(None, {{"input_ids": np.load({str(tmp_path / 'ids.npy')!r})}}, ro)
-    np.save({str(tmp_path / 'out.npy')!r}, out)
+    (out,) = m.run(None, {{"input_ids": np.load({str(tmp_path / "ids.npy")!r})}}, ro)
+    np.save({str(tmp_path / "out.npy")!r}, out)
 """
     subprocess.run([sys.executable, "-c", code], check=True)
     out = np.load(tmp_path / "out.npy")
