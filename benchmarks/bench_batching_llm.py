@@ -480,13 +480,30 @@ def main() -> int:
     )
     print()
     ref = f"d-{kernels[0]}" if kernels else None
-    print("| variant | setup ms | prefill ms | decode ms/step | (best) | decode tok/s | (d) tok/s / this | CPU share |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+
+    def adapter_rate(key: str) -> str:
+        """Per-row variants: the adapters' bytes over the time they add to the base step, GB/s and as a share of
+        the read bandwidth measured above (the issue's 'bytes per step / (per-row step - base step)')."""
+        if not key.startswith("d") or "c-ml" not in variants:
+            return "-"
+        extra_ms = step_ms(key) - step_ms("c-ml")
+        read = (one_adapter if key == "d1" else all_adapters) / 1e6  # MB read per step
+        if extra_ms <= 0:
+            return "no extra time"
+        rate = read / extra_ms  # MB/ms = GB/s
+        return f"{rate:.1f} ({100 * rate / bw:.0f}%)"
+
+    print(
+        "| variant | setup ms | prefill ms | decode ms/step | (best) | decode tok/s | (d) tok/s / this | CPU share "
+        f"| adapter GB/s (% of {bw:.1f} GB/s read) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for key in variants:
         ratio = f"{tok_s(ref) / tok_s(key):.2f}" if ref else "-"
         print(
             f"| {labels[key]} | {med(key, 'setup_s') * 1e3:.1f} | {med(key, 'prefill_s') * 1e3:.1f} | "
-            f"{step_ms(key):.2f} | {best_step_ms(key):.2f} | {tok_s(key):.1f} | {ratio} | {cpu_share(key):.2f} |"
+            f"{step_ms(key):.2f} | {best_step_ms(key):.2f} | {tok_s(key):.1f} | {ratio} | {cpu_share(key):.2f} "
+            f"| {adapter_rate(key)} |"
         )
     print()
     print(

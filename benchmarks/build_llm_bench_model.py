@@ -17,7 +17,9 @@ Into ``OUT`` (default ``build-bench-llm/<dims>/``; every step is skipped when it
 
     python benchmarks/build_llm_bench_model.py [--hidden 768 --layers 12 ...] [--out DIR]
 
-Needs torch, transformers, peft, onnxruntime-genai (builder), olive-ai, onnx and multilora.
+Needs torch, transformers, peft, onnxruntime-genai (builder), olive-ai, onnx and multilora: ``python -m pip install
+-r requirements-bench.txt`` (pinned) into the venv that has multilora. Every tool runs through this interpreter
+(``python -m onnxruntime_genai.models.builder``, ``python -m olive``): nothing needs to be on PATH.
 """
 
 from __future__ import annotations
@@ -176,6 +178,8 @@ def build_onnx(out: str, hf: str, peft: List[str], timings: Dict[str, float]) ->
         shutil.rmtree(olive, ignore_errors=True)
         timings["olive generate-adapter"] = run(
             [
+                sys.executable,  # the running interpreter's olive: nothing has to be on PATH
+                "-m",
                 "olive",
                 "generate-adapter",
                 "-m",

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <set>
 #include <sstream>
+#include <utility>
 
 #include "peft/peft_folder.h"
 #include "util/dtype.h"
@@ -63,12 +64,13 @@ void Registry::validate(const Adapter& adapter, const std::string& label, int32_
     }
   }
   // Unknown names first: a name that matches nothing is the error to report, not its partner's absence.
-  std::vector<const Param*> order;
-  for (const Param& p : adapter.params()) order.push_back(&p);
-  std::stable_partition(order.begin(), order.end(), [&](const Param* p) { return !model.find_lora(p->name); });
-  for (const Param* pp : order) {
+  // Each name is looked up once (loading is on the request path).
+  std::vector<std::pair<const Param*, const LoraInput*>> order;
+  order.reserve(adapter.params().size());
+  for (const Param& p : adapter.params()) order.emplace_back(&p, model.find_lora(p.name));
+  std::stable_partition(order.begin(), order.end(), [](const auto& pi) { return pi.second == nullptr; });
+  for (const auto& [pp, in] : order) {
     const Param& p = *pp;
-    const LoraInput* in = model.find_lora(p.name);
     if (!in) {
       std::vector<std::string> known;
       for (const auto& l : model.lora_inputs()) known.push_back(l.name);
@@ -98,12 +100,12 @@ void Registry::validate(const Adapter& adapter, const std::string& label, int32_
     }
     // Rank of A must equal rank of B, and each half needs its partner.
     const std::string other = partner_name(p.name);
-    if (!other.empty() && model.find_lora(other)) {
+    const LoraInput* qin = other.empty() ? nullptr : model.find_lora(other);
+    if (qin) {
       const Param* q = adapter.find(other);
       if (!q) {
         fail(MLORA_STATUS_FORMAT, who + ": parameter '" + p.name + "' has no partner '" + other + "'");
       }
-      const LoraInput* qin = model.find_lora(other);
       const int64_t r1 = p.dims[in->rank_axis];
       const int64_t r2 = q->dims.size() == 2 ? q->dims[qin->rank_axis] : -1;
       if (r1 != r2) {

@@ -185,6 +185,25 @@ def test_malformed_parameter_names(adapters, good, tmp_path, byte, fragment):
         assert_error(e, ml.FormatError, "MLORA_STATUS_FORMAT", label, "parameter #0", fragment)
 
 
+def test_a_name_that_appears_twice_is_a_format_error_naming_both_positions(adapters, good, tmp_path):
+    """Two parameters of one file with the same name (a later one overwritten with an earlier one's name of the
+    same length): the file is refused, naming the name and both positions, whichever way it is loaded."""
+    layout = S.params(good)
+    i, j = next(
+        (a, b)
+        for a in range(len(layout))
+        for b in range(a + 1, len(layout))
+        if len(layout[a].name) == len(layout[b].name) and layout[a].name != layout[b].name
+    )
+    buf = bytearray(good)
+    src, dst = _name_pos(good, layout[i]), _name_pos(good, layout[j])
+    buf[dst : dst + len(layout[j].name)] = good[src : src + len(layout[i].name)]
+    for e, label in _load_both_ways(adapters, tmp_path, bytes(buf), "dupname"):
+        assert_error(
+            e, ml.FormatError, "MLORA_STATUS_FORMAT", label, f"'{layout[i].name}' appears twice", f"#{i} and #{j}"
+        )
+
+
 def test_control_characters_in_a_name_are_escaped_in_messages(adapters, good, tmp_path):
     """A name with a control byte is valid UTF-8 (so loadable as far as the format goes) but the model has no
     such input: the message shows it escaped, on one line."""
