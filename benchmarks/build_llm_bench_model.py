@@ -93,7 +93,9 @@ def default_out(args: argparse.Namespace) -> str:
 
 def run(cmd: List[str], cwd: str) -> float:
     log(" ".join(cmd))
-    env = dict(os.environ, TQDM_DISABLE="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    # GIT_DIR: the GenAI builder stamps producer_version with `git rev-parse HEAD` run near its own files, which
+    # inside this repository's .venv is our commit: outputs would change with every commit.
+    env = dict(os.environ, TQDM_DISABLE="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", GIT_DIR=os.devnull)
     t0 = time.perf_counter()
     res = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if res.returncode != 0:

@@ -424,7 +424,9 @@ void Engine::run(std::vector<const char*> names, std::vector<const OrtValue*> va
   std::vector<OrtValue*> results(output_cnames_.size(), nullptr);
   for (size_t i = 0; i < kv_out.size(); ++i) results[1 + i] = kv_out[i];
   const OrtApi& api = ort();
-  OrtStatus* status = api.Run(model_->session(), nullptr, names.data(), values.data(), values.size(),
+  // No LoRA feeds appended (every row of the pass on the base model): the base graph's session, if any.
+  const bool base_only = names.size() == input_cnames_.size();
+  OrtStatus* status = api.Run(model_->session_for_run(base_only), nullptr, names.data(), values.data(), values.size(),
                               output_cnames_.data(), results.size(), results.data());
   OrtValuePtr logits(results[0]);
   ort_check(status, "running the decoder of model '" + model_->path() + "'");
@@ -497,10 +499,14 @@ void Engine::decode() {
     std::vector<const OrtValue*> values;
     for (const auto& v : owned) values.push_back(v.get());
     for (const auto& v : kv_in) values.push_back(v.get());
-    auto batch_set = BatchSet::build(model_, slots_, sets);
-    auto lease = batch_set->acquire();  // slots pinned until the pass returns
-    names.insert(names.end(), lease->feed_names().begin(), lease->feed_names().end());
-    values.insert(values.end(), lease->feed_values().begin(), lease->feed_values().end());
+    // Every row on the base model: no sets, no lease, no LoRA feeds (the base graph runs, if any).
+    const bool any_set = std::any_of(sets.begin(), sets.end(), [](const auto& set) { return set != nullptr; });
+    std::shared_ptr<const BatchSet> batch_set = any_set ? BatchSet::build(model_, slots_, sets) : nullptr;
+    std::unique_ptr<SlotTable::Lease> lease = batch_set ? batch_set->acquire() : nullptr;  // slots pinned
+    if (lease) {
+      names.insert(names.end(), lease->feed_names().begin(), lease->feed_names().end());
+      values.insert(values.end(), lease->feed_values().begin(), lease->feed_values().end());
+    }
     size_t rows = 0;
     run(names, values, kv_raw, b, 1, &rows);
   } catch (const Error& e) {

@@ -18,7 +18,13 @@ struct ModelOptions {
   std::vector<std::pair<std::string, std::string>> config_entries;
   size_t batch_slots = 17;            // adapter-aware batching: slot table size S, slot 0 = base (2..4097)
   bool allow_external_paths = false;  // genai_config.json may name files outside the model folder
+  // Open the companion graph without the LoRA branch that the model's metadata `multilora.base_graph`
+  // names (written by `multilora prepare-batching`) and run it whenever no row of a run has an adapter.
+  bool base_graph = true;
 };
+
+// ModelProto.metadata_props key naming the companion base graph (a path relative to the model's folder).
+constexpr const char* kBaseGraphMetadataKey = "multilora.base_graph";
 
 struct IoInfo {
   std::string name;
@@ -156,7 +162,15 @@ class Model {
                                const std::vector<const OrtValue*>& lora_values,
                                const std::vector<std::string>& output_names) const;
 
+  // The LoRA graph's session.
   OrtSession* session() const noexcept;
+  // The session for one run, counted in session_runs(): the base graph's when `base_only` (no LoRA feeds:
+  // every row on the base model) and the model has one, else the LoRA graph's. Outputs are equal either way.
+  OrtSession* session_for_run(bool base_only) const noexcept;
+  // The companion base graph's path ("" when none is open).
+  const std::string& base_graph_path() const noexcept;
+  // Runs so far on each session (session_for_run calls).
+  void session_runs(uint64_t* lora_runs, uint64_t* base_runs) const noexcept;
   ~Model();
 
   struct Impl;

@@ -1,5 +1,7 @@
 #include "model/onnx_scan.h"
 
+#include <utility>
+
 namespace mlora {
 
 namespace {
@@ -19,7 +21,11 @@ constexpr uint32_t kTypeTensor = 1;
 constexpr uint32_t kTensorTypeShape = 2;
 constexpr uint32_t kTensorDims = 1;
 constexpr uint32_t kTensorName = 8;
-constexpr uint32_t kModelMetadata = 14;  // ModelProto.metadata_props (StringStringEntryProto: key 1, value 2)
+constexpr uint32_t kTensorDataType = 2;       // TensorProto.data_type (int32)
+constexpr uint32_t kTensorExternalData = 13;  // TensorProto.external_data (StringStringEntryProto)
+constexpr uint32_t kTensorDataLocation = 14;  // TensorProto.data_location (1 = EXTERNAL)
+constexpr uint32_t kModelMetadata = 14;       // ModelProto.metadata_props (StringStringEntryProto)
+constexpr uint32_t kEntryKey = 1, kEntryValue = 2;
 constexpr uint32_t kGraphNode = 1;
 constexpr uint32_t kNodeInput = 1, kNodeOutput = 2, kNodeName = 3, kNodeOpType = 4, kNodeAttribute = 5, kNodeDomain = 7;
 constexpr uint32_t kAttrName = 1, kAttrInt = 3;
@@ -102,6 +108,28 @@ void append_varint(std::string& out, uint64_t v) {
 std::string field_string(const Field& f) {
   if (f.wire != kLengthDelimited) throw ProtoError{"string field with wire type " + std::to_string(f.wire)};
   return std::string(reinterpret_cast<const char*>(f.payload), static_cast<size_t>(f.end - f.payload));
+}
+
+std::pair<std::string, std::string> string_entry(const Field& f) {
+  std::pair<std::string, std::string> kv;
+  ProtoReader r(f.payload, f.end);
+  while (!r.done()) {
+    const Field g = r.next();
+    if (g.number == kEntryKey) kv.first = field_string(g);
+    if (g.number == kEntryValue) kv.second = field_string(g);
+  }
+  return kv;
+}
+
+// Non-negative decimal int64 or -1.
+int64_t parse_offset(const std::string& s) {
+  if (s.empty() || s.size() > 18) return -1;
+  int64_t v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return -1;
+    v = v * 10 + (c - '0');
+  }
+  return v;
 }
 
 bool value_info_has_shape(const Field& type_field) {
@@ -193,16 +221,38 @@ void scan_graph(const Field& graph, ModelScan& scan, std::unordered_set<std::str
       ProtoReader t(f.payload, f.end);
       std::string name;
       std::vector<int64_t> dims;
+      ExternalInitializer ext;
+      bool external = false, bad_entry = false;
       while (!t.done()) {
         const Field g = t.next();
         if (g.number == kTensorName) {
           name = field_string(g);
+        } else if (g.number == kTensorDataType && g.wire == kVarint) {
+          ext.dtype = static_cast<int32_t>(g.varint);
+        } else if (g.number == kTensorDataLocation && g.wire == kVarint) {
+          external = g.varint == 1;
+        } else if (g.number == kTensorExternalData && g.wire == kLengthDelimited) {
+          const auto kv = string_entry(g);
+          if (kv.first == "location") {
+            ext.location = kv.second;
+          } else if (kv.first == "offset") {
+            ext.offset = parse_offset(kv.second);
+            bad_entry |= ext.offset < 0;
+          } else if (kv.first == "length") {
+            ext.length = parse_offset(kv.second);
+            bad_entry |= ext.length < 0;
+          }
         } else if (g.number == kTensorDims && g.wire == kVarint) {
           dims.push_back(static_cast<int64_t>(g.varint));
         } else if (g.number == kTensorDims && g.wire == kLengthDelimited) {
           ProtoReader packed(g.payload, g.end);
           while (!packed.done()) dims.push_back(static_cast<int64_t>(packed.varint()));
         }
+      }
+      if (external && !bad_entry && !ext.location.empty()) {
+        ext.name = name;
+        ext.dims = dims;
+        scan.external_initializers.push_back(std::move(ext));
       }
       scan.initializer_dims[name] = std::move(dims);
     }
@@ -220,14 +270,8 @@ ModelScan scan_model(const uint8_t* data, size_t size) {
     if (f.number == kModelGraph && f.wire == kLengthDelimited) scan_graph(f, scan, seen);
     if (f.number == kModelVersion && f.wire == kVarint) scan.model_version = static_cast<int64_t>(f.varint);
     if (f.number == kModelMetadata && f.wire == kLengthDelimited) {
-      ProtoReader e(f.payload, f.end);
-      std::string key, value;
-      while (!e.done()) {
-        const Field g = e.next();
-        if (g.number == 1 && g.wire == kLengthDelimited) key = field_string(g);
-        if (g.number == 2 && g.wire == kLengthDelimited) value = field_string(g);
-      }
-      scan.metadata[key] = value;
+      auto kv = string_entry(f);
+      scan.metadata[kv.first] = std::move(kv.second);
     }
   }
   return scan;

@@ -27,6 +27,16 @@ struct NBitsNode {
   int64_t K = 0, N = 0, bits = 4, block_size = 0, accuracy_level = 0;
 };
 
+// A main-graph initializer whose data lives in an external file (TensorProto.data_location = EXTERNAL).
+struct ExternalInitializer {
+  std::string name;
+  int32_t dtype = 0;  // TensorProto.data_type (ONNX numbering)
+  std::vector<int64_t> dims;
+  std::string location;  // as written in the file (relative to the model's folder)
+  int64_t offset = 0;
+  int64_t length = -1;  // -1 = not given (to the end of the file)
+};
+
 // What the loader needs to know about a model file before ORT sees it.
 struct ModelScan {
   bool has_graph = false;
@@ -34,10 +44,11 @@ struct ModelScan {
   std::unordered_set<std::string> inputs_with_shape;  // graph.input entries declaring a tensor shape
   std::unordered_map<std::string, std::vector<int64_t>> initializer_dims;
   size_t duplicate_inputs = 0;
-  int64_t model_version = 0;           // ModelProto.model_version: the version the model declares (0 = none)
-  std::vector<NBitsNode> nbits_nodes;  // the main graph's MatMulNBits nodes, graph order
-  std::unordered_map<std::string, int> consumers;         // tensor name -> number of main-graph node inputs naming it
-  std::unordered_map<std::string, std::string> metadata;  // ModelProto.metadata_props
+  int64_t model_version = 0;  // ModelProto.model_version: the version the model declares (0 = none)
+  std::vector<ExternalInitializer> external_initializers;  // file order
+  std::unordered_map<std::string, std::string> metadata;   // ModelProto.metadata_props (last value of a key)
+  std::vector<NBitsNode> nbits_nodes;                      // the main graph's MatMulNBits nodes, graph order
+  std::unordered_map<std::string, int> consumers;  // tensor name -> number of main-graph node inputs naming it
 };
 
 // Throws ProtoError.

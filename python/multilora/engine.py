@@ -18,8 +18,9 @@ The model is a GenAI folder whose decoder has the layout of onnxruntime-genai's 
 (GroupQueryAttention, no ``position_ids``). The engine feeds one adapter slot per row, so it runs a copy of the
 decoder rewritten by ``multilora prepare-batching``: give it a prepared folder, or a plain one and it prepares a
 copy once into a cache directory (``$MULTILORA_CACHE_DIR``, else ``~/.cache/multilora``; ``prepared/<key>`` where
-the key hashes the folder's path and its files' sizes and modification times; written atomically, reused
-after). The params and adapters of the plain model are used as they are: the engine builds each adapter set
+the key hashes the folder's path, its files' sizes and modification times and the prepared layout's version;
+written atomically, reused after; the copy has the base graph, so steps with no adapter cost what the model
+without LoRA costs). The params and adapters of the plain model are used as they are: the engine builds each adapter set
 once for its copy from the same adapters and weights. Preparing needs the ``onnx`` package
 (``pip install 'multilora[tools]'``). In C, C#, Java the engine takes a prepared model only (the rewrite is
 Python code) and refuses a plain one with a message naming the tool.
@@ -195,9 +196,16 @@ def _cache_dir() -> str:
     return os.path.join(root, "prepared")
 
 
+# The prepared copy's layout; part of the cache key, so a copy prepared by an older version is prepared again
+# (2: the copy has the base graph model.base.onnx and one external data file).
+_PREPARE_FORMAT = 2
+
+
 def _folder_key(folder: str) -> str:
-    """A key that changes when the folder's files change: its real path and every file's name, size, mtime."""
-    h = hashlib.sha256(os.path.realpath(folder).encode("utf-8", "surrogateescape"))
+    """A key that changes when the folder's files change (its real path and every file's name, size, mtime) or
+    when the prepared copy's layout does (_PREPARE_FORMAT)."""
+    h = hashlib.sha256(f"multilora-prepared-{_PREPARE_FORMAT}\0".encode())
+    h.update(os.path.realpath(folder).encode("utf-8", "surrogateescape"))
     for root, dirs, files in os.walk(folder):
         dirs.sort()
         for f in sorted(files):

@@ -34,6 +34,14 @@ serves any rank (the quantized node fixed one), and adapters with float weights 
 ``x`` must be 3-D ``[batch, seq, in]`` (as in onnxruntime-genai builder models and ``multilora.testing``
 models). With nothing fed the output is the base model's, exactly. The input names are kept, so adapters
 validate as before, and the model's LoRA signature (``Model.version``) is unchanged.
+
+Base graph (default; ``base_graph=False`` / ``--no-base-graph`` skips it): a companion ``<stem>.base.onnx``
+beside the output, the same graph with every LoRA branch removed (each pair's ``Add(y, delta)`` is dropped
+and ``y`` flows straight on; the LoRA inputs, ``lora_slot`` and ``lora_ranks`` are gone). Both graphs keep
+their weights in ONE external data file, ``<output name>.data`` (tensors of 1 KiB or more, 4 KiB-aligned),
+which both reference, and the LoRA graph's metadata ``multilora.base_graph`` names the companion (a path
+relative to the LoRA graph's folder). multilora opens it as a second session over the same weights and runs
+it whenever no row of a run has an adapter, so a cleared set costs what the model without LoRA costs.
 """
 
 from __future__ import annotations
@@ -52,6 +60,8 @@ __all__ = [
     "OP_TYPE",
     "KERNEL_METADATA_KEY",
     "DEQUANT_METADATA_KEY",
+    "BASE_GRAPH_METADATA_KEY",
+    "base_graph_name",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -63,21 +73,38 @@ OP_DOMAIN = "com.multilora"
 OP_TYPE = "LoraSlotMatMul"
 KERNEL_METADATA_KEY = "multilora.batching_kernel"
 DEQUANT_METADATA_KEY = "multilora.dequantize"
+BASE_GRAPH_METADATA_KEY = "multilora.base_graph"
+BASE_GRAPH_OF_METADATA_KEY = "multilora.base_graph_of"  # in the companion: the LoRA graph it belongs to
+_EXTERNAL_MIN_BYTES = 1024  # tensors this large or larger go to the shared external data file
+_EXTERNAL_ALIGN = 4096  # their offsets are page-aligned (ONNX Runtime maps the file)
+
+
+def base_graph_name(output_name: str) -> str:
+    """The companion base graph's file name for a prepared model's file name: ``model.onnx`` ->
+    ``model.base.onnx``."""
+    stem, ext = os.path.splitext(os.path.basename(output_name))
+    return f"{stem}.base{ext or '.onnx'}"
+
+
 KERNELS = ("fused", "gather")
 
 
-def prepare_batching(input_path: PathLike, output_path: PathLike, kernel: str = "fused") -> List[str]:
+def prepare_batching(
+    input_path: PathLike, output_path: PathLike, kernel: str = "fused", base_graph: bool = True
+) -> List[str]:
     """Writes ``input_path`` rewritten for per-row adapters to ``output_path``; returns the LoRA A input names
     of the pairs rewritten (graph order). Both may be folders: a GenAI model folder (genai_config.json) is
     copied with its decoder rewritten (see ``_prepare_folder``). ``kernel`` is ``"fused"`` (multilora's
-    LoraSlotMatMul op, float32) or ``"gather"`` (standard ONNX Gather + batched MatMul, any dtype). Raises
+    LoraSlotMatMul op, float32) or ``"gather"`` (standard ONNX Gather + batched MatMul, any dtype).
+    ``base_graph`` also writes the companion graph without the LoRA branch (module docstring). Raises
     ValueError when the kernel is unknown, the model has no LoRA pair, is prepared already, a pair's ``x`` is
-    known not to be 3-D, or (fused) a pair is not float32."""
+    known not to be 3-D, (fused) a pair is not float32, or (base graph) a pair's output is not added to the
+    base output by one Add."""
     if kernel not in KERNELS:
         raise ValueError(f"prepare_batching: unknown kernel {kernel!r}; expected one of {', '.join(KERNELS)}")
     if os.path.isdir(os.fspath(input_path)):
-        return _prepare_folder(os.fspath(input_path), os.fspath(output_path), kernel)
-    return _prepare_file(input_path, output_path, kernel)
+        return _prepare_folder(os.fspath(input_path), os.fspath(output_path), kernel, base_graph)
+    return _prepare_file(input_path, output_path, kernel, base_graph)
 
 
 def _external_files(model_path: str) -> List[str]:
@@ -108,7 +135,7 @@ def _external_files(model_path: str) -> List[str]:
     return sorted(out)
 
 
-def _prepare_folder(src: str, dst: str, kernel: str) -> List[str]:
+def _prepare_folder(src: str, dst: str, kernel: str, base_graph: bool = True) -> List[str]:
     """A GenAI folder (genai_config.json naming model.decoder.filename): the decoder is rewritten into ``dst``
     under the same name; every other file (genai_config.json, tokenizer files, adapters, other models) is
     copied, except the decoder's own external data files (the rewritten model carries its weights)."""
@@ -147,7 +174,7 @@ def _prepare_folder(src: str, dst: str, kernel: str) -> List[str]:
                 shutil.copy2(os.path.join(src, rel), os.path.join(dst, rel))
         out = os.path.join(dst, os.path.relpath(model, src))
         os.makedirs(os.path.dirname(out), exist_ok=True)
-        return _prepare_file(model, out, kernel)
+        return _prepare_file(model, out, kernel, base_graph)
     except BaseException:
         # no half-written folder is left behind (it was new or empty)
         if created:
@@ -159,7 +186,7 @@ def _prepare_folder(src: str, dst: str, kernel: str) -> List[str]:
         raise
 
 
-def _prepare_file(input_path: PathLike, output_path: PathLike, kernel: str) -> List[str]:
+def _prepare_file(input_path: PathLike, output_path: PathLike, kernel: str, base_graph: bool = True) -> List[str]:
     import onnx
 
     src = os.fspath(input_path)
@@ -168,9 +195,17 @@ def _prepare_file(input_path: PathLike, output_path: PathLike, kernel: str) -> L
     found = _find_pairs(graph)
     if kernel == "fused":
         _check_fused(graph, found)
+    # Each pair's output (x·A)·B keeps its name through the rewrite: the base graph drops what adds it.
+    deltas = [m2.output[0] for _, m2, _, _ in found]
+    if base_graph:
+        _check_deltas(graph, deltas)
     pairs = _rewrite_pairs(graph, found, kernel)
     _add_slot_inputs(graph, len(pairs), kernel)
-    _save(model, os.fspath(output_path))
+    out = os.fspath(output_path)
+    if base_graph:
+        _save_with_base(model, out, deltas)
+    else:
+        _save(model, out)
     return pairs
 
 
@@ -499,6 +534,171 @@ def _save(model: Any, out: str) -> None:
         _check(out)
 
 
+def _check_deltas(graph: _Graph, deltas: List[str]) -> None:
+    """Each pair's output must be consumed by exactly one Add (and be no graph output): the base graph
+    replaces that Add by its other operand."""
+    for d in deltas:
+        users = graph.consumers.get(d, [])
+        if (
+            d in graph.graph_outputs
+            or len(users) != 1
+            or users[0].op_type != "Add"
+            or users[0].domain not in ("", "ai.onnx")
+            or len(users[0].input) != 2
+            or users[0].input[0] == users[0].input[1]
+        ):
+            raise ValueError(
+                f"{graph.src}: the LoRA output {d!r} is not added to the base output by one Add node, so no base "
+                "graph can be derived (use --no-base-graph)"
+            )
+
+
+def _strip_lora(model: Any, deltas: List[str], lora_name: str) -> Any:
+    """A copy of the prepared ``model`` (weights already external) without the LoRA branch: every Add of a
+    pair's output is removed and its base operand renamed to the Add's output where that is a graph output,
+    else consumers read the base operand directly; then nodes, inputs and initializers nothing uses go."""
+    import onnx
+
+    base = onnx.ModelProto()
+    base.CopyFrom(model)
+    g = base.graph
+    delta_set = set(deltas)
+    rename: Dict[str, str] = {}  # Add output -> its base operand
+    graph_outputs = {o.name for o in g.output}
+    keep_nodes: List[Any] = []
+    identities: List[Any] = []
+    for n in g.node:
+        hit = [i for i in n.input if i in delta_set] if n.op_type == "Add" else []
+        if not hit:
+            keep_nodes.append(n)
+            continue
+        other = n.input[1] if n.input[0] == hit[0] else n.input[0]
+        if n.output[0] in graph_outputs:
+            identities.append(onnx.helper.make_node("Identity", [other], [n.output[0]], name=n.name))
+        else:
+            rename[n.output[0]] = other
+
+    def resolve(name: str) -> str:
+        while name in rename:
+            name = rename[name]
+        return name
+
+    def fix_subgraph(graph: Any) -> None:  # outer-scope names used inside If/Loop/Scan bodies
+        for node in graph.node:
+            for i, name in enumerate(node.input):
+                node.input[i] = resolve(name)
+            for attr in node.attribute:
+                if attr.HasField("g"):
+                    fix_subgraph(attr.g)
+                for sub in attr.graphs:
+                    fix_subgraph(sub)
+
+    nodes = keep_nodes + identities
+    for n in nodes:
+        for i, name in enumerate(n.input):
+            n.input[i] = resolve(name)
+        for attr in n.attribute:
+            if attr.HasField("g"):
+                fix_subgraph(attr.g)
+            for sub in attr.graphs:
+                fix_subgraph(sub)
+
+    def subgraph_uses(graph: Any, out: set) -> None:
+        for node in graph.node:
+            out.update(node.input)
+            for attr in node.attribute:
+                if attr.HasField("g"):
+                    subgraph_uses(attr.g, out)
+                for sub in attr.graphs:
+                    subgraph_uses(sub, out)
+
+    # Dead code: the LoRA MatMuls / fused nodes, their gathers, anything only they used.
+    while True:
+        used = set(graph_outputs)
+        for n in nodes:
+            used.update(n.input)
+            for attr in n.attribute:
+                if attr.HasField("g"):
+                    subgraph_uses(attr.g, used)
+                for sub in attr.graphs:
+                    subgraph_uses(sub, used)
+        alive = [n for n in nodes if any(o in used for o in n.output if o)]
+        if len(alive) == len(nodes):
+            break
+        nodes = alive
+    del g.node[:]
+    g.node.extend(nodes)
+    inputs = [i for i in g.input if i.name in used]
+    del g.input[:]
+    g.input.extend(inputs)
+    inits = [t for t in g.initializer if t.name in used]
+    del g.initializer[:]
+    g.initializer.extend(inits)
+    produced = {o for n in nodes for o in n.output}
+    values = [v for v in g.value_info if v.name in produced]
+    del g.value_info[:]
+    g.value_info.extend(values)
+    if not any(n.domain == OP_DOMAIN for n in nodes):
+        opsets = [o for o in base.opset_import if o.domain != OP_DOMAIN]
+        del base.opset_import[:]
+        base.opset_import.extend(opsets)
+    props = [p for p in base.metadata_props if p.key not in (KERNEL_METADATA_KEY, BASE_GRAPH_METADATA_KEY)]
+    del base.metadata_props[:]
+    base.metadata_props.extend(props)
+    base.metadata_props.add(key=BASE_GRAPH_OF_METADATA_KEY, value=lora_name)
+    return base
+
+
+def _externalize(model: Any, folder: str, location: str) -> None:
+    """Moves every initializer of ``_EXTERNAL_MIN_BYTES`` or more (raw data) of the main graph into
+    ``folder/location``, page-aligned, and points the tensors at it."""
+    from onnx import TensorProto
+
+    path = os.path.join(folder, location)
+    with open(path, "wb") as f:
+        offset = 0
+        for t in model.graph.initializer:
+            if t.data_location == TensorProto.EXTERNAL or not t.HasField("raw_data"):
+                continue
+            size = len(t.raw_data)
+            if size < _EXTERNAL_MIN_BYTES:
+                continue
+            pad = (-offset) % _EXTERNAL_ALIGN
+            if pad:
+                f.write(b"\0" * pad)
+                offset += pad
+            f.write(t.raw_data)
+            t.ClearField("raw_data")
+            del t.external_data[:]
+            for k, v in (("location", location), ("offset", str(offset)), ("length", str(size))):
+                e = t.external_data.add()
+                e.key, e.value = k, v
+            t.data_location = TensorProto.EXTERNAL
+            offset += size
+
+
+def _save_with_base(model: Any, out: str, deltas: List[str]) -> None:
+    """The prepared model and its base graph, both over one external data file ``<out name>.data``."""
+    import onnx
+
+    folder = os.path.dirname(os.path.abspath(out))
+    name = os.path.basename(out)
+    base_name = base_graph_name(name)
+    if model.ByteSize() < 1_800_000_000:
+        _check(model)
+    _externalize(model, folder, name + ".data")
+    for prop in model.metadata_props:
+        if prop.key == BASE_GRAPH_METADATA_KEY:
+            prop.value = base_name
+            break
+    else:
+        model.metadata_props.add(key=BASE_GRAPH_METADATA_KEY, value=base_name)
+    base = _strip_lora(model, deltas, name)
+    onnx.save(model, out)
+    onnx.save(base, os.path.join(folder, base_name))
+    _check(os.path.join(folder, base_name))
+
+
 _UNKNOWN_DOMAIN = "multilora.unchecked"
 
 
@@ -541,7 +741,7 @@ def _run(args: Any) -> int:
     import sys
 
     try:
-        pairs = prepare_batching(args.input, args.output, kernel=args.kernel)
+        pairs = prepare_batching(args.input, args.output, kernel=args.kernel, base_graph=args.base_graph)
     except (OSError, ValueError) as e:
         print(f"multilora prepare-batching: {e}", file=sys.stderr)
         return 1
@@ -551,6 +751,11 @@ def _run(args: Any) -> int:
         else f"Gather + batched MatMul; input {SLOT_INPUT!r}"
     )
     print(f"wrote {args.output}: {len(pairs)} LoRA pairs stacked ({how} select each row's slot)")
+    if args.base_graph:
+        print(
+            "  and its base graph <name>.base.onnx beside it (no LoRA branch; runs when no row has an adapter), "
+            "both over one external data file <name>.data"
+        )
     return 0
 
 
@@ -577,5 +782,12 @@ def add_prepare_batching_command(subparsers: Any) -> None:
         default="fused",
         help="how each pair applies its row's slot: fused (multilora's kernel, float32; default) or gather "
         "(standard ONNX)",
+    )
+    p.add_argument(
+        "--no-base-graph",
+        dest="base_graph",
+        action="store_false",
+        help="do not write the companion graph without the LoRA branch (by default it is written beside the "
+        "output as <name>.base.onnx, sharing one external data file, and runs whenever no row has an adapter)",
     )
     p.set_defaults(func=_run)
