@@ -48,7 +48,7 @@ struct ModelScan {
   std::vector<ExternalInitializer> external_initializers;  // file order
   std::unordered_map<std::string, std::string> metadata;   // ModelProto.metadata_props (last value of a key)
   std::vector<NBitsNode> nbits_nodes;                      // the main graph's MatMulNBits nodes, graph order
-  std::unordered_map<std::string, int> consumers;  // tensor name -> number of main-graph node inputs naming it
+  std::unordered_map<std::string, int> consumers;          // tensor name -> number of main-graph node inputs naming it
 };
 
 // Throws ProtoError.

@@ -480,8 +480,9 @@ Matched match_tensors(const SafetensorsFile& st, const LoraNameResolver& resolve
       msg += " tensors matching no LoRA input of model '" + model.path() + "': " + join_list(unmatched, 1000) +
              "; its LoRA inputs are " + join_list(known);
       if (model.quantized_lora()) {
-        msg += " (its LoRA pairs are quantized, MatMulNBits: load Olive's int4 adapter made for it, or prepare the "
-               "model with `multilora prepare-batching`, whose float LoRA inputs take PEFT folders);";
+        msg +=
+            " (its LoRA pairs are quantized, MatMulNBits: load Olive's int4 adapter made for it, or prepare the "
+            "model with `multilora prepare-batching`, whose float LoRA inputs take PEFT folders);";
       }
     }
     msg.pop_back();
