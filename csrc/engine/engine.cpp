@@ -6,6 +6,7 @@
 #include <new>
 #include <set>
 
+#include "adapter/dequantize.h"
 #include "gen/params.h"
 #include "model/tensor.h"
 #include "run/active_set.h"
@@ -171,15 +172,42 @@ EngineStats Engine::stats() const {
 
 bool Engine::has_work_locked() const { return !queue_.empty() || stats_.running > 0; }
 
+namespace {
+
+// Whether `source` (a plain model) is the model ours was prepared from: the same LoRA inputs, except that the
+// float inputs that replaced a quantized pair (Model::dequant_targets) stand for that pair's quantized inputs.
+bool same_lora_inputs(const Model& ours_model, const Model& source) {
+  const auto& ours = ours_model.lora_inputs();
+  const auto& theirs = source.lora_inputs();
+  const auto& targets = ours_model.dequant_targets();
+  if (targets.empty()) {
+    bool same = ours.size() == theirs.size();
+    for (size_t i = 0; same && i < ours.size(); ++i) {
+      same = ours[i].name == theirs[i].name && ours[i].dtype == theirs[i].dtype && ours[i].dim0 == theirs[i].dim0 &&
+             ours[i].dim1 == theirs[i].dim1 && ours[i].rank_axis == theirs[i].rank_axis;
+    }
+    return same;
+  }
+  std::set<std::string> expected, got;
+  std::set<std::string> replaced;
+  for (const DequantTarget& t : targets) {
+    replaced.insert(t.target);
+    for (const std::string* n : {&t.weight, &t.scales, &t.zero_points}) {
+      if (!n->empty()) expected.insert(*n);
+    }
+  }
+  for (const LoraInput& in : ours) {
+    if (!replaced.count(in.name)) expected.insert(in.name);
+  }
+  for (const LoraInput& in : theirs) got.insert(in.name);
+  return expected == got;
+}
+
+}  // namespace
+
 void Engine::check_params_model(const Model& source) const {
   if (&source == model_.get()) return;
-  const auto& ours = model_->lora_inputs();
-  const auto& theirs = source.lora_inputs();
-  bool same = ours.size() == theirs.size();
-  for (size_t i = 0; same && i < ours.size(); ++i) {
-    same = ours[i].name == theirs[i].name && ours[i].dtype == theirs[i].dtype && ours[i].dim0 == theirs[i].dim0 &&
-           ours[i].dim1 == theirs[i].dim1 && ours[i].rank_axis == theirs[i].rank_axis;
-  }
+  bool same = same_lora_inputs(*model_, source);
   const GenaiConfig* c = source.genai_config();
   same = same && c && c->vocab_size == config_.vocab_size && c->context_length == config_.context_length;
   if (!same) {
@@ -198,7 +226,14 @@ std::shared_ptr<const ActiveSet> Engine::own_set(const std::shared_ptr<const Act
     it = it->second.first.expired() ? sets_.erase(it) : std::next(it);
   }
   auto& entry = sets_[set.get()];
-  if (!entry.second || entry.first.lock() != set) entry = {set, ActiveSet::build(model_, set->entries())};
+  if (!entry.second || entry.first.lock() != set) {
+    std::vector<ActiveEntry> entries = set->entries();
+    // From a quantized-LoRA model: the adapters' quantized tensors dequantized for our float inputs (once per set).
+    for (ActiveEntry& e : entries) {
+      e.adapter = dequantize_adapter(e.adapter, *model_, "adapter '" + e.name + "' (" + e.adapter->source() + ")");
+    }
+    entry = {set, ActiveSet::build(model_, std::move(entries))};
+  }
   return entry.second;
 }
 

@@ -562,3 +562,28 @@ def test_peft_folder_on_a_quantized_model_says_why(prepared_q4):
     np.testing.assert_allclose(from_peft, want, rtol=0, atol=ATOL)  # same float adapter, same int4 base
     # 4-bit rounding of A and B moves the LoRA delta a little, far less than the delta itself
     assert np.abs(from_q4 - from_peft).max() < 0.25 * np.abs(from_peft - base).max()
+
+
+def test_engine_on_a_plain_q4_folder(tmp_path, monkeypatch):
+    """The engine prepares a copy of a plain q4 folder and serves Olive's quantized adapters with it (they are
+    dequantized for the copy's float inputs): each request's tokens equal generation alone on the plain model."""
+    monkeypatch.setenv("MULTILORA_CACHE_DIR", str(tmp_path / "cache"))
+    with ml.Model(str(Q4)) as m, ml.Adapters(m) as reg:
+        for name in ("a", "c"):
+            reg.load(_adapter(Q4, name), name)
+        params, want = [], []
+        for i, adapters in enumerate([["a"], [], ["c"]]):
+            p = GeneratorParams(m)
+            p.set_search_options(max_length=len(PROMPTS[i]) + 10)
+            if adapters:
+                p.set_active_adapters(reg, adapters)
+            params.append(p)
+            with Generator(m, p) as g:
+                g.append_tokens(np.asarray(PROMPTS[i], dtype=np.int32))
+                while not g.is_done():
+                    g.generate_next_token()
+                want.append(g.get_sequence(0)[len(PROMPTS[i]) :].tolist())
+        with ml.Engine(m, max_batch_size=4) as engine:
+            got = engine.generate(PROMPTS, params)
+        assert got == want
+        assert want[0] != want[2]
