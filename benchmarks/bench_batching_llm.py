@@ -31,6 +31,9 @@ bandwidth measured here (numpy sums over a 1 GiB float32 array).
 
     /tmp/venv-bench/bin/python benchmarks/bench_batching_llm.py [--tiny] [--threads 2] [--repeats 2]
 
+``--precision int4 [--int4-lora quantized|excluded]``: the same on the builder's int4 model (see
+build_llm_bench_model.py); (c) is then the int4 base model, so (d)/(c) is per-row vs base on int4.
+
 Needs multilora (with per-row generation), onnxruntime, onnxruntime-genai and onnx; building the model set
 also needs torch, transformers, peft and olive-ai (run with ``--build-python`` if they live elsewhere).
 """
@@ -75,7 +78,7 @@ def ensure_models(args: argparse.Namespace) -> Tuple[str, Dict[str, float]]:
     for name in ("hidden", "layers", "intermediate", "vocab", "head_dim", "kv_heads", "rank", "alpha", "context"):
         cmd += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
     cmd += ["--half-dtypes", args.half_dtypes]
-    cmd += ["--adapters", str(args.adapters)]
+    cmd += ["--adapters", str(args.adapters), "--precision", args.precision, "--int4-lora", args.int4_lora]
     subprocess.run(cmd, check=True)
     timings: Dict[str, float] = {}
     record = os.path.join(out, "build.json")
@@ -133,9 +136,19 @@ def model_bytes(folder: str) -> Tuple[int, int, int]:
 
 
 def adapter_bytes(path: str) -> int:
+    """Bytes a per-row step reads for the adapter: float32 for quantized files (multilora dequantizes them into
+    the slots of a prepared model: A [blocks*block, r] from weight [r, blocks, bytes], B [r, out])."""
     import multilora as ml
 
-    return sum(np.asarray(v).nbytes for v in ml.read_adapter(path).parameters.values())
+    params = ml.read_adapter(path).parameters
+    quantized = {k: v for k, v in params.items() if k.endswith("_Q4")}
+    if not quantized:
+        return sum(np.asarray(v).nbytes for v in params.values())
+    rank = max(v.shape[0] for k, v in quantized.items() if ".lora_A." in k)
+    total = 0
+    for k, v in quantized.items():
+        total += 4 * (v.shape[0] * v.shape[1] * v.shape[2] * 2 if ".lora_A." in k else rank * v.shape[0])
+    return total
 
 
 # ---- (a) ORT's own LoRA path ----------------------------------------------------------------------------
@@ -469,11 +482,14 @@ def main() -> int:
     bw = max(bw1, bwn)
     bound_c = (weights_step + kv_mid) / bw / 1e6  # ms
     bound_d = (weights_step + all_adapters + kv_mid) / bw / 1e6
+    lora_form = "quantized, dequantized into fp32 slots" if args.int4_lora == "quantized" else "excluded: fp32"
+    precision = "fp32" if args.precision == "fp32" else f"int4 (MatMulNBits, LoRA {lora_form})"
 
     print()
     print(
         f"model set {root}: llama, {layers} layers, hidden {dec['hidden_size']}, intermediate {args.intermediate}, "
-        f"{dec['num_attention_heads']} heads / {kvh} KV heads of {head}, vocab {vocab}, fp32, untied embeddings; "
+        f"{dec['num_attention_heads']} heads / {kvh} KV heads of {head}, vocab {vocab}, {precision}, untied "
+        "embeddings; "
         f"{params / 1e6:.1f}M parameters, {init_bytes / 1e6:.1f} MB of weights"
     )
     print(
@@ -565,7 +581,12 @@ def main() -> int:
             for k in kernels:
                 got = results[f"d-{k}"][0].tokens
                 bad = [i for i in range(args.batch) if not np.array_equal(got[i], want[i])]
-                if bad:
+                if bad and args.precision == "int4":
+                    # int4: the fused kernel multiplies dequantized LoRA blocks in fp32 while MatMulNBits may
+                    # quantize activations (accuracy_level 4): tokens may part; tests/python/test_int4.py checks
+                    # the logits within a justified tolerance instead.
+                    print(f"int4: (d) {k}: rows {bad} part from (a)'s greedy tokens (not a failure on int4)")
+                elif bad:
                     failed = True
                     i = bad[0]
                     j = int(np.argmax(got[i] != want[i]))

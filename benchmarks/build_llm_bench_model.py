@@ -12,6 +12,12 @@ Into ``OUT`` (default ``build-bench-llm/<dims>/``; every step is skipped when it
   (LoRA weights become optional inputs with zero-rank defaults); ``lora/adapters/a<i>.onnx_adapter`` are
   every PEFT folder converted for that model by ``multilora.peft.convert`` (what ``multilora convert``
   does); Olive's own file for a0 is kept as ``lora/olive_a0.onnx_adapter`` and compared with ours.
+- ``--precision int4``: the same with the builder at ``-p int4`` (MatMulNBits, 4-bit, block 32,
+  accuracy_level 4), in one of two LoRA forms (``--int4-lora``): ``quantized`` (the default: the builder
+  quantizes the LoRA MatMuls too, Olive extracts ``*.weight_Q4`` / ``*.weight_scales`` inputs whose node
+  attributes fix the rank, so every adapter is made by the builder + Olive, one run per adapter:
+  ``lora/adapters/a<i>.onnx_adapter``) or ``excluded`` (``--extra_options nodes_to_exclude=<every LoRA
+  MatMul>``: float LoRA inputs over int4 base weights; adapters converted by multilora as for fp32).
 - ``batched-<kernel>/``: ``lora/`` rewritten by ``multilora prepare-batching`` (per kernel when the installed
   multilora has ``--kernel``, else one ``batched-gather/``), with the same genai_config.json.
 - ``adapters-<dtype>/a<i>.onnx_adapter`` and ``batched-fused-<dtype>/`` for each ``--half-dtypes`` entry
@@ -62,6 +68,14 @@ def add_dims(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--alpha", type=int, default=32)
     ap.add_argument("--adapters", type=int, default=16)
     ap.add_argument("--context", type=int, default=512, help="max_position_embeddings (the ONNX context length)")
+    ap.add_argument("--precision", choices=["fp32", "int4"], default="fp32", help="the builder's -p")
+    ap.add_argument(
+        "--int4-lora",
+        choices=["quantized", "excluded"],
+        default="quantized",
+        help="int4: LoRA MatMuls quantized with the base (Olive's weight_Q4/weight_scales adapters) or excluded "
+        "from quantization (float LoRA inputs)",
+    )
     ap.add_argument("--tiny", action="store_true", help="small dims for a quick smoke (overrides the above)")
     ap.add_argument(
         "--half-dtypes",
@@ -81,12 +95,16 @@ def default_out(args: argparse.Namespace) -> str:
         f"h{args.hidden}-l{args.layers}-i{args.intermediate}-v{args.vocab}-d{args.head_dim}-kv{args.kv_heads}"
         f"-r{args.rank}-n{args.adapters}-c{args.context}"
     )
+    if getattr(args, "precision", "fp32") == "int4":
+        name += "-int4q" if args.int4_lora == "quantized" else "-int4x"
     return os.path.join(ROOT, "build-bench-llm", name)
 
 
 def run(cmd: List[str], cwd: str) -> float:
     log(" ".join(cmd))
-    env = dict(os.environ, TQDM_DISABLE="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    # GIT_DIR: the GenAI builder stamps producer_version with `git rev-parse HEAD` run near its own files, which
+    # inside this repository's .venv is our commit: outputs would change with every commit.
+    env = dict(os.environ, TQDM_DISABLE="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", GIT_DIR=os.devnull)
     t0 = time.perf_counter()
     res = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if res.returncode != 0:
@@ -166,10 +184,83 @@ def make_peft(out: str, hf: str, args: argparse.Namespace) -> List[str]:
     return paths
 
 
-def build_onnx(out: str, hf: str, peft: List[str], timings: Dict[str, float]) -> None:
+def lora_nodes(layers: int) -> str:
+    """The builder's names of every LoRA MatMul (nodes_to_exclude of the int4 form with float LoRA)."""
+    names = []
+    for layer in range(layers):
+        for block, modules in (("attn", TARGET_MODULES[:4]), ("mlp", TARGET_MODULES[4:])):
+            names += [f"/model/layers.{layer}/{block}/{m}/lora_{s}/MatMul" for m in modules for s in "AB"]
+    return ",".join(names)
+
+
+def olive_extract(baked: str, olive: str, work: str) -> float:
+    shutil.rmtree(olive, ignore_errors=True)
+    return run(
+        [
+            sys.executable,  # the running interpreter's olive: nothing has to be on PATH
+            "-m",
+            "olive",
+            "generate-adapter",
+            "-m",
+            baked,
+            "-o",
+            olive,
+            "--adapter_format",
+            "onnx_adapter",
+            "--log_level",
+            "3",
+            "--disable_telemetry",
+        ],
+        cwd=work,
+    )
+
+
+def quantized_adapters(out: str, hf: str, peft: List[str], args: argparse.Namespace, timings: Dict[str, float]) -> None:
+    """int4 with quantized LoRA: adapter a<i> is Olive's extraction of the builder's model with peft/a<i> baked in
+    (the only way to get the builder's own quantization of each adapter); its model must match lora/'s."""
+    import onnx
+
+    def signature(d: str) -> list:
+        m = onnx.load(os.path.join(d, "model.onnx"), load_external_data=False)
+        return [(i.name, str(i.type)) for i in m.graph.input]
+
+    lora = os.path.join(out, "lora")
     work = os.path.join(out, "work")
     os.makedirs(work, exist_ok=True)
-    builder = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-p", "fp32", "-e", "cpu"]
+    builder = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-p", "int4", "-e", "cpu"]
+    want = signature(lora)
+    t0 = time.perf_counter()
+    for i, path in enumerate(peft):
+        dst = os.path.join(lora, "adapters", f"a{i}.onnx_adapter")
+        if os.path.exists(dst):
+            continue
+        if i == 0:
+            shutil.copy(os.path.join(lora, "olive_a0.onnx_adapter"), dst + ".tmp")
+        else:
+            baked, olive = os.path.join(work, f"baked_a{i}"), os.path.join(work, f"olive_a{i}")
+            shutil.rmtree(baked, ignore_errors=True)
+            cache = os.path.join(work, "cache")
+            run(builder + ["-i", hf, "-o", baked, "-c", cache, "--extra_options", f"adapter_path={path}"], cwd=work)
+            olive_extract(baked, olive, work)
+            if signature(olive) != want:
+                raise SystemExit(f"a{i}: Olive's int4 model has another input signature than lora/'s")
+            shutil.copy(os.path.join(olive, "adapter_weights.onnx_adapter"), dst + ".tmp")
+            shutil.rmtree(baked, ignore_errors=True)
+            shutil.rmtree(olive, ignore_errors=True)
+        os.replace(dst + ".tmp", dst)
+    if time.perf_counter() - t0 > 0.5:
+        timings["builder + olive (quantized adapters)"] = time.perf_counter() - t0
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def build_onnx(out: str, hf: str, peft: List[str], timings: Dict[str, float], args: argparse.Namespace) -> None:
+    work = os.path.join(out, "work")
+    os.makedirs(work, exist_ok=True)
+    precision = getattr(args, "precision", "fp32")
+    builder = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-p", precision, "-e", "cpu"]
+    extra = []
+    if precision == "int4" and args.int4_lora == "excluded":
+        extra = [f"nodes_to_exclude={lora_nodes(args.layers)}"]
     cache = os.path.join(work, "cache")
     base = os.path.join(out, "base")
     if not os.path.exists(os.path.join(base, "genai_config.json")):
@@ -180,29 +271,11 @@ def build_onnx(out: str, hf: str, peft: List[str], timings: Dict[str, float]) ->
         baked = os.path.join(work, "baked_a0")
         if not os.path.exists(os.path.join(baked, "genai_config.json")):
             timings["builder (LoRA a0)"] = run(
-                builder + ["-i", hf, "-o", baked, "-c", cache, "--extra_options", f"adapter_path={peft[0]}"],
+                builder + ["-i", hf, "-o", baked, "-c", cache, "--extra_options", f"adapter_path={peft[0]}", *extra],
                 cwd=work,
             )
         olive = os.path.join(work, "olive_a0")
-        shutil.rmtree(olive, ignore_errors=True)
-        timings["olive generate-adapter"] = run(
-            [
-                sys.executable,  # the running interpreter's olive: nothing has to be on PATH
-                "-m",
-                "olive",
-                "generate-adapter",
-                "-m",
-                baked,
-                "-o",
-                olive,
-                "--adapter_format",
-                "onnx_adapter",
-                "--log_level",
-                "3",
-                "--disable_telemetry",
-            ],
-            cwd=work,
-        )
+        timings["olive generate-adapter"] = olive_extract(baked, olive, work)
         tmp = lora + ".tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         os.makedirs(os.path.join(tmp, "adapters"))
@@ -321,11 +394,16 @@ def build(args: argparse.Namespace, out: str) -> Dict[str, float]:
     t1 = time.perf_counter()
     if t1 - t0 > 0.5:
         timings["HF model + PEFT adapters"] = t1 - t0
-    build_onnx(out, hf, peft, timings)
-    convert_adapters(out, peft, timings)
-    for dt in half_dtypes(args):
-        make_half_adapters(out, dt, len(peft), timings)
-    prepare_batched(out, timings, half_dtypes(args))
+    build_onnx(out, hf, peft, timings, args)
+    halves: List[str] = []
+    if getattr(args, "precision", "fp32") == "int4" and args.int4_lora == "quantized":
+        quantized_adapters(out, hf, peft, args, timings)  # multilora convert writes float weights
+    else:
+        convert_adapters(out, peft, timings)
+        halves = half_dtypes(args)
+        for dt in halves:
+            make_half_adapters(out, dt, len(peft), timings)
+    prepare_batched(out, timings, halves)
     record = os.path.join(out, "build.json")
     prev: Dict[str, float] = {}
     if os.path.exists(record):

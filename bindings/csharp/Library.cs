@@ -114,6 +114,17 @@ namespace Multilora
             Check(NativeMethods.mlora_set_ort_library_path(Utf8(path, "path")));
         }
 
+        /// <summary>
+        /// How ONNX Runtime's intra-op threads are shared by every model of the process; only before the first
+        /// model. intraOpThreads: -1 = a pool per session, 0 = one global pool of ONNX Runtime's default size
+        /// (default), n = one global pool of n threads. See mlora_set_global_threads.
+        /// </summary>
+        public static void SetGlobalThreads(int intraOpThreads, bool allowSpinning)
+        {
+            EnsureCompatible();
+            Check(NativeMethods.mlora_set_global_threads(intraOpThreads, allowSpinning ? 1 : 0));
+        }
+
         /// <summary>Path of the loaded libonnxruntime (loading it if needed).</summary>
         public static string OrtLibraryPath
         {

@@ -124,6 +124,20 @@ namespace Multilora
             }
         }
 
+        /// <summary>Runs on the LoRA graph's session and on the base graph's since the model was created.</summary>
+        public SessionRuns SessionRuns
+        {
+            get
+            {
+                using (var u = Use())
+                {
+                    ulong lora, baseRuns;
+                    Library.Check(NativeMethods.mlora_model_session_runs(u.Ptr, out lora, out baseRuns));
+                    return new SessionRuns { Lora = lora, Base = baseRuns };
+                }
+            }
+        }
+
         public string[] InputNames { get { return Names(InputCount, InputName); } }
         public string[] OutputNames { get { return Names(OutputCount, OutputName); } }
         public string[] LoraNames { get { return Names(LoraCount, LoraName); } }

@@ -67,6 +67,19 @@ namespace Multilora
             }
         }
 
+        /// <summary>
+        /// Whether to open the base graph a prepared model names (default true): runs in which no row has an
+        /// adapter go to it (see mlora_model_options_set_base_graph and Model.SessionRuns).
+        /// </summary>
+        public bool BaseGraph
+        {
+            set
+            {
+                using (var u = Use())
+                    Library.Check(NativeMethods.mlora_model_options_set_base_graph(u.Ptr, value ? 1 : 0));
+            }
+        }
+
         /// <summary>Adds an ONNX Runtime session configuration entry.</summary>
         public void SetConfigEntry(string key, string value)
         {

@@ -105,4 +105,8 @@ MLORA_API mlora_status_t mlora_shutdown(void) {
   });
 }
 
+MLORA_API mlora_status_t mlora_set_global_threads(int32_t intra_op_threads, int32_t allow_spinning) {
+  return guard(__func__, [&] { set_global_threads(intra_op_threads, allow_spinning); });
+}
+
 }  // extern "C"

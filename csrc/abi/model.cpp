@@ -95,6 +95,15 @@ MLORA_API mlora_status_t mlora_model_options_set_allow_external_paths(mlora_mode
   });
 }
 
+MLORA_API mlora_status_t mlora_model_options_set_base_graph(mlora_model_options_t* options, int32_t use) {
+  return guard(__func__, [&] {
+    hold(options, HandleType::kModelOptions, "options");
+    if (use != 0 && use != 1)
+      fail(MLORA_STATUS_INVALID_ARGUMENT, "base_graph " + std::to_string(use) + " is not 0 or 1");
+    change_options(options, [&](ModelOptions& o) { o.base_graph = use != 0; });
+  });
+}
+
 MLORA_API mlora_status_t mlora_model_options_set_config_entry(mlora_model_options_t* options, const char* key,
                                                               const char* value) {
   return guard(__func__, [&] {
@@ -232,6 +241,11 @@ MLORA_API mlora_status_t mlora_model_batch_slot_stats(const mlora_model_t* model
   });
 }
 
+MLORA_API mlora_status_t mlora_model_session_runs(const mlora_model_t* model, uint64_t* out_lora_runs,
+                                                  uint64_t* out_base_runs) {
+  return guard(__func__, [&] { model_of(model)->session_runs(out_lora_runs, out_base_runs); });
+}
+
 MLORA_API mlora_status_t mlora_model_run(const mlora_model_t* model, const mlora_run_options_t* options,
                                          const char* const* input_names, const mlora_tensor_t* const* inputs,
                                          size_t input_count, const char* const* output_names, size_t output_count,
@@ -253,7 +267,8 @@ MLORA_API mlora_status_t mlora_model_run(const mlora_model_t* model, const mlora
     std::vector<std::string> out_names = str_array_arg(output_names, output_count, "output_names");
     out_arg(out_outputs, "out_outputs");
     if (selection.per_row()) m->check_batch(in_names, in_values, selection.per_row()->batch_size());
-    const AdapterSelection::Feeds lora = selection.feeds();  // per-row sets: slots pinned for this run
+    // Per-row sets: slots pinned for this run. No feeds when no row has an adapter (the base graph runs).
+    const AdapterSelection::Feeds lora = selection.feeds();
     auto results = m->run(in_names, in_values, lora.names(), lora.values(), out_names);
     // All-or-nothing: wrap every output before handing any out.
     std::vector<std::shared_ptr<mlora_tensor_t>> boxes;

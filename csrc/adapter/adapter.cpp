@@ -96,11 +96,22 @@ std::string printable(const std::string& name) {
   return s;
 }
 
-// Largest LoRA rank among the parameters: dim 1 of A [in, r], dim 0 of B [r, out].
+// Largest LoRA rank among the parameters: dim 1 of A [in, r], dim 0 of B [r, out]. Quantized pairs (the
+// MatMulNBits tensors of int4 models: weight [N, blocks, bytes], scales, zero points): dim 0 (N) of A's weight;
+// their scales and zero points and B's weight (whose K, the rank, is padded to whole blocks) say nothing more.
 int64_t lora_rank(const std::vector<Param>& params) {
   int64_t rank = 0;
+  auto ends_with = [](const std::string& s, const char* tail) {
+    const size_t n = std::strlen(tail);
+    return s.size() >= n && s.compare(s.size() - n, n, tail) == 0;
+  };
   for (const Param& p : params) {
     if (p.dims.size() < 2) continue;
+    if (ends_with(p.name, "_scales") || ends_with(p.name, "_zero_points")) continue;
+    if (p.dims.size() == 3) {
+      if (p.name.find("lora_A") != std::string::npos) rank = std::max(rank, p.dims[0]);
+      continue;
+    }
     if (p.name.find("lora_A") != std::string::npos) rank = std::max(rank, p.dims[1]);
     if (p.name.find("lora_B") != std::string::npos) rank = std::max(rank, p.dims[0]);
   }
@@ -124,7 +135,8 @@ struct Adapter::Storage {
   int64_t rank = 0;
   uint64_t bytes_mapped = 0;
   uint64_t bytes_copied = 0;
-  std::shared_ptr<const Adapter> base;  // renamed views: the adapter whose bytes params point into
+  std::shared_ptr<const Adapter> base;       // renamed views: the adapter whose bytes params point into
+  std::vector<std::shared_ptr<void>> owned;  // with_params views: buffers of the new parameters
 };
 
 namespace {
@@ -317,6 +329,28 @@ std::shared_ptr<const Adapter> Adapter::renamed(std::shared_ptr<const Adapter> b
     fail(MLORA_STATUS_FORMAT,
          "adapter '" + from.source + "': two parameters are named '" + st->params[dup.first].name + "'");
   }
+  st->base = std::move(base);
+  return std::make_shared<const Adapter>(std::move(st));
+}
+
+std::shared_ptr<const Adapter> Adapter::with_params(std::shared_ptr<const Adapter> base, std::vector<Param> params,
+                                                    std::vector<std::shared_ptr<void>> owned, uint64_t owned_bytes) {
+  const Storage& from = *base->storage_;
+  auto st = std::make_unique<Storage>();
+  st->source = from.source;
+  st->format_version = from.format_version;
+  st->adapter_version = from.adapter_version;
+  st->model_version = from.model_version;
+  st->bytes_mapped = from.bytes_mapped;
+  st->bytes_copied = from.bytes_copied + owned_bytes;
+  st->params = std::move(params);
+  const auto dup = index_names(*st);
+  if (dup.first >= 0) {
+    fail(MLORA_STATUS_FORMAT,
+         "adapter '" + from.source + "': two parameters are named '" + st->params[dup.first].name + "'");
+  }
+  st->rank = lora_rank(st->params);
+  st->owned = std::move(owned);
   st->base = std::move(base);
   return std::make_shared<const Adapter>(std::move(st));
 }

@@ -29,6 +29,11 @@ class Adapter {
   static std::shared_ptr<const Adapter> renamed(std::shared_ptr<const Adapter> base,
                                                 const std::vector<std::string>& names);
 
+  // A view of `base` with `params` instead of its own (pointing into base's bytes or into `owned`, which the
+  // view keeps alive; owned_bytes counts as copied), e.g. quantized parameters replaced by dequantized ones.
+  static std::shared_ptr<const Adapter> with_params(std::shared_ptr<const Adapter> base, std::vector<Param> params,
+                                                    std::vector<std::shared_ptr<void>> owned, uint64_t owned_bytes);
+
   int32_t format_version() const noexcept;
   int32_t adapter_version() const noexcept;
   int32_t model_version() const noexcept;

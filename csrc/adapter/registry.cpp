@@ -6,6 +6,7 @@
 #include <sstream>
 #include <utility>
 
+#include "adapter/dequantize.h"
 #include "peft/peft_folder.h"
 #include "util/dtype.h"
 #include "util/error.h"
@@ -34,6 +35,36 @@ std::string partner_name(const std::string& name) {
     if (pos != std::string::npos) return name.substr(0, pos) + to + name.substr(pos + 6);
   }
   return {};
+}
+
+// A parameter of a quantized LoRA input (MatMulNBits weight, scales, zero points): the node's K and N fix its
+// whole shape, so the adapter's rank must be the model's; the node's other inputs and the pair's other half
+// must come with it (ONNX Runtime would multiply an adapter's weight by the model's empty default scales).
+void validate_quantized(const Adapter& adapter, const Param& p, const LoraInput& in, const std::string& who,
+                        const Model& model) {
+  const QuantInfo& q = in.quant;
+  if (p.dims != q.shape) {
+    std::string rank;
+    if (q.role == QuantRole::kWeight && p.dims.size() == 3 && in.rank_axis == 1) {
+      rank = " (the adapter's rank is " + std::to_string(p.dims[0]) + ")";
+    }
+    fail(MLORA_STATUS_SHAPE_MISMATCH,
+         who + ": parameter '" + p.name + "' has shape " + shape_str(p.dims) + ", the model expects " +
+             shape_str(q.shape) + ": its quantized LoRA node '" + q.node + "' (MatMulNBits, " + std::to_string(q.bits) +
+             "-bit, K " + std::to_string(q.K) + ", N " + std::to_string(q.N) + ") fixes the rank at " +
+             std::to_string(q.rank) + rank +
+             "; prepare the model with `multilora prepare-batching` to serve other ranks (dequantized)");
+  }
+  for (const std::string& name : q.group) {
+    if (!adapter.find(name)) {
+      fail(MLORA_STATUS_FORMAT, who + ": parameter '" + p.name + "' has no '" + name +
+                                    "' (the inputs of quantized LoRA node '" + q.node + "' are set together)");
+    }
+  }
+  const std::string other = partner_name(p.name);
+  if (!other.empty() && model.find_lora(other) && !adapter.find(other)) {
+    fail(MLORA_STATUS_FORMAT, who + ": parameter '" + p.name + "' has no partner '" + other + "'");
+  }
 }
 
 }  // namespace
@@ -84,6 +115,10 @@ void Registry::validate(const Adapter& adapter, const std::string& label, int32_
       fail(MLORA_STATUS_TYPE_MISMATCH,
            who + ": parameter '" + p.name + "' has dtype " + dtype_name(p.dtype) + ", the model expects " + expected);
     }
+    if (in->quantized()) {
+      validate_quantized(adapter, p, *in, who, model);
+      continue;
+    }
     std::vector<int64_t> expected = {in->dim0, in->dim1};
     bool ok = p.dims.size() == 2;
     if (ok) {
@@ -133,6 +168,9 @@ void Registry::add(std::shared_ptr<const Adapter> adapter, const std::string& na
   }
   // Names spelled by other tools (olive convert-adapters, PEFT prefixes) that resolve unambiguously to the
   // model's LoRA inputs are renamed (a view; no copy), as PEFT folders are.
+  // A model prepared from a quantized-LoRA model: quantized tensors are dequantized into its float inputs, once.
+  const std::string label = "adapter '" + name + "' (" + adapter->source() + ")";
+  adapter = dequantize_adapter(std::move(adapter), *model_, label);
   adapter = peft::resolve_names(std::move(adapter), *model_);
   validate(*adapter, "'" + name + "' (" + adapter->source() + ")", flags);
   std::lock_guard<std::mutex> lock(mutex_);

@@ -6,6 +6,7 @@
 #include <new>
 #include <set>
 
+#include "adapter/dequantize.h"
 #include "gen/params.h"
 #include "model/tensor.h"
 #include "run/active_set.h"
@@ -171,15 +172,43 @@ EngineStats Engine::stats() const {
 
 bool Engine::has_work_locked() const { return !queue_.empty() || stats_.running > 0; }
 
+namespace {
+
+// Whether `source` (a plain model) is the model ours was prepared from: the same LoRA inputs, except that the
+// float inputs that replaced a quantized pair (Model::dequant_targets) stand for that pair's quantized inputs.
+bool same_lora_inputs(const Model& ours_model, const Model& source) {
+  const auto& ours = ours_model.lora_inputs();
+  const auto& theirs = source.lora_inputs();
+  const auto& targets = ours_model.dequant_targets();
+  if (targets.empty()) {
+    bool same = ours.size() == theirs.size();
+    for (size_t i = 0; same && i < ours.size(); ++i) {
+      same = ours[i].name == theirs[i].name && ours_model.accepts_lora_dtype(ours[i], theirs[i].dtype) &&
+             ours[i].dim0 == theirs[i].dim0 && ours[i].dim1 == theirs[i].dim1 &&
+             ours[i].rank_axis == theirs[i].rank_axis;
+    }
+    return same;
+  }
+  std::set<std::string> expected, got;
+  std::set<std::string> replaced;
+  for (const DequantTarget& t : targets) {
+    replaced.insert(t.target);
+    for (const std::string* n : {&t.weight, &t.scales, &t.zero_points}) {
+      if (!n->empty()) expected.insert(*n);
+    }
+  }
+  for (const LoraInput& in : ours) {
+    if (!replaced.count(in.name)) expected.insert(in.name);
+  }
+  for (const LoraInput& in : theirs) got.insert(in.name);
+  return expected == got;
+}
+
+}  // namespace
+
 void Engine::check_params_model(const Model& source) const {
   if (&source == model_.get()) return;
-  const auto& ours = model_->lora_inputs();
-  const auto& theirs = source.lora_inputs();
-  bool same = ours.size() == theirs.size();
-  for (size_t i = 0; same && i < ours.size(); ++i) {
-    same = ours[i].name == theirs[i].name && model_->accepts_lora_dtype(ours[i], theirs[i].dtype) &&
-           ours[i].dim0 == theirs[i].dim0 && ours[i].dim1 == theirs[i].dim1 && ours[i].rank_axis == theirs[i].rank_axis;
-  }
+  bool same = same_lora_inputs(*model_, source);
   const GenaiConfig* c = source.genai_config();
   same = same && c && c->vocab_size == config_.vocab_size && c->context_length == config_.context_length;
   if (!same) {
@@ -198,7 +227,14 @@ std::shared_ptr<const ActiveSet> Engine::own_set(const std::shared_ptr<const Act
     it = it->second.first.expired() ? sets_.erase(it) : std::next(it);
   }
   auto& entry = sets_[set.get()];
-  if (!entry.second || entry.first.lock() != set) entry = {set, ActiveSet::build(model_, set->entries())};
+  if (!entry.second || entry.first.lock() != set) {
+    std::vector<ActiveEntry> entries = set->entries();
+    // From a quantized-LoRA model: the adapters' quantized tensors dequantized for our float inputs (once per set).
+    for (ActiveEntry& e : entries) {
+      e.adapter = dequantize_adapter(e.adapter, *model_, "adapter '" + e.name + "' (" + e.adapter->source() + ")");
+    }
+    entry = {set, ActiveSet::build(model_, std::move(entries))};
+  }
   return entry.second;
 }
 
@@ -424,7 +460,9 @@ void Engine::run(std::vector<const char*> names, std::vector<const OrtValue*> va
   std::vector<OrtValue*> results(output_cnames_.size(), nullptr);
   for (size_t i = 0; i < kv_out.size(); ++i) results[1 + i] = kv_out[i];
   const OrtApi& api = ort();
-  OrtStatus* status = api.Run(model_->session(), nullptr, names.data(), values.data(), values.size(),
+  // No LoRA feeds appended (every row of the pass on the base model): the base graph's session, if any.
+  const bool base_only = names.size() == input_cnames_.size();
+  OrtStatus* status = api.Run(model_->session_for_run(base_only), nullptr, names.data(), values.data(), values.size(),
                               output_cnames_.data(), results.size(), results.data());
   OrtValuePtr logits(results[0]);
   ort_check(status, "running the decoder of model '" + model_->path() + "'");
@@ -497,10 +535,14 @@ void Engine::decode() {
     std::vector<const OrtValue*> values;
     for (const auto& v : owned) values.push_back(v.get());
     for (const auto& v : kv_in) values.push_back(v.get());
-    auto batch_set = BatchSet::build(model_, slots_, sets);
-    auto lease = batch_set->acquire();  // slots pinned until the pass returns
-    names.insert(names.end(), lease->feed_names().begin(), lease->feed_names().end());
-    values.insert(values.end(), lease->feed_values().begin(), lease->feed_values().end());
+    // Every row on the base model: no sets, no lease, no LoRA feeds (the base graph runs, if any).
+    const bool any_set = std::any_of(sets.begin(), sets.end(), [](const auto& set) { return set != nullptr; });
+    std::shared_ptr<const BatchSet> batch_set = any_set ? BatchSet::build(model_, slots_, sets) : nullptr;
+    std::unique_ptr<SlotTable::Lease> lease = batch_set ? batch_set->acquire() : nullptr;  // slots pinned
+    if (lease) {
+      names.insert(names.end(), lease->feed_names().begin(), lease->feed_names().end());
+      values.insert(values.end(), lease->feed_values().begin(), lease->feed_values().end());
+    }
     size_t rows = 0;
     run(names, values, kv_raw, b, 1, &rows);
   } catch (const Error& e) {

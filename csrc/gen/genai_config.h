@@ -82,12 +82,6 @@ struct GenaiConfig {
 // the offending key.
 GenaiConfig parse_genai_config(const std::string& path);
 
-// The path of a file a model folder's config names (`key` = "model.decoder.filename"): `name` joined to
-// `dir`. Throws FORMAT naming `config_path`, the key and the name when the name holds a NUL byte or, unless
-// `allow_external` (mlora_model_options_set_allow_external_paths), is absolute or has a ".." component
-// (a model folder may come from someone else; it must not make us open files outside it).
-std::string model_folder_file(const std::string& dir, const std::string& config_path, const std::string& key,
-                              const std::string& name, bool allow_external);
 // The same from the file's text (`path` names it in messages and gives the model folder). Throws FORMAT.
 // The entry point of the fuzz target tests/fuzz/fuzz_genai_config.cpp.
 GenaiConfig parse_genai_config_text(const std::string& text, const std::string& path);

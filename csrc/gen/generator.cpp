@@ -210,8 +210,10 @@ void Generator::run_pass(const std::vector<int64_t>& ids, size_t step, const std
     for (size_t i = 0; i < kv_count; ++i) results[1 + i] = kv_out_[i].get();  // ours: updated in place
   }
   const OrtApi& api = ort();
-  OrtStatus* status = api.Run(model_->session(), nullptr, names.data(), values.data(), values.size(),
-                              output_cnames_.data(), results.size(), results.data());
+  // No LoRA feeds (no set, or every row on the base): the base graph's session when the model has one. Both
+  // graphs take the same KV-cache inputs, so consecutive passes may switch between them.
+  OrtStatus* status = api.Run(model_->session_for_run(lora.values().empty()), nullptr, names.data(), values.data(),
+                              values.size(), output_cnames_.data(), results.size(), results.data());
   std::vector<OrtValuePtr> outputs;  // what ORT allocated: logits, and the presents of a growing cache
   outputs.emplace_back(results[0]);
   if (!shared_kv_) {

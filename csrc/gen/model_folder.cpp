@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "gen/genai_config.h"
+#include "io/folder_file.h"
 #include "io/read_file.h"
 #include "util/error.h"
 #include "util/json.h"

@@ -1,6 +1,7 @@
 #include "model/lora_inputs.h"
 
 #include <algorithm>
+#include <unordered_set>
 
 #include "util/dtype.h"
 
@@ -80,6 +81,82 @@ bool describe_lora(const std::string& name, const Declared& raw, const ModelScan
   out.dim1 = axis == 1 ? 0 : fixed;
   out.stacked = stacked;
   return true;
+}
+
+std::unordered_map<std::string, LoraInput> find_quantized_lora(const ModelScan& scan) {
+  std::unordered_map<std::string, LoraInput> out;
+  std::unordered_map<std::string, const NBitsNode*> by_output;
+  for (const NBitsNode& n : scan.nbits_nodes) {
+    if (!n.outputs.empty()) by_output[n.outputs[0]] = &n;
+  }
+  const std::unordered_set<std::string> inputs(scan.inputs.begin(), scan.inputs.end());
+  auto overridable = [&](const std::string& name) {
+    return !name.empty() && scan.initializer_dims.count(name) && inputs.count(name);
+  };
+  constexpr int64_t kMaxDim = int64_t{1} << 31;  // attributes come from the file: keep products in range
+  auto usable = [&](const NBitsNode& n) {
+    return n.inputs.size() >= 3 && n.K > 0 && n.N > 0 && n.block_size > 0 && n.K < kMaxDim && n.N < kMaxDim &&
+           n.block_size < kMaxDim && (n.bits == 2 || n.bits == 4 || n.bits == 8) && overridable(n.inputs[1]) &&
+           scan.consumers.count(n.inputs[1]) && scan.consumers.at(n.inputs[1]) == 1;
+  };
+  for (const NBitsNode& b : scan.nbits_nodes) {
+    if (!usable(b)) continue;
+    auto it = by_output.find(b.inputs[0]);
+    if (it == by_output.end()) continue;
+    const NBitsNode& a = *it->second;
+    if (!usable(a) || scan.consumers.count(a.outputs[0]) == 0 || scan.consumers.at(a.outputs[0]) != 1) continue;
+    if (a.N != b.K) continue;  // not a low-rank pair
+    for (const NBitsNode* n : {&a, &b}) {
+      const bool is_a = n == &a;
+      std::vector<std::string> group;
+      for (size_t k = 1; k < n->inputs.size() && k <= 3; ++k) {
+        if (overridable(n->inputs[k])) group.push_back(n->inputs[k]);
+      }
+      for (size_t k = 1; k < n->inputs.size() && k <= 3; ++k) {
+        if (!overridable(n->inputs[k])) continue;
+        LoraInput in;
+        in.name = n->inputs[k];
+        in.rank_axis = is_a ? 1 : 0;
+        in.dim0 = n->K;
+        in.dim1 = n->N;
+        in.quant.role = static_cast<QuantRole>(k);
+        in.quant.K = n->K;
+        in.quant.N = n->N;
+        in.quant.bits = n->bits;
+        in.quant.block_size = n->block_size;
+        in.quant.rank = a.N;
+        in.quant.node = n->name;
+        in.quant.group = group;
+        out[in.name] = std::move(in);
+      }
+    }
+  }
+  return out;
+}
+
+bool quantized_shape(LoraInput& in, int32_t dtype, size_t default_rank) {
+  QuantInfo& q = in.quant;
+  const int64_t blocks = (q.K + q.block_size - 1) / q.block_size;
+  const int64_t packed = (blocks * q.bits + 7) / 8;
+  in.dtype = dtype;
+  switch (q.role) {
+    case QuantRole::kWeight:
+      if (dtype != MLORA_DTYPE_UINT8 || (q.block_size * q.bits) % 8) return false;
+      q.shape = {q.N, blocks, q.block_size * q.bits / 8};
+      return true;
+    case QuantRole::kScales:
+      if (!dtype_is_float(dtype)) return false;
+      q.shape = default_rank == 1 ? std::vector<int64_t>{q.N * blocks} : std::vector<int64_t>{q.N, blocks};
+      return true;
+    case QuantRole::kZeroPoints: {
+      const int64_t per_row = dtype == MLORA_DTYPE_UINT8 ? packed : blocks;
+      if (dtype != MLORA_DTYPE_UINT8 && !dtype_is_float(dtype)) return false;
+      q.shape = default_rank == 1 ? std::vector<int64_t>{q.N * per_row} : std::vector<int64_t>{q.N, per_row};
+      return true;
+    }
+    default:
+      return false;
+  }
 }
 
 }  // namespace mlora

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "model/model.h"
@@ -22,6 +23,14 @@ struct Declared {
 // Decides whether the overridable initializer `name` (declared as `raw`) is a LoRA input and describes it
 // into `out`. The file scan gives its default's dims.
 bool describe_lora(const std::string& name, const Declared& raw, const ModelScan& scan, LoraInput& out);
+
+// Quantized LoRA pairs: MatMulNBits(MatMulNBits(x, A_q, A_scales[, A_zp]), B_q, B_scales[, B_zp]) where the
+// first node's output feeds only the second and every A_q/B_q is an overridable initializer (a graph input
+// with a default). Returns each such input's description without dtype and shape (quantized_shape fills them).
+std::unordered_map<std::string, LoraInput> find_quantized_lora(const ModelScan& scan);
+// Fills in.dtype and in.quant.shape (the exact shape a parameter must have) from the declared dtype and the
+// rank of the input's default. False when the input cannot be a MatMulNBits input of that dtype.
+bool quantized_shape(LoraInput& in, int32_t dtype, size_t default_rank);
 
 // The model's LoRA signature fingerprint (recipe in lora_inputs.cpp; Python tools recompute it), always in
 // [2^30, 2^31) (bit 30 set: kFingerprintBit in model.h).

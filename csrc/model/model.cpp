@@ -2,14 +2,17 @@
 
 #include <limits.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <set>
 #include <unordered_map>
 #include <unordered_set>
 
+#include "io/folder_file.h"
 #include "io/mapped_file.h"
 #include "kernels/lora_slot_matmul.h"
 #include "model/lora_inputs.h"
@@ -17,6 +20,7 @@
 #include "model/tensor.h"
 #include "util/dtype.h"
 #include "util/error.h"
+#include "util/json.h"
 
 namespace mlora {
 
@@ -122,15 +126,30 @@ struct EnvHold {
   EnvHold& operator=(const EnvHold&) = delete;
 };
 
+struct PrepackedDeleter {
+  void operator()(OrtPrepackedWeightsContainer* c) const noexcept {
+    if (c) ort().ReleasePrepackedWeightsContainer(c);
+  }
+};
+
 }  // namespace
 
 // ---- Model ---------------------------------------------------------------------------------------------
 
 struct Model::Impl {
-  EnvHold env;  // first member: released last, after the session
+  EnvHold env;  // first member: released last, after the sessions
+  // With a base graph: the weights both graphs reference, mapped once and handed to both sessions as
+  // shared initializers, and the container in which ONNX Runtime keeps their pre-packed forms once for
+  // both. Declared before the sessions, so released after them.
+  std::vector<MappedFile> weight_files;
+  std::vector<OrtValuePtr> shared_weights;
+  std::unique_ptr<OrtPrepackedWeightsContainer, PrepackedDeleter> prepacked;
   std::string path;
   std::string onnx_path;
   OrtSessionPtr session;
+  OrtSessionPtr base_session;  // the companion graph without the LoRA branch (null when none)
+  std::string base_path;
+  mutable std::atomic<uint64_t> lora_runs{0}, base_runs{0};
   std::vector<IoInfo> inputs;
   std::vector<std::vector<std::string>> input_symbols;  // per regular input, symbolic dim names
   std::vector<bool> input_has_shape;                    // false: declared without a shape (rank unknown)
@@ -147,6 +166,8 @@ struct Model::Impl {
   BatchKernel kernel = BatchKernel::kNone;
   int64_t pairs = 0;
   size_t batch_slots = 0;
+  bool quantized = false;                    // some LoRA inputs are MatMulNBits inputs (QuantInfo)
+  std::vector<DequantTarget> dequant;        // prepared models: float inputs that replaced quantized ones
   std::shared_ptr<const GenaiConfig> genai;  // set when the model is a folder with genai_config.json
 };
 
@@ -167,11 +188,84 @@ void check_model_options(const std::string& path, const ModelOptions& options) {
 
 namespace {
 
-// Creates the session for the scanned file (rewritten without repeated graph inputs when it has them).
-void open_session(Model::Impl& impl, MappedFile& file, const ModelScan& scan, const ModelSource& source,
-                  const ModelOptions& options) {
+// Shared weights of the two graphs: the external initializers both files declare alike (same name, dtype,
+// dims, file, offset, length), from files inside the model's folder.
+struct SharedWeight {
+  const ExternalInitializer* init;
+  std::string file;  // resolved path
+};
+
+std::vector<SharedWeight> shared_weights_of(const ModelScan& lora, const ModelScan& base, const std::string& dir,
+                                            bool allow_external) {
+  std::unordered_map<std::string, const ExternalInitializer*> in_base;
+  for (const auto& e : base.external_initializers) in_base[e.name] = &e;
+  std::vector<SharedWeight> out;
+  for (const auto& e : lora.external_initializers) {
+    auto it = in_base.find(e.name);
+    if (it == in_base.end()) continue;
+    const ExternalInitializer& b = *it->second;
+    if (b.dtype != e.dtype || b.dims != e.dims || b.location != e.location || b.offset != e.offset ||
+        b.length != e.length) {
+      continue;
+    }
+    const size_t elem = dtype_size(e.dtype);
+    if (elem == 0 || e.dtype == MLORA_DTYPE_BOOL || e.location.empty() || e.offset % 64 != 0) continue;
+    if (!allow_external && (e.location[0] == '/' || e.location.find("..") != std::string::npos)) continue;
+    size_t count = 1;
+    bool ok = true;
+    for (int64_t d : e.dims) {
+      if (d < 0 || (d > 0 && count > SIZE_MAX / static_cast<size_t>(d))) ok = false;
+      if (ok) count *= static_cast<size_t>(d);
+    }
+    if (!ok || count == 0 || count > SIZE_MAX / elem) continue;
+    if (e.length >= 0 && static_cast<size_t>(e.length) != count * elem) continue;
+    out.push_back(SharedWeight{&e, e.location[0] == '/' ? e.location : dir + "/" + e.location});
+  }
+  return out;
+}
+
+// Maps the shared weights' files and wraps each weight in an OrtValue over the mapping (skipping any that
+// runs past its file's end); returns (name, value) for AddInitializer.
+std::vector<std::pair<std::string, const OrtValue*>> map_shared_weights(Model::Impl& impl,
+                                                                        const std::vector<SharedWeight>& weights) {
+  std::unordered_map<std::string, size_t> file_index;
+  std::vector<std::pair<std::string, const OrtValue*>> out;
+  for (const SharedWeight& w : weights) {
+    auto it = file_index.find(w.file);
+    if (it == file_index.end()) {
+      MappedFile mapped;
+      try {
+        mapped = MappedFile::open(w.file);
+      } catch (const Error&) {
+        continue;  // ONNX Runtime reports a missing or unreadable data file itself
+      }
+      it = file_index.emplace(w.file, impl.weight_files.size()).first;
+      impl.weight_files.push_back(std::move(mapped));
+    }
+    const MappedFile& file = impl.weight_files[it->second];
+    const ExternalInitializer& e = *w.init;
+    const size_t bytes = element_count(e.dims, "initializer '" + e.name + "'") * dtype_size(e.dtype);
+    if (static_cast<uint64_t>(e.offset) > file.size() || bytes > file.size() - static_cast<size_t>(e.offset)) {
+      continue;
+    }
+    OrtValue* value = nullptr;
+    // ONNX Runtime only reads initializers (pre-packing copies them): the read-only mapping is never written.
+    void* data = const_cast<uint8_t*>(file.data()) + e.offset;
+    ort_check(ort().CreateTensorWithDataAsOrtValue(ort_cpu_memory(), data, bytes, e.dims.data(), e.dims.size(),
+                                                   static_cast<ONNXTensorElementDataType>(e.dtype), &value),
+              "wrapping the weight '" + e.name + "'");
+    impl.shared_weights.emplace_back(value);
+    out.emplace_back(e.name, value);
+  }
+  return out;
+}
+
+// Creates a session for `onnx_path` (rewritten without repeated graph inputs when it has them). `shared`:
+// initializers handed to the session (weights shared with the other graph), with impl.prepacked.
+OrtSessionPtr open_session(Model::Impl& impl, const std::string& onnx_path, MappedFile& file, const ModelScan& scan,
+                           const ModelSource& source, const ModelOptions& options,
+                           const std::vector<std::pair<std::string, const OrtValue*>>& shared) {
   const OrtApi& api = ort();
-  const std::string& onnx_path = impl.onnx_path;
   OrtSessionOptions* raw_options = nullptr;
   ort_check(api.CreateSessionOptions(&raw_options), "creating session options");
   OrtSessionOptionsPtr session_options(raw_options);
@@ -179,10 +273,7 @@ void open_session(Model::Impl& impl, MappedFile& file, const ModelScan& scan, co
   if (source.session_defaults) source.session_defaults(session_options.get());
   ort_check(api.SetSessionLogId(session_options.get(), base_name(onnx_path).c_str()), "setting the session log id");
   ort_check(api.SetSessionLogSeverityLevel(session_options.get(), options.log_level), "setting the log level");
-  if (options.intra_op_threads > 0) {
-    ort_check(api.SetIntraOpNumThreads(session_options.get(), options.intra_op_threads),
-              "setting " + std::to_string(options.intra_op_threads) + " intra-op threads");
-  }
+  apply_thread_policy(session_options.get(), options.intra_op_threads);
   add_lora_op_domain(session_options.get());  // com.multilora ops of models prepared with the fused kernel
   bool has_external_folder = false;
   const std::string kExternalFolderKey = "session.model_external_initializers_file_folder_path";
@@ -190,6 +281,9 @@ void open_session(Model::Impl& impl, MappedFile& file, const ModelScan& scan, co
     ort_check(api.AddSessionConfigEntry(session_options.get(), key.c_str(), value.c_str()),
               "setting session config entry '" + key + "' = '" + value + "'");
     has_external_folder |= key == kExternalFolderKey;
+  }
+  for (const auto& [name, value] : shared) {
+    ort_check(api.AddInitializer(session_options.get(), name.c_str(), value), "sharing the weight '" + name + "'");
   }
 
   // ORT refuses a graph that declares an input twice ("Duplicate definition-site for (x)"): such a model is
@@ -205,9 +299,13 @@ void open_session(Model::Impl& impl, MappedFile& file, const ModelScan& scan, co
   file = MappedFile();  // unmapped: ORT reads the file (or the rewritten copy) itself
 
   OrtSession* raw_session = nullptr;
+  OrtPrepackedWeightsContainer* prepacked = impl.prepacked.get();
   const std::string context = "ONNX Runtime cannot load model '" + onnx_path + "'";
   if (!scan.duplicate_inputs) {
-    ort_check(api.CreateSession(impl.env.env, onnx_path.c_str(), session_options.get(), &raw_session), context);
+    ort_check(prepacked ? api.CreateSessionWithPrepackedWeightsContainer(impl.env.env, onnx_path.c_str(),
+                                                                         session_options.get(), prepacked, &raw_session)
+                        : api.CreateSession(impl.env.env, onnx_path.c_str(), session_options.get(), &raw_session),
+              context);
   } else {
     // A session from bytes resolves external data (model.onnx.data) against this folder, not the cwd.
     if (!has_external_folder) {
@@ -215,12 +313,50 @@ void open_session(Model::Impl& impl, MappedFile& file, const ModelScan& scan, co
                                           dir_of(absolute(onnx_path)).c_str()),
                 "setting the external data folder");
     }
-    ort_check(api.CreateSessionFromArray(impl.env.env, rewritten.data(), rewritten.size(), session_options.get(),
-                                         &raw_session),
+    ort_check(prepacked ? api.CreateSessionFromArrayWithPrepackedWeightsContainer(
+                              impl.env.env, rewritten.data(), rewritten.size(), session_options.get(), prepacked,
+                              &raw_session)
+                        : api.CreateSessionFromArray(impl.env.env, rewritten.data(), rewritten.size(),
+                                                     session_options.get(), &raw_session),
               context);
     std::string().swap(rewritten);
   }
-  impl.session.reset(raw_session);
+  return OrtSessionPtr(raw_session);
+}
+
+// Reads and scans a model file; throws FORMAT when it is not an ONNX model.
+ModelScan scan_file(const std::string& onnx_path, MappedFile& file) {
+  file = MappedFile::open(onnx_path);
+  ModelScan scan;
+  try {
+    scan = scan_model(file.data(), file.size());
+  } catch (const ProtoError& e) {
+    fail(MLORA_STATUS_FORMAT, "'" + onnx_path + "' is not an ONNX model (" + e.what + ")");
+  }
+  if (!scan.has_graph) fail(MLORA_STATUS_FORMAT, "'" + onnx_path + "' is not an ONNX model (no graph)");
+  return scan;
+}
+
+// Names, dtypes and shapes of a session's inputs or outputs, for comparing the two graphs.
+std::vector<std::string> io_signature(OrtSession* session, bool inputs) {
+  const OrtApi& api = ort();
+  size_t n = 0;
+  ort_check(inputs ? api.SessionGetInputCount(session, &n) : api.SessionGetOutputCount(session, &n), "counting io");
+  std::vector<std::string> out;
+  for (size_t i = 0; i < n; ++i) {
+    OrtName name;
+    ort_check(inputs ? api.SessionGetInputName(session, i, name.allocator(), name.out())
+                     : api.SessionGetOutputName(session, i, name.allocator(), name.out()),
+              "reading io names");
+    OrtTypeInfo* type_info = nullptr;
+    ort_check(inputs ? api.SessionGetInputTypeInfo(session, i, &type_info)
+                     : api.SessionGetOutputTypeInfo(session, i, &type_info),
+              "reading the type of '" + name.str() + "'");
+    const Declared d = declared_of(type_info, "'" + name.str() + "'");
+    out.push_back(name.str() + " " + dtype_name(d.dtype) + " " + declared_shape_str(d.shape, d.symbols));
+  }
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 // LoRA inputs among the overridable initializers, in ORT's order (`found` maps a name to its index); also
@@ -230,6 +366,7 @@ std::vector<LoraInput> find_lora_inputs(Model::Impl& impl, const ModelScan& scan
   const OrtApi& api = ort();
   OrtSession* session = impl.session.get();
   std::vector<LoraInput> found_order;
+  const std::unordered_map<std::string, LoraInput> quantized = find_quantized_lora(scan);
   size_t n = 0;
   ort_check(api.SessionGetOverridableInitializerCount(session, &n), "counting overridable initializers");
   for (size_t i = 0; i < n; ++i) {
@@ -250,6 +387,17 @@ std::vector<LoraInput> find_lora_inputs(Model::Impl& impl, const ModelScan& scan
       continue;
     }
     LoraInput lora;
+    const auto q = quantized.find(name.str());
+    if (q != quantized.end()) {
+      // A MatMulNBits LoRA input (quantized pair): its shape is fixed by the node's K, N and block size.
+      lora = q->second;
+      const auto init = scan.initializer_dims.find(name.str());
+      if (quantized_shape(lora, d.dtype, init->second.size()) && found.emplace(lora.name, found_order.size()).second) {
+        impl.quantized = true;
+        found_order.push_back(std::move(lora));
+      }
+      continue;
+    }
     if (describe_lora(name.str(), d, scan, lora) && found.emplace(lora.name, found_order.size()).second) {
       found_order.push_back(std::move(lora));
     }
@@ -321,6 +469,55 @@ void detect_batching(Model::Impl& impl, const ModelOptions& options) {
   }
 }
 
+// `multilora.dequantize` (prepare_batching.py): a JSON list of {target, weight, scales, zero_points, partner_weight,
+// bits, block_size}, one per float LoRA input that replaced a MatMulNBits pair half.
+void read_dequant_targets(Model::Impl& impl, const ModelScan& scan) {
+  const auto it = scan.metadata.find(kDequantMetadataKey);
+  if (it == scan.metadata.end()) return;
+  const std::string who = "model '" + impl.onnx_path + "' metadata '" + kDequantMetadataKey + "'";
+  const nlohmann::json doc = parse_json(it->second, who);
+  auto bad = [&](const std::string& why) {
+    fail(MLORA_STATUS_FORMAT, who + ": " + why + "; prepare the model again with `multilora prepare-batching`");
+  };
+  if (!doc.is_array()) bad("not a JSON list");
+  for (const nlohmann::json& e : doc) {
+    if (!e.is_object()) bad("an entry is not an object");
+    DequantTarget t;
+    auto str = [&](const char* key, bool required) {
+      const auto f = e.find(key);
+      if (f == e.end() || f->is_null()) {
+        if (required) bad(std::string("an entry has no '") + key + "'");
+        return std::string();
+      }
+      if (!f->is_string()) bad(std::string("'") + key + "' is not a string");
+      return f->get<std::string>();
+    };
+    auto num = [&](const char* key) {
+      const auto f = e.find(key);
+      if (f == e.end() || !f->is_number_integer()) bad(std::string("an entry has no integer '") + key + "'");
+      return f->get<int64_t>();
+    };
+    t.target = str("target", true);
+    t.weight = str("weight", true);
+    t.scales = str("scales", true);
+    t.zero_points = str("zero_points", false);
+    t.partner_weight = str("partner_weight", false);
+    t.bits = num("bits");
+    t.block_size = num("block_size");
+    if (!(t.bits == 2 || t.bits == 4 || t.bits == 8) || t.block_size <= 0 || (t.block_size * t.bits) % 8) {
+      bad("entry '" + t.target + "' has bits " + std::to_string(t.bits) + " and block size " +
+          std::to_string(t.block_size));
+    }
+    const auto l = impl.lora_index.find(t.target);
+    // float32 as prepared; a half-precision slot dtype is fine too (dequantized blocks are float32 and are
+    // converted like any float32 adapter's when the slot is written)
+    if (l == impl.lora_index.end() || !dtype_is_float(impl.loras[l->second].dtype)) {
+      bad("'" + t.target + "' is not a floating-point LoRA input of the model");
+    }
+    impl.dequant.push_back(std::move(t));
+  }
+}
+
 }  // namespace
 
 std::shared_ptr<const Model> Model::open(const ModelSource& source, const ModelOptions& options) {
@@ -332,16 +529,72 @@ std::shared_ptr<const Model> Model::open(const ModelSource& source, const ModelO
   const std::string& onnx_path = impl->onnx_path;
 
   // Look at the file first: duplicate graph inputs (ORT rejects them: "Duplicate definition-site for (x)"),
-  // declared shapes, and the initializers' dims (the defaults of LoRA inputs).
-  MappedFile file = MappedFile::open(onnx_path);
-  ModelScan scan;
-  try {
-    scan = scan_model(file.data(), file.size());
-  } catch (const ProtoError& e) {
-    fail(MLORA_STATUS_FORMAT, "'" + onnx_path + "' is not an ONNX model (" + e.what + ")");
+  // declared shapes, the initializers' dims (the defaults of LoRA inputs), the metadata (the base graph).
+  MappedFile file;
+  const ModelScan scan = scan_file(onnx_path, file);
+
+  // The companion graph without the LoRA branch (multilora prepare-batching), opened over the same weights.
+  MappedFile base_file;
+  ModelScan base_scan;
+  std::vector<std::pair<std::string, const OrtValue*>> shared;
+  auto named = scan.metadata.find(kBaseGraphMetadataKey);
+  if (options.base_graph && named != scan.metadata.end()) {
+    const std::string dir = dir_of(onnx_path);
+    impl->base_path = model_folder_file(dir, onnx_path, std::string("metadata '") + kBaseGraphMetadataKey + "'",
+                                        named->second, options.allow_external_paths);
+    try {
+      base_scan = scan_file(impl->base_path, base_file);
+    } catch (const Error& e) {
+      fail(e.status(), "model '" + onnx_path + "' names the base graph '" + named->second + "' (metadata '" +
+                           kBaseGraphMetadataKey + "'): " + e.what() +
+                           "; prepare the model again, or set base_graph 0 in the model options to run without it");
+    }
+    OrtPrepackedWeightsContainer* container = nullptr;
+    ort_check(ort().CreatePrepackedWeightsContainer(&container), "creating the pre-packed weights container");
+    impl->prepacked.reset(container);
+    shared = map_shared_weights(*impl, shared_weights_of(scan, base_scan, dir, options.allow_external_paths));
   }
-  if (!scan.has_graph) fail(MLORA_STATUS_FORMAT, "'" + onnx_path + "' is not an ONNX model (no graph)");
-  open_session(*impl, file, scan, source, options);
+  // ONNX Runtime has pre-packed what it needs from the mapped weights; pages it reads again (weights it uses
+  // unpacked, such as the embedding table) come back from the page cache on use.
+  auto drop_weight_pages = [&] {
+    for (const MappedFile& f : impl->weight_files) {
+      if (f.size()) ::madvise(const_cast<uint8_t*>(f.data()), f.size(), MADV_DONTNEED);
+    }
+  };
+  impl->session = open_session(*impl, onnx_path, file, scan, source, options, shared);
+  drop_weight_pages();
+  if (!impl->base_path.empty()) {
+    impl->base_session = open_session(*impl, impl->base_path, base_file, base_scan, source, options, shared);
+    for (bool inputs : {true, false}) {
+      // The base graph takes the LoRA graph's regular inputs (LoRA inputs aside) and gives the same outputs.
+      std::vector<std::string> want = io_signature(impl->session.get(), inputs);
+      if (inputs) {
+        want.erase(std::remove_if(want.begin(), want.end(),
+                                  [&](const std::string& sig) {
+                                    const std::string name = sig.substr(0, sig.find(' '));
+                                    return scan.initializer_dims.count(name) > 0;  // overridable (LoRA) inputs
+                                  }),
+                   want.end());
+      }
+      std::vector<std::string> got = io_signature(impl->base_session.get(), inputs);
+      if (inputs) {
+        got.erase(std::remove_if(got.begin(), got.end(),
+                                 [&](const std::string& sig) {
+                                   return base_scan.initializer_dims.count(sig.substr(0, sig.find(' '))) > 0;
+                                 }),
+                  got.end());
+      }
+      if (want != got) {
+        std::string a, b;
+        for (const auto& x : want) a += (a.empty() ? "" : "; ") + x;
+        for (const auto& x : got) b += (b.empty() ? "" : "; ") + x;
+        fail(MLORA_STATUS_FORMAT, "the base graph '" + impl->base_path + "' of model '" + onnx_path + "' has other " +
+                                      (inputs ? "inputs" : "outputs") + " (" + b + ") than the model (" + a +
+                                      "); prepare the model again, or set base_graph 0 in the model options");
+      }
+    }
+    drop_weight_pages();
+  }
 
   std::unordered_map<std::string, size_t> found;
   const std::vector<LoraInput> found_order = find_lora_inputs(*impl, scan, found);
@@ -371,6 +624,7 @@ std::shared_ptr<const Model> Model::open(const ModelSource& source, const ModelO
   } else {
     impl->fingerprint = compute_fingerprint(impl->loras);
   }
+  read_dequant_targets(*impl, scan);
   return std::make_shared<const Model>(std::move(impl));
 }
 
@@ -385,6 +639,8 @@ const std::vector<LoraInput>& Model::lora_inputs() const noexcept { return impl_
 int32_t Model::lora_fingerprint() const noexcept { return impl_->fingerprint; }
 int64_t Model::declared_version() const noexcept { return impl_->declared_version; }
 const GenaiConfig* Model::genai_config() const noexcept { return impl_->genai.get(); }
+bool Model::quantized_lora() const noexcept { return impl_->quantized; }
+const std::vector<DequantTarget>& Model::dequant_targets() const noexcept { return impl_->dequant; }
 bool Model::batching() const noexcept { return impl_->batching; }
 bool Model::accepts_lora_dtype(const LoraInput& in, int32_t dtype) const noexcept {
   if (dtype == in.dtype) return true;
@@ -433,6 +689,22 @@ void Model::check_batch(const std::vector<std::string>& input_names, const std::
   }
 }
 OrtSession* Model::session() const noexcept { return impl_->session.get(); }
+
+OrtSession* Model::session_for_run(bool base_only) const noexcept {
+  if (base_only && impl_->base_session) {
+    impl_->base_runs.fetch_add(1, std::memory_order_relaxed);
+    return impl_->base_session.get();
+  }
+  impl_->lora_runs.fetch_add(1, std::memory_order_relaxed);
+  return impl_->session.get();
+}
+
+const std::string& Model::base_graph_path() const noexcept { return impl_->base_path; }
+
+void Model::session_runs(uint64_t* lora_runs, uint64_t* base_runs) const noexcept {
+  if (lora_runs) *lora_runs = impl_->lora_runs.load(std::memory_order_relaxed);
+  if (base_runs) *base_runs = impl_->base_runs.load(std::memory_order_relaxed);
+}
 
 const LoraInput* Model::find_lora(const std::string& name) const noexcept {
   auto it = impl_->lora_index.find(name);
@@ -539,8 +811,8 @@ std::vector<OrtValuePtr> Model::run(const std::vector<std::string>& input_names,
   }
 
   std::vector<OrtValue*> raw_outputs(out_names.size(), nullptr);
-  OrtStatus* status = api.Run(m.session.get(), nullptr, feed_names.data(), feeds.data(), feeds.size(), out_names.data(),
-                              out_names.size(), raw_outputs.data());
+  OrtStatus* status = api.Run(session_for_run(lora_values.empty()), nullptr, feed_names.data(), feeds.data(),
+                              feeds.size(), out_names.data(), out_names.size(), raw_outputs.data());
   std::vector<OrtValuePtr> outputs;
   outputs.reserve(raw_outputs.size());
   for (OrtValue* v : raw_outputs) outputs.emplace_back(v);  // owns them even on failure

@@ -18,7 +18,13 @@ struct ModelOptions {
   std::vector<std::pair<std::string, std::string>> config_entries;
   size_t batch_slots = 17;            // adapter-aware batching: slot table size S, slot 0 = base (2..4097)
   bool allow_external_paths = false;  // genai_config.json may name files outside the model folder
+  // Open the companion graph without the LoRA branch that the model's metadata `multilora.base_graph`
+  // names (written by `multilora prepare-batching`) and run it whenever no row of a run has an adapter.
+  bool base_graph = true;
 };
+
+// ModelProto.metadata_props key naming the companion base graph (a path relative to the model's folder).
+constexpr const char* kBaseGraphMetadataKey = "multilora.base_graph";
 
 struct IoInfo {
   std::string name;
@@ -26,7 +32,35 @@ struct IoInfo {
   std::vector<int64_t> shape;  // -1 for symbolic dims
 };
 
+// What a quantized LoRA input is to its MatMulNBits node (inputs 1, 2, 3).
+enum class QuantRole : int32_t { kNone = 0, kWeight, kScales, kZeroPoints };
+
+// A LoRA pair the model quantized itself: the ONNX Runtime GenAI builder at `-p int4` turns the LoRA A and B
+// MatMuls into MatMulNBits too, and Olive's extraction makes their weight (`*.weight_Q4`), scales and zero
+// points the optional inputs. The node's K and N attributes fix the rank (N of A's node, K of B's), so an
+// adapter's tensors must have exactly `shape`; they are fed to ONNX Runtime as they are.
+struct QuantInfo {
+  QuantRole role = QuantRole::kNone;
+  int64_t K = 0, N = 0, bits = 0, block_size = 0;
+  int64_t rank = 0;                // N of the pair's A node (= K of its B node)
+  std::vector<int64_t> shape;      // the exact shape an adapter's tensor must have
+  std::string node;                // the MatMulNBits node's name (messages)
+  std::vector<std::string> group;  // the node's LoRA inputs (weight, scales[, zero points]): fed together
+};
+
+// A float LoRA input of a model prepared for adapter-aware batching that replaced a quantized pair half
+// (prepare_batching.py records them in the metadata key `multilora.dequantize`): adapters that hold the
+// quantized tensors are dequantized into it (float32) when they are loaded.
+struct DequantTarget {
+  std::string target;                       // the float LoRA input ([in, r] for A, [r, out] for B)
+  std::string weight, scales, zero_points;  // the quantized parameter names (zero_points "" when none)
+  std::string partner_weight;               // B: the pair's A weight (its dim 0 is the rank = B's K); A: ""
+  int64_t bits = 4, block_size = 32;
+};
+
 // A LoRA input: 2-D, one axis is the rank axis (default size 0), the other fixed (in or out features).
+// Quantized inputs (quant.role != kNone) describe the pair half's logical float matrix [K, N] instead: dim0 =
+// K, dim1 = N, the rank axis as for A/B, and the rank dim is the model's fixed rank (not 0).
 struct LoraInput {
   std::string name;
   int32_t dtype = 0;
@@ -42,11 +76,15 @@ struct LoraInput {
   // Fused batching kernel (see kernels/lora_slot_matmul.h): for A inputs, the row of `lora_ranks` that holds
   // the pair's rank per slot (the A input names sorted by byte value, index in that list); -1 otherwise.
   int32_t pair = -1;
+  QuantInfo quant;
+  bool quantized() const noexcept { return quant.role != QuantRole::kNone; }
   int64_t fixed_dim() const noexcept { return rank_axis == 0 ? dim1 : dim0; }
 };
 
 // Name of the int64 [batch] input of a model prepared for adapter-aware batching.
 constexpr const char* kLoraSlotInput = "lora_slot";
+// ModelProto metadata key of a prepared model naming the float LoRA inputs that replaced quantized ones.
+constexpr const char* kDequantMetadataKey = "multilora.dequantize";
 // Name of the int64 [P, S] input of a model prepared with the fused kernel: each LoRA pair's rank per slot.
 constexpr const char* kLoraRanksInput = "lora_ranks";
 
@@ -115,6 +153,10 @@ class Model {
                    int64_t batch) const;
   // nullptr when the model is a plain .onnx file.
   const GenaiConfig* genai_config() const noexcept;
+  // True when some LoRA input is quantized (QuantInfo): adapters must match its fixed rank, one per run.
+  bool quantized_lora() const noexcept;
+  // Prepared models only: the float LoRA inputs quantized adapters are dequantized into (metadata).
+  const std::vector<DequantTarget>& dequant_targets() const noexcept;
 
   // Runs the session. `feeds` are regular inputs (validated: known name, not a LoRA input, no
   // duplicates, dtype, rank and fixed dims) — the caller appends LoRA feeds in `lora_names/values`
@@ -125,7 +167,15 @@ class Model {
                                const std::vector<const OrtValue*>& lora_values,
                                const std::vector<std::string>& output_names) const;
 
+  // The LoRA graph's session.
   OrtSession* session() const noexcept;
+  // The session for one run, counted in session_runs(): the base graph's when `base_only` (no LoRA feeds:
+  // every row on the base model) and the model has one, else the LoRA graph's. Outputs are equal either way.
+  OrtSession* session_for_run(bool base_only) const noexcept;
+  // The companion base graph's path ("" when none is open).
+  const std::string& base_graph_path() const noexcept;
+  // Runs so far on each session (session_for_run calls).
+  void session_runs(uint64_t* lora_runs, uint64_t* base_runs) const noexcept;
   ~Model();
 
   struct Impl;

@@ -1,5 +1,7 @@
 #include "model/onnx_scan.h"
 
+#include <utility>
+
 namespace mlora {
 
 namespace {
@@ -19,6 +21,14 @@ constexpr uint32_t kTypeTensor = 1;
 constexpr uint32_t kTensorTypeShape = 2;
 constexpr uint32_t kTensorDims = 1;
 constexpr uint32_t kTensorName = 8;
+constexpr uint32_t kTensorDataType = 2;       // TensorProto.data_type (int32)
+constexpr uint32_t kTensorExternalData = 13;  // TensorProto.external_data (StringStringEntryProto)
+constexpr uint32_t kTensorDataLocation = 14;  // TensorProto.data_location (1 = EXTERNAL)
+constexpr uint32_t kModelMetadata = 14;       // ModelProto.metadata_props (StringStringEntryProto)
+constexpr uint32_t kEntryKey = 1, kEntryValue = 2;
+constexpr uint32_t kGraphNode = 1;
+constexpr uint32_t kNodeInput = 1, kNodeOutput = 2, kNodeName = 3, kNodeOpType = 4, kNodeAttribute = 5, kNodeDomain = 7;
+constexpr uint32_t kAttrName = 1, kAttrInt = 3;
 
 enum WireType : uint32_t { kVarint = 0, kFixed64 = 1, kLengthDelimited = 2, kFixed32 = 5 };
 
@@ -100,6 +110,28 @@ std::string field_string(const Field& f) {
   return std::string(reinterpret_cast<const char*>(f.payload), static_cast<size_t>(f.end - f.payload));
 }
 
+std::pair<std::string, std::string> string_entry(const Field& f) {
+  std::pair<std::string, std::string> kv;
+  ProtoReader r(f.payload, f.end);
+  while (!r.done()) {
+    const Field g = r.next();
+    if (g.number == kEntryKey) kv.first = field_string(g);
+    if (g.number == kEntryValue) kv.second = field_string(g);
+  }
+  return kv;
+}
+
+// Non-negative decimal int64 or -1.
+int64_t parse_offset(const std::string& s) {
+  if (s.empty() || s.size() > 18) return -1;
+  int64_t v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return -1;
+    v = v * 10 + (c - '0');
+  }
+  return v;
+}
+
 bool value_info_has_shape(const Field& type_field) {
   ProtoReader type(type_field.payload, type_field.end);
   while (!type.done()) {
@@ -114,12 +146,63 @@ bool value_info_has_shape(const Field& type_field) {
   return false;
 }
 
+// One node: counts its inputs' consumers; MatMulNBits nodes are kept with their integer attributes.
+void scan_node(const Field& node, ModelScan& scan) {
+  ProtoReader r(node.payload, node.end);
+  NBitsNode n;
+  std::string op, domain;
+  std::vector<std::pair<std::string, int64_t>> attrs;
+  while (!r.done()) {
+    const Field f = r.next();
+    if (f.wire != kLengthDelimited) continue;
+    if (f.number == kNodeInput) {
+      n.inputs.push_back(field_string(f));
+    } else if (f.number == kNodeOutput) {
+      n.outputs.push_back(field_string(f));
+    } else if (f.number == kNodeName) {
+      n.name = field_string(f);
+    } else if (f.number == kNodeOpType) {
+      op = field_string(f);
+    } else if (f.number == kNodeDomain) {
+      domain = field_string(f);
+    } else if (f.number == kNodeAttribute) {
+      ProtoReader a(f.payload, f.end);
+      std::string name;
+      int64_t value = 0;
+      bool has_int = false;
+      while (!a.done()) {
+        const Field g = a.next();
+        if (g.number == kAttrName && g.wire == kLengthDelimited) name = field_string(g);
+        if (g.number == kAttrInt && g.wire == kVarint) {
+          value = static_cast<int64_t>(g.varint);
+          has_int = true;
+        }
+      }
+      if (has_int) attrs.emplace_back(name, value);
+    }
+  }
+  for (const std::string& in : n.inputs) {
+    if (!in.empty()) ++scan.consumers[in];
+  }
+  if (op != "MatMulNBits" || domain != "com.microsoft") return;
+  for (const auto& [name, value] : attrs) {
+    if (name == "K") n.K = value;
+    if (name == "N") n.N = value;
+    if (name == "bits") n.bits = value;
+    if (name == "block_size") n.block_size = value;
+    if (name == "accuracy_level") n.accuracy_level = value;
+  }
+  scan.nbits_nodes.push_back(std::move(n));
+}
+
 void scan_graph(const Field& graph, ModelScan& scan, std::unordered_set<std::string>& seen) {
   scan.has_graph = true;
   ProtoReader r(graph.payload, graph.end);
   while (!r.done()) {
     const Field f = r.next();
-    if (f.number == kGraphInput && f.wire == kLengthDelimited) {
+    if (f.number == kGraphNode && f.wire == kLengthDelimited) {
+      scan_node(f, scan);
+    } else if (f.number == kGraphInput && f.wire == kLengthDelimited) {
       ProtoReader vi(f.payload, f.end);
       std::string name;
       bool has_shape = false;
@@ -138,16 +221,38 @@ void scan_graph(const Field& graph, ModelScan& scan, std::unordered_set<std::str
       ProtoReader t(f.payload, f.end);
       std::string name;
       std::vector<int64_t> dims;
+      ExternalInitializer ext;
+      bool external = false, bad_entry = false;
       while (!t.done()) {
         const Field g = t.next();
         if (g.number == kTensorName) {
           name = field_string(g);
+        } else if (g.number == kTensorDataType && g.wire == kVarint) {
+          ext.dtype = static_cast<int32_t>(g.varint);
+        } else if (g.number == kTensorDataLocation && g.wire == kVarint) {
+          external = g.varint == 1;
+        } else if (g.number == kTensorExternalData && g.wire == kLengthDelimited) {
+          const auto kv = string_entry(g);
+          if (kv.first == "location") {
+            ext.location = kv.second;
+          } else if (kv.first == "offset") {
+            ext.offset = parse_offset(kv.second);
+            bad_entry |= ext.offset < 0;
+          } else if (kv.first == "length") {
+            ext.length = parse_offset(kv.second);
+            bad_entry |= ext.length < 0;
+          }
         } else if (g.number == kTensorDims && g.wire == kVarint) {
           dims.push_back(static_cast<int64_t>(g.varint));
         } else if (g.number == kTensorDims && g.wire == kLengthDelimited) {
           ProtoReader packed(g.payload, g.end);
           while (!packed.done()) dims.push_back(static_cast<int64_t>(packed.varint()));
         }
+      }
+      if (external && !bad_entry && !ext.location.empty()) {
+        ext.name = name;
+        ext.dims = dims;
+        scan.external_initializers.push_back(std::move(ext));
       }
       scan.initializer_dims[name] = std::move(dims);
     }
@@ -164,6 +269,10 @@ ModelScan scan_model(const uint8_t* data, size_t size) {
     const Field f = r.next();
     if (f.number == kModelGraph && f.wire == kLengthDelimited) scan_graph(f, scan, seen);
     if (f.number == kModelVersion && f.wire == kVarint) scan.model_version = static_cast<int64_t>(f.varint);
+    if (f.number == kModelMetadata && f.wire == kLengthDelimited) {
+      auto kv = string_entry(f);
+      scan.metadata[kv.first] = std::move(kv.second);
+    }
   }
   return scan;
 }

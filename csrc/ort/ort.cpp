@@ -22,6 +22,11 @@ namespace mlora {
 
 namespace {
 
+// Defaults of the thread policy (docs/design.md, "Threads"): one global intra-op pool of ONNX Runtime's
+// default size, workers that do not spin.
+constexpr int32_t kDefaultGlobalIntra = 0;
+constexpr int32_t kDefaultSpinning = 0;
+
 // Everything about the loaded runtime. Built on first use and intentionally never destroyed: releasing
 // ORT objects from a static destructor races ORT's own static teardown at exit. The OS reclaims it all.
 struct OrtState {
@@ -33,6 +38,10 @@ struct OrtState {
   std::string loaded_path;  // real path of the loaded file
   OrtEnv* env = nullptr;
   size_t env_users = 0;  // live models (ort_env_acquire / ort_env_release)
+  // Thread policy (set_global_threads), read when the environment is created.
+  int32_t global_intra = kDefaultGlobalIntra;
+  int32_t allow_spinning = kDefaultSpinning;
+  bool env_global = false;  // the live environment has the global pools
   std::atomic<OrtMemoryInfo*> cpu_memory{nullptr};
 };
 
@@ -258,9 +267,23 @@ void ensure_loaded(OrtState& s) {
 OrtEnv* env_locked(OrtState& s) {
   load_locked(s);
   if (!s.env) {
+    const OrtApi& api = *s.api.load();
     OrtEnv* env = nullptr;
-    ort_check(s.api.load()->CreateEnv(env_log_level(), "multilora", &env), "creating the ONNX Runtime environment");
+    if (s.global_intra >= 0) {
+      OrtThreadingOptions* threading = nullptr;
+      ort_check(api.CreateThreadingOptions(&threading), "creating the global thread pool options");
+      OrtStatus* status = api.SetGlobalIntraOpNumThreads(threading, s.global_intra);
+      if (!status) status = api.SetGlobalInterOpNumThreads(threading, 1);
+      if (!status) status = api.SetGlobalSpinControl(threading, s.allow_spinning);
+      if (!status) status = api.CreateEnvWithGlobalThreadPools(env_log_level(), "multilora", threading, &env);
+      api.ReleaseThreadingOptions(threading);
+      ort_check(status, "creating the ONNX Runtime environment with a global thread pool of " +
+                            std::to_string(s.global_intra) + " threads");
+    } else {
+      ort_check(api.CreateEnv(env_log_level(), "multilora", &env), "creating the ONNX Runtime environment");
+    }
     s.env = env;
+    s.env_global = s.global_intra >= 0;
   }
   return s.env;
 }
@@ -340,6 +363,54 @@ void set_ort_library_path(const std::string& path) {
                                   "'; its library path can only be set before first use (asked for '" + path + "')");
   }
   s.requested_path = path;  // empty clears it
+}
+
+void set_global_threads(int32_t intra_op_threads, int32_t allow_spinning) {
+  if (intra_op_threads < -1) {
+    fail(MLORA_STATUS_INVALID_ARGUMENT, "intra_op_threads " + std::to_string(intra_op_threads) +
+                                            " is below -1 (-1 = a pool per session, 0 = ONNX Runtime's default)");
+  }
+  if (allow_spinning != 0 && allow_spinning != 1) {
+    fail(MLORA_STATUS_INVALID_ARGUMENT, "allow_spinning " + std::to_string(allow_spinning) + " is not 0 or 1");
+  }
+  OrtState& s = state();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  if (s.env) {
+    fail(MLORA_STATUS_IN_USE,
+         "the thread policy is fixed once the ONNX Runtime environment exists (the first model creates it); set "
+         "it before the first model, or after mlora_ort_shutdown");
+  }
+  s.global_intra = intra_op_threads;
+  s.allow_spinning = allow_spinning;
+}
+
+void global_threads(int32_t* intra_op_threads, int32_t* allow_spinning) {
+  OrtState& s = state();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  if (intra_op_threads) *intra_op_threads = s.global_intra;
+  if (allow_spinning) *allow_spinning = s.allow_spinning;
+}
+
+void apply_thread_policy(OrtSessionOptions* options, int32_t model_threads) {
+  OrtState& s = state();
+  bool global;
+  int32_t spinning;
+  {
+    std::lock_guard<std::mutex> lock(s.mutex);
+    global = s.env_global;
+    spinning = s.allow_spinning;
+  }
+  const OrtApi& api = ort();
+  if (global && model_threads == 0) {
+    ort_check(api.DisablePerSessionThreads(options), "using the global thread pool");
+    return;
+  }
+  if (model_threads > 0) {
+    ort_check(api.SetIntraOpNumThreads(options, model_threads),
+              "setting " + std::to_string(model_threads) + " intra-op threads");
+  }
+  ort_check(api.AddSessionConfigEntry(options, "session.intra_op.allow_spinning", spinning ? "1" : "0"),
+            "setting the intra-op pool's spinning");
 }
 
 void ort_shutdown() {

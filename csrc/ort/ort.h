@@ -4,6 +4,7 @@
 
 #include <onnxruntime_c_api.h>
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -26,6 +27,17 @@ std::string ort_library_path();
 std::string ort_version();
 // Sets the library path before first use; throws IN_USE if another library is already loaded.
 void set_ort_library_path(const std::string& path);
+// Thread policy (docs/design.md, "Threads"). Process-wide, fixed when the environment is created:
+// intra_op_threads -1 = every session has its own intra-op pool; >= 0 = one global intra-op pool shared by
+// every session of the process (0 = ONNX Runtime's default size). allow_spinning 0/1: whether idle pool
+// workers spin before sleeping. Throws INVALID_ARGUMENT (out of range), IN_USE once the environment exists.
+void set_global_threads(int32_t intra_op_threads, int32_t allow_spinning);
+// The current policy (the defaults until set_global_threads).
+void global_threads(int32_t* intra_op_threads, int32_t* allow_spinning);
+// Applies the policy to one session: with a global pool and no thread count of the model's own
+// (model_threads 0), the session uses the global pool; otherwise its own pool of model_threads (0 = ORT's
+// default) with the policy's spinning.
+void apply_thread_policy(OrtSessionOptions* options, int32_t model_threads);
 // Releases the environment if no model holds it (see ort_env_acquire); throws IN_USE otherwise. A later model
 // creates a new environment. The library itself stays loaded.
 void ort_shutdown();

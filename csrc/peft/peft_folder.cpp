@@ -108,6 +108,7 @@ bool model_address(const std::string& name, Address& out) {
 
 LoraNameResolver::LoraNameResolver(const Model& model) {
   for (const LoraInput& in : model.lora_inputs()) {
+    if (in.quantized()) continue;  // MatMulNBits inputs take the quantizer's tensors, not float LoRA weights
     Address a;
     if (!model_address(in.name, a)) continue;
     by_key_[key_of(a)].push_back(&in);
@@ -478,6 +479,11 @@ Matched match_tensors(const SafetensorsFile& st, const LoraNameResolver& resolve
       for (const auto& in : model.lora_inputs()) known.push_back(in.name);
       msg += " tensors matching no LoRA input of model '" + model.path() + "': " + join_list(unmatched, 1000) +
              "; its LoRA inputs are " + join_list(known);
+      if (model.quantized_lora()) {
+        msg +=
+            " (its LoRA pairs are quantized, MatMulNBits: load Olive's int4 adapter made for it, or prepare the "
+            "model with `multilora prepare-batching`, whose float LoRA inputs take PEFT folders);";
+      }
     }
     msg.pop_back();
     fail(problems.empty() && unsupported.empty() ? MLORA_STATUS_NOT_FOUND : MLORA_STATUS_FORMAT, msg);

@@ -15,11 +15,7 @@ namespace mlora {
 
 namespace {
 
-struct Contribution {
-  const Param* param;
-  float weight;
-  const std::string* adapter;  // registry name, for messages
-};
+using Contribution = ActiveContribution;
 
 // Whether `count` elements of a float dtype are all finite (a weight times a large value can overflow).
 bool all_finite(int32_t dtype, const void* data, size_t count) {
@@ -150,6 +146,39 @@ void compose(const LoraInput& in, const std::vector<Contribution>& parts, int64_
 
 }  // namespace
 
+// A quantized LoRA input (MatMulNBits weight, scales, zero points; the model fixes its rank): one adapter
+// feeds it, as it is. A weight scales B's scales (Y = X·A·(w·B) = X·A·B' with B's blocks scaled by w).
+void ActiveSet::feed_quantized(ActiveSet& set, const LoraInput& in, const std::vector<ActiveContribution>& parts) {
+  if (parts.size() > 1) {
+    fail(MLORA_STATUS_INVALID_ARGUMENT,
+         "adapters '" + printable_text(*parts[0].adapter) + "' and '" + printable_text(*parts[1].adapter) +
+             "' both set the quantized LoRA input '" + in.name + "' (MatMulNBits node '" + in.quant.node +
+             "', rank fixed at " + std::to_string(in.quant.rank) +
+             "): one adapter at a time can feed a quantized pair; prepare the model with `multilora "
+             "prepare-batching` to combine adapters (dequantized) or give each its own run");
+  }
+  const Param& p = *parts[0].param;
+  const float w = parts[0].weight;
+  OrtValuePtr value;
+  if (w != 1.0f && in.quant.role == QuantRole::kScales && in.rank_axis == 0) {
+    auto buffer = aligned_buffer(p.nbytes);
+    const size_t count = p.nbytes / dtype_size(p.dtype);
+    scale_copy(p.dtype, p.data, buffer.get(), count, w);
+    if (all_finite(p.dtype, p.data, count) && !all_finite(p.dtype, buffer.get(), count)) {
+      fail(MLORA_STATUS_INVALID_ARGUMENT, "weight " + std::to_string(w) + " of adapter '" +
+                                              printable_text(*parts[0].adapter) + "' times the scales '" + p.name +
+                                              "' overflows " + dtype_name(p.dtype) + "; use a smaller weight");
+    }
+    value = make_ort_tensor(p.dtype, p.dims, buffer.get(), p.nbytes);
+    set.buffers_.push_back(std::move(buffer));
+  } else {
+    value = make_ort_tensor(p.dtype, p.dims, p.data, p.nbytes);  // zero-copy over the adapter's memory
+  }
+  set.feed_name_storage_.push_back(in.name);
+  set.feed_values_.push_back(value.get());
+  set.owned_values_.push_back(std::move(value));
+}
+
 std::shared_ptr<const ActiveSet> ActiveSet::build(std::shared_ptr<const Model> model,
                                                   std::vector<ActiveEntry> entries) {
   auto set = std::make_shared<ActiveSet>();
@@ -166,7 +195,7 @@ std::shared_ptr<const ActiveSet> ActiveSet::build(std::shared_ptr<const Model> m
   std::map<std::string, int64_t> group_rank;
   for (size_t i = 0; i < inputs.size(); ++i) {
     auto it = by_input.find(inputs[i].name);
-    if (it == by_input.end()) continue;
+    if (it == by_input.end() || inputs[i].quantized()) continue;
     for (const auto& c : it->second) ranks[i] += c.param->dims[inputs[i].rank_axis];
     if (!inputs[i].rank_symbol.empty()) {
       int64_t& g = group_rank[inputs[i].rank_symbol];
@@ -179,6 +208,11 @@ std::shared_ptr<const ActiveSet> ActiveSet::build(std::shared_ptr<const Model> m
     const LoraInput& in = inputs[i];
     auto found = by_input.find(in.name);
     const auto& parts = found == by_input.end() ? kNone : found->second;
+    if (in.quantized()) {
+      if (parts.empty()) continue;  // the model's default applies
+      feed_quantized(*set, in, parts);
+      continue;
+    }
     int64_t target = ranks[i];
     if (!in.rank_symbol.empty()) {
       auto g = group_rank.find(in.rank_symbol);

@@ -14,6 +14,9 @@
 // On a model prepared for adapter-aware batching (LoraInput::stacked) every feed is one slot, [1, fixed, r]
 // / [1, r, out] over the same memory; `lora_slot` is not fed, its default [0] selects that slot for every row.
 // On a model prepared with the fused kernel the set also feeds `lora_ranks` [P, 1]: each pair's fed rank.
+// Quantized LoRA inputs (LoraInput::quantized: MatMulNBits weight/scales/zero points, rank fixed by the
+// model) are fed as the one adapter that sets them holds them (a weight scales B's scales); two adapters
+// setting one are refused. They have no block.
 // The composed blocks are also exposed (blocks()) so the slot table (run/slot_table.h) stacks them.
 #pragma once
 
@@ -27,6 +30,12 @@
 #include "ort/ort.h"
 
 namespace mlora {
+
+struct ActiveContribution {
+  const Param* param;
+  float weight;
+  const std::string* adapter;  // registry name, for messages
+};
 
 struct ActiveEntry {
   std::string name;                        // registry name at resolve time
@@ -54,7 +63,7 @@ class ActiveSet {
   const std::vector<ActiveEntry>& entries() const noexcept { return entries_; }
   const std::vector<const char*>& feed_names() const noexcept { return feed_names_; }
   const std::vector<const OrtValue*>& feed_values() const noexcept { return feed_values_; }
-  // Every fed LoRA input's composed tensor (same order as the feeds).
+  // Every fed LoRA input's composed tensor (feed order; quantized inputs have none).
   const std::vector<ActiveBlock>& blocks() const noexcept { return blocks_; }
 
   ActiveSet() = default;
@@ -62,6 +71,7 @@ class ActiveSet {
   ActiveSet& operator=(const ActiveSet&) = delete;
 
  private:
+  static void feed_quantized(ActiveSet& set, const LoraInput& in, const std::vector<ActiveContribution>& parts);
   std::shared_ptr<const Model> model_;
   std::vector<ActiveEntry> entries_;
   std::vector<std::string> feed_name_storage_;

@@ -55,8 +55,11 @@ const std::vector<const OrtValue*>& AdapterSelection::Feeds::values() const noex
   return lease_ ? lease_->feed_values() : single_ ? single_->feed_values() : kNone;
 }
 
+bool AdapterSelection::base_only() const noexcept { return per_row_ ? per_row_->all_base() : !single_; }
+
 AdapterSelection::Feeds AdapterSelection::feeds() const {
   Feeds f;
+  if (per_row_ && per_row_->all_base()) return f;  // lora_slot's default [0] is the base for every row
   if (per_row_) {
     f.per_row_ = per_row_;
     f.lease_ = per_row_->acquire();

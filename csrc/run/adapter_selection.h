@@ -67,8 +67,11 @@ class AdapterSelection {
     std::unique_ptr<SlotTable::Lease> lease_;
   };
   // Per-row sets: places them in the slot table (may wait for slots other runs pin). Throws as
-  // SlotTable::acquire.
+  // SlotTable::acquire. No feeds at all when every row is on the base model (base_only()).
   Feeds feeds() const;
+  // Nothing selected, or per-row sets with every row on the base model: runs need no LoRA feeds (and go to
+  // the model's base graph when it has one).
+  bool base_only() const noexcept;
 
  private:
   std::shared_ptr<const ActiveSet> single_;

@@ -32,6 +32,8 @@ class BatchSet {
   // Number of distinct adapters over all rows.
   size_t adapter_count() const noexcept { return adapter_count_; }
   const std::vector<std::shared_ptr<const ActiveSet>>& sets() const noexcept { return sets_; }
+  // Every row on the base model (no set at all).
+  bool all_base() const noexcept { return sets_.empty(); }
   // Places the sets in the model's slot table for one run (may wait for other runs' slots); the lease's
   // feeds are valid until it is destroyed. Throws as SlotTable::acquire.
   std::unique_ptr<SlotTable::Lease> acquire() const;

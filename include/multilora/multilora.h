@@ -238,6 +238,30 @@ MLORA_API mlora_status_t mlora_ort_info(char* path_buf, size_t path_capacity, si
  */
 MLORA_API mlora_status_t mlora_shutdown(void);
 
+/**
+ * Sets how ONNX Runtime's intra-op threads are shared by the models of this process. Only valid before the
+ * first model is created (which creates the ONNX Runtime environment) or after mlora_shutdown; afterwards it
+ * returns IN_USE and changes nothing.
+ * Default (without this call): one global intra-op pool of ONNX Runtime's default size (one thread per
+ * physical core), shared by every session of every model, workers not spinning (intra_op_threads 0,
+ * allow_spinning 0): a model with a base graph alternates two sessions, and per-session pools whose idle
+ * workers spin hold cores the other session needs (docs/design.md, "Threads").
+ * A model whose options set intra-op threads (mlora_model_options_set_intra_op_threads > 0) keeps a pool of
+ * its own of that size; genai_config.json's intra_op_num_threads is not applied while the global pool is in
+ * use.
+ * @param[in] intra_op_threads -1 = every session gets its own intra-op pool (ONNX Runtime's default
+ *            behaviour; genai_config.json and the model options size it); 0 = one global pool of ONNX
+ *            Runtime's default size; n > 0 = one global pool of n threads (the calling thread included).
+ * @param[in] allow_spinning 1 = idle pool workers spin for a while before sleeping (lower latency when
+ *            nothing else wants the cores), 0 = they sleep; applies to the global pool and to per-session
+ *            pools alike (a model's session config entry "session.intra_op.allow_spinning" overrides it for
+ *            its own pool).
+ * Returns: OK, INVALID_ARGUMENT (intra_op_threads < -1, allow_spinning not 0 or 1), IN_USE (a model exists
+ *          or existed since the last mlora_shutdown).
+ * Thread-safety: safe from any thread.
+ */
+MLORA_API mlora_status_t mlora_set_global_threads(int32_t intra_op_threads, int32_t allow_spinning);
+
 /* ================================================================================================ */
 /* Tensors                                                                                           */
 /* ================================================================================================ */
@@ -375,6 +399,23 @@ MLORA_API mlora_status_t mlora_model_options_set_batch_slots(mlora_model_options
  */
 MLORA_API mlora_status_t mlora_model_options_set_allow_external_paths(mlora_model_options_t* options, int32_t allow);
 
+/**
+ * Whether to use the model's base graph: a model prepared by `multilora prepare-batching` names, in its
+ * metadata key "multilora.base_graph", a companion .onnx file without the LoRA branch that reads the same
+ * external weights. With use = 1 (default) mlora_model_create opens it as a second ONNX Runtime session
+ * sharing the weights (and their pre-packed forms) with the first, and every run, generation step and engine
+ * step in which no row has an adapter (no active set, a cleared set, every per-row entry empty) runs it
+ * instead: the outputs are equal and the empty LoRA branch costs nothing. The name follows the rules of
+ * genai_config.json's file names (inside the model's folder unless
+ * mlora_model_options_set_allow_external_paths); a named file that is missing is NOT_FOUND and one whose
+ * inputs or outputs differ from the model's is FORMAT at mlora_model_create. use = 0 ignores it (one
+ * session). Models without the key are unaffected. See mlora_model_session_runs.
+ * @param[in] use 1 (default) or 0.
+ * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT (use not 0 or 1).
+ * Thread-safety: safe from any thread (the options are internally synchronised).
+ */
+MLORA_API mlora_status_t mlora_model_options_set_base_graph(mlora_model_options_t* options, int32_t use);
+
 /* ================================================================================================ */
 /* Model                                                                                             */
 /* ================================================================================================ */
@@ -446,7 +487,9 @@ MLORA_API mlora_status_t mlora_model_lora_name(const mlora_model_t* model, size_
 /**
  * Description of LoRA parameter number index: element type, the two dims, and which axis (0 or 1) is
  * the rank axis. The fixed dim is the projection's in features (A, rank axis 1) or out features
- * (B, rank axis 0); the rank dim is reported as 0 (its default).
+ * (B, rank axis 0); the rank dim is reported as 0 (its default). A quantized LoRA input of an int4 model (the
+ * MatMulNBits weight (uint8), scales or zero points of a LoRA pair) reports its pair half's matrix
+ * [in, r] / [r, out] and its own element type; the rank dim is then the rank the model fixes (not 0).
  * Returns: OK, INVALID_HANDLE, INVALID_ARGUMENT.
  * Thread-safety: concurrent calls are safe.
  */
@@ -483,6 +526,16 @@ MLORA_API mlora_status_t mlora_model_batch_slots(const mlora_model_t* model, siz
  * Thread-safety: concurrent calls are safe (the counts may change right after).
  */
 MLORA_API mlora_status_t mlora_model_batch_slot_stats(const mlora_model_t* model, uint64_t* out_hits, uint64_t* out_misses, uint64_t* out_evictions);
+
+/**
+ * How many ONNX Runtime runs the model has made on each of its sessions since it was created: the LoRA
+ * graph's and the base graph's (see mlora_model_options_set_base_graph; always 0 when the model has none).
+ * Every mlora_model_run, generator pass and engine step counts one.
+ * @param[out] out_lora_runs may be NULL. @param[out] out_base_runs may be NULL.
+ * Returns: OK, INVALID_HANDLE.
+ * Thread-safety: concurrent calls are safe (the counts may change right after).
+ */
+MLORA_API mlora_status_t mlora_model_session_runs(const mlora_model_t* model, uint64_t* out_lora_runs, uint64_t* out_base_runs);
 
 /**
  * Runs the model once (ONNX Runtime's Run argument order: options, inputs, output names).

@@ -208,6 +208,15 @@ inline OrtInfo ort_info() {
 /** Releases the ONNX Runtime environment early (every handle must have been released). */
 inline void shutdown() { detail::check(mlora_shutdown()); }
 
+/**
+ * How ONNX Runtime's intra-op threads are shared (before the first model only): intra_op_threads -1 = a pool
+ * per session, 0 = one global pool of ONNX Runtime's default size (default), n = one global pool of n;
+ * allow_spinning 0 (default) or 1. See mlora_set_global_threads.
+ */
+inline void set_global_threads(int32_t intra_op_threads, bool allow_spinning) {
+  detail::check(mlora_set_global_threads(intra_op_threads, allow_spinning ? 1 : 0));
+}
+
 // ================================================================================================
 // Tensor
 // ================================================================================================
@@ -331,6 +340,14 @@ class ModelOptions {
     detail::check(mlora_model_options_set_allow_external_paths(get(), allow ? 1 : 0));
     return *this;
   }
+  /**
+   * Whether to open the base graph a prepared model names (default true): runs in which no row has an
+   * adapter go to it (see mlora_model_options_set_base_graph).
+   */
+  ModelOptions& set_base_graph(bool use) {
+    detail::check(mlora_model_options_set_base_graph(get(), use ? 1 : 0));
+    return *this;
+  }
 
   mlora_model_options_t* get() const noexcept { return handle_.get(); }
   void reset() noexcept { handle_.reset(); }
@@ -368,6 +385,12 @@ struct BatchSlotStats {
   uint64_t hits = 0;       // a batch's adapter set was resident
   uint64_t misses = 0;     // it was written into a slot
   uint64_t evictions = 0;  // ... that held another set (the least recently used one not pinned by a run)
+};
+
+/** Runs a model made on each of its sessions: the LoRA graph's and the base graph's (0 without one). */
+struct SessionRuns {
+  uint64_t lora = 0;
+  uint64_t base = 0;
 };
 
 class RunOptions;
@@ -453,6 +476,12 @@ class Model {
     BatchSlotStats s;
     detail::check(mlora_model_batch_slot_stats(get(), &s.hits, &s.misses, &s.evictions));
     return s;
+  }
+  /** Runs on the LoRA graph's session and on the base graph's since the model was created. */
+  SessionRuns session_runs() const {
+    SessionRuns r;
+    detail::check(mlora_model_session_runs(get(), &r.lora, &r.base));
+    return r;
   }
   std::vector<LoraInputInfo> lora_inputs() const {
     std::vector<LoraInputInfo> out;

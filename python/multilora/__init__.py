@@ -25,9 +25,11 @@ from ._api import (
     OrtInfo,
     ParamInfo,
     RunOptions,
+    SessionRuns,
     TensorInfo,
     ort_info,
     read_adapter,
+    set_global_threads,
     write_adapter,
 )
 from ._core import HEADER_VERSION as __version__
@@ -73,6 +75,7 @@ __all__ = [
     "AdapterFile",
     "BatchSlots",
     "BatchSlotStats",
+    "SessionRuns",
     "RunOptions",
     "GeneratorParams",
     "Generator",
@@ -91,6 +94,7 @@ __all__ = [
     "read_adapter",
     "write_adapter",
     "ort_info",
+    "set_global_threads",
     "onnxruntime_library_path",
     "get_include",
     "get_library",

@@ -42,6 +42,8 @@ __all__ = [
     "OrtInfo",
     "BatchSlots",
     "BatchSlotStats",
+    "SessionRuns",
+    "set_global_threads",
     "read_adapter",
     "write_adapter",
     "ort_info",
@@ -63,7 +65,9 @@ class LoraInputInfo(NamedTuple):
     """A LoRA input of the model.
 
     ``shape`` has None on the rank axis; ``kind`` is "A" ([in, r], rank axis 1) or "B" ([r, out],
-    rank axis 0); ``features`` is the fixed dim (in features for A, out features for B).
+    rank axis 0); ``features`` is the fixed dim (in features for A, out features for B). A quantized LoRA
+    input (the MatMulNBits weight, scales or zero points of an int4 model's LoRA pair; dtype uint8 for the
+    weight) describes its pair half's matrix [in, r] / [r, out] with the rank the model fixes on the rank axis.
     """
 
     name: str
@@ -98,6 +102,15 @@ class BatchSlots(NamedTuple):
 
     slots: int
     resident: int
+
+
+class SessionRuns(NamedTuple):
+    """Runs a model made on each of its sessions since it was created: ``lora`` on the LoRA graph, ``base``
+    on the base graph (``multilora prepare-batching`` writes one; always 0 without it). A run, generation
+    step or engine step in which no row has an adapter goes to the base graph."""
+
+    lora: int
+    base: int
 
 
 class BatchSlotStats(NamedTuple):
@@ -181,11 +194,14 @@ class ModelOptions:
         config: Optional[Mapping[str, str]] = None,
         batch_slots: Optional[int] = None,
         allow_external_paths: Optional[bool] = None,
+        base_graph: Optional[bool] = None,
     ) -> None:
         self._native = _core.ModelOptions()
         self._settings: Dict[str, Any] = {}
         if allow_external_paths is not None:
             self.set_allow_external_paths(allow_external_paths)
+        if base_graph is not None:
+            self.set_base_graph(base_graph)
         if log_level is not None:
             self.set_log_level(log_level)
         if intra_op_threads is not None:
@@ -231,6 +247,14 @@ class ModelOptions:
         self._settings["allow_external_paths"] = bool(allow)
         return self
 
+    def set_base_graph(self, use: bool) -> ModelOptions:
+        """Open the base graph a prepared model names (metadata ``multilora.base_graph``, written by
+        ``multilora prepare-batching``) as a second session over the same weights, and run it whenever no row
+        has an adapter (default True; see :attr:`Model.session_runs`). False: one session."""
+        self._native.set_base_graph(bool(use))
+        self._settings["base_graph"] = bool(use)
+        return self
+
     def __repr__(self) -> str:
         inner = " ".join(f"{k}={v!r}" for k, v in self._settings.items())
         return f"<ModelOptions{' ' + inner if inner else ''}>"
@@ -240,7 +264,8 @@ class Model(_Native):
     """A LoRA-enabled ONNX model (an .onnx file, or a GenAI model folder) ready to run.
 
     ``Model(path, options=None, **kwargs)``: kwargs are :class:`ModelOptions` arguments
-    (``log_level``, ``intra_op_threads``, ``config``, ``batch_slots``, ``allow_external_paths``).
+    (``log_level``, ``intra_op_threads``, ``config``, ``batch_slots``, ``allow_external_paths``,
+    ``base_graph``).
     """
 
     def __init__(self, path: PathLike, options: Optional[ModelOptions] = None, **kwargs: Any) -> None:
@@ -300,11 +325,19 @@ class Model(_Native):
         return BatchSlotStats(int(hits), int(misses), int(evictions))
 
     @property
+    def session_runs(self) -> SessionRuns:
+        """SessionRuns(lora, base): runs on the LoRA graph's session and on the base graph's since the model
+        was created (see :meth:`ModelOptions.set_base_graph`)."""
+        lora, base = self._n().session_runs
+        return SessionRuns(int(lora), int(base))
+
+    @property
     def lora_inputs(self) -> List[LoraInputInfo]:
         """The LoRA inputs adapters may set, in model order."""
         out = []
         for name, code, d0, d1, axis in self._n().lora_inputs:
-            shape = (None, int(d1)) if axis == 0 else (int(d0), None)
+            # the rank dim is 0 (any rank) except for quantized inputs, whose model fixes it
+            shape = (int(d0) or None, int(d1)) if axis == 0 else (int(d0), int(d1) or None)
             out.append(
                 LoraInputInfo(
                     name, dtype_name(code), shape, int(axis), "B" if axis == 0 else "A", int(d1 if axis == 0 else d0)
@@ -743,6 +776,15 @@ def write_adapter(
         code = dtype_code(overrides[name]) if name in overrides else None
         items.append((name, value, code))
     _core.write_adapter(p, items, int(adapter_version), int(model_version))
+
+
+def set_global_threads(intra_op_threads: int, allow_spinning: bool) -> None:
+    """How ONNX Runtime's intra-op threads are shared by every model of the process; only before the first
+    model (InUseError after). ``intra_op_threads``: -1 = a pool per session (sized by each model's
+    ``intra_op_threads`` / genai_config.json), 0 = one global pool of ONNX Runtime's default size (the default),
+    n = one global pool of n threads. ``allow_spinning``: whether idle workers spin before sleeping (default
+    False). A model with its own ``intra_op_threads`` keeps a pool of its own."""
+    _core.set_global_threads(operator.index(intra_op_threads), bool(allow_spinning))
 
 
 def ort_info() -> OrtInfo:

@@ -127,6 +127,12 @@ def _format(info: Dict[str, Any]) -> str:
         )
         lines.append("")
         lines.append(f"LoRA inputs ({len(info['lora_inputs'])}; r = the rank axis)")
+        fixed = sorted({lo["shape"][lo["rank_axis"]] for lo in info["lora_inputs"]} - {None})
+        if fixed:
+            lines.append(
+                f"quantized LoRA (MatMulNBits): the model fixes the rank at {', '.join(map(str, fixed))}; "
+                "`multilora prepare-batching` serves any rank"
+            )
         rows = []
         for lo in info["lora_inputs"]:
             shape = "[" + ", ".join("r" if d is None else str(d) for d in lo["shape"]) + "]"

@@ -18,12 +18,13 @@ The model is a GenAI folder whose decoder has the layout of onnxruntime-genai's 
 (GroupQueryAttention, no ``position_ids``). The engine feeds one adapter slot per row, so it runs a copy of the
 decoder rewritten by ``multilora prepare-batching``: give it a prepared folder, or a plain one and it prepares a
 copy once into a cache directory (``$MULTILORA_CACHE_DIR``, else ``~/.cache/multilora``; ``prepared/<key>`` where
-the key hashes the folder's path, its files' sizes and modification times, and ``lora_dtype``; written
-atomically, reused after). ``lora_dtype`` (``"auto"``, ``"float32"``, ``"float16"``, ``"bfloat16"``) is the
-slot dtype of that copy (``prepare-batching --lora-dtype``): 16-bit slots halve the adapter bytes each step
-reads; float32 adapters are rounded to them, float16/bfloat16 ones kept exactly (docs/design.md §6). The params
-and adapters of the plain model are used as they are: the engine builds each adapter set once for its copy from
-the same adapters and weights. Preparing needs the ``onnx`` package
+the key hashes the folder's path, its files' sizes and modification times, the prepared layout's version and
+``lora_dtype``; written atomically, reused after; the copy has the base graph, so steps with no adapter cost
+what the model without LoRA costs). ``lora_dtype`` (``"auto"``, ``"float32"``, ``"float16"``, ``"bfloat16"``)
+is the slot dtype of that copy (``prepare-batching --lora-dtype``): 16-bit slots halve the adapter bytes each
+step reads; float32 adapters are rounded to them, float16/bfloat16 ones kept exactly (docs/design.md §6). The
+params and adapters of the plain model are used as they are: the engine builds each adapter set once for its
+copy from the same adapters and weights. Preparing needs the ``onnx`` package
 (``pip install 'multilora[tools]'``). In C, C#, Java the engine takes a prepared model only (the rewrite is
 Python code) and refuses a plain one with a message naming the tool.
 
@@ -198,11 +199,17 @@ def _cache_dir() -> str:
     return os.path.join(root, "prepared")
 
 
+# The prepared copy's layout; part of the cache key, so a copy prepared by an older version is prepared again
+# (2: the copy has the base graph model.base.onnx and one external data file).
+_PREPARE_FORMAT = 2
+
+
 def _folder_key(folder: str, lora_dtype: str = "auto") -> str:
-    """A key that changes when the folder's files change (its real path and every file's name, size, mtime)
-    or the slot dtype asked for."""
-    h = hashlib.sha256(os.path.realpath(folder).encode("utf-8", "surrogateescape"))
-    if lora_dtype != "auto":  # "auto" keeps the keys of copies made before lora_dtype existed
+    """A key that changes when the folder's files change (its real path and every file's name, size, mtime),
+    when the prepared copy's layout does (_PREPARE_FORMAT) or with the slot dtype asked for."""
+    h = hashlib.sha256(f"multilora-prepared-{_PREPARE_FORMAT}\0".encode())
+    h.update(os.path.realpath(folder).encode("utf-8", "surrogateescape"))
+    if lora_dtype != "auto":
         h.update(f"\0lora_dtype={lora_dtype}".encode())
     for root, dirs, files in os.walk(folder):
         dirs.sort()

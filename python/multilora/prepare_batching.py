@@ -27,9 +27,25 @@ per pair. The pair itself becomes, by ``kernel``:
     ``MatMul(MatMul(x, Gather(A_stack, lora_slot)), Gather(B_stack, lora_slot))``: standard ONNX, any
     dtype, slots zero-padded to a common rank (exact, but the gather copies every row's weights).
 
+Quantized LoRA pairs (the ONNX Runtime GenAI builder at ``-p int4`` quantizes the LoRA MatMuls too, and
+Olive's extraction makes each ``MatMulNBits`` node's weight ``*.weight_Q4``, scales and zero points the
+optional inputs) are rewritten the same way with float32 A/B inputs named after the weight without its
+``_Q4`` suffix (``...lora_A.MatMul.weight``, the name Olive gives an unquantized LoRA weight). The model's
+metadata ``multilora.dequantize`` lists, per float input, the quantized names, bits and block size: multilora
+dequantizes an adapter's quantized tensors into those inputs when it loads the adapter, so the prepared model
+serves any rank (the quantized node fixed one), and adapters with float weights load too.
+
 ``x`` must be 3-D ``[batch, seq, in]`` (as in onnxruntime-genai builder models and ``multilora.testing``
 models). With nothing fed the output is the base model's, exactly. The input names are kept, so adapters
 validate as before, and the model's LoRA signature (``Model.version``) is unchanged.
+
+Base graph (default; ``base_graph=False`` / ``--no-base-graph`` skips it): a companion ``<stem>.base.onnx``
+beside the output, the same graph with every LoRA branch removed (each pair's ``Add(y, delta)`` is dropped
+and ``y`` flows straight on; the LoRA inputs, ``lora_slot`` and ``lora_ranks`` are gone). Both graphs keep
+their weights in ONE external data file, ``<output name>.data`` (tensors of 1 KiB or more, 4 KiB-aligned),
+which both reference, and the LoRA graph's metadata ``multilora.base_graph`` names the companion (a path
+relative to the LoRA graph's folder). multilora opens it as a second session over the same weights and runs
+it whenever no row of a run has an adapter, so a cleared set costs what the model without LoRA costs.
 """
 
 from __future__ import annotations
@@ -48,6 +64,9 @@ __all__ = [
     "OP_DOMAIN",
     "OP_TYPE",
     "KERNEL_METADATA_KEY",
+    "DEQUANT_METADATA_KEY",
+    "BASE_GRAPH_METADATA_KEY",
+    "base_graph_name",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -58,21 +77,41 @@ RANKS_INPUT = "lora_ranks"
 OP_DOMAIN = "com.multilora"
 OP_TYPE = "LoraSlotMatMul"
 KERNEL_METADATA_KEY = "multilora.batching_kernel"
+DEQUANT_METADATA_KEY = "multilora.dequantize"
+BASE_GRAPH_METADATA_KEY = "multilora.base_graph"
+BASE_GRAPH_OF_METADATA_KEY = "multilora.base_graph_of"  # in the companion: the LoRA graph it belongs to
+_EXTERNAL_MIN_BYTES = 1024  # tensors this large or larger go to the shared external data file
+_EXTERNAL_ALIGN = 4096  # their offsets are page-aligned (ONNX Runtime maps the file)
+
+
+def base_graph_name(output_name: str) -> str:
+    """The companion base graph's file name for a prepared model's file name: ``model.onnx`` ->
+    ``model.base.onnx``."""
+    stem, ext = os.path.splitext(os.path.basename(output_name))
+    return f"{stem}.base{ext or '.onnx'}"
+
+
 KERNELS = ("fused", "gather")
 LORA_DTYPES = ("auto", "float32", "float16", "bfloat16")
 
 
 def prepare_batching(
-    input_path: PathLike, output_path: PathLike, kernel: str = "fused", lora_dtype: str = "auto"
+    input_path: PathLike,
+    output_path: PathLike,
+    kernel: str = "fused",
+    base_graph: bool = True,
+    lora_dtype: str = "auto",
 ) -> List[str]:
     """Writes ``input_path`` rewritten for per-row adapters to ``output_path``; returns the LoRA A input names
     of the pairs rewritten (graph order). Both may be folders: a GenAI model folder (genai_config.json) is
     copied with its decoder rewritten (see ``_prepare_folder``). ``kernel`` is ``"fused"`` (multilora's
     LoraSlotMatMul op, float32) or ``"gather"`` (standard ONNX Gather + batched MatMul, any dtype).
-    ``lora_dtype`` (one of ``LORA_DTYPES``) is the fused kernel's slot dtype; ``"auto"`` keeps the model's
-    LoRA dtype (the gather kernel takes only that). Raises ValueError when the kernel or lora_dtype is unknown
-    (or not the model's for gather), the model has no LoRA pair, is prepared already, a pair's ``x`` is known
-    not to be 3-D, or (fused) a pair is not float32."""
+    ``base_graph`` also writes the companion graph without the LoRA branch (module docstring). ``lora_dtype``
+    (one of ``LORA_DTYPES``) is the fused kernel's slot dtype; ``"auto"`` keeps the model's LoRA dtype (the
+    gather kernel takes only that). Raises ValueError when the kernel or lora_dtype is unknown (or not the
+    model's for gather), the model has no LoRA pair, is prepared already, a pair's ``x`` is known not to be
+    3-D, (fused) a pair is not float32, or (base graph) a pair's output is not added to the base output by one
+    Add."""
     if kernel not in KERNELS:
         raise ValueError(f"prepare_batching: unknown kernel {kernel!r}; expected one of {', '.join(KERNELS)}")
     if lora_dtype not in LORA_DTYPES:
@@ -80,8 +119,8 @@ def prepare_batching(
             f"prepare_batching: unknown lora_dtype {lora_dtype!r}; expected one of {', '.join(LORA_DTYPES)}"
         )
     if os.path.isdir(os.fspath(input_path)):
-        return _prepare_folder(os.fspath(input_path), os.fspath(output_path), kernel, lora_dtype)
-    return _prepare_file(input_path, output_path, kernel, lora_dtype)
+        return _prepare_folder(os.fspath(input_path), os.fspath(output_path), kernel, base_graph, lora_dtype)
+    return _prepare_file(input_path, output_path, kernel, base_graph, lora_dtype)
 
 
 def _external_files(model_path: str) -> List[str]:
@@ -112,7 +151,7 @@ def _external_files(model_path: str) -> List[str]:
     return sorted(out)
 
 
-def _prepare_folder(src: str, dst: str, kernel: str, lora_dtype: str = "auto") -> List[str]:
+def _prepare_folder(src: str, dst: str, kernel: str, base_graph: bool = True, lora_dtype: str = "auto") -> List[str]:
     """A GenAI folder (genai_config.json naming model.decoder.filename): the decoder is rewritten into ``dst``
     under the same name; every other file (genai_config.json, tokenizer files, adapters, other models) is
     copied, except the decoder's own external data files (the rewritten model carries its weights)."""
@@ -151,7 +190,7 @@ def _prepare_folder(src: str, dst: str, kernel: str, lora_dtype: str = "auto") -
                 shutil.copy2(os.path.join(src, rel), os.path.join(dst, rel))
         out = os.path.join(dst, os.path.relpath(model, src))
         os.makedirs(os.path.dirname(out), exist_ok=True)
-        return _prepare_file(model, out, kernel, lora_dtype)
+        return _prepare_file(model, out, kernel, base_graph, lora_dtype)
     except BaseException:
         # no half-written folder is left behind (it was new or empty)
         if created:
@@ -163,7 +202,9 @@ def _prepare_folder(src: str, dst: str, kernel: str, lora_dtype: str = "auto") -
         raise
 
 
-def _prepare_file(input_path: PathLike, output_path: PathLike, kernel: str, lora_dtype: str = "auto") -> List[str]:
+def _prepare_file(
+    input_path: PathLike, output_path: PathLike, kernel: str, base_graph: bool = True, lora_dtype: str = "auto"
+) -> List[str]:
     import onnx
 
     src = os.fspath(input_path)
@@ -173,9 +214,17 @@ def _prepare_file(input_path: PathLike, output_path: PathLike, kernel: str, lora
     if kernel == "fused":
         _check_fused(graph, found)
     slot_elem = _slot_elem(graph, found, kernel, lora_dtype)
+    # Each pair's output (x·A)·B keeps its name through the rewrite: the base graph drops what adds it.
+    deltas = [m2.output[0] for _, m2, _, _ in found]
+    if base_graph:
+        _check_deltas(graph, deltas)
     pairs = _rewrite_pairs(graph, found, kernel, slot_elem)
     _add_slot_inputs(graph, len(pairs), kernel)
-    _save(model, os.fspath(output_path))
+    out = os.fspath(output_path)
+    if base_graph:
+        _save_with_base(model, out, deltas)
+    else:
+        _save(model, out)
     return pairs
 
 
@@ -219,6 +268,7 @@ class _Graph:
                     self.ranks[vi.name] = len(vi.type.tensor_type.shape.dim)
         except Exception:  # noqa: BLE001 - shape inference is only a check here
             pass
+        self.dequant: List[Dict[str, Any]] = []  # quantized pair halves replaced by float inputs
         self.taken = (
             {i.name for i in g.input}
             | set(self.inits)
@@ -229,6 +279,11 @@ class _Graph:
     def is_lora_input(self, name: str) -> bool:
         t = self.inits.get(name)
         return name in self.by_name and t is not None and len(t.dims) == 2 and 0 in list(t.dims)
+
+    def is_quant_lora_input(self, name: str) -> bool:
+        """A MatMulNBits weight Olive made an optional input: declared, with an empty default."""
+        t = self.inits.get(name)
+        return name in self.by_name and t is not None and 0 in list(t.dims)
 
     def fresh(self, name: str) -> str:
         base, k = name, 0
@@ -243,10 +298,105 @@ def _is_matmul(n: Any) -> bool:
     return bool(n.op_type == "MatMul" and n.domain in ("", "ai.onnx") and len(n.input) == 2)
 
 
+def _is_nbits(n: Any) -> bool:
+    return bool(n.op_type == "MatMulNBits" and n.domain == "com.microsoft" and len(n.input) >= 3)
+
+
+def _nbits_attrs(n: Any) -> Dict[str, int]:
+    from onnx import helper
+
+    return {a.name: int(helper.get_attribute_value(a)) for a in n.attribute if a.type == a.INT}
+
+
+def _find_quant_pair(graph: _Graph, n: Any) -> Any:
+    """MatMulNBits(MatMulNBits(x, A_q, A_scales[, A_zp]), B_q, B_scales[, B_zp]) with optional A_q and B_q
+    used only there: the pair with float32 inputs declared in place of the quantized ones, else None."""
+    if not _is_nbits(n) or not graph.is_quant_lora_input(n.input[1]) or len(graph.consumers.get(n.input[1], [])) != 1:
+        return None
+    users = graph.consumers.get(n.output[0], [])
+    if len(users) != 1 or not _is_nbits(users[0]) or users[0].input[0] != n.output[0]:
+        return None
+    m2 = users[0]
+    if not graph.is_quant_lora_input(m2.input[1]) or len(graph.consumers.get(m2.input[1], [])) != 1:
+        return None
+    a, b = _nbits_attrs(n), _nbits_attrs(m2)
+    if a.get("N") != b.get("K") or n.output[0] in graph.graph_outputs:
+        return None
+    return m2
+
+
+def _declare_dequantized(graph: _Graph, n: Any, m2: Any) -> Tuple[str, str]:
+    """Replaces the quantized inputs of the pair (n, m2) by float32 A [in, 0] / B [0, out] optional inputs (the
+    weight's name without ``_Q<bits>``), recorded for multilora's dequantization at adapter load."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    names = []
+    for node, side in ((n, "A"), (m2, "B")):
+        attrs = _nbits_attrs(node)
+        q = node.input[1]
+        scales = node.input[2]
+        zp = node.input[3] if len(node.input) > 3 and node.input[3] else ""
+        if scales in graph.inits and graph.inits[scales].data_type != TensorProto.FLOAT:
+            raise ValueError(
+                f"{graph.src}: the quantized LoRA node {node.name!r} has "
+                f"{TensorProto.DataType.Name(graph.inits[scales].data_type).lower()} scales; per-row batching of "
+                "quantized LoRA needs a float32 model"
+            )
+        if zp and zp in graph.inits and graph.inits[zp].data_type != TensorProto.UINT8:
+            raise ValueError(f"{graph.src}: the quantized LoRA node {node.name!r} has non-uint8 zero points")
+        base = re.sub(r"_Q[0-9]+$", "", q)
+        target = base if base != q and base not in graph.taken else graph.fresh(base + "_dequantized")
+        graph.taken.add(target)
+        shape = [attrs["K"], 0] if side == "A" else [0, attrs["N"]]
+        for name in (q, scales, zp):
+            if name and name in graph.by_name and name in graph.inits:
+                graph.inputs.remove(graph.by_name.pop(name))
+        dropped = {x for x in (q, scales, zp) if x}
+        # delete by index (no copy of the other initializers: an int4 model's weights are large)
+        for i in reversed([i for i, t in enumerate(graph.g.initializer) if t.name in dropped]):
+            del graph.g.initializer[i]
+        for x in dropped:
+            graph.inits.pop(x, None)
+        graph.g.initializer.append(numpy_helper.from_array(np.zeros(shape, np.float32), target))
+        graph.inits[target] = graph.g.initializer[len(graph.g.initializer) - 1]
+        vi = helper.make_tensor_value_info(
+            target, TensorProto.FLOAT, ["lora_r", shape[1]] if side == "B" else [shape[0], "lora_r"]
+        )
+        graph.inputs.append(vi)
+        graph.by_name[target] = vi
+        graph.consumers[target] = [node]
+        graph.dequant.append(
+            {
+                "target": target,
+                "weight": q,
+                "scales": scales,
+                "zero_points": zp or None,
+                "partner_weight": n.input[1] if side == "B" else None,
+                "bits": int(attrs.get("bits", 4)),
+                "block_size": int(attrs["block_size"]),
+            }
+        )
+        names.append(target)
+    return names[0], names[1]
+
+
 def _find_pairs(graph: _Graph) -> List[Pair]:
-    """Every MatMul(MatMul(x, A [in, 0]), B [0, out]) whose A and B are optional inputs used only there."""
+    """Every MatMul(MatMul(x, A [in, 0]), B [0, out]) whose A and B are optional inputs used only there, and
+    every quantized pair (MatMulNBits twice, see _find_quant_pair; declared float32 here)."""
     found: List[Pair] = []
-    for n in graph.g.node:
+    for n in list(graph.g.node):
+        m2q = _find_quant_pair(graph, n)
+        if m2q is not None:
+            x = n.input[0]
+            if graph.ranks.get(x, 3) != 3:
+                raise ValueError(
+                    f"{graph.src}: the input {x!r} of the quantized LoRA node {n.name!r} has rank "
+                    f"{graph.ranks[x]}; per-row batching needs a 3-D [batch, seq, in] activation"
+                )
+            a_name, b_name = _declare_dequantized(graph, n, m2q)
+            found.append((n, m2q, a_name, b_name))
+            continue
         if not _is_matmul(n) or not graph.is_lora_input(n.input[1]):
             continue
         a_name = n.input[1]
@@ -271,7 +421,8 @@ def _find_pairs(graph: _Graph) -> List[Pair]:
         found.append((n, m2, a_name, b_name))
     if not found:
         raise ValueError(
-            f"{graph.src}: no LoRA pair MatMul(MatMul(x, A [in, 0]), B [0, out]) with optional inputs A, B"
+            f"{graph.src}: no LoRA pair MatMul(MatMul(x, A [in, 0]), B [0, out]) with optional inputs A, B "
+            "(nor a quantized MatMulNBits pair)"
         )
     return found
 
@@ -403,6 +554,10 @@ def _add_slot_inputs(graph: _Graph, pair_count: int, kernel: str) -> None:
             break
     else:
         model.metadata_props.add(key=KERNEL_METADATA_KEY, value=kernel)
+    if graph.dequant:
+        import json
+
+        model.metadata_props.add(key=DEQUANT_METADATA_KEY, value=json.dumps(graph.dequant, sort_keys=True))
     # Gather needs opset >= 1 and batched MatMul opset >= 1: any opset works; IR >= 4 keeps inputs optional.
     if model.ir_version < 4:
         model.ir_version = 4
@@ -417,6 +572,171 @@ def _save(model: Any, out: str) -> None:
     else:
         onnx.save(model, out, save_as_external_data=True, location=os.path.basename(out) + ".data")
         _check(out)
+
+
+def _check_deltas(graph: _Graph, deltas: List[str]) -> None:
+    """Each pair's output must be consumed by exactly one Add (and be no graph output): the base graph
+    replaces that Add by its other operand."""
+    for d in deltas:
+        users = graph.consumers.get(d, [])
+        if (
+            d in graph.graph_outputs
+            or len(users) != 1
+            or users[0].op_type != "Add"
+            or users[0].domain not in ("", "ai.onnx")
+            or len(users[0].input) != 2
+            or users[0].input[0] == users[0].input[1]
+        ):
+            raise ValueError(
+                f"{graph.src}: the LoRA output {d!r} is not added to the base output by one Add node, so no base "
+                "graph can be derived (use --no-base-graph)"
+            )
+
+
+def _strip_lora(model: Any, deltas: List[str], lora_name: str) -> Any:
+    """A copy of the prepared ``model`` (weights already external) without the LoRA branch: every Add of a
+    pair's output is removed and its base operand renamed to the Add's output where that is a graph output,
+    else consumers read the base operand directly; then nodes, inputs and initializers nothing uses go."""
+    import onnx
+
+    base = onnx.ModelProto()
+    base.CopyFrom(model)
+    g = base.graph
+    delta_set = set(deltas)
+    rename: Dict[str, str] = {}  # Add output -> its base operand
+    graph_outputs = {o.name for o in g.output}
+    keep_nodes: List[Any] = []
+    identities: List[Any] = []
+    for n in g.node:
+        hit = [i for i in n.input if i in delta_set] if n.op_type == "Add" else []
+        if not hit:
+            keep_nodes.append(n)
+            continue
+        other = n.input[1] if n.input[0] == hit[0] else n.input[0]
+        if n.output[0] in graph_outputs:
+            identities.append(onnx.helper.make_node("Identity", [other], [n.output[0]], name=n.name))
+        else:
+            rename[n.output[0]] = other
+
+    def resolve(name: str) -> str:
+        while name in rename:
+            name = rename[name]
+        return name
+
+    def fix_subgraph(graph: Any) -> None:  # outer-scope names used inside If/Loop/Scan bodies
+        for node in graph.node:
+            for i, name in enumerate(node.input):
+                node.input[i] = resolve(name)
+            for attr in node.attribute:
+                if attr.HasField("g"):
+                    fix_subgraph(attr.g)
+                for sub in attr.graphs:
+                    fix_subgraph(sub)
+
+    nodes = keep_nodes + identities
+    for n in nodes:
+        for i, name in enumerate(n.input):
+            n.input[i] = resolve(name)
+        for attr in n.attribute:
+            if attr.HasField("g"):
+                fix_subgraph(attr.g)
+            for sub in attr.graphs:
+                fix_subgraph(sub)
+
+    def subgraph_uses(graph: Any, out: set) -> None:
+        for node in graph.node:
+            out.update(node.input)
+            for attr in node.attribute:
+                if attr.HasField("g"):
+                    subgraph_uses(attr.g, out)
+                for sub in attr.graphs:
+                    subgraph_uses(sub, out)
+
+    # Dead code: the LoRA MatMuls / fused nodes, their gathers, anything only they used.
+    while True:
+        used = set(graph_outputs)
+        for n in nodes:
+            used.update(n.input)
+            for attr in n.attribute:
+                if attr.HasField("g"):
+                    subgraph_uses(attr.g, used)
+                for sub in attr.graphs:
+                    subgraph_uses(sub, used)
+        alive = [n for n in nodes if any(o in used for o in n.output if o)]
+        if len(alive) == len(nodes):
+            break
+        nodes = alive
+    del g.node[:]
+    g.node.extend(nodes)
+    inputs = [i for i in g.input if i.name in used]
+    del g.input[:]
+    g.input.extend(inputs)
+    inits = [t for t in g.initializer if t.name in used]
+    del g.initializer[:]
+    g.initializer.extend(inits)
+    produced = {o for n in nodes for o in n.output}
+    values = [v for v in g.value_info if v.name in produced]
+    del g.value_info[:]
+    g.value_info.extend(values)
+    if not any(n.domain == OP_DOMAIN for n in nodes):
+        opsets = [o for o in base.opset_import if o.domain != OP_DOMAIN]
+        del base.opset_import[:]
+        base.opset_import.extend(opsets)
+    props = [p for p in base.metadata_props if p.key not in (KERNEL_METADATA_KEY, BASE_GRAPH_METADATA_KEY)]
+    del base.metadata_props[:]
+    base.metadata_props.extend(props)
+    base.metadata_props.add(key=BASE_GRAPH_OF_METADATA_KEY, value=lora_name)
+    return base
+
+
+def _externalize(model: Any, folder: str, location: str) -> None:
+    """Moves every initializer of ``_EXTERNAL_MIN_BYTES`` or more (raw data) of the main graph into
+    ``folder/location``, page-aligned, and points the tensors at it."""
+    from onnx import TensorProto
+
+    path = os.path.join(folder, location)
+    with open(path, "wb") as f:
+        offset = 0
+        for t in model.graph.initializer:
+            if t.data_location == TensorProto.EXTERNAL or not t.HasField("raw_data"):
+                continue
+            size = len(t.raw_data)
+            if size < _EXTERNAL_MIN_BYTES:
+                continue
+            pad = (-offset) % _EXTERNAL_ALIGN
+            if pad:
+                f.write(b"\0" * pad)
+                offset += pad
+            f.write(t.raw_data)
+            t.ClearField("raw_data")
+            del t.external_data[:]
+            for k, v in (("location", location), ("offset", str(offset)), ("length", str(size))):
+                e = t.external_data.add()
+                e.key, e.value = k, v
+            t.data_location = TensorProto.EXTERNAL
+            offset += size
+
+
+def _save_with_base(model: Any, out: str, deltas: List[str]) -> None:
+    """The prepared model and its base graph, both over one external data file ``<out name>.data``."""
+    import onnx
+
+    folder = os.path.dirname(os.path.abspath(out))
+    name = os.path.basename(out)
+    base_name = base_graph_name(name)
+    if model.ByteSize() < 1_800_000_000:
+        _check(model)
+    _externalize(model, folder, name + ".data")
+    for prop in model.metadata_props:
+        if prop.key == BASE_GRAPH_METADATA_KEY:
+            prop.value = base_name
+            break
+    else:
+        model.metadata_props.add(key=BASE_GRAPH_METADATA_KEY, value=base_name)
+    base = _strip_lora(model, deltas, name)
+    onnx.save(model, out)
+    onnx.save(base, os.path.join(folder, base_name))
+    _check(os.path.join(folder, base_name))
 
 
 _UNKNOWN_DOMAIN = "multilora.unchecked"
@@ -461,7 +781,9 @@ def _run(args: Any) -> int:
     import sys
 
     try:
-        pairs = prepare_batching(args.input, args.output, kernel=args.kernel, lora_dtype=args.lora_dtype)
+        pairs = prepare_batching(
+            args.input, args.output, kernel=args.kernel, base_graph=args.base_graph, lora_dtype=args.lora_dtype
+        )
     except (OSError, ValueError) as e:
         print(f"multilora prepare-batching: {e}", file=sys.stderr)
         return 1
@@ -472,6 +794,11 @@ def _run(args: Any) -> int:
         else f"Gather + batched MatMul; input {SLOT_INPUT!r}"
     )
     print(f"wrote {args.output}: {len(pairs)} LoRA pairs stacked ({how} select each row's slot)")
+    if args.base_graph:
+        print(
+            "  and its base graph <name>.base.onnx beside it (no LoRA branch; runs when no row has an adapter), "
+            "both over one external data file <name>.data"
+        )
     return 0
 
 
@@ -500,6 +827,13 @@ def add_prepare_batching_command(subparsers: Any) -> None:
         default="fused",
         help="how each pair applies its row's slot: fused (multilora's kernel, float32; default) or gather "
         "(standard ONNX)",
+    )
+    p.add_argument(
+        "--no-base-graph",
+        dest="base_graph",
+        action="store_false",
+        help="do not write the companion graph without the LoRA branch (by default it is written beside the "
+        "output as <name>.base.onnx, sharing one external data file, and runs whenever no row has an adapter)",
     )
     p.add_argument(
         "--lora-dtype",

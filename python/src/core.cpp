@@ -493,6 +493,11 @@ void bind_library(py::module_& m) {
       "(path, version) of the ONNX Runtime library in use; loads it if needed.");
   m.def("shutdown", &ml::shutdown);
   m.def(
+      "set_global_threads",
+      [](int32_t intra_op_threads, bool allow_spinning) { ml::set_global_threads(intra_op_threads, allow_spinning); },
+      py::arg("intra_op_threads"), py::arg("allow_spinning"),
+      "ONNX Runtime's thread policy for the process, before the first model (mlora_set_global_threads).");
+  m.def(
       "raise_status", [](mlora_status_t status, const std::string& message) { fail(status, message); },
       py::arg("status"), py::arg("message"), "Raises the exception the bindings raise for status (for tests).");
 }
@@ -514,6 +519,8 @@ void bind_model(py::module_& m) {
       .def(
           "set_allow_external_paths", [](ml::ModelOptions& o, bool allow) { o.set_allow_external_paths(allow); },
           py::arg("allow"))
+      .def(
+          "set_base_graph", [](ml::ModelOptions& o, bool use) { o.set_base_graph(use); }, py::arg("use"))
       .def("close", &ml::ModelOptions::reset);
 
   py::class_<ml::RunOptions>(m, "RunOptions")
@@ -580,6 +587,13 @@ void bind_model(py::module_& m) {
             return py::make_tuple(s.hits, s.misses, s.evictions);
           },
           "(hits, misses, evictions) of the slot table since the model was created.")
+      .def_property_readonly(
+          "session_runs",
+          [](const ml::Model& model) {
+            ml::SessionRuns r = model.session_runs();
+            return py::make_tuple(r.lora, r.base);
+          },
+          "(lora, base): runs on the LoRA graph's session and on the base graph's since the model was created.")
       .def("run", &run_model, py::arg("output_names").none(true), py::arg("feeds"),
            py::arg("options").none(true) = py::none())
       .def("close", &ml::Model::reset);

@@ -271,6 +271,11 @@ static void test_model_and_adapters(void) {
   mlora_tensor_release(in);
   mlora_model_release(model);
   CHECK_STATUS(mlora_shutdown(), MLORA_STATUS_OK);
+
+  /* The thread policy: checked, then settable while no environment exists (the next model uses it). */
+  CHECK_STATUS(mlora_set_global_threads(-2, 0), MLORA_STATUS_INVALID_ARGUMENT);
+  CHECK_STATUS(mlora_set_global_threads(0, 2), MLORA_STATUS_INVALID_ARGUMENT);
+  CHECK_STATUS(mlora_set_global_threads(1, 0), MLORA_STATUS_OK);
 }
 
 /* Hostile inputs a C host can produce (issue 11): sizes that lie, weights that overflow, the copy flag, options. */
@@ -287,6 +292,8 @@ static void test_hostile(void) {
   const size_t lies[3] = {SIZE_MAX, (size_t)3 << 30, ((size_t)1 << 31) - 1};
   mlora_model_t* model = NULL;
   CHECK_STATUS(mlora_model_create(path_of("model.onnx"), NULL, &model), MLORA_STATUS_OK);
+  /* A model exists (a global pool of 1 thread, set above): the policy is fixed now. */
+  CHECK_STATUS(mlora_set_global_threads(-1, 1), MLORA_STATUS_IN_USE);
   mlora_adapters_t* adapters = NULL;
   CHECK_STATUS(mlora_adapters_create(model, &adapters), MLORA_STATUS_OK);
   for (int i = 0; i < 3; ++i) {
@@ -330,7 +337,18 @@ static void test_hostile(void) {
   CHECK_STATUS(mlora_model_options_set_allow_external_paths(mo, 2), MLORA_STATUS_INVALID_ARGUMENT);
   CHECK_STATUS(mlora_model_options_set_allow_external_paths(mo, 1), MLORA_STATUS_OK);
   CHECK_STATUS(mlora_model_options_set_allow_external_paths(NULL, 1), MLORA_STATUS_INVALID_HANDLE);
+  CHECK_STATUS(mlora_model_options_set_base_graph(mo, 2), MLORA_STATUS_INVALID_ARGUMENT);
+  CHECK_STATUS(mlora_model_options_set_base_graph(mo, 0), MLORA_STATUS_OK);
+  CHECK_STATUS(mlora_model_options_set_base_graph(NULL, 1), MLORA_STATUS_INVALID_HANDLE);
   mlora_model_options_release(mo);
+
+  /* Session runs: this plain model has no base graph, so every run (the one above) is the LoRA graph's. */
+  uint64_t lora_runs = 0, base_runs = 7;
+  CHECK_STATUS(mlora_model_session_runs(model, &lora_runs, &base_runs), MLORA_STATUS_OK);
+  CHECK(lora_runs >= 1 && base_runs == 0, "session runs %llu / %llu", (unsigned long long)lora_runs,
+        (unsigned long long)base_runs);
+  CHECK_STATUS(mlora_model_session_runs(model, NULL, NULL), MLORA_STATUS_OK);
+  CHECK_STATUS(mlora_model_session_runs(NULL, &lora_runs, NULL), MLORA_STATUS_INVALID_HANDLE);
 
   mlora_run_options_release(opts);
   mlora_adapters_release(adapters);

@@ -472,6 +472,18 @@ def test_plain_folder_is_prepared_into_the_cache(plain, tmp_path, monkeypatch):
             for req, prompt, s in reqs:
                 assert req.tokens() == alone(plain, prompt, s, max_length=len(prompt) + 8), (prompt, s)
         assert len(os.listdir(tmp_path / "prepared")) == 1, round_
+    # The cached copy has the base graph (its requests without adapters ran there).
+    (key,) = os.listdir(tmp_path / "prepared")
+    assert os.path.isfile(tmp_path / "prepared" / key / "model.base.onnx")
+
+
+def test_the_prepare_cache_key_has_a_format_version(plain, monkeypatch, tmp_path):
+    """A copy prepared by an older layout (before the base graph) is not reused: the key changes with it."""
+    from multilora import engine as E
+
+    key = E._folder_key(plain[0].path)
+    monkeypatch.setattr(E, "_PREPARE_FORMAT", E._PREPARE_FORMAT - 1)
+    assert E._folder_key(plain[0].path) != key
 
 
 def test_lora_dtype_prepares_a_half_slot_copy(plain, tmp_path, monkeypatch):

@@ -113,6 +113,14 @@ public final class Model extends NativeObject {
         return new BatchSlotStats(hits.getValue(), misses.getValue(), evictions.getValue());
     }
 
+    /** Runs on the LoRA graph's session and on the base graph's since the model was created. */
+    public SessionRuns sessionRuns() {
+        LongByReference lora = new LongByReference();
+        LongByReference base = new LongByReference();
+        checked(p -> Multilora.lib().mlora_model_session_runs(p, lora, base));
+        return new SessionRuns(lora.getValue(), base.getValue());
+    }
+
     public String[] inputNames() {
         String[] r = new String[inputCount()];
         for (int i = 0; i < r.length; i++) {

@@ -48,6 +48,15 @@ public final class ModelOptions extends NativeObject {
         return this;
     }
 
+    /**
+     * Whether to open the base graph a prepared model names (default true): runs in which no row has an adapter go
+     * to it (see mlora_model_options_set_base_graph and {@link Model#sessionRuns()}).
+     */
+    public ModelOptions setBaseGraph(boolean use) {
+        checked(p -> Multilora.lib().mlora_model_options_set_base_graph(p, use ? 1 : 0));
+        return this;
+    }
+
     /** Adds an ONNX Runtime session configuration entry. */
     public ModelOptions setConfigEntry(String key, String value) {
         byte[] k = Multilora.utf8(key, "key");

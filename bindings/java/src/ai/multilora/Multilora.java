@@ -120,6 +120,15 @@ public final class Multilora {
         check(lib().mlora_set_ort_library_path(utf8(path, "path")));
     }
 
+    /**
+     * How ONNX Runtime's intra-op threads are shared by every model of the process; only before the first model.
+     * intraOpThreads: -1 = a pool per session, 0 = one global pool of ONNX Runtime's default size (default), n = one
+     * global pool of n threads. See mlora_set_global_threads.
+     */
+    public static void setGlobalThreads(int intraOpThreads, boolean allowSpinning) {
+        check(lib().mlora_set_global_threads(intraOpThreads, allowSpinning ? 1 : 0));
+    }
+
     // ---- helpers shared by the wrappers ------------------------------------------------------------------------
 
     /** Throws for a non-OK status, reading the last error at once on this thread. */
