@@ -375,8 +375,13 @@ def main() -> int:
         for dt in args.half_dtypes.split(",")
         if dt and "fused" in kernels and os.path.exists(os.path.join(root, f"batched-fused-{dt}", "model.onnx"))
     ]
+    # The quantized int4 form keeps its 4-bit files: a prepared model dequantizes them into its slots' dtype.
+    quantized = args.precision == "int4" and args.int4_lora == "quantized"
     half_adapters = {
-        dt: [os.path.join(root, f"adapters-{dt}", f"a{i}.onnx_adapter") for i in range(args.batch)] for dt in halves
+        dt: adapters
+        if quantized
+        else [os.path.join(root, f"adapters-{dt}", f"a{i}.onnx_adapter") for i in range(args.batch)]
+        for dt in halves
     }
     cfg = json.load(open(os.path.join(base, "genai_config.json")))["model"]
     dec = cfg["decoder"]

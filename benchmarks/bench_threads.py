@@ -7,8 +7,8 @@ cores. This compares the process-wide policies of ``multilora.set_global_threads
 
   per-session/spin   a pool per session, idle workers spin (ONNX Runtime's default)
   per-session/sleep  a pool per session, no spinning
-  global/spin        one global intra-op pool shared by every session, spinning
-  global/sleep       one global pool, no spinning (multilora's default)
+  global/spin        one global intra-op pool shared by every session, spinning (multilora's default)
+  global/sleep       one global pool, no spinning
 
 Each policy runs in its own process (the policy is fixed when the first model is created); the processes are
 interleaved round by round, and each reports median decode step times of a greedy generator over the

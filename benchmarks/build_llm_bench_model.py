@@ -398,6 +398,9 @@ def build(args: argparse.Namespace, out: str) -> Dict[str, float]:
     halves: List[str] = []
     if getattr(args, "precision", "fp32") == "int4" and args.int4_lora == "quantized":
         quantized_adapters(out, hf, peft, args, timings)  # multilora convert writes float weights
+        # 16-bit slots need no rounded copies here: the 4-bit adapters are dequantized into the slots' dtype
+        # when a prepared model loads them.
+        halves = half_dtypes(args)
     else:
         convert_adapters(out, peft, timings)
         halves = half_dtypes(args)

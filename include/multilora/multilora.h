@@ -243,9 +243,10 @@ MLORA_API mlora_status_t mlora_shutdown(void);
  * first model is created (which creates the ONNX Runtime environment) or after mlora_shutdown; afterwards it
  * returns IN_USE and changes nothing.
  * Default (without this call): one global intra-op pool of ONNX Runtime's default size (one thread per
- * physical core), shared by every session of every model, workers not spinning (intra_op_threads 0,
- * allow_spinning 0): a model with a base graph alternates two sessions, and per-session pools whose idle
- * workers spin hold cores the other session needs (docs/design.md, "Threads").
+ * physical core), shared by every session of every model, idle workers spinning (intra_op_threads 0,
+ * allow_spinning 1): a model with a base graph alternates two sessions, and per-session pools whose idle
+ * workers spin hold cores the other session needs (docs/design.md, "Threads"). On a machine whose cores
+ * other processes also want, allow_spinning 0 is faster.
  * A model whose options set intra-op threads (mlora_model_options_set_intra_op_threads > 0) keeps a pool of
  * its own of that size; genai_config.json's intra_op_num_threads is not applied while the global pool is in
  * use.

@@ -12,10 +12,9 @@ of failure: ``NotFoundError`` is a ``KeyError``, ``ShapeMismatchError`` a ``Valu
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
-from typing import Dict, Iterator, Optional, Sequence, Tuple, Type
+from typing import Any, Dict, Optional, Sequence, Tuple, Type
 
 from . import _constants as _c
 
@@ -242,27 +241,38 @@ def _file_missing(path: str, folder_files: Optional[Sequence[str]]) -> bool:
     return os.path.isdir(path) and any(not os.path.exists(os.path.join(path, f)) for f in folder_files)
 
 
-@contextlib.contextmanager
-def opening_file(path: str, folder_files: Optional[Sequence[str]] = None) -> Iterator[None]:
+class opening_file:  # noqa: N801 - used like a function: ``with opening_file(path): ...``
     """Turns the NotFoundError of a call that opens ``path`` into MultiloraFileNotFoundError when a file is
     what is missing. ``folder_files=None``: the call reports NOT_FOUND only for files (Model, Adapter.open);
     else the path itself, or one of these files inside a folder path, must be missing (Adapters.load also
-    reports an adapter parameter that is no LoRA input as NOT_FOUND)."""
-    try:
-        yield
-    except NotFoundError as e:
-        if type(e) is NotFoundError and _file_missing(path, folder_files):
-            raise MultiloraFileNotFoundError(e.message, e.status, e.status_name, path) from None
-        raise
+    reports an adapter parameter that is no LoRA input as NOT_FOUND). A class, not a contextlib generator:
+    it wraps every adapter load, and a generator-based manager cost a few microseconds of each."""
+
+    __slots__ = ("path", "folder_files")
+
+    def __init__(self, path: str, folder_files: Optional[Sequence[str]] = None) -> None:
+        self.path = path
+        self.folder_files = folder_files
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, e: Any, tb: Any) -> bool:
+        if kind is NotFoundError and _file_missing(self.path, self.folder_files):
+            raise MultiloraFileNotFoundError(e.message, e.status, e.status_name, self.path) from None
+        return False
 
 
-@contextlib.contextmanager
-def adapter_lookup() -> Iterator[None]:
+class adapter_lookup:  # noqa: N801 - used like a function: ``with adapter_lookup(): ...``
     """Turns the NotFoundError of a call that looks adapter names up into AdapterNotFoundError (the only
     NOT_FOUND such calls report)."""
-    try:
-        yield
-    except NotFoundError as e:
-        if type(e) is NotFoundError:
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, e: Any, tb: Any) -> bool:
+        if kind is NotFoundError:
             raise AdapterNotFoundError(e.message, e.status, e.status_name) from None
-        raise
+        return False
