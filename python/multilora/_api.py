@@ -783,7 +783,8 @@ def set_global_threads(intra_op_threads: int, allow_spinning: bool) -> None:
     model (InUseError after). ``intra_op_threads``: -1 = a pool per session (sized by each model's
     ``intra_op_threads`` / genai_config.json), 0 = one global pool of ONNX Runtime's default size (the default),
     n = one global pool of n threads. ``allow_spinning``: whether idle workers spin before sleeping (default
-    True; False is faster when other busy processes share the cores). A model with its own ``intra_op_threads`` keeps a pool of its own."""
+    True; False is faster when other busy processes share the cores). A model with its own
+    ``intra_op_threads`` keeps a pool of its own."""
     _core.set_global_threads(operator.index(intra_op_threads), bool(allow_spinning))
 
 
