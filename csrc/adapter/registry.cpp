@@ -87,7 +87,19 @@ void validate_quantized(const Adapter& adapter, const Param& p, const LoraInput&
 
 Registry::Registry(std::shared_ptr<const Model> model) : model_(std::move(model)) {}
 
+std::vector<const LoraInput*> Registry::lookup_inputs(const Adapter& adapter) const {
+  std::vector<const LoraInput*> found;
+  found.reserve(adapter.params().size());
+  for (const Param& p : adapter.params()) found.push_back(model_->find_lora(p.name));
+  return found;
+}
+
 void Registry::validate(const Adapter& adapter, const std::string& label, int32_t flags) const {
+  validate(adapter, lookup_inputs(adapter), label, flags);
+}
+
+void Registry::validate(const Adapter& adapter, const std::vector<const LoraInput*>& found, const std::string& label,
+                        int32_t flags) const {
   const Model& model = *model_;
   const std::string who = "adapter " + label;
   if (adapter.params().empty()) fail(MLORA_STATUS_FORMAT, who + " has no parameters");
@@ -111,13 +123,21 @@ void Registry::validate(const Adapter& adapter, const std::string& label, int32_
     }
   }
   // Unknown names first: a name that matches nothing is the error to report, not its partner's absence.
-  // Each name is looked up once (loading is on the request path).
-  std::vector<std::pair<const Param*, const LoraInput*>> order;
-  order.reserve(adapter.params().size());
-  for (const Param& p : adapter.params()) order.emplace_back(&p, model.find_lora(p.name));
-  std::stable_partition(order.begin(), order.end(), [](const auto& pi) { return pi.second == nullptr; });
-  for (const auto& [pp, in] : order) {
-    const Param& p = *pp;
+  // Each name was looked up once (loading is on the request path).
+  const auto& params = adapter.params();
+  std::vector<size_t> order(params.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_partition(order.begin(), order.end(), [&](size_t i) { return found[i] == nullptr; });
+  // A parameter's partner: usually beside it in the file (writers emit A and B together), else looked up.
+  auto partner_of = [&](size_t i, const std::string& other) -> size_t {
+    if (i + 1 < params.size() && params[i + 1].name == other) return i + 1;
+    if (i > 0 && params[i - 1].name == other) return i - 1;
+    const Param* q = adapter.find(other);
+    return q ? static_cast<size_t>(q - params.data()) : params.size();
+  };
+  for (size_t i : order) {
+    const Param& p = params[i];
+    const LoraInput* in = found[i];
     if (!in) {
       std::vector<std::string> known;
       for (const auto& l : model.lora_inputs()) known.push_back(l.name);
@@ -154,12 +174,14 @@ void Registry::validate(const Adapter& adapter, const std::string& label, int32_
     }
     // Rank of A must equal rank of B, and each half needs its partner.
     const std::string other = partner_name(p.name);
-    const LoraInput* qin = other.empty() ? nullptr : model.find_lora(other);
+    if (other.empty()) continue;
+    const size_t j = partner_of(i, other);
+    const LoraInput* qin = j < params.size() ? found[j] : model.find_lora(other);
     if (qin) {
-      const Param* q = adapter.find(other);
-      if (!q) {
+      if (j == params.size()) {
         fail(MLORA_STATUS_FORMAT, who + ": parameter '" + p.name + "' has no partner '" + other + "'");
       }
+      const Param* q = &params[j];
       const int64_t r1 = p.dims[in->rank_axis];
       const int64_t r2 = q->dims.size() == 2 ? q->dims[qin->rank_axis] : -1;
       if (r1 != r2) {
@@ -187,8 +209,12 @@ void Registry::add(std::shared_ptr<const Adapter> adapter, const std::string& na
   // A model prepared from a quantized-LoRA model: quantized tensors are dequantized into its float inputs, once.
   const std::string label = "adapter '" + name + "' (" + adapter->source() + ")";
   adapter = dequantize_adapter(std::move(adapter), *model_, label);
-  adapter = peft::resolve_names(std::move(adapter), *model_);
-  validate(*adapter, "'" + name + "' (" + adapter->source() + ")", flags);
+  std::vector<const LoraInput*> found = lookup_inputs(*adapter);
+  if (std::find(found.begin(), found.end(), nullptr) != found.end()) {
+    adapter = peft::resolve_names(std::move(adapter), *model_);
+    found = lookup_inputs(*adapter);
+  }
+  validate(*adapter, found, "'" + name + "' (" + adapter->source() + ")", flags);
   std::lock_guard<std::mutex> lock(mutex_);
   if (!(flags & MLORA_LOAD_REPLACE) && adapters_.count(name)) {  // lost a race with another load
     fail(MLORA_STATUS_ALREADY_EXISTS, "an adapter named '" + name + "' is already loaded (from " +

@@ -41,6 +41,11 @@ class Registry {
   void validate(const Adapter& adapter, const std::string& label, int32_t flags) const;
 
  private:
+  // found[i] = the model's LoRA input of adapter.params()[i] (null: none), looked up once per load.
+  std::vector<const LoraInput*> lookup_inputs(const Adapter& adapter) const;
+  void validate(const Adapter& adapter, const std::vector<const LoraInput*>& found, const std::string& label,
+                int32_t flags) const;
+
   std::shared_ptr<const Model> model_;
   mutable std::mutex mutex_;
   std::map<std::string, std::shared_ptr<const Adapter>> adapters_;

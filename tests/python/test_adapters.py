@@ -243,3 +243,34 @@ def test_concurrent_runs_loads_and_unloads(
     churn.join()
     assert not errors, errors
     assert adapters.names() == ["chat", "sql"]
+
+
+@pytest.mark.parametrize("order", ["as written", "reversed", "interleaved"])
+def test_a_half_without_its_partner_or_of_another_rank_is_refused(adapters, lora_model, params_sql, tmp_path, order):
+    """Each lora_A needs its lora_B (and the other way round) at the same rank, wherever the two sit in the
+    file (the check looks beside each parameter first, then the whole file)."""
+    names = list(params_sql)
+    if order == "reversed":
+        names.reverse()
+    elif order == "interleaved":  # every A far from its B
+        names = names[0::2] + names[1::2]
+    a_name = next(n for n in names if "lora_A" in n)
+    b_name = a_name.replace("lora_A", "lora_B")
+
+    lonely = {n: params_sql[n] for n in names if n != b_name}
+    ml.write_adapter(tmp_path / "lonely.onnx_adapter", lonely)
+    with pytest.raises(ml.MultiloraError) as e:
+        adapters.load(tmp_path / "lonely.onnx_adapter", "lonely")
+    assert_error(e, ml.FormatError, "MLORA_STATUS_FORMAT", f"'{a_name}' has no partner '{b_name}'")
+
+    uneven = {n: params_sql[n] for n in names}
+    uneven[b_name] = np.concatenate([params_sql[b_name], params_sql[b_name][:1]], axis=0)  # rank 4 + 1
+    ml.write_adapter(tmp_path / "uneven.onnx_adapter", uneven)
+    with pytest.raises(ml.MultiloraError) as e:
+        adapters.load(tmp_path / "uneven.onnx_adapter", "uneven")
+    assert_error(e, ml.ShapeMismatchError, "MLORA_STATUS_SHAPE_MISMATCH", "has rank 4", "has rank 5")
+
+    whole = {n: params_sql[n] for n in names}  # the same parameters complete, in this order: loads
+    ml.write_adapter(tmp_path / "whole.onnx_adapter", whole)
+    adapters.load(tmp_path / "whole.onnx_adapter", "whole")
+    assert adapters.names() == ["whole"]
