@@ -481,7 +481,10 @@ def main() -> int:
     weights_step = init_bytes - embed_bytes
     one_adapter = adapter_bytes(adapters[0])
     all_adapters = sum(adapter_bytes(p) for p in adapters)
-    half_bytes = {dt: sum(adapter_bytes(p) for p in half_adapters[dt]) for dt in halves}
+    # Quantized files are dequantized into 16-bit slots: half of their float32 size is read per step.
+    half_bytes = {
+        dt: (all_adapters // 2) if quantized else sum(adapter_bytes(p) for p in half_adapters[dt]) for dt in halves
+    }
     layers, kvh, head = dec["num_hidden_layers"], dec["num_key_value_heads"], dec["head_size"]
     kv_mid = layers * 2 * args.batch * kvh * head * 4 * (args.prompt + args.new_tokens // 2)
     bw = max(bw1, bwn)
