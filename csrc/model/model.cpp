@@ -266,25 +266,30 @@ OrtSessionPtr open_session(Model::Impl& impl, const std::string& onnx_path, Mapp
                            const ModelSource& source, const ModelOptions& options,
                            const std::vector<std::pair<std::string, const OrtValue*>>& shared) {
   const OrtApi& api = ort();
-  OrtSessionOptions* raw_options = nullptr;
-  ort_check(api.CreateSessionOptions(&raw_options), "creating session options");
-  OrtSessionOptionsPtr session_options(raw_options);
-  // Generation: genai_config.json's session options; the caller's options below take precedence.
-  if (source.session_defaults) source.session_defaults(session_options.get());
-  ort_check(api.SetSessionLogId(session_options.get(), base_name(onnx_path).c_str()), "setting the session log id");
-  ort_check(api.SetSessionLogSeverityLevel(session_options.get(), options.log_level), "setting the log level");
-  apply_thread_policy(session_options.get(), options.intra_op_threads);
-  add_lora_op_domain(session_options.get());  // com.multilora ops of models prepared with the fused kernel
-  bool has_external_folder = false;
   const std::string kExternalFolderKey = "session.model_external_initializers_file_folder_path";
-  for (const auto& [key, value] : options.config_entries) {
-    ort_check(api.AddSessionConfigEntry(session_options.get(), key.c_str(), value.c_str()),
-              "setting session config entry '" + key + "' = '" + value + "'");
-    has_external_folder |= key == kExternalFolderKey;
-  }
-  for (const auto& [name, value] : shared) {
-    ort_check(api.AddInitializer(session_options.get(), name.c_str(), value), "sharing the weight '" + name + "'");
-  }
+  bool has_external_folder = false;
+  auto make_options = [&] {
+    OrtSessionOptions* raw_options = nullptr;
+    ort_check(api.CreateSessionOptions(&raw_options), "creating session options");
+    OrtSessionOptionsPtr session_options(raw_options);
+    // Generation: genai_config.json's session options; the caller's options below take precedence.
+    if (source.session_defaults) source.session_defaults(session_options.get());
+    ort_check(api.SetSessionLogId(session_options.get(), base_name(onnx_path).c_str()), "setting the session log id");
+    ort_check(api.SetSessionLogSeverityLevel(session_options.get(), options.log_level), "setting the log level");
+    apply_thread_policy(session_options.get(), options.intra_op_threads);
+    add_lora_op_domain(session_options.get());  // com.multilora ops of models prepared with the fused kernel
+    has_external_folder = false;
+    for (const auto& [key, value] : options.config_entries) {
+      ort_check(api.AddSessionConfigEntry(session_options.get(), key.c_str(), value.c_str()),
+                "setting session config entry '" + key + "' = '" + value + "'");
+      has_external_folder |= key == kExternalFolderKey;
+    }
+    for (const auto& [name, value] : shared) {
+      ort_check(api.AddInitializer(session_options.get(), name.c_str(), value), "sharing the weight '" + name + "'");
+    }
+    return session_options;
+  };
+  OrtSessionOptionsPtr session_options = make_options();
 
   // ORT refuses a graph that declares an input twice ("Duplicate definition-site for (x)"): such a model is
   // rewritten without the repeats and the session is created from the bytes.
@@ -298,29 +303,33 @@ OrtSessionPtr open_session(Model::Impl& impl, const std::string& onnx_path, Mapp
   }
   file = MappedFile();  // unmapped: ORT reads the file (or the rewritten copy) itself
 
-  OrtSession* raw_session = nullptr;
   OrtPrepackedWeightsContainer* prepacked = impl.prepacked.get();
-  const std::string context = "ONNX Runtime cannot load model '" + onnx_path + "'";
-  if (!scan.duplicate_inputs) {
-    ort_check(prepacked ? api.CreateSessionWithPrepackedWeightsContainer(impl.env.env, onnx_path.c_str(),
-                                                                         session_options.get(), prepacked, &raw_session)
-                        : api.CreateSession(impl.env.env, onnx_path.c_str(), session_options.get(), &raw_session),
-              context);
-  } else {
+  auto create = [&](OrtSessionOptions* so, OrtSession** out) -> OrtStatus* {
+    if (!scan.duplicate_inputs) {
+      return prepacked
+                 ? api.CreateSessionWithPrepackedWeightsContainer(impl.env.env, onnx_path.c_str(), so, prepacked, out)
+                 : api.CreateSession(impl.env.env, onnx_path.c_str(), so, out);
+    }
     // A session from bytes resolves external data (model.onnx.data) against this folder, not the cwd.
     if (!has_external_folder) {
-      ort_check(api.AddSessionConfigEntry(session_options.get(), kExternalFolderKey.c_str(),
-                                          dir_of(absolute(onnx_path)).c_str()),
-                "setting the external data folder");
+      OrtStatus* st = api.AddSessionConfigEntry(so, kExternalFolderKey.c_str(), dir_of(absolute(onnx_path)).c_str());
+      if (st) return st;
     }
-    ort_check(prepacked ? api.CreateSessionFromArrayWithPrepackedWeightsContainer(
-                              impl.env.env, rewritten.data(), rewritten.size(), session_options.get(), prepacked,
-                              &raw_session)
-                        : api.CreateSessionFromArray(impl.env.env, rewritten.data(), rewritten.size(),
-                                                     session_options.get(), &raw_session),
-              context);
-    std::string().swap(rewritten);
+    return prepacked ? api.CreateSessionFromArrayWithPrepackedWeightsContainer(impl.env.env, rewritten.data(),
+                                                                               rewritten.size(), so, prepacked, out)
+                     : api.CreateSessionFromArray(impl.env.env, rewritten.data(), rewritten.size(), so, out);
+  };
+  OrtSession* raw_session = nullptr;
+  OrtStatus* status = create(session_options.get(), &raw_session);
+  // The process's ONNX Runtime environment is one per process: when another user of the same library (e.g.
+  // onnxruntime-genai) created it first, it has no global thread pool and sessions need their own.
+  if (status && thread_policy_fell_back(status)) {
+    api.ReleaseStatus(status);
+    session_options = make_options();
+    status = create(session_options.get(), &raw_session);
   }
+  ort_check(status, "ONNX Runtime cannot load model '" + onnx_path + "'");
+  std::string().swap(rewritten);
   return OrtSessionPtr(raw_session);
 }
 

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
 #include <vector>
 
@@ -411,6 +412,16 @@ void apply_thread_policy(OrtSessionOptions* options, int32_t model_threads) {
   }
   ort_check(api.AddSessionConfigEntry(options, "session.intra_op.allow_spinning", spinning ? "1" : "0"),
             "setting the intra-op pool's spinning");
+}
+
+bool thread_policy_fell_back(OrtStatus* status) {
+  const char* message = ort().GetErrorMessage(status);
+  if (!message || !std::strstr(message, "EnvCreatedWithGlobalThreadPools")) return false;
+  OrtState& s = state();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  if (!s.env_global) return false;  // already per-session: the failure is something else
+  s.env_global = false;
+  return true;
 }
 
 void ort_shutdown() {

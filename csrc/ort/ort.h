@@ -38,6 +38,11 @@ void global_threads(int32_t* intra_op_threads, int32_t* allow_spinning);
 // (model_threads 0), the session uses the global pool; otherwise its own pool of model_threads (0 = ORT's
 // default) with the policy's spinning.
 void apply_thread_policy(OrtSessionOptions* options, int32_t model_threads);
+// Whether `status` (of creating a session) says the process's environment has no global thread pool — it was
+// created by another user of the library (onnxruntime-genai, say) before ours. Then the global pool is
+// given up for the process (later sessions get pools of their own) and true is returned: build the
+// session options again and retry. Does not release `status`.
+bool thread_policy_fell_back(OrtStatus* status);
 // Releases the environment if no model holds it (see ort_env_acquire); throws IN_USE otherwise. A later model
 // creates a new environment. The library itself stays loaded.
 void ort_shutdown();

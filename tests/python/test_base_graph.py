@@ -374,3 +374,34 @@ def test_global_threads_arguments_are_checked():
     with pytest.raises(ml.InvalidArgumentError) as e:  # checked before the IN_USE state
         ml.set_global_threads(-2, False)
     assert_error(e, ml.InvalidArgumentError, "MLORA_STATUS_INVALID_ARGUMENT", "intra_op_threads -2")
+
+
+def test_a_process_whose_onnxruntime_environment_onnxruntime_genai_created_first(prepared, wide, tmp_path):
+    """ONNX Runtime has one environment per process. When onnxruntime-genai (same libonnxruntime) creates it
+    first, it has no global thread pool: multilora's sessions fall back to pools of their own instead of
+    failing ("the env must be created with the CreateEnvWithGlobalThreadPools API"), both of the model's
+    graphs, and compute the same numbers."""
+    pytest.importorskip("onnxruntime_genai")
+    params = T.make_adapter_params(wide, rank=4, seed=11)
+    T.write_ort_adapter(tmp_path / "x.onnx_adapter", params)
+    ids = T.make_input_ids(wide, batch=2, seq=5, seed=3)
+    np.save(tmp_path / "ids.npy", ids)
+    genai_folder = Path(__file__).resolve().parent / "fixtures" / "generation" / "base"
+    code = f"""
+import numpy as np, onnxruntime_genai as og
+first = og.Model({str(genai_folder)!r})  # creates the process's ONNX Runtime environment
+import multilora as ml
+with ml.Model({str(prepared["fused"])!r}) as m, ml.Adapters(m) as reg, ml.RunOptions() as ro:
+    reg.load({str(tmp_path / "x.onnx_adapter")!r}, "x")
+    ro.set_active_adapters_per_row(reg, [["x"], []])
+    (out,) = m.run(None, {{"input_ids": np.load({str(tmp_path / "ids.npy")!r})}}, ro)
+    (base,) = m.run(None, {{"input_ids": np.load({str(tmp_path / "ids.npy")!r})}})
+    np.save({str(tmp_path / "out.npy")!r}, out)
+    np.save({str(tmp_path / "base.npy")!r}, base)
+    assert m.session_runs.base == 1, m.session_runs
+"""
+    subprocess.run([sys.executable, "-c", code], check=True)
+    out, base = np.load(tmp_path / "out.npy"), np.load(tmp_path / "base.npy")
+    np.testing.assert_allclose(out[0], T.reference_forward(wide, ids[:1], [(params, 1.0)])[0], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(out[1], T.reference_forward(wide, ids[1:])[0], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(base, T.reference_forward(wide, ids), rtol=1e-4, atol=1e-4)
