@@ -39,12 +39,13 @@ import inspect
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from typing import Dict, List, Sequence
 
 import numpy as np
+
+from multilora.testing import olive_generate_adapter_command, run_export_tool
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -101,16 +102,7 @@ def default_out(args: argparse.Namespace) -> str:
 
 
 def run(cmd: List[str], cwd: str) -> float:
-    log(" ".join(cmd))
-    # GIT_DIR: the GenAI builder stamps producer_version with `git rev-parse HEAD` run near its own files, which
-    # inside this repository's .venv is our commit: outputs would change with every commit.
-    env = dict(os.environ, TQDM_DISABLE="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", GIT_DIR=os.devnull)
-    t0 = time.perf_counter()
-    res = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    if res.returncode != 0:
-        sys.stderr.write(res.stdout)
-        raise SystemExit(f"command failed ({res.returncode}): {' '.join(cmd)}")
-    return time.perf_counter() - t0
+    return run_export_tool(cmd, cwd, log)
 
 
 def make_hf(out: str, args: argparse.Namespace) -> str:
@@ -196,21 +188,7 @@ def lora_nodes(layers: int) -> str:
 def olive_extract(baked: str, olive: str, work: str) -> float:
     shutil.rmtree(olive, ignore_errors=True)
     return run(
-        [
-            sys.executable,  # the running interpreter's olive: nothing has to be on PATH
-            "-m",
-            "olive",
-            "generate-adapter",
-            "-m",
-            baked,
-            "-o",
-            olive,
-            "--adapter_format",
-            "onnx_adapter",
-            "--log_level",
-            "3",
-            "--disable_telemetry",
-        ],
+        olive_generate_adapter_command(baked, olive),
         cwd=work,
     )
 

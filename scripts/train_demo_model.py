@@ -46,9 +46,7 @@ import ast
 import hashlib
 import io
 import json
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -57,6 +55,8 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
+
+from multilora.testing import olive_generate_adapter_command, run_export_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "demo" / "model"
@@ -260,17 +260,8 @@ def train_all(work: Path, texts: Dict[str, str], tok) -> dict:
 # ---------------------------------------------------------------- export
 
 
-def run(cmd: Sequence[str], cwd: Path) -> None:
-    log(" ".join(str(c) for c in cmd))
-    # GIT_DIR: the GenAI builder stamps producer_version with `git rev-parse HEAD` run near its own files, which
-    # inside this repository's .venv is our commit; without Git it uses its package's own revision (stable).
-    env = dict(os.environ, TQDM_DISABLE="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", GIT_DIR=os.devnull)
-    res = subprocess.run(
-        [str(c) for c in cmd], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    if res.returncode != 0:
-        sys.stderr.write(res.stdout)
-        raise SystemExit(f"command failed ({res.returncode}): {' '.join(str(c) for c in cmd)}")
+def run(cmd: Sequence[object], cwd: Path) -> None:
+    run_export_tool(cmd, cwd, log)
 
 
 def export(work: Path, out: Path, mlora_python: str) -> Path:
@@ -300,21 +291,7 @@ def export(work: Path, out: Path, mlora_python: str) -> Path:
     )
     olive = work / "olive"
     run(
-        [
-            sys.executable,
-            "-m",
-            "olive",
-            "generate-adapter",
-            "-m",
-            baked,
-            "-o",
-            olive,
-            "--adapter_format",
-            "onnx_adapter",
-            "--log_level",
-            "3",
-            "--disable_telemetry",
-        ],
+        olive_generate_adapter_command(baked, olive),
         cwd=work,
     )
     folder = work / "lora"

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -34,6 +34,8 @@ __all__ = [
     "composite_params",
     "write_ort_adapter",
     "shift_logits_folder",
+    "run_export_tool",
+    "olive_generate_adapter_command",
 ]
 
 ATTN_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")
@@ -399,3 +401,49 @@ def shift_logits_folder(src: PathLike, dst: PathLike, shift: float = 100.0) -> s
             os.remove(os.path.join(dst, f))  # external data is written inline below
     onnx.save(model, os.path.join(dst, fname))
     return dst
+
+
+# ---- the real export tools (fixture, benchmark and demo builders) ------------------------------------------
+
+
+def run_export_tool(cmd: Sequence[Any], cwd: PathLike, log: Callable[[str], None] = print) -> float:
+    """Runs one step of the ONNX Runtime GenAI builder / Olive export (``cmd``: argv, items made str) in ``cwd``
+    offline and quiet, and returns its wall time in seconds; on failure prints its output and raises
+    SystemExit. ``GIT_DIR`` points nowhere: the GenAI builder stamps ``producer_version`` with ``git rev-parse
+    HEAD`` run near its own files, which inside this repository's .venv is our commit (exports would change
+    with every commit)."""
+    import subprocess
+    import sys
+    import time
+
+    argv = [str(c) for c in cmd]
+    log(" ".join(argv))
+    env = dict(os.environ, TQDM_DISABLE="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", GIT_DIR=os.devnull)
+    t0 = time.perf_counter()
+    res = subprocess.run(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if res.returncode != 0:
+        sys.stderr.write(res.stdout)
+        raise SystemExit(f"command failed ({res.returncode}): {' '.join(argv)}")
+    return time.perf_counter() - t0
+
+
+def olive_generate_adapter_command(model_dir: PathLike, out_dir: PathLike) -> List[str]:
+    """``olive generate-adapter`` through the running interpreter (nothing has to be on PATH): the LoRA
+    MatMuls of a GenAI builder model become optional inputs, the weights an .onnx_adapter file."""
+    import sys
+
+    return [
+        sys.executable,
+        "-m",
+        "olive",
+        "generate-adapter",
+        "-m",
+        os.fspath(model_dir),
+        "-o",
+        os.fspath(out_dir),
+        "--adapter_format",
+        "onnx_adapter",
+        "--log_level",
+        "3",
+        "--disable_telemetry",
+    ]
