@@ -12,6 +12,7 @@
 #include <cstring>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "abi/abi.h"
@@ -38,8 +39,10 @@ void check(bool ok, const std::string& what) {
   std::fprintf(stderr, "FAIL %s\n", what.c_str());
 }
 
-// The bytes of slot `slot` of the lease's stacked LoRA input `input` ([S, fixed, R] or [S, R, fixed]).
-std::vector<uint8_t> slot_bytes(const SlotTable::Lease& lease, size_t input, size_t slot, size_t slots) {
+// Where slot `slot` of the lease's stacked LoRA input `input` starts ([S, fixed, R] or [S, R, fixed] of
+// `esize`-byte elements), and how many bytes it has.
+std::pair<const uint8_t*, size_t> slot_span(const SlotTable::Lease& lease, size_t input, size_t slot, size_t slots,
+                                            size_t esize) {
   const OrtValue* v = lease.feed_values()[input];
   OrtTensorTypeAndShapeInfo* info = nullptr;
   ort_check(ort().GetTensorTypeAndShape(v, &info), "shape");
@@ -48,8 +51,13 @@ std::vector<uint8_t> slot_bytes(const SlotTable::Lease& lease, size_t input, siz
   ort().ReleaseTensorTypeAndShapeInfo(info);
   void* data = nullptr;
   ort_check(ort().GetTensorMutableData(const_cast<OrtValue*>(v), &data), "data");
-  const size_t per_slot = count / slots * sizeof(float);
-  const auto* p = static_cast<const uint8_t*>(data) + slot * per_slot;
+  const size_t per_slot = count / slots * esize;
+  return {static_cast<const uint8_t*>(data) + slot * per_slot, per_slot};
+}
+
+// The bytes of slot `slot` of the lease's stacked float LoRA input `input`.
+std::vector<uint8_t> slot_bytes(const SlotTable::Lease& lease, size_t input, size_t slot, size_t slots) {
+  const auto [p, per_slot] = slot_span(lease, input, slot, slots, sizeof(float));
   return std::vector<uint8_t>(p, p + per_slot);
 }
 
@@ -99,15 +107,7 @@ void pinned_slots_are_not_evicted(const std::string& dir) {
 
 // Slot `slot` of stacked input `input` as the fused layout packs it: the first fixed*rank elements.
 const uint16_t* half_slot(const SlotTable::Lease& lease, size_t input, size_t slot, size_t slots) {
-  const OrtValue* v = lease.feed_values()[input];
-  OrtTensorTypeAndShapeInfo* info = nullptr;
-  ort_check(ort().GetTensorTypeAndShape(v, &info), "shape");
-  size_t count = 0;
-  ort_check(ort().GetTensorShapeElementCount(info, &count), "count");
-  ort().ReleaseTensorTypeAndShapeInfo(info);
-  void* data = nullptr;
-  ort_check(ort().GetTensorMutableData(const_cast<OrtValue*>(v), &data), "data");
-  return static_cast<const uint16_t*>(data) + slot * (count / slots);
+  return reinterpret_cast<const uint16_t*>(slot_span(lease, input, slot, slots, sizeof(uint16_t)).first);
 }
 
 void half_slots_hold_the_files_values(const std::string& dir) {
