@@ -211,7 +211,8 @@ inline void shutdown() { detail::check(mlora_shutdown()); }
 /**
  * How ONNX Runtime's intra-op threads are shared (before the first model only): intra_op_threads -1 = a pool
  * per session, 0 = one global pool of ONNX Runtime's default size (default), n = one global pool of n;
- * allow_spinning 0 (default) or 1. See mlora_set_global_threads.
+ * allow_spinning 1 (default) or 0 (faster on machines shared with other busy processes). See
+ * mlora_set_global_threads.
  */
 inline void set_global_threads(int32_t intra_op_threads, bool allow_spinning) {
   detail::check(mlora_set_global_threads(intra_op_threads, allow_spinning ? 1 : 0));
