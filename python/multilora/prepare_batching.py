@@ -123,6 +123,16 @@ def prepare_batching(
     return _prepare_file(input_path, output_path, kernel, base_graph, lora_dtype)
 
 
+def _subgraphs(node: Any) -> List[Any]:
+    """The graphs a node's attributes hold (If/Loop/Scan bodies), for walks that must see them too."""
+    out = []
+    for attr in node.attribute:
+        if attr.HasField("g"):
+            out.append(attr.g)
+        out.extend(attr.graphs)
+    return out
+
+
 def _external_files(model_path: str) -> List[str]:
     """Paths (relative to the model's folder) of the external data files the model's tensors name."""
     import onnx
@@ -137,10 +147,8 @@ def _external_files(model_path: str) -> List[str]:
                 if attr.HasField("t"):
                     tensors.append(attr.t)
                 tensors.extend(attr.tensors)
-                if attr.HasField("g"):
-                    walk(attr.g)
-                for sub in attr.graphs:
-                    walk(sub)
+            for sub in _subgraphs(node):
+                walk(sub)
         for t in tensors:
             if t.data_location == TensorProto.EXTERNAL:
                 for entry in t.external_data:
@@ -623,45 +631,25 @@ def _strip_lora(model: Any, deltas: List[str], lora_name: str) -> Any:
             name = rename[name]
         return name
 
-    def fix_subgraph(graph: Any) -> None:  # outer-scope names used inside If/Loop/Scan bodies
-        for node in graph.node:
+    def fix(nodes: Any) -> None:  # also outer-scope names used inside If/Loop/Scan bodies
+        for node in nodes:
             for i, name in enumerate(node.input):
                 node.input[i] = resolve(name)
-            for attr in node.attribute:
-                if attr.HasField("g"):
-                    fix_subgraph(attr.g)
-                for sub in attr.graphs:
-                    fix_subgraph(sub)
+            for sub in _subgraphs(node):
+                fix(sub.node)
+
+    def uses(nodes: Any, out: set) -> None:
+        for node in nodes:
+            out.update(node.input)
+            for sub in _subgraphs(node):
+                uses(sub.node, out)
 
     nodes = keep_nodes + identities
-    for n in nodes:
-        for i, name in enumerate(n.input):
-            n.input[i] = resolve(name)
-        for attr in n.attribute:
-            if attr.HasField("g"):
-                fix_subgraph(attr.g)
-            for sub in attr.graphs:
-                fix_subgraph(sub)
-
-    def subgraph_uses(graph: Any, out: set) -> None:
-        for node in graph.node:
-            out.update(node.input)
-            for attr in node.attribute:
-                if attr.HasField("g"):
-                    subgraph_uses(attr.g, out)
-                for sub in attr.graphs:
-                    subgraph_uses(sub, out)
-
+    fix(nodes)
     # Dead code: the LoRA MatMuls / fused nodes, their gathers, anything only they used.
     while True:
         used = set(graph_outputs)
-        for n in nodes:
-            used.update(n.input)
-            for attr in n.attribute:
-                if attr.HasField("g"):
-                    subgraph_uses(attr.g, used)
-                for sub in attr.graphs:
-                    subgraph_uses(sub, used)
+        uses(nodes, used)
         alive = [n for n in nodes if any(o in used for o in n.output if o)]
         if len(alive) == len(nodes):
             break
@@ -765,11 +753,8 @@ def _check(m: Any) -> None:
             if node.domain in ("", "ai.onnx") and not onnx.defs.has(node.op_type):
                 node.domain = _UNKNOWN_DOMAIN  # the checker skips nodes of domains it does not know
                 moved = True
-            for attr in node.attribute:
-                if attr.HasField("g"):
-                    move_unknown(attr.g)
-                for sub in attr.graphs:
-                    move_unknown(sub)
+            for sub in _subgraphs(node):
+                move_unknown(sub)
 
     move_unknown(copy.graph)
     if moved:
