@@ -424,32 +424,25 @@ def _nbits_model(path: Path, k: int, r: int, out: int, bits: int, block: int) ->
         np_dt = np.uint8 if dt == TensorProto.UINT8 else np.float32
         inits.append(numpy_helper.from_array(np.zeros(dims, np_dt), name))
         inputs.append(helper.make_tensor_value_info(name, dt, [d if d else f"{name}_d" for d in dims]))
+
+    def nbits(inputs, output, name, k_dim, n_dim):
+        return helper.make_node(
+            "MatMulNBits",
+            inputs,
+            [output],
+            name=name,
+            domain="com.microsoft",
+            K=k_dim,
+            N=n_dim,
+            bits=bits,
+            block_size=block,
+            accuracy_level=4,
+        )
+
     nodes = [
         helper.make_node("MatMul", ["x", "W"], ["xw"], name="base/MatMul"),
-        helper.make_node(
-            "MatMulNBits",
-            ["x", "A_q", "A_s", "A_zp"],
-            ["xa"],
-            name="lora_A/MatMul_Q",
-            domain="com.microsoft",
-            K=k,
-            N=r,
-            bits=bits,
-            block_size=block,
-            accuracy_level=4,
-        ),
-        helper.make_node(
-            "MatMulNBits",
-            ["xa", "B_q", "B_s", "B_zp"],
-            ["xab"],
-            name="lora_B/MatMul_Q",
-            domain="com.microsoft",
-            K=r,
-            N=out,
-            bits=bits,
-            block_size=block,
-            accuracy_level=4,
-        ),
+        nbits(["x", "A_q", "A_s", "A_zp"], "xa", "lora_A/MatMul_Q", k, r),
+        nbits(["xa", "B_q", "B_s", "B_zp"], "xab", "lora_B/MatMul_Q", r, out),
         helper.make_node("Add", ["xw", "xab"], ["y"], name="add"),
     ]
     g = helper.make_graph(
