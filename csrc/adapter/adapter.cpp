@@ -307,6 +307,29 @@ std::shared_ptr<const Adapter> Adapter::open_memory(const void* data, size_t siz
   return std::make_shared<const Adapter>(std::move(st));
 }
 
+namespace {
+
+// A view's storage: `from`'s header (source, versions, byte counts) with `params` indexed by name; FORMAT when
+// two of them share a name. The caller sets the rank and keeps the base alive.
+std::unique_ptr<Adapter::Storage> derived_storage(const Adapter::Storage& from, std::vector<Param> params) {
+  auto st = std::make_unique<Adapter::Storage>();
+  st->source = from.source;
+  st->format_version = from.format_version;
+  st->adapter_version = from.adapter_version;
+  st->model_version = from.model_version;
+  st->bytes_mapped = from.bytes_mapped;
+  st->bytes_copied = from.bytes_copied;
+  st->params = std::move(params);
+  const auto dup = index_names(*st);
+  if (dup.first >= 0) {
+    fail(MLORA_STATUS_FORMAT,
+         "adapter '" + from.source + "': two parameters are named '" + st->params[dup.first].name + "'");
+  }
+  return st;
+}
+
+}  // namespace
+
 std::shared_ptr<const Adapter> Adapter::renamed(std::shared_ptr<const Adapter> base,
                                                 const std::vector<std::string>& names) {
   const Storage& from = *base->storage_;
@@ -314,21 +337,10 @@ std::shared_ptr<const Adapter> Adapter::renamed(std::shared_ptr<const Adapter> b
     fail(MLORA_STATUS_INVALID_ARGUMENT, "renaming " + std::to_string(from.params.size()) + " parameters with " +
                                             std::to_string(names.size()) + " names");
   }
-  auto st = std::make_unique<Storage>();
-  st->source = from.source;
-  st->format_version = from.format_version;
-  st->adapter_version = from.adapter_version;
-  st->model_version = from.model_version;
+  std::vector<Param> params = from.params;
+  for (size_t i = 0; i < names.size(); ++i) params[i].name = names[i];
+  auto st = derived_storage(from, std::move(params));
   st->rank = from.rank;
-  st->bytes_mapped = from.bytes_mapped;
-  st->bytes_copied = from.bytes_copied;
-  st->params = from.params;
-  for (size_t i = 0; i < names.size(); ++i) st->params[i].name = names[i];
-  const auto dup = index_names(*st);
-  if (dup.first >= 0) {
-    fail(MLORA_STATUS_FORMAT,
-         "adapter '" + from.source + "': two parameters are named '" + st->params[dup.first].name + "'");
-  }
   st->base = std::move(base);
   return std::make_shared<const Adapter>(std::move(st));
 }
@@ -336,19 +348,8 @@ std::shared_ptr<const Adapter> Adapter::renamed(std::shared_ptr<const Adapter> b
 std::shared_ptr<const Adapter> Adapter::with_params(std::shared_ptr<const Adapter> base, std::vector<Param> params,
                                                     std::vector<std::shared_ptr<void>> owned, uint64_t owned_bytes) {
   const Storage& from = *base->storage_;
-  auto st = std::make_unique<Storage>();
-  st->source = from.source;
-  st->format_version = from.format_version;
-  st->adapter_version = from.adapter_version;
-  st->model_version = from.model_version;
-  st->bytes_mapped = from.bytes_mapped;
-  st->bytes_copied = from.bytes_copied + owned_bytes;
-  st->params = std::move(params);
-  const auto dup = index_names(*st);
-  if (dup.first >= 0) {
-    fail(MLORA_STATUS_FORMAT,
-         "adapter '" + from.source + "': two parameters are named '" + st->params[dup.first].name + "'");
-  }
+  auto st = derived_storage(from, std::move(params));
+  st->bytes_copied += owned_bytes;
   st->rank = lora_rank(st->params);
   st->owned = std::move(owned);
   st->base = std::move(base);
