@@ -39,13 +39,12 @@ import inspect
 import json
 import os
 import shutil
-import sys
 import time
 from typing import Dict, List, Sequence
 
 import numpy as np
 
-from multilora.testing import olive_generate_adapter_command, run_export_tool
+from multilora.testing import genai_builder_command, olive_generate_adapter_command, run_export_tool
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -205,7 +204,6 @@ def quantized_adapters(out: str, hf: str, peft: List[str], args: argparse.Namesp
     lora = os.path.join(out, "lora")
     work = os.path.join(out, "work")
     os.makedirs(work, exist_ok=True)
-    builder = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-p", "int4", "-e", "cpu"]
     want = signature(lora)
     t0 = time.perf_counter()
     for i, path in enumerate(peft):
@@ -218,7 +216,7 @@ def quantized_adapters(out: str, hf: str, peft: List[str], args: argparse.Namesp
             baked, olive = os.path.join(work, f"baked_a{i}"), os.path.join(work, f"olive_a{i}")
             shutil.rmtree(baked, ignore_errors=True)
             cache = os.path.join(work, "cache")
-            run(builder + ["-i", hf, "-o", baked, "-c", cache, "--extra_options", f"adapter_path={path}"], cwd=work)
+            run(genai_builder_command(hf, baked, "int4", cache, [f"adapter_path={path}"]), cwd=work)
             olive_extract(baked, olive, work)
             if signature(olive) != want:
                 raise SystemExit(f"a{i}: Olive's int4 model has another input signature than lora/'s")
@@ -235,22 +233,20 @@ def build_onnx(out: str, hf: str, peft: List[str], timings: Dict[str, float], ar
     work = os.path.join(out, "work")
     os.makedirs(work, exist_ok=True)
     precision = getattr(args, "precision", "fp32")
-    builder = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-p", precision, "-e", "cpu"]
     extra = []
     if precision == "int4" and args.int4_lora == "excluded":
         extra = [f"nodes_to_exclude={lora_nodes(args.layers)}"]
     cache = os.path.join(work, "cache")
     base = os.path.join(out, "base")
     if not os.path.exists(os.path.join(base, "genai_config.json")):
-        timings["builder (base)"] = run(builder + ["-i", hf, "-o", base + ".tmp", "-c", cache], cwd=work)
+        timings["builder (base)"] = run(genai_builder_command(hf, base + ".tmp", precision, cache), cwd=work)
         os.replace(base + ".tmp", base)
     lora = os.path.join(out, "lora")
     if not os.path.exists(os.path.join(lora, "genai_config.json")):
         baked = os.path.join(work, "baked_a0")
         if not os.path.exists(os.path.join(baked, "genai_config.json")):
             timings["builder (LoRA a0)"] = run(
-                builder + ["-i", hf, "-o", baked, "-c", cache, "--extra_options", f"adapter_path={peft[0]}", *extra],
-                cwd=work,
+                genai_builder_command(hf, baked, precision, cache, [f"adapter_path={peft[0]}", *extra]), cwd=work
             )
         olive = os.path.join(work, "olive_a0")
         timings["olive generate-adapter"] = olive_extract(baked, olive, work)

@@ -56,7 +56,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from multilora.testing import olive_generate_adapter_command, run_export_tool
+from multilora.testing import genai_builder_command, olive_generate_adapter_command, run_export_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "demo" / "model"
@@ -270,23 +270,7 @@ def export(work: Path, out: Path, mlora_python: str) -> Path:
     hf = work / "hf"
     baked = work / "baked"
     run(
-        [
-            sys.executable,
-            "-m",
-            "onnxruntime_genai.models.builder",
-            "-i",
-            hf,
-            "-o",
-            baked,
-            "-p",
-            "fp32",
-            "-e",
-            "cpu",
-            "-c",
-            work / "cache",
-            "--extra_options",
-            f"adapter_path={work / 'peft_prose'}",
-        ],
+        genai_builder_command(hf, baked, "fp32", work / "cache", [f"adapter_path={work / 'peft_prose'}"]),
         cwd=work,
     )
     olive = work / "olive"

@@ -35,6 +35,7 @@ __all__ = [
     "write_ort_adapter",
     "shift_logits_folder",
     "run_export_tool",
+    "genai_builder_command",
     "olive_generate_adapter_command",
 ]
 
@@ -425,6 +426,27 @@ def run_export_tool(cmd: Sequence[Any], cwd: PathLike, log: Callable[[str], None
         sys.stderr.write(res.stdout)
         raise SystemExit(f"command failed ({res.returncode}): {' '.join(argv)}")
     return time.perf_counter() - t0
+
+
+def genai_builder_command(
+    hf_dir: PathLike,
+    out_dir: PathLike,
+    precision: str = "fp32",
+    cache_dir: Optional[PathLike] = None,
+    extra_options: Sequence[str] = (),
+) -> List[str]:
+    """ONNX Runtime GenAI's model builder through the running interpreter, for the CPU: ``hf_dir`` (a
+    transformers model folder) to a GenAI folder ``out_dir`` at ``precision`` (``-p``); ``extra_options`` are
+    ``key=value`` items (``adapter_path=...`` bakes a PEFT adapter into LoRA MatMuls)."""
+    import sys
+
+    cmd = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", os.fspath(hf_dir), "-o", os.fspath(out_dir)]
+    cmd += ["-p", precision, "-e", "cpu"]
+    if cache_dir is not None:
+        cmd += ["-c", os.fspath(cache_dir)]
+    if extra_options:
+        cmd += ["--extra_options", *extra_options]
+    return cmd
 
 
 def olive_generate_adapter_command(model_dir: PathLike, out_dir: PathLike) -> List[str]:
