@@ -78,7 +78,7 @@ MLORA_API mlora_status_t mlora_adapter_param_name(const mlora_adapter_t* adapter
     const auto held = adapter_of(adapter);
     const Adapter& a = *held;
     index_arg(index, a.params().size(), "parameter");
-    write_string(a.params()[index].name, buf, capacity, out_len, "the parameter name");
+    write_string(std::string(a.params()[index].name), buf, capacity, out_len, "the parameter name");
   });
 }
 
@@ -90,7 +90,7 @@ MLORA_API mlora_status_t mlora_adapter_param_tensor(const mlora_adapter_t* adapt
     out_arg(out_tensor, "out_tensor");
     const Param& p = holder->params()[index];
     emit(out_tensor, HandleType::kTensor,
-         Tensor::view(p.dtype, p.dims, p.data, p.nbytes, std::shared_ptr<const void>(holder, holder.get())));
+         Tensor::view(p.dtype, p.dims.vec(), p.data, p.nbytes, std::shared_ptr<const void>(holder, holder.get())));
   });
 }
 

@@ -39,8 +39,9 @@ MLORA_API mlora_status_t mlora_adapters_load(mlora_adapters_t* adapters, const c
     const std::string n = str_arg(name, "name");
     // A directory is a PEFT LoRA folder, resolved against the registry's model (docs/design.md §4).
     // MLORA_LOAD_COPY: read into private memory (a PEFT folder is always converted into memory).
-    r.add(peft::is_directory(p) ? peft::load_folder(p, *r.model()) : Adapter::open_file(p, flags & MLORA_LOAD_COPY), n,
-          flags);
+    bool is_directory = false;
+    auto adapter = Adapter::open_file(p, flags & MLORA_LOAD_COPY, &is_directory);
+    r.add(is_directory ? peft::load_folder(p, *r.model()) : std::move(adapter), n, flags);
   });
 }
 

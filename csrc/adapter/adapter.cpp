@@ -25,6 +25,7 @@
 #include "io/read_file.h"
 #include "util/dtype.h"
 #include "util/error.h"
+#include "util/name_hash.h"
 #include "util/utf8.h"
 
 // Element bytes and dims are stored little-endian and used in place.
@@ -81,7 +82,7 @@ std::string identifier_text(const uint8_t* p) {
 }
 
 // A name for an error message: control characters escaped so the message stays one readable line.
-std::string printable(const std::string& name) {
+std::string printable(std::string_view name) {
   std::string s;
   for (const char ch : name) {
     const auto c = static_cast<unsigned char>(ch);
@@ -101,24 +102,49 @@ std::string printable(const std::string& name) {
 // their scales and zero points and B's weight (whose K, the rank, is padded to whole blocks) say nothing more.
 int64_t lora_rank(const std::vector<Param>& params) {
   int64_t rank = 0;
-  auto ends_with = [](const std::string& s, const char* tail) {
-    const size_t n = std::strlen(tail);
-    return s.size() >= n && s.compare(s.size() - n, n, tail) == 0;
+  auto ends_with = [](std::string_view s, std::string_view tail) {
+    return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
   };
   for (const Param& p : params) {
     if (p.dims.size() < 2) continue;
     if (ends_with(p.name, "_scales") || ends_with(p.name, "_zero_points")) continue;
+    const LoraHalves halves = lora_halves(p.name);
+    const bool a = halves.last_a != std::string_view::npos, b = halves.last_b != std::string_view::npos;
     if (p.dims.size() == 3) {
-      if (p.name.find("lora_A") != std::string::npos) rank = std::max(rank, p.dims[0]);
+      if (a) rank = std::max(rank, p.dims[0]);
       continue;
     }
-    if (p.name.find("lora_A") != std::string::npos) rank = std::max(rank, p.dims[1]);
-    if (p.name.find("lora_B") != std::string::npos) rank = std::max(rank, p.dims[0]);
+    if (a) rank = std::max(rank, p.dims[1]);
+    if (b) rank = std::max(rank, p.dims[0]);
   }
   return rank;
 }
 
 }  // namespace
+
+LoraHalves lora_halves(std::string_view name) noexcept {
+  constexpr size_t kLen = 6;  // "lora_A"
+  constexpr uint64_t kOnes = 0x0101010101010101ull, kHigh = 0x8080808080808080ull;
+  constexpr uint64_t kL = kOnes * static_cast<unsigned char>('l');
+  LoraHalves out;
+  const char* s = name.data();
+  const size_t n = name.size();
+  if (n < kLen) return out;
+  // Candidates: bytes equal to 'l', found with the zero-byte trick on (word ^ "llllllll"). The trick may also
+  // flag a byte above a true match; every candidate is checked, so that only costs a comparison.
+  for (size_t base = 0; base + kLen <= n; base += 8) {
+    uint64_t w = 0;
+    std::memcpy(&w, s + base, std::min<size_t>(8, n - base));
+    const uint64_t x = w ^ kL;
+    for (uint64_t m = (x - kOnes) & ~x & kHigh; m; m &= m - 1) {
+      const size_t pos = base + static_cast<size_t>(__builtin_ctzll(m)) / 8;
+      if (pos + kLen > n || std::memcmp(s + pos, "lora_", 5) != 0) continue;
+      if (s[pos + 5] == 'A') out.last_a = pos;
+      if (s[pos + 5] == 'B') out.last_b = pos;
+    }
+  }
+  return out;
+}
 
 struct Adapter::Storage {
   std::string source;                // path, or the label of a memory-loaded adapter
@@ -129,9 +155,12 @@ struct Adapter::Storage {
   int32_t adapter_version = 0;
   int32_t model_version = 0;
   std::vector<Param> params;
-  // Positions in params sorted by name (one allocation, binary search): loading is on the request path and a
-  // hash map of a few hundred names cost a quarter of a warm load.
-  std::vector<uint32_t> by_name;
+  // name_hash of each parameter's name, and the names' positions in a table keyed by it: two allocations per
+  // adapter, no string copied (loading is on the request path; a hash map of std::string cost a quarter of a
+  // warm load, a sorted index of names most of another tenth).
+  std::vector<uint64_t> hashes;
+  NameTable by_name;
+  std::unique_ptr<char[]> names;  // renamed / rebuilt views: their copy of the parameters' names
   int64_t rank = 0;
   uint64_t bytes_mapped = 0;
   uint64_t bytes_copied = 0;
@@ -141,43 +170,40 @@ struct Adapter::Storage {
 
 namespace {
 
-// Sorts st.by_name; on a name that appears twice returns its first two positions (the pair whose second
-// position comes first, as a reader going through the file meets it), else {-1, -1}.
+// Fills st.hashes and st.by_name; on a name that appears twice returns its first two positions (the pair
+// whose second position comes first, as a reader going through the file meets it), else {-1, -1}.
 std::pair<int64_t, int64_t> index_names(Adapter::Storage& st) {
   const auto& params = st.params;
-  st.by_name.resize(params.size());
-  for (size_t i = 0; i < params.size(); ++i) st.by_name[i] = static_cast<uint32_t>(i);
-  std::sort(st.by_name.begin(), st.by_name.end(), [&](uint32_t a, uint32_t b) {
-    const int c = params[a].name.compare(params[b].name);
-    return c != 0 ? c < 0 : a < b;
-  });
-  std::pair<int64_t, int64_t> dup{-1, -1};
-  for (size_t k = 1; k < st.by_name.size(); ++k) {
-    const uint32_t a = st.by_name[k - 1], b = st.by_name[k];
-    if (params[a].name != params[b].name) continue;
-    if (dup.second < 0 || b < dup.second) dup = {a, b};
+  st.hashes.resize(params.size());
+  st.by_name.reset(params.size());
+  auto name_of = [&](uint32_t i) { return params[i].name; };
+  for (size_t i = 0; i < params.size(); ++i) {
+    st.hashes[i] = name_hash(params[i].name);
+    const uint32_t first = st.by_name.insert(params[i].name, st.hashes[i], static_cast<uint32_t>(i), name_of);
+    if (first != NameTable::kNone) return {first, static_cast<int64_t>(i)};
   }
-  return dup;
+  return {-1, -1};
 }
 
-// Verifies `buf` (which `st` keeps alive) and fills st's header fields and params. `subject` starts every
-// message: "adapter file '/path'" or "adapter 'label'".
-void parse(const uint8_t* buf, size_t size, const std::string& subject, Adapter::Storage& st) {
+// Verifies `buf` (which `st` keeps alive) and fills st's header fields and params. Every message starts with
+// "adapter file '<st.source>'" (is_file) or "adapter '<st.source>'" (composed only on failure).
+void parse(const uint8_t* buf, size_t size, bool is_file, Adapter::Storage& st) {
+  auto subject = [&] { return (is_file ? "adapter file '" : "adapter '") + st.source + "'"; };
   if (size < kMinBufferSize) {
-    fail(MLORA_STATUS_FORMAT, subject + ": too small to be an .onnx_adapter file (" + std::to_string(size) +
+    fail(MLORA_STATUS_FORMAT, subject() + ": too small to be an .onnx_adapter file (" + std::to_string(size) +
                                   " bytes, at least " + std::to_string(kMinBufferSize) + " needed)");
   }
   if (!fbs::AdapterBufferHasIdentifier(buf)) {
-    fail(MLORA_STATUS_FORMAT, subject + ": not an .onnx_adapter file (file identifier at bytes 4..7 is '" +
+    fail(MLORA_STATUS_FORMAT, subject() + ": not an .onnx_adapter file (file identifier at bytes 4..7 is '" +
                                   identifier_text(buf) + "', expected '" + fbs::AdapterIdentifier() + "')");
   }
   if (size >= kMaxBufferSize) {
-    fail(MLORA_STATUS_FORMAT, subject + ": " + std::to_string(size) +
+    fail(MLORA_STATUS_FORMAT, subject() + ": " + std::to_string(size) +
                                   " bytes is beyond the 2 GiB FlatBuffers limit of the .onnx_adapter format");
   }
   flatbuffers::Verifier verifier(buf, size);
   if (!fbs::VerifyAdapterBuffer(verifier)) {
-    fail(MLORA_STATUS_FORMAT, subject + ": corrupt or truncated .onnx_adapter file (" + std::to_string(size) +
+    fail(MLORA_STATUS_FORMAT, subject() + ": corrupt or truncated .onnx_adapter file (" + std::to_string(size) +
                                   " bytes; FlatBuffers verification failed)");
   }
 
@@ -186,7 +212,7 @@ void parse(const uint8_t* buf, size_t size, const std::string& subject, Adapter:
   st.adapter_version = root->adapter_version();
   st.model_version = root->model_version();
   if (st.format_version != kFormatVersion) {
-    fail(MLORA_STATUS_FORMAT, subject + ": unsupported format_version " + std::to_string(st.format_version) +
+    fail(MLORA_STATUS_FORMAT, subject() + ": unsupported format_version " + std::to_string(st.format_version) +
                                   ", expected " + std::to_string(kFormatVersion));
   }
 
@@ -194,22 +220,25 @@ void parse(const uint8_t* buf, size_t size, const std::string& subject, Adapter:
   // ORT accepts too: the parameters vector, each name, dims (non-empty) and raw_data must be present.
   const auto* fparams = root->parameters();
   if (!fparams) {
-    fail(MLORA_STATUS_FORMAT, subject + ": no parameters vector (an adapter without parameters has an empty one)");
+    fail(MLORA_STATUS_FORMAT, subject() + ": no parameters vector (an adapter without parameters has an empty one)");
   }
   const size_t count = fparams->size();
   st.params.reserve(count);
   for (size_t i = 0; i < count; ++i) {
     const fbs::Parameter* fp = fparams->Get(static_cast<flatbuffers::uoffset_t>(i));
     // Messages are composed only on failure: loading is on the request path.
-    auto nth = [&] { return subject + ": parameter #" + std::to_string(i); };
-    if (!fp->name() || fp->name()->size() == 0) fail(MLORA_STATUS_FORMAT, nth() + " has no name");
+    auto nth = [&] { return subject() + ": parameter #" + std::to_string(i); };
+    const flatbuffers::String* fname = fp->name();
+    if (!fname || fname->size() == 0) fail(MLORA_STATUS_FORMAT, nth() + " has no name");
 
-    Param p;
-    p.name = fp->name()->str();
+    // In place: the name and everything else below are read where they are, into a record of the one
+    // params allocation (no string or vector per parameter).
+    Param& p = st.params.emplace_back();
+    p.name = std::string_view(fname->c_str(), fname->size());
     // Checked before the name appears in any message: messages are UTF-8 C strings.
-    if (p.name.find('\0') != std::string::npos) fail(MLORA_STATUS_FORMAT, nth() + ": name contains a NUL byte");
+    if (p.name.find('\0') != std::string_view::npos) fail(MLORA_STATUS_FORMAT, nth() + ": name contains a NUL byte");
     if (!valid_utf8(p.name.data(), p.name.size())) fail(MLORA_STATUS_FORMAT, nth() + ": name is not valid UTF-8");
-    auto what = [&] { return subject + ": parameter '" + printable(p.name) + "'"; };
+    auto what = [&] { return subject() + ": parameter '" + printable(p.name) + "'"; };
 
     p.dtype = fp->data_type();
     const size_t elem_size = dtype_size(p.dtype);
@@ -224,19 +253,29 @@ void parse(const uint8_t* buf, size_t size, const std::string& subject, Adapter:
       fail(MLORA_STATUS_FORMAT,
            what() + (fdims ? " is a scalar (empty dims); parameters need at least one dimension" : " has no dims"));
     }
-    p.dims.resize(fdims->size());
-    // memcpy: the verifier only guarantees 4-byte alignment of the vector, the elements are int64.
-    std::memcpy(p.dims.data(), fdims->Data(), p.dims.size() * sizeof(int64_t));
+    // Copied (Dims::assign): the verifier only guarantees 4-byte alignment of the vector, the elements are int64.
+    p.dims.assign(fdims->Data(), fdims->size());
 
-    size_t elements = 0;
-    try {
-      elements = element_count(p.dims, "");
-    } catch (const Error& e) {
-      fail(MLORA_STATUS_FORMAT, what() + e.what());  // a shape in a file is a format problem, not a caller's mismatch
+    // Positive dims whose product fits: counted here; anything else (zero, negative, overflow) by
+    // element_count, which says what is wrong.
+    size_t elements = 1;
+    bool counted = true;
+    for (const int64_t d : p.dims) {
+      if (d <= 0 || __builtin_mul_overflow(elements, static_cast<uint64_t>(d), &elements)) {
+        counted = false;
+        break;
+      }
+    }
+    if (!counted) {
+      try {
+        elements = element_count(p.dims.vec(), "");
+      } catch (const Error& e) {
+        fail(MLORA_STATUS_FORMAT, what() + e.what());  // a shape in a file is a format problem, not a caller's
+      }
     }
     if (__builtin_mul_overflow(elements, elem_size, &p.nbytes)) {
       fail(MLORA_STATUS_FORMAT,
-           what() + ": byte size of " + dtype_name(p.dtype) + " " + shape_str(p.dims) + " overflows");
+           what() + ": byte size of " + dtype_name(p.dtype) + " " + shape_str(p.dims.vec()) + " overflows");
     }
 
     const auto* raw = fp->raw_data();
@@ -244,8 +283,8 @@ void parse(const uint8_t* buf, size_t size, const std::string& subject, Adapter:
     const size_t have = raw->size();
     if (have != p.nbytes) {
       fail(MLORA_STATUS_FORMAT, what() + ": raw_data has " + std::to_string(have) + " bytes, expected " +
-                                    std::to_string(p.nbytes) + " (" + dtype_name(p.dtype) + " " + shape_str(p.dims) +
-                                    ")");
+                                    std::to_string(p.nbytes) + " (" + dtype_name(p.dtype) + " " +
+                                    shape_str(p.dims.vec()) + ")");
     }
 
     if (p.nbytes == 0) {
@@ -257,12 +296,10 @@ void parse(const uint8_t* buf, size_t size, const std::string& subject, Adapter:
       p.data = st.copies.back().get();
       st.bytes_copied += p.nbytes;
     }
-
-    st.params.push_back(std::move(p));
   }
   const auto dup = index_names(st);
   if (dup.first >= 0) {
-    fail(MLORA_STATUS_FORMAT, subject + ": parameter '" + printable(st.params[dup.first].name) +
+    fail(MLORA_STATUS_FORMAT, subject() + ": parameter '" + printable(st.params[dup.first].name) +
                                   "' appears twice (parameters #" + std::to_string(dup.first) + " and #" +
                                   std::to_string(dup.second) + ")");
   }
@@ -272,6 +309,17 @@ void parse(const uint8_t* buf, size_t size, const std::string& subject, Adapter:
 }  // namespace
 
 std::shared_ptr<const Adapter> Adapter::open_file(const std::string& path, bool copy) {
+  return open_file(path, copy, nullptr);
+}
+
+std::shared_ptr<const Adapter> Adapter::open_file(const std::string& path, bool copy, bool* is_directory) {
+  if (copy && is_directory) {
+    struct stat sb;
+    if (::stat(path.c_str(), &sb) == 0 && S_ISDIR(sb.st_mode)) {
+      *is_directory = true;
+      return nullptr;
+    }
+  }
   auto st = std::make_unique<Storage>();
   st->source = path;
   if (copy) {
@@ -281,12 +329,17 @@ std::shared_ptr<const Adapter> Adapter::open_file(const std::string& path, bool 
       return reinterpret_cast<char*>(st->buffer.get());
     });
     st->bytes_copied = size;
-    parse(st->buffer.get(), size, "adapter file '" + path + "'", *st);
+    parse(st->buffer.get(), size, true, *st);
     return std::make_shared<const Adapter>(std::move(st));
   }
-  st->file = MappedFile::open(path);
+  bool dir = false;
+  st->file = MappedFile::open(path, is_directory ? &dir : nullptr);
+  if (dir) {
+    *is_directory = true;
+    return nullptr;
+  }
   st->bytes_mapped = st->file.size();
-  parse(st->file.data(), st->file.size(), "adapter file '" + path + "'", *st);
+  parse(st->file.data(), st->file.size(), true, *st);
   return std::make_shared<const Adapter>(std::move(st));
 }
 
@@ -303,14 +356,14 @@ std::shared_ptr<const Adapter> Adapter::open_memory(const void* data, size_t siz
   // alignment in the 64-aligned copy, exactly as in a page-aligned mapping of the same bytes.
   st->buffer = aligned_copy(data, size);
   st->bytes_copied = size;
-  parse(st->buffer.get(), size, "adapter '" + label + "'", *st);
+  parse(st->buffer.get(), size, false, *st);
   return std::make_shared<const Adapter>(std::move(st));
 }
 
 namespace {
 
-// A view's storage: `from`'s header (source, versions, byte counts) with `params` indexed by name; FORMAT when
-// two of them share a name. The caller sets the rank and keeps the base alive.
+// A view's storage: `from`'s header (source, versions, byte counts) with `params` indexed by name, their names
+// copied into the view; FORMAT when two of them share a name. The caller sets the rank and keeps the base alive.
 std::unique_ptr<Adapter::Storage> derived_storage(const Adapter::Storage& from, std::vector<Param> params) {
   auto st = std::make_unique<Adapter::Storage>();
   st->source = from.source;
@@ -319,11 +372,20 @@ std::unique_ptr<Adapter::Storage> derived_storage(const Adapter::Storage& from, 
   st->model_version = from.model_version;
   st->bytes_mapped = from.bytes_mapped;
   st->bytes_copied = from.bytes_copied;
+  size_t total = 0;
+  for (const Param& p : params) total += p.name.size();
+  st->names = std::make_unique<char[]>(total + 1);
+  char* out = st->names.get();
+  for (Param& p : params) {
+    if (!p.name.empty()) std::memcpy(out, p.name.data(), p.name.size());
+    p.name = std::string_view(out, p.name.size());
+    out += p.name.size();
+  }
   st->params = std::move(params);
   const auto dup = index_names(*st);
   if (dup.first >= 0) {
-    fail(MLORA_STATUS_FORMAT,
-         "adapter '" + from.source + "': two parameters are named '" + st->params[dup.first].name + "'");
+    fail(MLORA_STATUS_FORMAT, "adapter '" + from.source + "': two parameters are named '" +
+                                  std::string(st->params[dup.first].name) + "'");
   }
   return st;
 }
@@ -368,12 +430,12 @@ uint64_t Adapter::bytes_mapped() const noexcept { return storage_->bytes_mapped;
 uint64_t Adapter::bytes_copied() const noexcept { return storage_->bytes_copied; }
 const std::string& Adapter::source() const noexcept { return storage_->source; }
 
-const Param* Adapter::find(const std::string& name) const noexcept {
+uint64_t Adapter::param_hash(size_t i) const noexcept { return storage_->hashes[i]; }
+
+const Param* Adapter::find(std::string_view name) const noexcept {
   const auto& params = storage_->params;
-  const auto& order = storage_->by_name;
-  const auto it = std::lower_bound(order.begin(), order.end(), name,
-                                   [&](uint32_t a, const std::string& n) { return params[a].name < n; });
-  return it != order.end() && params[*it].name == name ? &params[*it] : nullptr;
+  const uint32_t i = storage_->by_name.find(name, name_hash(name), [&](uint32_t k) { return params[k].name; });
+  return i == NameTable::kNone ? nullptr : &params[i];
 }
 
 // ---- writing --------------------------------------------------------------------------------------------

@@ -3,19 +3,90 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
+#include <initializer_list>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace mlora {
 
+// A parameter's shape. Up to kInline dims live in place (every LoRA parameter: 2-D, or 3-D MatMulNBits
+// weights), more on the heap: loading builds one per parameter and is on the request path.
+class Dims {
+ public:
+  static constexpr size_t kInline = 4;
+
+  Dims() noexcept = default;
+  Dims(std::initializer_list<int64_t> dims) { assign(dims.begin(), dims.size()); }
+  explicit Dims(const std::vector<int64_t>& dims) { assign(dims.data(), dims.size()); }
+  Dims(const Dims& o) { assign(o.data(), o.size_); }
+  Dims(Dims&& o) noexcept : size_(o.size_), heap_(std::move(o.heap_)) {
+    std::memcpy(inline_, o.inline_, sizeof inline_);
+    o.size_ = 0;
+  }
+  Dims& operator=(const Dims& o) {
+    if (this != &o) assign(o.data(), o.size_);
+    return *this;
+  }
+  Dims& operator=(Dims&& o) noexcept {
+    size_ = o.size_;
+    heap_ = std::move(o.heap_);
+    std::memcpy(inline_, o.inline_, sizeof inline_);
+    o.size_ = 0;
+    return *this;
+  }
+
+  // `count` int64 values from `src`, which need not be aligned (a FlatBuffers vector is 4-aligned).
+  void assign(const void* src, size_t count) {
+    int64_t* dst = inline_;
+    if (count > kInline) {
+      heap_.reset(new int64_t[count]);
+      dst = heap_.get();
+    } else {
+      heap_.reset();
+    }
+    if (count) std::memcpy(dst, src, count * sizeof(int64_t));
+    size_ = count;
+  }
+
+  size_t size() const noexcept { return size_; }
+  bool empty() const noexcept { return size_ == 0; }
+  const int64_t* data() const noexcept { return heap_ ? heap_.get() : inline_; }
+  const int64_t* begin() const noexcept { return data(); }
+  const int64_t* end() const noexcept { return data() + size_; }
+  int64_t operator[](size_t i) const noexcept { return data()[i]; }
+  std::vector<int64_t> vec() const { return std::vector<int64_t>(begin(), end()); }
+  bool operator==(const std::vector<int64_t>& o) const noexcept {
+    return o.size() == size_ && (size_ == 0 || std::memcmp(o.data(), data(), size_ * sizeof(int64_t)) == 0);
+  }
+  bool operator!=(const std::vector<int64_t>& o) const noexcept { return !(*this == o); }
+
+ private:
+  size_t size_ = 0;
+  int64_t inline_[kInline] = {};
+  std::unique_ptr<int64_t[]> heap_;  // more than kInline dims
+};
+
 struct Param {
-  std::string name;
+  // Points into the adapter's bytes (the file mapping, or its copy of them) or, in a renamed or rebuilt view,
+  // into the view's own copy of the names: valid while the adapter is.
+  std::string_view name;
   int32_t dtype = 0;           // ONNX TensorProto numbering
-  std::vector<int64_t> dims;   // may contain 0 (zero-width)
+  Dims dims;                   // may contain 0 (zero-width)
   const void* data = nullptr;  // points into the mapping / owned buffer; aligned to the element size
   size_t nbytes = 0;           // == element_count(dims) * dtype_size(dtype)
 };
+
+// Where a parameter name says which half of a LoRA pair it is: the positions of its last "lora_A" and last
+// "lora_B" (npos when it has none). One pass over the name, eight bytes at a time: loading asks this of every
+// parameter (the rank, and each half's partner).
+struct LoraHalves {
+  size_t last_a = std::string_view::npos;
+  size_t last_b = std::string_view::npos;
+};
+LoraHalves lora_halves(std::string_view name) noexcept;
 
 class Adapter {
  public:
@@ -23,6 +94,9 @@ class Adapter {
   // FORMAT with the path and, where it applies, the parameter name and expected vs actual value.
   // copy: read the file into private memory instead of mapping it (MLORA_LOAD_COPY).
   static std::shared_ptr<const Adapter> open_file(const std::string& path, bool copy = false);
+  // Same, but when `path` is a directory sets *is_directory and returns null instead of failing (the registry
+  // loads a directory as a PEFT folder; finding out costs no extra system call on the file path).
+  static std::shared_ptr<const Adapter> open_file(const std::string& path, bool copy, bool* is_directory);
   // Same from a buffer; the bytes are copied into an 8-aligned buffer first. `label` names it in errors.
   static std::shared_ptr<const Adapter> open_memory(const void* data, size_t size, const std::string& label);
   // A view of `base` whose parameter i is named names[i] (same bytes, versions, source; keeps base alive).
@@ -31,6 +105,7 @@ class Adapter {
 
   // A view of `base` with `params` instead of its own (pointing into base's bytes or into `owned`, which the
   // view keeps alive; owned_bytes counts as copied), e.g. quantized parameters replaced by dequantized ones.
+  // The view keeps its own copy of the parameters' names (they may point anywhere that lives through the call).
   static std::shared_ptr<const Adapter> with_params(std::shared_ptr<const Adapter> base, std::vector<Param> params,
                                                     std::vector<std::shared_ptr<void>> owned, uint64_t owned_bytes);
 
@@ -38,7 +113,10 @@ class Adapter {
   int32_t adapter_version() const noexcept;
   int32_t model_version() const noexcept;
   const std::vector<Param>& params() const noexcept;  // file order
-  const Param* find(const std::string& name) const noexcept;
+  const Param* find(std::string_view name) const noexcept;
+  // name_hash(params()[i].name) (util/name_hash.h), computed once when the adapter was read: the registry
+  // looks the model's LoRA inputs up with it.
+  uint64_t param_hash(size_t i) const noexcept;
   // Largest rank: dim 1 of params named *lora_A*, dim 0 of *lora_B*; 0 if none.
   int64_t rank() const noexcept;
   uint64_t bytes_mapped() const noexcept;      // size of the file mapping (0 for memory-loaded)

@@ -88,7 +88,7 @@ std::shared_ptr<const Adapter> dequantize_adapter(std::shared_ptr<const Adapter>
     }
     const int64_t blob = t.block_size * t.bits / 8;
     if (q->dims.size() != 3 || q->dims[2] != blob) {
-      fail(MLORA_STATUS_FORMAT, who + ": quantized parameter '" + t.weight + "' has shape " + dims_str(q->dims) +
+      fail(MLORA_STATUS_FORMAT, who + ": quantized parameter '" + t.weight + "' has shape " + dims_str(q->dims.vec()) +
                                     ", expected [N, blocks, " + std::to_string(blob) + "] (" + std::to_string(t.bits) +
                                     "-bit blocks of " + std::to_string(t.block_size) + ")");
     }
@@ -108,7 +108,7 @@ std::shared_ptr<const Adapter> dequantize_adapter(std::shared_ptr<const Adapter>
     const int64_t blocks = (K + t.block_size - 1) / t.block_size;
     if (K <= 0 || q->dims[1] != blocks) {
       fail(MLORA_STATUS_SHAPE_MISMATCH, who + ": quantized parameter '" + t.weight + "' has shape " +
-                                            dims_str(q->dims) + " but K = " + std::to_string(K) + " needs " +
+                                            dims_str(q->dims.vec()) + " but K = " + std::to_string(K) + " needs " +
                                             std::to_string(blocks) + " blocks of " + std::to_string(t.block_size));
     }
     const size_t s_count = s->nbytes / dtype_size(s->dtype);
@@ -143,7 +143,7 @@ std::shared_ptr<const Adapter> dequantize_adapter(std::shared_ptr<const Adapter>
     if (z) consumed.insert(t.zero_points);
   }
   for (const Param& p : adapter->params()) {
-    if (!consumed.count(p.name)) params.push_back(p);
+    if (!consumed.count(std::string(p.name))) params.push_back(p);
   }
   return Adapter::with_params(std::move(adapter), std::move(params), std::move(owned), owned_bytes);
 }

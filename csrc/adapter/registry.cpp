@@ -28,29 +28,29 @@ std::string join_names(const std::vector<std::string>& names, size_t limit = 8) 
   return out;
 }
 
-// Position of the last "lora_<half>" in name, or npos. A scan for its first letter, not rfind: rfind of a
-// pattern compares at every position, and this runs for every parameter of every load (a quarter of a warm
-// load's time before).
-size_t last_lora_half(const std::string& name, char half) {
-  constexpr size_t kLen = 6;  // "lora_A"
-  for (size_t pos = name.size() >= kLen ? name.size() - kLen + 1 : 0; pos-- > 0;) {
-    if (name[pos] == 'l' && name[pos + 5] == half && name.compare(pos, 5, "lora_") == 0) return pos;
-  }
-  return std::string::npos;
+// Where a LoRA parameter's name and its partner's differ: the letter of the last "lora_A" (the partner has
+// lora_B there), else of the last "lora_B"; npos when the name has neither.
+size_t partner_letter(std::string_view name) {
+  const LoraHalves h = lora_halves(name);
+  const size_t pos = h.last_a != std::string_view::npos ? h.last_a : h.last_b;
+  return pos == std::string_view::npos ? pos : pos + 5;
 }
 
-// The partner name of a LoRA parameter: lora_A <-> lora_B (the last lora_A, else the last lora_B); empty when
-// the name has neither.
-std::string partner_name(const std::string& name) {
-  for (auto [from, to] : {std::pair<char, char>{'A', 'B'}, {'B', 'A'}}) {
-    const size_t pos = last_lora_half(name, from);
-    if (pos != std::string::npos) {
-      std::string out = name;
-      out[pos + 5] = to;
-      return out;
-    }
-  }
-  return {};
+// The partner name of a LoRA parameter: lora_A <-> lora_B at partner_letter(name); empty when the name has
+// neither.
+std::string partner_name(std::string_view name) {
+  const size_t letter = partner_letter(name);
+  if (letter == std::string_view::npos) return {};
+  std::string out(name);
+  out[letter] = name[letter] == 'A' ? 'B' : 'A';
+  return out;
+}
+
+// Whether `candidate` is the partner of `name` (whose partner_letter is `letter`), without spelling it out.
+bool is_partner(std::string_view candidate, std::string_view name, size_t letter) {
+  return candidate.size() == name.size() && candidate[letter] == (name[letter] == 'A' ? 'B' : 'A') &&
+         candidate.compare(0, letter, name, 0, letter) == 0 &&
+         candidate.compare(letter + 1, std::string_view::npos, name, letter + 1, std::string_view::npos) == 0;
 }
 
 // A parameter of a quantized LoRA input (MatMulNBits weight, scales, zero points): the node's K and N fix its
@@ -59,13 +59,14 @@ std::string partner_name(const std::string& name) {
 void validate_quantized(const Adapter& adapter, const Param& p, const LoraInput& in, const std::string& who,
                         const Model& model) {
   const QuantInfo& q = in.quant;
+  const std::string pname(p.name);
   if (p.dims != q.shape) {
     std::string rank;
     if (q.role == QuantRole::kWeight && p.dims.size() == 3 && in.rank_axis == 1) {
       rank = " (the adapter's rank is " + std::to_string(p.dims[0]) + ")";
     }
     fail(MLORA_STATUS_SHAPE_MISMATCH,
-         who + ": parameter '" + p.name + "' has shape " + shape_str(p.dims) + ", the model expects " +
+         who + ": parameter '" + pname + "' has shape " + shape_str(p.dims.vec()) + ", the model expects " +
              shape_str(q.shape) + ": its quantized LoRA node '" + q.node + "' (MatMulNBits, " + std::to_string(q.bits) +
              "-bit, K " + std::to_string(q.K) + ", N " + std::to_string(q.N) + ") fixes the rank at " +
              std::to_string(q.rank) + rank +
@@ -73,13 +74,13 @@ void validate_quantized(const Adapter& adapter, const Param& p, const LoraInput&
   }
   for (const std::string& name : q.group) {
     if (!adapter.find(name)) {
-      fail(MLORA_STATUS_FORMAT, who + ": parameter '" + p.name + "' has no '" + name +
+      fail(MLORA_STATUS_FORMAT, who + ": parameter '" + pname + "' has no '" + name +
                                     "' (the inputs of quantized LoRA node '" + q.node + "' are set together)");
     }
   }
   const std::string other = partner_name(p.name);
   if (!other.empty() && model.find_lora(other) && !adapter.find(other)) {
-    fail(MLORA_STATUS_FORMAT, who + ": parameter '" + p.name + "' has no partner '" + other + "'");
+    fail(MLORA_STATUS_FORMAT, who + ": parameter '" + pname + "' has no partner '" + other + "'");
   }
 }
 
@@ -88,9 +89,9 @@ void validate_quantized(const Adapter& adapter, const Param& p, const LoraInput&
 Registry::Registry(std::shared_ptr<const Model> model) : model_(std::move(model)) {}
 
 std::vector<const LoraInput*> Registry::lookup_inputs(const Adapter& adapter) const {
-  std::vector<const LoraInput*> found;
-  found.reserve(adapter.params().size());
-  for (const Param& p : adapter.params()) found.push_back(model_->find_lora(p.name));
+  const auto& params = adapter.params();
+  std::vector<const LoraInput*> found(params.size());
+  for (size_t i = 0; i < params.size(); ++i) found[i] = model_->find_lora(params[i].name, adapter.param_hash(i));
   return found;
 }
 
@@ -125,68 +126,70 @@ void Registry::validate(const Adapter& adapter, const std::vector<const LoraInpu
   // Unknown names first: a name that matches nothing is the error to report, not its partner's absence.
   // Each name was looked up once (loading is on the request path).
   const auto& params = adapter.params();
-  std::vector<size_t> order(params.size());
-  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::stable_partition(order.begin(), order.end(), [&](size_t i) { return found[i] == nullptr; });
-  // A parameter's partner: usually beside it in the file (writers emit A and B together), else looked up.
-  auto partner_of = [&](size_t i, const std::string& other) -> size_t {
-    if (i + 1 < params.size() && params[i + 1].name == other) return i + 1;
-    if (i > 0 && params[i - 1].name == other) return i - 1;
-    const Param* q = adapter.find(other);
+  for (size_t i = 0; i < params.size(); ++i) {
+    if (found[i]) continue;
+    std::vector<std::string> known;
+    for (const auto& l : model.lora_inputs()) known.push_back(l.name);
+    fail(MLORA_STATUS_NOT_FOUND, who + ": parameter '" + printable_text(std::string(params[i].name)) +
+                                     "' is not a LoRA input of model '" + model.path() + "'; its LoRA inputs are " +
+                                     join_names(known));
+  }
+  // A parameter's partner: usually beside it in the file (writers emit A and B together), else looked up;
+  // params.size() when the adapter has none. Compared in place: a name is only spelled out when looked up.
+  auto partner_of = [&](size_t i, size_t letter) -> size_t {
+    const std::string_view name = params[i].name;
+    if (i + 1 < params.size() && is_partner(params[i + 1].name, name, letter)) return i + 1;
+    if (i > 0 && is_partner(params[i - 1].name, name, letter)) return i - 1;
+    const Param* q = adapter.find(partner_name(name));
     return q ? static_cast<size_t>(q - params.data()) : params.size();
   };
-  for (size_t i : order) {
+  for (size_t i = 0; i < params.size(); ++i) {
     const Param& p = params[i];
     const LoraInput* in = found[i];
-    if (!in) {
-      std::vector<std::string> known;
-      for (const auto& l : model.lora_inputs()) known.push_back(l.name);
-      fail(MLORA_STATUS_NOT_FOUND, who + ": parameter '" + printable_text(p.name) + "' is not a LoRA input of model '" +
-                                       model.path() + "'; its LoRA inputs are " + join_names(known));
-    }
     if (!model.accepts_lora_dtype(*in, p.dtype)) {
       const std::string expected = model.batch_kernel() == BatchKernel::kFused && dtype_is_float(in->dtype)
                                        ? "float32, float16 or bfloat16 (its slots are " + dtype_name(in->dtype) + ")"
                                        : dtype_name(in->dtype);
-      fail(MLORA_STATUS_TYPE_MISMATCH,
-           who + ": parameter '" + p.name + "' has dtype " + dtype_name(p.dtype) + ", the model expects " + expected);
+      fail(MLORA_STATUS_TYPE_MISMATCH, who + ": parameter '" + std::string(p.name) + "' has dtype " +
+                                           dtype_name(p.dtype) + ", the model expects " + expected);
     }
     if (in->quantized()) {
       validate_quantized(adapter, p, *in, who, model);
       continue;
     }
-    std::vector<int64_t> expected = {in->dim0, in->dim1};
     bool ok = p.dims.size() == 2;
     if (ok) {
       const int fixed_axis = in->rank_axis == 0 ? 1 : 0;
       if (in->fixed_dim() >= 0 && p.dims[fixed_axis] != in->fixed_dim()) ok = false;
     }
     if (!ok) {
-      std::vector<int64_t> shown = expected;
+      const int64_t shown[2] = {in->dim0, in->dim1};
       std::string shape = "[";
       for (int a = 0; a < 2; ++a) {
         if (a) shape += ", ";
         shape += a == in->rank_axis ? std::string("rank") : std::to_string(shown[a]);
       }
       shape += "]";
-      fail(MLORA_STATUS_SHAPE_MISMATCH,
-           who + ": parameter '" + p.name + "' has shape " + shape_str(p.dims) + ", the model expects " + shape);
+      fail(MLORA_STATUS_SHAPE_MISMATCH, who + ": parameter '" + std::string(p.name) + "' has shape " +
+                                            shape_str(p.dims.vec()) + ", the model expects " + shape);
     }
     // Rank of A must equal rank of B, and each half needs its partner.
-    const std::string other = partner_name(p.name);
-    if (other.empty()) continue;
-    const size_t j = partner_of(i, other);
-    const LoraInput* qin = j < params.size() ? found[j] : model.find_lora(other);
+    const size_t letter = partner_letter(p.name);
+    if (letter == std::string_view::npos) continue;
+    const size_t j = partner_of(i, letter);
+    const LoraInput* qin = j < params.size() ? found[j] : model.find_lora(partner_name(p.name));
     if (qin) {
       if (j == params.size()) {
-        fail(MLORA_STATUS_FORMAT, who + ": parameter '" + p.name + "' has no partner '" + other + "'");
+        fail(MLORA_STATUS_FORMAT,
+             who + ": parameter '" + std::string(p.name) + "' has no partner '" + partner_name(p.name) + "'");
       }
       const Param* q = &params[j];
       const int64_t r1 = p.dims[in->rank_axis];
       const int64_t r2 = q->dims.size() == 2 ? q->dims[qin->rank_axis] : -1;
       if (r1 != r2) {
-        fail(MLORA_STATUS_SHAPE_MISMATCH, who + ": parameter '" + p.name + "' has rank " + std::to_string(r1) +
-                                              " but '" + other + "' has rank " + std::to_string(r2));
+        fail(MLORA_STATUS_SHAPE_MISMATCH, who + ": parameter '" + std::string(p.name) + "' has rank " +
+                                              std::to_string(r1) + " but '" + std::string(q->name) + "' has rank " +
+                                              std::to_string(r2));
       }
     }
   }
@@ -207,8 +210,10 @@ void Registry::add(std::shared_ptr<const Adapter> adapter, const std::string& na
   // Names spelled by other tools (olive convert-adapters, PEFT prefixes) that resolve unambiguously to the
   // model's LoRA inputs are renamed (a view; no copy), as PEFT folders are.
   // A model prepared from a quantized-LoRA model: quantized tensors are dequantized into its float inputs, once.
-  const std::string label = "adapter '" + name + "' (" + adapter->source() + ")";
-  adapter = dequantize_adapter(std::move(adapter), *model_, label);
+  if (!model_->dequant_targets().empty()) {  // (a label spelled per load only when it is used)
+    const std::string label = "adapter '" + name + "' (" + adapter->source() + ")";
+    adapter = dequantize_adapter(std::move(adapter), *model_, label);
+  }
   std::vector<const LoraInput*> found = lookup_inputs(*adapter);
   if (std::find(found.begin(), found.end(), nullptr) != found.end()) {
     adapter = peft::resolve_names(std::move(adapter), *model_);

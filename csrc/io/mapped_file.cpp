@@ -30,7 +30,9 @@ struct MappedFile::Impl {
   }
 };
 
-MappedFile MappedFile::open(const std::string& path) {
+MappedFile MappedFile::open(const std::string& path) { return open(path, nullptr); }
+
+MappedFile MappedFile::open(const std::string& path, bool* is_directory) {
   // O_NONBLOCK: opening a FIFO with no writer would otherwise block forever; for regular files it changes
   // nothing (and we never read() anyway). The file type is checked right after.
   int fd;
@@ -39,6 +41,12 @@ MappedFile MappedFile::open(const std::string& path) {
   } while (fd < 0 && errno == EINTR);
   if (fd < 0) {
     const int err = errno;
+    // A directory that cannot be opened (no read permission) is still a directory.
+    struct stat st;
+    if (is_directory && ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+      *is_directory = true;
+      return MappedFile();
+    }
     fail(err == ENOENT ? MLORA_STATUS_NOT_FOUND : MLORA_STATUS_IO, "cannot open '" + path + "': " + errno_text(err));
   }
   FdCloser closer{fd};
@@ -47,6 +55,10 @@ MappedFile MappedFile::open(const std::string& path) {
   if (::fstat(fd, &st) != 0) {
     const int err = errno;
     fail(MLORA_STATUS_IO, "cannot stat '" + path + "': " + errno_text(err));
+  }
+  if (is_directory && S_ISDIR(st.st_mode)) {
+    *is_directory = true;
+    return MappedFile();
   }
   if (!S_ISREG(st.st_mode)) {
     fail(MLORA_STATUS_IO, "cannot map '" + path + "': it is " + file_kind(st.st_mode) + ", not a regular file");

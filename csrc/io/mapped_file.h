@@ -14,6 +14,9 @@ class MappedFile {
   // device — or open/fstat/mmap failed; the message names the path and strerror). An empty file maps
   // to size 0 and data() == nullptr.
   static MappedFile open(const std::string& path);
+  // Same, but when `path` is a directory sets *is_directory and returns an empty MappedFile instead of failing
+  // (a caller that serves directories otherwise, e.g. PEFT folders, needs no stat of its own).
+  static MappedFile open(const std::string& path, bool* is_directory);
 
   MappedFile() noexcept;
   ~MappedFile();

@@ -21,6 +21,7 @@
 #include "util/dtype.h"
 #include "util/error.h"
 #include "util/json.h"
+#include "util/name_hash.h"
 
 namespace mlora {
 
@@ -157,6 +158,7 @@ struct Model::Impl {
   std::vector<IoInfo> outputs;
   std::vector<LoraInput> loras;
   std::unordered_map<std::string, size_t> input_index, output_index, lora_index;
+  NameTable lora_table;  // loras by name_hash: what adapter loads look their parameters up in
   std::vector<std::string> input_names, output_names;  // for messages
   int32_t fingerprint = kFingerprintBit;
   int64_t declared_version = 0;  // ModelProto.model_version
@@ -634,6 +636,12 @@ std::shared_ptr<const Model> Model::open(const ModelSource& source, const ModelO
     impl->fingerprint = compute_fingerprint(impl->loras);
   }
   read_dequant_targets(*impl, scan);
+  impl->lora_table.reset(impl->loras.size());
+  for (size_t i = 0; i < impl->loras.size(); ++i) {
+    const std::string& name = impl->loras[i].name;
+    impl->lora_table.insert(name, name_hash(name), static_cast<uint32_t>(i),
+                            [&](uint32_t k) { return std::string_view(impl->loras[k].name); });
+  }
   return std::make_shared<const Model>(std::move(impl));
 }
 
@@ -715,9 +723,13 @@ void Model::session_runs(uint64_t* lora_runs, uint64_t* base_runs) const noexcep
   if (base_runs) *base_runs = impl_->base_runs.load(std::memory_order_relaxed);
 }
 
-const LoraInput* Model::find_lora(const std::string& name) const noexcept {
-  auto it = impl_->lora_index.find(name);
-  return it == impl_->lora_index.end() ? nullptr : &impl_->loras[it->second];
+const LoraInput* Model::find_lora(std::string_view name) const noexcept { return find_lora(name, name_hash(name)); }
+
+const LoraInput* Model::find_lora(std::string_view name, uint64_t hash) const noexcept {
+  const auto& loras = impl_->loras;
+  const uint32_t i =
+      impl_->lora_table.find(name, hash, [&](uint32_t k) { return std::string_view(loras[k].name); });
+  return i == NameTable::kNone ? nullptr : &loras[i];
 }
 
 const IoInfo* Model::find_input(const std::string& name) const noexcept {

@@ -5,6 +5,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -127,7 +128,9 @@ class Model {
   const std::vector<IoInfo>& inputs() const noexcept;  // regular inputs (LoRA inputs excluded)
   const std::vector<IoInfo>& outputs() const noexcept;
   const std::vector<LoraInput>& lora_inputs() const noexcept;  // model order
-  const LoraInput* find_lora(const std::string& name) const noexcept;
+  const LoraInput* find_lora(std::string_view name) const noexcept;
+  // Same, for a name whose name_hash (util/name_hash.h) the caller has: an adapter's parameters carry theirs.
+  const LoraInput* find_lora(std::string_view name, uint64_t hash) const noexcept;
   const IoInfo* find_input(const std::string& name) const noexcept;
   // Stable 32-bit fingerprint of the LoRA input signature (names, dtypes, fixed dims), always in
   // [kFingerprintBit, 2^31) (see is_fingerprint). A model prepared with the fused kernel keeps the signature

@@ -169,9 +169,10 @@ std::shared_ptr<const Adapter> resolve_names(std::shared_ptr<const Adapter> adap
   std::vector<std::string> clashes;
   bool changed = false;
   for (const Param& p : params) {
-    std::string target = p.name;
-    if (!model.find_lora(p.name)) {
-      const LoraNameResolver::Match m = resolver.resolve(p.name);
+    const std::string name(p.name);
+    std::string target = name;
+    if (!model.find_lora(name)) {
+      const LoraNameResolver::Match m = resolver.resolve(name);
       // Files are held to the model's own prefix ("model.layers"): only the spellings after it may differ.
       Address target_address;
       if (m.input && model_address(m.input->name, target_address) && target_address.prefix == m.prefix) {
@@ -180,8 +181,8 @@ std::shared_ptr<const Adapter> resolve_names(std::shared_ptr<const Adapter> adap
       }
       // Unresolved names are kept: validation names them with the model's LoRA inputs.
     }
-    auto [it, fresh] = taken.emplace(target, p.name);
-    if (!fresh) clashes.push_back("'" + p.name + "' and '" + it->second + "' both resolve to '" + target + "'");
+    auto [it, fresh] = taken.emplace(target, name);
+    if (!fresh) clashes.push_back("'" + name + "' and '" + it->second + "' both resolve to '" + target + "'");
     names.push_back(target);
   }
   if (!clashes.empty()) {

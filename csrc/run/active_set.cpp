@@ -88,7 +88,7 @@ void compose(const LoraInput& in, const std::vector<Contribution>& parts, int64_
   if (bytes) std::memset(dst, 0, bytes);  // rank padding stays zero: exact
   auto refuse_range = [&](const Contribution& c) {
     fail(MLORA_STATUS_INVALID_ARGUMENT,
-         "parameter '" + printable_text(c.param->name) + "' of adapter '" + printable_text(*c.adapter) + "' (" +
+         "parameter '" + printable_text(std::string(c.param->name)) + "' of adapter '" + printable_text(*c.adapter) + "' (" +
              dtype_name(c.param->dtype) + ") has values beyond the range of " + dtype_name(in.dtype) +
              ", the slot dtype of LoRA input '" + in.name + "'; prepare the model with another --lora-dtype");
   };
@@ -96,7 +96,7 @@ void compose(const LoraInput& in, const std::vector<Contribution>& parts, int64_
   auto refuse_weight = [&](const Contribution& c) {
     fail(MLORA_STATUS_INVALID_ARGUMENT, "weight " + std::to_string(c.weight) + " of adapter '" +
                                             printable_text(*c.adapter) + "' times parameter '" +
-                                            printable_text(c.param->name) + "' overflows " + dtype_name(in.dtype) +
+                                            printable_text(std::string(c.param->name)) + "' overflows " + dtype_name(in.dtype) +
                                             " (non-finite values); use a smaller weight");
   };
   if (scaled_side) {
@@ -166,13 +166,13 @@ void ActiveSet::feed_quantized(ActiveSet& set, const LoraInput& in, const std::v
     scale_copy(p.dtype, p.data, buffer.get(), count, w);
     if (all_finite(p.dtype, p.data, count) && !all_finite(p.dtype, buffer.get(), count)) {
       fail(MLORA_STATUS_INVALID_ARGUMENT, "weight " + std::to_string(w) + " of adapter '" +
-                                              printable_text(*parts[0].adapter) + "' times the scales '" + p.name +
+                                              printable_text(*parts[0].adapter) + "' times the scales '" + std::string(p.name) +
                                               "' overflows " + dtype_name(p.dtype) + "; use a smaller weight");
     }
-    value = make_ort_tensor(p.dtype, p.dims, buffer.get(), p.nbytes);
+    value = make_ort_tensor(p.dtype, p.dims.vec(), buffer.get(), p.nbytes);
     set.buffers_.push_back(std::move(buffer));
   } else {
-    value = make_ort_tensor(p.dtype, p.dims, p.data, p.nbytes);  // zero-copy over the adapter's memory
+    value = make_ort_tensor(p.dtype, p.dims.vec(), p.data, p.nbytes);  // zero-copy over the adapter's memory
   }
   set.feed_name_storage_.push_back(in.name);
   set.feed_values_.push_back(value.get());
@@ -185,7 +185,7 @@ std::shared_ptr<const ActiveSet> ActiveSet::build(std::shared_ptr<const Model> m
   // LoRA input name -> contributions, in entry order (A and B blocks must line up).
   std::map<std::string, std::vector<Contribution>> by_input;
   for (const ActiveEntry& e : entries) {
-    for (const Param& p : e.adapter->params()) by_input[p.name].push_back({&p, e.weight, &e.name});
+    for (const Param& p : e.adapter->params()) by_input[std::string(p.name)].push_back({&p, e.weight, &e.name});
   }
   // Rank each input gets: the sum of its contributions' ranks, raised to the largest rank in its symbolic
   // rank group (inputs declared with the same dim_param, e.g. "lora_r", must agree within one Run).

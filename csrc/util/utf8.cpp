@@ -1,6 +1,7 @@
 #include "util/utf8.h"
 
 #include <cstdint>
+#include <cstring>
 
 namespace mlora {
 
@@ -58,6 +59,14 @@ bool valid_utf8(const char* s, size_t n) noexcept {
   const auto* p = reinterpret_cast<const unsigned char*>(s);
   size_t i = 0;
   while (i < n) {
+    // ASCII eight bytes at a time (names are mostly ASCII, and every adapter load checks all of them).
+    while (n - i >= 8) {
+      uint64_t w;
+      std::memcpy(&w, p + i, 8);
+      if (w & 0x8080808080808080ull) break;
+      i += 8;
+    }
+    if (i >= n) break;
     const unsigned c = p[i];
     if (c < 0x80) {
       ++i;
