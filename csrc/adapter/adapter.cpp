@@ -130,18 +130,37 @@ LoraHalves lora_halves(std::string_view name) noexcept {
   const char* s = name.data();
   const size_t n = name.size();
   if (n < kLen) return out;
-  // Candidates: bytes equal to 'l', found with the zero-byte trick on (word ^ "llllllll"). The trick may also
-  // flag a byte above a true match; every candidate is checked, so that only costs a comparison.
-  for (size_t base = 0; base + kLen <= n; base += 8) {
-    uint64_t w = 0;
-    std::memcpy(&w, s + base, std::min<size_t>(8, n - base));
+  // Checks a candidate position (a byte equal to 'l'); positions only grow, so the last match stays.
+  auto check = [&](size_t pos) {
+    if (pos + kLen > n || std::memcmp(s + pos, "lora_", 5) != 0) return;
+    if (s[pos + 5] == 'A') out.last_a = pos;
+    if (s[pos + 5] == 'B') out.last_b = pos;
+  };
+  // Candidates eight bytes at a time: the zero-byte trick on (word ^ "llllllll"). It may also flag a byte
+  // above a true match; every candidate is checked, so that only costs a comparison.
+  auto scan = [&](uint64_t w, size_t base, size_t from) {
     const uint64_t x = w ^ kL;
     for (uint64_t m = (x - kOnes) & ~x & kHigh; m; m &= m - 1) {
       const size_t pos = base + static_cast<size_t>(__builtin_ctzll(m)) / 8;
-      if (pos + kLen > n || std::memcmp(s + pos, "lora_", 5) != 0) continue;
-      if (s[pos + 5] == 'A') out.last_a = pos;
-      if (s[pos + 5] == 'B') out.last_b = pos;
+      if (pos >= from) check(pos);
     }
+  };
+  if (n < 8) {
+    for (size_t pos = 0; pos + kLen <= n; ++pos) {
+      if (s[pos] == 'l') check(pos);
+    }
+    return out;
+  }
+  size_t base = 0;
+  for (; base + 8 <= n; base += 8) {
+    uint64_t w;
+    std::memcpy(&w, s + base, 8);
+    scan(w, base, base);
+  }
+  if (base < n) {  // the last eight bytes again, positions from `base` on (whole-word loads only)
+    uint64_t w;
+    std::memcpy(&w, s + n - 8, 8);
+    scan(w, n - 8, base);
   }
   return out;
 }
