@@ -62,6 +62,10 @@ class Dims {
     return o.size() == size_ && (size_ == 0 || std::memcmp(o.data(), data(), size_ * sizeof(int64_t)) == 0);
   }
   bool operator!=(const std::vector<int64_t>& o) const noexcept { return !(*this == o); }
+  bool operator==(const Dims& o) const noexcept {
+    return o.size_ == size_ && (size_ == 0 || std::memcmp(o.data(), data(), size_ * sizeof(int64_t)) == 0);
+  }
+  bool operator!=(const Dims& o) const noexcept { return !(*this == o); }
 
  private:
   size_t size_ = 0;

@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "adapter/adapter.h"
@@ -21,8 +22,8 @@
 
 namespace {
 
-[[noreturn]] void die(const char* what, const std::string& detail) {
-  std::fprintf(stderr, "fuzz_adapter: %s: %s\n", what, detail.c_str());
+[[noreturn]] void die(const char* what, std::string_view detail) {
+  std::fprintf(stderr, "fuzz_adapter: %s: %.*s\n", what, static_cast<int>(detail.size()), detail.data());
   std::abort();
 }
 
@@ -55,7 +56,7 @@ void round_trip(const mlora::Adapter& a) {
   std::vector<mlora::ParamView> views;
   for (const mlora::Param& p : a.params()) {
     if (p.dtype == MLORA_DTYPE_BOOL) return;  // readable, but the writer refuses what ORT's loader refuses
-    views.push_back({p.name, p.dtype, p.dims, p.data, p.nbytes});
+    views.push_back({std::string(p.name), p.dtype, p.dims.vec(), p.data, p.nbytes});
   }
   std::vector<uint8_t> bytes;
   try {
