@@ -175,6 +175,37 @@ MLORA_INLINE void tb_block(const float (*t)[kChunk], const typename E::T* b, flo
   }
 }
 
+// y[0..out) (+)= t[0..c) · B[c0..c0+c, :) for ONE token (decode), B read rank row after rank row: one
+// sequential stream. tb_block instead holds its outputs in registers and reads the c rank rows side by side, c
+// short strided streams at once; with a single token there is too little arithmetic per byte to hide the misses
+// that pattern leaves to the hardware prefetchers: a decode row (A + B of one slot) took 1.3x (float32) to 1.9x
+// (float16) as long from memory that way (docs/notes.md, 2026-12-07). y (out floats) stays in L1 across the c
+// passes; each element is updated in the same order (rank row by rank row, one multiply-add each) as in
+// tb_block.
+template <class E>
+MLORA_INLINE void tb_stream(const float* t, const typename E::T* b, float* y, int64_t c, int64_t out, int64_t c0,
+                            bool first) {
+  const int64_t out8 = out - out % 8;
+  for (int64_t j = 0; j < c; ++j) {
+    const typename E::T* row = b + (c0 + j) * out;
+    const float tj = t[j];
+    int64_t o = 0;
+    if (first && j == 0) {
+      for (; o + 32 <= out8; o += 32) {
+        for (int q = 0; q < 4; ++q) store8(y + o + 8 * q, E::load(row + o + 8 * q) * tj);
+      }
+      for (; o < out8; o += 8) store8(y + o, E::load(row + o) * tj);
+      for (; o < out; ++o) y[o] = E::one(row + o) * tj;
+    } else {
+      for (; o + 32 <= out8; o += 32) {
+        for (int q = 0; q < 4; ++q) store8(y + o + 8 * q, E::load(row + o + 8 * q) * tj + load8(y + o + 8 * q));
+      }
+      for (; o < out8; o += 8) store8(y + o, E::load(row + o) * tj + load8(y + o));
+      for (; o < out; ++o) y[o] = E::one(row + o) * tj + y[o];
+    }
+  }
+}
+
 template <class E, int M>
 MLORA_INLINE void rows_m(const float* x, const typename E::T* a, const typename E::T* b, float* y, int64_t in,
                          int64_t r, int64_t out, bool add) {
@@ -188,6 +219,10 @@ MLORA_INLINE void rows_m(const float* x, const typename E::T* a, const typename 
       xa_tail<E>(x, a, t, M, in, r, c0, c);
     }
     const bool first = c0 == 0 && !add;  // add: y holds the base output already
+    if constexpr (M == 1) {
+      tb_stream<E>(t[0], b, y, c, out, c0, first);
+      continue;
+    }
     constexpr int NC = M >= 4 ? 1 : 4 / M;
     int64_t o0 = 0;
     for (; o0 + NC * kChunk <= out_full; o0 += NC * kChunk) tb_block<E, M, NC>(t, b, y, c, out, c0, o0, first);
