@@ -220,15 +220,21 @@ void Registry::add(std::shared_ptr<const Adapter> adapter, const std::string& na
     found = lookup_inputs(*adapter);
   }
   validate(*adapter, found, "'" + name + "' (" + adapter->source() + ")", flags);
+  // Declared before the lock, so released after it: the replaced adapter's last reference (munmap of its file)
+  // goes without holding up other threads' loads and lookups.
+  std::shared_ptr<const Adapter> replaced;
   std::lock_guard<std::mutex> lock(mutex_);
   if (!(flags & MLORA_LOAD_REPLACE) && adapters_.count(name)) {  // lost a race with another load
     fail(MLORA_STATUS_ALREADY_EXISTS, "an adapter named '" + name + "' is already loaded (from " +
                                           adapters_.at(name)->source() + "); unload it or ask for replace");
   }
-  adapters_[name] = std::move(adapter);
+  std::shared_ptr<const Adapter>& slot = adapters_[name];
+  replaced = std::move(slot);
+  slot = std::move(adapter);
 }
 
 void Registry::unload(const std::string& name) {
+  std::shared_ptr<const Adapter> removed;  // released after the lock, as in add()
   std::lock_guard<std::mutex> lock(mutex_);
   auto it = adapters_.find(name);
   if (it == adapters_.end()) {
@@ -236,6 +242,7 @@ void Registry::unload(const std::string& name) {
     for (const auto& kv : adapters_) loaded.push_back(kv.first);
     fail(MLORA_STATUS_NOT_FOUND, "no adapter named '" + name + "' is loaded; loaded: " + join_names(loaded));
   }
+  removed = std::move(it->second);
   adapters_.erase(it);
 }
 

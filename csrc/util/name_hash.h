@@ -27,9 +27,14 @@ inline uint64_t name_hash(std::string_view s) noexcept {
     p += 8;
     n -= 8;
   }
-  if (n > 0) {
+  if (n > 0) {  // the last 1..7 bytes, as the low bytes of a word (whole-word loads: no copy through memory)
     uint64_t w = 0;
-    std::memcpy(&w, p, n);
+    if (s.size() >= 8) {
+      std::memcpy(&w, p + n - 8, 8);
+      w >>= 8 * (8 - n);
+    } else {
+      for (size_t k = 0; k < n; ++k) w |= static_cast<uint64_t>(static_cast<unsigned char>(p[k])) << (8 * k);
+    }
     h = (h ^ w) * kMul;
     h ^= h >> 29;
   }
