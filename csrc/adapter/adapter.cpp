@@ -100,15 +100,16 @@ std::string printable(std::string_view name) {
 // Largest LoRA rank among the parameters: dim 1 of A [in, r], dim 0 of B [r, out]. Quantized pairs (the
 // MatMulNBits tensors of int4 models: weight [N, blocks, bytes], scales, zero points): dim 0 (N) of A's weight;
 // their scales and zero points and B's weight (whose K, the rank, is padded to whole blocks) say nothing more.
-int64_t lora_rank(const std::vector<Param>& params) {
+int64_t lora_rank(const std::vector<Param>& params, const std::vector<Adapter::NameInfo>& info) {
   int64_t rank = 0;
   auto ends_with = [](std::string_view s, std::string_view tail) {
     return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
   };
-  for (const Param& p : params) {
+  for (size_t i = 0; i < params.size(); ++i) {
+    const Param& p = params[i];
     if (p.dims.size() < 2) continue;
     if (ends_with(p.name, "_scales") || ends_with(p.name, "_zero_points")) continue;
-    const LoraHalves halves = lora_halves(p.name);
+    const LoraHalves& halves = info[i].halves;
     const bool a = halves.last_a != std::string_view::npos, b = halves.last_b != std::string_view::npos;
     if (p.dims.size() == 3) {
       if (a) rank = std::max(rank, p.dims[0]);
@@ -174,10 +175,11 @@ struct Adapter::Storage {
   int32_t adapter_version = 0;
   int32_t model_version = 0;
   std::vector<Param> params;
-  // name_hash of each parameter's name, and the names' positions in a table keyed by it: two allocations per
-  // adapter, no string copied (loading is on the request path; a hash map of std::string cost a quarter of a
-  // warm load, a sorted index of names most of another tenth).
-  std::vector<uint64_t> hashes;
+  // Each parameter's name_hash and lora_halves (one pass over its name for the rank and the registry's partner
+  // checks), and the names' positions in a table keyed by the hash: two allocations per adapter, no string
+  // copied (loading is on the request path; a hash map of std::string cost a quarter of a warm load, a sorted
+  // index of names most of another tenth).
+  std::vector<NameInfo> info;
   NameTable by_name;
   std::unique_ptr<char[]> names;  // renamed / rebuilt views: their copy of the parameters' names
   int64_t rank = 0;
@@ -189,16 +191,16 @@ struct Adapter::Storage {
 
 namespace {
 
-// Fills st.hashes and st.by_name; on a name that appears twice returns its first two positions (the pair
+// Fills st.info and st.by_name; on a name that appears twice returns its first two positions (the pair
 // whose second position comes first, as a reader going through the file meets it), else {-1, -1}.
 std::pair<int64_t, int64_t> index_names(Adapter::Storage& st) {
   const auto& params = st.params;
-  st.hashes.resize(params.size());
+  st.info.resize(params.size());
   st.by_name.reset(params.size());
   auto name_of = [&](uint32_t i) { return params[i].name; };
   for (size_t i = 0; i < params.size(); ++i) {
-    st.hashes[i] = name_hash(params[i].name);
-    const uint32_t first = st.by_name.insert(params[i].name, st.hashes[i], static_cast<uint32_t>(i), name_of);
+    st.info[i] = {name_hash(params[i].name), lora_halves(params[i].name)};
+    const uint32_t first = st.by_name.insert(params[i].name, st.info[i].hash, static_cast<uint32_t>(i), name_of);
     if (first != NameTable::kNone) return {first, static_cast<int64_t>(i)};
   }
   return {-1, -1};
@@ -275,11 +277,13 @@ void parse(const uint8_t* buf, size_t size, bool is_file, Adapter::Storage& st) 
     // Copied (Dims::assign): the verifier only guarantees 4-byte alignment of the vector, the elements are int64.
     p.dims.assign(fdims->Data(), fdims->size());
 
-    // Positive dims whose product fits: counted here; anything else (zero, negative, overflow) by
-    // element_count, which says what is wrong.
+    // Positive dims whose product fits: counted here (from the file's bytes, not the copy just written); anything
+    // else (zero, negative, overflow) by element_count, which says what is wrong.
     size_t elements = 1;
     bool counted = true;
-    for (const int64_t d : p.dims) {
+    for (size_t k = 0; k < fdims->size(); ++k) {
+      int64_t d;
+      std::memcpy(&d, fdims->Data() + k * sizeof(int64_t), sizeof d);
       if (d <= 0 || __builtin_mul_overflow(elements, static_cast<uint64_t>(d), &elements)) {
         counted = false;
         break;
@@ -322,7 +326,7 @@ void parse(const uint8_t* buf, size_t size, bool is_file, Adapter::Storage& st) 
                                   "' appears twice (parameters #" + std::to_string(dup.first) + " and #" +
                                   std::to_string(dup.second) + ")");
   }
-  st.rank = lora_rank(st.params);
+  st.rank = lora_rank(st.params, st.info);
 }
 
 }  // namespace
@@ -431,7 +435,7 @@ std::shared_ptr<const Adapter> Adapter::with_params(std::shared_ptr<const Adapte
   const Storage& from = *base->storage_;
   auto st = derived_storage(from, std::move(params));
   st->bytes_copied += owned_bytes;
-  st->rank = lora_rank(st->params);
+  st->rank = lora_rank(st->params, st->info);
   st->owned = std::move(owned);
   st->base = std::move(base);
   return std::make_shared<const Adapter>(std::move(st));
@@ -449,7 +453,8 @@ uint64_t Adapter::bytes_mapped() const noexcept { return storage_->bytes_mapped;
 uint64_t Adapter::bytes_copied() const noexcept { return storage_->bytes_copied; }
 const std::string& Adapter::source() const noexcept { return storage_->source; }
 
-uint64_t Adapter::param_hash(size_t i) const noexcept { return storage_->hashes[i]; }
+uint64_t Adapter::param_hash(size_t i) const noexcept { return storage_->info[i].hash; }
+const LoraHalves& Adapter::param_halves(size_t i) const noexcept { return storage_->info[i].halves; }
 
 const Param* Adapter::find(std::string_view name) const noexcept {
   const auto& params = storage_->params;

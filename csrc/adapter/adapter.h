@@ -74,6 +74,10 @@ class Dims {
 };
 
 struct Param {
+  // User-provided (not `= default`): `params.emplace_back()` then runs the member initializers below instead
+  // of first zeroing the whole record (a `rep stos` per parameter of every load).
+  Param() noexcept {}
+
   // Points into the adapter's bytes (the file mapping, or its copy of them) or, in a renamed or rebuilt view,
   // into the view's own copy of the names: valid while the adapter is.
   std::string_view name;
@@ -121,6 +125,8 @@ class Adapter {
   // name_hash(params()[i].name) (util/name_hash.h), computed once when the adapter was read: the registry
   // looks the model's LoRA inputs up with it.
   uint64_t param_hash(size_t i) const noexcept;
+  // lora_halves(params()[i].name), likewise computed once.
+  const LoraHalves& param_halves(size_t i) const noexcept;
   // Largest rank: dim 1 of params named *lora_A*, dim 0 of *lora_B*; 0 if none.
   int64_t rank() const noexcept;
   uint64_t bytes_mapped() const noexcept;      // size of the file mapping (0 for memory-loaded)
@@ -129,6 +135,10 @@ class Adapter {
 
   ~Adapter();
 
+  struct NameInfo {  // per parameter, from its name
+    uint64_t hash = 0;
+    LoraHalves halves;
+  };
   struct Storage;  // defined in adapter.cpp (mapping + owned buffers)
   Adapter(std::unique_ptr<Storage> storage);
 

@@ -28,18 +28,17 @@ std::string join_names(const std::vector<std::string>& names, size_t limit = 8) 
   return out;
 }
 
-// Where a LoRA parameter's name and its partner's differ: the letter of the last "lora_A" (the partner has
-// lora_B there), else of the last "lora_B"; npos when the name has neither.
-size_t partner_letter(std::string_view name) {
-  const LoraHalves h = lora_halves(name);
+// Where a LoRA parameter's name and its partner's differ (`h`: the name's lora_halves): the letter of the last
+// "lora_A" (the partner has lora_B there), else of the last "lora_B"; npos when the name has neither.
+size_t partner_letter(const LoraHalves& h) {
   const size_t pos = h.last_a != std::string_view::npos ? h.last_a : h.last_b;
   return pos == std::string_view::npos ? pos : pos + 5;
 }
 
-// The partner name of a LoRA parameter: lora_A <-> lora_B at partner_letter(name); empty when the name has
-// neither.
+// The partner name of a LoRA parameter: lora_A <-> lora_B at the letter partner_letter finds; empty when the
+// name has neither.
 std::string partner_name(std::string_view name) {
-  const size_t letter = partner_letter(name);
+  const size_t letter = partner_letter(lora_halves(name));
   if (letter == std::string_view::npos) return {};
   std::string out(name);
   out[letter] = name[letter] == 'A' ? 'B' : 'A';
@@ -174,7 +173,7 @@ void Registry::validate(const Adapter& adapter, const std::vector<const LoraInpu
                                             shape_str(p.dims.vec()) + ", the model expects " + shape);
     }
     // Rank of A must equal rank of B, and each half needs its partner.
-    const size_t letter = partner_letter(p.name);
+    const size_t letter = partner_letter(adapter.param_halves(i));
     if (letter == std::string_view::npos) continue;
     const size_t j = partner_of(i, letter);
     const LoraInput* qin = j < params.size() ? found[j] : model.find_lora(partner_name(p.name));

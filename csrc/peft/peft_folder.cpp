@@ -593,11 +593,6 @@ void convert_module(const std::string& module, const LoraInput* ia, const LoraIn
 
 }  // namespace
 
-bool is_directory(const std::string& path) {
-  struct stat sb;
-  return ::stat(path.c_str(), &sb) == 0 && S_ISDIR(sb.st_mode);
-}
-
 namespace {
 
 std::shared_ptr<const Adapter> load_folder_unescaped(const std::string& dir, const Model& model) {

@@ -48,9 +48,6 @@ class LoraNameResolver {
 // same input, naming both.
 std::shared_ptr<const Adapter> resolve_names(std::shared_ptr<const Adapter> adapter, const Model& model);
 
-// Whether `path` is a directory (PEFT folders are the only directories adapters load from).
-bool is_directory(const std::string& path);
-
 // Loads `dir` for `model`. Throws IO (a directory without adapter_config.json), NOT_FOUND (no
 // adapter_model.safetensors, or tensors that match no LoRA input of the model — every one is named),
 // FORMAT (bad JSON/safetensors, unsupported features: DoRA, modules_to_save, embedding LoRA, LoRA bias,

@@ -151,6 +151,8 @@ void test_adapter_reading() {
           "bytes of '" + views[i].name + "'");
     check(adapter->find(views[i].name) == &p, "find('" + views[i].name + "')");
     check(adapter->param_hash(i) == name_hash(views[i].name), "param_hash(" + std::to_string(i) + ")");
+    const LoraHalves want = reference_halves(views[i].name), got = adapter->param_halves(i);
+    check(got.last_a == want.last_a && got.last_b == want.last_b, "param_halves(" + std::to_string(i) + ")");
   }
   check(adapter->find("layer1") == nullptr && adapter->find("") == nullptr && adapter->find("layer1.lora_B") == nullptr,
         "find of names the adapter does not have");
