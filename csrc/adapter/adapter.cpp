@@ -407,8 +407,8 @@ std::unique_ptr<Adapter::Storage> derived_storage(const Adapter::Storage& from, 
   st->params = std::move(params);
   const auto dup = index_names(*st);
   if (dup.first >= 0) {
-    fail(MLORA_STATUS_FORMAT, "adapter '" + from.source + "': two parameters are named '" +
-                                  std::string(st->params[dup.first].name) + "'");
+    fail(MLORA_STATUS_FORMAT,
+         "adapter '" + from.source + "': two parameters are named '" + std::string(st->params[dup.first].name) + "'");
   }
   return st;
 }

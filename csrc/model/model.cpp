@@ -727,8 +727,7 @@ const LoraInput* Model::find_lora(std::string_view name) const noexcept { return
 
 const LoraInput* Model::find_lora(std::string_view name, uint64_t hash) const noexcept {
   const auto& loras = impl_->loras;
-  const uint32_t i =
-      impl_->lora_table.find(name, hash, [&](uint32_t k) { return std::string_view(loras[k].name); });
+  const uint32_t i = impl_->lora_table.find(name, hash, [&](uint32_t k) { return std::string_view(loras[k].name); });
   return i == NameTable::kNone ? nullptr : &loras[i];
 }
 

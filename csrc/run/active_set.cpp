@@ -88,16 +88,16 @@ void compose(const LoraInput& in, const std::vector<Contribution>& parts, int64_
   if (bytes) std::memset(dst, 0, bytes);  // rank padding stays zero: exact
   auto refuse_range = [&](const Contribution& c) {
     fail(MLORA_STATUS_INVALID_ARGUMENT,
-         "parameter '" + printable_text(std::string(c.param->name)) + "' of adapter '" + printable_text(*c.adapter) + "' (" +
-             dtype_name(c.param->dtype) + ") has values beyond the range of " + dtype_name(in.dtype) +
+         "parameter '" + printable_text(std::string(c.param->name)) + "' of adapter '" + printable_text(*c.adapter) +
+             "' (" + dtype_name(c.param->dtype) + ") has values beyond the range of " + dtype_name(in.dtype) +
              ", the slot dtype of LoRA input '" + in.name + "'; prepare the model with another --lora-dtype");
   };
   // A weight that overflows the dtype would make every output NaN without a word: refuse it.
   auto refuse_weight = [&](const Contribution& c) {
     fail(MLORA_STATUS_INVALID_ARGUMENT, "weight " + std::to_string(c.weight) + " of adapter '" +
                                             printable_text(*c.adapter) + "' times parameter '" +
-                                            printable_text(std::string(c.param->name)) + "' overflows " + dtype_name(in.dtype) +
-                                            " (non-finite values); use a smaller weight");
+                                            printable_text(std::string(c.param->name)) + "' overflows " +
+                                            dtype_name(in.dtype) + " (non-finite values); use a smaller weight");
   };
   if (scaled_side) {
     // Rank axis 0: blocks stacked row-wise, each block contiguous.
@@ -166,8 +166,9 @@ void ActiveSet::feed_quantized(ActiveSet& set, const LoraInput& in, const std::v
     scale_copy(p.dtype, p.data, buffer.get(), count, w);
     if (all_finite(p.dtype, p.data, count) && !all_finite(p.dtype, buffer.get(), count)) {
       fail(MLORA_STATUS_INVALID_ARGUMENT, "weight " + std::to_string(w) + " of adapter '" +
-                                              printable_text(*parts[0].adapter) + "' times the scales '" + std::string(p.name) +
-                                              "' overflows " + dtype_name(p.dtype) + "; use a smaller weight");
+                                              printable_text(*parts[0].adapter) + "' times the scales '" +
+                                              std::string(p.name) + "' overflows " + dtype_name(p.dtype) +
+                                              "; use a smaller weight");
     }
     value = make_ort_tensor(p.dtype, p.dims.vec(), buffer.get(), p.nbytes);
     set.buffers_.push_back(std::move(buffer));

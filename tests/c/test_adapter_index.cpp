@@ -53,10 +53,11 @@ void check_halves(const std::string& name) {
 }
 
 void test_lora_halves() {
-  for (const char* name : {"", "lora_A", "lora_B", "lora_", "xlora_A", "model.layers.0.attn.q_proj.lora_A.MatMul.weight",
-                           "model.layers.0.attn.q_proj.lora_B.MatMul.weight", "lora_Alora_B", "lora_Blora_A",
-                           "lllllllllllllora_A", "lora_lora_B", "a.lora_A.b.lora_A", "x.lora_B.lora_A.lora_B",
-                           "1234567lora_A", "12345678lora_B", "123456789lora_A", "lora_a", "LORA_A"}) {
+  for (const char* name :
+       {"", "lora_A", "lora_B", "lora_", "xlora_A", "model.layers.0.attn.q_proj.lora_A.MatMul.weight",
+        "model.layers.0.attn.q_proj.lora_B.MatMul.weight", "lora_Alora_B", "lora_Blora_A", "lllllllllllllora_A",
+        "lora_lora_B", "a.lora_A.b.lora_A", "x.lora_B.lora_A.lora_B", "1234567lora_A", "12345678lora_B",
+        "123456789lora_A", "lora_a", "LORA_A"}) {
     check_halves(name);
   }
   // Every placement of the patterns in short names, and random names over an alphabet that makes near misses.

@@ -91,8 +91,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {
     adapter = mlora::Adapter::open_memory(data, size, "fuzz");
   } catch (const mlora::Error& e) {
-    if (e.status() != MLORA_STATUS_FORMAT)
-      die("unexpected status", std::to_string(e.status()) + ": " + e.what());
+    if (e.status() != MLORA_STATUS_FORMAT) die("unexpected status", std::to_string(e.status()) + ": " + e.what());
     if (std::strstr(e.what(), "adapter 'fuzz'") == nullptr) die("message does not name the buffer", e.what());
     return 0;
   }
