@@ -89,6 +89,18 @@ struct F16C {
   }
   static MLORA_INLINE float one(const T* p) { return half_to_float(*p); }
 };
+// bfloat16 the same way: zero-extend eight 16-bit values to 32 bits straight from memory, shift into the top
+// half. GCC compiled BF16's vector-extension version into stores and reloads through the stack (the cached
+// bfloat16 row took 2.3x the float16 one in benchmarks/kernel_rows.cpp).
+struct BF16X {
+  using T = uint16_t;
+  static MLORA_INLINE v8 load(const T* p) {
+    v8 v;
+    __asm__("vpmovzxwd %1, %0\n\tvpslld $16, %0, %0" : "=x"(v) : "m"(*reinterpret_cast<const uint8_t (*)[16]>(p)));
+    return v;
+  }
+  static MLORA_INLINE float one(const T* p) { return bfloat16_to_float(*p); }
+};
 #endif
 
 // t[k][0..16) = x[k] · A[:, c0..c0+16) for M tokens: the accumulators stay in registers across all of `in`,
@@ -136,17 +148,45 @@ MLORA_INLINE void xa_chunk(const float* x, const typename E::T* a, float (*t)[kC
   }
 }
 
-// The same for the last c < 16 columns.
+// t[k][0..8) = x[k] · A[:, c0..c0+8) for M tokens: xa_chunk for an 8-column chunk (rank 8, PEFT's default, or
+// the first 8 of a 9..15-column tail), one vector per token and U = 8/M interleaved rows of A for few tokens.
+// (The scalar xa_tail made a rank-8 decode row 2x (float32) to 4x (16-bit slots) slower than a rank-16 one.)
+template <class E, int M>
+MLORA_INLINE void xa_chunk8(const float* x, const typename E::T* a, float (*t)[kChunk], int64_t in, int64_t r,
+                            int64_t c0) {
+  constexpr int U = M >= 8 ? 1 : 8 / M;
+  v8 acc[U][M];
+  for (int u = 0; u < U; ++u) {
+    for (int k = 0; k < M; ++k) acc[u][k] = v8{};
+  }
+  int64_t i = 0;
+  for (; i + U <= in; i += U) {
+    for (int u = 0; u < U; ++u) {
+      const v8 av = E::load(a + (i + u) * r + c0);
+      for (int k = 0; k < M; ++k) acc[u][k] += av * x[k * in + i + u];
+    }
+  }
+  for (; i < in; ++i) {
+    const v8 av = E::load(a + i * r + c0);
+    for (int k = 0; k < M; ++k) acc[0][k] += av * x[k * in + i];
+  }
+  for (int u = 1; u < U; ++u) {
+    for (int k = 0; k < M; ++k) acc[0][k] += acc[u][k];
+  }
+  for (int k = 0; k < M; ++k) store8(t[k], acc[0][k]);
+}
+
+// The same for the last c < 16 columns into t[k][off..off+c): scalar, the 8-column part vectorized first.
 template <class E>
 MLORA_INLINE void xa_tail(const float* x, const typename E::T* a, float (*t)[kChunk], int64_t m, int64_t in, int64_t r,
-                          int64_t c0, int64_t c) {
-  for (int64_t k = 0; k < m; ++k) std::fill(t[k], t[k] + c, 0.0f);
+                          int64_t c0, int64_t c, int64_t off = 0) {
+  for (int64_t k = 0; k < m; ++k) std::fill(t[k] + off, t[k] + off + c, 0.0f);
   float ar[kChunk];
   for (int64_t i = 0; i < in; ++i) {
     for (int64_t j = 0; j < c; ++j) ar[j] = E::one(a + i * r + c0 + j);
     for (int64_t k = 0; k < m; ++k) {
       const float xi = x[k * in + i];
-      for (int64_t j = 0; j < c; ++j) t[k][j] += xi * ar[j];
+      for (int64_t j = 0; j < c; ++j) t[k][off + j] += xi * ar[j];
     }
   }
 }
@@ -215,6 +255,9 @@ MLORA_INLINE void rows_m(const float* x, const typename E::T* a, const typename 
     const int64_t c = std::min(kChunk, r - c0);
     if (c == kChunk) {
       xa_chunk<E, M>(x, a, t, in, r, c0);
+    } else if (c >= 8) {
+      xa_chunk8<E, M>(x, a, t, in, r, c0);
+      if (c > 8) xa_tail<E>(x, a, t, M, in, r, c0 + 8, c - 8, 8);
     } else {
       xa_tail<E>(x, a, t, M, in, r, c0, c);
     }
@@ -267,7 +310,8 @@ void lora_rows_f32(const float* x, const void* a, const void* b, float* y, int64
   lora_rows<F32>(x, static_cast<const float*>(a), static_cast<const float*>(b), y, n, in, r, out, add);
 }
 #if MLORA_FMV
-// Versions by target instead of clones: the default one widens in integer operations, the others with F16C.
+// Versions by target instead of clones: the default one widens in integer operations, the others with F16C
+// (float16) or one zero-extending load (bfloat16).
 __attribute__((target("default"))) void lora_rows_f16(const float* x, const void* a, const void* b, float* y, int64_t n,
                                                       int64_t in, int64_t r, int64_t out, bool add) {
   lora_rows<F16>(x, static_cast<const uint16_t*>(a), static_cast<const uint16_t*>(b), y, n, in, r, out, add);
@@ -286,11 +330,25 @@ void lora_rows_f16(const float* x, const void* a, const void* b, float* y, int64
   lora_rows<F16>(x, static_cast<const uint16_t*>(a), static_cast<const uint16_t*>(b), y, n, in, r, out, add);
 }
 #endif
-MLORA_CLONES
+#if MLORA_FMV
+__attribute__((target("default"))) void lora_rows_bf16(const float* x, const void* a, const void* b, float* y,
+                                                       int64_t n, int64_t in, int64_t r, int64_t out, bool add) {
+  lora_rows<BF16>(x, static_cast<const uint16_t*>(a), static_cast<const uint16_t*>(b), y, n, in, r, out, add);
+}
+__attribute__((target("arch=x86-64-v3"))) void lora_rows_bf16(const float* x, const void* a, const void* b, float* y,
+                                                              int64_t n, int64_t in, int64_t r, int64_t out, bool add) {
+  lora_rows<BF16X>(x, static_cast<const uint16_t*>(a), static_cast<const uint16_t*>(b), y, n, in, r, out, add);
+}
+__attribute__((target("arch=x86-64-v4"))) void lora_rows_bf16(const float* x, const void* a, const void* b, float* y,
+                                                              int64_t n, int64_t in, int64_t r, int64_t out, bool add) {
+  lora_rows<BF16X>(x, static_cast<const uint16_t*>(a), static_cast<const uint16_t*>(b), y, n, in, r, out, add);
+}
+#else
 void lora_rows_bf16(const float* x, const void* a, const void* b, float* y, int64_t n, int64_t in, int64_t r,
                     int64_t out, bool add) {
   lora_rows<BF16>(x, static_cast<const uint16_t*>(a), static_cast<const uint16_t*>(b), y, n, in, r, out, add);
 }
+#endif
 
 using RowsFn = void (*)(const float*, const void*, const void*, float*, int64_t, int64_t, int64_t, int64_t, bool);
 
@@ -669,6 +727,14 @@ void add_lora_op_domain(OrtSessionOptions* options) {
   if (!domain)
     fail(MLORA_STATUS_RUNTIME, std::string("ONNX Runtime refused the ") + kLoraOpDomain + " op domain: " + error);
   ort_check(ort().AddCustomOpDomain(options, domain), std::string("adding the ") + kLoraOpDomain + " op domain");
+}
+
+bool lora_slot_rows(int32_t dtype, const float* x, const void* a, const void* b, float* y, int64_t tokens, int64_t in,
+                    int64_t rank, int64_t out, bool add) {
+  const RowsFn rows = rows_for(static_cast<ONNXTensorElementDataType>(dtype));
+  if (!rows || rank <= 0) return false;
+  rows(x, a, b, y, tokens, in, rank, out, add);
+  return true;
 }
 
 }  // namespace mlora
