@@ -44,15 +44,19 @@ MLORA_INLINE v8 load8(const float* p) {
 }
 MLORA_INLINE void store8(float* p, v8 v) { std::memcpy(p, &v, sizeof(v)); }
 
-// A and B element types: float32, or 16-bit floats widened to float in registers (fp32 accumulation). The
-// loads are the only place the element type shows.
+// A and B element types: float32, or 16-bit floats widened to float in registers (fp32 accumulation), or
+// int8 with float32 scales per block of kQBlock rows along K (kScaled). Besides the scales, the loads are the
+// only place the element type shows.
+constexpr int64_t kQBlock = 32;  // int8 slots: rows of A (input rows) / of B (rank rows) per scale
 struct F32 {
+  static constexpr bool kScaled = false;
   using T = float;
   static MLORA_INLINE v8 load(const T* p) { return load8(p); }
   static MLORA_INLINE float one(const T* p) { return *p; }
 };
 // bfloat16 = the top half of a float32: widen to 32 bits and shift.
 struct BF16 {
+  static constexpr bool kScaled = false;
   using T = uint16_t;
   static MLORA_INLINE v8 load(const T* p) {
     typedef uint16_t u16x8 __attribute__((vector_size(16)));
@@ -68,6 +72,7 @@ struct BF16 {
 };
 // IEEE binary16, portable: exact integer widening (kernels/half.h). The x86-64-v3/v4 code paths use F16C below.
 struct F16 {
+  static constexpr bool kScaled = false;
   using T = uint16_t;
   static MLORA_INLINE v8 load(const T* p) {
     float f[8];
@@ -81,6 +86,7 @@ struct F16 {
 // the intrinsic: an intrinsic's target("f16c") cannot be inlined through the always_inline helpers, which carry
 // no target of their own; only the x86-64-v3/v4 versions of lora_rows_f16 below use this.
 struct F16C {
+  static constexpr bool kScaled = false;
   using T = uint16_t;
   static MLORA_INLINE v8 load(const T* p) {
     v8 v;
@@ -90,60 +96,102 @@ struct F16C {
   static MLORA_INLINE float one(const T* p) { return half_to_float(*p); }
 };
 #endif
+// int8, sign-extended and converted to float in registers (vpmovsxbd + vcvtdq2ps in the AVX2 clones): exact.
+struct I8 {
+  static constexpr bool kScaled = true;
+  using T = int8_t;
+  static MLORA_INLINE v8 load(const T* p) {
+    typedef int8_t i8x8 __attribute__((vector_size(8)));
+    i8x8 q;
+    std::memcpy(&q, p, sizeof(q));
+    return __builtin_convertvector(q, v8);
+  }
+  static MLORA_INLINE float one(const T* p) { return static_cast<float>(*p); }
+};
 
 // t[k][0..16) = x[k] · A[:, c0..c0+16) for M tokens: the accumulators stay in registers across all of `in`,
 // so A streams through once with no store-to-load chains. With few tokens (decode: M = 1) U = 4/M partial
 // sums over interleaved rows of A keep 8 independent FMA chains in flight instead of 2 (FMA latency, not
-// memory, limited the M = 1 loop otherwise).
+// memory, limited the M = 1 loop otherwise). int8 A (E::kScaled): the sums run over one block of kQBlock
+// input rows at a time and are then multiplied by that block's scales sa[block, c0..c0+16) (sa: [blocks, r]).
 template <class E, int M>
-MLORA_INLINE void xa_chunk(const float* x, const typename E::T* a, float (*t)[kChunk], int64_t in, int64_t r,
-                           int64_t c0) {
+MLORA_INLINE void xa_chunk(const float* x, const typename E::T* a, const float* sa, float (*t)[kChunk], int64_t in,
+                           int64_t r, int64_t c0) {
   constexpr int U = M >= 4 ? 1 : 4 / M;
   v8 acc[U][M][2];
+  v8 tot[M][2];
   for (int u = 0; u < U; ++u) {
     for (int k = 0; k < M; ++k) acc[u][k][0] = acc[u][k][1] = v8{};
   }
-  int64_t i = 0;
-  for (; i + U <= in; i += U) {
-    for (int u = 0; u < U; ++u) {
-      const typename E::T* ar = a + (i + u) * r + c0;
+  for (int k = 0; k < M; ++k) tot[k][0] = tot[k][1] = v8{};
+  const int64_t span = E::kScaled ? kQBlock : in;
+  for (int64_t i0 = 0; i0 < in; i0 += span) {
+    const int64_t i1 = std::min(in, i0 + span);
+    int64_t i = i0;
+    for (; i + U <= i1; i += U) {
+      for (int u = 0; u < U; ++u) {
+        const typename E::T* ar = a + (i + u) * r + c0;
+        const v8 a0 = E::load(ar), a1 = E::load(ar + 8);
+        for (int k = 0; k < M; ++k) {
+          const float xi = x[k * in + i + u];
+          acc[u][k][0] += a0 * xi;
+          acc[u][k][1] += a1 * xi;
+        }
+      }
+    }
+    for (; i < i1; ++i) {
+      const typename E::T* ar = a + i * r + c0;
       const v8 a0 = E::load(ar), a1 = E::load(ar + 8);
       for (int k = 0; k < M; ++k) {
-        const float xi = x[k * in + i + u];
-        acc[u][k][0] += a0 * xi;
-        acc[u][k][1] += a1 * xi;
+        const float xi = x[k * in + i];
+        acc[0][k][0] += a0 * xi;
+        acc[0][k][1] += a1 * xi;
+      }
+    }
+    if constexpr (E::kScaled) {
+      const float* sr = sa + (i0 / kQBlock) * r + c0;
+      const v8 s0 = load8(sr), s1 = load8(sr + 8);
+      for (int k = 0; k < M; ++k) {
+        for (int u = 1; u < U; ++u) {
+          acc[0][k][0] += acc[u][k][0];
+          acc[0][k][1] += acc[u][k][1];
+          acc[u][k][0] = acc[u][k][1] = v8{};
+        }
+        tot[k][0] += acc[0][k][0] * s0;
+        tot[k][1] += acc[0][k][1] * s1;
+        acc[0][k][0] = acc[0][k][1] = v8{};
       }
     }
   }
-  for (; i < in; ++i) {
-    const typename E::T* ar = a + i * r + c0;
-    const v8 a0 = E::load(ar), a1 = E::load(ar + 8);
-    for (int k = 0; k < M; ++k) {
-      const float xi = x[k * in + i];
-      acc[0][k][0] += a0 * xi;
-      acc[0][k][1] += a1 * xi;
+  if constexpr (!E::kScaled) {
+    for (int u = 1; u < U; ++u) {
+      for (int k = 0; k < M; ++k) {
+        acc[0][k][0] += acc[u][k][0];
+        acc[0][k][1] += acc[u][k][1];
+      }
     }
-  }
-  for (int u = 1; u < U; ++u) {
     for (int k = 0; k < M; ++k) {
-      acc[0][k][0] += acc[u][k][0];
-      acc[0][k][1] += acc[u][k][1];
+      tot[k][0] = acc[0][k][0];
+      tot[k][1] = acc[0][k][1];
     }
   }
   for (int k = 0; k < M; ++k) {
-    store8(t[k], acc[0][k][0]);
-    store8(t[k] + 8, acc[0][k][1]);
+    store8(t[k], tot[k][0]);
+    store8(t[k] + 8, tot[k][1]);
   }
 }
 
-// The same for the last c < 16 columns.
+// The same for the last c < 16 columns (int8: each element times its block's scale).
 template <class E>
-MLORA_INLINE void xa_tail(const float* x, const typename E::T* a, float (*t)[kChunk], int64_t m, int64_t in, int64_t r,
-                          int64_t c0, int64_t c) {
+MLORA_INLINE void xa_tail(const float* x, const typename E::T* a, const float* sa, float (*t)[kChunk], int64_t m,
+                          int64_t in, int64_t r, int64_t c0, int64_t c) {
   for (int64_t k = 0; k < m; ++k) std::fill(t[k], t[k] + c, 0.0f);
   float ar[kChunk];
   for (int64_t i = 0; i < in; ++i) {
-    for (int64_t j = 0; j < c; ++j) ar[j] = E::one(a + i * r + c0 + j);
+    for (int64_t j = 0; j < c; ++j) {
+      ar[j] = E::one(a + i * r + c0 + j);
+      if constexpr (E::kScaled) ar[j] *= sa[(i / kQBlock) * r + c0 + j];
+    }
     for (int64_t k = 0; k < m; ++k) {
       const float xi = x[k * in + i];
       for (int64_t j = 0; j < c; ++j) t[k][j] += xi * ar[j];
@@ -153,13 +201,14 @@ MLORA_INLINE void xa_tail(const float* x, const typename E::T* a, float (*t)[kCh
 
 // y[k, o0..o0+16·NC) (+)= t[k, 0..c) · B[c0..c0+c, o0..o0+16·NC) for M tokens: the 16·NC x M outputs stay in
 // registers across the chunk's c <= 16 rank rows, so y is read and written once per chunk; NC = 4/M output
-// chunks at a time keep 8 independent FMA chains for small M.
+// chunks at a time keep 8 independent FMA chains for small M. int8 B: a chunk's rank rows lie in one block of
+// kQBlock (c0 is a multiple of 16), so the chunk's sum is multiplied by that block's scale row sb[o0..).
 template <class E, int M, int NC>
-MLORA_INLINE void tb_block(const float (*t)[kChunk], const typename E::T* b, float* y, int64_t c, int64_t out,
-                           int64_t c0, int64_t o0, bool first) {
+MLORA_INLINE void tb_block(const float (*t)[kChunk], const typename E::T* b, const float* sb, float* y, int64_t c,
+                           int64_t out, int64_t c0, int64_t o0, bool first) {
   v8 acc[M][2 * NC];
   for (int k = 0; k < M; ++k) {
-    for (int q = 0; q < 2 * NC; ++q) acc[k][q] = first ? v8{} : load8(y + k * out + o0 + 8 * q);
+    for (int q = 0; q < 2 * NC; ++q) acc[k][q] = first || E::kScaled ? v8{} : load8(y + k * out + o0 + 8 * q);
   }
   for (int64_t j = 0; j < c; ++j) {
     const typename E::T* brow = b + (c0 + j) * out + o0;
@@ -170,33 +219,46 @@ MLORA_INLINE void tb_block(const float (*t)[kChunk], const typename E::T* b, flo
       for (int q = 0; q < 2 * NC; ++q) acc[k][q] += bq[q] * tj;
     }
   }
+  if constexpr (E::kScaled) {
+    const float* srow = sb + o0;
+    for (int q = 0; q < 2 * NC; ++q) {
+      const v8 sq = load8(srow + 8 * q);
+      for (int k = 0; k < M; ++k) {
+        const v8 prev = first ? v8{} : load8(y + k * out + o0 + 8 * q);
+        acc[k][q] = prev + acc[k][q] * sq;
+      }
+    }
+  }
   for (int k = 0; k < M; ++k) {
     for (int q = 0; q < 2 * NC; ++q) store8(y + k * out + o0 + 8 * q, acc[k][q]);
   }
 }
 
+// sa, sb: int8 slots' scales (A: [ceil(in/32), r], B: [ceil(r/32), out]); unused for float slots.
 template <class E, int M>
-MLORA_INLINE void rows_m(const float* x, const typename E::T* a, const typename E::T* b, float* y, int64_t in,
-                         int64_t r, int64_t out) {
+MLORA_INLINE void rows_m(const float* x, const typename E::T* a, const typename E::T* b, const float* sa,
+                         const float* sb, float* y, int64_t in, int64_t r, int64_t out) {
   float t[M][kChunk];
   const int64_t out_full = out - out % kChunk;
   for (int64_t c0 = 0; c0 < r; c0 += kChunk) {
     const int64_t c = std::min(kChunk, r - c0);
     if (c == kChunk) {
-      xa_chunk<E, M>(x, a, t, in, r, c0);
+      xa_chunk<E, M>(x, a, sa, t, in, r, c0);
     } else {
-      xa_tail<E>(x, a, t, M, in, r, c0, c);
+      xa_tail<E>(x, a, sa, t, M, in, r, c0, c);
     }
     const bool first = c0 == 0;
+    const float* sbc = E::kScaled ? sb + (c0 / kQBlock) * out : nullptr;
     constexpr int NC = M >= 4 ? 1 : 4 / M;
     int64_t o0 = 0;
-    for (; o0 + NC * kChunk <= out_full; o0 += NC * kChunk) tb_block<E, M, NC>(t, b, y, c, out, c0, o0, first);
-    for (; o0 < out_full; o0 += kChunk) tb_block<E, M, 1>(t, b, y, c, out, c0, o0, first);
+    for (; o0 + NC * kChunk <= out_full; o0 += NC * kChunk) tb_block<E, M, NC>(t, b, sbc, y, c, out, c0, o0, first);
+    for (; o0 < out_full; o0 += kChunk) tb_block<E, M, 1>(t, b, sbc, y, c, out, c0, o0, first);
     for (int k = 0; k < M; ++k) {  // the last out % 16 outputs
       for (int64_t o = out_full; o < out; ++o) {
-        float v = first ? 0.0f : y[k * out + o];
+        float v = 0.0f;
         for (int64_t j = 0; j < c; ++j) v += t[k][j] * E::one(b + (c0 + j) * out + o);
-        y[k * out + o] = v;
+        if constexpr (E::kScaled) v *= sbc[o];
+        y[k * out + o] = first ? v : y[k * out + o] + v;
       }
     }
   }
@@ -205,19 +267,19 @@ MLORA_INLINE void rows_m(const float* x, const typename E::T* a, const typename 
 // y[t, :] = (x[t, :] · A[in, r]) · B[r, out] for n tokens; A packed [in, r], B [r, out] row-major; r > 0.
 // Tokens go four at a time so each A and B element loaded serves four of them; rank in chunks of 16.
 template <class E>
-MLORA_INLINE void lora_rows(const float* x, const typename E::T* a, const typename E::T* b, float* y, int64_t n,
-                            int64_t in, int64_t r, int64_t out) {
+MLORA_INLINE void lora_rows(const float* x, const typename E::T* a, const typename E::T* b, const float* sa,
+                            const float* sb, float* y, int64_t n, int64_t in, int64_t r, int64_t out) {
   int64_t t0 = 0;
-  for (; t0 + 4 <= n; t0 += 4) rows_m<E, 4>(x + t0 * in, a, b, y + t0 * out, in, r, out);
+  for (; t0 + 4 <= n; t0 += 4) rows_m<E, 4>(x + t0 * in, a, b, sa, sb, y + t0 * out, in, r, out);
   switch (n - t0) {
     case 3:
-      rows_m<E, 3>(x + t0 * in, a, b, y + t0 * out, in, r, out);
+      rows_m<E, 3>(x + t0 * in, a, b, sa, sb, y + t0 * out, in, r, out);
       break;
     case 2:
-      rows_m<E, 2>(x + t0 * in, a, b, y + t0 * out, in, r, out);
+      rows_m<E, 2>(x + t0 * in, a, b, sa, sb, y + t0 * out, in, r, out);
       break;
     case 1:
-      rows_m<E, 1>(x + t0 * in, a, b, y + t0 * out, in, r, out);
+      rows_m<E, 1>(x + t0 * in, a, b, sa, sb, y + t0 * out, in, r, out);
       break;
     default:
       break;
@@ -226,37 +288,43 @@ MLORA_INLINE void lora_rows(const float* x, const typename E::T* a, const typena
 
 // One multiversioned entry per element type (target_clones on templates is not portable across GCC versions).
 MLORA_CLONES
-void lora_rows_f32(const float* x, const void* a, const void* b, float* y, int64_t n, int64_t in, int64_t r,
-                   int64_t out) {
-  lora_rows<F32>(x, static_cast<const float*>(a), static_cast<const float*>(b), y, n, in, r, out);
+void lora_rows_f32(const float* x, const void* a, const void* b, const float* sa, const float* sb, float* y, int64_t n,
+                   int64_t in, int64_t r, int64_t out) {
+  lora_rows<F32>(x, static_cast<const float*>(a), static_cast<const float*>(b), sa, sb, y, n, in, r, out);
 }
 #if MLORA_FMV
 // Versions by target instead of clones: the default one widens in integer operations, the others with F16C.
-__attribute__((target("default"))) void lora_rows_f16(const float* x, const void* a, const void* b, float* y, int64_t n,
-                                                      int64_t in, int64_t r, int64_t out) {
-  lora_rows<F16>(x, static_cast<const uint16_t*>(a), static_cast<const uint16_t*>(b), y, n, in, r, out);
+__attribute__((target("default"))) void lora_rows_f16(const float* x, const void* a, const void* b, const float* sa, const float* sb, float* y,
+                   int64_t n, int64_t in, int64_t r, int64_t out) {
+  lora_rows<F16>(x, static_cast<const uint16_t*>(a), static_cast<const uint16_t*>(b), sa, sb, y, n, in, r, out);
 }
-__attribute__((target("arch=x86-64-v3"))) void lora_rows_f16(const float* x, const void* a, const void* b, float* y,
-                                                             int64_t n, int64_t in, int64_t r, int64_t out) {
-  lora_rows<F16C>(x, static_cast<const uint16_t*>(a), static_cast<const uint16_t*>(b), y, n, in, r, out);
+__attribute__((target("arch=x86-64-v3"))) void lora_rows_f16(const float* x, const void* a, const void* b, const float* sa, const float* sb, float* y,
+                   int64_t n, int64_t in, int64_t r, int64_t out) {
+  lora_rows<F16C>(x, static_cast<const uint16_t*>(a), static_cast<const uint16_t*>(b), sa, sb, y, n, in, r, out);
 }
-__attribute__((target("arch=x86-64-v4"))) void lora_rows_f16(const float* x, const void* a, const void* b, float* y,
-                                                             int64_t n, int64_t in, int64_t r, int64_t out) {
-  lora_rows<F16C>(x, static_cast<const uint16_t*>(a), static_cast<const uint16_t*>(b), y, n, in, r, out);
+__attribute__((target("arch=x86-64-v4"))) void lora_rows_f16(const float* x, const void* a, const void* b, const float* sa, const float* sb, float* y,
+                   int64_t n, int64_t in, int64_t r, int64_t out) {
+  lora_rows<F16C>(x, static_cast<const uint16_t*>(a), static_cast<const uint16_t*>(b), sa, sb, y, n, in, r, out);
 }
 #else
-void lora_rows_f16(const float* x, const void* a, const void* b, float* y, int64_t n, int64_t in, int64_t r,
-                   int64_t out) {
-  lora_rows<F16>(x, static_cast<const uint16_t*>(a), static_cast<const uint16_t*>(b), y, n, in, r, out);
+void lora_rows_f16(const float* x, const void* a, const void* b, const float* sa, const float* sb, float* y, int64_t n,
+                   int64_t in, int64_t r, int64_t out) {
+  lora_rows<F16>(x, static_cast<const uint16_t*>(a), static_cast<const uint16_t*>(b), sa, sb, y, n, in, r, out);
 }
 #endif
 MLORA_CLONES
-void lora_rows_bf16(const float* x, const void* a, const void* b, float* y, int64_t n, int64_t in, int64_t r,
-                    int64_t out) {
-  lora_rows<BF16>(x, static_cast<const uint16_t*>(a), static_cast<const uint16_t*>(b), y, n, in, r, out);
+void lora_rows_bf16(const float* x, const void* a, const void* b, const float* sa, const float* sb, float* y,
+                    int64_t n, int64_t in, int64_t r, int64_t out) {
+  lora_rows<BF16>(x, static_cast<const uint16_t*>(a), static_cast<const uint16_t*>(b), sa, sb, y, n, in, r, out);
+}
+MLORA_CLONES
+void lora_rows_i8(const float* x, const void* a, const void* b, const float* sa, const float* sb, float* y, int64_t n,
+                  int64_t in, int64_t r, int64_t out) {
+  lora_rows<I8>(x, static_cast<const int8_t*>(a), static_cast<const int8_t*>(b), sa, sb, y, n, in, r, out);
 }
 
-using RowsFn = void (*)(const float*, const void*, const void*, float*, int64_t, int64_t, int64_t, int64_t);
+using RowsFn = void (*)(const float*, const void*, const void*, const float*, const float*, float*, int64_t, int64_t,
+                        int64_t, int64_t);
 
 struct Kernel {
   const OrtApi* api = nullptr;
@@ -282,11 +350,14 @@ struct Job {
   const float* x;
   const uint8_t* a;
   const uint8_t* b;
+  const float* sa;  // int8 slots: A's scales [S, ceil(in/32), R], B's [S, ceil(R/32), out]; else null
+  const float* sb;
   float* y;
   const int64_t* slot;
   const int64_t* ranks;  // this pair's row of lora_ranks
   size_t slot_count;     // 1 (broadcast) or batch
   int64_t tokens, in, R, out, S;
+  int64_t a_blocks, b_blocks;  // int8: ceil(in/32), ceil(R/32)
   int64_t blocks_per_row;
   static constexpr int64_t kBlock = 16;
 };
@@ -305,7 +376,9 @@ void run_item(void* data, size_t item) {
   }
   const size_t a_off = static_cast<size_t>(s * j.in * j.R) * j.esize;
   const size_t b_off = static_cast<size_t>(s * j.R * j.out) * j.esize;
-  j.rows(j.x + (row * j.tokens + t0) * j.in, j.a + a_off, j.b + b_off, y, n, j.in, r, j.out);
+  const float* sa = j.sa ? j.sa + s * j.a_blocks * j.R : nullptr;
+  const float* sb = j.sb ? j.sb + s * j.b_blocks * j.out : nullptr;
+  j.rows(j.x + (row * j.tokens + t0) * j.in, j.a + a_off, j.b + b_off, sa, sb, y, n, j.in, r, j.out);
 }
 
 OrtStatus* invalid(const Kernel& k, const std::string& what) {
@@ -334,12 +407,20 @@ OrtStatus* shape_of(const OrtApi& api, const OrtValue* v, Shape& out) {
 
 OrtStatus* compute(Kernel& k, OrtKernelContext* ctx) {
   const OrtApi& api = *k.api;
-  const OrtValue* v[5] = {};
-  Shape sh[5];
-  static const char* const kNames[5] = {"x", "A", "B", "lora_slot", "lora_ranks"};
-  for (size_t i = 0; i < 5; ++i) {
-    MLORA_ORT_TRY(api.KernelContext_GetInput(ctx, i, &v[i]));
-    if (!v[i]) return invalid(k, std::string("input ") + kNames[i] + " is missing");
+  // Inputs 0-4 are required; 5 (base, not used here yet), 6 A_scales and 7 B_scales are optional (a node may
+  // have fewer inputs, or "" at their index: ONNX's omitted optional input).
+  constexpr size_t kInputs = 8;
+  const OrtValue* v[kInputs] = {};
+  Shape sh[kInputs];
+  static const char* const kNames[kInputs] = {"x", "A", "B", "lora_slot", "lora_ranks", "base", "A_scales", "B_scales"};
+  size_t given = 0;
+  MLORA_ORT_TRY(api.KernelContext_GetInputCount(ctx, &given));
+  for (size_t i = 0; i < kInputs; ++i) {
+    if (i < given) MLORA_ORT_TRY(api.KernelContext_GetInput(ctx, i, &v[i]));
+    if (!v[i]) {
+      if (i < 5) return invalid(k, std::string("input ") + kNames[i] + " is missing");
+      continue;
+    }
     MLORA_ORT_TRY(shape_of(api, v[i], sh[i]));
   }
   if (sh[0].type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) {
@@ -360,9 +441,12 @@ OrtStatus* compute(Kernel& k, OrtKernelContext* ctx) {
     case ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16:
       rows = lora_rows_bf16;
       break;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8:
+      rows = lora_rows_i8;
+      break;
     default:
-      return invalid(
-          k, "A and B are " + dtype_name(static_cast<int32_t>(sh[1].type)) + "; expected float32, float16 or bfloat16");
+      return invalid(k, "A and B are " + dtype_name(static_cast<int32_t>(sh[1].type)) +
+                            "; expected float32, float16, bfloat16 or int8");
   }
   const auto& xd = sh[0].dims;
   const auto& ad = sh[1].dims;
@@ -383,11 +467,30 @@ OrtStatus* compute(Kernel& k, OrtKernelContext* ctx) {
   }
   Job j{};
   j.rows = rows;
-  j.esize = sh[1].type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT ? sizeof(float) : sizeof(uint16_t);
+  const bool scaled = sh[1].type == ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8;
+  j.esize = scaled ? 1 : sh[1].type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT ? sizeof(float) : sizeof(uint16_t);
   j.in = ad[1];
   j.R = ad[2];
   j.out = bd[2];
   j.S = ad[0];
+  j.a_blocks = (j.in + kQBlock - 1) / kQBlock;
+  j.b_blocks = (j.R + kQBlock - 1) / kQBlock;
+  if (scaled) {
+    // int8 slots need both scale tensors, float32, shaped [S, ceil(in/32), R] and [S, ceil(R/32), out].
+    const std::vector<int64_t> want[2] = {{j.S, j.a_blocks, j.R}, {j.S, j.b_blocks, j.out}};
+    for (size_t i = 6; i < 8; ++i) {
+      if (!v[i]) return invalid(k, std::string("A and B are int8 but input ") + kNames[i] + " is missing");
+      if (sh[i].type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) {
+        return invalid(k, std::string(kNames[i]) + " is " + dtype_name(static_cast<int32_t>(sh[i].type)) +
+                              "; expected float32");
+      }
+      if (sh[i].dims != want[i - 6]) {
+        return invalid(k, std::string(kNames[i]) + " has shape " + dims_text(sh[i].dims) + "; expected " +
+                              dims_text(want[i - 6]) + " for A " + dims_text(ad) + " and B " + dims_text(bd) +
+                              " (one scale per block of " + std::to_string(kQBlock) + " rows)");
+      }
+    }
+  }
   j.tokens = 1;
   for (size_t i = 1; i + 1 < xd.size(); ++i) j.tokens *= xd[i];
   const int64_t batch = xd[0];
@@ -398,14 +501,17 @@ OrtStatus* compute(Kernel& k, OrtKernelContext* ctx) {
   void* p = nullptr;
   MLORA_ORT_TRY(api.GetTensorMutableData(yv, &p));
   j.y = static_cast<float*>(p);
-  const void* in_data[5];
-  for (size_t i = 0; i < 5; ++i) {
+  const void* in_data[kInputs] = {};
+  for (size_t i = 0; i < kInputs; ++i) {
+    if (!v[i] || (i >= 6 && !scaled)) continue;
     MLORA_ORT_TRY(api.GetTensorMutableData(const_cast<OrtValue*>(v[i]), &p));
     in_data[i] = p;
   }
   j.x = static_cast<const float*>(in_data[0]);
   j.a = static_cast<const uint8_t*>(in_data[1]);
   j.b = static_cast<const uint8_t*>(in_data[2]);
+  j.sa = static_cast<const float*>(in_data[6]);
+  j.sb = static_cast<const float*>(in_data[7]);
   j.slot = static_cast<const int64_t*>(in_data[3]);
   j.slot_count = static_cast<size_t>(sd[0]);
   j.ranks = static_cast<const int64_t*>(in_data[4]) + k.pair * rd[1];
@@ -467,18 +573,23 @@ void ORT_API_CALL destroy_kernel(void* kernel) { delete static_cast<Kernel*>(ker
 
 const char* ORT_API_CALL op_name(const OrtCustomOp*) { return kLoraSlotMatMulOp; }
 const char* ORT_API_CALL op_provider(const OrtCustomOp*) { return "CPUExecutionProvider"; }
-// A and B (inputs 1, 2) are float32, float16 or bfloat16 (the slot dtype prepare-batching declared):
-// UNDEFINED lets ONNX Runtime accept any tensor type there, and compute() checks it.
+// A and B (inputs 1, 2) are float32, float16, bfloat16 or int8 (the slot dtype prepare-batching declared):
+// UNDEFINED lets ONNX Runtime accept any tensor type there, and compute() checks it. Inputs 5 (base), 6 and 7
+// (int8 slots' scales) are float32 and optional.
+constexpr size_t kOpInputs = 8;
 ONNXTensorElementDataType ORT_API_CALL input_type(const OrtCustomOp*, size_t i) {
-  if (i == 0) return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+  if (i == 0 || i >= 5) return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
   return i < 3 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED : ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64;
 }
-size_t ORT_API_CALL input_count(const OrtCustomOp*) { return 5; }
+size_t ORT_API_CALL input_count(const OrtCustomOp*) { return kOpInputs; }
 ONNXTensorElementDataType ORT_API_CALL output_type(const OrtCustomOp*, size_t) {
   return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
 }
 size_t ORT_API_CALL output_count(const OrtCustomOp*) { return 1; }
 OrtCustomOpInputOutputCharacteristic ORT_API_CALL required(const OrtCustomOp*, size_t) { return INPUT_OUTPUT_REQUIRED; }
+OrtCustomOpInputOutputCharacteristic ORT_API_CALL input_characteristic(const OrtCustomOp*, size_t i) {
+  return i < 5 ? INPUT_OUTPUT_REQUIRED : INPUT_OUTPUT_OPTIONAL;
+}
 OrtMemType ORT_API_CALL input_memory(const OrtCustomOp*, size_t) { return OrtMemTypeDefault; }
 int ORT_API_CALL one(const OrtCustomOp*) { return 1; }
 int ORT_API_CALL zero(const OrtCustomOp*) { return 0; }
@@ -495,7 +606,7 @@ OrtCustomOp make_op() {
   op.GetInputTypeCount = input_count;
   op.GetOutputType = output_type;
   op.GetOutputTypeCount = output_count;
-  op.GetInputCharacteristic = required;
+  op.GetInputCharacteristic = input_characteristic;
   op.GetOutputCharacteristic = required;
   op.GetInputMemoryType = input_memory;
   op.GetVariadicInputMinArity = one;

@@ -6,10 +6,16 @@
 //            A           T [S, in, R]             slot s holds its A as [in, r] *packed* (stride r) in
 //                                                 the first in*r elements of the slot
 //            B           T [S, R, out]            slot s holds its B as [r, out] in the first r rows
-//                        T = float, float16 or bfloat16 (the slot dtype, `--lora-dtype`; A and B alike),
+//                        T = float, float16, bfloat16 or int8 (the slot dtype, `--lora-dtype`; A and B alike),
 //                        widened to float in registers, float accumulation
 //            lora_slot   int64 [batch] or [1]     each row's slot ([1]: one slot for every row)
 //            lora_ranks  int64 [P, S']            r = lora_ranks[pair, slot] (0 = no LoRA for that slot)
+//            base        float [batch, ..., out]  optional (unused in this branch: "" = omitted)
+//            A_scales    float [S, ceil(in/32), R] int8 slots only (required then): slot s holds A's scales as
+//                                                 [ceil(in/32), r] packed (stride r): one per block of 32 input
+//                                                 rows per rank column; A = int8 · scale
+//            B_scales    float [S, ceil(R/32), out] int8 slots only: slot s holds [ceil(r/32), out], one per
+//                                                 block of 32 rank rows per output column
 //   attribute pair       int                      this pair's row of lora_ranks
 //   output   y           float [batch, ..., out]  y[b] = x[b] · A_s[:, :r] · B_s[:r, :],  s = slot of row b
 //

@@ -146,6 +146,33 @@ void compose(const LoraInput& in, const std::vector<Contribution>& parts, int64_
 
 }  // namespace
 
+bool quantize_int8_blocks(const float* v, int64_t rows, int64_t cols, int8_t* q, float* scales) {
+  const int64_t blocks = (rows + kInt8SlotBlock - 1) / kInt8SlotBlock;
+  std::vector<float> amax(static_cast<size_t>(cols));
+  for (int64_t b = 0; b < blocks; ++b) {
+    const int64_t r0 = b * kInt8SlotBlock, r1 = std::min(rows, r0 + kInt8SlotBlock);
+    std::fill(amax.begin(), amax.end(), 0.0f);
+    for (int64_t i = r0; i < r1; ++i) {
+      const float* row = v + i * cols;
+      for (int64_t c = 0; c < cols; ++c) {
+        if (!std::isfinite(row[c])) return false;
+        amax[c] = std::max(amax[c], std::fabs(row[c]));
+      }
+    }
+    float* s = scales + b * cols;
+    for (int64_t c = 0; c < cols; ++c) s[c] = amax[c] / 127.0f;
+    for (int64_t i = r0; i < r1; ++i) {
+      const float* row = v + i * cols;
+      int8_t* out = q + i * cols;
+      for (int64_t c = 0; c < cols; ++c) {
+        const float x = s[c] == 0.0f ? 0.0f : std::nearbyint(row[c] / s[c]);
+        out[c] = static_cast<int8_t>(std::min(127.0f, std::max(-127.0f, x)));
+      }
+    }
+  }
+  return true;
+}
+
 // A quantized LoRA input (MatMulNBits weight, scales, zero points; the model fixes its rank): one adapter
 // feeds it, as it is. A weight scales B's scales (Y = X·A·(w·B) = X·A·B' with B's blocks scaled by w).
 void ActiveSet::feed_quantized(ActiveSet& set, const LoraInput& in, const std::vector<ActiveContribution>& parts) {
@@ -177,6 +204,49 @@ void ActiveSet::feed_quantized(ActiveSet& set, const LoraInput& in, const std::v
   set.feed_name_storage_.push_back(in.name);
   set.feed_values_.push_back(value.get());
   set.owned_values_.push_back(std::move(value));
+}
+
+// An int8 slot input: the composite in float32 (compose() with a float32 target: weights and 16-bit files
+// handled as for float32 slots), then quantized; feeds the int8 tensor and its scales.
+void ActiveSet::build_int8(ActiveSet& set, size_t index, const LoraInput& in,
+                           const std::vector<ActiveContribution>& parts, int64_t target) {
+  const int fixed_axis = 1 - in.rank_axis;
+  const int64_t fixed = parts.empty() ? in.fixed_dim() : parts[0].param->dims[fixed_axis];
+  if (fixed < 0) {
+    fail(MLORA_STATUS_SHAPE_MISMATCH, "LoRA input '" + in.name + "' shares the rank dim '" + in.rank_symbol +
+                                          "' with inputs the active set feeds, but its fixed dim is unknown");
+  }
+  LoraInput as_float = in;
+  as_float.dtype = MLORA_DTYPE_FLOAT32;
+  const size_t count = static_cast<size_t>(fixed) * static_cast<size_t>(target);
+  auto composed = aligned_buffer(count * sizeof(float));
+  compose(as_float, parts, fixed, target, static_cast<uint8_t*>(composed.get()), count * sizeof(float));
+  // K along the rows: A [in, r] (rows = in), B [r, out] (rows = r).
+  const int64_t rows = in.rank_axis == 1 ? fixed : target;
+  const int64_t cols = in.rank_axis == 1 ? target : fixed;
+  const int64_t blocks = (rows + kInt8SlotBlock - 1) / kInt8SlotBlock;
+  const size_t scale_count = static_cast<size_t>(blocks * cols);
+  auto q = aligned_buffer(count);
+  auto scales = aligned_buffer(scale_count * sizeof(float));
+  if (!quantize_int8_blocks(static_cast<const float*>(composed.get()), rows, cols, static_cast<int8_t*>(q.get()),
+                            static_cast<float*>(scales.get()))) {
+    std::string names;
+    for (const auto& c : parts) names += (names.empty() ? "'" : ", '") + printable_text(*c.adapter) + "'";
+    fail(MLORA_STATUS_INVALID_ARGUMENT, "adapter " + names + " gives LoRA input '" + in.name +
+                                            "' non-finite values, which int8 slots cannot hold");
+  }
+  auto value = make_ort_tensor(MLORA_DTYPE_INT8, {1, rows, cols}, q.get(), count);
+  auto scale_value =
+      make_ort_tensor(MLORA_DTYPE_FLOAT32, {1, blocks, cols}, scales.get(), scale_count * sizeof(float));
+  set.blocks_.push_back({index, q.get(), fixed, target, static_cast<const float*>(scales.get())});
+  set.feed_name_storage_.push_back(in.name);
+  set.feed_values_.push_back(value.get());
+  set.owned_values_.push_back(std::move(value));
+  set.feed_name_storage_.push_back(in.scales);
+  set.feed_values_.push_back(scale_value.get());
+  set.owned_values_.push_back(std::move(scale_value));
+  set.buffers_.push_back(std::move(q));
+  set.buffers_.push_back(std::move(scales));
 }
 
 std::shared_ptr<const ActiveSet> ActiveSet::build(std::shared_ptr<const Model> model,
@@ -219,6 +289,10 @@ std::shared_ptr<const ActiveSet> ActiveSet::build(std::shared_ptr<const Model> m
       if (g != group_rank.end()) target = g->second;
     }
     if (target == 0 && parts.empty()) continue;  // the model's zero-rank default applies
+    if (!in.scales.empty()) {
+      build_int8(*set, i, in, parts, target);
+      continue;
+    }
     const size_t esize = dtype_size(in.dtype);
     const int fixed_axis = 1 - in.rank_axis;
     const int64_t fixed = parts.empty() ? in.fixed_dim() : parts[0].param->dims[fixed_axis];

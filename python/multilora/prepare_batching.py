@@ -65,6 +65,8 @@ __all__ = [
     "OP_TYPE",
     "KERNEL_METADATA_KEY",
     "DEQUANT_METADATA_KEY",
+    "SLOT_SCALES_METADATA_KEY",
+    "INT8_BLOCK",
     "BASE_GRAPH_METADATA_KEY",
     "base_graph_name",
 ]
@@ -78,6 +80,7 @@ OP_DOMAIN = "com.multilora"
 OP_TYPE = "LoraSlotMatMul"
 KERNEL_METADATA_KEY = "multilora.batching_kernel"
 DEQUANT_METADATA_KEY = "multilora.dequantize"
+SLOT_SCALES_METADATA_KEY = "multilora.slot_scales"
 BASE_GRAPH_METADATA_KEY = "multilora.base_graph"
 BASE_GRAPH_OF_METADATA_KEY = "multilora.base_graph_of"  # in the companion: the LoRA graph it belongs to
 _EXTERNAL_MIN_BYTES = 1024  # tensors this large or larger go to the shared external data file
@@ -92,7 +95,8 @@ def base_graph_name(output_name: str) -> str:
 
 
 KERNELS = ("fused", "gather")
-LORA_DTYPES = ("auto", "float32", "float16", "bfloat16")
+LORA_DTYPES = ("auto", "float32", "float16", "bfloat16", "int8")
+INT8_BLOCK = 32  # int8 slots: rows along K (A's input rows, B's rank rows) per float32 scale
 
 
 def prepare_batching(
@@ -277,6 +281,8 @@ class _Graph:
         except Exception:  # noqa: BLE001 - shape inference is only a check here
             pass
         self.dequant: List[Dict[str, Any]] = []  # quantized pair halves replaced by float inputs
+        self.slot_scales: Dict[str, str] = {}  # int8 slots: LoRA input -> the scales input the runtime fills
+        self.extra_inputs: List[Any] = []  # declarations of those scales inputs
         self.taken = (
             {i.name for i in g.input}
             | set(self.inits)
@@ -462,7 +468,14 @@ def _slot_elem(graph: _Graph, found: List[Pair], kernel: str, lora_dtype: str) -
     own = graph.inits[found[0][2]].data_type
     if lora_dtype == "auto":
         return int(own)
-    elem = {"float32": TensorProto.FLOAT, "float16": TensorProto.FLOAT16, "bfloat16": TensorProto.BFLOAT16}[lora_dtype]
+    elem = {
+        "float32": TensorProto.FLOAT,
+        "float16": TensorProto.FLOAT16,
+        "bfloat16": TensorProto.BFLOAT16,
+        "int8": TensorProto.INT8,
+    }[lora_dtype]
+    if kernel != "fused" and lora_dtype == "int8":
+        raise ValueError(f"{graph.src}: --lora-dtype int8 needs --kernel fused (the gather kernel has no int8 slots)")
     if kernel != "fused" and any(graph.inits[name].data_type != elem for _, _, a, b in found for name in (a, b)):
         raise ValueError(
             f"{graph.src}: --lora-dtype {lora_dtype} needs --kernel fused; the gather kernel keeps the model's "
@@ -475,7 +488,7 @@ def _rewrite_pairs(graph: _Graph, found: List[Pair], kernel: str, slot_elem: int
     """Stacked declarations (A and B in ``slot_elem``) and defaults for each pair's A and B (same names), then
     its nodes replaced by the kernel's; returns the A names in graph order."""
     import numpy as np
-    from onnx import helper, numpy_helper
+    from onnx import TensorProto, helper, numpy_helper
 
     g = graph.g
     pair_index = {a: i for i, a in enumerate(sorted(a for _, _, a, _ in found))}
@@ -498,11 +511,25 @@ def _rewrite_pairs(graph: _Graph, found: List[Pair], kernel: str, slot_elem: int
             b_init.CopyFrom(helper.make_tensor(b_name, elem, [1, 0, n_out], []))
         graph.by_name[a_name].CopyFrom(helper.make_tensor_value_info(a_name, elem, [SLOT_DIM, n_in, r]))
         graph.by_name[b_name].CopyFrom(helper.make_tensor_value_info(b_name, elem, [SLOT_DIM, r, n_out]))
+        scale_inputs: List[str] = []
+        if elem == TensorProto.INT8:
+            # The runtime fills these when it writes a slot (adapters do not hold them): A's scales
+            # [S, ceil(in/32), R], B's [S, ceil(R/32), out]; input 5 (base) omitted.
+            a_s, b_s = graph.fresh(a_name + "_scales"), graph.fresh(b_name + "_scales")
+            a_blocks = -(-n_in // INT8_BLOCK)
+            graph.extra_inputs.append(helper.make_tensor_value_info(a_s, TensorProto.FLOAT, [SLOT_DIM, a_blocks, r]))
+            graph.extra_inputs.append(
+                helper.make_tensor_value_info(b_s, TensorProto.FLOAT, [SLOT_DIM, r + "_blocks", n_out])
+            )
+            g.initializer.append(numpy_helper.from_array(np.zeros((1, a_blocks, 0), np.float32), a_s))
+            g.initializer.append(numpy_helper.from_array(np.zeros((1, 0, n_out), np.float32), b_s))
+            graph.slot_scales[a_name], graph.slot_scales[b_name] = a_s, b_s
+            scale_inputs = ["", a_s, b_s]
         if kernel == "fused":
             rewritten[id(n)] = [
                 helper.make_node(
                     OP_TYPE,
-                    [x, a_name, b_name, SLOT_INPUT, RANKS_INPUT],
+                    [x, a_name, b_name, SLOT_INPUT, RANKS_INPUT] + scale_inputs,
                     list(m2.output),
                     name=graph.fresh(f"{prefix}/lora/{OP_TYPE}"),
                     domain=OP_DOMAIN,
@@ -549,6 +576,7 @@ def _add_slot_inputs(graph: _Graph, pair_count: int, kernel: str) -> None:
     model, g = graph.model, graph.g
     del g.input[:]
     g.input.extend(graph.inputs)
+    g.input.extend(graph.extra_inputs)
     g.input.append(helper.make_tensor_value_info(SLOT_INPUT, TensorProto.INT64, ["lora_batch"]))
     g.initializer.append(numpy_helper.from_array(np.zeros((1,), np.int64), SLOT_INPUT))
     if kernel == "fused":
@@ -566,6 +594,10 @@ def _add_slot_inputs(graph: _Graph, pair_count: int, kernel: str) -> None:
         import json
 
         model.metadata_props.add(key=DEQUANT_METADATA_KEY, value=json.dumps(graph.dequant, sort_keys=True))
+    if graph.slot_scales:
+        import json
+
+        model.metadata_props.add(key=SLOT_SCALES_METADATA_KEY, value=json.dumps(graph.slot_scales, sort_keys=True))
     # Gather needs opset >= 1 and batched MatMul opset >= 1: any opset works; IR >= 4 keeps inputs optional.
     if model.ir_version < 4:
         model.ir_version = 4
@@ -670,7 +702,8 @@ def _strip_lora(model: Any, deltas: List[str], lora_name: str) -> Any:
         opsets = [o for o in base.opset_import if o.domain != OP_DOMAIN]
         del base.opset_import[:]
         base.opset_import.extend(opsets)
-    props = [p for p in base.metadata_props if p.key not in (KERNEL_METADATA_KEY, BASE_GRAPH_METADATA_KEY)]
+    dropped_keys = (KERNEL_METADATA_KEY, BASE_GRAPH_METADATA_KEY, SLOT_SCALES_METADATA_KEY)
+    props = [p for p in base.metadata_props if p.key not in dropped_keys]
     del base.metadata_props[:]
     base.metadata_props.extend(props)
     base.metadata_props.add(key=BASE_GRAPH_OF_METADATA_KEY, value=lora_name)
