@@ -16,7 +16,8 @@ of ``prompt`` random token ids (seeded), ``new-tokens`` tokens each, greedy, eos
       generator over the batch, ``GeneratorParams.set_active_adapters_per_row`` (row i uses adapter i);
       per ``--half-dtypes`` entry (default float16) also the fused kernel with 16-bit slots
       (``--lora-dtype``) fed the adapters rounded to that dtype (``adapters-<dtype>/``: exact w.r.t. those
-      files; their greedy tokens are compared with (a)'s float32 adapters and the agreement reported).
+      files; their greedy tokens are compared with (a)'s float32 adapters and the agreement reported); ``int8``
+      in that list: int8 block-scaled slots (``--lora-dtype int8``) fed the float32 adapters, quantized on load.
 
 Timing: "setup" makes the generators and activates the adapters; "prefill" is the prompt pass and the first
 token (``append_tokens`` + the first ``generate_next_token``; for (a) the prompt Run of every sequence);
@@ -133,6 +134,21 @@ def model_bytes(folder: str) -> Tuple[int, int, int]:
             embed += sizes.get(node.input[0], (0, 0))[1]
     params = sum(n for n, _ in sizes.values() if n > 1)
     return params, sum(b for _, b in sizes.values()), embed
+
+
+def int8_slot_bytes(folder: str, rank: int) -> int:
+    """Bytes one rank-``rank`` adapter occupies in int8 slots (what a row reads per step): A [in, r] int8 plus
+    its scales [ceil(in/32), r] float32, B [r, out] int8 plus [ceil(r/32), out] float32, over every pair."""
+    import multilora as ml
+
+    total = 0
+    with ml.Model(folder) as m:
+        for i in m.lora_inputs:
+            fixed = i.features
+            k = fixed if i.rank_axis == 1 else rank  # K: A's input rows, B's rank rows
+            cols = rank if i.rank_axis == 1 else fixed
+            total += fixed * rank + -(-k // 32) * cols * 4
+    return total
 
 
 def adapter_bytes(path: str) -> int:
@@ -379,7 +395,7 @@ def main() -> int:
     quantized = args.precision == "int4" and args.int4_lora == "quantized"
     half_adapters = {
         dt: adapters
-        if quantized
+        if quantized or dt == "int8"
         else [os.path.join(root, f"adapters-{dt}", f"a{i}.onnx_adapter") for i in range(args.batch)]
         for dt in halves
     }
@@ -420,7 +436,8 @@ def main() -> int:
     for dt in halves:
         add(
             f"d-fused-{dt}",
-            f"(d) multilora per-row, fused kernel, {dt} slots + {dt} adapters",
+            f"(d) multilora per-row, fused kernel, {dt} slots + "
+            + ("float32 adapters (quantized on load)" if dt == "int8" and not quantized else f"{dt} adapters"),
             multilora_runner(os.path.join(root, f"batched-fused-{dt}"), half_adapters[dt], prompts, args.threads),
         )
     if args.one_adapter and kernels:
@@ -483,8 +500,12 @@ def main() -> int:
     all_adapters = sum(adapter_bytes(p) for p in adapters)
     # Quantized files are dequantized into 16-bit slots: half of their float32 size is read per step.
     half_bytes = {
-        dt: (all_adapters // 2) if quantized else sum(adapter_bytes(p) for p in half_adapters[dt]) for dt in halves
+        dt: (all_adapters // 2) if quantized else sum(adapter_bytes(p) for p in half_adapters[dt])
+        for dt in halves
+        if dt != "int8"
     }
+    if "int8" in halves:
+        half_bytes["int8"] = args.batch * int8_slot_bytes(os.path.join(root, "batched-fused-int8"), args.rank)
     layers, kvh, head = dec["num_hidden_layers"], dec["num_key_value_heads"], dec["head_size"]
     kv_mid = layers * 2 * args.batch * kvh * head * 4 * (args.prompt + args.new_tokens // 2)
     bw = max(bw1, bwn)
