@@ -399,14 +399,19 @@ def test_quantization_is_the_rule_bit_for_bit(tmp_path, rank):
     path, a_name, b_name = _probe_model(tmp_path / "probe.onnx", n_in, out)
     rng = np.random.default_rng(rank)
     c = np.float32(127 * 2.0**-7)
-    # values of several magnitudes, exact ties of v/scale included (v = k.5 · scale cannot be hit on purpose
-    # for absmax/127 scales; the rint rule is checked on whatever the data gives), a zero column, a column
-    # that is zero in one block only
+    # values of several magnitudes, a zero column, a column that is zero in one block only, a column of ties
     A = (rng.standard_normal((n_in, rank)) * rng.choice([1e-3, 1.0, 30.0], size=(1, rank))).astype(np.float32)
     A[:, 0] = 0
     A[32:64, rank - 1] = 0
     B = (rng.standard_normal((rank, out)) * rng.choice([1e-2, 1.0, 7.0], size=(1, out))).astype(np.float32)
     B[:, 5] = 0
+    # exact ties: a column whose every block has absmax 127 (scale exactly 1) and otherwise values k + 1/2 of
+    # both signs, so v / scale is a tie that rint sends to the even neighbour
+    ties = lambda n: ((np.arange(n) % 40) + 0.5) * np.where(np.arange(n) % 3 == 0, -1, 1)  # noqa: E731
+    A[:, 1 % rank] = ties(n_in)
+    A[::BLOCK, 1 % rank] = 127
+    B[:, 6] = ties(rank)
+    B[::BLOCK, 6] = 127
     eye_b = np.zeros((rank, out), np.float32)
     eye_b[np.arange(rank), np.arange(rank)] = c
     eye_a = np.zeros((n_in, rank), np.float32)
