@@ -55,7 +55,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from build_llm_bench_model import add_dims, apply_tiny, default_out  # noqa: E402
+from build_llm_bench_model import add_dims, apply_tiny, default_out, int8_slot_bytes  # noqa: E402
 
 
 class Result(NamedTuple):
@@ -134,21 +134,6 @@ def model_bytes(folder: str) -> Tuple[int, int, int]:
             embed += sizes.get(node.input[0], (0, 0))[1]
     params = sum(n for n, _ in sizes.values() if n > 1)
     return params, sum(b for _, b in sizes.values()), embed
-
-
-def int8_slot_bytes(folder: str, rank: int) -> int:
-    """Bytes one rank-``rank`` adapter occupies in int8 slots (what a row reads per step): A [in, r] int8 plus
-    its scales [ceil(in/32), r] float32, B [r, out] int8 plus [ceil(r/32), out] float32, over every pair."""
-    import multilora as ml
-
-    total = 0
-    with ml.Model(folder) as m:
-        for i in m.lora_inputs:
-            fixed = i.features
-            k = fixed if i.rank_axis == 1 else rank  # K: A's input rows, B's rank rows
-            cols = rank if i.rank_axis == 1 else fixed
-            total += fixed * rank + -(-k // 32) * cols * 4
-    return total
 
 
 def adapter_bytes(path: str) -> int:

@@ -297,6 +297,21 @@ def half_dtypes(args: argparse.Namespace) -> List[str]:
     return out
 
 
+def int8_slot_bytes(folder: str, rank: int) -> int:
+    """Bytes one rank-``rank`` adapter occupies in int8 slots (what a row reads per step): A [in, r] int8 plus
+    its scales [ceil(in/32), r] float32, B [r, out] int8 plus [ceil(r/32), out] float32, over every pair."""
+    import multilora as ml
+
+    total = 0
+    with ml.Model(folder) as m:
+        for i in m.lora_inputs:
+            fixed = i.features
+            k = fixed if i.rank_axis == 1 else rank  # K: A's input rows, B's rank rows
+            cols = rank if i.rank_axis == 1 else fixed
+            total += fixed * rank + -(-k // 32) * cols * 4
+    return total
+
+
 def make_half_adapters(out: str, dtype: str, count: int, timings: Dict[str, float]) -> None:
     """adapters-<dtype>/a<i>.onnx_adapter: lora/adapters/a<i> with every value rounded to ``dtype`` (numpy's
     round to nearest even), the same model_version."""
