@@ -96,7 +96,9 @@ struct F16C {
   static MLORA_INLINE float one(const T* p) { return half_to_float(*p); }
 };
 #endif
-// int8, sign-extended and converted to float in registers (vpmovsxbd + vcvtdq2ps in the AVX2 clones): exact.
+// int8, sign-extended and converted to float in registers: exact. Portable; GCC 12 turns this
+// __builtin_convertvector into eight scalar vcvtsi2ss (seen in the disassembly: the int8 kernel then cost twice
+// the float32 one), so the x86-64-v3/v4 versions of lora_rows_i8 use I8X below.
 struct I8 {
   static constexpr bool kScaled = true;
   using T = int8_t;
@@ -108,6 +110,20 @@ struct I8 {
   }
   static MLORA_INLINE float one(const T* p) { return static_cast<float>(*p); }
 };
+#if MLORA_FMV
+// vpmovsxbd + vcvtdq2ps (AVX2): eight int8 to eight floats in two instructions; inline assembly for the reason
+// given at F16C.
+struct I8X {
+  static constexpr bool kScaled = true;
+  using T = int8_t;
+  static MLORA_INLINE v8 load(const T* p) {
+    v8 v;
+    __asm__("vpmovsxbd %1, %0\n\tvcvtdq2ps %0, %0" : "=x"(v) : "m"(*reinterpret_cast<const uint8_t (*)[8]>(p)));
+    return v;
+  }
+  static MLORA_INLINE float one(const T* p) { return static_cast<float>(*p); }
+};
+#endif
 
 // t[k][0..16) = x[k] · A[:, c0..c0+16) for M tokens: the accumulators stay in registers across all of `in`,
 // so A streams through once with no store-to-load chains. With few tokens (decode: M = 1) U = 4/M partial
@@ -317,11 +333,29 @@ void lora_rows_bf16(const float* x, const void* a, const void* b, const float* s
                     int64_t n, int64_t in, int64_t r, int64_t out) {
   lora_rows<BF16>(x, static_cast<const uint16_t*>(a), static_cast<const uint16_t*>(b), sa, sb, y, n, in, r, out);
 }
-MLORA_CLONES
+#if MLORA_FMV
+// Versions by target, as for lora_rows_f16: the default one widens portably, the others with AVX2 (I8X).
+__attribute__((target("default"))) void lora_rows_i8(const float* x, const void* a, const void* b, const float* sa,
+                                                     const float* sb, float* y, int64_t n, int64_t in, int64_t r,
+                                                     int64_t out) {
+  lora_rows<I8>(x, static_cast<const int8_t*>(a), static_cast<const int8_t*>(b), sa, sb, y, n, in, r, out);
+}
+__attribute__((target("arch=x86-64-v3"))) void lora_rows_i8(const float* x, const void* a, const void* b,
+                                                            const float* sa, const float* sb, float* y, int64_t n,
+                                                            int64_t in, int64_t r, int64_t out) {
+  lora_rows<I8X>(x, static_cast<const int8_t*>(a), static_cast<const int8_t*>(b), sa, sb, y, n, in, r, out);
+}
+__attribute__((target("arch=x86-64-v4"))) void lora_rows_i8(const float* x, const void* a, const void* b,
+                                                            const float* sa, const float* sb, float* y, int64_t n,
+                                                            int64_t in, int64_t r, int64_t out) {
+  lora_rows<I8X>(x, static_cast<const int8_t*>(a), static_cast<const int8_t*>(b), sa, sb, y, n, in, r, out);
+}
+#else
 void lora_rows_i8(const float* x, const void* a, const void* b, const float* sa, const float* sb, float* y, int64_t n,
                   int64_t in, int64_t r, int64_t out) {
   lora_rows<I8>(x, static_cast<const int8_t*>(a), static_cast<const int8_t*>(b), sa, sb, y, n, in, r, out);
 }
+#endif
 
 using RowsFn = void (*)(const float*, const void*, const void*, const float*, const float*, float*, int64_t, int64_t,
                         int64_t, int64_t);
