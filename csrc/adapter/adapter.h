@@ -15,6 +15,11 @@ struct Param {
   std::vector<int64_t> dims;   // may contain 0 (zero-width)
   const void* data = nullptr;  // points into the mapping / owned buffer; aligned to the element size
   size_t nbytes = 0;           // == element_count(dims) * dtype_size(dtype)
+  // A float32 [K, N] parameter dequantized from a MatMulNBits block of at most 4 bits (adapter/dequantize.h):
+  // the file's scales as float32 [ceil(K / scale_block), N], so int8 slots hold the blocks exactly
+  // (int8 = q - zero point). Null otherwise.
+  const float* block_scales = nullptr;
+  int64_t scale_block = 0;
 };
 
 class Adapter {

@@ -161,13 +161,19 @@ bool quantize_int8_blocks(const float* v, int64_t rows, int64_t cols, int8_t* q,
     }
     float* s = scales + b * cols;
     for (int64_t c = 0; c < cols; ++c) s[c] = amax[c] / 127.0f;
-    for (int64_t i = r0; i < r1; ++i) {
-      const float* row = v + i * cols;
-      int8_t* out = q + i * cols;
-      for (int64_t c = 0; c < cols; ++c) {
-        const float x = s[c] == 0.0f ? 0.0f : std::nearbyint(row[c] / s[c]);
-        out[c] = static_cast<int8_t>(std::min(127.0f, std::max(-127.0f, x)));
-      }
+  }
+  return quantize_int8_with_scales(v, rows, cols, scales, q);
+}
+
+bool quantize_int8_with_scales(const float* v, int64_t rows, int64_t cols, const float* scales, int8_t* q) {
+  for (int64_t i = 0; i < rows; ++i) {
+    const float* row = v + i * cols;
+    const float* s = scales + (i / kInt8SlotBlock) * cols;
+    int8_t* out = q + i * cols;
+    for (int64_t c = 0; c < cols; ++c) {
+      const float x = s[c] == 0.0f ? 0.0f : std::nearbyint(row[c] / s[c]);
+      if (!(x >= -127.0f && x <= 127.0f)) return false;  // also NaN
+      out[c] = static_cast<int8_t>(x);
     }
   }
   return true;
@@ -228,8 +234,24 @@ void ActiveSet::build_int8(ActiveSet& set, size_t index, const LoraInput& in,
   const size_t scale_count = static_cast<size_t>(blocks * cols);
   auto q = aligned_buffer(count);
   auto scales = aligned_buffer(scale_count * sizeof(float));
-  if (!quantize_int8_blocks(static_cast<const float*>(composed.get()), rows, cols, static_cast<int8_t*>(q.get()),
-                            static_cast<float*>(scales.get()))) {
+  const float* v = static_cast<const float*>(composed.get());
+  auto* qd = static_cast<int8_t*>(q.get());
+  auto* sd = static_cast<float*>(scales.get());
+  // An int4 adapter's dequantized blocks (Param::block_scales: MatMulNBits, block a multiple of 32), alone at its
+  // own rank and unweighted (a weight scales B only): held exactly, int8 = q - zero point with the file's scales.
+  // v / scale recovers q - zero point exactly (v = fl((q - zp) · scale): off by at most 2^-24 relative).
+  const Param* src = parts.size() == 1 ? parts[0].param : nullptr;
+  bool exact = src && src->block_scales && src->scale_block > 0 && src->scale_block % kInt8SlotBlock == 0 &&
+               src->dims.size() == 2 && src->dims[in.rank_axis] == target &&
+               (in.rank_axis == 1 || parts[0].weight == 1.0f);
+  if (exact) {
+    const int64_t per = src->scale_block / kInt8SlotBlock;  // our blocks per file block
+    for (int64_t b = 0; b < blocks; ++b) {
+      std::memcpy(sd + b * cols, src->block_scales + (b / per) * cols, static_cast<size_t>(cols) * sizeof(float));
+    }
+    exact = quantize_int8_with_scales(v, rows, cols, sd, qd);
+  }
+  if (!exact && !quantize_int8_blocks(v, rows, cols, qd, sd)) {
     std::string names;
     for (const auto& c : parts) names += (names.empty() ? "'" : ", '") + printable_text(*c.adapter) + "'";
     fail(MLORA_STATUS_INVALID_ARGUMENT, "adapter " + names + " gives LoRA input '" + in.name +

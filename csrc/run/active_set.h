@@ -61,6 +61,9 @@ struct ActiveBlock {
 // absmax, scale = absmax / 127 and q = v / scale rounded to nearest (ties to even), 0 where the scale is 0.
 // False when a value is not finite.
 bool quantize_int8_blocks(const float* v, int64_t rows, int64_t cols, int8_t* q, float* scales);
+// The same with given scales [ceil(rows/32), cols]; false when a value is not finite or v / scale rounds
+// beyond ±127.
+bool quantize_int8_with_scales(const float* v, int64_t rows, int64_t cols, const float* scales, int8_t* q);
 
 class ActiveSet {
  public:

@@ -438,3 +438,53 @@ def test_quantization_is_the_rule_bit_for_bit(tmp_path, rank):
         (y,) = model.run(["y"], {"x": np.concatenate([x, x])}, opts)
     np.testing.assert_array_equal(y[0], want_a)
     np.testing.assert_array_equal(y[1], want_b)
+
+
+# ---- int4 adapters held exactly ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("block,k,r", [(32, 80, 5), (64, 80, 40), (32, 40, 37)])
+def test_int4_blocks_are_held_exactly(tmp_path, block, k, r):
+    """A MatMulNBits LoRA pair (4 bits, zero points, blocks of 32 or 64 along K, K not a multiple of the block;
+    test_int4.py's hand-made model) prepared with int8 slots: the adapter's blocks are held as int8 = q - zero
+    point with the file's scales, so each row equals numpy's reading of the blocks within the fp32 tolerance
+    test_int4.py uses for float32 slots. Requantizing them instead (absmax/127 scales) moves the outputs by
+    ~1e-2 here. A weighted B is requantized (the weight cannot be folded into the file's scales exactly)."""
+    from test_int4 import _nbits_model, _quantize
+
+    out = 24
+    model = tmp_path / "nbits.onnx"
+    _nbits_model(model, k, r, out, 4, block)
+    rng = np.random.default_rng(block + k + r)
+    files, deqs = {}, {}
+    for name in ("p", "q"):
+        aq, as_, azp, a_deq = _quantize(rng.standard_normal((r, k)).astype(np.float32), 4, block, rng)
+        bq, bs, bzp, b_deq = _quantize(rng.standard_normal((out, r)).astype(np.float32), 4, block, rng)
+        files[name] = str(tmp_path / f"{name}.onnx_adapter")
+        ml.write_adapter(files[name], {"A_q": aq, "A_s": as_, "A_zp": azp, "B_q": bq, "B_s": bs, "B_zp": bzp})
+        deqs[name] = (a_deq.astype(np.float64), b_deq.astype(np.float64))
+    import onnx
+
+    w = onnx.numpy_helper.to_array(next(t for t in onnx.load(str(model)).graph.initializer if t.name == "W"))
+    prepared = tmp_path / "int8.onnx"
+    prepare_batching(str(model), str(prepared), kernel="fused", lora_dtype="int8")
+    x = rng.standard_normal((3, 2, k)).astype(np.float32)
+    with ml.Model(str(prepared)) as pm, ml.Adapters(pm) as reg:
+        for name, f in files.items():
+            reg.load(f, name)
+        opts = ml.RunOptions()
+        opts.set_active_adapters_per_row(reg, [["p"], [], ["q"]])
+        (got,) = pm.run(["y"], {"x": x}, opts)
+        opts = ml.RunOptions()
+        opts.set_active_adapters(reg, ["p"], [0.5])
+        (weighted,) = pm.run(["y"], {"x": x[:1]}, opts)
+    for i, name in enumerate(["p", None, "q"]):
+        want = x[i].astype(np.float64) @ w
+        if name:
+            a_deq, b_deq = deqs[name]
+            want = want + (x[i] @ a_deq) @ b_deq
+        np.testing.assert_allclose(got[i], want, rtol=0, atol=1e-4 * max(1.0, float(np.abs(want).max())))
+    a_deq, b_deq = deqs["p"]
+    b_req = dequantize(*quantize((0.5 * b_deq).astype(np.float32)))
+    want = x[0].astype(np.float64) @ w + (x[0] @ a_deq) @ b_req
+    np.testing.assert_allclose(weighted[0], want, rtol=0, atol=1e-4 * max(1.0, float(np.abs(want).max())))
