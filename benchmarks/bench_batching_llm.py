@@ -422,7 +422,11 @@ def main() -> int:
         add(
             f"d-fused-{dt}",
             f"(d) multilora per-row, fused kernel, {dt} slots + "
-            + ("float32 adapters (quantized on load)" if dt == "int8" and not quantized else f"{dt} adapters"),
+            + (
+                ("int4 adapters (held exactly: int8 = q - zero point)" if quantized else "float32 adapters (quantized)")
+                if dt == "int8"
+                else f"{dt} adapters"
+            ),
             multilora_runner(os.path.join(root, f"batched-fused-{dt}"), half_adapters[dt], prompts, args.threads),
         )
     if args.one_adapter and kernels:

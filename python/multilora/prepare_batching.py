@@ -22,7 +22,11 @@ per pair. The pair itself becomes, by ``kernel``:
     ``bfloat16``) is the dtype ``A`` and ``B`` are declared in, i.e. the slot storage: the kernel widens
     16-bit slots to float32 in registers and accumulates in float32. The runtime accepts float32, float16 and
     bfloat16 adapters for such a model and converts them to the slot dtype when a set is built (exact for an
-    adapter already in that dtype, rounded otherwise; docs/design.md §6).
+    adapter already in that dtype, rounded otherwise; docs/design.md §6). ``int8``: A and B int8 plus two
+    float32 inputs per pair the runtime fills, ``<A>_scales [S, ceil(in/32), R]`` and ``<B>_scales
+    [S, ceil(R/32), out]`` (node inputs 6 and 7; input 5, ``base``, is left out as ""), named in the metadata
+    ``multilora.slot_scales``; float adapters are quantized per block of 32 rows along K when a set is built
+    (lossy), int4 (MatMulNBits) adapters are held exactly.
 ``gather``
     ``MatMul(MatMul(x, Gather(A_stack, lora_slot)), Gather(B_stack, lora_slot))``: standard ONNX, any
     dtype, slots zero-padded to a common rank (exact, but the gather copies every row's weights).
@@ -831,7 +835,9 @@ def add_prepare_batching_command(subparsers: Any) -> None:
         "(plus the int64 input 'lora_ranks' [pairs, S]); the result runs only with multilora. --kernel gather "
         "uses standard ONNX Gather + batched MatMul (any dtype, slower). --lora-dtype float16/bfloat16 stores "
         "the fused kernel's slots in half precision (half the adapter bytes per step; float32 adapters are "
-        "rounded to it when loaded, float16/bfloat16 ones kept exactly).",
+        "rounded to it when loaded, float16/bfloat16 ones kept exactly); --lora-dtype int8 stores them as int8 "
+        "with a float32 scale per block of 32 rows (~0.3x the float32 bytes; float adapters quantized when a set "
+        "is built, lossy; int4 adapters held exactly).",
     )
     p.add_argument("input", help="a LoRA-enabled .onnx model, or a GenAI model folder (genai_config.json)")
     p.add_argument(
@@ -858,6 +864,8 @@ def add_prepare_batching_command(subparsers: Any) -> None:
         choices=LORA_DTYPES,
         default="auto",
         help="dtype of the fused kernel's adapter slots: auto (the model's LoRA dtype, float32), float16 or "
-        "bfloat16 (16-bit slots, widened to float32 in the kernel; float32 adapters are rounded on load)",
+        "bfloat16 (16-bit slots, widened to float32 in the kernel; float32 adapters are rounded on load), int8 "
+        "(block-scaled int8 slots, opt-in: float adapters quantized per 32-row block when a set is built, lossy; "
+        "int4 adapters exact)",
     )
     p.set_defaults(func=_run)

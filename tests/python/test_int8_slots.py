@@ -11,6 +11,7 @@ ONNX Runtime's own LoRA path on the unprepared model.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Dict, List, Tuple
 
@@ -488,3 +489,29 @@ def test_int4_blocks_are_held_exactly(tmp_path, block, k, r):
     b_req = dequantize(*quantize((0.5 * b_deq).astype(np.float32)))
     want = x[0].astype(np.float64) @ w + (x[0] @ a_deq) @ b_req
     np.testing.assert_allclose(weighted[0], want, rtol=0, atol=1e-4 * max(1.0, float(np.abs(want).max())))
+
+
+def test_engine_prepares_an_int8_copy(tmp_path, monkeypatch):
+    """ml.Engine(..., lora_dtype="int8") prepares its own copy (its own cache key) with int8 slots; each request
+    on one adapter equals ml.Generator alone on the plain folder with an adapter holding that adapter's int8
+    values (the numpy rule)."""
+    from test_engine import ADAPTER, LORA, PROMPTS, alone, params_for
+
+    monkeypatch.setenv("MULTILORA_CACHE_DIR", str(tmp_path / "cache"))
+    with ml.Model(str(LORA)) as model, ml.Adapters(model) as reg, ml.Adapters(model) as ref:
+        for n, path in ADAPTER.items():
+            reg.load(path, n)
+            values = {k: np.asarray(v, np.float32) for k, v in ml.read_adapter(path).parameters.items()}
+            f = str(tmp_path / f"{n}_int8.onnx_adapter")
+            T.write_ort_adapter(f, int8_values(values))
+            ref.load(f, n)
+        with ml.Engine(model, max_batch_size=4, lora_dtype="int8", worker=False) as engine:
+            assert {i.dtype for i in engine._runs.lora_inputs} == {"int8"}
+            reqs = [
+                (engine.submit(params_for(model, reg, s, max_length=len(p) + 8), p), p, s)
+                for p in PROMPTS
+                for s in ([], ["a"], ["b"])
+            ]
+            for req, prompt, s in reqs:
+                assert req.tokens() == alone((model, ref), prompt, s, max_length=len(prompt) + 8, _ref="int8"), s
+        assert len(os.listdir(tmp_path / "cache" / "prepared")) == 1
