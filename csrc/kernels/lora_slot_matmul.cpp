@@ -2,11 +2,11 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <new>
 #include <string>
-#include <vector>
 
 #include "kernels/half.h"
 #include "ort/ort.h"
@@ -250,10 +250,50 @@ MLORA_INLINE void tb_block(const float (*t)[kChunk], const typename E::T* b, con
   }
 }
 
+// y[0..out) (+)= t[0..c) · B[c0..c0+c, :) for ONE token (decode), B read rank row after rank row: one
+// sequential stream. tb_block instead holds its outputs in registers and reads the c rank rows side by side, c
+// short strided streams at once; with a single token there is too little arithmetic per byte to hide the misses
+// that pattern leaves to the hardware prefetchers: a decode row (A + B of one slot) took 1.3x (float32) to 1.9x
+// (float16) as long from memory that way (docs/notes.md, 2026-12-07). y (out floats) stays in L1 across the c
+// passes; each element is updated in the same order (rank row by rank row, one multiply-add each) as in
+// tb_block. int8 B: each rank row's product is multiplied by the chunk's scale row sb (in L1 with y) before it
+// is added: the same scales tb_block applies to the chunk's sum, one multiplication more per element.
+template <class E>
+MLORA_INLINE void tb_stream(const float* t, const typename E::T* b, const float* sb, float* y, int64_t c, int64_t out,
+                            int64_t c0, bool first) {
+  const int64_t out8 = out - out % 8;
+  auto term = [&](const typename E::T* row, int64_t o, float tj) {
+    if constexpr (E::kScaled) return E::load(row + o) * tj * load8(sb + o);
+    return E::load(row + o) * tj;
+  };
+  auto term1 = [&](const typename E::T* row, int64_t o, float tj) {
+    if constexpr (E::kScaled) return E::one(row + o) * tj * sb[o];
+    return E::one(row + o) * tj;
+  };
+  for (int64_t j = 0; j < c; ++j) {
+    const typename E::T* row = b + (c0 + j) * out;
+    const float tj = t[j];
+    int64_t o = 0;
+    if (first && j == 0) {
+      for (; o + 32 <= out8; o += 32) {
+        for (int q = 0; q < 4; ++q) store8(y + o + 8 * q, term(row, o + 8 * q, tj));
+      }
+      for (; o < out8; o += 8) store8(y + o, term(row, o, tj));
+      for (; o < out; ++o) y[o] = term1(row, o, tj);
+    } else {
+      for (; o + 32 <= out8; o += 32) {
+        for (int q = 0; q < 4; ++q) store8(y + o + 8 * q, term(row, o + 8 * q, tj) + load8(y + o + 8 * q));
+      }
+      for (; o < out8; o += 8) store8(y + o, term(row, o, tj) + load8(y + o));
+      for (; o < out; ++o) y[o] = term1(row, o, tj) + y[o];
+    }
+  }
+}
+
 // sa, sb: int8 slots' scales (A: [ceil(in/32), r], B: [ceil(r/32), out]); unused for float slots.
 template <class E, int M>
 MLORA_INLINE void rows_m(const float* x, const typename E::T* a, const typename E::T* b, const float* sa,
-                         const float* sb, float* y, int64_t in, int64_t r, int64_t out) {
+                         const float* sb, float* y, int64_t in, int64_t r, int64_t out, bool add) {
   float t[M][kChunk];
   const int64_t out_full = out - out % kChunk;
   for (int64_t c0 = 0; c0 < r; c0 += kChunk) {
@@ -263,39 +303,49 @@ MLORA_INLINE void rows_m(const float* x, const typename E::T* a, const typename 
     } else {
       xa_tail<E>(x, a, sa, t, M, in, r, c0, c);
     }
-    const bool first = c0 == 0;
+    const bool first = c0 == 0 && !add;  // add: y holds the base output already
     const float* sbc = E::kScaled ? sb + (c0 / kQBlock) * out : nullptr;
+    if constexpr (M == 1) {
+      tb_stream<E>(t[0], b, sbc, y, c, out, c0, first);
+      continue;
+    }
     constexpr int NC = M >= 4 ? 1 : 4 / M;
     int64_t o0 = 0;
     for (; o0 + NC * kChunk <= out_full; o0 += NC * kChunk) tb_block<E, M, NC>(t, b, sbc, y, c, out, c0, o0, first);
     for (; o0 < out_full; o0 += kChunk) tb_block<E, M, 1>(t, b, sbc, y, c, out, c0, o0, first);
     for (int k = 0; k < M; ++k) {  // the last out % 16 outputs
       for (int64_t o = out_full; o < out; ++o) {
-        float v = 0.0f;
-        for (int64_t j = 0; j < c; ++j) v += t[k][j] * E::one(b + (c0 + j) * out + o);
-        if constexpr (E::kScaled) v *= sbc[o];
-        y[k * out + o] = first ? v : y[k * out + o] + v;
+        if constexpr (E::kScaled) {
+          float v = 0.0f;
+          for (int64_t j = 0; j < c; ++j) v += t[k][j] * E::one(b + (c0 + j) * out + o);
+          y[k * out + o] = first ? v * sbc[o] : y[k * out + o] + v * sbc[o];
+        } else {
+          float v = first ? 0.0f : y[k * out + o];
+          for (int64_t j = 0; j < c; ++j) v += t[k][j] * E::one(b + (c0 + j) * out + o);
+          y[k * out + o] = v;
+        }
       }
     }
   }
 }
 
-// y[t, :] = (x[t, :] · A[in, r]) · B[r, out] for n tokens; A packed [in, r], B [r, out] row-major; r > 0.
+// y[t, :] (+)= (x[t, :] · A[in, r]) · B[r, out] for n tokens (add: y holds the base output and the LoRA term
+// is added to it; else y is overwritten); A packed [in, r], B [r, out] row-major; r > 0.
 // Tokens go four at a time so each A and B element loaded serves four of them; rank in chunks of 16.
 template <class E>
 MLORA_INLINE void lora_rows(const float* x, const typename E::T* a, const typename E::T* b, const float* sa,
-                            const float* sb, float* y, int64_t n, int64_t in, int64_t r, int64_t out) {
+                            const float* sb, float* y, int64_t n, int64_t in, int64_t r, int64_t out, bool add) {
   int64_t t0 = 0;
-  for (; t0 + 4 <= n; t0 += 4) rows_m<E, 4>(x + t0 * in, a, b, sa, sb, y + t0 * out, in, r, out);
+  for (; t0 + 4 <= n; t0 += 4) rows_m<E, 4>(x + t0 * in, a, b, sa, sb, y + t0 * out, in, r, out, add);
   switch (n - t0) {
     case 3:
-      rows_m<E, 3>(x + t0 * in, a, b, sa, sb, y + t0 * out, in, r, out);
+      rows_m<E, 3>(x + t0 * in, a, b, sa, sb, y + t0 * out, in, r, out, add);
       break;
     case 2:
-      rows_m<E, 2>(x + t0 * in, a, b, sa, sb, y + t0 * out, in, r, out);
+      rows_m<E, 2>(x + t0 * in, a, b, sa, sb, y + t0 * out, in, r, out, add);
       break;
     case 1:
-      rows_m<E, 1>(x + t0 * in, a, b, sa, sb, y + t0 * out, in, r, out);
+      rows_m<E, 1>(x + t0 * in, a, b, sa, sb, y + t0 * out, in, r, out, add);
       break;
     default:
       break;
@@ -303,62 +353,51 @@ MLORA_INLINE void lora_rows(const float* x, const typename E::T* a, const typena
 }
 
 // One multiversioned entry per element type (target_clones on templates is not portable across GCC versions).
+// sa, sb: int8 slots' scales (null for float slots).
+#define MLORA_ROWS_ARGS                                                                                          \
+  const float *x, const void *a, const void *b, const float *sa, const float *sb, float *y, int64_t n, int64_t in, \
+      int64_t r, int64_t out, bool add
 MLORA_CLONES
-void lora_rows_f32(const float* x, const void* a, const void* b, const float* sa, const float* sb, float* y, int64_t n,
-                   int64_t in, int64_t r, int64_t out) {
-  lora_rows<F32>(x, static_cast<const float*>(a), static_cast<const float*>(b), sa, sb, y, n, in, r, out);
+void lora_rows_f32(MLORA_ROWS_ARGS) {
+  lora_rows<F32>(x, static_cast<const float*>(a), static_cast<const float*>(b), sa, sb, y, n, in, r, out, add);
 }
 #if MLORA_FMV
 // Versions by target instead of clones: the default one widens in integer operations, the others with F16C.
-__attribute__((target("default"))) void lora_rows_f16(const float* x, const void* a, const void* b, const float* sa, const float* sb, float* y,
-                   int64_t n, int64_t in, int64_t r, int64_t out) {
-  lora_rows<F16>(x, static_cast<const uint16_t*>(a), static_cast<const uint16_t*>(b), sa, sb, y, n, in, r, out);
+__attribute__((target("default"))) void lora_rows_f16(MLORA_ROWS_ARGS) {
+  lora_rows<F16>(x, static_cast<const uint16_t*>(a), static_cast<const uint16_t*>(b), sa, sb, y, n, in, r, out, add);
 }
-__attribute__((target("arch=x86-64-v3"))) void lora_rows_f16(const float* x, const void* a, const void* b, const float* sa, const float* sb, float* y,
-                   int64_t n, int64_t in, int64_t r, int64_t out) {
-  lora_rows<F16C>(x, static_cast<const uint16_t*>(a), static_cast<const uint16_t*>(b), sa, sb, y, n, in, r, out);
+__attribute__((target("arch=x86-64-v3"))) void lora_rows_f16(MLORA_ROWS_ARGS) {
+  lora_rows<F16C>(x, static_cast<const uint16_t*>(a), static_cast<const uint16_t*>(b), sa, sb, y, n, in, r, out, add);
 }
-__attribute__((target("arch=x86-64-v4"))) void lora_rows_f16(const float* x, const void* a, const void* b, const float* sa, const float* sb, float* y,
-                   int64_t n, int64_t in, int64_t r, int64_t out) {
-  lora_rows<F16C>(x, static_cast<const uint16_t*>(a), static_cast<const uint16_t*>(b), sa, sb, y, n, in, r, out);
+__attribute__((target("arch=x86-64-v4"))) void lora_rows_f16(MLORA_ROWS_ARGS) {
+  lora_rows<F16C>(x, static_cast<const uint16_t*>(a), static_cast<const uint16_t*>(b), sa, sb, y, n, in, r, out, add);
+}
+// The same for int8: the default one widens portably, the others with vpmovsxbd + vcvtdq2ps (I8X).
+__attribute__((target("default"))) void lora_rows_i8(MLORA_ROWS_ARGS) {
+  lora_rows<I8>(x, static_cast<const int8_t*>(a), static_cast<const int8_t*>(b), sa, sb, y, n, in, r, out, add);
+}
+__attribute__((target("arch=x86-64-v3"))) void lora_rows_i8(MLORA_ROWS_ARGS) {
+  lora_rows<I8X>(x, static_cast<const int8_t*>(a), static_cast<const int8_t*>(b), sa, sb, y, n, in, r, out, add);
+}
+__attribute__((target("arch=x86-64-v4"))) void lora_rows_i8(MLORA_ROWS_ARGS) {
+  lora_rows<I8X>(x, static_cast<const int8_t*>(a), static_cast<const int8_t*>(b), sa, sb, y, n, in, r, out, add);
 }
 #else
-void lora_rows_f16(const float* x, const void* a, const void* b, const float* sa, const float* sb, float* y, int64_t n,
-                   int64_t in, int64_t r, int64_t out) {
-  lora_rows<F16>(x, static_cast<const uint16_t*>(a), static_cast<const uint16_t*>(b), sa, sb, y, n, in, r, out);
+void lora_rows_f16(MLORA_ROWS_ARGS) {
+  lora_rows<F16>(x, static_cast<const uint16_t*>(a), static_cast<const uint16_t*>(b), sa, sb, y, n, in, r, out, add);
+}
+void lora_rows_i8(MLORA_ROWS_ARGS) {
+  lora_rows<I8>(x, static_cast<const int8_t*>(a), static_cast<const int8_t*>(b), sa, sb, y, n, in, r, out, add);
 }
 #endif
 MLORA_CLONES
-void lora_rows_bf16(const float* x, const void* a, const void* b, const float* sa, const float* sb, float* y,
-                    int64_t n, int64_t in, int64_t r, int64_t out) {
-  lora_rows<BF16>(x, static_cast<const uint16_t*>(a), static_cast<const uint16_t*>(b), sa, sb, y, n, in, r, out);
+void lora_rows_bf16(MLORA_ROWS_ARGS) {
+  lora_rows<BF16>(x, static_cast<const uint16_t*>(a), static_cast<const uint16_t*>(b), sa, sb, y, n, in, r, out, add);
 }
-#if MLORA_FMV
-// Versions by target, as for lora_rows_f16: the default one widens portably, the others with AVX2 (I8X).
-__attribute__((target("default"))) void lora_rows_i8(const float* x, const void* a, const void* b, const float* sa,
-                                                     const float* sb, float* y, int64_t n, int64_t in, int64_t r,
-                                                     int64_t out) {
-  lora_rows<I8>(x, static_cast<const int8_t*>(a), static_cast<const int8_t*>(b), sa, sb, y, n, in, r, out);
-}
-__attribute__((target("arch=x86-64-v3"))) void lora_rows_i8(const float* x, const void* a, const void* b,
-                                                            const float* sa, const float* sb, float* y, int64_t n,
-                                                            int64_t in, int64_t r, int64_t out) {
-  lora_rows<I8X>(x, static_cast<const int8_t*>(a), static_cast<const int8_t*>(b), sa, sb, y, n, in, r, out);
-}
-__attribute__((target("arch=x86-64-v4"))) void lora_rows_i8(const float* x, const void* a, const void* b,
-                                                            const float* sa, const float* sb, float* y, int64_t n,
-                                                            int64_t in, int64_t r, int64_t out) {
-  lora_rows<I8X>(x, static_cast<const int8_t*>(a), static_cast<const int8_t*>(b), sa, sb, y, n, in, r, out);
-}
-#else
-void lora_rows_i8(const float* x, const void* a, const void* b, const float* sa, const float* sb, float* y, int64_t n,
-                  int64_t in, int64_t r, int64_t out) {
-  lora_rows<I8>(x, static_cast<const int8_t*>(a), static_cast<const int8_t*>(b), sa, sb, y, n, in, r, out);
-}
-#endif
+#undef MLORA_ROWS_ARGS
 
 using RowsFn = void (*)(const float*, const void*, const void*, const float*, const float*, float*, int64_t, int64_t,
-                        int64_t, int64_t);
+                        int64_t, int64_t, bool);
 
 struct Kernel {
   const OrtApi* api = nullptr;
@@ -366,15 +405,26 @@ struct Kernel {
   std::string node;  // for messages
 };
 
+constexpr size_t kInputs = 8;     // x, A, B, lora_slot, lora_ranks, base, A_scales, B_scales (the last 3 optional)
+constexpr size_t kBaseInput = 5;  // the base MatMul's output: y = base + LoRA (prepare-batching folds the Add)
+constexpr size_t kScalesInput = 6;  // A_scales, then B_scales: int8 slots only
+constexpr size_t kMaxDims = 8;    // x is [batch, seq, in] from prepare-batching; anything deeper is refused
+
+// An input's element type and shape, without allocating (compute runs once per pair per step).
 struct Shape {
   ONNXTensorElementDataType type = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
-  std::vector<int64_t> dims;
+  size_t rank = 0;
+  int64_t dims[kMaxDims] = {};
+  int64_t back() const { return dims[rank - 1]; }
+  bool operator==(const Shape& o) const {
+    return type == o.type && rank == o.rank && std::equal(dims, dims + rank, o.dims);
+  }
 };
 
-std::string dims_text(const std::vector<int64_t>& d) {
-  std::string s = "[";
-  for (size_t i = 0; i < d.size(); ++i) s += (i ? ", " : "") + std::to_string(d[i]);
-  return s + "]";
+std::string dims_text(const Shape& s) {
+  std::string t = "[";
+  for (size_t i = 0; i < s.rank; ++i) t += (i ? ", " : "") + std::to_string(s.dims[i]);
+  return t + "]";
 }
 
 // Everything a compute needs, checked; work item i = (row, token block).
@@ -386,6 +436,7 @@ struct Job {
   const uint8_t* b;
   const float* sa;  // int8 slots: A's scales [S, ceil(in/32), R], B's [S, ceil(R/32), out]; else null
   const float* sb;
+  const float* base;  // null: y = LoRA term alone; y itself when ONNX Runtime ran the op in place
   float* y;
   const int64_t* slot;
   const int64_t* ranks;  // this pair's row of lora_ranks
@@ -403,16 +454,20 @@ void run_item(void* data, size_t item) {
   const int64_t n = std::min(Job::kBlock, j.tokens - t0);
   const int64_t s = j.slot[j.slot_count == 1 ? 0 : row];
   const int64_t r = j.ranks[s];
-  float* y = j.y + (row * j.tokens + t0) * j.out;
+  const int64_t off = (row * j.tokens + t0) * j.out;
+  float* y = j.y + off;
+  const size_t bytes = static_cast<size_t>(n * j.out) * sizeof(float);
+  if (j.base && j.base != j.y) std::memcpy(y, j.base + off, bytes);
   if (r == 0) {
-    std::memset(y, 0, static_cast<size_t>(n * j.out) * sizeof(float));
+    if (!j.base) std::memset(y, 0, bytes);
     return;
   }
   const size_t a_off = static_cast<size_t>(s * j.in * j.R) * j.esize;
   const size_t b_off = static_cast<size_t>(s * j.R * j.out) * j.esize;
   const float* sa = j.sa ? j.sa + s * j.a_blocks * j.R : nullptr;
   const float* sb = j.sb ? j.sb + s * j.b_blocks * j.out : nullptr;
-  j.rows(j.x + (row * j.tokens + t0) * j.in, j.a + a_off, j.b + b_off, sa, sb, y, n, j.in, r, j.out);
+  j.rows(j.x + (row * j.tokens + t0) * j.in, j.a + a_off, j.b + b_off, sa, sb, y, n, j.in, r, j.out,
+         j.base != nullptr);
 }
 
 OrtStatus* invalid(const Kernel& k, const std::string& what) {
@@ -425,37 +480,52 @@ OrtStatus* invalid(const Kernel& k, const std::string& what) {
     if (OrtStatus* st_ = (expr)) return st_; \
   } while (0)
 
-OrtStatus* shape_of(const OrtApi& api, const OrtValue* v, Shape& out) {
+// false: more than kMaxDims dimensions (out.rank holds the count).
+OrtStatus* shape_of(const OrtApi& api, const OrtValue* v, Shape& out, bool& fits) {
   OrtTensorTypeAndShapeInfo* info = nullptr;
   MLORA_ORT_TRY(api.GetTensorTypeAndShape(v, &info));
-  size_t n = 0;
   OrtStatus* st = api.GetTensorElementType(info, &out.type);
-  if (!st) st = api.GetDimensionsCount(info, &n);
-  if (!st) {
-    out.dims.assign(n, 0);
-    st = api.GetDimensions(info, out.dims.data(), n);
-  }
+  if (!st) st = api.GetDimensionsCount(info, &out.rank);
+  fits = out.rank <= kMaxDims;
+  if (!st && fits) st = api.GetDimensions(info, out.dims, out.rank);
   api.ReleaseTensorTypeAndShapeInfo(info);
   return st;
 }
 
+RowsFn rows_for(ONNXTensorElementDataType t) {
+  switch (t) {
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT:
+      return lora_rows_f32;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16:
+      return lora_rows_f16;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16:
+      return lora_rows_bf16;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8:
+      return lora_rows_i8;
+    default:
+      return nullptr;
+  }
+}
+
 OrtStatus* compute(Kernel& k, OrtKernelContext* ctx) {
   const OrtApi& api = *k.api;
-  // Inputs 0-4 are required; 5 (base, not used here yet), 6 A_scales and 7 B_scales are optional (a node may
-  // have fewer inputs, or "" at their index: ONNX's omitted optional input).
-  constexpr size_t kInputs = 8;
   const OrtValue* v[kInputs] = {};
   Shape sh[kInputs];
   static const char* const kNames[kInputs] = {"x", "A", "B", "lora_slot", "lora_ranks", "base", "A_scales", "B_scales"};
-  size_t given = 0;
-  MLORA_ORT_TRY(api.KernelContext_GetInputCount(ctx, &given));
+  size_t count = 0;
+  MLORA_ORT_TRY(api.KernelContext_GetInputCount(ctx, &count));
   for (size_t i = 0; i < kInputs; ++i) {
-    if (i < given) MLORA_ORT_TRY(api.KernelContext_GetInput(ctx, i, &v[i]));
+    if (i < count) MLORA_ORT_TRY(api.KernelContext_GetInput(ctx, i, &v[i]));
     if (!v[i]) {
-      if (i < 5) return invalid(k, std::string("input ") + kNames[i] + " is missing");
-      continue;
+      if (i >= kBaseInput) continue;  // optional: y is the LoRA term alone; scales: checked below
+      return invalid(k, std::string("input ") + kNames[i] + " is missing");
     }
-    MLORA_ORT_TRY(shape_of(api, v[i], sh[i]));
+    bool fits = true;
+    MLORA_ORT_TRY(shape_of(api, v[i], sh[i], fits));
+    if (!fits) {
+      return invalid(k, std::string("input ") + kNames[i] + " has " + std::to_string(sh[i].rank) +
+                            " dimensions; at most " + std::to_string(kMaxDims) + " are supported");
+    }
   }
   if (sh[0].type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) {
     return invalid(k, "x is " + dtype_name(static_cast<int32_t>(sh[0].type)) + "; expected float32");
@@ -464,109 +534,119 @@ OrtStatus* compute(Kernel& k, OrtKernelContext* ctx) {
     return invalid(k, "A is " + dtype_name(static_cast<int32_t>(sh[1].type)) + " but B is " +
                           dtype_name(static_cast<int32_t>(sh[2].type)) + "; they must match");
   }
-  RowsFn rows = nullptr;
-  switch (sh[1].type) {
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT:
-      rows = lora_rows_f32;
-      break;
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16:
-      rows = lora_rows_f16;
-      break;
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16:
-      rows = lora_rows_bf16;
-      break;
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8:
-      rows = lora_rows_i8;
-      break;
-    default:
-      return invalid(k, "A and B are " + dtype_name(static_cast<int32_t>(sh[1].type)) +
-                            "; expected float32, float16, bfloat16 or int8");
+  const RowsFn rows = rows_for(sh[1].type);
+  if (!rows) {
+    return invalid(k, "A and B are " + dtype_name(static_cast<int32_t>(sh[1].type)) +
+                          "; expected float32, float16, bfloat16 or int8");
   }
-  const auto& xd = sh[0].dims;
-  const auto& ad = sh[1].dims;
-  const auto& bd = sh[2].dims;
-  const auto& sd = sh[3].dims;
-  const auto& rd = sh[4].dims;
-  if (xd.size() < 2) return invalid(k, "x has shape " + dims_text(xd) + "; expected [batch, ..., in]");
-  if (ad.size() != 3 || bd.size() != 3 || ad[0] != bd[0] || ad[2] != bd[1] || ad[1] != xd.back()) {
+  const Shape& xd = sh[0];
+  const Shape& ad = sh[1];
+  const Shape& bd = sh[2];
+  const Shape& sd = sh[3];
+  const Shape& rd = sh[4];
+  if (xd.rank < 2) return invalid(k, "x has shape " + dims_text(xd) + "; expected [batch, ..., in]");
+  if (ad.rank != 3 || bd.rank != 3 || ad.dims[0] != bd.dims[0] || ad.dims[2] != bd.dims[1] || ad.dims[1] != xd.back()) {
     return invalid(k, "A " + dims_text(ad) + " and B " + dims_text(bd) +
                           " do not stack [S, in, R] / [S, R, out] for x " + dims_text(xd));
   }
-  if (sd.size() != 1 || (sd[0] != 1 && sd[0] != xd[0])) {
-    return invalid(k, "lora_slot has shape " + dims_text(sd) + "; expected [" + std::to_string(xd[0]) + "] or [1]");
+  if (sd.rank != 1 || (sd.dims[0] != 1 && sd.dims[0] != xd.dims[0])) {
+    return invalid(k,
+                   "lora_slot has shape " + dims_text(sd) + "; expected [" + std::to_string(xd.dims[0]) + "] or [1]");
   }
-  if (rd.size() != 2 || k.pair < 0 || k.pair >= rd[0]) {
+  if (rd.rank != 2 || k.pair < 0 || k.pair >= rd.dims[0]) {
     return invalid(
         k, "lora_ranks has shape " + dims_text(rd) + "; expected [P, S] with P > pair " + std::to_string(k.pair));
+  }
+  Shape yd = xd;
+  yd.type = ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+  yd.dims[yd.rank - 1] = bd.dims[2];
+  if (v[kBaseInput] && !(sh[kBaseInput] == yd)) {
+    return invalid(k, "base is " + dtype_name(static_cast<int32_t>(sh[kBaseInput].type)) + " " +
+                          dims_text(sh[kBaseInput]) + "; expected float32 " + dims_text(yd) +
+                          " (x's shape with B's output size)");
   }
   Job j{};
   j.rows = rows;
   const bool scaled = sh[1].type == ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8;
   j.esize = scaled ? 1 : sh[1].type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT ? sizeof(float) : sizeof(uint16_t);
-  j.in = ad[1];
-  j.R = ad[2];
-  j.out = bd[2];
-  j.S = ad[0];
+  j.in = ad.dims[1];
+  j.R = ad.dims[2];
+  j.out = bd.dims[2];
+  j.S = ad.dims[0];
   j.a_blocks = (j.in + kQBlock - 1) / kQBlock;
   j.b_blocks = (j.R + kQBlock - 1) / kQBlock;
   if (scaled) {
     // int8 slots need both scale tensors, float32, shaped [S, ceil(in/32), R] and [S, ceil(R/32), out].
-    const std::vector<int64_t> want[2] = {{j.S, j.a_blocks, j.R}, {j.S, j.b_blocks, j.out}};
-    for (size_t i = 6; i < 8; ++i) {
+    Shape want[2];
+    want[0].type = want[1].type = ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+    want[0].rank = want[1].rank = 3;
+    const int64_t w0[3] = {j.S, j.a_blocks, j.R}, w1[3] = {j.S, j.b_blocks, j.out};
+    std::copy(w0, w0 + 3, want[0].dims);
+    std::copy(w1, w1 + 3, want[1].dims);
+    for (size_t i = kScalesInput; i < kScalesInput + 2; ++i) {
+      const Shape& w = want[i - kScalesInput];
       if (!v[i]) return invalid(k, std::string("A and B are int8 but input ") + kNames[i] + " is missing");
-      if (sh[i].type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) {
-        return invalid(k, std::string(kNames[i]) + " is " + dtype_name(static_cast<int32_t>(sh[i].type)) +
-                              "; expected float32");
-      }
-      if (sh[i].dims != want[i - 6]) {
-        return invalid(k, std::string(kNames[i]) + " has shape " + dims_text(sh[i].dims) + "; expected " +
-                              dims_text(want[i - 6]) + " for A " + dims_text(ad) + " and B " + dims_text(bd) +
-                              " (one scale per block of " + std::to_string(kQBlock) + " rows)");
+      if (!(sh[i] == w)) {
+        return invalid(k, std::string(kNames[i]) + " is " + dtype_name(static_cast<int32_t>(sh[i].type)) + " " +
+                              dims_text(sh[i]) + "; expected float32 " + dims_text(w) + " for A " + dims_text(ad) +
+                              " and B " + dims_text(bd) + " (one scale per block of " + std::to_string(kQBlock) +
+                              " rows)");
       }
     }
   }
   j.tokens = 1;
-  for (size_t i = 1; i + 1 < xd.size(); ++i) j.tokens *= xd[i];
-  const int64_t batch = xd[0];
-  std::vector<int64_t> yd(xd);
-  yd.back() = j.out;
+  for (size_t i = 1; i + 1 < xd.rank; ++i) j.tokens *= xd.dims[i];
+  const int64_t batch = xd.dims[0];
   OrtValue* yv = nullptr;
-  MLORA_ORT_TRY(api.KernelContext_GetOutput(ctx, 0, yd.data(), yd.size(), &yv));
+  MLORA_ORT_TRY(api.KernelContext_GetOutput(ctx, 0, yd.dims, yd.rank, &yv));
   void* p = nullptr;
   MLORA_ORT_TRY(api.GetTensorMutableData(yv, &p));
   j.y = static_cast<float*>(p);
   const void* in_data[kInputs] = {};
   for (size_t i = 0; i < kInputs; ++i) {
-    if (!v[i] || (i >= 6 && !scaled)) continue;
+    if (!v[i] || (i >= kScalesInput && !scaled)) continue;
     MLORA_ORT_TRY(api.GetTensorMutableData(const_cast<OrtValue*>(v[i]), &p));
     in_data[i] = p;
   }
   j.x = static_cast<const float*>(in_data[0]);
   j.a = static_cast<const uint8_t*>(in_data[1]);
   j.b = static_cast<const uint8_t*>(in_data[2]);
-  j.sa = static_cast<const float*>(in_data[6]);
-  j.sb = static_cast<const float*>(in_data[7]);
   j.slot = static_cast<const int64_t*>(in_data[3]);
-  j.slot_count = static_cast<size_t>(sd[0]);
-  j.ranks = static_cast<const int64_t*>(in_data[4]) + k.pair * rd[1];
+  j.slot_count = static_cast<size_t>(sd.dims[0]);
+  j.ranks = static_cast<const int64_t*>(in_data[4]) + k.pair * rd.dims[1];
+  j.base = static_cast<const float*>(in_data[kBaseInput]);
+  j.sa = static_cast<const float*>(in_data[kScalesInput]);
+  j.sb = static_cast<const float*>(in_data[kScalesInput + 1]);
+  int64_t rank_sum = 0;  // over the rows: the work there is
   for (size_t i = 0; i < j.slot_count; ++i) {
     const int64_t s = j.slot[i];
-    if (s < 0 || s >= rd[1] || (s >= j.S && j.ranks[s] != 0)) {
+    if (s < 0 || s >= rd.dims[1] || (s >= j.S && j.ranks[s] != 0)) {
       return invalid(k, "row " + std::to_string(i) + " has slot " + std::to_string(s) + "; lora_ranks has " +
-                            std::to_string(rd[1]) + " slots and A/B " + std::to_string(j.S));
+                            std::to_string(rd.dims[1]) + " slots and A/B " + std::to_string(j.S));
     }
     if (j.ranks[s] < 0 || j.ranks[s] > j.R) {
       return invalid(k, "slot " + std::to_string(s) + " has rank " + std::to_string(j.ranks[s]) +
                             "; A/B hold ranks up to " + std::to_string(j.R));
     }
+    rank_sum += j.ranks[s];
   }
+  if (j.slot_count == 1) rank_sum *= batch;
   if (batch == 0 || j.tokens == 0 || j.out == 0) return nullptr;
+  const size_t y_bytes = static_cast<size_t>(batch * j.tokens * j.out) * sizeof(float);
+  if (rank_sum == 0) {  // no row has an adapter here: y is the base output (or zero)
+    if (!j.base) {
+      std::memset(j.y, 0, y_bytes);
+    } else if (j.base != j.y) {
+      std::memcpy(j.y, j.base, y_bytes);
+    }
+    return nullptr;
+  }
   j.blocks_per_row = (j.tokens + Job::kBlock - 1) / Job::kBlock;
   const size_t items = static_cast<size_t>(batch * j.blocks_per_row);
-  // Tasks of at least ~64k multiply-adds: a decode step's rows are too small to be worth a task each.
-  const int64_t per_item = std::min(j.tokens, Job::kBlock) * (j.in + j.out) * j.R;
-  const size_t batches = static_cast<size_t>(
-      std::clamp<int64_t>(static_cast<int64_t>(items) * per_item / 65536, 1, static_cast<int64_t>(items)));
+  // Tasks of at least ~64k multiply-adds, counted at the rows' own ranks: a decode step's rows are too small
+  // to be worth a task each, and a pool dispatch costs more than a small pair's whole work.
+  const int64_t work = std::min(j.tokens, Job::kBlock) * j.blocks_per_row * (j.in + j.out) * rank_sum;
+  const size_t batches = static_cast<size_t>(std::clamp<int64_t>(work / 65536, 1, static_cast<int64_t>(items)));
   if (batches == 1) {
     for (size_t i = 0; i < items; ++i) run_item(&j, i);
     return nullptr;
@@ -610,19 +690,63 @@ const char* ORT_API_CALL op_provider(const OrtCustomOp*) { return "CPUExecutionP
 // A and B (inputs 1, 2) are float32, float16, bfloat16 or int8 (the slot dtype prepare-batching declared):
 // UNDEFINED lets ONNX Runtime accept any tensor type there, and compute() checks it. Inputs 5 (base), 6 and 7
 // (int8 slots' scales) are float32 and optional.
-constexpr size_t kOpInputs = 8;
 ONNXTensorElementDataType ORT_API_CALL input_type(const OrtCustomOp*, size_t i) {
-  if (i == 0 || i >= 5) return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+  if (i == 0 || i >= kBaseInput) return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
   return i < 3 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED : ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64;
 }
-size_t ORT_API_CALL input_count(const OrtCustomOp*) { return kOpInputs; }
+size_t ORT_API_CALL input_count(const OrtCustomOp*) { return kInputs; }
 ONNXTensorElementDataType ORT_API_CALL output_type(const OrtCustomOp*, size_t) {
   return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
 }
 size_t ORT_API_CALL output_count(const OrtCustomOp*) { return 1; }
+OrtCustomOpInputOutputCharacteristic ORT_API_CALL input_kind(const OrtCustomOp*, size_t i) {
+  return i >= kBaseInput ? INPUT_OUTPUT_OPTIONAL : INPUT_OUTPUT_REQUIRED;
+}
 OrtCustomOpInputOutputCharacteristic ORT_API_CALL required(const OrtCustomOp*, size_t) { return INPUT_OUTPUT_REQUIRED; }
-OrtCustomOpInputOutputCharacteristic ORT_API_CALL input_characteristic(const OrtCustomOp*, size_t i) {
-  return i < 5 ? INPUT_OUTPUT_REQUIRED : INPUT_OUTPUT_OPTIONAL;
+// y has base's type and shape (with symbolic dims): ONNX Runtime's memory planner reuses base's buffer for y
+// (may_inplace below) only when it knows the two are the same size. Without base, or when base has an unnamed
+// unknown dim, y's shape is left unknown (and the op runs with a copy of base). The info
+// ShapeInferContext_GetInputTypeShape returns belongs to the context.
+OrtStatus* ORT_API_CALL infer_shape(const OrtCustomOp*, OrtShapeInferContext* ctx) {
+  const OrtApi& api = ort();
+  size_t count = 0;
+  MLORA_ORT_TRY(api.ShapeInferContext_GetInputCount(ctx, &count));
+  if (count <= kBaseInput) return nullptr;
+  OrtTensorTypeAndShapeInfo* base = nullptr;
+  MLORA_ORT_TRY(api.ShapeInferContext_GetInputTypeShape(ctx, kBaseInput, &base));
+  if (!base) return nullptr;
+  // Only a shape whose every dim has a value or a name: an unnamed unknown dim would replace the names
+  // downstream nodes and the graph outputs had (and could not prove the sizes equal anyway).
+  size_t n = 0;
+  MLORA_ORT_TRY(api.GetDimensionsCount(base, &n));
+  if (n == 0 || n > kMaxDims) return nullptr;
+  int64_t dims[kMaxDims] = {};
+  const char* names[kMaxDims] = {};
+  MLORA_ORT_TRY(api.GetDimensions(base, dims, n));
+  MLORA_ORT_TRY(api.GetSymbolicDimensions(base, names, n));
+  for (size_t i = 0; i < n; ++i) {
+    if (dims[i] < 0 && (!names[i] || !*names[i])) return nullptr;
+  }
+  return api.ShapeInferContext_SetOutputTypeShape(ctx, 0, base);
+}
+// y may take base's buffer (ONNX Runtime decides: only where base has no later reader): the LoRA term is then
+// added in place and rows without an adapter cost nothing. The arrays are malloc'd: ONNX Runtime hands them back.
+size_t ORT_API_CALL may_inplace(int** input_index, int** output_index) {
+  *input_index = static_cast<int*>(std::malloc(sizeof(int)));
+  *output_index = static_cast<int*>(std::malloc(sizeof(int)));
+  if (!*input_index || !*output_index) {
+    std::free(*input_index);
+    std::free(*output_index);
+    *input_index = *output_index = nullptr;
+    return 0;
+  }
+  **input_index = static_cast<int>(kBaseInput);
+  **output_index = 0;
+  return 1;
+}
+void ORT_API_CALL release_inplace(int* input_index, int* output_index) {
+  std::free(input_index);
+  std::free(output_index);
 }
 OrtMemType ORT_API_CALL input_memory(const OrtCustomOp*, size_t) { return OrtMemTypeDefault; }
 int ORT_API_CALL one(const OrtCustomOp*) { return 1; }
@@ -640,7 +764,7 @@ OrtCustomOp make_op() {
   op.GetInputTypeCount = input_count;
   op.GetOutputType = output_type;
   op.GetOutputTypeCount = output_count;
-  op.GetInputCharacteristic = input_characteristic;
+  op.GetInputCharacteristic = input_kind;
   op.GetOutputCharacteristic = required;
   op.GetInputMemoryType = input_memory;
   op.GetVariadicInputMinArity = one;
@@ -652,6 +776,9 @@ OrtCustomOp make_op() {
   op.KernelDestroy = destroy_kernel;
   op.GetStartVersion = start_version;
   op.GetEndVersion = end_version;
+  op.InferOutputShapeFn = infer_shape;
+  op.GetMayInplace = may_inplace;
+  op.ReleaseMayInplace = release_inplace;
   return op;
 }
 

@@ -10,17 +10,22 @@
 //                        widened to float in registers, float accumulation
 //            lora_slot   int64 [batch] or [1]     each row's slot ([1]: one slot for every row)
 //            lora_ranks  int64 [P, S']            r = lora_ranks[pair, slot] (0 = no LoRA for that slot)
-//            base        float [batch, ..., out]  optional (unused in this branch: "" = omitted)
+//            base        float [batch, ..., out]  optional: the base MatMul's output x·W, to which the LoRA term
+//                                                 is added (prepare-batching folds the pair's Add into the op)
 //            A_scales    float [S, ceil(in/32), R] int8 slots only (required then): slot s holds A's scales as
 //                                                 [ceil(in/32), r] packed (stride r): one per block of 32 input
 //                                                 rows per rank column; A = int8 · scale
 //            B_scales    float [S, ceil(R/32), out] int8 slots only: slot s holds [ceil(r/32), out], one per
 //                                                 block of 32 rank rows per output column
 //   attribute pair       int                      this pair's row of lora_ranks
-//   output   y           float [batch, ..., out]  y[b] = x[b] · A_s[:, :r] · B_s[:r, :],  s = slot of row b
+//   output   y           float [batch, ..., out]  y[b] = base[b] + x[b] · A_s[:, :r] · B_s[:r, :],  s = slot of
+//                                                 row b (without base: the LoRA term alone)
+//
+// y may reuse base's buffer (the op declares that ONNX Runtime may run it in place): a row without an adapter
+// then costs nothing, and a step none of whose rows has an adapter for this pair does no work at all.
 //
 // Each row reads only its slot's r columns' worth of weights, once: no gather copy, no zero padding read.
-// Work is split over (row, token block) with ONNX Runtime's intra-op thread pool.
+// Work is split over (row, token block) with ONNX Runtime's intra-op thread pool, sized by the rows' own ranks.
 #pragma once
 
 #include <onnxruntime_c_api.h>

@@ -201,8 +201,9 @@ def _cache_dir() -> str:
 
 
 # The prepared copy's layout; part of the cache key, so a copy prepared by an older version is prepared again
-# (2: the copy has the base graph model.base.onnx and one external data file).
-_PREPARE_FORMAT = 2
+# (2: the copy has the base graph model.base.onnx and one external data file; 3: the fused op takes in each
+# pair's Add).
+_PREPARE_FORMAT = 3
 
 
 def _folder_key(folder: str, lora_dtype: str = "auto") -> str:

@@ -13,10 +13,14 @@ row its slot. ``S`` is one symbolic dim (``lora_slots``) shared by every stack; 
 per pair. The pair itself becomes, by ``kernel``:
 
 ``fused`` (the default; float32 models only)
-    one node ``com.multilora.LoraSlotMatMul(x, A, B, lora_slot, lora_ranks)`` with the int attribute
-    ``pair`` and the second MatMul's output name: multilora's own CPU kernel, which reads each row's slot
-    at its own rank, once. ``pair`` is the index of the pair's A name in ``sorted()`` A names; the extra
-    int64 input ``lora_ranks [P, S]`` (P pairs, default zeros ``[P, 1]``) holds each pair's rank per slot.
+    one node ``com.multilora.LoraSlotMatMul(x, A, B, lora_slot, lora_ranks[, base])`` with the int attribute
+    ``pair``: multilora's own CPU kernel, which reads each row's slot at its own rank, once. Where the pair's
+    output is read only by one ``Add(base, delta)`` (the LoRA layout of the GenAI builder and of PEFT exports),
+    the op takes that Add in: ``base`` is its other operand and the op writes the Add's output, ``base + LoRA``,
+    in place of ``base`` where ONNX Runtime allows (a pair no row has an adapter for then costs no work and no
+    extra node); otherwise it writes the second MatMul's output and the graph adds it as before. ``pair`` is
+    the index of the pair's A name in ``sorted()`` A names; the extra int64 input ``lora_ranks [P, S]`` (P
+    pairs, default zeros ``[P, 1]``) holds each pair's rank per slot.
     The model then runs only where that kernel is registered (multilora); the model's metadata records
     ``multilora.batching_kernel = fused``. ``lora_dtype`` (``auto`` = the model's own, float32; ``float16``;
     ``bfloat16``) is the dtype ``A`` and ``B`` are declared in, i.e. the slot storage: the kernel widens
@@ -24,7 +28,7 @@ per pair. The pair itself becomes, by ``kernel``:
     bfloat16 adapters for such a model and converts them to the slot dtype when a set is built (exact for an
     adapter already in that dtype, rounded otherwise; docs/design.md §6). ``int8``: A and B int8 plus two
     float32 inputs per pair the runtime fills, ``<A>_scales [S, ceil(in/32), R]`` and ``<B>_scales
-    [S, ceil(R/32), out]`` (node inputs 6 and 7; input 5, ``base``, is left out as ""), named in the metadata
+    [S, ceil(R/32), out]`` (node inputs 6 and 7; input 5 is ``base``, "" when the pair has no Add), named in the metadata
     ``multilora.slot_scales``; float adapters are quantized per block of 32 rows along K when a set is built
     (lossy), int4 (MatMulNBits) adapters are held exactly.
 ``gather``
@@ -518,7 +522,7 @@ def _rewrite_pairs(graph: _Graph, found: List[Pair], kernel: str, slot_elem: int
         scale_inputs: List[str] = []
         if elem == TensorProto.INT8:
             # The runtime fills these when it writes a slot (adapters do not hold them): A's scales
-            # [S, ceil(in/32), R], B's [S, ceil(R/32), out]; input 5 (base) omitted.
+            # [S, ceil(in/32), R], B's [S, ceil(R/32), out] (op inputs 6, 7).
             a_s, b_s = graph.fresh(a_name + "_scales"), graph.fresh(b_name + "_scales")
             a_blocks = -(-n_in // INT8_BLOCK)
             graph.extra_inputs.append(helper.make_tensor_value_info(a_s, TensorProto.FLOAT, [SLOT_DIM, a_blocks, r]))
@@ -528,19 +532,27 @@ def _rewrite_pairs(graph: _Graph, found: List[Pair], kernel: str, slot_elem: int
             g.initializer.append(numpy_helper.from_array(np.zeros((1, a_blocks, 0), np.float32), a_s))
             g.initializer.append(numpy_helper.from_array(np.zeros((1, 0, n_out), np.float32), b_s))
             graph.slot_scales[a_name], graph.slot_scales[b_name] = a_s, b_s
-            scale_inputs = ["", a_s, b_s]
+            scale_inputs = [a_s, b_s]
         if kernel == "fused":
-            rewritten[id(n)] = [
+            inputs, outputs, at = [x, a_name, b_name, SLOT_INPUT, RANKS_INPUT], list(m2.output), n
+            add = _lone_add(graph, m2.output[0])
+            if add is not None:  # fold the Add: the op adds the LoRA term to the base output itself
+                inputs.append(add.input[1] if add.input[0] == m2.output[0] else add.input[0])
+                outputs, at = list(add.output), add  # where the Add was: after the base operand's producer
+                dropped.add(m2.output[0])
+            if scale_inputs:  # int8 slots: inputs 6, 7 (5 = base, "" when there is none)
+                inputs += [""] * (6 - len(inputs)) + scale_inputs
+            rewritten[id(n)] = rewritten[id(m2)] = []
+            rewritten[id(at)] = [
                 helper.make_node(
                     OP_TYPE,
-                    [x, a_name, b_name, SLOT_INPUT, RANKS_INPUT] + scale_inputs,
-                    list(m2.output),
+                    inputs,
+                    outputs,
                     name=graph.fresh(f"{prefix}/lora/{OP_TYPE}"),
                     domain=OP_DOMAIN,
                     pair=pair_index[a_name],
                 )
             ]
-            rewritten[id(m2)] = []
             dropped.add(n.output[0])
         else:
             ga = graph.fresh(f"{prefix}/lora_A/Gather_output_0")
@@ -618,19 +630,29 @@ def _save(model: Any, out: str) -> None:
         _check(out)
 
 
+def _lone_add(graph: _Graph, delta: str) -> Any:
+    """The standard two-operand Add that is the only reader of a pair's output ``delta`` (no graph output),
+    i.e. ``y = base + delta``; None when the graph uses the output otherwise."""
+    users = graph.consumers.get(delta, [])
+    if delta in graph.graph_outputs or len(users) != 1:
+        return None
+    add = users[0]
+    if (
+        add.op_type != "Add"
+        or add.domain not in ("", "ai.onnx")
+        or len(add.input) != 2
+        or add.input[0] == add.input[1]
+        or len(add.output) != 1
+    ):
+        return None
+    return add
+
+
 def _check_deltas(graph: _Graph, deltas: List[str]) -> None:
     """Each pair's output must be consumed by exactly one Add (and be no graph output): the base graph
-    replaces that Add by its other operand."""
+    replaces that Add (or the fused op that took it in) by its base operand."""
     for d in deltas:
-        users = graph.consumers.get(d, [])
-        if (
-            d in graph.graph_outputs
-            or len(users) != 1
-            or users[0].op_type != "Add"
-            or users[0].domain not in ("", "ai.onnx")
-            or len(users[0].input) != 2
-            or users[0].input[0] == users[0].input[1]
-        ):
+        if _lone_add(graph, d) is None:
             raise ValueError(
                 f"{graph.src}: the LoRA output {d!r} is not added to the base output by one Add node, so no base "
                 "graph can be derived (use --no-base-graph)"
@@ -639,8 +661,9 @@ def _check_deltas(graph: _Graph, deltas: List[str]) -> None:
 
 def _strip_lora(model: Any, deltas: List[str], lora_name: str) -> Any:
     """A copy of the prepared ``model`` (weights already external) without the LoRA branch: every Add of a
-    pair's output is removed and its base operand renamed to the Add's output where that is a graph output,
-    else consumers read the base operand directly; then nodes, inputs and initializers nothing uses go."""
+    pair's output (and every fused op with a ``base`` operand) is removed and its base operand renamed to its
+    output where that is a graph output, else consumers read the base operand directly; then nodes, inputs and
+    initializers nothing uses go."""
     import onnx
 
     base = onnx.ModelProto()
@@ -652,11 +675,14 @@ def _strip_lora(model: Any, deltas: List[str], lora_name: str) -> Any:
     keep_nodes: List[Any] = []
     identities: List[Any] = []
     for n in g.node:
-        hit = [i for i in n.input if i in delta_set] if n.op_type == "Add" else []
-        if not hit:
-            keep_nodes.append(n)
-            continue
-        other = n.input[1] if n.input[0] == hit[0] else n.input[0]
+        if n.op_type == OP_TYPE and n.domain == OP_DOMAIN and len(n.input) > 5 and n.input[5]:
+            other = n.input[5]  # a fused op that took in its pair's Add: y = base + LoRA term
+        else:
+            hit = [i for i in n.input if i in delta_set] if n.op_type == "Add" else []
+            if not hit:
+                keep_nodes.append(n)
+                continue
+            other = n.input[1] if n.input[0] == hit[0] else n.input[0]
         if n.output[0] in graph_outputs:
             identities.append(onnx.helper.make_node("Identity", [other], [n.output[0]], name=n.name))
         else:

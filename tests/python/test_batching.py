@@ -133,8 +133,9 @@ def _run_rows(model: ml.Model, adapters: ml.Adapters, ids: np.ndarray, rows, wei
 # ---- the rewrite ---------------------------------------------------------------------------------------
 
 
-def _pairs_of(path: str) -> Dict[str, Tuple[str, str, str]]:
-    """{A name: (x, B name, output of the second MatMul)} read from the unprepared model's MatMuls."""
+def _pairs_of(path: str) -> Dict[str, Tuple[str, str, str, str]]:
+    """{A name: (x, B name, the base operand of the Add that reads the second MatMul, that Add's output)} read
+    from the unprepared model's MatMuls."""
     g = onnx.load(path).graph
     by_output = {n.output[0]: n for n in g.node}
     out = {}
@@ -142,7 +143,10 @@ def _pairs_of(path: str) -> Dict[str, Tuple[str, str, str]]:
         if n.op_type == "MatMul" and "lora_B" in n.input[1]:
             first = by_output[n.input[0]]
             assert first.op_type == "MatMul" and "lora_A" in first.input[1]
-            out[first.input[1]] = (first.input[0], n.input[1], n.output[0])
+            (add,) = [u for u in g.node if n.output[0] in u.input]
+            assert add.op_type == "Add"
+            base = add.input[1] if add.input[0] == n.output[0] else add.input[0]
+            out[first.input[1]] = (first.input[0], n.input[1], base, add.output[0])
     return out
 
 
@@ -175,7 +179,8 @@ def test_rewrite_declares_stacked_inputs(batch_models, kernel):
 
 
 def test_fused_rewrite_contract(batch_models):
-    """The node the lead's kernel implements: one com.multilora.LoraSlotMatMul per pair, exactly."""
+    """The node the kernel implements: one com.multilora.LoraSlotMatMul per pair, exactly, which took in the
+    pair's Add (base operand as input 5, the Add's output as its own)."""
     info, paths = batch_models
     original = _pairs_of(info.path)
     assert len(original) == len(info.pairs) == 10
@@ -187,9 +192,9 @@ def test_fused_rewrite_contract(batch_models):
     seen = set()
     for n in fused:
         assert n.domain == "com.multilora"
-        x, a, b, slot, ranks = n.input
+        x, a, b, slot, ranks, base = n.input
         assert (slot, ranks) == ("lora_slot", "lora_ranks")
-        assert original[a] == (x, b, n.output[0])
+        assert original[a] == (x, b, base, n.output[0])
         assert len(n.output) == 1
         (attr,) = n.attribute
         assert attr.name == "pair" and attr.type == onnx.AttributeProto.INT and attr.i == order.index(a)
@@ -197,13 +202,15 @@ def test_fused_rewrite_contract(batch_models):
         seen.add(a)
     assert seen == set(original)
     assert len({n.name for n in g.node}) == len(g.node)
-    # No MatMul and no Gather reads a LoRA input any more; the base projection's Add reads the fused output.
+    # No MatMul and no Gather reads a LoRA input any more; no Add is left of the pairs'.
     lora = {n for p in info.pairs for n in (p.a_name, p.b_name)}
     for n in g.node:
         if n.op_type != "LoraSlotMatMul":
             assert not lora & set(n.input), n.name
-    adds = {i for n in g.node if n.op_type == "Add" for i in n.input}
-    assert all(n.output[0] in adds for n in fused)
+    added = {o for n in g.node if n.op_type == "Add" for o in n.output}
+    assert not added & {pair[3] for pair in original.values()}
+    before = sum(n.op_type == "Add" for n in onnx.load(info.path).graph.node)
+    assert sum(n.op_type == "Add" for n in g.node) == before - len(fused)
     assert not any(n.op_type == "Gather" and n.input[1] == "lora_slot" for n in g.node)
     # lora_ranks: int64 [P, lora_slots], default zeros [P, 1]
     ranks_vi = next(i for i in g.input if i.name == "lora_ranks")

@@ -286,3 +286,104 @@ def test_generation_fixture_tokens_with_float16_adapters(tmp_path):
         assert seqs[i][: len(alone)] == alone, row
         got = np.stack([s[i] for s in steps[: len(alone_steps)]])
         np.testing.assert_allclose(got, np.stack([s[0] for s in alone_steps]), rtol=0, atol=1e-4)
+
+
+# ---- the base operand: the pair's Add taken into the op ------------------------------------------------
+# prepare_batching folds each pair's Add(base, delta) into the op (input 5, ``base``); ONNX Runtime may run it
+# in place of base. Three layouts of the same prepared model must give the same rows: the folded one (base read
+# only by the op: in place allowed), one where every base operand is also a graph output (ONNX Runtime must
+# keep base intact: the op copies it, then adds), and the five-input form with the Add back (what older
+# prepared models hold). The kept base outputs must still equal x·W: the op never writes into a base it was
+# not given in place.
+
+
+def _variant(path: str, out: str, mode: str) -> List[str]:
+    """Writes the folded model at ``path`` as ``mode`` ('expose': base operands also graph outputs; 'unfold':
+    the Add back behind a five-input op); returns the exposed base names."""
+    import onnx
+    from onnx import helper
+
+    m = onnx.load(path)
+    g = m.graph
+    exposed: List[str] = []
+    nodes = []
+    for n in g.node:
+        if n.op_type != "LoraSlotMatMul":
+            nodes.append(n)
+            continue
+        assert len(n.input) == 6 and n.input[5], n.name
+        if mode == "expose":
+            exposed.append(n.input[5])
+            g.output.append(helper.make_tensor_value_info(n.input[5], onnx.TensorProto.FLOAT, None))
+            nodes.append(n)
+        else:
+            base, y = n.input[5], n.output[0]
+            del n.input[5]
+            n.output[0] = y + "_delta"
+            nodes += [n, helper.make_node("Add", [base, y + "_delta"], [y], name=n.name + "_add")]
+    del g.node[:]
+    g.node.extend(nodes)
+    onnx.save(m, out)
+    return exposed
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("seq", [1, 5, 17])
+def test_base_operand_in_place_copied_or_added_by_the_graph(setup, tmp_path, seq, threads):
+    info, path, params, files = setup
+    exposed = _variant(path, str(tmp_path / "expose.onnx"), "expose")
+    _variant(path, str(tmp_path / "unfold.onnx"), "unfold")
+    assert len(exposed) == len(info.pairs)
+    rows = [["r16"], [], ["r37"], ["r3"], ["r16", "r20"], []]
+    ids = T.make_input_ids(info, batch=len(rows), seq=seq, seed=7 + seq)
+    plain = _open(info.path, files)
+    outs = {}
+    with plain[0], plain[1]:
+        for name in ("folded", "expose", "unfold"):
+            p = path if name == "folded" else str(tmp_path / f"{name}.onnx")
+            model, adapters = _open(p, files, intra_op_threads=threads, base_graph=False)
+            with model, adapters:
+                opts = ml.RunOptions()
+                opts.set_active_adapters_per_row(adapters, rows)
+                names = ["logits"] + (exposed if name == "expose" else [])
+                outs[name] = model.run(names, {"input_ids": ids}, opts)
+                _check(outs[name][0], info, params, plain, ids, rows)
+        # Folded in place or copied: the same arithmetic, bit for bit.
+        np.testing.assert_array_equal(outs["folded"][0], outs["expose"][0])
+        # The first pair's base operand (graph order: no LoRA term precedes it) is the same x·W with and
+        # without adapters: the op did not write into the base it was given as a graph output.
+        with ml.Model(str(tmp_path / "expose.onnx"), base_graph=False) as model:
+            (cleared,) = model.run([exposed[0]], {"input_ids": ids})
+        np.testing.assert_array_equal(outs["expose"][1], cleared)
+
+
+def test_cleared_pairs_leave_the_base_output_bitwise(setup):
+    """A run whose rows have no adapter (one session: base graph off) gives the base model's logits exactly:
+    rank-0 rows add nothing, in place or not."""
+    info, path, _, files = setup
+    ids = T.make_input_ids(info, batch=3, seq=4, seed=3)
+    with ml.Model(info.path) as plain, ml.Model(path, base_graph=False) as fused:
+        (want,) = plain.run(["logits"], {"input_ids": ids})
+        (got,) = fused.run(["logits"], {"input_ids": ids})
+        assert fused.session_runs.lora == 1 and fused.session_runs.base == 0
+    np.testing.assert_array_equal(got, want)
+
+
+def test_base_operand_of_the_wrong_shape_is_refused(setup, tmp_path):
+    """A hand-edited model whose base operand is not [batch, seq, out]: the run fails (ONNX Runtime's status,
+    from the op's INVALID_ARGUMENT) naming the node and both shapes."""
+    import onnx
+
+    info, path, _, files = setup
+    m = onnx.load(path)
+    node = next(n for n in m.graph.node if n.op_type == "LoraSlotMatMul" and "up_proj" in n.name)
+    node.input[5] = node.input[0]  # x: [batch, seq, in], in != up_proj's out
+    bad = str(tmp_path / "bad.onnx")
+    onnx.save(m, bad)
+    model, adapters = _open(bad, files, base_graph=False)
+    with model, adapters, pytest.raises(ml.OnnxRuntimeError) as e:
+        opts = ml.RunOptions()
+        opts.set_active_adapters_per_row(adapters, [["r16"], []])
+        model.run(["logits"], {"input_ids": T.make_input_ids(info, batch=2, seq=3)}, opts)
+    assert_error(e, ml.OnnxRuntimeError, "MLORA_STATUS_RUNTIME", node.name, "base is float32 [2, 3, 42]")
+    assert "expected float32 [2, 3, " in str(e.value)

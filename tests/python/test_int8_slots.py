@@ -350,7 +350,7 @@ def test_op_refuses_missing_or_misshapen_scales(tmp_path):
             with pytest.raises(ml.OnnxRuntimeError) as e:
                 m.run(["y"], {**feeds, "A_scales": bad_as, "B_scales": bad_bs})
             assert_error(
-                e, ml.OnnxRuntimeError, "MLORA_STATUS_RUNTIME", "LoraSlotMatMul node 'probe/LoraSlotMatMul'", f"{name} has shape", want
+                e, ml.OnnxRuntimeError, "MLORA_STATUS_RUNTIME", "LoraSlotMatMul node 'probe/LoraSlotMatMul'", f"{name} is float32", f"expected float32 {want}"
             )
 
 
