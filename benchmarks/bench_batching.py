@@ -40,7 +40,8 @@ def main() -> None:
     ap.add_argument("--seq", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--threads", type=int, default=1, help="intra-op threads for both runtimes")
-    ap.add_argument("--half", default="float16", choices=["float16", "bfloat16", "int8", "none"], help="16-bit or int8 slot row"
+    ap.add_argument(
+        "--half", default="float16", choices=["float16", "bfloat16", "int8", "none"], help="16-bit or int8 slot row"
     )
     args = ap.parse_args()
 

@@ -143,7 +143,8 @@ std::shared_ptr<const Adapter> dequantize_adapter(std::shared_ptr<const Adapter>
       std::shared_ptr<void> sbuf(sraw, [](void* q) { std::free(q); });
       auto* st = static_cast<float*>(sbuf.get());
       for (int64_t n = 0; n < N; ++n) {
-        for (int64_t b = 0; b < blocks; ++b) st[b * N + n] = scale_at(s->data, s->dtype, static_cast<size_t>(n * blocks + b));
+        for (int64_t b = 0; b < blocks; ++b)
+          st[b * N + n] = scale_at(s->data, s->dtype, static_cast<size_t>(n * blocks + b));
       }
       p.block_scales = st;
       p.scale_block = t.block_size;

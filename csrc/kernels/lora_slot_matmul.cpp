@@ -354,7 +354,7 @@ MLORA_INLINE void lora_rows(const float* x, const typename E::T* a, const typena
 
 // One multiversioned entry per element type (target_clones on templates is not portable across GCC versions).
 // sa, sb: int8 slots' scales (null for float slots).
-#define MLORA_ROWS_ARGS                                                                                          \
+#define MLORA_ROWS_ARGS                                                                                            \
   const float *x, const void *a, const void *b, const float *sa, const float *sb, float *y, int64_t n, int64_t in, \
       int64_t r, int64_t out, bool add
 MLORA_CLONES
@@ -405,10 +405,10 @@ struct Kernel {
   std::string node;  // for messages
 };
 
-constexpr size_t kInputs = 8;     // x, A, B, lora_slot, lora_ranks, base, A_scales, B_scales (the last 3 optional)
-constexpr size_t kBaseInput = 5;  // the base MatMul's output: y = base + LoRA (prepare-batching folds the Add)
+constexpr size_t kInputs = 8;       // x, A, B, lora_slot, lora_ranks, base, A_scales, B_scales (the last 3 optional)
+constexpr size_t kBaseInput = 5;    // the base MatMul's output: y = base + LoRA (prepare-batching folds the Add)
 constexpr size_t kScalesInput = 6;  // A_scales, then B_scales: int8 slots only
-constexpr size_t kMaxDims = 8;    // x is [batch, seq, in] from prepare-batching; anything deeper is refused
+constexpr size_t kMaxDims = 8;      // x is [batch, seq, in] from prepare-batching; anything deeper is refused
 
 // An input's element type and shape, without allocating (compute runs once per pair per step).
 struct Shape {
@@ -466,8 +466,7 @@ void run_item(void* data, size_t item) {
   const size_t b_off = static_cast<size_t>(s * j.R * j.out) * j.esize;
   const float* sa = j.sa ? j.sa + s * j.a_blocks * j.R : nullptr;
   const float* sb = j.sb ? j.sb + s * j.b_blocks * j.out : nullptr;
-  j.rows(j.x + (row * j.tokens + t0) * j.in, j.a + a_off, j.b + b_off, sa, sb, y, n, j.in, r, j.out,
-         j.base != nullptr);
+  j.rows(j.x + (row * j.tokens + t0) * j.in, j.a + a_off, j.b + b_off, sa, sb, y, n, j.in, r, j.out, j.base != nullptr);
 }
 
 OrtStatus* invalid(const Kernel& k, const std::string& what) {

@@ -166,11 +166,11 @@ struct Model::Impl {
   BatchKernel kernel = BatchKernel::kNone;
   int64_t pairs = 0;
   size_t batch_slots = 0;
-  bool quantized = false;                    // some LoRA inputs are MatMulNBits inputs (QuantInfo)
-  std::vector<DequantTarget> dequant;        // prepared models: float inputs that replaced quantized ones
+  bool quantized = false;              // some LoRA inputs are MatMulNBits inputs (QuantInfo)
+  std::vector<DequantTarget> dequant;  // prepared models: float inputs that replaced quantized ones
   std::unordered_map<std::string, std::string> slot_scales;  // int8 slots: LoRA input -> its scales input
   std::unordered_set<std::string> scale_inputs;              // the scales inputs (metadata multilora.slot_scales)
-  std::shared_ptr<const GenaiConfig> genai;  // set when the model is a folder with genai_config.json
+  std::shared_ptr<const GenaiConfig> genai;                  // set when the model is a folder with genai_config.json
 };
 
 void check_model_options(const std::string& path, const ModelOptions& options) {

@@ -254,12 +254,11 @@ void ActiveSet::build_int8(ActiveSet& set, size_t index, const LoraInput& in,
   if (!exact && !quantize_int8_blocks(v, rows, cols, qd, sd)) {
     std::string names;
     for (const auto& c : parts) names += (names.empty() ? "'" : ", '") + printable_text(*c.adapter) + "'";
-    fail(MLORA_STATUS_INVALID_ARGUMENT, "adapter " + names + " gives LoRA input '" + in.name +
-                                            "' non-finite values, which int8 slots cannot hold");
+    fail(MLORA_STATUS_INVALID_ARGUMENT,
+         "adapter " + names + " gives LoRA input '" + in.name + "' non-finite values, which int8 slots cannot hold");
   }
   auto value = make_ort_tensor(MLORA_DTYPE_INT8, {1, rows, cols}, q.get(), count);
-  auto scale_value =
-      make_ort_tensor(MLORA_DTYPE_FLOAT32, {1, blocks, cols}, scales.get(), scale_count * sizeof(float));
+  auto scale_value = make_ort_tensor(MLORA_DTYPE_FLOAT32, {1, blocks, cols}, scales.get(), scale_count * sizeof(float));
   set.blocks_.push_back({index, q.get(), fixed, target, static_cast<const float*>(scales.get())});
   set.feed_name_storage_.push_back(in.name);
   set.feed_values_.push_back(value.get());

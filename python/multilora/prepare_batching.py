@@ -28,9 +28,9 @@ per pair. The pair itself becomes, by ``kernel``:
     bfloat16 adapters for such a model and converts them to the slot dtype when a set is built (exact for an
     adapter already in that dtype, rounded otherwise; docs/design.md §6). ``int8``: A and B int8 plus two
     float32 inputs per pair the runtime fills, ``<A>_scales [S, ceil(in/32), R]`` and ``<B>_scales
-    [S, ceil(R/32), out]`` (node inputs 6 and 7; input 5 is ``base``, "" when the pair has no Add), named in the metadata
-    ``multilora.slot_scales``; float adapters are quantized per block of 32 rows along K when a set is built
-    (lossy), int4 (MatMulNBits) adapters are held exactly.
+    [S, ceil(R/32), out]`` (node inputs 6 and 7; input 5 is ``base``, "" when the pair has no Add), named in
+    the metadata ``multilora.slot_scales``; float adapters are quantized per block of 32 rows along K when a
+    set is built (lossy), int4 (MatMulNBits) adapters are held exactly.
 ``gather``
     ``MatMul(MatMul(x, Gather(A_stack, lora_slot)), Gather(B_stack, lora_slot))``: standard ONNX, any
     dtype, slots zero-padded to a common rank (exact, but the gather copies every row's weights).

@@ -330,6 +330,9 @@ def test_op_equals_numpy_on_arbitrary_int8_and_scales(tmp_path, tokens):
         assert np.all(np.abs(y[row] - ref) <= bound), (row, s, float(np.abs(y[row] - ref).max()))
 
 
+NODE = "LoraSlotMatMul node 'probe/LoraSlotMatMul'"
+
+
 def test_op_refuses_missing_or_misshapen_scales(tmp_path):
     """int8 A/B without scales, scales of the wrong shape: the node's message says which input and what
     shape it expected (ONNX Runtime's status is INVALID_ARGUMENT; multilora reports an ONNX Runtime failure of
@@ -340,7 +343,7 @@ def test_op_refuses_missing_or_misshapen_scales(tmp_path):
     with ml.Model(_op_model(tmp_path / "no.onnx", with_scales=False)) as m:
         with pytest.raises(ml.OnnxRuntimeError) as e:
             m.run(["y"], feeds)
-        assert_error(e, ml.OnnxRuntimeError, "MLORA_STATUS_RUNTIME", "LoraSlotMatMul node 'probe/LoraSlotMatMul'", "A_scales is missing")
+        assert_error(e, ml.OnnxRuntimeError, "MLORA_STATUS_RUNTIME", NODE, "A_scales is missing")
     with ml.Model(_op_model(tmp_path / "op.onnx")) as m:
         for bad_as, bad_bs, name, want in [
             (As[:, :1], Bs, "A_scales", "[1, 2, 8]"),
@@ -350,7 +353,7 @@ def test_op_refuses_missing_or_misshapen_scales(tmp_path):
             with pytest.raises(ml.OnnxRuntimeError) as e:
                 m.run(["y"], {**feeds, "A_scales": bad_as, "B_scales": bad_bs})
             assert_error(
-                e, ml.OnnxRuntimeError, "MLORA_STATUS_RUNTIME", "LoraSlotMatMul node 'probe/LoraSlotMatMul'", f"{name} is float32", f"expected float32 {want}"
+                e, ml.OnnxRuntimeError, "MLORA_STATUS_RUNTIME", NODE, f"{name} is float32", f"expected float32 {want}"
             )
 
 
