@@ -21,6 +21,7 @@
 #include "util/dtype.h"
 #include "util/error.h"
 #include "util/json.h"
+#include "util/utf8.h"
 
 namespace mlora {
 
@@ -879,6 +880,15 @@ std::vector<OrtValuePtr> Model::run(const std::vector<std::string>& input_names,
   std::vector<OrtValuePtr> outputs;
   outputs.reserve(raw_outputs.size());
   for (OrtValue* v : raw_outputs) outputs.emplace_back(v);  // owns them even on failure
+  if (status && api.GetErrorCode(status) == ORT_INVALID_ARGUMENT) {
+    // Our fused op refusing its inputs (e.g. an int8 slot's scales missing or misshapen): INVALID_ARGUMENT with
+    // its message, which names the node; other ONNX Runtime failures stay RUNTIME.
+    const std::string message = escape_invalid_utf8(api.GetErrorMessage(status));
+    if (message.find(std::string(kLoraSlotMatMulOp) + " node '") != std::string::npos) {
+      api.ReleaseStatus(status);
+      fail(MLORA_STATUS_INVALID_ARGUMENT, "running model '" + m.path + "': " + message);
+    }
+  }
   ort_check(status, "running model '" + m.path + "'");
   return outputs;
 }
