@@ -95,6 +95,19 @@ struct F16C {
   }
   static MLORA_INLINE float one(const T* p) { return half_to_float(*p); }
 };
+// bfloat16 the same way: zero-extend eight 16-bit values to 32 bits straight from memory, shift into the top
+// half. GCC compiled BF16's vector-extension version into stores and reloads through the stack (the cached
+// bfloat16 row took 2.3x the float16 one in benchmarks/kernel_rows.cpp).
+struct BF16X {
+  static constexpr bool kScaled = false;
+  using T = uint16_t;
+  static MLORA_INLINE v8 load(const T* p) {
+    v8 v;
+    __asm__("vpmovzxwd %1, %0\n\tvpslld $16, %0, %0" : "=x"(v) : "m"(*reinterpret_cast<const uint8_t (*)[16]>(p)));
+    return v;
+  }
+  static MLORA_INLINE float one(const T* p) { return bfloat16_to_float(*p); }
+};
 #endif
 // int8, sign-extended and converted to float in registers: exact. Portable; GCC 12 turns this
 // __builtin_convertvector into eight scalar vcvtsi2ss (seen in the disassembly: the int8 kernel then cost twice
@@ -197,11 +210,61 @@ MLORA_INLINE void xa_chunk(const float* x, const typename E::T* a, const float* 
   }
 }
 
-// The same for the last c < 16 columns (int8: each element times its block's scale).
+// t[k][0..8) = x[k] · A[:, c0..c0+8) for M tokens: xa_chunk for an 8-column chunk (rank 8, PEFT's default, or
+// the first 8 of a 9..15-column tail), one vector per token and U = 8/M interleaved rows of A for few tokens.
+// (The scalar xa_tail made a rank-8 decode row 2x (float32) to 4x (16-bit slots) slower than a rank-16 one.)
+// int8 A: per block of kQBlock rows, as in xa_chunk.
+template <class E, int M>
+MLORA_INLINE void xa_chunk8(const float* x, const typename E::T* a, const float* sa, float (*t)[kChunk], int64_t in,
+                            int64_t r, int64_t c0) {
+  constexpr int U = M >= 8 ? 1 : 8 / M;
+  v8 acc[U][M];
+  v8 tot[M];
+  for (int u = 0; u < U; ++u) {
+    for (int k = 0; k < M; ++k) acc[u][k] = v8{};
+  }
+  for (int k = 0; k < M; ++k) tot[k] = v8{};
+  const int64_t span = E::kScaled ? kQBlock : in;
+  for (int64_t i0 = 0; i0 < in; i0 += span) {
+    const int64_t i1 = std::min(in, i0 + span);
+    int64_t i = i0;
+    for (; i + U <= i1; i += U) {
+      for (int u = 0; u < U; ++u) {
+        const v8 av = E::load(a + (i + u) * r + c0);
+        for (int k = 0; k < M; ++k) acc[u][k] += av * x[k * in + i + u];
+      }
+    }
+    for (; i < i1; ++i) {
+      const v8 av = E::load(a + i * r + c0);
+      for (int k = 0; k < M; ++k) acc[0][k] += av * x[k * in + i];
+    }
+    if constexpr (E::kScaled) {
+      const v8 sv = load8(sa + (i0 / kQBlock) * r + c0);
+      for (int k = 0; k < M; ++k) {
+        for (int u = 1; u < U; ++u) {
+          acc[0][k] += acc[u][k];
+          acc[u][k] = v8{};
+        }
+        tot[k] += acc[0][k] * sv;
+        acc[0][k] = v8{};
+      }
+    }
+  }
+  if constexpr (!E::kScaled) {
+    for (int u = 1; u < U; ++u) {
+      for (int k = 0; k < M; ++k) acc[0][k] += acc[u][k];
+    }
+    for (int k = 0; k < M; ++k) tot[k] = acc[0][k];
+  }
+  for (int k = 0; k < M; ++k) store8(t[k], tot[k]);
+}
+
+// The same for the last c < 16 columns into t[k][off..off+c): scalar, the 8-column part vectorized first (int8:
+// each element times its block's scale).
 template <class E>
 MLORA_INLINE void xa_tail(const float* x, const typename E::T* a, const float* sa, float (*t)[kChunk], int64_t m,
-                          int64_t in, int64_t r, int64_t c0, int64_t c) {
-  for (int64_t k = 0; k < m; ++k) std::fill(t[k], t[k] + c, 0.0f);
+                          int64_t in, int64_t r, int64_t c0, int64_t c, int64_t off = 0) {
+  for (int64_t k = 0; k < m; ++k) std::fill(t[k] + off, t[k] + off + c, 0.0f);
   float ar[kChunk];
   for (int64_t i = 0; i < in; ++i) {
     for (int64_t j = 0; j < c; ++j) {
@@ -210,7 +273,7 @@ MLORA_INLINE void xa_tail(const float* x, const typename E::T* a, const float* s
     }
     for (int64_t k = 0; k < m; ++k) {
       const float xi = x[k * in + i];
-      for (int64_t j = 0; j < c; ++j) t[k][j] += xi * ar[j];
+      for (int64_t j = 0; j < c; ++j) t[k][off + j] += xi * ar[j];
     }
   }
 }
@@ -300,6 +363,9 @@ MLORA_INLINE void rows_m(const float* x, const typename E::T* a, const typename 
     const int64_t c = std::min(kChunk, r - c0);
     if (c == kChunk) {
       xa_chunk<E, M>(x, a, sa, t, in, r, c0);
+    } else if (c >= 8) {
+      xa_chunk8<E, M>(x, a, sa, t, in, r, c0);
+      if (c > 8) xa_tail<E>(x, a, sa, t, M, in, r, c0 + 8, c - 8, 8);
     } else {
       xa_tail<E>(x, a, sa, t, M, in, r, c0, c);
     }
@@ -362,7 +428,8 @@ void lora_rows_f32(MLORA_ROWS_ARGS) {
   lora_rows<F32>(x, static_cast<const float*>(a), static_cast<const float*>(b), sa, sb, y, n, in, r, out, add);
 }
 #if MLORA_FMV
-// Versions by target instead of clones: the default one widens in integer operations, the others with F16C.
+// Versions by target instead of clones: the default one widens in integer operations, the others with F16C
+// (float16) or one zero-extending load (bfloat16).
 __attribute__((target("default"))) void lora_rows_f16(MLORA_ROWS_ARGS) {
   lora_rows<F16>(x, static_cast<const uint16_t*>(a), static_cast<const uint16_t*>(b), sa, sb, y, n, in, r, out, add);
 }
@@ -390,10 +457,21 @@ void lora_rows_i8(MLORA_ROWS_ARGS) {
   lora_rows<I8>(x, static_cast<const int8_t*>(a), static_cast<const int8_t*>(b), sa, sb, y, n, in, r, out, add);
 }
 #endif
-MLORA_CLONES
+#if MLORA_FMV
+__attribute__((target("default"))) void lora_rows_bf16(MLORA_ROWS_ARGS) {
+  lora_rows<BF16>(x, static_cast<const uint16_t*>(a), static_cast<const uint16_t*>(b), sa, sb, y, n, in, r, out, add);
+}
+__attribute__((target("arch=x86-64-v3"))) void lora_rows_bf16(MLORA_ROWS_ARGS) {
+  lora_rows<BF16X>(x, static_cast<const uint16_t*>(a), static_cast<const uint16_t*>(b), sa, sb, y, n, in, r, out, add);
+}
+__attribute__((target("arch=x86-64-v4"))) void lora_rows_bf16(MLORA_ROWS_ARGS) {
+  lora_rows<BF16X>(x, static_cast<const uint16_t*>(a), static_cast<const uint16_t*>(b), sa, sb, y, n, in, r, out, add);
+}
+#else
 void lora_rows_bf16(MLORA_ROWS_ARGS) {
   lora_rows<BF16>(x, static_cast<const uint16_t*>(a), static_cast<const uint16_t*>(b), sa, sb, y, n, in, r, out, add);
 }
+#endif
 #undef MLORA_ROWS_ARGS
 
 using RowsFn = void (*)(const float*, const void*, const void*, const float*, const float*, float*, int64_t, int64_t,
@@ -807,6 +885,15 @@ void add_lora_op_domain(OrtSessionOptions* options) {
   if (!domain)
     fail(MLORA_STATUS_RUNTIME, std::string("ONNX Runtime refused the ") + kLoraOpDomain + " op domain: " + error);
   ort_check(ort().AddCustomOpDomain(options, domain), std::string("adding the ") + kLoraOpDomain + " op domain");
+}
+
+bool lora_slot_rows(int32_t dtype, const float* x, const void* a, const void* b, float* y, int64_t tokens, int64_t in,
+                    int64_t rank, int64_t out, bool add) {
+  const RowsFn rows = rows_for(static_cast<ONNXTensorElementDataType>(dtype));
+  // int8 slots need their scales: not offered here
+  if (!rows || rank <= 0 || dtype == ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8) return false;
+  rows(x, a, b, nullptr, nullptr, y, tokens, in, rank, out, add);
+  return true;
 }
 
 }  // namespace mlora

@@ -387,3 +387,25 @@ def test_base_operand_of_the_wrong_shape_is_refused(setup, tmp_path):
         model.run(["logits"], {"input_ids": T.make_input_ids(info, batch=2, seq=3)}, opts)
     assert_error(e, ml.InvalidArgumentError, "MLORA_STATUS_INVALID_ARGUMENT", node.name, "base is float32 [2, 3, 42]")
     assert "expected float32 [2, 3, " in str(e.value)
+
+
+# Ranks whose chunk of columns is 8 wide (rank 8, PEFT's default), 8 + a scalar tail (12), 16 + 8 (24) and
+# 16 + 8 + tail (29): the 8-column path of x·A for every token count (1 = decode, 3, 4 + 1).
+@pytest.mark.parametrize("seq", [1, 3, 5])
+def test_eight_column_rank_chunks(setup, tmp_path, seq):
+    info, path, _, _ = setup
+    ranks = {"q8": 8, "q12": 12, "q24": 24, "q29": 29}
+    params = {n: T.make_adapter_params(info, rank=r, seed=60 + r) for n, r in ranks.items()}
+    files = {}
+    for n, p in params.items():
+        files[n] = str(tmp_path / f"{n}.onnx_adapter")
+        T.write_ort_adapter(files[n], p)
+    rows = [["q8"], ["q12"], [], ["q24"], ["q29"], ["q8", "q29"], ["q8"]]
+    model, adapters = _open(path, files, intra_op_threads=2)
+    plain = _open(info.path, files)
+    with model, adapters, plain[0], plain[1]:
+        ids = T.make_input_ids(info, batch=len(rows), seq=seq, seed=20 + seq)
+        opts = ml.RunOptions()
+        opts.set_active_adapters_per_row(adapters, rows)
+        (out,) = model.run(["logits"], {"input_ids": ids}, opts)
+        _check(out, info, params, plain, ids, rows)

@@ -311,12 +311,12 @@ def _op_inputs(rng, batch, tokens, n_in, out, slots_ranks, R):
 
 @pytest.mark.parametrize("tokens", [1, 2, 3, 5, 17])
 def test_op_equals_numpy_on_arbitrary_int8_and_scales(tmp_path, tokens):
-    """Slots of ranks 0, 3, 16, 20, 37, 40 (chunk tails, B's second scale block at rank rows 32..), in 80
+    """Slots of ranks 0, 3, 12, 16, 20, 37, 40 (8-column chunks, tails, B's second scale block), in 80
     (three A blocks, the last partial), out 70 (a 6-output tail); rows on different slots. Bound: an fp32
     sum of n products errs by at most n·2^-24 of the sum of their magnitudes (first order), n = in + R + 2
     roundings on a path through x·A, the scale, ·B and the scale."""
     rng = np.random.default_rng(tokens)
-    n_in, out, ranks = 80, 70, [0, 3, 16, 20, 37, 40]
+    n_in, out, ranks = 80, 70, [0, 3, 12, 16, 20, 37, 40]
     R = max(ranks)
     x, A, B, As, Bs, dense = _op_inputs(rng, len(ranks), tokens, n_in, out, ranks, R)
     slot = np.arange(len(ranks), dtype=np.int64)[::-1].copy()
@@ -401,7 +401,7 @@ def _probe_model(path: Path, n_in: int, out: int) -> Tuple[str, str, str]:
     return str(path), a, b
 
 
-@pytest.mark.parametrize("rank", [3, 16, 20, 40])
+@pytest.mark.parametrize("rank", [3, 12, 16, 20, 40])
 def test_quantization_is_the_rule_bit_for_bit(tmp_path, rank):
     n_in, out = 80, 70
     path, a_name, b_name = _probe_model(tmp_path / "probe.onnx", n_in, out)

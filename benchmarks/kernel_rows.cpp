@@ -1,0 +1,113 @@
+// The fused kernel's per-row arithmetic alone (csrc/kernels/lora_slot_matmul.*), no ONNX Runtime: how long one
+// decode row (one token, its own slot's A [in, r] and B [r, out]) takes when the slot comes from memory (a
+// different slot per row, over more slots than the caches hold) and when it is cached (the same slot every
+// row), for each slot dtype. One thread; the best of --repeats passes per figure, and GB/s = the slot bytes
+// read per row / that time. Built with the CTest targets (MLORA_BUILD_TESTS=ON) as build/.../kernel_rows:
+//
+//   kernel_rows [--in 768] [--out 768] [--rank 16] [--slots 1024] [--repeats 8]
+//
+// Use it to compare kernel changes on one machine in one run (docs/notes.md, 2026-12-07); the model-level
+// figures are benchmarks/bench_batching_llm.py's.
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/lora_slot_matmul.h"
+#include "multilora/multilora.h"
+
+namespace {
+
+struct Args {
+  int64_t in = 768, out = 768, rank = 16, slots = 1024;
+  int repeats = 8;
+};
+
+bool parse(int argc, char** argv, Args& a) {
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string k = argv[i];
+    const long long v = std::atoll(argv[i + 1]);
+    if (v <= 0) return false;
+    if (k == "--in") {
+      a.in = v;
+    } else if (k == "--out") {
+      a.out = v;
+    } else if (k == "--rank") {
+      a.rank = v;
+    } else if (k == "--slots") {
+      a.slots = v;
+    } else if (k == "--repeats") {
+      a.repeats = static_cast<int>(v);
+    } else {
+      return false;
+    }
+  }
+  return argc % 2 == 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Args a;
+  if (!parse(argc, argv, a)) {
+    std::fprintf(stderr, "usage: %s [--in N] [--out N] [--rank N] [--slots N] [--repeats N]\n", argv[0]);
+    return 2;
+  }
+  const int64_t per_slot = a.in * a.rank + a.rank * a.out;
+  std::mt19937 rng(1);
+  std::uniform_real_distribution<float> dist(-0.05f, 0.05f);
+  std::vector<float> x(static_cast<size_t>(a.in)), y(static_cast<size_t>(a.out));
+  for (float& v : x) v = dist(rng);
+  std::vector<float> w32(static_cast<size_t>(per_slot * a.slots));
+  for (float& v : w32) v = dist(rng);
+  std::vector<uint16_t> w16(w32.size());
+  for (size_t i = 0; i < w32.size(); ++i) {  // the top half of the float: a valid bfloat16 and float16 pattern
+    uint32_t bits;
+    std::memcpy(&bits, &w32[i], sizeof(bits));
+    w16[i] = static_cast<uint16_t>(bits >> 16 & 0x3fff);  // small exponent: a normal float16 too
+  }
+  std::vector<int64_t> order(static_cast<size_t>(a.slots));
+  std::iota(order.begin(), order.end(), 0);
+  std::shuffle(order.begin(), order.end(), rng);
+  struct Kind {
+    const char* name;
+    int32_t dtype;
+    const void* w;
+    size_t esize;
+  };
+  const Kind kinds[] = {{"float32", MLORA_DTYPE_FLOAT32, w32.data(), 4},
+                        {"float16", MLORA_DTYPE_FLOAT16, w16.data(), 2},
+                        {"bfloat16", MLORA_DTYPE_BFLOAT16, w16.data(), 2}};
+  std::printf("in %lld  rank %lld  out %lld  slots %lld (%.1f MB of float32 slots)  best of %d\n",
+              static_cast<long long>(a.in), static_cast<long long>(a.rank), static_cast<long long>(a.out),
+              static_cast<long long>(a.slots), static_cast<double>(w32.size()) * 4 / 1e6, a.repeats);
+  std::printf("%-9s %14s %9s %14s %9s\n", "slots", "memory us/row", "GB/s", "cached us/row", "GB/s");
+  for (const Kind& k : kinds) {
+    double best[2] = {1e30, 1e30};
+    for (int rep = 0; rep < a.repeats; ++rep) {
+      for (int cached = 0; cached < 2; ++cached) {
+        const auto t0 = std::chrono::steady_clock::now();
+        for (int64_t i = 0; i < a.slots; ++i) {
+          const int64_t s = cached ? 0 : order[static_cast<size_t>(i)];
+          const char* base = static_cast<const char*>(k.w) + static_cast<size_t>(s * per_slot) * k.esize;
+          const char* b = base + static_cast<size_t>(a.in * a.rank) * k.esize;
+          if (!mlora::lora_slot_rows(k.dtype, x.data(), base, b, y.data(), 1, a.in, a.rank, a.out, true)) return 1;
+        }
+        const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        best[cached] = std::min(best[cached], sec / static_cast<double>(a.slots));
+      }
+    }
+    const double bytes = static_cast<double>(per_slot) * static_cast<double>(k.esize);
+    std::printf("%-9s %14.2f %9.1f %14.2f %9.1f\n", k.name, best[0] * 1e6, bytes / best[0] / 1e9, best[1] * 1e6,
+                bytes / best[1] / 1e9);
+  }
+  volatile float sink = y[0];  // keep the results alive
+  (void)sink;
+  return 0;
+}
