@@ -28,7 +28,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from build_llm_bench_model import add_dims, apply_tiny, default_out, int8_slot_bytes  # noqa: E402
+from build_llm_bench_model import add_dims, apply_tiny, default_out, slot_bytes  # noqa: E402
 
 
 def main() -> int:
@@ -79,10 +79,8 @@ def main() -> int:
         files = [os.path.join(root, adapters, f"a{i}.onnx_adapter") for i in range(args.batch)] if adapters else []
         for i, f in enumerate(files):
             reg.load(f, f"a{i}")
-        if folder == "batched-fused-int8":  # what the int8 slots hold: int8 values plus float32 block scales
-            nbytes[key] = len(files) * int8_slot_bytes(os.path.join(root, folder), args.rank)
-        else:
-            nbytes[key] = sum(np.asarray(v).nbytes for f in files for v in ml.read_adapter(f).parameters.values())
+        # what the slots hold (int8: plus the block scales; 4-bit files: their dequantized values)
+        nbytes[key] = len(files) * slot_bytes(os.path.join(root, folder), args.rank) if files else 0
         opened[key] = (model, reg, bool(files))
 
     times: Dict[str, List[float]] = {k: [] for k in variants}

@@ -297,18 +297,23 @@ def half_dtypes(args: argparse.Namespace) -> List[str]:
     return out
 
 
-def int8_slot_bytes(folder: str, rank: int) -> int:
-    """Bytes one rank-``rank`` adapter occupies in int8 slots (what a row reads per step): A [in, r] int8 plus
-    its scales [ceil(in/32), r] float32, B [r, out] int8 plus [ceil(r/32), out] float32, over every pair."""
+def slot_bytes(folder: str, rank: int) -> int:
+    """Bytes one rank-``rank`` adapter occupies in the slots of the prepared model ``folder`` (what a row reads
+    per step), by the slot dtype it declares: A [in, r] and B [r, out] in that dtype; int8 slots also hold the
+    scales, [ceil(in/32), r] and [ceil(r/32), out] float32. (A 4-bit file is dequantized into the slots, so its
+    own size is not what a step reads.)"""
     import multilora as ml
 
+    size = {"float32": 4, "float16": 2, "bfloat16": 2, "int8": 1}
     total = 0
     with ml.Model(folder) as m:
         for i in m.lora_inputs:
             fixed = i.features
-            k = fixed if i.rank_axis == 1 else rank  # K: A's input rows, B's rank rows
-            cols = rank if i.rank_axis == 1 else fixed
-            total += fixed * rank + -(-k // 32) * cols * 4
+            total += fixed * rank * size[i.dtype]
+            if i.dtype == "int8":
+                k = fixed if i.rank_axis == 1 else rank  # K: A's input rows, B's rank rows
+                cols = rank if i.rank_axis == 1 else fixed
+                total += -(-k // 32) * cols * 4
     return total
 
 
