@@ -888,11 +888,11 @@ void add_lora_op_domain(OrtSessionOptions* options) {
 }
 
 bool lora_slot_rows(int32_t dtype, const float* x, const void* a, const void* b, float* y, int64_t tokens, int64_t in,
-                    int64_t rank, int64_t out, bool add) {
+                    int64_t rank, int64_t out, bool add, const float* a_scales, const float* b_scales) {
   const RowsFn rows = rows_for(static_cast<ONNXTensorElementDataType>(dtype));
-  // int8 slots need their scales: not offered here
-  if (!rows || rank <= 0 || dtype == ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8) return false;
-  rows(x, a, b, nullptr, nullptr, y, tokens, in, rank, out, add);
+  const bool scaled = dtype == ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8;
+  if (!rows || rank <= 0 || (scaled && (!a_scales || !b_scales))) return false;
+  rows(x, a, b, scaled ? a_scales : nullptr, scaled ? b_scales : nullptr, y, tokens, in, rank, out, add);
   return true;
 }
 

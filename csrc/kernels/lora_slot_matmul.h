@@ -39,10 +39,12 @@ constexpr const char* kLoraSlotMatMulOp = "LoraSlotMatMul";
 
 // The op's arithmetic for one row (no ONNX Runtime involved; for benchmarks/kernel_rows.cpp): y[t, :] (+)=
 // (x[t, :] · A) · B for `tokens` tokens, A packed [in, rank] and B [rank, out] of element type `dtype`
-// (MLORA_DTYPE_FLOAT32/FLOAT16/BFLOAT16), y overwritten unless `add`. Returns false (nothing done) for another
-// dtype or rank <= 0.
+// (MLORA_DTYPE_FLOAT32/FLOAT16/BFLOAT16, or INT8 with its scales: a_scales [ceil(in/32), rank], b_scales
+// [ceil(rank/32), out]), y overwritten unless `add`. Returns false (nothing done) for another dtype, rank <= 0,
+// or int8 without both scales.
 bool lora_slot_rows(int32_t dtype, const float* x, const void* a, const void* b, float* y, int64_t tokens, int64_t in,
-                    int64_t rank, int64_t out, bool add);
+                    int64_t rank, int64_t out, bool add, const float* a_scales = nullptr,
+                    const float* b_scales = nullptr);
 
 // Adds the "com.multilora" domain (created once per process, never released: sessions may outlive any
 // owner) to session options. Throws RUNTIME when ONNX Runtime refuses it.
