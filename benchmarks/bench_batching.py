@@ -3,7 +3,7 @@
 Compares, on the same seeded ``multilora.testing`` model, adapters and inputs:
   - multilora per-row: one Run of the whole batch on the model rewritten by ``multilora prepare-batching``
     (both kernels: the fused LoraSlotMatMul op, and Gather + batched MatMul; and the fused kernel with 16-bit
-    slots, ``--lora-dtype``, fed the adapters rounded to that dtype), with
+    slots, ``--lora-dtype``, fed the adapters rounded to that dtype; or int8 slots fed the float32 adapters), with
     ``RunOptions.set_active_adapters_per_row`` (one distinct adapter per row);
   - ONNX Runtime's own LoRA path: it runs one adapter set per Run, so one Run per row (onnxruntime.LoraAdapter +
     RunOptions.add_active_adapter on the plain model), ``batch`` Runs in all;
@@ -11,7 +11,7 @@ Compares, on the same seeded ``multilora.testing`` model, adapters and inputs:
 Prints a table of medians with ratios, and checks that the per-row outputs equal ORT's per-adapter outputs.
 
     python benchmarks/bench_batching.py [--hidden 512] [--layers 4] [--rank 16] [--batch 16] [--seq 16]
-        [--half float16|bfloat16|none]
+        [--half float16|bfloat16|int8|none]
 """
 
 from __future__ import annotations
@@ -40,7 +40,9 @@ def main() -> None:
     ap.add_argument("--seq", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--threads", type=int, default=1, help="intra-op threads for both runtimes")
-    ap.add_argument("--half", default="float16", choices=["float16", "bfloat16", "none"], help="16-bit slot row")
+    ap.add_argument(
+        "--half", default="float16", choices=["float16", "bfloat16", "int8", "none"], help="16-bit or int8 slot row"
+    )
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -61,6 +63,8 @@ def main() -> None:
             if half_dtype is not None:
                 half_paths.append(d / f"a{i}_{args.half}.onnx_adapter")
                 ml.write_adapter(half_paths[-1], {k: v.astype(half_dtype) for k, v in params.items()})
+        if args.half == "int8":  # int8 slots take the float32 files (quantized when a set is built)
+            half_dtype, half_paths = np.int8, paths
         if half_dtype is not None:
             prepare_batching(d / "model.onnx", d / "half.onnx", kernel="fused", lora_dtype=args.half)
         ids = testing.make_input_ids(info, batch=args.batch, seq=args.seq, seed=1)

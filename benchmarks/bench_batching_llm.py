@@ -16,7 +16,8 @@ of ``prompt`` random token ids (seeded), ``new-tokens`` tokens each, greedy, eos
       generator over the batch, ``GeneratorParams.set_active_adapters_per_row`` (row i uses adapter i);
       per ``--half-dtypes`` entry (default float16) also the fused kernel with 16-bit slots
       (``--lora-dtype``) fed the adapters rounded to that dtype (``adapters-<dtype>/``: exact w.r.t. those
-      files; their greedy tokens are compared with (a)'s float32 adapters and the agreement reported).
+      files; their greedy tokens are compared with (a)'s float32 adapters and the agreement reported); ``int8``
+      in that list: int8 block-scaled slots (``--lora-dtype int8``) fed the float32 adapters, quantized on load.
 
 Timing: "setup" makes the generators and activates the adapters; "prefill" is the prompt pass and the first
 token (``append_tokens`` + the first ``generate_next_token``; for (a) the prompt Run of every sequence);
@@ -54,7 +55,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from build_llm_bench_model import add_dims, apply_tiny, default_out  # noqa: E402
+from build_llm_bench_model import add_dims, apply_tiny, default_out, slot_bytes  # noqa: E402
 
 
 class Result(NamedTuple):
@@ -379,7 +380,7 @@ def main() -> int:
     quantized = args.precision == "int4" and args.int4_lora == "quantized"
     half_adapters = {
         dt: adapters
-        if quantized
+        if quantized or dt == "int8"
         else [os.path.join(root, f"adapters-{dt}", f"a{i}.onnx_adapter") for i in range(args.batch)]
         for dt in halves
     }
@@ -420,7 +421,12 @@ def main() -> int:
     for dt in halves:
         add(
             f"d-fused-{dt}",
-            f"(d) multilora per-row, fused kernel, {dt} slots + {dt} adapters",
+            f"(d) multilora per-row, fused kernel, {dt} slots + "
+            + (
+                ("int4 adapters (held exactly: int8 = q - zero point)" if quantized else "float32 adapters (quantized)")
+                if dt == "int8"
+                else f"{dt} adapters"
+            ),
             multilora_runner(os.path.join(root, f"batched-fused-{dt}"), half_adapters[dt], prompts, args.threads),
         )
     if args.one_adapter and kernels:
@@ -481,10 +487,10 @@ def main() -> int:
     weights_step = init_bytes - embed_bytes
     one_adapter = adapter_bytes(adapters[0])
     all_adapters = sum(adapter_bytes(p) for p in adapters)
+    if quantized and kernels:  # 4-bit files are dequantized into float32 slots: that is what a step reads
+        all_adapters = args.batch * slot_bytes(os.path.join(root, f"batched-{kernels[0]}"), args.rank)
     # Quantized files are dequantized into 16-bit slots: half of their float32 size is read per step.
-    half_bytes = {
-        dt: (all_adapters // 2) if quantized else sum(adapter_bytes(p) for p in half_adapters[dt]) for dt in halves
-    }
+    half_bytes = {dt: args.batch * slot_bytes(os.path.join(root, f"batched-fused-{dt}"), args.rank) for dt in halves}
     layers, kvh, head = dec["num_hidden_layers"], dec["num_key_value_heads"], dec["head_size"]
     kv_mid = layers * 2 * args.batch * kvh * head * 4 * (args.prompt + args.new_tokens // 2)
     bw = max(bw1, bwn)
@@ -632,7 +638,9 @@ def main() -> int:
             print(f"        (d)/(c, onnxruntime-genai base) = {tok_s(ref) / tok_s('c-og'):.2f}x")
         for dt in halves:
             rh = tok_s(f"d-fused-{dt}") / tok_s("c-ml")
-            print(f"target (d, {dt} adapters)/(c) >= 0.92: {rh:.2f}x  {'met' if rh >= 0.92 else 'NOT met'}  (medians)")
+            # issue 15: >= 0.92 for 16-bit files in 16-bit slots on fp32; >= 0.85 for an int4 base (any slots)
+            goal = 0.85 if args.precision == "int4" else 0.92
+            print(f"target (d, {dt} slots)/(c) >= {goal}: {rh:.2f}x  {'met' if rh >= goal else 'NOT met'}  (medians)")
     return 1 if failed else 0
 
 

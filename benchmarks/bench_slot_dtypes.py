@@ -2,7 +2,8 @@
 
 Uses the model set of ``bench_batching_llm.py`` (``build_llm_bench_model.py --half-dtypes float16,bfloat16``):
 ``batched-fused/`` (float32 slots, the float32 adapters), ``batched-fused-<dtype>/`` (16-bit slots, the
-adapters rounded to that dtype) and ``base/``. One generator per variant, ``batch`` rows each with its own
+adapters rounded to that dtype; ``batched-fused-int8/``: int8 slots fed the float32 adapters, when built with
+``--half-dtypes int8``) and ``base/``. One generator per variant, ``batch`` rows each with its own
 adapter (base: none), ``prompt`` random tokens; the variants' decode steps are interleaved one by one and
 timed in thread CPU time with one intra-op thread (ONNX Runtime then computes in the calling thread), which
 other processes on a shared machine disturb far less than wall time. Each dtype gets two identical sessions,
@@ -27,7 +28,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from build_llm_bench_model import add_dims, apply_tiny, default_out  # noqa: E402
+from build_llm_bench_model import add_dims, apply_tiny, default_out, slot_bytes  # noqa: E402
 
 
 def main() -> int:
@@ -49,6 +50,8 @@ def main() -> int:
     for dt in ("float16", "bfloat16"):
         if os.path.exists(os.path.join(root, f"batched-fused-{dt}", "model.onnx")):
             dtypes[dt] = (f"batched-fused-{dt}", f"adapters-{dt}")
+    if os.path.exists(os.path.join(root, "batched-fused-int8", "model.onnx")):
+        dtypes["int8"] = ("batched-fused-int8", os.path.join("lora", "adapters"))  # float32 files, quantized
     # Two sessions per dtype, created in the order A B C base C' B' A': a session created later was measured to
     # run up to ~30% faster (adapter cost over base) than an identical one created earlier, so each dtype's two
     # sessions are averaged, which cancels a drift that is linear in the creation order.
@@ -76,7 +79,8 @@ def main() -> int:
         files = [os.path.join(root, adapters, f"a{i}.onnx_adapter") for i in range(args.batch)] if adapters else []
         for i, f in enumerate(files):
             reg.load(f, f"a{i}")
-        nbytes[key] = sum(np.asarray(v).nbytes for f in files for v in ml.read_adapter(f).parameters.values())
+        # what the slots hold (int8: plus the block scales; 4-bit files: their dequantized values)
+        nbytes[key] = len(files) * slot_bytes(os.path.join(root, folder), args.rank) if files else 0
         opened[key] = (model, reg, bool(files))
 
     times: Dict[str, List[float]] = {k: [] for k in variants}

@@ -23,7 +23,8 @@ Into ``OUT`` (default ``build-bench-llm/<dims>/``; every step is skipped when it
 - ``adapters-<dtype>/a<i>.onnx_adapter`` and ``batched-fused-<dtype>/`` for each ``--half-dtypes`` entry
   (default float16): the adapters with every value rounded to that dtype (what ``olive convert-adapters --dtype
   float16`` writes), and ``lora/`` prepared with ``--lora-dtype <dtype>`` (16-bit slots; needs a multilora whose
-  prepare-batching has ``--lora-dtype``).
+  prepare-batching has ``--lora-dtype``). ``int8`` (block-scaled int8 slots) makes only ``batched-fused-int8/``:
+  its slots take the float32 adapters, quantized when a set is built.
 
     python benchmarks/build_llm_bench_model.py [--hidden 768 --layers 12 ...] [--out DIR]
 
@@ -80,7 +81,8 @@ def add_dims(ap: argparse.ArgumentParser) -> None:
     ap.add_argument(
         "--half-dtypes",
         default="float16",
-        help="comma-separated 16-bit adapter/slot dtypes to build variants for (float16, bfloat16; '' for none)",
+        help="comma-separated slot dtypes to build variants for (float16, bfloat16: 16-bit adapters and slots; "
+        "int8: int8 slots fed the float32 adapters; '' for none)",
     )
 
 
@@ -290,9 +292,29 @@ def convert_adapters(out: str, peft: List[str], timings: Dict[str, float]) -> No
 def half_dtypes(args: argparse.Namespace) -> List[str]:
     out = [d for d in args.half_dtypes.split(",") if d]
     for d in out:
-        if d not in ("float16", "bfloat16"):
-            raise SystemExit(f"--half-dtypes: {d!r} is not float16 or bfloat16")
+        if d not in ("float16", "bfloat16", "int8"):
+            raise SystemExit(f"--half-dtypes: {d!r} is not float16, bfloat16 or int8")
     return out
+
+
+def slot_bytes(folder: str, rank: int) -> int:
+    """Bytes one rank-``rank`` adapter occupies in the slots of the prepared model ``folder`` (what a row reads
+    per step), by the slot dtype it declares: A [in, r] and B [r, out] in that dtype; int8 slots also hold the
+    scales, [ceil(in/32), r] and [ceil(r/32), out] float32. (A 4-bit file is dequantized into the slots, so its
+    own size is not what a step reads.)"""
+    import multilora as ml
+
+    size = {"float32": 4, "float16": 2, "bfloat16": 2, "int8": 1}
+    total = 0
+    with ml.Model(folder) as m:
+        for i in m.lora_inputs:
+            fixed = i.features
+            total += fixed * rank * size[i.dtype]
+            if i.dtype == "int8":
+                k = fixed if i.rank_axis == 1 else rank  # K: A's input rows, B's rank rows
+                cols = rank if i.rank_axis == 1 else fixed
+                total += -(-k // 32) * cols * 4
+    return total
 
 
 def make_half_adapters(out: str, dtype: str, count: int, timings: Dict[str, float]) -> None:
@@ -379,7 +401,8 @@ def build(args: argparse.Namespace, out: str) -> Dict[str, float]:
         convert_adapters(out, peft, timings)
         halves = half_dtypes(args)
         for dt in halves:
-            make_half_adapters(out, dt, len(peft), timings)
+            if dt != "int8":  # int8 slots take the float32 adapters (quantized when a set is built)
+                make_half_adapters(out, dt, len(peft), timings)
     prepare_batched(out, timings, halves)
     record = os.path.join(out, "build.json")
     prev: Dict[str, float] = {}

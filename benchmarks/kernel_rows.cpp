@@ -1,7 +1,7 @@
 // The fused kernel's per-row arithmetic alone (csrc/kernels/lora_slot_matmul.*), no ONNX Runtime: how long one
 // decode row (one token, its own slot's A [in, r] and B [r, out]) takes when the slot comes from memory (a
 // different slot per row, over more slots than the caches hold) and when it is cached (the same slot every
-// row), for each slot dtype. One thread; the best of --repeats passes per figure, and GB/s = the slot bytes
+// row), for each slot dtype (int8 with its block scales, counted in the bytes). One thread; the best of --repeats passes per figure, and GB/s = the slot bytes
 // read per row / that time. Built with the CTest targets (MLORA_BUILD_TESTS=ON) as build/.../kernel_rows:
 //
 //   kernel_rows [--in 768] [--out 768] [--rank 16] [--slots 1024] [--repeats 8]
@@ -72,6 +72,11 @@ int main(int argc, char** argv) {
     std::memcpy(&bits, &w32[i], sizeof(bits));
     w16[i] = static_cast<uint16_t>(bits >> 16 & 0x3fff);  // small exponent: a normal float16 too
   }
+  // int8 slots: the values, then per slot A's scales [ceil(in/32), r] and B's [ceil(r/32), out] (float32).
+  std::vector<int8_t> w8(w32.size());
+  for (size_t i = 0; i < w32.size(); ++i) w8[i] = static_cast<int8_t>(static_cast<int>(w32[i] * 2540.0f));
+  const int64_t a_sc = (a.in + 31) / 32 * a.rank, b_sc = (a.rank + 31) / 32 * a.out;
+  std::vector<float> scales(static_cast<size_t>((a_sc + b_sc) * a.slots), 1.0f / 127.0f);
   std::vector<int64_t> order(static_cast<size_t>(a.slots));
   std::iota(order.begin(), order.end(), 0);
   std::shuffle(order.begin(), order.end(), rng);
@@ -80,10 +85,12 @@ int main(int argc, char** argv) {
     int32_t dtype;
     const void* w;
     size_t esize;
+    const float* scales;  // int8 only
   };
-  const Kind kinds[] = {{"float32", MLORA_DTYPE_FLOAT32, w32.data(), 4},
-                        {"float16", MLORA_DTYPE_FLOAT16, w16.data(), 2},
-                        {"bfloat16", MLORA_DTYPE_BFLOAT16, w16.data(), 2}};
+  const Kind kinds[] = {{"float32", MLORA_DTYPE_FLOAT32, w32.data(), 4, nullptr},
+                        {"float16", MLORA_DTYPE_FLOAT16, w16.data(), 2, nullptr},
+                        {"bfloat16", MLORA_DTYPE_BFLOAT16, w16.data(), 2, nullptr},
+                        {"int8", MLORA_DTYPE_INT8, w8.data(), 1, scales.data()}};
   std::printf("in %lld  rank %lld  out %lld  slots %lld (%.1f MB of float32 slots)  best of %d\n",
               static_cast<long long>(a.in), static_cast<long long>(a.rank), static_cast<long long>(a.out),
               static_cast<long long>(a.slots), static_cast<double>(w32.size()) * 4 / 1e6, a.repeats);
@@ -97,13 +104,18 @@ int main(int argc, char** argv) {
           const int64_t s = cached ? 0 : order[static_cast<size_t>(i)];
           const char* base = static_cast<const char*>(k.w) + static_cast<size_t>(s * per_slot) * k.esize;
           const char* b = base + static_cast<size_t>(a.in * a.rank) * k.esize;
-          if (!mlora::lora_slot_rows(k.dtype, x.data(), base, b, y.data(), 1, a.in, a.rank, a.out, true)) return 1;
+          const float* sa = k.scales ? k.scales + s * (a_sc + b_sc) : nullptr;
+          const float* sb = sa ? sa + a_sc : nullptr;
+          if (!mlora::lora_slot_rows(k.dtype, x.data(), base, b, y.data(), 1, a.in, a.rank, a.out, true, sa, sb)) {
+            return 1;
+          }
         }
         const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         best[cached] = std::min(best[cached], sec / static_cast<double>(a.slots));
       }
     }
-    const double bytes = static_cast<double>(per_slot) * static_cast<double>(k.esize);
+    const double bytes = static_cast<double>(per_slot) * static_cast<double>(k.esize) +
+                         (k.scales ? static_cast<double>(a_sc + b_sc) * 4 : 0.0);
     std::printf("%-9s %14.2f %9.1f %14.2f %9.1f\n", k.name, best[0] * 1e6, bytes / best[0] / 1e9, best[1] * 1e6,
                 bytes / best[1] / 1e9);
   }

@@ -85,6 +85,11 @@ struct Param {
   Dims dims;                   // may contain 0 (zero-width)
   const void* data = nullptr;  // points into the mapping / owned buffer; aligned to the element size
   size_t nbytes = 0;           // == element_count(dims) * dtype_size(dtype)
+  // A float32 [K, N] parameter dequantized from a MatMulNBits block of at most 4 bits (adapter/dequantize.h):
+  // the file's scales as float32 [ceil(K / scale_block), N], so int8 slots hold the blocks exactly
+  // (int8 = q - zero point). Null otherwise.
+  const float* block_scales = nullptr;
+  int64_t scale_block = 0;
 };
 
 // Where a parameter name says which half of a LoRA pair it is: the positions of its last "lora_A" and last

@@ -135,6 +135,22 @@ std::shared_ptr<const Adapter> dequantize_adapter(std::shared_ptr<const Adapter>
     p.dims = {K, N};
     p.data = buffer.get();
     p.nbytes = bytes;
+    if (t.bits <= 4) {
+      // The file's scales, [blocks, N] float32, for int8 slots (|q - zero point| <= 15 fits int8): see Param.
+      const size_t sbytes = static_cast<size_t>(blocks * N) * sizeof(float);
+      void* sraw = std::aligned_alloc(64, ((sbytes + 63) / 64) * 64 + 64);
+      if (!sraw) throw std::bad_alloc();
+      std::shared_ptr<void> sbuf(sraw, [](void* q) { std::free(q); });
+      auto* st = static_cast<float*>(sbuf.get());
+      for (int64_t n = 0; n < N; ++n) {
+        for (int64_t b = 0; b < blocks; ++b)
+          st[b * N + n] = scale_at(s->data, s->dtype, static_cast<size_t>(n * blocks + b));
+      }
+      p.block_scales = st;
+      p.scale_block = t.block_size;
+      owned.push_back(std::move(sbuf));
+      owned_bytes += sbytes;
+    }
     params.push_back(std::move(p));
     owned.push_back(std::move(buffer));
     owned_bytes += bytes;

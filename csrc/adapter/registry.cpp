@@ -146,9 +146,10 @@ void Registry::validate(const Adapter& adapter, const std::vector<const LoraInpu
     const Param& p = params[i];
     const LoraInput* in = found[i];
     if (!model.accepts_lora_dtype(*in, p.dtype)) {
-      const std::string expected = model.batch_kernel() == BatchKernel::kFused && dtype_is_float(in->dtype)
-                                       ? "float32, float16 or bfloat16 (its slots are " + dtype_name(in->dtype) + ")"
-                                       : dtype_name(in->dtype);
+      const std::string expected =
+          model.batch_kernel() == BatchKernel::kFused && (dtype_is_float(in->dtype) || !in->scales.empty())
+              ? "float32, float16 or bfloat16 (its slots are " + dtype_name(in->dtype) + ")"
+              : dtype_name(in->dtype);
       fail(MLORA_STATUS_TYPE_MISMATCH, who + ": parameter '" + std::string(p.name) + "' has dtype " +
                                            dtype_name(p.dtype) + ", the model expects " + expected);
     }

@@ -44,15 +44,19 @@ MLORA_INLINE v8 load8(const float* p) {
 }
 MLORA_INLINE void store8(float* p, v8 v) { std::memcpy(p, &v, sizeof(v)); }
 
-// A and B element types: float32, or 16-bit floats widened to float in registers (fp32 accumulation). The
-// loads are the only place the element type shows.
+// A and B element types: float32, or 16-bit floats widened to float in registers (fp32 accumulation), or
+// int8 with float32 scales per block of kQBlock rows along K (kScaled). Besides the scales, the loads are the
+// only place the element type shows.
+constexpr int64_t kQBlock = 32;  // int8 slots: rows of A (input rows) / of B (rank rows) per scale
 struct F32 {
+  static constexpr bool kScaled = false;
   using T = float;
   static MLORA_INLINE v8 load(const T* p) { return load8(p); }
   static MLORA_INLINE float one(const T* p) { return *p; }
 };
 // bfloat16 = the top half of a float32: widen to 32 bits and shift.
 struct BF16 {
+  static constexpr bool kScaled = false;
   using T = uint16_t;
   static MLORA_INLINE v8 load(const T* p) {
     typedef uint16_t u16x8 __attribute__((vector_size(16)));
@@ -68,6 +72,7 @@ struct BF16 {
 };
 // IEEE binary16, portable: exact integer widening (kernels/half.h). The x86-64-v3/v4 code paths use F16C below.
 struct F16 {
+  static constexpr bool kScaled = false;
   using T = uint16_t;
   static MLORA_INLINE v8 load(const T* p) {
     float f[8];
@@ -81,6 +86,7 @@ struct F16 {
 // the intrinsic: an intrinsic's target("f16c") cannot be inlined through the always_inline helpers, which carry
 // no target of their own; only the x86-64-v3/v4 versions of lora_rows_f16 below use this.
 struct F16C {
+  static constexpr bool kScaled = false;
   using T = uint16_t;
   static MLORA_INLINE v8 load(const T* p) {
     v8 v;
@@ -93,6 +99,7 @@ struct F16C {
 // half. GCC compiled BF16's vector-extension version into stores and reloads through the stack (the cached
 // bfloat16 row took 2.3x the float16 one in benchmarks/kernel_rows.cpp).
 struct BF16X {
+  static constexpr bool kScaled = false;
   using T = uint16_t;
   static MLORA_INLINE v8 load(const T* p) {
     v8 v;
@@ -102,88 +109,168 @@ struct BF16X {
   static MLORA_INLINE float one(const T* p) { return bfloat16_to_float(*p); }
 };
 #endif
+// int8, sign-extended and converted to float in registers: exact. Portable; GCC 12 turns this
+// __builtin_convertvector into eight scalar vcvtsi2ss (seen in the disassembly: the int8 kernel then cost twice
+// the float32 one), so the x86-64-v3/v4 versions of lora_rows_i8 use I8X below.
+struct I8 {
+  static constexpr bool kScaled = true;
+  using T = int8_t;
+  static MLORA_INLINE v8 load(const T* p) {
+    typedef int8_t i8x8 __attribute__((vector_size(8)));
+    i8x8 q;
+    std::memcpy(&q, p, sizeof(q));
+    return __builtin_convertvector(q, v8);
+  }
+  static MLORA_INLINE float one(const T* p) { return static_cast<float>(*p); }
+};
+#if MLORA_FMV
+// vpmovsxbd + vcvtdq2ps (AVX2): eight int8 to eight floats in two instructions; inline assembly for the reason
+// given at F16C.
+struct I8X {
+  static constexpr bool kScaled = true;
+  using T = int8_t;
+  static MLORA_INLINE v8 load(const T* p) {
+    v8 v;
+    __asm__("vpmovsxbd %1, %0\n\tvcvtdq2ps %0, %0" : "=x"(v) : "m"(*reinterpret_cast<const uint8_t (*)[8]>(p)));
+    return v;
+  }
+  static MLORA_INLINE float one(const T* p) { return static_cast<float>(*p); }
+};
+#endif
 
 // t[k][0..16) = x[k] · A[:, c0..c0+16) for M tokens: the accumulators stay in registers across all of `in`,
 // so A streams through once with no store-to-load chains. With few tokens (decode: M = 1) U = 4/M partial
 // sums over interleaved rows of A keep 8 independent FMA chains in flight instead of 2 (FMA latency, not
-// memory, limited the M = 1 loop otherwise).
+// memory, limited the M = 1 loop otherwise). int8 A (E::kScaled): the sums run over one block of kQBlock
+// input rows at a time and are then multiplied by that block's scales sa[block, c0..c0+16) (sa: [blocks, r]).
 template <class E, int M>
-MLORA_INLINE void xa_chunk(const float* x, const typename E::T* a, float (*t)[kChunk], int64_t in, int64_t r,
-                           int64_t c0) {
+MLORA_INLINE void xa_chunk(const float* x, const typename E::T* a, const float* sa, float (*t)[kChunk], int64_t in,
+                           int64_t r, int64_t c0) {
   constexpr int U = M >= 4 ? 1 : 4 / M;
   v8 acc[U][M][2];
+  v8 tot[M][2];
   for (int u = 0; u < U; ++u) {
     for (int k = 0; k < M; ++k) acc[u][k][0] = acc[u][k][1] = v8{};
   }
-  int64_t i = 0;
-  for (; i + U <= in; i += U) {
-    for (int u = 0; u < U; ++u) {
-      const typename E::T* ar = a + (i + u) * r + c0;
+  for (int k = 0; k < M; ++k) tot[k][0] = tot[k][1] = v8{};
+  const int64_t span = E::kScaled ? kQBlock : in;
+  for (int64_t i0 = 0; i0 < in; i0 += span) {
+    const int64_t i1 = std::min(in, i0 + span);
+    int64_t i = i0;
+    for (; i + U <= i1; i += U) {
+      for (int u = 0; u < U; ++u) {
+        const typename E::T* ar = a + (i + u) * r + c0;
+        const v8 a0 = E::load(ar), a1 = E::load(ar + 8);
+        for (int k = 0; k < M; ++k) {
+          const float xi = x[k * in + i + u];
+          acc[u][k][0] += a0 * xi;
+          acc[u][k][1] += a1 * xi;
+        }
+      }
+    }
+    for (; i < i1; ++i) {
+      const typename E::T* ar = a + i * r + c0;
       const v8 a0 = E::load(ar), a1 = E::load(ar + 8);
       for (int k = 0; k < M; ++k) {
-        const float xi = x[k * in + i + u];
-        acc[u][k][0] += a0 * xi;
-        acc[u][k][1] += a1 * xi;
+        const float xi = x[k * in + i];
+        acc[0][k][0] += a0 * xi;
+        acc[0][k][1] += a1 * xi;
+      }
+    }
+    if constexpr (E::kScaled) {
+      const float* sr = sa + (i0 / kQBlock) * r + c0;
+      const v8 s0 = load8(sr), s1 = load8(sr + 8);
+      for (int k = 0; k < M; ++k) {
+        for (int u = 1; u < U; ++u) {
+          acc[0][k][0] += acc[u][k][0];
+          acc[0][k][1] += acc[u][k][1];
+          acc[u][k][0] = acc[u][k][1] = v8{};
+        }
+        tot[k][0] += acc[0][k][0] * s0;
+        tot[k][1] += acc[0][k][1] * s1;
+        acc[0][k][0] = acc[0][k][1] = v8{};
       }
     }
   }
-  for (; i < in; ++i) {
-    const typename E::T* ar = a + i * r + c0;
-    const v8 a0 = E::load(ar), a1 = E::load(ar + 8);
-    for (int k = 0; k < M; ++k) {
-      const float xi = x[k * in + i];
-      acc[0][k][0] += a0 * xi;
-      acc[0][k][1] += a1 * xi;
+  if constexpr (!E::kScaled) {
+    for (int u = 1; u < U; ++u) {
+      for (int k = 0; k < M; ++k) {
+        acc[0][k][0] += acc[u][k][0];
+        acc[0][k][1] += acc[u][k][1];
+      }
     }
-  }
-  for (int u = 1; u < U; ++u) {
     for (int k = 0; k < M; ++k) {
-      acc[0][k][0] += acc[u][k][0];
-      acc[0][k][1] += acc[u][k][1];
+      tot[k][0] = acc[0][k][0];
+      tot[k][1] = acc[0][k][1];
     }
   }
   for (int k = 0; k < M; ++k) {
-    store8(t[k], acc[0][k][0]);
-    store8(t[k] + 8, acc[0][k][1]);
+    store8(t[k], tot[k][0]);
+    store8(t[k] + 8, tot[k][1]);
   }
 }
 
 // t[k][0..8) = x[k] · A[:, c0..c0+8) for M tokens: xa_chunk for an 8-column chunk (rank 8, PEFT's default, or
 // the first 8 of a 9..15-column tail), one vector per token and U = 8/M interleaved rows of A for few tokens.
 // (The scalar xa_tail made a rank-8 decode row 2x (float32) to 4x (16-bit slots) slower than a rank-16 one.)
+// int8 A: per block of kQBlock rows, as in xa_chunk.
 template <class E, int M>
-MLORA_INLINE void xa_chunk8(const float* x, const typename E::T* a, float (*t)[kChunk], int64_t in, int64_t r,
-                            int64_t c0) {
+MLORA_INLINE void xa_chunk8(const float* x, const typename E::T* a, const float* sa, float (*t)[kChunk], int64_t in,
+                            int64_t r, int64_t c0) {
   constexpr int U = M >= 8 ? 1 : 8 / M;
   v8 acc[U][M];
+  v8 tot[M];
   for (int u = 0; u < U; ++u) {
     for (int k = 0; k < M; ++k) acc[u][k] = v8{};
   }
-  int64_t i = 0;
-  for (; i + U <= in; i += U) {
-    for (int u = 0; u < U; ++u) {
-      const v8 av = E::load(a + (i + u) * r + c0);
-      for (int k = 0; k < M; ++k) acc[u][k] += av * x[k * in + i + u];
+  for (int k = 0; k < M; ++k) tot[k] = v8{};
+  const int64_t span = E::kScaled ? kQBlock : in;
+  for (int64_t i0 = 0; i0 < in; i0 += span) {
+    const int64_t i1 = std::min(in, i0 + span);
+    int64_t i = i0;
+    for (; i + U <= i1; i += U) {
+      for (int u = 0; u < U; ++u) {
+        const v8 av = E::load(a + (i + u) * r + c0);
+        for (int k = 0; k < M; ++k) acc[u][k] += av * x[k * in + i + u];
+      }
+    }
+    for (; i < i1; ++i) {
+      const v8 av = E::load(a + i * r + c0);
+      for (int k = 0; k < M; ++k) acc[0][k] += av * x[k * in + i];
+    }
+    if constexpr (E::kScaled) {
+      const v8 sv = load8(sa + (i0 / kQBlock) * r + c0);
+      for (int k = 0; k < M; ++k) {
+        for (int u = 1; u < U; ++u) {
+          acc[0][k] += acc[u][k];
+          acc[u][k] = v8{};
+        }
+        tot[k] += acc[0][k] * sv;
+        acc[0][k] = v8{};
+      }
     }
   }
-  for (; i < in; ++i) {
-    const v8 av = E::load(a + i * r + c0);
-    for (int k = 0; k < M; ++k) acc[0][k] += av * x[k * in + i];
+  if constexpr (!E::kScaled) {
+    for (int u = 1; u < U; ++u) {
+      for (int k = 0; k < M; ++k) acc[0][k] += acc[u][k];
+    }
+    for (int k = 0; k < M; ++k) tot[k] = acc[0][k];
   }
-  for (int u = 1; u < U; ++u) {
-    for (int k = 0; k < M; ++k) acc[0][k] += acc[u][k];
-  }
-  for (int k = 0; k < M; ++k) store8(t[k], acc[0][k]);
+  for (int k = 0; k < M; ++k) store8(t[k], tot[k]);
 }
 
-// The same for the last c < 16 columns into t[k][off..off+c): scalar, the 8-column part vectorized first.
+// The same for the last c < 16 columns into t[k][off..off+c): scalar, the 8-column part vectorized first (int8:
+// each element times its block's scale).
 template <class E>
-MLORA_INLINE void xa_tail(const float* x, const typename E::T* a, float (*t)[kChunk], int64_t m, int64_t in, int64_t r,
-                          int64_t c0, int64_t c, int64_t off = 0) {
+MLORA_INLINE void xa_tail(const float* x, const typename E::T* a, const float* sa, float (*t)[kChunk], int64_t m,
+                          int64_t in, int64_t r, int64_t c0, int64_t c, int64_t off = 0) {
   for (int64_t k = 0; k < m; ++k) std::fill(t[k] + off, t[k] + off + c, 0.0f);
   float ar[kChunk];
   for (int64_t i = 0; i < in; ++i) {
-    for (int64_t j = 0; j < c; ++j) ar[j] = E::one(a + i * r + c0 + j);
+    for (int64_t j = 0; j < c; ++j) {
+      ar[j] = E::one(a + i * r + c0 + j);
+      if constexpr (E::kScaled) ar[j] *= sa[(i / kQBlock) * r + c0 + j];
+    }
     for (int64_t k = 0; k < m; ++k) {
       const float xi = x[k * in + i];
       for (int64_t j = 0; j < c; ++j) t[k][off + j] += xi * ar[j];
@@ -193,13 +280,14 @@ MLORA_INLINE void xa_tail(const float* x, const typename E::T* a, float (*t)[kCh
 
 // y[k, o0..o0+16·NC) (+)= t[k, 0..c) · B[c0..c0+c, o0..o0+16·NC) for M tokens: the 16·NC x M outputs stay in
 // registers across the chunk's c <= 16 rank rows, so y is read and written once per chunk; NC = 4/M output
-// chunks at a time keep 8 independent FMA chains for small M.
+// chunks at a time keep 8 independent FMA chains for small M. int8 B: a chunk's rank rows lie in one block of
+// kQBlock (c0 is a multiple of 16), so the chunk's sum is multiplied by that block's scale row sb[o0..).
 template <class E, int M, int NC>
-MLORA_INLINE void tb_block(const float (*t)[kChunk], const typename E::T* b, float* y, int64_t c, int64_t out,
-                           int64_t c0, int64_t o0, bool first) {
+MLORA_INLINE void tb_block(const float (*t)[kChunk], const typename E::T* b, const float* sb, float* y, int64_t c,
+                           int64_t out, int64_t c0, int64_t o0, bool first) {
   v8 acc[M][2 * NC];
   for (int k = 0; k < M; ++k) {
-    for (int q = 0; q < 2 * NC; ++q) acc[k][q] = first ? v8{} : load8(y + k * out + o0 + 8 * q);
+    for (int q = 0; q < 2 * NC; ++q) acc[k][q] = first || E::kScaled ? v8{} : load8(y + k * out + o0 + 8 * q);
   }
   for (int64_t j = 0; j < c; ++j) {
     const typename E::T* brow = b + (c0 + j) * out + o0;
@@ -208,6 +296,16 @@ MLORA_INLINE void tb_block(const float (*t)[kChunk], const typename E::T* b, flo
     for (int k = 0; k < M; ++k) {
       const float tj = t[k][j];
       for (int q = 0; q < 2 * NC; ++q) acc[k][q] += bq[q] * tj;
+    }
+  }
+  if constexpr (E::kScaled) {
+    const float* srow = sb + o0;
+    for (int q = 0; q < 2 * NC; ++q) {
+      const v8 sq = load8(srow + 8 * q);
+      for (int k = 0; k < M; ++k) {
+        const v8 prev = first ? v8{} : load8(y + k * out + o0 + 8 * q);
+        acc[k][q] = prev + acc[k][q] * sq;
+      }
     }
   }
   for (int k = 0; k < M; ++k) {
@@ -221,60 +319,77 @@ MLORA_INLINE void tb_block(const float (*t)[kChunk], const typename E::T* b, flo
 // that pattern leaves to the hardware prefetchers: a decode row (A + B of one slot) took 1.3x (float32) to 1.9x
 // (float16) as long from memory that way (docs/notes.md, 2026-12-07). y (out floats) stays in L1 across the c
 // passes; each element is updated in the same order (rank row by rank row, one multiply-add each) as in
-// tb_block.
+// tb_block. int8 B: each rank row's product is multiplied by the chunk's scale row sb (in L1 with y) before it
+// is added: the same scales tb_block applies to the chunk's sum, one multiplication more per element.
 template <class E>
-MLORA_INLINE void tb_stream(const float* t, const typename E::T* b, float* y, int64_t c, int64_t out, int64_t c0,
-                            bool first) {
+MLORA_INLINE void tb_stream(const float* t, const typename E::T* b, const float* sb, float* y, int64_t c, int64_t out,
+                            int64_t c0, bool first) {
   const int64_t out8 = out - out % 8;
+  auto term = [&](const typename E::T* row, int64_t o, float tj) {
+    if constexpr (E::kScaled) return E::load(row + o) * tj * load8(sb + o);
+    return E::load(row + o) * tj;
+  };
+  auto term1 = [&](const typename E::T* row, int64_t o, float tj) {
+    if constexpr (E::kScaled) return E::one(row + o) * tj * sb[o];
+    return E::one(row + o) * tj;
+  };
   for (int64_t j = 0; j < c; ++j) {
     const typename E::T* row = b + (c0 + j) * out;
     const float tj = t[j];
     int64_t o = 0;
     if (first && j == 0) {
       for (; o + 32 <= out8; o += 32) {
-        for (int q = 0; q < 4; ++q) store8(y + o + 8 * q, E::load(row + o + 8 * q) * tj);
+        for (int q = 0; q < 4; ++q) store8(y + o + 8 * q, term(row, o + 8 * q, tj));
       }
-      for (; o < out8; o += 8) store8(y + o, E::load(row + o) * tj);
-      for (; o < out; ++o) y[o] = E::one(row + o) * tj;
+      for (; o < out8; o += 8) store8(y + o, term(row, o, tj));
+      for (; o < out; ++o) y[o] = term1(row, o, tj);
     } else {
       for (; o + 32 <= out8; o += 32) {
-        for (int q = 0; q < 4; ++q) store8(y + o + 8 * q, E::load(row + o + 8 * q) * tj + load8(y + o + 8 * q));
+        for (int q = 0; q < 4; ++q) store8(y + o + 8 * q, term(row, o + 8 * q, tj) + load8(y + o + 8 * q));
       }
-      for (; o < out8; o += 8) store8(y + o, E::load(row + o) * tj + load8(y + o));
-      for (; o < out; ++o) y[o] = E::one(row + o) * tj + y[o];
+      for (; o < out8; o += 8) store8(y + o, term(row, o, tj) + load8(y + o));
+      for (; o < out; ++o) y[o] = term1(row, o, tj) + y[o];
     }
   }
 }
 
+// sa, sb: int8 slots' scales (A: [ceil(in/32), r], B: [ceil(r/32), out]); unused for float slots.
 template <class E, int M>
-MLORA_INLINE void rows_m(const float* x, const typename E::T* a, const typename E::T* b, float* y, int64_t in,
-                         int64_t r, int64_t out, bool add) {
+MLORA_INLINE void rows_m(const float* x, const typename E::T* a, const typename E::T* b, const float* sa,
+                         const float* sb, float* y, int64_t in, int64_t r, int64_t out, bool add) {
   float t[M][kChunk];
   const int64_t out_full = out - out % kChunk;
   for (int64_t c0 = 0; c0 < r; c0 += kChunk) {
     const int64_t c = std::min(kChunk, r - c0);
     if (c == kChunk) {
-      xa_chunk<E, M>(x, a, t, in, r, c0);
+      xa_chunk<E, M>(x, a, sa, t, in, r, c0);
     } else if (c >= 8) {
-      xa_chunk8<E, M>(x, a, t, in, r, c0);
-      if (c > 8) xa_tail<E>(x, a, t, M, in, r, c0 + 8, c - 8, 8);
+      xa_chunk8<E, M>(x, a, sa, t, in, r, c0);
+      if (c > 8) xa_tail<E>(x, a, sa, t, M, in, r, c0 + 8, c - 8, 8);
     } else {
-      xa_tail<E>(x, a, t, M, in, r, c0, c);
+      xa_tail<E>(x, a, sa, t, M, in, r, c0, c);
     }
     const bool first = c0 == 0 && !add;  // add: y holds the base output already
+    const float* sbc = E::kScaled ? sb + (c0 / kQBlock) * out : nullptr;
     if constexpr (M == 1) {
-      tb_stream<E>(t[0], b, y, c, out, c0, first);
+      tb_stream<E>(t[0], b, sbc, y, c, out, c0, first);
       continue;
     }
     constexpr int NC = M >= 4 ? 1 : 4 / M;
     int64_t o0 = 0;
-    for (; o0 + NC * kChunk <= out_full; o0 += NC * kChunk) tb_block<E, M, NC>(t, b, y, c, out, c0, o0, first);
-    for (; o0 < out_full; o0 += kChunk) tb_block<E, M, 1>(t, b, y, c, out, c0, o0, first);
+    for (; o0 + NC * kChunk <= out_full; o0 += NC * kChunk) tb_block<E, M, NC>(t, b, sbc, y, c, out, c0, o0, first);
+    for (; o0 < out_full; o0 += kChunk) tb_block<E, M, 1>(t, b, sbc, y, c, out, c0, o0, first);
     for (int k = 0; k < M; ++k) {  // the last out % 16 outputs
       for (int64_t o = out_full; o < out; ++o) {
-        float v = first ? 0.0f : y[k * out + o];
-        for (int64_t j = 0; j < c; ++j) v += t[k][j] * E::one(b + (c0 + j) * out + o);
-        y[k * out + o] = v;
+        if constexpr (E::kScaled) {
+          float v = 0.0f;
+          for (int64_t j = 0; j < c; ++j) v += t[k][j] * E::one(b + (c0 + j) * out + o);
+          y[k * out + o] = first ? v * sbc[o] : y[k * out + o] + v * sbc[o];
+        } else {
+          float v = first ? 0.0f : y[k * out + o];
+          for (int64_t j = 0; j < c; ++j) v += t[k][j] * E::one(b + (c0 + j) * out + o);
+          y[k * out + o] = v;
+        }
       }
     }
   }
@@ -284,19 +399,19 @@ MLORA_INLINE void rows_m(const float* x, const typename E::T* a, const typename 
 // is added to it; else y is overwritten); A packed [in, r], B [r, out] row-major; r > 0.
 // Tokens go four at a time so each A and B element loaded serves four of them; rank in chunks of 16.
 template <class E>
-MLORA_INLINE void lora_rows(const float* x, const typename E::T* a, const typename E::T* b, float* y, int64_t n,
-                            int64_t in, int64_t r, int64_t out, bool add) {
+MLORA_INLINE void lora_rows(const float* x, const typename E::T* a, const typename E::T* b, const float* sa,
+                            const float* sb, float* y, int64_t n, int64_t in, int64_t r, int64_t out, bool add) {
   int64_t t0 = 0;
-  for (; t0 + 4 <= n; t0 += 4) rows_m<E, 4>(x + t0 * in, a, b, y + t0 * out, in, r, out, add);
+  for (; t0 + 4 <= n; t0 += 4) rows_m<E, 4>(x + t0 * in, a, b, sa, sb, y + t0 * out, in, r, out, add);
   switch (n - t0) {
     case 3:
-      rows_m<E, 3>(x + t0 * in, a, b, y + t0 * out, in, r, out, add);
+      rows_m<E, 3>(x + t0 * in, a, b, sa, sb, y + t0 * out, in, r, out, add);
       break;
     case 2:
-      rows_m<E, 2>(x + t0 * in, a, b, y + t0 * out, in, r, out, add);
+      rows_m<E, 2>(x + t0 * in, a, b, sa, sb, y + t0 * out, in, r, out, add);
       break;
     case 1:
-      rows_m<E, 1>(x + t0 * in, a, b, y + t0 * out, in, r, out, add);
+      rows_m<E, 1>(x + t0 * in, a, b, sa, sb, y + t0 * out, in, r, out, add);
       break;
     default:
       break;
@@ -304,53 +419,63 @@ MLORA_INLINE void lora_rows(const float* x, const typename E::T* a, const typena
 }
 
 // One multiversioned entry per element type (target_clones on templates is not portable across GCC versions).
+// sa, sb: int8 slots' scales (null for float slots).
+#define MLORA_ROWS_ARGS                                                                                            \
+  const float *x, const void *a, const void *b, const float *sa, const float *sb, float *y, int64_t n, int64_t in, \
+      int64_t r, int64_t out, bool add
 MLORA_CLONES
-void lora_rows_f32(const float* x, const void* a, const void* b, float* y, int64_t n, int64_t in, int64_t r,
-                   int64_t out, bool add) {
-  lora_rows<F32>(x, static_cast<const float*>(a), static_cast<const float*>(b), y, n, in, r, out, add);
+void lora_rows_f32(MLORA_ROWS_ARGS) {
+  lora_rows<F32>(x, static_cast<const float*>(a), static_cast<const float*>(b), sa, sb, y, n, in, r, out, add);
 }
 #if MLORA_FMV
 // Versions by target instead of clones: the default one widens in integer operations, the others with F16C
 // (float16) or one zero-extending load (bfloat16).
-__attribute__((target("default"))) void lora_rows_f16(const float* x, const void* a, const void* b, float* y, int64_t n,
-                                                      int64_t in, int64_t r, int64_t out, bool add) {
-  lora_rows<F16>(x, static_cast<const uint16_t*>(a), static_cast<const uint16_t*>(b), y, n, in, r, out, add);
+__attribute__((target("default"))) void lora_rows_f16(MLORA_ROWS_ARGS) {
+  lora_rows<F16>(x, static_cast<const uint16_t*>(a), static_cast<const uint16_t*>(b), sa, sb, y, n, in, r, out, add);
 }
-__attribute__((target("arch=x86-64-v3"))) void lora_rows_f16(const float* x, const void* a, const void* b, float* y,
-                                                             int64_t n, int64_t in, int64_t r, int64_t out, bool add) {
-  lora_rows<F16C>(x, static_cast<const uint16_t*>(a), static_cast<const uint16_t*>(b), y, n, in, r, out, add);
+__attribute__((target("arch=x86-64-v3"))) void lora_rows_f16(MLORA_ROWS_ARGS) {
+  lora_rows<F16C>(x, static_cast<const uint16_t*>(a), static_cast<const uint16_t*>(b), sa, sb, y, n, in, r, out, add);
 }
-__attribute__((target("arch=x86-64-v4"))) void lora_rows_f16(const float* x, const void* a, const void* b, float* y,
-                                                             int64_t n, int64_t in, int64_t r, int64_t out, bool add) {
-  lora_rows<F16C>(x, static_cast<const uint16_t*>(a), static_cast<const uint16_t*>(b), y, n, in, r, out, add);
+__attribute__((target("arch=x86-64-v4"))) void lora_rows_f16(MLORA_ROWS_ARGS) {
+  lora_rows<F16C>(x, static_cast<const uint16_t*>(a), static_cast<const uint16_t*>(b), sa, sb, y, n, in, r, out, add);
+}
+// The same for int8: the default one widens portably, the others with vpmovsxbd + vcvtdq2ps (I8X).
+__attribute__((target("default"))) void lora_rows_i8(MLORA_ROWS_ARGS) {
+  lora_rows<I8>(x, static_cast<const int8_t*>(a), static_cast<const int8_t*>(b), sa, sb, y, n, in, r, out, add);
+}
+__attribute__((target("arch=x86-64-v3"))) void lora_rows_i8(MLORA_ROWS_ARGS) {
+  lora_rows<I8X>(x, static_cast<const int8_t*>(a), static_cast<const int8_t*>(b), sa, sb, y, n, in, r, out, add);
+}
+__attribute__((target("arch=x86-64-v4"))) void lora_rows_i8(MLORA_ROWS_ARGS) {
+  lora_rows<I8X>(x, static_cast<const int8_t*>(a), static_cast<const int8_t*>(b), sa, sb, y, n, in, r, out, add);
 }
 #else
-void lora_rows_f16(const float* x, const void* a, const void* b, float* y, int64_t n, int64_t in, int64_t r,
-                   int64_t out, bool add) {
-  lora_rows<F16>(x, static_cast<const uint16_t*>(a), static_cast<const uint16_t*>(b), y, n, in, r, out, add);
+void lora_rows_f16(MLORA_ROWS_ARGS) {
+  lora_rows<F16>(x, static_cast<const uint16_t*>(a), static_cast<const uint16_t*>(b), sa, sb, y, n, in, r, out, add);
+}
+void lora_rows_i8(MLORA_ROWS_ARGS) {
+  lora_rows<I8>(x, static_cast<const int8_t*>(a), static_cast<const int8_t*>(b), sa, sb, y, n, in, r, out, add);
 }
 #endif
 #if MLORA_FMV
-__attribute__((target("default"))) void lora_rows_bf16(const float* x, const void* a, const void* b, float* y,
-                                                       int64_t n, int64_t in, int64_t r, int64_t out, bool add) {
-  lora_rows<BF16>(x, static_cast<const uint16_t*>(a), static_cast<const uint16_t*>(b), y, n, in, r, out, add);
+__attribute__((target("default"))) void lora_rows_bf16(MLORA_ROWS_ARGS) {
+  lora_rows<BF16>(x, static_cast<const uint16_t*>(a), static_cast<const uint16_t*>(b), sa, sb, y, n, in, r, out, add);
 }
-__attribute__((target("arch=x86-64-v3"))) void lora_rows_bf16(const float* x, const void* a, const void* b, float* y,
-                                                              int64_t n, int64_t in, int64_t r, int64_t out, bool add) {
-  lora_rows<BF16X>(x, static_cast<const uint16_t*>(a), static_cast<const uint16_t*>(b), y, n, in, r, out, add);
+__attribute__((target("arch=x86-64-v3"))) void lora_rows_bf16(MLORA_ROWS_ARGS) {
+  lora_rows<BF16X>(x, static_cast<const uint16_t*>(a), static_cast<const uint16_t*>(b), sa, sb, y, n, in, r, out, add);
 }
-__attribute__((target("arch=x86-64-v4"))) void lora_rows_bf16(const float* x, const void* a, const void* b, float* y,
-                                                              int64_t n, int64_t in, int64_t r, int64_t out, bool add) {
-  lora_rows<BF16X>(x, static_cast<const uint16_t*>(a), static_cast<const uint16_t*>(b), y, n, in, r, out, add);
+__attribute__((target("arch=x86-64-v4"))) void lora_rows_bf16(MLORA_ROWS_ARGS) {
+  lora_rows<BF16X>(x, static_cast<const uint16_t*>(a), static_cast<const uint16_t*>(b), sa, sb, y, n, in, r, out, add);
 }
 #else
-void lora_rows_bf16(const float* x, const void* a, const void* b, float* y, int64_t n, int64_t in, int64_t r,
-                    int64_t out, bool add) {
-  lora_rows<BF16>(x, static_cast<const uint16_t*>(a), static_cast<const uint16_t*>(b), y, n, in, r, out, add);
+void lora_rows_bf16(MLORA_ROWS_ARGS) {
+  lora_rows<BF16>(x, static_cast<const uint16_t*>(a), static_cast<const uint16_t*>(b), sa, sb, y, n, in, r, out, add);
 }
 #endif
+#undef MLORA_ROWS_ARGS
 
-using RowsFn = void (*)(const float*, const void*, const void*, float*, int64_t, int64_t, int64_t, int64_t, bool);
+using RowsFn = void (*)(const float*, const void*, const void*, const float*, const float*, float*, int64_t, int64_t,
+                        int64_t, int64_t, bool);
 
 struct Kernel {
   const OrtApi* api = nullptr;
@@ -358,9 +483,10 @@ struct Kernel {
   std::string node;  // for messages
 };
 
-constexpr size_t kInputs = 6;     // x, A, B, lora_slot, lora_ranks, base (optional)
-constexpr size_t kBaseInput = 5;  // the base MatMul's output: y = base + LoRA (prepare-batching folds the Add)
-constexpr size_t kMaxDims = 8;    // x is [batch, seq, in] from prepare-batching; anything deeper is refused
+constexpr size_t kInputs = 8;       // x, A, B, lora_slot, lora_ranks, base, A_scales, B_scales (the last 3 optional)
+constexpr size_t kBaseInput = 5;    // the base MatMul's output: y = base + LoRA (prepare-batching folds the Add)
+constexpr size_t kScalesInput = 6;  // A_scales, then B_scales: int8 slots only
+constexpr size_t kMaxDims = 8;      // x is [batch, seq, in] from prepare-batching; anything deeper is refused
 
 // An input's element type and shape, without allocating (compute runs once per pair per step).
 struct Shape {
@@ -386,12 +512,15 @@ struct Job {
   const float* x;
   const uint8_t* a;
   const uint8_t* b;
+  const float* sa;  // int8 slots: A's scales [S, ceil(in/32), R], B's [S, ceil(R/32), out]; else null
+  const float* sb;
   const float* base;  // null: y = LoRA term alone; y itself when ONNX Runtime ran the op in place
   float* y;
   const int64_t* slot;
   const int64_t* ranks;  // this pair's row of lora_ranks
   size_t slot_count;     // 1 (broadcast) or batch
   int64_t tokens, in, R, out, S;
+  int64_t a_blocks, b_blocks;  // int8: ceil(in/32), ceil(R/32)
   int64_t blocks_per_row;
   static constexpr int64_t kBlock = 16;
 };
@@ -413,7 +542,9 @@ void run_item(void* data, size_t item) {
   }
   const size_t a_off = static_cast<size_t>(s * j.in * j.R) * j.esize;
   const size_t b_off = static_cast<size_t>(s * j.R * j.out) * j.esize;
-  j.rows(j.x + (row * j.tokens + t0) * j.in, j.a + a_off, j.b + b_off, y, n, j.in, r, j.out, j.base != nullptr);
+  const float* sa = j.sa ? j.sa + s * j.a_blocks * j.R : nullptr;
+  const float* sb = j.sb ? j.sb + s * j.b_blocks * j.out : nullptr;
+  j.rows(j.x + (row * j.tokens + t0) * j.in, j.a + a_off, j.b + b_off, sa, sb, y, n, j.in, r, j.out, j.base != nullptr);
 }
 
 OrtStatus* invalid(const Kernel& k, const std::string& what) {
@@ -446,6 +577,8 @@ RowsFn rows_for(ONNXTensorElementDataType t) {
       return lora_rows_f16;
     case ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16:
       return lora_rows_bf16;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8:
+      return lora_rows_i8;
     default:
       return nullptr;
   }
@@ -455,13 +588,13 @@ OrtStatus* compute(Kernel& k, OrtKernelContext* ctx) {
   const OrtApi& api = *k.api;
   const OrtValue* v[kInputs] = {};
   Shape sh[kInputs];
-  static const char* const kNames[kInputs] = {"x", "A", "B", "lora_slot", "lora_ranks", "base"};
+  static const char* const kNames[kInputs] = {"x", "A", "B", "lora_slot", "lora_ranks", "base", "A_scales", "B_scales"};
   size_t count = 0;
   MLORA_ORT_TRY(api.KernelContext_GetInputCount(ctx, &count));
   for (size_t i = 0; i < kInputs; ++i) {
     if (i < count) MLORA_ORT_TRY(api.KernelContext_GetInput(ctx, i, &v[i]));
     if (!v[i]) {
-      if (i == kBaseInput) continue;  // optional: y is the LoRA term alone
+      if (i >= kBaseInput) continue;  // optional: y is the LoRA term alone; scales: checked below
       return invalid(k, std::string("input ") + kNames[i] + " is missing");
     }
     bool fits = true;
@@ -480,8 +613,8 @@ OrtStatus* compute(Kernel& k, OrtKernelContext* ctx) {
   }
   const RowsFn rows = rows_for(sh[1].type);
   if (!rows) {
-    return invalid(
-        k, "A and B are " + dtype_name(static_cast<int32_t>(sh[1].type)) + "; expected float32, float16 or bfloat16");
+    return invalid(k, "A and B are " + dtype_name(static_cast<int32_t>(sh[1].type)) +
+                          "; expected float32, float16, bfloat16 or int8");
   }
   const Shape& xd = sh[0];
   const Shape& ad = sh[1];
@@ -511,11 +644,33 @@ OrtStatus* compute(Kernel& k, OrtKernelContext* ctx) {
   }
   Job j{};
   j.rows = rows;
-  j.esize = sh[1].type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT ? sizeof(float) : sizeof(uint16_t);
+  const bool scaled = sh[1].type == ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8;
+  j.esize = scaled ? 1 : sh[1].type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT ? sizeof(float) : sizeof(uint16_t);
   j.in = ad.dims[1];
   j.R = ad.dims[2];
   j.out = bd.dims[2];
   j.S = ad.dims[0];
+  j.a_blocks = (j.in + kQBlock - 1) / kQBlock;
+  j.b_blocks = (j.R + kQBlock - 1) / kQBlock;
+  if (scaled) {
+    // int8 slots need both scale tensors, float32, shaped [S, ceil(in/32), R] and [S, ceil(R/32), out].
+    Shape want[2];
+    want[0].type = want[1].type = ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+    want[0].rank = want[1].rank = 3;
+    const int64_t w0[3] = {j.S, j.a_blocks, j.R}, w1[3] = {j.S, j.b_blocks, j.out};
+    std::copy(w0, w0 + 3, want[0].dims);
+    std::copy(w1, w1 + 3, want[1].dims);
+    for (size_t i = kScalesInput; i < kScalesInput + 2; ++i) {
+      const Shape& w = want[i - kScalesInput];
+      if (!v[i]) return invalid(k, std::string("A and B are int8 but input ") + kNames[i] + " is missing");
+      if (!(sh[i] == w)) {
+        return invalid(k, std::string(kNames[i]) + " is " + dtype_name(static_cast<int32_t>(sh[i].type)) + " " +
+                              dims_text(sh[i]) + "; expected float32 " + dims_text(w) + " for A " + dims_text(ad) +
+                              " and B " + dims_text(bd) + " (one scale per block of " + std::to_string(kQBlock) +
+                              " rows)");
+      }
+    }
+  }
   j.tokens = 1;
   for (size_t i = 1; i + 1 < xd.rank; ++i) j.tokens *= xd.dims[i];
   const int64_t batch = xd.dims[0];
@@ -526,7 +681,7 @@ OrtStatus* compute(Kernel& k, OrtKernelContext* ctx) {
   j.y = static_cast<float*>(p);
   const void* in_data[kInputs] = {};
   for (size_t i = 0; i < kInputs; ++i) {
-    if (!v[i]) continue;
+    if (!v[i] || (i >= kScalesInput && !scaled)) continue;
     MLORA_ORT_TRY(api.GetTensorMutableData(const_cast<OrtValue*>(v[i]), &p));
     in_data[i] = p;
   }
@@ -537,6 +692,8 @@ OrtStatus* compute(Kernel& k, OrtKernelContext* ctx) {
   j.slot_count = static_cast<size_t>(sd.dims[0]);
   j.ranks = static_cast<const int64_t*>(in_data[4]) + k.pair * rd.dims[1];
   j.base = static_cast<const float*>(in_data[kBaseInput]);
+  j.sa = static_cast<const float*>(in_data[kScalesInput]);
+  j.sb = static_cast<const float*>(in_data[kScalesInput + 1]);
   int64_t rank_sum = 0;  // over the rows: the work there is
   for (size_t i = 0; i < j.slot_count; ++i) {
     const int64_t s = j.slot[i];
@@ -607,10 +764,11 @@ void ORT_API_CALL destroy_kernel(void* kernel) { delete static_cast<Kernel*>(ker
 
 const char* ORT_API_CALL op_name(const OrtCustomOp*) { return kLoraSlotMatMulOp; }
 const char* ORT_API_CALL op_provider(const OrtCustomOp*) { return "CPUExecutionProvider"; }
-// A and B (inputs 1, 2) are float32, float16 or bfloat16 (the slot dtype prepare-batching declared):
-// UNDEFINED lets ONNX Runtime accept any tensor type there, and compute() checks it.
+// A and B (inputs 1, 2) are float32, float16, bfloat16 or int8 (the slot dtype prepare-batching declared):
+// UNDEFINED lets ONNX Runtime accept any tensor type there, and compute() checks it. Inputs 5 (base), 6 and 7
+// (int8 slots' scales) are float32 and optional.
 ONNXTensorElementDataType ORT_API_CALL input_type(const OrtCustomOp*, size_t i) {
-  if (i == 0 || i == kBaseInput) return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+  if (i == 0 || i >= kBaseInput) return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
   return i < 3 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED : ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64;
 }
 size_t ORT_API_CALL input_count(const OrtCustomOp*) { return kInputs; }
@@ -619,7 +777,7 @@ ONNXTensorElementDataType ORT_API_CALL output_type(const OrtCustomOp*, size_t) {
 }
 size_t ORT_API_CALL output_count(const OrtCustomOp*) { return 1; }
 OrtCustomOpInputOutputCharacteristic ORT_API_CALL input_kind(const OrtCustomOp*, size_t i) {
-  return i == kBaseInput ? INPUT_OUTPUT_OPTIONAL : INPUT_OUTPUT_REQUIRED;
+  return i >= kBaseInput ? INPUT_OUTPUT_OPTIONAL : INPUT_OUTPUT_REQUIRED;
 }
 OrtCustomOpInputOutputCharacteristic ORT_API_CALL required(const OrtCustomOp*, size_t) { return INPUT_OUTPUT_REQUIRED; }
 // y has base's type and shape (with symbolic dims): ONNX Runtime's memory planner reuses base's buffer for y
@@ -730,10 +888,11 @@ void add_lora_op_domain(OrtSessionOptions* options) {
 }
 
 bool lora_slot_rows(int32_t dtype, const float* x, const void* a, const void* b, float* y, int64_t tokens, int64_t in,
-                    int64_t rank, int64_t out, bool add) {
+                    int64_t rank, int64_t out, bool add, const float* a_scales, const float* b_scales) {
   const RowsFn rows = rows_for(static_cast<ONNXTensorElementDataType>(dtype));
-  if (!rows || rank <= 0) return false;
-  rows(x, a, b, y, tokens, in, rank, out, add);
+  const bool scaled = dtype == ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8;
+  if (!rows || rank <= 0 || (scaled && (!a_scales || !b_scales))) return false;
+  rows(x, a, b, scaled ? a_scales : nullptr, scaled ? b_scales : nullptr, y, tokens, in, rank, out, add);
   return true;
 }
 

@@ -6,12 +6,17 @@
 //            A           T [S, in, R]             slot s holds its A as [in, r] *packed* (stride r) in
 //                                                 the first in*r elements of the slot
 //            B           T [S, R, out]            slot s holds its B as [r, out] in the first r rows
-//                        T = float, float16 or bfloat16 (the slot dtype, `--lora-dtype`; A and B alike),
+//                        T = float, float16, bfloat16 or int8 (the slot dtype, `--lora-dtype`; A and B alike),
 //                        widened to float in registers, float accumulation
 //            lora_slot   int64 [batch] or [1]     each row's slot ([1]: one slot for every row)
 //            lora_ranks  int64 [P, S']            r = lora_ranks[pair, slot] (0 = no LoRA for that slot)
 //            base        float [batch, ..., out]  optional: the base MatMul's output x·W, to which the LoRA term
 //                                                 is added (prepare-batching folds the pair's Add into the op)
+//            A_scales    float [S, ceil(in/32), R] int8 slots only (required then): slot s holds A's scales as
+//                                                 [ceil(in/32), r] packed (stride r): one per block of 32 input
+//                                                 rows per rank column; A = int8 · scale
+//            B_scales    float [S, ceil(R/32), out] int8 slots only: slot s holds [ceil(r/32), out], one per
+//                                                 block of 32 rank rows per output column
 //   attribute pair       int                      this pair's row of lora_ranks
 //   output   y           float [batch, ..., out]  y[b] = base[b] + x[b] · A_s[:, :r] · B_s[:r, :],  s = slot of
 //                                                 row b (without base: the LoRA term alone)
@@ -34,10 +39,12 @@ constexpr const char* kLoraSlotMatMulOp = "LoraSlotMatMul";
 
 // The op's arithmetic for one row (no ONNX Runtime involved; for benchmarks/kernel_rows.cpp): y[t, :] (+)=
 // (x[t, :] · A) · B for `tokens` tokens, A packed [in, rank] and B [rank, out] of element type `dtype`
-// (MLORA_DTYPE_FLOAT32/FLOAT16/BFLOAT16), y overwritten unless `add`. Returns false (nothing done) for another
-// dtype or rank <= 0.
+// (MLORA_DTYPE_FLOAT32/FLOAT16/BFLOAT16, or INT8 with its scales: a_scales [ceil(in/32), rank], b_scales
+// [ceil(rank/32), out]), y overwritten unless `add`. Returns false (nothing done) for another dtype, rank <= 0,
+// or int8 without both scales.
 bool lora_slot_rows(int32_t dtype, const float* x, const void* a, const void* b, float* y, int64_t tokens, int64_t in,
-                    int64_t rank, int64_t out, bool add);
+                    int64_t rank, int64_t out, bool add, const float* a_scales = nullptr,
+                    const float* b_scales = nullptr);
 
 // Adds the "com.multilora" domain (created once per process, never released: sessions may outlive any
 // owner) to session options. Throws RUNTIME when ONNX Runtime refuses it.

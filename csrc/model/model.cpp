@@ -22,6 +22,7 @@
 #include "util/error.h"
 #include "util/json.h"
 #include "util/name_hash.h"
+#include "util/utf8.h"
 
 namespace mlora {
 
@@ -168,9 +169,11 @@ struct Model::Impl {
   BatchKernel kernel = BatchKernel::kNone;
   int64_t pairs = 0;
   size_t batch_slots = 0;
-  bool quantized = false;                    // some LoRA inputs are MatMulNBits inputs (QuantInfo)
-  std::vector<DequantTarget> dequant;        // prepared models: float inputs that replaced quantized ones
-  std::shared_ptr<const GenaiConfig> genai;  // set when the model is a folder with genai_config.json
+  bool quantized = false;              // some LoRA inputs are MatMulNBits inputs (QuantInfo)
+  std::vector<DequantTarget> dequant;  // prepared models: float inputs that replaced quantized ones
+  std::unordered_map<std::string, std::string> slot_scales;  // int8 slots: LoRA input -> its scales input
+  std::unordered_set<std::string> scale_inputs;              // the scales inputs (metadata multilora.slot_scales)
+  std::shared_ptr<const GenaiConfig> genai;                  // set when the model is a folder with genai_config.json
 };
 
 void check_model_options(const std::string& path, const ModelOptions& options) {
@@ -378,6 +381,7 @@ std::vector<LoraInput> find_lora_inputs(Model::Impl& impl, const ModelScan& scan
   OrtSession* session = impl.session.get();
   std::vector<LoraInput> found_order;
   const std::unordered_map<std::string, LoraInput> quantized = find_quantized_lora(scan);
+
   size_t n = 0;
   ort_check(api.SessionGetOverridableInitializerCount(session, &n), "counting overridable initializers");
   for (size_t i = 0; i < n; ++i) {
@@ -397,6 +401,7 @@ std::vector<LoraInput> find_lora_inputs(Model::Impl& impl, const ModelScan& scan
       impl.ranks_pairs = d.shape[0];
       continue;
     }
+    if (impl.scale_inputs.count(name.str())) continue;  // int8 slots' scales: the runtime fills them
     LoraInput lora;
     const auto q = quantized.find(name.str());
     if (q != quantized.end()) {
@@ -430,7 +435,7 @@ void describe_io(Model::Impl& impl, const ModelScan& scan, const std::unordered_
     OrtTypeInfo* type_info = nullptr;
     ort_check(api.SessionGetInputTypeInfo(session, i, &type_info), "reading the type of input '" + name.str() + "'");
     Declared d = declared_of(type_info, "input '" + name.str() + "'");
-    if (found.count(name.str())) continue;
+    if (found.count(name.str()) || impl.scale_inputs.count(name.str())) continue;
     impl.input_index[name.str()] = impl.inputs.size();
     impl.input_names.push_back(name.str());
     impl.input_has_shape.push_back(scan.inputs_with_shape.count(name.str()) > 0);
@@ -480,6 +485,51 @@ void detect_batching(Model::Impl& impl, const ModelOptions& options) {
   }
 }
 
+// `multilora.slot_scales` (prepare_batching.py, --lora-dtype int8): {LoRA input: its float32 scales input}.
+void read_slot_scales(Model::Impl& impl, const ModelScan& scan) {
+  const auto it = scan.metadata.find(kSlotScalesMetadataKey);
+  if (it == scan.metadata.end()) return;
+  const std::string who = "model '" + impl.onnx_path + "' metadata '" + kSlotScalesMetadataKey + "'";
+  const nlohmann::json doc = parse_json(it->second, who);
+  auto bad = [&](const std::string& why) {
+    fail(MLORA_STATUS_FORMAT, who + ": " + why + "; prepare the model again with `multilora prepare-batching`");
+  };
+  if (!doc.is_object()) bad("not a JSON object");
+  for (auto e = doc.begin(); e != doc.end(); ++e) {
+    if (!e.value().is_string()) bad("the value of '" + e.key() + "' is not a string");
+    const std::string scales = e.value().get<std::string>();
+    if (!impl.scale_inputs.insert(scales).second || scales == e.key()) bad("'" + scales + "' is named twice");
+    impl.slot_scales[e.key()] = scales;
+  }
+}
+
+// Every int8 LoRA input of a fused model needs its scales input (and every entry an int8 LoRA input, and a
+// scales input the model declares with a default).
+void attach_slot_scales(Model::Impl& impl, const ModelScan& scan) {
+  const std::string who = "model '" + impl.onnx_path + "' metadata '" + kSlotScalesMetadataKey + "'";
+  const std::unordered_set<std::string> inputs(scan.inputs.begin(), scan.inputs.end());
+  for (const auto& e : impl.slot_scales) {
+    const auto l = impl.lora_index.find(e.first);
+    if (l == impl.lora_index.end() || impl.loras[l->second].dtype != MLORA_DTYPE_INT8 ||
+        impl.kernel != BatchKernel::kFused) {
+      fail(MLORA_STATUS_FORMAT, who + ": '" + e.first + "' is not an int8 LoRA input of a model prepared with the " +
+                                    "fused kernel; prepare the model again with `multilora prepare-batching`");
+    }
+    if (!inputs.count(e.second) || !scan.initializer_dims.count(e.second)) {
+      fail(MLORA_STATUS_FORMAT, who + ": the scales input '" + e.second + "' of '" + e.first +
+                                    "' is not an input with a default; prepare the model again");
+    }
+    impl.loras[l->second].scales = e.second;
+  }
+  for (const LoraInput& l : impl.loras) {
+    if (l.dtype == MLORA_DTYPE_INT8 && impl.kernel == BatchKernel::kFused && l.scales.empty()) {
+      fail(MLORA_STATUS_FORMAT, "model '" + impl.onnx_path + "': the int8 LoRA input '" + l.name +
+                                    "' has no scales input in its metadata '" + kSlotScalesMetadataKey +
+                                    "'; prepare the model again with `multilora prepare-batching --lora-dtype int8`");
+    }
+  }
+}
+
 // `multilora.dequantize` (prepare_batching.py): a JSON list of {target, weight, scales, zero_points, partner_weight,
 // bits, block_size}, one per float LoRA input that replaced a MatMulNBits pair half.
 void read_dequant_targets(Model::Impl& impl, const ModelScan& scan) {
@@ -522,7 +572,9 @@ void read_dequant_targets(Model::Impl& impl, const ModelScan& scan) {
     const auto l = impl.lora_index.find(t.target);
     // float32 as prepared; a half-precision slot dtype is fine too (dequantized blocks are float32 and are
     // converted like any float32 adapter's when the slot is written)
-    if (l == impl.lora_index.end() || !dtype_is_float(impl.loras[l->second].dtype)) {
+    // (int8 slots too: the dequantized float32 blocks are quantized to int8 when a set is built)
+    if (l == impl.lora_index.end() ||
+        !(dtype_is_float(impl.loras[l->second].dtype) || !impl.loras[l->second].scales.empty())) {
       bad("'" + t.target + "' is not a floating-point LoRA input of the model");
     }
     impl.dequant.push_back(std::move(t));
@@ -607,6 +659,7 @@ std::shared_ptr<const Model> Model::open(const ModelSource& source, const ModelO
     drop_weight_pages();
   }
 
+  read_slot_scales(*impl, scan);
   std::unordered_map<std::string, size_t> found;
   const std::vector<LoraInput> found_order = find_lora_inputs(*impl, scan, found);
   describe_io(*impl, scan, found);
@@ -626,6 +679,7 @@ std::shared_ptr<const Model> Model::open(const ModelSource& source, const ModelO
   }
   impl->declared_version = scan.model_version;
   detect_batching(*impl, options);
+  attach_slot_scales(*impl, scan);
   if (impl->kernel == BatchKernel::kFused) {
     // The fused kernel only rewrites float32 pairs (x is float32); the slot dtype prepare-batching declared
     // (--lora-dtype) is storage, not signature: adapters made for the source model keep matching.
@@ -660,10 +714,11 @@ bool Model::quantized_lora() const noexcept { return impl_->quantized; }
 const std::vector<DequantTarget>& Model::dequant_targets() const noexcept { return impl_->dequant; }
 bool Model::batching() const noexcept { return impl_->batching; }
 bool Model::accepts_lora_dtype(const LoraInput& in, int32_t dtype) const noexcept {
-  if (dtype == in.dtype) return true;
   auto slot_dtype = [](int32_t d) {
     return d == MLORA_DTYPE_FLOAT32 || d == MLORA_DTYPE_FLOAT16 || d == MLORA_DTYPE_BFLOAT16;
   };
+  if (!in.scales.empty()) return slot_dtype(dtype);  // int8 slots: float adapters, quantized when a set is built
+  if (dtype == in.dtype) return true;
   return impl_->kernel == BatchKernel::kFused && slot_dtype(in.dtype) && slot_dtype(dtype);
 }
 BatchKernel Model::batch_kernel() const noexcept { return impl_->kernel; }
@@ -836,6 +891,15 @@ std::vector<OrtValuePtr> Model::run(const std::vector<std::string>& input_names,
   std::vector<OrtValuePtr> outputs;
   outputs.reserve(raw_outputs.size());
   for (OrtValue* v : raw_outputs) outputs.emplace_back(v);  // owns them even on failure
+  if (status && api.GetErrorCode(status) == ORT_INVALID_ARGUMENT) {
+    // Our fused op refusing its inputs (e.g. an int8 slot's scales missing or misshapen): INVALID_ARGUMENT with
+    // its message, which names the node; other ONNX Runtime failures stay RUNTIME.
+    const std::string message = escape_invalid_utf8(api.GetErrorMessage(status));
+    if (message.find(std::string(kLoraSlotMatMulOp) + " node '") != std::string::npos) {
+      api.ReleaseStatus(status);
+      fail(MLORA_STATUS_INVALID_ARGUMENT, "running model '" + m.path + "': " + message);
+    }
+  }
   ort_check(status, "running model '" + m.path + "'");
   return outputs;
 }

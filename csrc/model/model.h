@@ -78,6 +78,10 @@ struct LoraInput {
   // the pair's rank per slot (the A input names sorted by byte value, index in that list); -1 otherwise.
   int32_t pair = -1;
   QuantInfo quant;
+  // int8 slots of the fused kernel (`prepare-batching --lora-dtype int8`): the float32 input the runtime fills
+  // with this input's block scales (metadata `multilora.slot_scales`); "" otherwise. Not a LoRA input itself:
+  // adapters do not hold it. A: [S, ceil(in/32), R]; B: [S, ceil(R/32), out] (kInt8SlotBlock rows per scale).
+  std::string scales;
   bool quantized() const noexcept { return quant.role != QuantRole::kNone; }
   int64_t fixed_dim() const noexcept { return rank_axis == 0 ? dim1 : dim0; }
 };
@@ -86,6 +90,10 @@ struct LoraInput {
 constexpr const char* kLoraSlotInput = "lora_slot";
 // ModelProto metadata key of a prepared model naming the float LoRA inputs that replaced quantized ones.
 constexpr const char* kDequantMetadataKey = "multilora.dequantize";
+// ModelProto metadata key of a model prepared with int8 slots: a JSON object {LoRA input: its scales input}.
+constexpr const char* kSlotScalesMetadataKey = "multilora.slot_scales";
+// int8 slots: rows along K (A's input rows, B's rank rows) per float32 scale.
+constexpr int64_t kInt8SlotBlock = 32;
 // Name of the int64 [P, S] input of a model prepared with the fused kernel: each LoRA pair's rank per slot.
 constexpr const char* kLoraRanksInput = "lora_ranks";
 
@@ -144,7 +152,8 @@ class Model {
   BatchKernel batch_kernel() const noexcept;
   // Whether an adapter parameter of `dtype` may feed LoRA input `in`: its own dtype always (ONNX Runtime's
   // rule); on a model prepared with the fused kernel also any other of float32, float16, bfloat16 (the
-  // kernel's slot dtypes), converted to the input's dtype when a set is built (run/active_set.h).
+  // kernel's slot dtypes), converted to the input's dtype when a set is built (run/active_set.h). int8 slots
+  // (LoraInput::scales) take float32, float16 and bfloat16 only, quantized when a set is built.
   bool accepts_lora_dtype(const LoraInput& in, int32_t dtype) const noexcept;
   // Fused kernel: number of LoRA pairs (rows of lora_ranks); 0 otherwise.
   int64_t lora_pair_count() const noexcept;

@@ -146,6 +146,39 @@ void compose(const LoraInput& in, const std::vector<Contribution>& parts, int64_
 
 }  // namespace
 
+bool quantize_int8_blocks(const float* v, int64_t rows, int64_t cols, int8_t* q, float* scales) {
+  const int64_t blocks = (rows + kInt8SlotBlock - 1) / kInt8SlotBlock;
+  std::vector<float> amax(static_cast<size_t>(cols));
+  for (int64_t b = 0; b < blocks; ++b) {
+    const int64_t r0 = b * kInt8SlotBlock, r1 = std::min(rows, r0 + kInt8SlotBlock);
+    std::fill(amax.begin(), amax.end(), 0.0f);
+    for (int64_t i = r0; i < r1; ++i) {
+      const float* row = v + i * cols;
+      for (int64_t c = 0; c < cols; ++c) {
+        if (!std::isfinite(row[c])) return false;
+        amax[c] = std::max(amax[c], std::fabs(row[c]));
+      }
+    }
+    float* s = scales + b * cols;
+    for (int64_t c = 0; c < cols; ++c) s[c] = amax[c] / 127.0f;
+  }
+  return quantize_int8_with_scales(v, rows, cols, scales, q);
+}
+
+bool quantize_int8_with_scales(const float* v, int64_t rows, int64_t cols, const float* scales, int8_t* q) {
+  for (int64_t i = 0; i < rows; ++i) {
+    const float* row = v + i * cols;
+    const float* s = scales + (i / kInt8SlotBlock) * cols;
+    int8_t* out = q + i * cols;
+    for (int64_t c = 0; c < cols; ++c) {
+      const float x = s[c] == 0.0f ? 0.0f : std::nearbyint(row[c] / s[c]);
+      if (!(x >= -127.0f && x <= 127.0f)) return false;  // also NaN
+      out[c] = static_cast<int8_t>(x);
+    }
+  }
+  return true;
+}
+
 // A quantized LoRA input (MatMulNBits weight, scales, zero points; the model fixes its rank): one adapter
 // feeds it, as it is. A weight scales B's scales (Y = X·A·(w·B) = X·A·B' with B's blocks scaled by w).
 void ActiveSet::feed_quantized(ActiveSet& set, const LoraInput& in, const std::vector<ActiveContribution>& parts) {
@@ -178,6 +211,64 @@ void ActiveSet::feed_quantized(ActiveSet& set, const LoraInput& in, const std::v
   set.feed_name_storage_.push_back(in.name);
   set.feed_values_.push_back(value.get());
   set.owned_values_.push_back(std::move(value));
+}
+
+// An int8 slot input: the composite in float32 (compose() with a float32 target: weights and 16-bit files
+// handled as for float32 slots), then quantized; feeds the int8 tensor and its scales.
+void ActiveSet::build_int8(ActiveSet& set, size_t index, const LoraInput& in,
+                           const std::vector<ActiveContribution>& parts, int64_t target) {
+  const int fixed_axis = 1 - in.rank_axis;
+  const int64_t fixed = parts.empty() ? in.fixed_dim() : parts[0].param->dims[fixed_axis];
+  if (fixed < 0) {
+    fail(MLORA_STATUS_SHAPE_MISMATCH, "LoRA input '" + in.name + "' shares the rank dim '" + in.rank_symbol +
+                                          "' with inputs the active set feeds, but its fixed dim is unknown");
+  }
+  LoraInput as_float = in;
+  as_float.dtype = MLORA_DTYPE_FLOAT32;
+  const size_t count = static_cast<size_t>(fixed) * static_cast<size_t>(target);
+  auto composed = aligned_buffer(count * sizeof(float));
+  compose(as_float, parts, fixed, target, static_cast<uint8_t*>(composed.get()), count * sizeof(float));
+  // K along the rows: A [in, r] (rows = in), B [r, out] (rows = r).
+  const int64_t rows = in.rank_axis == 1 ? fixed : target;
+  const int64_t cols = in.rank_axis == 1 ? target : fixed;
+  const int64_t blocks = (rows + kInt8SlotBlock - 1) / kInt8SlotBlock;
+  const size_t scale_count = static_cast<size_t>(blocks * cols);
+  auto q = aligned_buffer(count);
+  auto scales = aligned_buffer(scale_count * sizeof(float));
+  const float* v = static_cast<const float*>(composed.get());
+  auto* qd = static_cast<int8_t*>(q.get());
+  auto* sd = static_cast<float*>(scales.get());
+  // An int4 adapter's dequantized blocks (Param::block_scales: MatMulNBits, block a multiple of 32), alone at its
+  // own rank and unweighted (a weight scales B only): held exactly, int8 = q - zero point with the file's scales.
+  // v / scale recovers q - zero point exactly (v = fl((q - zp) · scale): off by at most 2^-24 relative).
+  const Param* src = parts.size() == 1 ? parts[0].param : nullptr;
+  bool exact = src && src->block_scales && src->scale_block > 0 && src->scale_block % kInt8SlotBlock == 0 &&
+               src->dims.size() == 2 && src->dims[in.rank_axis] == target &&
+               (in.rank_axis == 1 || parts[0].weight == 1.0f);
+  if (exact) {
+    const int64_t per = src->scale_block / kInt8SlotBlock;  // our blocks per file block
+    for (int64_t b = 0; b < blocks; ++b) {
+      std::memcpy(sd + b * cols, src->block_scales + (b / per) * cols, static_cast<size_t>(cols) * sizeof(float));
+    }
+    exact = quantize_int8_with_scales(v, rows, cols, sd, qd);
+  }
+  if (!exact && !quantize_int8_blocks(v, rows, cols, qd, sd)) {
+    std::string names;
+    for (const auto& c : parts) names += (names.empty() ? "'" : ", '") + printable_text(*c.adapter) + "'";
+    fail(MLORA_STATUS_INVALID_ARGUMENT,
+         "adapter " + names + " gives LoRA input '" + in.name + "' non-finite values, which int8 slots cannot hold");
+  }
+  auto value = make_ort_tensor(MLORA_DTYPE_INT8, {1, rows, cols}, q.get(), count);
+  auto scale_value = make_ort_tensor(MLORA_DTYPE_FLOAT32, {1, blocks, cols}, scales.get(), scale_count * sizeof(float));
+  set.blocks_.push_back({index, q.get(), fixed, target, static_cast<const float*>(scales.get())});
+  set.feed_name_storage_.push_back(in.name);
+  set.feed_values_.push_back(value.get());
+  set.owned_values_.push_back(std::move(value));
+  set.feed_name_storage_.push_back(in.scales);
+  set.feed_values_.push_back(scale_value.get());
+  set.owned_values_.push_back(std::move(scale_value));
+  set.buffers_.push_back(std::move(q));
+  set.buffers_.push_back(std::move(scales));
 }
 
 std::shared_ptr<const ActiveSet> ActiveSet::build(std::shared_ptr<const Model> model,
@@ -220,6 +311,10 @@ std::shared_ptr<const ActiveSet> ActiveSet::build(std::shared_ptr<const Model> m
       if (g != group_rank.end()) target = g->second;
     }
     if (target == 0 && parts.empty()) continue;  // the model's zero-rank default applies
+    if (!in.scales.empty()) {
+      build_int8(*set, i, in, parts, target);
+      continue;
+    }
     const size_t esize = dtype_size(in.dtype);
     const int fixed_axis = 1 - in.rank_axis;
     const int64_t fixed = parts.empty() ? in.fixed_dim() : parts[0].param->dims[fixed_axis];

@@ -17,6 +17,8 @@
 // Quantized LoRA inputs (LoraInput::quantized: MatMulNBits weight/scales/zero points, rank fixed by the
 // model) are fed as the one adapter that sets them holds them (a weight scales B's scales); two adapters
 // setting one are refused. They have no block.
+// int8 slots (a model prepared with --lora-dtype int8): the set is composed in float32 as above and then
+// quantized (quantize_int8_blocks); the set also feeds each such input's scales input.
 // The composed blocks are also exposed (blocks()) so the slot table (run/slot_table.h) stacks them.
 #pragma once
 
@@ -44,13 +46,24 @@ struct ActiveEntry {
 };
 
 // One composed LoRA input of a set, 2-D as an adapter sees it: [fixed, rank] (A) or [rank, fixed] (B),
-// contiguous row-major, held alive by the set.
+// contiguous row-major, held alive by the set. int8 slots (LoraInput::scales): data is int8 and `scales` the
+// float32 block scales, [ceil(fixed/32), rank] for A, [ceil(rank/32), fixed] for B (null otherwise).
 struct ActiveBlock {
   size_t input;  // index into model->lora_inputs()
   const void* data;
   int64_t fixed;
   int64_t rank;
+  const float* scales = nullptr;
 };
+
+// int8 slots: quantizes `rows` x `cols` float32 values (row-major; K along the rows: A's input rows, B's rank
+// rows) to int8 `q` and float32 `scales` [ceil(rows/32), cols]: per block of 32 rows and column, symmetric
+// absmax, scale = absmax / 127 and q = v / scale rounded to nearest (ties to even), 0 where the scale is 0.
+// False when a value is not finite.
+bool quantize_int8_blocks(const float* v, int64_t rows, int64_t cols, int8_t* q, float* scales);
+// The same with given scales [ceil(rows/32), cols]; false when a value is not finite or v / scale rounds
+// beyond ±127.
+bool quantize_int8_with_scales(const float* v, int64_t rows, int64_t cols, const float* scales, int8_t* q);
 
 class ActiveSet {
  public:
@@ -72,6 +85,8 @@ class ActiveSet {
 
  private:
   static void feed_quantized(ActiveSet& set, const LoraInput& in, const std::vector<ActiveContribution>& parts);
+  static void build_int8(ActiveSet& set, size_t index, const LoraInput& in,
+                         const std::vector<ActiveContribution>& parts, int64_t target);
   std::shared_ptr<const Model> model_;
   std::vector<ActiveEntry> entries_;
   std::vector<std::string> feed_name_storage_;

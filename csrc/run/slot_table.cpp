@@ -19,6 +19,9 @@ struct SlotTable::Storage {
   std::vector<std::shared_ptr<void>> buffers;
   std::vector<OrtValuePtr> values;  // per LoRA input, then lora_ranks (fused)
   int64_t* ranks = nullptr;         // fused: [P, S]
+  // int8 slots, per LoRA input (null for others): its scales, A [S, ceil(in/32), R], B [S, ceil(R/32), out].
+  std::vector<std::shared_ptr<void>> scale_buffers;
+  std::vector<OrtValuePtr> scale_values;
 };
 
 namespace {
@@ -102,6 +105,19 @@ void SlotTable::ensure_capacity(const std::vector<std::shared_ptr<const ActiveSe
     auto buffer = zeroed(bytes);
     storage->values.push_back(make_ort_tensor(in.dtype, dims, buffer.get(), bytes));
     storage->buffers.push_back(std::move(buffer));
+    std::shared_ptr<void> scale_buffer;
+    OrtValuePtr scale_value;
+    if (!in.scales.empty()) {
+      // K along the middle axis: A's input rows (fixed), B's rank rows (R); one scale per block of 32.
+      const int64_t k = in.rank_axis == 1 ? fixed[i] : need[i];
+      const int64_t cols = in.rank_axis == 1 ? need[i] : fixed[i];
+      const int64_t blocks = (k + kInt8SlotBlock - 1) / kInt8SlotBlock;
+      const size_t sbytes = slots_ * static_cast<size_t>(blocks * cols) * sizeof(float);
+      scale_buffer = zeroed(sbytes);
+      scale_value = make_ort_tensor(MLORA_DTYPE_FLOAT32, {S, blocks, cols}, scale_buffer.get(), sbytes);
+    }
+    storage->scale_buffers.push_back(std::move(scale_buffer));
+    storage->scale_values.push_back(std::move(scale_value));
   }
   if (kernel_ == BatchKernel::kFused) {
     const size_t bytes = static_cast<size_t>(pairs_) * slots_ * sizeof(int64_t);
@@ -130,6 +146,15 @@ void SlotTable::write_slot(Storage& storage, size_t slot, const ActiveSet* set) 
     if (kernel_ == BatchKernel::kFused) {
       // Packed at the slot's own rank: A [in, r] and B [r, out] are both the block's bytes as they are.
       if (r) std::memcpy(dst, b->data, F * r * esize);
+      if (!in.scales.empty() && r) {
+        // int8: the scales likewise, A [ceil(in/32), r] packed (stride r) in a slot of [ceil(in/32), R],
+        // B [ceil(r/32), out] in a slot of [ceil(R/32), out].
+        const size_t blk = static_cast<size_t>(kInt8SlotBlock);
+        const size_t slot_count = in.rank_axis == 1 ? (F + blk - 1) / blk * R : (R + blk - 1) / blk * F;
+        const size_t count = in.rank_axis == 1 ? (F + blk - 1) / blk * r : (r + blk - 1) / blk * F;
+        std::memcpy(static_cast<float*>(storage.scale_buffers[i].get()) + slot * slot_count, b->scales,
+                    count * sizeof(float));
+      }
       if (in.pair >= 0) storage.ranks[static_cast<size_t>(in.pair) * slots_ + slot] = static_cast<int64_t>(r);
       continue;
     }
@@ -222,6 +247,10 @@ std::unique_ptr<SlotTable::Lease> SlotTable::acquire(const std::vector<std::shar
   for (size_t i = 0; i < inputs_.size(); ++i) {
     lease->names_.push_back(inputs_[i].name.c_str());
     lease->values_.push_back(st.values[i].get());
+    if (st.scale_values[i]) {
+      lease->names_.push_back(inputs_[i].scales.c_str());
+      lease->values_.push_back(st.scale_values[i].get());
+    }
   }
   lease->names_.push_back(kLoraSlotInput);
   lease->values_.push_back(lease->slot_value_.get());

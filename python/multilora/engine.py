@@ -20,9 +20,10 @@ decoder rewritten by ``multilora prepare-batching``: give it a prepared folder, 
 copy once into a cache directory (``$MULTILORA_CACHE_DIR``, else ``~/.cache/multilora``; ``prepared/<key>`` where
 the key hashes the folder's path, its files' sizes and modification times, the prepared layout's version and
 ``lora_dtype``; written atomically, reused after; the copy has the base graph, so steps with no adapter cost
-what the model without LoRA costs). ``lora_dtype`` (``"auto"``, ``"float32"``, ``"float16"``, ``"bfloat16"``)
-is the slot dtype of that copy (``prepare-batching --lora-dtype``): 16-bit slots halve the adapter bytes each
-step reads; float32 adapters are rounded to them, float16/bfloat16 ones kept exactly (docs/design.md §6). The
+what the model without LoRA costs). ``lora_dtype`` (``"auto"``, ``"float32"``, ``"float16"``, ``"bfloat16"``,
+``"int8"``) is the slot dtype of that copy (``prepare-batching --lora-dtype``): 16-bit slots halve the adapter
+bytes each step reads; float32 adapters are rounded to them, float16/bfloat16 ones kept exactly; int8 slots
+(block-scaled) read ~0.3x, float adapters quantized, int4 ones exact (docs/design.md §6). The
 params and adapters of the plain model are used as they are: the engine builds each adapter set once for its
 copy from the same adapters and weights. Preparing needs the ``onnx`` package
 (``pip install 'multilora[tools]'``). In C, C#, Java the engine takes a prepared model only (the rewrite is
@@ -275,7 +276,7 @@ class Engine(_Native):
     one step (one per decoding row, the rest for prompt chunks); ``max_queue``: waiting requests before
     submit raises BusyError; ``worker``: False for no thread (call ``step()``); ``lora_dtype``: the slot dtype
     when the engine prepares a copy of a plain folder (``"auto"``, ``"float32"``, ``"float16"``,
-    ``"bfloat16"``; a prepared model must already have it)."""
+    ``"bfloat16"``, ``"int8"``; a prepared model must already have it)."""
 
     def __init__(
         self,

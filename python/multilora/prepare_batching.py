@@ -26,7 +26,11 @@ per pair. The pair itself becomes, by ``kernel``:
     ``bfloat16``) is the dtype ``A`` and ``B`` are declared in, i.e. the slot storage: the kernel widens
     16-bit slots to float32 in registers and accumulates in float32. The runtime accepts float32, float16 and
     bfloat16 adapters for such a model and converts them to the slot dtype when a set is built (exact for an
-    adapter already in that dtype, rounded otherwise; docs/design.md §6).
+    adapter already in that dtype, rounded otherwise; docs/design.md §6). ``int8``: A and B int8 plus two
+    float32 inputs per pair the runtime fills, ``<A>_scales [S, ceil(in/32), R]`` and ``<B>_scales
+    [S, ceil(R/32), out]`` (node inputs 6 and 7; input 5 is ``base``, "" when the pair has no Add), named in
+    the metadata ``multilora.slot_scales``; float adapters are quantized per block of 32 rows along K when a
+    set is built (lossy), int4 (MatMulNBits) adapters are held exactly.
 ``gather``
     ``MatMul(MatMul(x, Gather(A_stack, lora_slot)), Gather(B_stack, lora_slot))``: standard ONNX, any
     dtype, slots zero-padded to a common rank (exact, but the gather copies every row's weights).
@@ -69,6 +73,8 @@ __all__ = [
     "OP_TYPE",
     "KERNEL_METADATA_KEY",
     "DEQUANT_METADATA_KEY",
+    "SLOT_SCALES_METADATA_KEY",
+    "INT8_BLOCK",
     "BASE_GRAPH_METADATA_KEY",
     "base_graph_name",
 ]
@@ -82,6 +88,7 @@ OP_DOMAIN = "com.multilora"
 OP_TYPE = "LoraSlotMatMul"
 KERNEL_METADATA_KEY = "multilora.batching_kernel"
 DEQUANT_METADATA_KEY = "multilora.dequantize"
+SLOT_SCALES_METADATA_KEY = "multilora.slot_scales"
 BASE_GRAPH_METADATA_KEY = "multilora.base_graph"
 BASE_GRAPH_OF_METADATA_KEY = "multilora.base_graph_of"  # in the companion: the LoRA graph it belongs to
 _EXTERNAL_MIN_BYTES = 1024  # tensors this large or larger go to the shared external data file
@@ -96,7 +103,8 @@ def base_graph_name(output_name: str) -> str:
 
 
 KERNELS = ("fused", "gather")
-LORA_DTYPES = ("auto", "float32", "float16", "bfloat16")
+LORA_DTYPES = ("auto", "float32", "float16", "bfloat16", "int8")
+INT8_BLOCK = 32  # int8 slots: rows along K (A's input rows, B's rank rows) per float32 scale
 
 
 def prepare_batching(
@@ -281,6 +289,8 @@ class _Graph:
         except Exception:  # noqa: BLE001 - shape inference is only a check here
             pass
         self.dequant: List[Dict[str, Any]] = []  # quantized pair halves replaced by float inputs
+        self.slot_scales: Dict[str, str] = {}  # int8 slots: LoRA input -> the scales input the runtime fills
+        self.extra_inputs: List[Any] = []  # declarations of those scales inputs
         self.taken = (
             {i.name for i in g.input}
             | set(self.inits)
@@ -466,7 +476,14 @@ def _slot_elem(graph: _Graph, found: List[Pair], kernel: str, lora_dtype: str) -
     own = graph.inits[found[0][2]].data_type
     if lora_dtype == "auto":
         return int(own)
-    elem = {"float32": TensorProto.FLOAT, "float16": TensorProto.FLOAT16, "bfloat16": TensorProto.BFLOAT16}[lora_dtype]
+    elem = {
+        "float32": TensorProto.FLOAT,
+        "float16": TensorProto.FLOAT16,
+        "bfloat16": TensorProto.BFLOAT16,
+        "int8": TensorProto.INT8,
+    }[lora_dtype]
+    if kernel != "fused" and lora_dtype == "int8":
+        raise ValueError(f"{graph.src}: --lora-dtype int8 needs --kernel fused (the gather kernel has no int8 slots)")
     if kernel != "fused" and any(graph.inits[name].data_type != elem for _, _, a, b in found for name in (a, b)):
         raise ValueError(
             f"{graph.src}: --lora-dtype {lora_dtype} needs --kernel fused; the gather kernel keeps the model's "
@@ -479,7 +496,7 @@ def _rewrite_pairs(graph: _Graph, found: List[Pair], kernel: str, slot_elem: int
     """Stacked declarations (A and B in ``slot_elem``) and defaults for each pair's A and B (same names), then
     its nodes replaced by the kernel's; returns the A names in graph order."""
     import numpy as np
-    from onnx import helper, numpy_helper
+    from onnx import TensorProto, helper, numpy_helper
 
     g = graph.g
     pair_index = {a: i for i, a in enumerate(sorted(a for _, _, a, _ in found))}
@@ -502,6 +519,20 @@ def _rewrite_pairs(graph: _Graph, found: List[Pair], kernel: str, slot_elem: int
             b_init.CopyFrom(helper.make_tensor(b_name, elem, [1, 0, n_out], []))
         graph.by_name[a_name].CopyFrom(helper.make_tensor_value_info(a_name, elem, [SLOT_DIM, n_in, r]))
         graph.by_name[b_name].CopyFrom(helper.make_tensor_value_info(b_name, elem, [SLOT_DIM, r, n_out]))
+        scale_inputs: List[str] = []
+        if elem == TensorProto.INT8:
+            # The runtime fills these when it writes a slot (adapters do not hold them): A's scales
+            # [S, ceil(in/32), R], B's [S, ceil(R/32), out] (op inputs 6, 7).
+            a_s, b_s = graph.fresh(a_name + "_scales"), graph.fresh(b_name + "_scales")
+            a_blocks = -(-n_in // INT8_BLOCK)
+            graph.extra_inputs.append(helper.make_tensor_value_info(a_s, TensorProto.FLOAT, [SLOT_DIM, a_blocks, r]))
+            graph.extra_inputs.append(
+                helper.make_tensor_value_info(b_s, TensorProto.FLOAT, [SLOT_DIM, r + "_blocks", n_out])
+            )
+            g.initializer.append(numpy_helper.from_array(np.zeros((1, a_blocks, 0), np.float32), a_s))
+            g.initializer.append(numpy_helper.from_array(np.zeros((1, 0, n_out), np.float32), b_s))
+            graph.slot_scales[a_name], graph.slot_scales[b_name] = a_s, b_s
+            scale_inputs = [a_s, b_s]
         if kernel == "fused":
             inputs, outputs, at = [x, a_name, b_name, SLOT_INPUT, RANKS_INPUT], list(m2.output), n
             add = _lone_add(graph, m2.output[0])
@@ -509,6 +540,8 @@ def _rewrite_pairs(graph: _Graph, found: List[Pair], kernel: str, slot_elem: int
                 inputs.append(add.input[1] if add.input[0] == m2.output[0] else add.input[0])
                 outputs, at = list(add.output), add  # where the Add was: after the base operand's producer
                 dropped.add(m2.output[0])
+            if scale_inputs:  # int8 slots: inputs 6, 7 (5 = base, "" when there is none)
+                inputs += [""] * (6 - len(inputs)) + scale_inputs
             rewritten[id(n)] = rewritten[id(m2)] = []
             rewritten[id(at)] = [
                 helper.make_node(
@@ -559,6 +592,7 @@ def _add_slot_inputs(graph: _Graph, pair_count: int, kernel: str) -> None:
     model, g = graph.model, graph.g
     del g.input[:]
     g.input.extend(graph.inputs)
+    g.input.extend(graph.extra_inputs)
     g.input.append(helper.make_tensor_value_info(SLOT_INPUT, TensorProto.INT64, ["lora_batch"]))
     g.initializer.append(numpy_helper.from_array(np.zeros((1,), np.int64), SLOT_INPUT))
     if kernel == "fused":
@@ -576,6 +610,10 @@ def _add_slot_inputs(graph: _Graph, pair_count: int, kernel: str) -> None:
         import json
 
         model.metadata_props.add(key=DEQUANT_METADATA_KEY, value=json.dumps(graph.dequant, sort_keys=True))
+    if graph.slot_scales:
+        import json
+
+        model.metadata_props.add(key=SLOT_SCALES_METADATA_KEY, value=json.dumps(graph.slot_scales, sort_keys=True))
     # Gather needs opset >= 1 and batched MatMul opset >= 1: any opset works; IR >= 4 keeps inputs optional.
     if model.ir_version < 4:
         model.ir_version = 4
@@ -694,7 +732,8 @@ def _strip_lora(model: Any, deltas: List[str], lora_name: str) -> Any:
         opsets = [o for o in base.opset_import if o.domain != OP_DOMAIN]
         del base.opset_import[:]
         base.opset_import.extend(opsets)
-    props = [p for p in base.metadata_props if p.key not in (KERNEL_METADATA_KEY, BASE_GRAPH_METADATA_KEY)]
+    dropped_keys = (KERNEL_METADATA_KEY, BASE_GRAPH_METADATA_KEY, SLOT_SCALES_METADATA_KEY)
+    props = [p for p in base.metadata_props if p.key not in dropped_keys]
     del base.metadata_props[:]
     base.metadata_props.extend(props)
     base.metadata_props.add(key=BASE_GRAPH_OF_METADATA_KEY, value=lora_name)
@@ -822,7 +861,9 @@ def add_prepare_batching_command(subparsers: Any) -> None:
         "(plus the int64 input 'lora_ranks' [pairs, S]); the result runs only with multilora. --kernel gather "
         "uses standard ONNX Gather + batched MatMul (any dtype, slower). --lora-dtype float16/bfloat16 stores "
         "the fused kernel's slots in half precision (half the adapter bytes per step; float32 adapters are "
-        "rounded to it when loaded, float16/bfloat16 ones kept exactly).",
+        "rounded to it when loaded, float16/bfloat16 ones kept exactly); --lora-dtype int8 stores them as int8 "
+        "with a float32 scale per block of 32 rows (~0.3x the float32 bytes; float adapters quantized when a set "
+        "is built, lossy; int4 adapters held exactly).",
     )
     p.add_argument("input", help="a LoRA-enabled .onnx model, or a GenAI model folder (genai_config.json)")
     p.add_argument(
@@ -849,6 +890,8 @@ def add_prepare_batching_command(subparsers: Any) -> None:
         choices=LORA_DTYPES,
         default="auto",
         help="dtype of the fused kernel's adapter slots: auto (the model's LoRA dtype, float32), float16 or "
-        "bfloat16 (16-bit slots, widened to float32 in the kernel; float32 adapters are rounded on load)",
+        "bfloat16 (16-bit slots, widened to float32 in the kernel; float32 adapters are rounded on load), int8 "
+        "(block-scaled int8 slots, opt-in: float adapters quantized per 32-row block when a set is built, lossy; "
+        "int4 adapters exact)",
     )
     p.set_defaults(func=_run)

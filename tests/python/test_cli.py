@@ -138,7 +138,7 @@ def test_prepare_batching(lora_model, tmp_path, capsys, args, kernel):
         assert prepared.version == plain.version
 
 
-@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "auto"])
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "int8", "float32", "auto"])
 def test_prepare_batching_lora_dtype(lora_model, tmp_path, capsys, dtype):
     import multilora as ml
 
@@ -150,8 +150,8 @@ def test_prepare_batching_lora_dtype(lora_model, tmp_path, capsys, dtype):
         assert {i.dtype for i in prepared.lora_inputs} == {"float32" if dtype == "auto" else dtype}
         assert prepared.version == plain.version
     with pytest.raises(SystemExit) as e:
-        cli.main(["prepare-batching", lora_model.path, str(tmp_path / "x.onnx"), "--lora-dtype", "int8"])
-    assert e.value.code == 2 and "invalid choice: 'int8'" in capsys.readouterr().err
+        cli.main(["prepare-batching", lora_model.path, str(tmp_path / "x.onnx"), "--lora-dtype", "int4"])
+    assert e.value.code == 2 and "invalid choice: 'int4'" in capsys.readouterr().err
     assert (
         cli.main(
             [

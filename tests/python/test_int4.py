@@ -530,9 +530,11 @@ def test_peft_folder_on_a_quantized_model_says_why(prepared_q4):
     assert np.abs(from_q4 - from_peft).max() < 0.25 * np.abs(from_peft - base).max()
 
 
-def test_engine_on_a_plain_q4_folder(tmp_path, monkeypatch):
+@pytest.mark.parametrize("lora_dtype", ["auto", "int8"])
+def test_engine_on_a_plain_q4_folder(tmp_path, monkeypatch, lora_dtype):
     """The engine prepares a copy of a plain q4 folder and serves Olive's quantized adapters with it (they are
-    dequantized for the copy's float inputs): each request's tokens equal generation alone on the plain model."""
+    dequantized for the copy's float inputs; with int8 slots held exactly, int8 = q - zero point with the file's
+    scales): each request's tokens equal generation alone on the plain model."""
     monkeypatch.setenv("MULTILORA_CACHE_DIR", str(tmp_path / "cache"))
     with ml.Model(str(Q4)) as m, ml.Adapters(m) as reg:
         for name in ("a", "c"):
@@ -549,7 +551,8 @@ def test_engine_on_a_plain_q4_folder(tmp_path, monkeypatch):
                 while not g.is_done():
                     g.generate_next_token()
                 want.append(g.get_sequence(0)[len(PROMPTS[i]) :].tolist())
-        with ml.Engine(m, max_batch_size=4) as engine:
+        with ml.Engine(m, max_batch_size=4, lora_dtype=lora_dtype) as engine:
+            assert {i.dtype for i in engine._runs.lora_inputs} == {"float32" if lora_dtype == "auto" else lora_dtype}
             got = engine.generate(PROMPTS, params)
         assert got == want
         assert want[0] != want[2]
