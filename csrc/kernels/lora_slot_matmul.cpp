@@ -427,51 +427,29 @@ MLORA_CLONES
 void lora_rows_f32(MLORA_ROWS_ARGS) {
   lora_rows<F32>(x, static_cast<const float*>(a), static_cast<const float*>(b), sa, sb, y, n, in, r, out, add);
 }
+// The 16-bit and int8 entries: versions by target instead of clones. The default version widens with the
+// portable `Portable` loads (integer operations), the x86-64-v3/v4 versions with `Fast`, one instruction sequence
+// in inline assembly: F16C (float16), a zero-extending load and a shift (bfloat16), vpmovsxbd + vcvtdq2ps (int8).
 #if MLORA_FMV
-// Versions by target instead of clones: the default one widens in integer operations, the others with F16C
-// (float16) or one zero-extending load (bfloat16).
-__attribute__((target("default"))) void lora_rows_f16(MLORA_ROWS_ARGS) {
-  lora_rows<F16>(x, static_cast<const uint16_t*>(a), static_cast<const uint16_t*>(b), sa, sb, y, n, in, r, out, add);
-}
-__attribute__((target("arch=x86-64-v3"))) void lora_rows_f16(MLORA_ROWS_ARGS) {
-  lora_rows<F16C>(x, static_cast<const uint16_t*>(a), static_cast<const uint16_t*>(b), sa, sb, y, n, in, r, out, add);
-}
-__attribute__((target("arch=x86-64-v4"))) void lora_rows_f16(MLORA_ROWS_ARGS) {
-  lora_rows<F16C>(x, static_cast<const uint16_t*>(a), static_cast<const uint16_t*>(b), sa, sb, y, n, in, r, out, add);
-}
-// The same for int8: the default one widens portably, the others with vpmovsxbd + vcvtdq2ps (I8X).
-__attribute__((target("default"))) void lora_rows_i8(MLORA_ROWS_ARGS) {
-  lora_rows<I8>(x, static_cast<const int8_t*>(a), static_cast<const int8_t*>(b), sa, sb, y, n, in, r, out, add);
-}
-__attribute__((target("arch=x86-64-v3"))) void lora_rows_i8(MLORA_ROWS_ARGS) {
-  lora_rows<I8X>(x, static_cast<const int8_t*>(a), static_cast<const int8_t*>(b), sa, sb, y, n, in, r, out, add);
-}
-__attribute__((target("arch=x86-64-v4"))) void lora_rows_i8(MLORA_ROWS_ARGS) {
-  lora_rows<I8X>(x, static_cast<const int8_t*>(a), static_cast<const int8_t*>(b), sa, sb, y, n, in, r, out, add);
-}
+#define MLORA_ROWS_VERSION(target_name, name, T, E)                                                     \
+  __attribute__((target(target_name))) void name(MLORA_ROWS_ARGS) {                                     \
+    lora_rows<E>(x, static_cast<const T*>(a), static_cast<const T*>(b), sa, sb, y, n, in, r, out, add); \
+  }
+#define MLORA_ROWS_VERSIONS(name, T, Portable, Fast)  \
+  MLORA_ROWS_VERSION("default", name, T, Portable)    \
+  MLORA_ROWS_VERSION("arch=x86-64-v3", name, T, Fast) \
+  MLORA_ROWS_VERSION("arch=x86-64-v4", name, T, Fast)
 #else
-void lora_rows_f16(MLORA_ROWS_ARGS) {
-  lora_rows<F16>(x, static_cast<const uint16_t*>(a), static_cast<const uint16_t*>(b), sa, sb, y, n, in, r, out, add);
-}
-void lora_rows_i8(MLORA_ROWS_ARGS) {
-  lora_rows<I8>(x, static_cast<const int8_t*>(a), static_cast<const int8_t*>(b), sa, sb, y, n, in, r, out, add);
-}
+#define MLORA_ROWS_VERSIONS(name, T, Portable, Fast)                                                           \
+  void name(MLORA_ROWS_ARGS) {                                                                                 \
+    lora_rows<Portable>(x, static_cast<const T*>(a), static_cast<const T*>(b), sa, sb, y, n, in, r, out, add); \
+  }
 #endif
-#if MLORA_FMV
-__attribute__((target("default"))) void lora_rows_bf16(MLORA_ROWS_ARGS) {
-  lora_rows<BF16>(x, static_cast<const uint16_t*>(a), static_cast<const uint16_t*>(b), sa, sb, y, n, in, r, out, add);
-}
-__attribute__((target("arch=x86-64-v3"))) void lora_rows_bf16(MLORA_ROWS_ARGS) {
-  lora_rows<BF16X>(x, static_cast<const uint16_t*>(a), static_cast<const uint16_t*>(b), sa, sb, y, n, in, r, out, add);
-}
-__attribute__((target("arch=x86-64-v4"))) void lora_rows_bf16(MLORA_ROWS_ARGS) {
-  lora_rows<BF16X>(x, static_cast<const uint16_t*>(a), static_cast<const uint16_t*>(b), sa, sb, y, n, in, r, out, add);
-}
-#else
-void lora_rows_bf16(MLORA_ROWS_ARGS) {
-  lora_rows<BF16>(x, static_cast<const uint16_t*>(a), static_cast<const uint16_t*>(b), sa, sb, y, n, in, r, out, add);
-}
-#endif
+MLORA_ROWS_VERSIONS(lora_rows_f16, uint16_t, F16, F16C)
+MLORA_ROWS_VERSIONS(lora_rows_bf16, uint16_t, BF16, BF16X)
+MLORA_ROWS_VERSIONS(lora_rows_i8, int8_t, I8, I8X)
+#undef MLORA_ROWS_VERSIONS
+#undef MLORA_ROWS_VERSION
 #undef MLORA_ROWS_ARGS
 
 using RowsFn = void (*)(const float*, const void*, const void*, const float*, const float*, float*, int64_t, int64_t,

@@ -485,15 +485,30 @@ void detect_batching(Model::Impl& impl, const ModelOptions& options) {
   }
 }
 
+// A JSON metadata entry prepare_batching.py writes: `doc` holds it parsed (`found` false when the model has none)
+// and bad(why) fails FORMAT naming the model and the key.
+struct PreparedMetadata {
+  std::string who;
+  nlohmann::json doc;
+  bool found = false;
+  PreparedMetadata(const Model::Impl& impl, const ModelScan& scan, const char* key)
+      : who("model '" + impl.onnx_path + "' metadata '" + key + "'") {
+    const auto it = scan.metadata.find(key);
+    if (it == scan.metadata.end()) return;
+    doc = parse_json(it->second, who);
+    found = true;
+  }
+  [[noreturn]] void bad(const std::string& why) const {
+    fail(MLORA_STATUS_FORMAT, who + ": " + why + "; prepare the model again with `multilora prepare-batching`");
+  }
+};
+
 // `multilora.slot_scales` (prepare_batching.py, --lora-dtype int8): {LoRA input: its float32 scales input}.
 void read_slot_scales(Model::Impl& impl, const ModelScan& scan) {
-  const auto it = scan.metadata.find(kSlotScalesMetadataKey);
-  if (it == scan.metadata.end()) return;
-  const std::string who = "model '" + impl.onnx_path + "' metadata '" + kSlotScalesMetadataKey + "'";
-  const nlohmann::json doc = parse_json(it->second, who);
-  auto bad = [&](const std::string& why) {
-    fail(MLORA_STATUS_FORMAT, who + ": " + why + "; prepare the model again with `multilora prepare-batching`");
-  };
+  const PreparedMetadata meta(impl, scan, kSlotScalesMetadataKey);
+  if (!meta.found) return;
+  const nlohmann::json& doc = meta.doc;
+  auto bad = [&](const std::string& why) { meta.bad(why); };
   if (!doc.is_object()) bad("not a JSON object");
   for (auto e = doc.begin(); e != doc.end(); ++e) {
     if (!e.value().is_string()) bad("the value of '" + e.key() + "' is not a string");
@@ -533,13 +548,10 @@ void attach_slot_scales(Model::Impl& impl, const ModelScan& scan) {
 // `multilora.dequantize` (prepare_batching.py): a JSON list of {target, weight, scales, zero_points, partner_weight,
 // bits, block_size}, one per float LoRA input that replaced a MatMulNBits pair half.
 void read_dequant_targets(Model::Impl& impl, const ModelScan& scan) {
-  const auto it = scan.metadata.find(kDequantMetadataKey);
-  if (it == scan.metadata.end()) return;
-  const std::string who = "model '" + impl.onnx_path + "' metadata '" + kDequantMetadataKey + "'";
-  const nlohmann::json doc = parse_json(it->second, who);
-  auto bad = [&](const std::string& why) {
-    fail(MLORA_STATUS_FORMAT, who + ": " + why + "; prepare the model again with `multilora prepare-batching`");
-  };
+  const PreparedMetadata meta(impl, scan, kDequantMetadataKey);
+  if (!meta.found) return;
+  const nlohmann::json& doc = meta.doc;
+  auto bad = [&](const std::string& why) { meta.bad(why); };
   if (!doc.is_array()) bad("not a JSON list");
   for (const nlohmann::json& e : doc) {
     if (!e.is_object()) bad("an entry is not an object");

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "adapter/adapter.h"
+#include "check.h"
 #include "util/error.h"
 #include "util/name_hash.h"
 
@@ -24,16 +25,9 @@ using namespace mlora;
 
 namespace {
 
-int g_passed = 0, g_failed = 0;
-
-void check(bool ok, const std::string& what) {
-  if (ok) {
-    ++g_passed;
-    return;
-  }
-  ++g_failed;
-  std::fprintf(stderr, "FAIL %s\n", what.c_str());
-}
+using mlora_test::check;
+using mlora_test::g_failed;
+using mlora_test::g_passed;
 
 LoraHalves reference_halves(const std::string& name) {
   LoraHalves h;

@@ -18,6 +18,7 @@
 #include "abi/abi.h"
 #include "adapter/adapter.h"
 #include "adapter/registry.h"
+#include "check.h"
 #include "model/model.h"
 #include "run/active_set.h"
 #include "run/adapter_selection.h"
@@ -28,16 +29,9 @@ using namespace mlora;
 
 namespace {
 
-int g_passed = 0, g_failed = 0;
-
-void check(bool ok, const std::string& what) {
-  if (ok) {
-    ++g_passed;
-    return;
-  }
-  ++g_failed;
-  std::fprintf(stderr, "FAIL %s\n", what.c_str());
-}
+using mlora_test::check;
+using mlora_test::g_failed;
+using mlora_test::g_passed;
 
 // Where slot `slot` of the lease's stacked LoRA input `input` starts ([S, fixed, R] or [S, R, fixed] of
 // `esize`-byte elements), and how many bytes it has.

@@ -40,6 +40,15 @@ class OrtBaseline:
         return self.session.run(["logits"], {"input_ids": ids}, ro)[0]
 
 
+def open_with_adapters(path: str, files: dict[str, str], **options: object):
+    """``ml.Model(path, **options)`` and an ``ml.Adapters`` of it with every ``name: file`` of ``files`` loaded."""
+    model = ml.Model(path, **options)
+    adapters = ml.Adapters(model)
+    for name, f in files.items():
+        adapters.load(f, name)
+    return model, adapters
+
+
 def assert_error(excinfo: pytest.ExceptionInfo, cls: Type[BaseException], status_name: str, *substrings: str) -> None:
     """The exception is exactly `cls`, has status `status_name`, and its message contains every substring."""
     err = excinfo.value

@@ -19,7 +19,7 @@ import multilora as ml
 from multilora import testing as T
 from multilora.prepare_batching import prepare_batching
 
-from support import OrtBaseline, assert_close, assert_error
+from support import OrtBaseline, assert_close, assert_error, open_with_adapters
 
 TOL = 2e-5
 # hidden 42: rows of A and outputs are not multiples of the vector width or of the unrolling. Ranks 16 (one
@@ -40,12 +40,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory):
     return info, str(d / "fused.onnx"), params, files
 
 
-def _open(path: str, files: Dict[str, str], **options: int):
-    model = ml.Model(path, **options)
-    adapters = ml.Adapters(model)
-    for n, f in files.items():
-        adapters.load(f, n)
-    return model, adapters
+_open = open_with_adapters
 
 
 def _check(out: np.ndarray, info, params, plain, ids: np.ndarray, rows: List[List[str]]) -> None:

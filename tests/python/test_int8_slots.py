@@ -22,7 +22,7 @@ import multilora as ml
 from multilora import testing as T
 from multilora.prepare_batching import INT8_BLOCK, SLOT_SCALES_METADATA_KEY, prepare_batching
 
-from support import assert_close, assert_error
+from support import assert_close, assert_error, open_with_adapters
 
 BLOCK = INT8_BLOCK
 # fp32 tolerance of the kernel tests (test_batching_kernel.py): the int8 kernel computes x·(q·s)·(q·s) with
@@ -76,12 +76,7 @@ def row_values(params, row: List[str]) -> Dict[str, np.ndarray]:
     return int8_values(composite([(params[n], 1.0) for n in row]))
 
 
-def _open(path: str, files: Dict[str, str], **options: int):
-    model = ml.Model(path, **options)
-    adapters = ml.Adapters(model)
-    for n, f in files.items():
-        adapters.load(f, n)
-    return model, adapters
+_open = open_with_adapters
 
 
 def _run_rows(model, adapters, ids, rows):
