@@ -30,6 +30,11 @@ memory-bandwidth bound is the bytes one decode step must read (weights of every 
 embedding table; for (d) also the adapters; plus the KV cache at the middle of decoding) over the read
 bandwidth measured here (numpy sums over a 1 GiB float32 array).
 
+``--step-interleaved N``: afterwards, every multilora variant ((d) and (c)) gets one generator past its prompt
+pass, all alive at once, and they take one decode step each in turn, N times; medians per variant and their
+ratio to (c). On a host whose speed drifts over seconds (a shared VM: numpy's matmul time varied ±15% between
+seconds here), run-level interleaving leaves whole 32-token runs on one side of a drift; step-level does not.
+
     /tmp/venv-bench/bin/python benchmarks/bench_batching_llm.py [--tiny] [--threads 2] [--repeats 2]
 
 ``--precision int4 [--int4-lora quantized|excluded]``: the same on the builder's int4 model (see
@@ -333,7 +338,68 @@ def multilora_runner(
         params.close()
         return result
 
+    steppers[run] = lambda steps: multilora_stepper(model, registry, rows, prompts, steps)
     return run, (model, registry)
+
+
+# Per multilora runner: a factory of a generator past its prompt pass (--step-interleaved).
+Stepper = Tuple[Callable[[], float], Callable[[], None]]
+steppers: Dict[Runner, Callable[[int], Stepper]] = {}
+
+
+def multilora_stepper(model: Any, registry: Any, rows: List[List[str]], prompts: np.ndarray, steps: int) -> Stepper:
+    """A generator of the runner's model and rows, its prompt pass and first token done: step() times one decode
+    step (ms); close() ends it."""
+    import multilora as ml
+
+    batch, plen = prompts.shape
+    params = ml.GeneratorParams(model)
+    total = plen + steps + 2
+    params.set_search_options(max_length=total, min_length=total, do_sample=False, batch_size=batch)
+    if rows:
+        params.set_active_adapters_per_row(registry, rows)
+    gen = ml.Generator(model, params)
+    gen.append_tokens(prompts)
+    gen.generate_next_token()
+
+    def step() -> float:
+        t = time.perf_counter()
+        gen.generate_next_token()
+        return (time.perf_counter() - t) * 1e3
+
+    def close() -> None:
+        gen.close()
+        params.close()
+
+    return step, close
+
+
+def step_interleaved(variants: Dict[str, Runner], labels: Dict[str, str], steps: int, rate: Callable) -> None:
+    """Every multilora variant's generator alive at once, stepped one decode step each in turn, `steps` times:
+    slow drifts of a shared machine (seconds) hit every variant alike, which run-level interleaving does not
+    guarantee. Prints each variant's median step and its ratio to the base model's."""
+    keys = [k for k in variants if variants[k] in steppers]
+    if "c-ml" not in keys:
+        return
+    made = {k: steppers[variants[k]](steps) for k in keys}
+    times: Dict[str, List[float]] = {k: [] for k in keys}
+    load0 = os.getloadavg()[0]
+    for _ in range(steps):
+        for k in keys:
+            times[k].append(made[k][0]())
+    load1 = os.getloadavg()[0]
+    for k in keys:
+        made[k][1]()
+    med = {k: statistics.median(v[2:]) for k, v in times.items()}  # the first steps warm up
+    print()
+    print(
+        f"step-interleaved: {len(keys)} generators alive, one decode step each in turn, {steps} steps (median of the "
+        f"last {steps - 2}); load average {load0:.2f} -> {load1:.2f}"
+    )
+    print("| variant | decode ms/step | base / this | adapter GB/s (% of read bound) |")
+    print("|---|---:|---:|---:|")
+    for k in keys:
+        print(f"| {labels[k]} | {med[k]:.2f} | {med['c-ml'] / med[k]:.3f} | {rate(k, med[k] - med['c-ml'])} |")
 
 
 # ---- main ------------------------------------------------------------------------------------------------------
@@ -358,6 +424,13 @@ def main() -> int:
     ap.add_argument("--bandwidth-gib", type=float, default=1.0, help="array size of the bandwidth measurement")
     ap.add_argument("--models", help="model set folder (default build-bench-llm/<dims>)")
     ap.add_argument("--build-python", default=sys.executable, help="python with torch/transformers/peft/olive")
+    ap.add_argument(
+        "--step-interleaved",
+        type=int,
+        default=0,
+        metavar="N",
+        help="then also step every multilora variant's generator in turn, one decode step each, N times",
+    )
     args = ap.parse_args()
     apply_tiny(args)
     if args.new_tokens < 2:
@@ -530,12 +603,13 @@ def main() -> int:
     print()
     ref = f"d-{kernels[0]}" if kernels else None
 
-    def adapter_rate(key: str) -> str:
+    def adapter_rate(key: str, extra_ms: Optional[float] = None) -> str:
         """Per-row variants: the adapters' bytes over the time they add to the base step, GB/s and as a share of
         the read bandwidth measured above (the issue's 'bytes per step / (per-row step - base step)')."""
         if not key.startswith("d") or "c-ml" not in variants:
             return "-"
-        extra_ms = step_ms(key) - step_ms("c-ml")
+        if extra_ms is None:
+            extra_ms = step_ms(key) - step_ms("c-ml")
         nbytes = half_bytes.get(key[len("d-fused-") :], all_adapters) if key.startswith("d-fused-") else all_adapters
         read = (one_adapter if key == "d1" else nbytes) / 1e6  # MB read per step
         if extra_ms <= 0:
@@ -641,6 +715,8 @@ def main() -> int:
             # issue 15: >= 0.92 for 16-bit files in 16-bit slots on fp32; >= 0.85 for an int4 base (any slots)
             goal = 0.85 if args.precision == "int4" else 0.92
             print(f"target (d, {dt} slots)/(c) >= {goal}: {rh:.2f}x  {'met' if rh >= goal else 'NOT met'}  (medians)")
+    if args.step_interleaved > 2:
+        step_interleaved(variants, labels, args.step_interleaved, adapter_rate)
     return 1 if failed else 0
 
 
