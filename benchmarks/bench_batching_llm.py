@@ -313,12 +313,14 @@ def genai_batch_runner(folder: str, prompts: np.ndarray, threads: int) -> Tuple[
 
 
 def multilora_runner(
-    folder: str, adapters: Optional[List[str]], prompts: np.ndarray, threads: int, one_adapter: bool = False
+    folder: str, adapters: Optional[List[str]], prompts: np.ndarray, one_adapter: bool = False
 ) -> Tuple[Runner, object]:
     """Row i uses adapter i (``one_adapter``: every row uses adapter 0); no adapters = the base model."""
     import multilora as ml
 
-    model = ml.Model(folder, ml.ModelOptions(intra_op_threads=threads))
+    # The process-wide pool main() sized (multilora's default policy): with a spinning pool per model, the
+    # step-interleaved phase's idle models held the cores (every step took twice as long).
+    model = ml.Model(folder)
     registry = ml.Adapters(model)
     rows = []
     for i, path in enumerate(adapters or []):
@@ -467,6 +469,7 @@ def main() -> int:
 
     import multilora as ml
 
+    ml.set_global_threads(args.threads, True)  # every multilora model shares one pool of --threads threads
     if not hasattr(ml.GeneratorParams, "set_active_adapters_per_row"):
         print("note: the installed multilora has no GeneratorParams.set_active_adapters_per_row: (d) not measured")
         kernels = []
@@ -489,7 +492,7 @@ def main() -> int:
         add(
             f"d-{k}",
             f"(d) multilora per-row, {k} kernel, 1 generator x batch {b}",
-            multilora_runner(os.path.join(root, f"batched-{k}"), adapters, prompts, args.threads),
+            multilora_runner(os.path.join(root, f"batched-{k}"), adapters, prompts),
         )
     for dt in halves:
         add(
@@ -500,15 +503,15 @@ def main() -> int:
                 if dt == "int8"
                 else f"{dt} adapters"
             ),
-            multilora_runner(os.path.join(root, f"batched-fused-{dt}"), half_adapters[dt], prompts, args.threads),
+            multilora_runner(os.path.join(root, f"batched-fused-{dt}"), half_adapters[dt], prompts),
         )
     if args.one_adapter and kernels:
         add(
             "d1",
             f"(d, diagnostic) {kernels[0]} kernel, every row on adapter a0",
-            multilora_runner(os.path.join(root, f"batched-{kernels[0]}"), adapters, prompts, args.threads, True),
+            multilora_runner(os.path.join(root, f"batched-{kernels[0]}"), adapters, prompts, True),
         )
-    add("c-ml", f"(c) base model, multilora, batch {b}", multilora_runner(base, None, prompts, args.threads))
+    add("c-ml", f"(c) base model, multilora, batch {b}", multilora_runner(base, None, prompts))
     if not args.skip_genai:
         add("c-og", f"(c) base model, onnxruntime-genai, batch {b}", genai_batch_runner(base, prompts, args.threads))
     if not args.skip_ort:
