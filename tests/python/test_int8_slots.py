@@ -517,3 +517,43 @@ def test_engine_prepares_an_int8_copy(tmp_path, monkeypatch):
             for req, prompt, s in reqs:
                 assert req.tokens() == alone((model, ref), prompt, s, max_length=len(prompt) + 8, _ref="int8"), s
         assert len(os.listdir(tmp_path / "cache" / "prepared")) == 1
+
+
+def test_scales_after_an_omitted_base_input(tmp_path):
+    """A pair whose output the graph adds itself (no Add folded): the op's input 5 is "" (ONNX's omitted optional
+    input) and the scales follow at 6 and 7. ONNX Runtime infers shapes and runs it; the rows equal the folded
+    model's up to float32 rounding (base + (x·A·B) instead of x·A·B accumulated onto base)."""
+    import onnx
+    from onnx import helper
+
+    info = T.make_lora_model(tmp_path / "m.onnx", layers=1, hidden=42, modules=("q_proj", "up_proj"), seed=5)
+    folded = str(tmp_path / "folded.onnx")
+    prepare_batching(info.path, folded, kernel="fused", lora_dtype="int8", base_graph=False)
+    m = onnx.load(folded)
+    nodes = []
+    for n in m.graph.node:
+        if n.op_type != "LoraSlotMatMul":
+            nodes.append(n)
+            continue
+        assert len(n.input) == 8 and n.input[5] and n.input[6].endswith("_scales"), list(n.input)
+        base, y = n.input[5], n.output[0]
+        n.input[5] = ""
+        n.output[0] = y + "_delta"
+        nodes += [n, helper.make_node("Add", [base, y + "_delta"], [y], name=n.name + "_add")]
+    del m.graph.node[:]
+    m.graph.node.extend(nodes)
+    unfolded = str(tmp_path / "unfolded.onnx")
+    onnx.save(m, unfolded)
+    f = str(tmp_path / "a.onnx_adapter")
+    T.write_ort_adapter(f, T.make_adapter_params(info, rank=20, seed=3))
+    ids = T.make_input_ids(info, batch=3, seq=4, seed=2)
+    outs = []
+    for path in (folded, unfolded):
+        model, adapters = open_with_adapters(path, {"a": f})
+        with model, adapters:
+            opts = ml.RunOptions()
+            opts.set_active_adapters_per_row(adapters, [["a"], [], ["a"]])
+            outs.append(model.run(["logits"], {"input_ids": ids}, opts)[0])
+    assert_close(outs[1], outs[0], rtol=1e-5, atol=1e-5)
+    assert_close(outs[1][1:2], T.reference_forward(info, ids[1:2], []), rtol=1e-5, atol=1e-5)  # no adapter
+    assert np.abs(outs[1][0:1] - T.reference_forward(info, ids[0:1], [])).max() > 1e-3  # the adapter's row moved
