@@ -519,7 +519,8 @@ def test_engine_prepares_an_int8_copy(tmp_path, monkeypatch):
         assert len(os.listdir(tmp_path / "cache" / "prepared")) == 1
 
 
-def test_scales_after_an_omitted_base_input(tmp_path):
+@pytest.mark.parametrize("seq", [1, 4])  # decode (one token per row) and prompt code paths
+def test_scales_after_an_omitted_base_input(tmp_path, seq):
     """A pair whose output the graph adds itself (no Add folded): the op's input 5 is "" (ONNX's omitted optional
     input) and the scales follow at 6 and 7. ONNX Runtime infers shapes and runs it; the rows equal the folded
     model's up to float32 rounding (base + (x·A·B) instead of x·A·B accumulated onto base)."""
@@ -546,7 +547,7 @@ def test_scales_after_an_omitted_base_input(tmp_path):
     onnx.save(m, unfolded)
     f = str(tmp_path / "a.onnx_adapter")
     T.write_ort_adapter(f, T.make_adapter_params(info, rank=20, seed=3))
-    ids = T.make_input_ids(info, batch=3, seq=4, seed=2)
+    ids = T.make_input_ids(info, batch=3, seq=seq, seed=2)
     outs = []
     for path in (folded, unfolded):
         model, adapters = open_with_adapters(path, {"a": f})
