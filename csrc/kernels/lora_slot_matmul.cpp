@@ -623,7 +623,7 @@ OrtStatus* compute(Kernel& k, OrtKernelContext* ctx) {
   Job j{};
   j.rows = rows;
   const bool scaled = sh[1].type == ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8;
-  j.esize = scaled ? 1 : sh[1].type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT ? sizeof(float) : sizeof(uint16_t);
+  j.esize = dtype_size(static_cast<int32_t>(sh[1].type));  // ONNX and MLORA_DTYPE numbers agree
   j.in = ad.dims[1];
   j.R = ad.dims[2];
   j.out = bd.dims[2];

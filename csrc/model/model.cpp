@@ -508,12 +508,11 @@ void read_slot_scales(Model::Impl& impl, const ModelScan& scan) {
   const PreparedMetadata meta(impl, scan, kSlotScalesMetadataKey);
   if (!meta.found) return;
   const nlohmann::json& doc = meta.doc;
-  auto bad = [&](const std::string& why) { meta.bad(why); };
-  if (!doc.is_object()) bad("not a JSON object");
+  if (!doc.is_object()) meta.bad("not a JSON object");
   for (auto e = doc.begin(); e != doc.end(); ++e) {
-    if (!e.value().is_string()) bad("the value of '" + e.key() + "' is not a string");
+    if (!e.value().is_string()) meta.bad("the value of '" + e.key() + "' is not a string");
     const std::string scales = e.value().get<std::string>();
-    if (!impl.scale_inputs.insert(scales).second || scales == e.key()) bad("'" + scales + "' is named twice");
+    if (!impl.scale_inputs.insert(scales).second || scales == e.key()) meta.bad("'" + scales + "' is named twice");
     impl.slot_scales[e.key()] = scales;
   }
 }
@@ -551,23 +550,22 @@ void read_dequant_targets(Model::Impl& impl, const ModelScan& scan) {
   const PreparedMetadata meta(impl, scan, kDequantMetadataKey);
   if (!meta.found) return;
   const nlohmann::json& doc = meta.doc;
-  auto bad = [&](const std::string& why) { meta.bad(why); };
-  if (!doc.is_array()) bad("not a JSON list");
+  if (!doc.is_array()) meta.bad("not a JSON list");
   for (const nlohmann::json& e : doc) {
-    if (!e.is_object()) bad("an entry is not an object");
+    if (!e.is_object()) meta.bad("an entry is not an object");
     DequantTarget t;
     auto str = [&](const char* key, bool required) {
       const auto f = e.find(key);
       if (f == e.end() || f->is_null()) {
-        if (required) bad(std::string("an entry has no '") + key + "'");
+        if (required) meta.bad(std::string("an entry has no '") + key + "'");
         return std::string();
       }
-      if (!f->is_string()) bad(std::string("'") + key + "' is not a string");
+      if (!f->is_string()) meta.bad(std::string("'") + key + "' is not a string");
       return f->get<std::string>();
     };
     auto num = [&](const char* key) {
       const auto f = e.find(key);
-      if (f == e.end() || !f->is_number_integer()) bad(std::string("an entry has no integer '") + key + "'");
+      if (f == e.end() || !f->is_number_integer()) meta.bad(std::string("an entry has no integer '") + key + "'");
       return f->get<int64_t>();
     };
     t.target = str("target", true);
@@ -578,8 +576,8 @@ void read_dequant_targets(Model::Impl& impl, const ModelScan& scan) {
     t.bits = num("bits");
     t.block_size = num("block_size");
     if (!(t.bits == 2 || t.bits == 4 || t.bits == 8) || t.block_size <= 0 || (t.block_size * t.bits) % 8) {
-      bad("entry '" + t.target + "' has bits " + std::to_string(t.bits) + " and block size " +
-          std::to_string(t.block_size));
+      meta.bad("entry '" + t.target + "' has bits " + std::to_string(t.bits) + " and block size " +
+               std::to_string(t.block_size));
     }
     const auto l = impl.lora_index.find(t.target);
     // float32 as prepared; a half-precision slot dtype is fine too (dequantized blocks are float32 and are
@@ -587,7 +585,7 @@ void read_dequant_targets(Model::Impl& impl, const ModelScan& scan) {
     // (int8 slots too: the dequantized float32 blocks are quantized to int8 when a set is built)
     if (l == impl.lora_index.end() ||
         !(dtype_is_float(impl.loras[l->second].dtype) || !impl.loras[l->second].scales.empty())) {
-      bad("'" + t.target + "' is not a floating-point LoRA input of the model");
+      meta.bad("'" + t.target + "' is not a floating-point LoRA input of the model");
     }
     impl.dequant.push_back(std::move(t));
   }

@@ -179,6 +179,12 @@ bool quantize_int8_with_scales(const float* v, int64_t rows, int64_t cols, const
   return true;
 }
 
+void ActiveSet::add_feed(const std::string& name, OrtValuePtr value) {
+  feed_name_storage_.push_back(name);
+  feed_values_.push_back(value.get());
+  owned_values_.push_back(std::move(value));
+}
+
 // A quantized LoRA input (MatMulNBits weight, scales, zero points; the model fixes its rank): one adapter
 // feeds it, as it is. A weight scales B's scales (Y = X·A·(w·B) = X·A·B' with B's blocks scaled by w).
 void ActiveSet::feed_quantized(ActiveSet& set, const LoraInput& in, const std::vector<ActiveContribution>& parts) {
@@ -208,9 +214,7 @@ void ActiveSet::feed_quantized(ActiveSet& set, const LoraInput& in, const std::v
   } else {
     value = make_ort_tensor(p.dtype, p.dims.vec(), p.data, p.nbytes);  // zero-copy over the adapter's memory
   }
-  set.feed_name_storage_.push_back(in.name);
-  set.feed_values_.push_back(value.get());
-  set.owned_values_.push_back(std::move(value));
+  set.add_feed(in.name, std::move(value));
 }
 
 // An int8 slot input: the composite in float32 (compose() with a float32 target: weights and 16-bit files
@@ -261,12 +265,8 @@ void ActiveSet::build_int8(ActiveSet& set, size_t index, const LoraInput& in,
   auto value = make_ort_tensor(MLORA_DTYPE_INT8, {1, rows, cols}, q.get(), count);
   auto scale_value = make_ort_tensor(MLORA_DTYPE_FLOAT32, {1, blocks, cols}, scales.get(), scale_count * sizeof(float));
   set.blocks_.push_back({index, q.get(), fixed, target, static_cast<const float*>(scales.get())});
-  set.feed_name_storage_.push_back(in.name);
-  set.feed_values_.push_back(value.get());
-  set.owned_values_.push_back(std::move(value));
-  set.feed_name_storage_.push_back(in.scales);
-  set.feed_values_.push_back(scale_value.get());
-  set.owned_values_.push_back(std::move(scale_value));
+  set.add_feed(in.name, std::move(value));
+  set.add_feed(in.scales, std::move(scale_value));
   set.buffers_.push_back(std::move(q));
   set.buffers_.push_back(std::move(scales));
 }
@@ -359,9 +359,7 @@ std::shared_ptr<const ActiveSet> ActiveSet::build(std::shared_ptr<const Model> m
       set->blocks_.push_back({i, buffer.get(), fixed, target});
       set->buffers_.push_back(std::move(buffer));
     }
-    set->feed_name_storage_.push_back(in.name);
-    set->feed_values_.push_back(value.get());
-    set->owned_values_.push_back(std::move(value));
+    set->add_feed(in.name, std::move(value));
   }
   if (model->batch_kernel() == BatchKernel::kFused) {
     // The fused kernel reads each pair's rank from lora_ranks [P, 1] (slot 0 = this set, as lora_slot's
@@ -375,9 +373,7 @@ std::shared_ptr<const ActiveSet> ActiveSet::build(std::shared_ptr<const Model> m
       if (in.pair >= 0) r[in.pair] = b.rank;
     }
     auto value = make_ort_tensor(MLORA_DTYPE_INT64, {static_cast<int64_t>(pairs), 1}, r, pairs * sizeof(int64_t));
-    set->feed_name_storage_.push_back(kLoraRanksInput);
-    set->feed_values_.push_back(value.get());
-    set->owned_values_.push_back(std::move(value));
+    set->add_feed(kLoraRanksInput, std::move(value));
     set->buffers_.push_back(std::move(buffer));
   }
   for (const auto& n : set->feed_name_storage_) set->feed_names_.push_back(n.c_str());

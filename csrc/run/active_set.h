@@ -87,6 +87,8 @@ class ActiveSet {
   static void feed_quantized(ActiveSet& set, const LoraInput& in, const std::vector<ActiveContribution>& parts);
   static void build_int8(ActiveSet& set, size_t index, const LoraInput& in,
                          const std::vector<ActiveContribution>& parts, int64_t target);
+  // Feeds `value` (kept alive by the set) as the input `name`.
+  void add_feed(const std::string& name, OrtValuePtr value);
   std::shared_ptr<const Model> model_;
   std::vector<ActiveEntry> entries_;
   std::vector<std::string> feed_name_storage_;

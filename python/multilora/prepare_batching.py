@@ -600,12 +600,7 @@ def _add_slot_inputs(graph: _Graph, pair_count: int, kernel: str) -> None:
         g.initializer.append(numpy_helper.from_array(np.zeros((pair_count, 1), np.int64), RANKS_INPUT))
         if not any(o.domain == OP_DOMAIN for o in model.opset_import):
             model.opset_import.append(helper.make_opsetid(OP_DOMAIN, 1))
-    for prop in model.metadata_props:
-        if prop.key == KERNEL_METADATA_KEY:
-            prop.value = kernel
-            break
-    else:
-        model.metadata_props.add(key=KERNEL_METADATA_KEY, value=kernel)
+    _set_metadata(model, KERNEL_METADATA_KEY, kernel)
     if graph.dequant:
         import json
 
@@ -617,6 +612,15 @@ def _add_slot_inputs(graph: _Graph, pair_count: int, kernel: str) -> None:
     # Gather needs opset >= 1 and batched MatMul opset >= 1: any opset works; IR >= 4 keeps inputs optional.
     if model.ir_version < 4:
         model.ir_version = 4
+
+
+def _set_metadata(model: Any, key: str, value: str) -> None:
+    """Sets the model's metadata entry ``key`` (replacing its value if the model has one)."""
+    for prop in model.metadata_props:
+        if prop.key == key:
+            prop.value = value
+            return
+    model.metadata_props.add(key=key, value=value)
 
 
 def _save(model: Any, out: str) -> None:
@@ -778,12 +782,7 @@ def _save_with_base(model: Any, out: str, deltas: List[str]) -> None:
     if model.ByteSize() < 1_800_000_000:
         _check(model)
     _externalize(model, folder, name + ".data")
-    for prop in model.metadata_props:
-        if prop.key == BASE_GRAPH_METADATA_KEY:
-            prop.value = base_name
-            break
-    else:
-        model.metadata_props.add(key=BASE_GRAPH_METADATA_KEY, value=base_name)
+    _set_metadata(model, BASE_GRAPH_METADATA_KEY, base_name)
     base = _strip_lora(model, deltas, name)
     onnx.save(model, out)
     onnx.save(base, os.path.join(folder, base_name))
