@@ -1,8 +1,10 @@
 // The fused kernel's per-row arithmetic alone (csrc/kernels/lora_slot_matmul.*), no ONNX Runtime: how long one
 // decode row (one token, its own slot's A [in, r] and B [r, out]) takes when the slot comes from memory (a
 // different slot per row, over more slots than the caches hold) and when it is cached (the same slot every
-// row), for each slot dtype (int8 with its block scales, counted in the bytes). One thread; the best of --repeats passes per figure, and GB/s = the slot bytes
-// read per row / that time. Built with the CTest targets (MLORA_BUILD_TESTS=ON) as build/.../kernel_rows:
+// row), for each slot dtype (int8 with its block scales, counted in the bytes); slots from memory twice: on
+// plain 4 KiB pages (std::vector) and on the slot table's huge-page mapping (io/pages.h). One thread; the best
+// of --repeats passes per figure, and GB/s = the slot bytes read per row / that time. Built with the CTest
+// targets (MLORA_BUILD_TESTS=ON) as build/.../kernel_rows:
 //
 //   kernel_rows [--in 768] [--out 768] [--rank 16] [--slots 1024] [--repeats 8]
 //
@@ -14,11 +16,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <numeric>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "io/pages.h"
 #include "kernels/lora_slot_matmul.h"
 #include "multilora/multilora.h"
 
@@ -80,44 +84,56 @@ int main(int argc, char** argv) {
   std::vector<int64_t> order(static_cast<size_t>(a.slots));
   std::iota(order.begin(), order.end(), 0);
   std::shuffle(order.begin(), order.end(), rng);
+  // The same bytes on huge pages (where the kernel grants them; the slot table's allocation).
+  auto huge = [](const void* src, size_t bytes) {
+    std::shared_ptr<void> p = mlora::zeroed_pages(bytes);
+    std::memcpy(p.get(), src, bytes);
+    return p;
+  };
+  const auto h32 = huge(w32.data(), w32.size() * 4), h16 = huge(w16.data(), w16.size() * 2),
+             h8 = huge(w8.data(), w8.size()), hs = huge(scales.data(), scales.size() * 4);
   struct Kind {
     const char* name;
     int32_t dtype;
-    const void* w;
+    const void* w[2];  // 4 KiB pages, huge pages
     size_t esize;
-    const float* scales;  // int8 only
+    const float* scales[2];  // int8 only
   };
-  const Kind kinds[] = {{"float32", MLORA_DTYPE_FLOAT32, w32.data(), 4, nullptr},
-                        {"float16", MLORA_DTYPE_FLOAT16, w16.data(), 2, nullptr},
-                        {"bfloat16", MLORA_DTYPE_BFLOAT16, w16.data(), 2, nullptr},
-                        {"int8", MLORA_DTYPE_INT8, w8.data(), 1, scales.data()}};
+  const Kind kinds[] = {
+      {"float32", MLORA_DTYPE_FLOAT32, {w32.data(), h32.get()}, 4, {nullptr, nullptr}},
+      {"float16", MLORA_DTYPE_FLOAT16, {w16.data(), h16.get()}, 2, {nullptr, nullptr}},
+      {"bfloat16", MLORA_DTYPE_BFLOAT16, {w16.data(), h16.get()}, 2, {nullptr, nullptr}},
+      {"int8", MLORA_DTYPE_INT8, {w8.data(), h8.get()}, 1, {scales.data(), static_cast<const float*>(hs.get())}}};
   std::printf("in %lld  rank %lld  out %lld  slots %lld (%.1f MB of float32 slots)  best of %d\n",
               static_cast<long long>(a.in), static_cast<long long>(a.rank), static_cast<long long>(a.out),
               static_cast<long long>(a.slots), static_cast<double>(w32.size()) * 4 / 1e6, a.repeats);
-  std::printf("%-9s %14s %9s %14s %9s\n", "slots", "memory us/row", "GB/s", "cached us/row", "GB/s");
+  std::printf("%-9s %16s %6s %16s %6s %14s %6s\n", "slots", "4K pages us/row", "GB/s", "huge pages us/row", "GB/s",
+              "cached us/row", "GB/s");
   for (const Kind& k : kinds) {
-    double best[2] = {1e30, 1e30};
+    double best[3] = {1e30, 1e30, 1e30};  // memory on 4 KiB pages, memory on huge pages, cached
     for (int rep = 0; rep < a.repeats; ++rep) {
-      for (int cached = 0; cached < 2; ++cached) {
+      for (int mode = 0; mode < 3; ++mode) {
+        const bool cached = mode == 2;
+        const int pages = mode == 1 ? 1 : 0;
         const auto t0 = std::chrono::steady_clock::now();
         for (int64_t i = 0; i < a.slots; ++i) {
           const int64_t s = cached ? 0 : order[static_cast<size_t>(i)];
-          const char* base = static_cast<const char*>(k.w) + static_cast<size_t>(s * per_slot) * k.esize;
+          const char* base = static_cast<const char*>(k.w[pages]) + static_cast<size_t>(s * per_slot) * k.esize;
           const char* b = base + static_cast<size_t>(a.in * a.rank) * k.esize;
-          const float* sa = k.scales ? k.scales + s * (a_sc + b_sc) : nullptr;
+          const float* sa = k.scales[pages] ? k.scales[pages] + s * (a_sc + b_sc) : nullptr;
           const float* sb = sa ? sa + a_sc : nullptr;
           if (!mlora::lora_slot_rows(k.dtype, x.data(), base, b, y.data(), 1, a.in, a.rank, a.out, true, sa, sb)) {
             return 1;
           }
         }
         const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        best[cached] = std::min(best[cached], sec / static_cast<double>(a.slots));
+        best[mode] = std::min(best[mode], sec / static_cast<double>(a.slots));
       }
     }
     const double bytes = static_cast<double>(per_slot) * static_cast<double>(k.esize) +
-                         (k.scales ? static_cast<double>(a_sc + b_sc) * 4 : 0.0);
-    std::printf("%-9s %14.2f %9.1f %14.2f %9.1f\n", k.name, best[0] * 1e6, bytes / best[0] / 1e9, best[1] * 1e6,
-                bytes / best[1] / 1e9);
+                         (k.scales[0] ? static_cast<double>(a_sc + b_sc) * 4 : 0.0);
+    std::printf("%-9s %16.2f %6.1f %16.2f %6.1f %14.2f %6.1f\n", k.name, best[0] * 1e6, bytes / best[0] / 1e9,
+                best[1] * 1e6, bytes / best[1] / 1e9, best[2] * 1e6, bytes / best[2] / 1e9);
   }
   volatile float sink = y[0];  // keep the results alive
   (void)sink;

@@ -10,7 +10,7 @@ venv="${MLORA_VENV:-$here/.venv}"
 "$venv/bin/python" -m pip install -q --disable-pip-version-check ruff==0.17.5 clang-format==23.1.3
 fix=0; [[ "${1:-}" == --fix ]] && fix=1
 py_files=(python scripts benchmarks tests/python tests/conformance tests/c/make_fixtures.py tests/fuzz)
-cxx_files=$(git ls-files --cached --others --exclude-standard 'csrc/*.cpp' 'csrc/*.h' 'include/*.hpp' 'python/src/*.cpp' 'tests/c/*.c' 'tests/c/*.cpp')
+cxx_files=$(git ls-files --cached --others --exclude-standard 'csrc/*.cpp' 'csrc/*.h' 'include/*.hpp' 'python/src/*.cpp' 'tests/c/*.c' 'tests/c/*.cpp' 'benchmarks/*.cpp')
 if [[ $fix == 1 ]]; then
   "$venv/bin/ruff" check --fix "${py_files[@]}"
   "$venv/bin/ruff" format "${py_files[@]}"

@@ -1,11 +1,12 @@
 #include "run/slot_table.h"
 
 #include <algorithm>
-#include <cstdlib>
+#include <cstdint>
 #include <cstring>
 #include <map>
 #include <new>
 
+#include "io/pages.h"
 #include "model/tensor.h"
 #include "run/active_set.h"
 #include "util/dtype.h"
@@ -26,12 +27,24 @@ struct SlotTable::Storage {
 
 namespace {
 
-// Zeroed memory: calloc hands out untouched pages for large blocks, so empty slots cost no resident memory.
-std::shared_ptr<void> zeroed(size_t bytes) {
-  void* p = std::calloc(bytes + 64, 1);
-  if (!p) throw std::bad_alloc();
-  return std::shared_ptr<void>(p, [](void* q) { std::free(q); });
-}
+// Carves one zeroed mapping (io/pages.h: huge pages) into 64-byte aligned buffers that share its ownership.
+class Carver {
+ public:
+  explicit Carver(const std::vector<size_t>& sizes) {
+    size_t total = 0;
+    for (size_t b : sizes) total += (b + 63) / 64 * 64;
+    arena_ = zeroed_pages(total);
+  }
+  std::shared_ptr<void> take(size_t bytes) {
+    std::shared_ptr<void> part(arena_, static_cast<uint8_t*>(arena_.get()) + used_);
+    used_ += (bytes + 63) / 64 * 64;
+    return part;
+  }
+
+ private:
+  std::shared_ptr<void> arena_;
+  size_t used_ = 0;
+};
 
 }  // namespace
 
@@ -96,34 +109,50 @@ void SlotTable::ensure_capacity(const std::vector<std::shared_ptr<const ActiveSe
   storage->rank = need;
   storage->fixed = fixed;
   const int64_t S = static_cast<int64_t>(slots_);
+  // Every buffer of the table in one mapping: the kernel streams each row's slot of every input, so the
+  // table is the memory that huge pages speed up (io/pages.h); the sizes first, then the buffers in order.
+  std::vector<size_t> bytes(n), scale_bytes(n, 0);
+  std::vector<std::vector<int64_t>> scale_dims(n);
   for (size_t i = 0; i < n; ++i) {
     const LoraInput& in = inputs_[i];
-    const size_t bytes = slots_ * static_cast<size_t>(fixed[i]) * static_cast<size_t>(need[i]) * dtype_size(in.dtype);
-    std::vector<int64_t> dims = {S, 0, 0};
-    dims[1 + (1 - in.rank_axis)] = fixed[i];
-    dims[1 + in.rank_axis] = need[i];
-    auto buffer = zeroed(bytes);
-    storage->values.push_back(make_ort_tensor(in.dtype, dims, buffer.get(), bytes));
-    storage->buffers.push_back(std::move(buffer));
-    std::shared_ptr<void> scale_buffer;
-    OrtValuePtr scale_value;
+    bytes[i] = slots_ * static_cast<size_t>(fixed[i]) * static_cast<size_t>(need[i]) * dtype_size(in.dtype);
     if (!in.scales.empty()) {
       // K along the middle axis: A's input rows (fixed), B's rank rows (R); one scale per block of 32.
       const int64_t k = in.rank_axis == 1 ? fixed[i] : need[i];
       const int64_t cols = in.rank_axis == 1 ? need[i] : fixed[i];
       const int64_t blocks = (k + kInt8SlotBlock - 1) / kInt8SlotBlock;
-      const size_t sbytes = slots_ * static_cast<size_t>(blocks * cols) * sizeof(float);
-      scale_buffer = zeroed(sbytes);
-      scale_value = make_ort_tensor(MLORA_DTYPE_FLOAT32, {S, blocks, cols}, scale_buffer.get(), sbytes);
+      scale_dims[i] = {S, blocks, cols};
+      scale_bytes[i] = slots_ * static_cast<size_t>(blocks * cols) * sizeof(float);
+    }
+  }
+  const size_t rank_bytes = kernel_ == BatchKernel::kFused ? static_cast<size_t>(pairs_) * slots_ * sizeof(int64_t) : 0;
+  std::vector<size_t> sizes = bytes;
+  sizes.insert(sizes.end(), scale_bytes.begin(), scale_bytes.end());
+  sizes.push_back(rank_bytes);
+  Carver carve(sizes);
+  for (size_t i = 0; i < n; ++i) {
+    const LoraInput& in = inputs_[i];
+    std::vector<int64_t> dims = {S, 0, 0};
+    dims[1 + (1 - in.rank_axis)] = fixed[i];
+    dims[1 + in.rank_axis] = need[i];
+    auto buffer = carve.take(bytes[i]);
+    storage->values.push_back(make_ort_tensor(in.dtype, dims, buffer.get(), bytes[i]));
+    storage->buffers.push_back(std::move(buffer));
+  }
+  for (size_t i = 0; i < n; ++i) {
+    std::shared_ptr<void> scale_buffer;
+    OrtValuePtr scale_value;
+    if (scale_bytes[i]) {
+      scale_buffer = carve.take(scale_bytes[i]);
+      scale_value = make_ort_tensor(MLORA_DTYPE_FLOAT32, scale_dims[i], scale_buffer.get(), scale_bytes[i]);
     }
     storage->scale_buffers.push_back(std::move(scale_buffer));
     storage->scale_values.push_back(std::move(scale_value));
   }
   if (kernel_ == BatchKernel::kFused) {
-    const size_t bytes = static_cast<size_t>(pairs_) * slots_ * sizeof(int64_t);
-    auto buffer = zeroed(bytes);
+    auto buffer = carve.take(rank_bytes);
     storage->ranks = static_cast<int64_t*>(buffer.get());
-    storage->values.push_back(make_ort_tensor(MLORA_DTYPE_INT64, {pairs_, S}, buffer.get(), bytes));
+    storage->values.push_back(make_ort_tensor(MLORA_DTYPE_INT64, {pairs_, S}, buffer.get(), rank_bytes));
     storage->buffers.push_back(std::move(buffer));
   }
   for (size_t s = 1; s < slots_; ++s) {

@@ -404,3 +404,53 @@ def test_eight_column_rank_chunks(setup, tmp_path, seq):
         opts.set_active_adapters_per_row(adapters, rows)
         (out,) = model.run(["logits"], {"input_ids": ids}, opts)
         _check(out, info, params, plain, ids, rows)
+
+
+def _huge_advised_bytes() -> int:
+    """Bytes of this process's mappings advised MADV_HUGEPAGE (VmFlags "hg" in /proc/self/smaps)."""
+    total, size = 0, 0
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            head = line.split(" ", 1)[0]
+            if "-" in head and ":" not in head:
+                b, e = (int(x, 16) for x in head.split("-"))
+                size = e - b
+            elif line.startswith("VmFlags:") and "hg" in line.split()[1:]:
+                total += size
+    return total
+
+
+@pytest.mark.skipif(not Path("/sys/kernel/mm/transparent_hugepage/enabled").exists(), reason="no THP in this kernel")
+def test_a_large_slot_table_is_one_huge_page_mapping_released_with_the_model(tmp_path):
+    """A slot table of several MiB is one mapping advised for huge pages (io/pages.h; the decode rows' TLB
+    misses, docs/design.md §6): per-row results still equal the numpy reference, the advised bytes grow
+    by at least the table's size while the model is open and fall back when it closes (nothing leaks)."""
+    info = T.make_lora_model(tmp_path / "base.onnx", layers=1, hidden=256, modules=("q_proj", "v_proj"), seed=9)
+    prepare_batching(info.path, tmp_path / "fused.onnx", kernel="fused")
+    params = {f"a{i}": T.make_adapter_params(info, rank=64, seed=70 + i) for i in range(3)}
+    files = {}
+    for n, p in params.items():
+        files[n] = str(tmp_path / f"{n}.onnx_adapter")
+        T.write_ort_adapter(files[n], p)
+    slots = 17
+    # Four LoRA inputs (A and B of two pairs), each [slots, 256, 64] float32.
+    table_bytes = 4 * slots * 256 * 64 * 4
+    before = _huge_advised_bytes()
+    model, adapters = _open(str(tmp_path / "fused.onnx"), files, batch_slots=slots)
+    with model, adapters:
+        rows = [["a0"], ["a1"], [], ["a2"], ["a0", "a1"]]
+        ids = T.make_input_ids(info, batch=len(rows), seq=2, seed=3)
+        opts = ml.RunOptions()
+        opts.set_active_adapters_per_row(adapters, rows)
+        (out,) = model.run(["logits"], {"input_ids": ids}, opts)
+        for i, row in enumerate(rows):
+            ref = T.reference_forward(info, ids[i : i + 1], [(params[n], 1.0) for n in row])
+            assert_close(out[i : i + 1], ref, rtol=TOL, atol=TOL)
+        during = _huge_advised_bytes()
+        assert during - before >= table_bytes, (before, during, table_bytes)
+    del out, opts
+    import gc
+
+    gc.collect()
+    after = _huge_advised_bytes()
+    assert after - before < table_bytes, (before, during, after)
