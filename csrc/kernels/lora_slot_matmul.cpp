@@ -284,10 +284,10 @@ MLORA_INLINE void xa_tail(const float* x, const typename E::T* a, const float* s
 // kQBlock (c0 is a multiple of 16), so the chunk's sum is multiplied by that block's scale row sb[o0..).
 template <class E, int M, int NC>
 MLORA_INLINE void tb_block(const float (*t)[kChunk], const typename E::T* b, const float* sb, float* y, int64_t c,
-                           int64_t out, int64_t c0, int64_t o0, bool first) {
+                           int64_t out, int64_t ldy, int64_t c0, int64_t o0, bool first) {
   v8 acc[M][2 * NC];
   for (int k = 0; k < M; ++k) {
-    for (int q = 0; q < 2 * NC; ++q) acc[k][q] = first || E::kScaled ? v8{} : load8(y + k * out + o0 + 8 * q);
+    for (int q = 0; q < 2 * NC; ++q) acc[k][q] = first || E::kScaled ? v8{} : load8(y + k * ldy + o0 + 8 * q);
   }
   for (int64_t j = 0; j < c; ++j) {
     const typename E::T* brow = b + (c0 + j) * out + o0;
@@ -303,13 +303,13 @@ MLORA_INLINE void tb_block(const float (*t)[kChunk], const typename E::T* b, con
     for (int q = 0; q < 2 * NC; ++q) {
       const v8 sq = load8(srow + 8 * q);
       for (int k = 0; k < M; ++k) {
-        const v8 prev = first ? v8{} : load8(y + k * out + o0 + 8 * q);
+        const v8 prev = first ? v8{} : load8(y + k * ldy + o0 + 8 * q);
         acc[k][q] = prev + acc[k][q] * sq;
       }
     }
   }
   for (int k = 0; k < M; ++k) {
-    for (int q = 0; q < 2 * NC; ++q) store8(y + k * out + o0 + 8 * q, acc[k][q]);
+    for (int q = 0; q < 2 * NC; ++q) store8(y + k * ldy + o0 + 8 * q, acc[k][q]);
   }
 }
 
@@ -356,7 +356,7 @@ MLORA_INLINE void tb_stream(const float* t, const typename E::T* b, const float*
 // sa, sb: int8 slots' scales (A: [ceil(in/32), r], B: [ceil(r/32), out]); unused for float slots.
 template <class E, int M>
 MLORA_INLINE void rows_m(const float* x, const typename E::T* a, const typename E::T* b, const float* sa,
-                         const float* sb, float* y, int64_t in, int64_t r, int64_t out, bool add) {
+                         const float* sb, float* y, int64_t in, int64_t r, int64_t out, int64_t ldy, bool add) {
   float t[M][kChunk];
   const int64_t out_full = out - out % kChunk;
   for (int64_t c0 = 0; c0 < r; c0 += kChunk) {
@@ -377,18 +377,19 @@ MLORA_INLINE void rows_m(const float* x, const typename E::T* a, const typename 
     }
     constexpr int NC = M >= 4 ? 1 : 4 / M;
     int64_t o0 = 0;
-    for (; o0 + NC * kChunk <= out_full; o0 += NC * kChunk) tb_block<E, M, NC>(t, b, sbc, y, c, out, c0, o0, first);
-    for (; o0 < out_full; o0 += kChunk) tb_block<E, M, 1>(t, b, sbc, y, c, out, c0, o0, first);
+    for (; o0 + NC * kChunk <= out_full; o0 += NC * kChunk)
+      tb_block<E, M, NC>(t, b, sbc, y, c, out, ldy, c0, o0, first);
+    for (; o0 < out_full; o0 += kChunk) tb_block<E, M, 1>(t, b, sbc, y, c, out, ldy, c0, o0, first);
     for (int k = 0; k < M; ++k) {  // the last out % 16 outputs
       for (int64_t o = out_full; o < out; ++o) {
         if constexpr (E::kScaled) {
           float v = 0.0f;
           for (int64_t j = 0; j < c; ++j) v += t[k][j] * E::one(b + (c0 + j) * out + o);
-          y[k * out + o] = first ? v * sbc[o] : y[k * out + o] + v * sbc[o];
+          y[k * ldy + o] = first ? v * sbc[o] : y[k * ldy + o] + v * sbc[o];
         } else {
-          float v = first ? 0.0f : y[k * out + o];
+          float v = first ? 0.0f : y[k * ldy + o];
           for (int64_t j = 0; j < c; ++j) v += t[k][j] * E::one(b + (c0 + j) * out + o);
-          y[k * out + o] = v;
+          y[k * ldy + o] = v;
         }
       }
     }
@@ -396,22 +397,24 @@ MLORA_INLINE void rows_m(const float* x, const typename E::T* a, const typename 
 }
 
 // y[t, :] (+)= (x[t, :] · A[in, r]) · B[r, out] for n tokens (add: y holds the base output and the LoRA term
-// is added to it; else y is overwritten); A packed [in, r], B [r, out] row-major; r > 0.
+// is added to it; else y is overwritten); A packed [in, r], B [r, out] row-major; r > 0; y's rows ldy >= out
+// floats apart (wider when the op writes a column range of a packed output).
 // Tokens go four at a time so each A and B element loaded serves four of them; rank in chunks of 16.
 template <class E>
 MLORA_INLINE void lora_rows(const float* x, const typename E::T* a, const typename E::T* b, const float* sa,
-                            const float* sb, float* y, int64_t n, int64_t in, int64_t r, int64_t out, bool add) {
+                            const float* sb, float* y, int64_t n, int64_t in, int64_t r, int64_t out, int64_t ldy,
+                            bool add) {
   int64_t t0 = 0;
-  for (; t0 + 4 <= n; t0 += 4) rows_m<E, 4>(x + t0 * in, a, b, sa, sb, y + t0 * out, in, r, out, add);
+  for (; t0 + 4 <= n; t0 += 4) rows_m<E, 4>(x + t0 * in, a, b, sa, sb, y + t0 * ldy, in, r, out, ldy, add);
   switch (n - t0) {
     case 3:
-      rows_m<E, 3>(x + t0 * in, a, b, sa, sb, y + t0 * out, in, r, out, add);
+      rows_m<E, 3>(x + t0 * in, a, b, sa, sb, y + t0 * ldy, in, r, out, ldy, add);
       break;
     case 2:
-      rows_m<E, 2>(x + t0 * in, a, b, sa, sb, y + t0 * out, in, r, out, add);
+      rows_m<E, 2>(x + t0 * in, a, b, sa, sb, y + t0 * ldy, in, r, out, ldy, add);
       break;
     case 1:
-      rows_m<E, 1>(x + t0 * in, a, b, sa, sb, y + t0 * out, in, r, out, add);
+      rows_m<E, 1>(x + t0 * in, a, b, sa, sb, y + t0 * ldy, in, r, out, ldy, add);
       break;
     default:
       break;
@@ -422,27 +425,27 @@ MLORA_INLINE void lora_rows(const float* x, const typename E::T* a, const typena
 // sa, sb: int8 slots' scales (null for float slots).
 #define MLORA_ROWS_ARGS                                                                                            \
   const float *x, const void *a, const void *b, const float *sa, const float *sb, float *y, int64_t n, int64_t in, \
-      int64_t r, int64_t out, bool add
+      int64_t r, int64_t out, int64_t ldy, bool add
 MLORA_CLONES
 void lora_rows_f32(MLORA_ROWS_ARGS) {
-  lora_rows<F32>(x, static_cast<const float*>(a), static_cast<const float*>(b), sa, sb, y, n, in, r, out, add);
+  lora_rows<F32>(x, static_cast<const float*>(a), static_cast<const float*>(b), sa, sb, y, n, in, r, out, ldy, add);
 }
 // The 16-bit and int8 entries: versions by target instead of clones. The default version widens with the
 // portable `Portable` loads (integer operations), the x86-64-v3/v4 versions with `Fast`, one instruction sequence
 // in inline assembly: F16C (float16), a zero-extending load and a shift (bfloat16), vpmovsxbd + vcvtdq2ps (int8).
 #if MLORA_FMV
-#define MLORA_ROWS_VERSION(target_name, name, T, E)                                                     \
-  __attribute__((target(target_name))) void name(MLORA_ROWS_ARGS) {                                     \
-    lora_rows<E>(x, static_cast<const T*>(a), static_cast<const T*>(b), sa, sb, y, n, in, r, out, add); \
+#define MLORA_ROWS_VERSION(target_name, name, T, E)                                                          \
+  __attribute__((target(target_name))) void name(MLORA_ROWS_ARGS) {                                          \
+    lora_rows<E>(x, static_cast<const T*>(a), static_cast<const T*>(b), sa, sb, y, n, in, r, out, ldy, add); \
   }
 #define MLORA_ROWS_VERSIONS(name, T, Portable, Fast)  \
   MLORA_ROWS_VERSION("default", name, T, Portable)    \
   MLORA_ROWS_VERSION("arch=x86-64-v3", name, T, Fast) \
   MLORA_ROWS_VERSION("arch=x86-64-v4", name, T, Fast)
 #else
-#define MLORA_ROWS_VERSIONS(name, T, Portable, Fast)                                                           \
-  void name(MLORA_ROWS_ARGS) {                                                                                 \
-    lora_rows<Portable>(x, static_cast<const T*>(a), static_cast<const T*>(b), sa, sb, y, n, in, r, out, add); \
+#define MLORA_ROWS_VERSIONS(name, T, Portable, Fast)                                                                \
+  void name(MLORA_ROWS_ARGS) {                                                                                      \
+    lora_rows<Portable>(x, static_cast<const T*>(a), static_cast<const T*>(b), sa, sb, y, n, in, r, out, ldy, add); \
   }
 #endif
 MLORA_ROWS_VERSIONS(lora_rows_f16, uint16_t, F16, F16C)
@@ -453,11 +456,15 @@ MLORA_ROWS_VERSIONS(lora_rows_i8, int8_t, I8, I8X)
 #undef MLORA_ROWS_ARGS
 
 using RowsFn = void (*)(const float*, const void*, const void*, const float*, const float*, float*, int64_t, int64_t,
-                        int64_t, int64_t, bool);
+                        int64_t, int64_t, int64_t, bool);
 
 struct Kernel {
   const OrtApi* api = nullptr;
   int64_t pair = 0;
+  // column_offset given: base may be wider than B's output size (a packed q/k/v output) and the LoRA term goes
+  // to its columns [column_offset, column_offset + out); without it base is exactly x's shape with out.
+  bool packed = false;
+  int64_t column_offset = 0;
   std::string node;  // for messages
 };
 
@@ -498,6 +505,7 @@ struct Job {
   const int64_t* ranks;  // this pair's row of lora_ranks
   size_t slot_count;     // 1 (broadcast) or batch
   int64_t tokens, in, R, out, S;
+  int64_t width, column;       // y's (and base's) last dim; the first of the `out` columns the LoRA term adds to
   int64_t a_blocks, b_blocks;  // int8: ceil(in/32), ceil(R/32)
   int64_t blocks_per_row;
   static constexpr int64_t kBlock = 16;
@@ -510,9 +518,9 @@ void run_item(void* data, size_t item) {
   const int64_t n = std::min(Job::kBlock, j.tokens - t0);
   const int64_t s = j.slot[j.slot_count == 1 ? 0 : row];
   const int64_t r = j.ranks[s];
-  const int64_t off = (row * j.tokens + t0) * j.out;
+  const int64_t off = (row * j.tokens + t0) * j.width;
   float* y = j.y + off;
-  const size_t bytes = static_cast<size_t>(n * j.out) * sizeof(float);
+  const size_t bytes = static_cast<size_t>(n * j.width) * sizeof(float);
   if (j.base && j.base != j.y) std::memcpy(y, j.base + off, bytes);
   if (r == 0) {
     if (!j.base) std::memset(y, 0, bytes);
@@ -522,7 +530,8 @@ void run_item(void* data, size_t item) {
   const size_t b_off = static_cast<size_t>(s * j.R * j.out) * j.esize;
   const float* sa = j.sa ? j.sa + s * j.a_blocks * j.R : nullptr;
   const float* sb = j.sb ? j.sb + s * j.b_blocks * j.out : nullptr;
-  j.rows(j.x + (row * j.tokens + t0) * j.in, j.a + a_off, j.b + b_off, sa, sb, y, n, j.in, r, j.out, j.base != nullptr);
+  j.rows(j.x + (row * j.tokens + t0) * j.in, j.a + a_off, j.b + b_off, sa, sb, y + j.column, n, j.in, r, j.out, j.width,
+         j.base != nullptr);
 }
 
 OrtStatus* invalid(const Kernel& k, const std::string& what) {
@@ -612,13 +621,25 @@ OrtStatus* compute(Kernel& k, OrtKernelContext* ctx) {
     return invalid(
         k, "lora_ranks has shape " + dims_text(rd) + "; expected [P, S] with P > pair " + std::to_string(k.pair));
   }
+  // y is base's shape: x's with B's output size, or wider when the op adds to columns [column_offset,
+  // column_offset + out) of a packed output (prepare-batching's packed q/k/v).
   Shape yd = xd;
   yd.type = ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
   yd.dims[yd.rank - 1] = bd.dims[2];
-  if (v[kBaseInput] && !(sh[kBaseInput] == yd)) {
-    return invalid(k, "base is " + dtype_name(static_cast<int32_t>(sh[kBaseInput].type)) + " " +
-                          dims_text(sh[kBaseInput]) + "; expected float32 " + dims_text(yd) +
-                          " (x's shape with B's output size)");
+  if (v[kBaseInput]) {
+    const Shape& based = sh[kBaseInput];
+    Shape want = yd;
+    if (k.packed && based.rank == yd.rank) want.dims[want.rank - 1] = based.back();
+    if (!(based == want) || based.back() < k.column_offset + bd.dims[2]) {
+      return invalid(k, "base is " + dtype_name(static_cast<int32_t>(based.type)) + " " + dims_text(based) +
+                            "; expected float32 " + dims_text(yd) + " (x's shape with B's output size" +
+                            (k.packed ? ", at least " + std::to_string(k.column_offset + bd.dims[2]) +
+                                            " wide for column_offset " + std::to_string(k.column_offset) + ")"
+                                      : ")"));
+    }
+    yd = based;
+  } else if (k.packed) {
+    return invalid(k, "column_offset " + std::to_string(k.column_offset) + " needs the base input");
   }
   Job j{};
   j.rows = rows;
@@ -627,6 +648,8 @@ OrtStatus* compute(Kernel& k, OrtKernelContext* ctx) {
   j.in = ad.dims[1];
   j.R = ad.dims[2];
   j.out = bd.dims[2];
+  j.width = yd.back();
+  j.column = k.column_offset;
   j.S = ad.dims[0];
   j.a_blocks = (j.in + kQBlock - 1) / kQBlock;
   j.b_blocks = (j.R + kQBlock - 1) / kQBlock;
@@ -687,7 +710,7 @@ OrtStatus* compute(Kernel& k, OrtKernelContext* ctx) {
   }
   if (j.slot_count == 1) rank_sum *= batch;
   if (batch == 0 || j.tokens == 0 || j.out == 0) return nullptr;
-  const size_t y_bytes = static_cast<size_t>(batch * j.tokens * j.out) * sizeof(float);
+  const size_t y_bytes = static_cast<size_t>(batch * j.tokens * j.width) * sizeof(float);
   if (rank_sum == 0) {  // no row has an adapter here: y is the base output (or zero)
     if (!j.base) {
       std::memset(j.y, 0, y_bytes);
@@ -718,6 +741,17 @@ OrtStatus* ORT_API_CALL create_kernel(const OrtCustomOp*, const OrtApi* api, con
   if (OrtStatus* st = api->KernelInfoGetAttribute_int64(info, "pair", &k->pair)) {
     delete k;
     return st;
+  }
+  // Optional: only nodes over a packed q/k/v output have it.
+  if (OrtStatus* st = api->KernelInfoGetAttribute_int64(info, "column_offset", &k->column_offset)) {
+    api->ReleaseStatus(st);
+    k->column_offset = 0;
+  } else {
+    k->packed = true;
+  }
+  if (k->column_offset < 0) {
+    delete k;
+    return api->CreateStatus(ORT_INVALID_ARGUMENT, "LoraSlotMatMul: column_offset must not be negative");
   }
   size_t size = 0;
   if (!api->KernelInfo_GetNodeName(info, nullptr, &size) && size > 0) {
@@ -870,7 +904,7 @@ bool lora_slot_rows(int32_t dtype, const float* x, const void* a, const void* b,
   const RowsFn rows = rows_for(static_cast<ONNXTensorElementDataType>(dtype));
   const bool scaled = dtype == ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8;
   if (!rows || rank <= 0 || (scaled && (!a_scales || !b_scales))) return false;
-  rows(x, a, b, scaled ? a_scales : nullptr, scaled ? b_scales : nullptr, y, tokens, in, rank, out, add);
+  rows(x, a, b, scaled ? a_scales : nullptr, scaled ? b_scales : nullptr, y, tokens, in, rank, out, out, add);
   return true;
 }
 

@@ -18,8 +18,13 @@
 //            B_scales    float [S, ceil(R/32), out] int8 slots only: slot s holds [ceil(r/32), out], one per
 //                                                 block of 32 rank rows per output column
 //   attribute pair       int                      this pair's row of lora_ranks
+//   attribute column_offset int (optional)        base is a packed output [batch, ..., W] (prepare-batching packs
+//                                                 the q/k/v MatMulNBits of a GroupQueryAttention into one) and
+//                                                 the LoRA term goes to its columns [column_offset,
+//                                                 column_offset + out), W >= column_offset + out
 //   output   y           float [batch, ..., out]  y[b] = base[b] + x[b] · A_s[:, :r] · B_s[:r, :],  s = slot of
-//                                                 row b (without base: the LoRA term alone)
+//                                                 row b (without base: the LoRA term alone); with column_offset
+//                                                 base's shape, the other columns base's
 //
 // y may reuse base's buffer (the op declares that ONNX Runtime may run it in place): a row without an adapter
 // then costs nothing, and a step none of whose rows has an adapter for this pair does no work at all.

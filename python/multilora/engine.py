@@ -202,8 +202,8 @@ def _cache_dir() -> str:
 
 # The prepared copy's layout; part of the cache key, so a copy prepared by an older version is prepared again
 # (2: the copy has the base graph model.base.onnx and one external data file; 3: the fused op takes in each
-# pair's Add).
-_PREPARE_FORMAT = 3
+# pair's Add; 4: an attention's q/k/v MatMulNBits packed into one).
+_PREPARE_FORMAT = 4
 
 
 def _folder_key(folder: str, lora_dtype: str = "auto") -> str:

@@ -43,6 +43,14 @@ metadata ``multilora.dequantize`` lists, per float input, the quantized names, b
 dequantizes an adapter's quantized tensors into those inputs when it loads the adapter, so the prepared model
 serves any rank (the quantized node fixed one), and adapters with float weights load too.
 
+Packed q/k/v (fused kernel): where a ``GroupQueryAttention`` reads query, key and value from three
+``MatMulNBits`` of one input (each through its LoRA pair's op, or directly), with the same attributes but
+``N`` and constant weights, the three become one ``MatMulNBits`` over the weights concatenated along ``N`` —
+what the GenAI builder writes for a model without LoRA (``qkv_proj``) — and the attention reads the packed
+output (key and value ""). The pairs' ops then add their terms to their column ranges of that output in
+place, one after the other (attribute ``column_offset``), so the base graph is the builder's base graph: on an
+int4 model the split projections cost ~3% per token at batch 1 (docs/notes.md, 2026-12-07).
+
 ``x`` must be 3-D ``[batch, seq, in]`` (as in onnxruntime-genai builder models and ``multilora.testing``
 models). With nothing fed the output is the base model's, exactly. The input names are kept, so adapters
 validate as before, and the model's LoRA signature (``Model.version``) is unchanged.
@@ -239,6 +247,8 @@ def _prepare_file(
     if base_graph:
         _check_deltas(graph, deltas)
     pairs = _rewrite_pairs(graph, found, kernel, slot_elem)
+    if kernel == "fused":
+        _pack_qkv(graph)
     _add_slot_inputs(graph, len(pairs), kernel)
     out = os.fspath(output_path)
     if base_graph:
@@ -581,6 +591,141 @@ def _rewrite_pairs(graph: _Graph, found: List[Pair], kernel: str, slot_elem: int
         del g.value_info[:]
         g.value_info.extend(keep)
     return pairs
+
+
+_QKV_PACKED = (1, 2, 3, 5)  # MatMulNBits inputs concatenated along N: B, scales, zero points, bias (4: g_idx)
+
+
+class _Uses:
+    """Producers and readers of every tensor of a node list (a subgraph's reads count for its node)."""
+
+    def __init__(self, graph: _Graph, nodes: List[Any]) -> None:
+        self.graph_outputs = graph.graph_outputs
+        self.producer = {o: n for n in nodes for o in n.output if o}
+        self.readers: Dict[str, List[int]] = {}
+        for n in nodes:
+            names = list(n.input) + [i for sub in _subgraphs(n) for sn in sub.node for i in sn.input]
+            for i in names:
+                self.readers.setdefault(i, []).append(id(n))
+
+    def only_reader(self, name: str, reader: Any) -> bool:
+        return name not in self.graph_outputs and self.readers.get(name) == [id(reader)]
+
+
+def _qkv_part(graph: _Graph, uses: _Uses, name: str, gqa: Any) -> Any:
+    """(the pair's LoRA op or None, the MatMulNBits) that produce ``name`` for ``gqa`` alone with constant
+    weights and no g_idx, or None."""
+    if not name or not uses.only_reader(name, gqa) or name not in uses.producer:
+        return None
+    op, mm = None, uses.producer[name]
+    if mm.op_type == OP_TYPE and mm.domain == OP_DOMAIN:
+        if len(mm.input) < 6 or not mm.input[5] or any(a.name == "column_offset" for a in mm.attribute):
+            return None
+        op = mm
+        if not uses.only_reader(op.input[5], op) or op.input[5] not in uses.producer:
+            return None
+        mm = uses.producer[op.input[5]]
+    if not _is_nbits(mm) or len(mm.input) > 6 or len(mm.output) != 1 or (len(mm.input) > 4 and mm.input[4]):
+        return None
+    if any(i and (i not in graph.inits or i in graph.by_name) for i in mm.input[1:]):  # constants only
+        return None
+    return op, mm
+
+
+def _qkv_arrays(graph: _Graph, mms: List[Any]) -> Any:
+    """{input index: the three projections' arrays} when they concatenate along N (same attributes but N,
+    same inputs present, same dtypes and trailing dims), else None."""
+    from onnx import numpy_helper
+
+    attrs = [{k: v for k, v in _nbits_attrs(mm).items() if k != "N"} for mm in mms]
+    present = [[bool(i) for i in mm.input[1:]] + [False] * (6 - len(mm.input)) for mm in mms]
+    if len({id(mm) for mm in mms}) != 3 or len({mm.input[0] for mm in mms}) != 1:
+        return None
+    if any(a != attrs[0] for a in attrs) or any(p != present[0] for p in present):
+        return None
+    if any("N" not in _nbits_attrs(mm) for mm in mms):
+        return None
+    arrays = {
+        i: [numpy_helper.to_array(graph.inits[mm.input[i]]) for mm in mms]
+        for i in _QKV_PACKED
+        if i < len(mms[0].input) and mms[0].input[i]
+    }
+    for arr in arrays.values():
+        if arr[0].ndim == 0 or any(a.dtype != arr[0].dtype or a.shape[1:] != arr[0].shape[1:] for a in arr):
+            return None
+    return arrays
+
+
+def _packed_qkv_nodes(graph: _Graph, parts: List[Any], arrays: Dict[int, Any]) -> Tuple[List[Any], str]:
+    """The packed MatMulNBits (its concatenated weights added to the graph) and the pairs' ops chained over its
+    output at their column offsets; returns them and the chain's last output."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    def packed_name(name: str) -> str:
+        return graph.fresh(name.replace("q_proj", "qkv_proj") if "q_proj" in name else name + "_qkv")
+
+    q = parts[0][1]
+    widths = [_nbits_attrs(mm)["N"] for _, mm in parts]
+    inputs = [q.input[0]] + [""] * (len(q.input) - 1)
+    for i, arr in arrays.items():
+        inputs[i] = packed_name(q.input[i])
+        graph.g.initializer.append(numpy_helper.from_array(np.concatenate(arr, axis=0), inputs[i]))
+    cur = packed_name(q.output[0])
+    attrs = {**_nbits_attrs(q), "N": sum(widths)}
+    nodes = [helper.make_node("MatMulNBits", inputs, [cur], name=packed_name(q.name), domain=q.domain, **attrs)]
+    offset = 0
+    for (op, _), width in zip(parts, widths):
+        if op is not None:
+            node = helper.make_node(OP_TYPE, list(op.input), [graph.fresh(op.output[0] + "_packed")], name=op.name)
+            node.domain = OP_DOMAIN
+            node.attribute.extend(op.attribute)
+            node.attribute.append(helper.make_attribute("column_offset", offset))
+            node.input[5] = cur
+            nodes.append(node)
+            cur = node.output[0]
+        offset += width
+    return nodes, cur
+
+
+def _pack_qkv(graph: _Graph) -> int:
+    """Packs the q/k/v MatMulNBits of each GroupQueryAttention into one (module docstring); returns how many
+    attentions were packed. An attention is left alone unless all three projections qualify."""
+    g = graph.g
+    nodes = list(g.node)
+    uses = _Uses(graph, nodes)
+    replaced: Dict[int, List[Any]] = {}
+    gone: set = set()  # tensors that no longer exist
+    for gqa in nodes:
+        if gqa.op_type != "GroupQueryAttention" or gqa.domain != "com.microsoft" or len(gqa.input) < 3:
+            continue
+        parts = [_qkv_part(graph, uses, name, gqa) for name in gqa.input[:3]]
+        if any(p is None for p in parts):
+            continue
+        arrays = _qkv_arrays(graph, [mm for _, mm in parts])
+        if arrays is None:
+            continue
+        new_nodes, last = _packed_qkv_nodes(graph, parts, arrays)
+        gqa.input[0], gqa.input[1], gqa.input[2] = last, "", ""
+        removed = [n for part in parts for n in part if n is not None]
+        gone.update(n.output[0] for n in removed)
+        for n in removed:
+            replaced[id(n)] = []
+        replaced[id(nodes[min(nodes.index(n) for n in removed)])] = new_nodes
+    if not replaced:
+        return 0
+    new_list = [m for n in nodes for m in replaced.get(id(n), [n])]
+    del g.node[:]
+    g.node.extend(new_list)
+    used = set(_Uses(graph, new_list).readers) | graph.graph_outputs
+    inits = [t for t in g.initializer if t.name in used or t.name in graph.by_name]
+    del g.initializer[:]
+    g.initializer.extend(inits)
+    graph.inits = {t.name: t for t in inits}
+    values = [v for v in g.value_info if v.name not in gone]
+    del g.value_info[:]
+    g.value_info.extend(values)
+    return sum(1 for n in replaced.values() if n)
 
 
 def _add_slot_inputs(graph: _Graph, pair_count: int, kernel: str) -> None:

@@ -454,3 +454,127 @@ def test_a_large_slot_table_is_one_huge_page_mapping_released_with_the_model(tmp
     gc.collect()
     after = _huge_advised_bytes()
     assert after - before < table_bytes, (before, during, after)
+
+
+# ---- column_offset: the op adding its term to a column range of a packed output ------------------------
+# prepare-batching packs a GroupQueryAttention's q/k/v MatMulNBits into one (tests/python/test_int4.py checks
+# the graphs); here the op alone, fed directly: y = base with columns [c, c + out) += x·A·B, the other columns
+# base's bit for bit, in place (base an intermediate tensor) and copied (base a graph input) alike.
+
+PACKED_NODE = "probe/LoraSlotMatMul"
+
+
+def _packed_op_model(path: Path, column_offset, in_place: bool, with_base: bool = True) -> str:
+    import onnx
+    from onnx import TensorProto, helper
+
+    ins = [
+        helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", "t", "in"]),
+        helper.make_tensor_value_info("A", TensorProto.FLOAT, ["S", "in", "R"]),
+        helper.make_tensor_value_info("B", TensorProto.FLOAT, ["S", "R", "out"]),
+        helper.make_tensor_value_info("slot", TensorProto.INT64, ["b"]),
+        helper.make_tensor_value_info("ranks", TensorProto.INT64, [1, "S"]),
+    ]
+    names = ["x", "A", "B", "slot", "ranks"]
+    nodes, inits = [], []
+    if with_base:
+        ins.append(helper.make_tensor_value_info("base", TensorProto.FLOAT, ["b", "t", "w"]))
+        names.append("base")
+        if in_place:  # an intermediate tensor ONNX Runtime may hand the op to write in place (x·1 is exact)
+            inits.append(helper.make_tensor("one", TensorProto.FLOAT, [], [1.0]))
+            nodes.append(helper.make_node("Mul", ["base", "one"], ["base1"], name="copy"))
+            names[-1] = "base1"
+    attrs = {"pair": 0}
+    if column_offset is not None:
+        attrs["column_offset"] = column_offset
+    nodes.append(helper.make_node("LoraSlotMatMul", names, ["y"], name=PACKED_NODE, domain="com.multilora", **attrs))
+    g = helper.make_graph(
+        nodes, "g", ins, [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", "t", "w"])], initializer=inits
+    )
+    m = helper.make_model(
+        g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.multilora", 1)], ir_version=8
+    )
+    onnx.save(m, str(path))
+    return str(path)
+
+
+def _packed_feeds(rng, batch, tokens, n_in, out, width, ranks):
+    S, R = len(ranks), max(ranks)
+    A = np.zeros((S, n_in, R), np.float32)
+    B = np.zeros((S, R, out), np.float32)
+    dense = []
+    for s, r in enumerate(ranks):
+        a = rng.standard_normal((n_in, r)).astype(np.float32)
+        b = rng.standard_normal((r, out)).astype(np.float32)
+        A[s].reshape(-1)[: n_in * r] = a.reshape(-1)  # packed [in, r], stride r
+        B[s, :r] = b
+        dense.append((a.astype(np.float64), b.astype(np.float64)))
+    feeds = {
+        "x": rng.standard_normal((batch, tokens, n_in)).astype(np.float32),
+        "A": A,
+        "B": B,
+        "slot": (np.arange(batch) % S).astype(np.int64),
+        "ranks": np.array([ranks], np.int64),
+        "base": rng.standard_normal((batch, tokens, width)).astype(np.float32),
+    }
+    return feeds, dense
+
+
+@pytest.mark.parametrize("tokens", [1, 3, 5])
+@pytest.mark.parametrize("column", [0, 24, 41])
+def test_op_adds_to_a_column_range_of_a_packed_base(tmp_path, tokens, column):
+    """in 40, out 17 (a 1-output tail), packed width 64 (column 41: the range ends at the last column); slots of
+    ranks 0, 3, 16, 20. The range gets x·A·B within the batching tests' tolerance; every other column is
+    base's, bitwise; in place and copied equal bitwise."""
+    rng = np.random.default_rng(10 * tokens + column)
+    n_in, out, width, ranks = 40, 17, 64, [0, 3, 16, 20]
+    feeds, dense = _packed_feeds(rng, 6, tokens, n_in, out, width, ranks)
+    ys = []
+    for in_place in (True, False):
+        with ml.Model(_packed_op_model(tmp_path / f"p{in_place}.onnx", column, in_place)) as m:
+            (y,) = m.run(["y"], feeds)
+        ys.append(y)
+        assert y.shape == (6, tokens, width)
+        for row, s in enumerate(feeds["slot"]):
+            want = feeds["base"][row].astype(np.float64)
+            a, b = dense[s]
+            want[:, column : column + out] += feeds["x"][row].astype(np.float64) @ a @ b
+            assert_close(y[row], want, rtol=TOL, atol=TOL)
+            outside = np.ones(width, bool)
+            outside[column : column + out] = False
+            np.testing.assert_array_equal(y[row][:, outside], feeds["base"][row][:, outside])
+            if ranks[s] == 0:
+                np.testing.assert_array_equal(y[row], feeds["base"][row])
+    np.testing.assert_array_equal(ys[0], ys[1])
+
+
+def test_op_column_offset_is_checked(tmp_path):
+    """A base too narrow for column_offset + out, a column_offset without a base, a base wider than out
+    without column_offset, a negative column_offset: refused, naming the node and what it expected."""
+    rng = np.random.default_rng(0)
+    feeds, _ = _packed_feeds(rng, 2, 2, 40, 17, 64, [4])
+    with ml.Model(_packed_op_model(tmp_path / "narrow.onnx", 48, False)) as m:
+        with pytest.raises(ml.InvalidArgumentError) as e:
+            m.run(["y"], feeds)
+    assert_error(
+        e,
+        ml.InvalidArgumentError,
+        "MLORA_STATUS_INVALID_ARGUMENT",
+        PACKED_NODE,
+        "base is float32 [2, 2, 64]",
+        "at least 65 wide for column_offset 48",
+    )
+    no_base = {k: v for k, v in feeds.items() if k != "base"}
+    with ml.Model(_packed_op_model(tmp_path / "nobase.onnx", 8, False, with_base=False)) as m:
+        with pytest.raises(ml.InvalidArgumentError) as e:
+            m.run(["y"], no_base)
+    assert_error(e, ml.InvalidArgumentError, "MLORA_STATUS_INVALID_ARGUMENT", PACKED_NODE, "column_offset 8 needs")
+    with ml.Model(_packed_op_model(tmp_path / "plain.onnx", None, False)) as m:
+        with pytest.raises(ml.InvalidArgumentError) as e:
+            m.run(["y"], feeds)
+    assert_error(
+        e, ml.InvalidArgumentError, "MLORA_STATUS_INVALID_ARGUMENT", PACKED_NODE, "expected float32 [2, 2, 17]"
+    )
+    with pytest.raises(ml.MultiloraError) as e:
+        ml.Model(_packed_op_model(tmp_path / "neg.onnx", -1, False))
+    assert "column_offset must not be negative" in str(e.value)

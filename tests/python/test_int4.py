@@ -311,6 +311,59 @@ def _in_features(name: str) -> int:
     return 64 if "down_proj" in name else 32
 
 
+@pytest.mark.parametrize("form", ["q4", "x"])
+def test_prepared_base_graph_is_the_builders_base(tmp_path, form):
+    """prepare-batching packs each attention's q/k/v MatMulNBits into one (the builder's qkv_proj): the LoRA
+    graph has one MatMulNBits per attention feeding its three pairs' ops (column_offset 0, N_q, N_q + N_k,
+    chained in place) and a GroupQueryAttention reading the packed output; the base graph has the builder's
+    base model's nodes, its packed weights are the builder's bytes, and plain ONNX Runtime gives both the same
+    logits bit for bit. Multilora's cleared run (the base graph) and its per-row run with every row empty
+    (the LoRA graph, slot 0) give them too."""
+    src = {"q4": Q4, "x": X}[form]
+    out = tmp_path / form
+    prepare_batching(str(src), str(out), kernel="fused")
+    lora = onnx.load(str(out / "model.onnx"))
+    base = onnx.load(str(out / "model.base.onnx"))
+    builder = onnx.load(str(BASE / "model.onnx"))
+    for layer in range(LAYERS):
+        packed = [
+            n for n in lora.graph.node if n.op_type == "MatMulNBits" and f"layers.{layer}/attn/qkv_proj" in n.name
+        ]
+        assert len(packed) == 1, [n.name for n in packed]
+        assert not any(
+            n.op_type == "MatMulNBits" and any(f"layers.{layer}/attn/{m}_proj/" in n.name for m in "qkv")
+            for n in lora.graph.node
+        )
+        chain, cur = [], packed[0].output[0]
+        while True:
+            nxt = [
+                n for n in lora.graph.node if n.op_type == "LoraSlotMatMul" and len(n.input) > 5 and n.input[5] == cur
+            ]
+            if not nxt:
+                break
+            chain.append({a.name: onnx.helper.get_attribute_value(a) for a in nxt[0].attribute}["column_offset"])
+            cur = nxt[0].output[0]
+        assert chain == [0, 32, 48]  # q: 2 heads x 16, k and v: 1 KV head x 16
+        gqa = next(n for n in lora.graph.node if n.op_type == "GroupQueryAttention" and f"layers.{layer}/" in n.name)
+        assert list(gqa.input[:3]) == [cur, "", ""]
+    ops = lambda m: sorted((n.op_type, n.domain) for n in m.graph.node)  # noqa: E731
+    assert ops(base) == ops(builder)
+    weights = {t.name: onnx.numpy_helper.to_array(t) for t in base.graph.initializer}
+    for t in builder.graph.initializer:
+        if "qkv_proj" in t.name:
+            np.testing.assert_array_equal(weights[t.name], onnx.numpy_helper.to_array(t))
+    for p in range(len(PROMPTS)):
+        want = _ort_logits(BASE / "model.onnx", _ids(p), {})
+        np.testing.assert_array_equal(_ort_logits(out / "model.base.onnx", _ids(p), {}), want)
+        with ml.Model(str(out)) as pm:
+            np.testing.assert_array_equal(_ml_logits(pm, _ids(p)), want)
+            assert pm.session_runs.base == 1
+        with ml.Model(str(out), base_graph=False) as pm, ml.Adapters(pm) as reg:
+            opts = ml.RunOptions()
+            opts.set_active_adapters_per_row(reg, [[]])
+            np.testing.assert_array_equal(_ml_logits(pm, _ids(p), opts), want)
+
+
 def test_q4_and_x_share_the_int4_base():
     for p in range(len(PROMPTS)):
         np.testing.assert_array_equal(
