@@ -44,12 +44,13 @@ dequantizes an adapter's quantized tensors into those inputs when it loads the a
 serves any rank (the quantized node fixed one), and adapters with float weights load too.
 
 Packed q/k/v (fused kernel): where a ``GroupQueryAttention`` reads query, key and value from three
-``MatMulNBits`` of one input (each through its LoRA pair's op, or directly), with the same attributes but
-``N`` and constant weights, the three become one ``MatMulNBits`` over the weights concatenated along ``N`` —
-what the GenAI builder writes for a model without LoRA (``qkv_proj``) — and the attention reads the packed
-output (key and value ""). The pairs' ops then add their terms to their column ranges of that output in
-place, one after the other (attribute ``column_offset``), so the base graph is the builder's base graph: on an
-int4 model the split projections cost ~3% per token at batch 1 (docs/notes.md, 2026-12-07).
+projections of one input (each through its LoRA pair's op, or directly) — three ``MatMul`` with constant
+weights, or three ``MatMulNBits`` with the same attributes but ``N`` — the three become one over the weights
+concatenated along ``N``, what the GenAI builder writes for a model without LoRA (``qkv_proj``), and the
+attention reads the packed output (key and value ""). The pairs' ops then add their terms to their column
+ranges of that output in place, one after the other (attribute ``column_offset``), so the base graph is the
+builder's base graph: the split projections cost ~3% per token on an int4 model at batch 1 (docs/notes.md,
+2026-12-07).
 
 ``x`` must be 3-D ``[batch, seq, in]`` (as in onnxruntime-genai builder models and ``multilora.testing``
 models). With nothing fed the output is the base model's, exactly. The input names are kept, so adapters
@@ -613,8 +614,8 @@ class _Uses:
 
 
 def _qkv_part(graph: _Graph, uses: _Uses, name: str, gqa: Any) -> Any:
-    """(the pair's LoRA op or None, the MatMulNBits) that produce ``name`` for ``gqa`` alone with constant
-    weights and no g_idx, or None."""
+    """(the pair's LoRA op or None, the projection: a MatMul or a MatMulNBits without g_idx) that produce
+    ``name`` for ``gqa`` alone from constant weights, or None."""
     if not name or not uses.only_reader(name, gqa) or name not in uses.producer:
         return None
     op, mm = None, uses.producer[name]
@@ -625,39 +626,51 @@ def _qkv_part(graph: _Graph, uses: _Uses, name: str, gqa: Any) -> Any:
         if not uses.only_reader(op.input[5], op) or op.input[5] not in uses.producer:
             return None
         mm = uses.producer[op.input[5]]
-    if not _is_nbits(mm) or len(mm.input) > 6 or len(mm.output) != 1 or (len(mm.input) > 4 and mm.input[4]):
+    if _is_matmul(mm):
+        w = graph.inits.get(mm.input[1])
+        if w is None or len(w.dims) != 2:
+            return None
+    elif not _is_nbits(mm) or len(mm.input) > 6 or (len(mm.input) > 4 and mm.input[4]):
         return None
-    if any(i and (i not in graph.inits or i in graph.by_name) for i in mm.input[1:]):  # constants only
-        return None
+    if len(mm.output) != 1 or any(i and (i not in graph.inits or i in graph.by_name) for i in mm.input[1:]):
+        return None  # weights must be constants, not graph inputs
     return op, mm
 
 
 def _qkv_arrays(graph: _Graph, mms: List[Any]) -> Any:
-    """{input index: the three projections' arrays} when they concatenate along N (same attributes but N,
-    same inputs present, same dtypes and trailing dims), else None."""
+    """(the axis of N, {input index: the three projections' arrays}) when they concatenate along N: one input,
+    one op type, the same attributes but N and the same inputs present (MatMulNBits), the same dtypes and
+    other dims; else None."""
     from onnx import numpy_helper
 
-    attrs = [{k: v for k, v in _nbits_attrs(mm).items() if k != "N"} for mm in mms]
-    present = [[bool(i) for i in mm.input[1:]] + [False] * (6 - len(mm.input)) for mm in mms]
     if len({id(mm) for mm in mms}) != 3 or len({mm.input[0] for mm in mms}) != 1:
         return None
-    if any(a != attrs[0] for a in attrs) or any(p != present[0] for p in present):
+    if len({mm.op_type for mm in mms}) != 1:
         return None
-    if any("N" not in _nbits_attrs(mm) for mm in mms):
-        return None
-    arrays = {
-        i: [numpy_helper.to_array(graph.inits[mm.input[i]]) for mm in mms]
-        for i in _QKV_PACKED
-        if i < len(mms[0].input) and mms[0].input[i]
-    }
-    for arr in arrays.values():
-        if arr[0].ndim == 0 or any(a.dtype != arr[0].dtype or a.shape[1:] != arr[0].shape[1:] for a in arr):
+    if _is_matmul(mms[0]):
+        axis, indices = 1, (1,)
+    else:
+        attrs = [_nbits_attrs(mm) for mm in mms]
+        present = [[bool(i) for i in mm.input[1:]] + [False] * (6 - len(mm.input)) for mm in mms]
+        if any("N" not in a for a in attrs) or any(p != present[0] for p in present):
             return None
-    return arrays
+        if any(
+            {k: v for k, v in a.items() if k != "N"} != {k: v for k, v in attrs[0].items() if k != "N"} for a in attrs
+        ):
+            return None
+        axis, indices = 0, tuple(i for i in _QKV_PACKED if i < len(mms[0].input) and mms[0].input[i])
+    arrays = {i: [numpy_helper.to_array(graph.inits[mm.input[i]]) for mm in mms] for i in indices}
+    for arr in arrays.values():
+        if arr[0].ndim <= axis:
+            return None
+        rest = [a.shape[:axis] + a.shape[axis + 1 :] for a in arr]
+        if any(a.dtype != arr[0].dtype or r != rest[0] for a, r in zip(arr, rest)):
+            return None
+    return axis, arrays
 
 
-def _packed_qkv_nodes(graph: _Graph, parts: List[Any], arrays: Dict[int, Any]) -> Tuple[List[Any], str]:
-    """The packed MatMulNBits (its concatenated weights added to the graph) and the pairs' ops chained over its
+def _packed_qkv_nodes(graph: _Graph, parts: List[Any], axis: int, arrays: Dict[int, Any]) -> Tuple[List[Any], str]:
+    """The packed projection (its concatenated weights added to the graph) and the pairs' ops chained over its
     output at their column offsets; returns them and the chain's last output."""
     import numpy as np
     from onnx import helper, numpy_helper
@@ -666,14 +679,14 @@ def _packed_qkv_nodes(graph: _Graph, parts: List[Any], arrays: Dict[int, Any]) -
         return graph.fresh(name.replace("q_proj", "qkv_proj") if "q_proj" in name else name + "_qkv")
 
     q = parts[0][1]
-    widths = [_nbits_attrs(mm)["N"] for _, mm in parts]
+    widths = [int(w.shape[axis]) if axis == 1 else _nbits_attrs(mm)["N"] for (_, mm), w in zip(parts, arrays[1])]
     inputs = [q.input[0]] + [""] * (len(q.input) - 1)
     for i, arr in arrays.items():
         inputs[i] = packed_name(q.input[i])
-        graph.g.initializer.append(numpy_helper.from_array(np.concatenate(arr, axis=0), inputs[i]))
+        graph.g.initializer.append(numpy_helper.from_array(np.concatenate(arr, axis=axis), inputs[i]))
     cur = packed_name(q.output[0])
-    attrs = {**_nbits_attrs(q), "N": sum(widths)}
-    nodes = [helper.make_node("MatMulNBits", inputs, [cur], name=packed_name(q.name), domain=q.domain, **attrs)]
+    attrs = {} if axis == 1 else {**_nbits_attrs(q), "N": sum(widths)}
+    nodes = [helper.make_node(q.op_type, inputs, [cur], name=packed_name(q.name), domain=q.domain, **attrs)]
     offset = 0
     for (op, _), width in zip(parts, widths):
         if op is not None:
@@ -689,7 +702,7 @@ def _packed_qkv_nodes(graph: _Graph, parts: List[Any], arrays: Dict[int, Any]) -
 
 
 def _pack_qkv(graph: _Graph) -> int:
-    """Packs the q/k/v MatMulNBits of each GroupQueryAttention into one (module docstring); returns how many
+    """Packs the q/k/v projections of each GroupQueryAttention into one (module docstring); returns how many
     attentions were packed. An attention is left alone unless all three projections qualify."""
     g = graph.g
     nodes = list(g.node)
@@ -702,10 +715,10 @@ def _pack_qkv(graph: _Graph) -> int:
         parts = [_qkv_part(graph, uses, name, gqa) for name in gqa.input[:3]]
         if any(p is None for p in parts):
             continue
-        arrays = _qkv_arrays(graph, [mm for _, mm in parts])
-        if arrays is None:
+        packing = _qkv_arrays(graph, [mm for _, mm in parts])
+        if packing is None:
             continue
-        new_nodes, last = _packed_qkv_nodes(graph, parts, arrays)
+        new_nodes, last = _packed_qkv_nodes(graph, parts, *packing)
         gqa.input[0], gqa.input[1], gqa.input[2] = last, "", ""
         removed = [n for part in parts for n in part if n is not None]
         gone.update(n.output[0] for n in removed)

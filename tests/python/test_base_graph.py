@@ -297,6 +297,47 @@ def test_a_generator_alternating_set_and_cleared_every_step(gen_folders, kernel)
     assert _generate(LORA, [["a"]], steps)[0] != tokens and _generate(LORA, [[]], steps)[0] != tokens
 
 
+def test_packed_qkv_makes_the_builders_base_graph(gen_folders):
+    """The fused prepared copy of the fp32 GenAI fixture: each attention's q/k/v MatMul packed into one (the
+    builder's qkv_proj) with the three pairs' ops chained over it at column offsets 0, 32, 48; its base graph
+    has the builder's base model's nodes and qkv weights (bytes), and plain ONNX Runtime gives the two the
+    same logits bit for bit. (The gather kernel keeps the split projections.)"""
+    folder = gen_folders["fused"]
+    lora = onnx.load(str(folder / "model.onnx"))
+    base = onnx.load(str(folder / "model.base.onnx"))
+    builder = onnx.load(str(FX / "base" / "model.onnx"))
+    for layer in range(2):
+        packed = [n for n in lora.graph.node if n.op_type == "MatMul" and f"layers.{layer}/attn/qkv_proj/" in n.name]
+        assert len(packed) == 1
+        offsets, cur = [], packed[0].output[0]
+        for n in lora.graph.node:
+            if n.op_type == "LoraSlotMatMul" and n.input[5] == cur:
+                offsets.append(next(a.i for a in n.attribute if a.name == "column_offset"))
+                cur = n.output[0]
+        assert offsets == [0, 32, 48]
+    assert not any("attn/q_proj/MatMul" in n.name for n in lora.graph.node)
+    gathered = onnx.load(str(gen_folders["gather"] / "model.onnx"))
+    assert any("attn/q_proj/MatMul" in n.name for n in gathered.graph.node)
+    assert sorted((n.op_type, n.domain) for n in base.graph.node) == sorted(
+        (n.op_type, n.domain) for n in builder.graph.node
+    )
+    weights = {t.name: onnx.numpy_helper.to_array(t) for t in base.graph.initializer}
+    for t in builder.graph.initializer:
+        if "qkv_proj" in t.name:
+            np.testing.assert_array_equal(weights[t.name], onnx.numpy_helper.to_array(t))
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    ours = ort.InferenceSession(str(folder / "model.base.onnx"), so)
+    theirs = ort.InferenceSession(str(FX / "base" / "model.onnx"), so)
+    for prompt in PROMPTS:
+        ids = np.asarray([prompt], np.int64)
+        feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+        for i in theirs.get_inputs():
+            if i.name.startswith("past_key_values"):
+                feeds[i.name] = np.zeros((1, 1, 0, 16), np.float32)
+        np.testing.assert_array_equal(ours.run(["logits"], feeds)[0], theirs.run(["logits"], feeds)[0])
+
+
 def test_a_cleared_generator_equals_the_lora_graph_bit_for_bit(gen_folders):
     tokens, logits, runs = _generate(gen_folders["fused"], [[]], 6)
     ref_tokens, ref_logits, ref_runs = _generate(gen_folders["fused"], [[]], 6, base_graph=False)
