@@ -32,8 +32,10 @@ bandwidth measured here (numpy sums over a 1 GiB float32 array).
 
 ``--step-interleaved N``: afterwards, every multilora variant ((d) and (c)) gets one generator past its prompt
 pass, all alive at once, and they take one decode step each in turn, N times; medians per variant and their
-ratio to (c). On a host whose speed drifts over seconds (a shared VM: numpy's matmul time varied ±15% between
-seconds here), run-level interleaving leaves whole 32-token runs on one side of a drift; step-level does not.
+ratio to (c), and for each (d) variant also to a generator of the same model with no adapter (its base graph:
+same weights, same process; the adapter read rate there is over that step). On a host whose speed drifts
+over seconds (a shared VM: numpy's matmul time varied ±15% between seconds here), run-level interleaving
+leaves whole 32-token runs on one side of a drift; step-level does not.
 
     /tmp/venv-bench/bin/python benchmarks/bench_batching_llm.py [--tiny] [--threads 2] [--repeats 2]
 
@@ -341,12 +343,15 @@ def multilora_runner(
         return result
 
     steppers[run] = lambda steps: multilora_stepper(model, registry, rows, prompts, steps)
+    if rows:  # the same model with no adapter: its base graph, the same weights in the same process
+        cleared_steppers[run] = lambda steps: multilora_stepper(model, registry, [], prompts, steps)
     return run, (model, registry)
 
 
 # Per multilora runner: a factory of a generator past its prompt pass (--step-interleaved).
 Stepper = Tuple[Callable[[], float], Callable[[], None]]
 steppers: Dict[Runner, Callable[[int], Stepper]] = {}
+cleared_steppers: Dict[Runner, Callable[[int], Stepper]] = {}
 
 
 def multilora_stepper(model: Any, registry: Any, rows: List[List[str]], prompts: np.ndarray, steps: int) -> Stepper:
@@ -379,29 +384,36 @@ def multilora_stepper(model: Any, registry: Any, rows: List[List[str]], prompts:
 def step_interleaved(variants: Dict[str, Runner], labels: Dict[str, str], steps: int, rate: Callable) -> None:
     """Every multilora variant's generator alive at once, stepped one decode step each in turn, `steps` times:
     slow drifts of a shared machine (seconds) hit every variant alike, which run-level interleaving does not
-    guarantee. Prints each variant's median step and its ratio to the base model's."""
+    guarantee. Prints each variant's median step and its ratio to the base model's, and for each per-row
+    variant also to a generator of the same model with no adapter (its base graph: the same weights, in the
+    same process, without the base model's separate session)."""
     keys = [k for k in variants if variants[k] in steppers]
     if "c-ml" not in keys:
         return
     made = {k: steppers[variants[k]](steps) for k in keys}
-    times: Dict[str, List[float]] = {k: [] for k in keys}
+    made.update({k + "/cleared": cleared_steppers[variants[k]](steps) for k in keys if variants[k] in cleared_steppers})
+    times: Dict[str, List[float]] = {k: [] for k in made}
     load0 = os.getloadavg()[0]
     for _ in range(steps):
-        for k in keys:
+        for k in made:
             times[k].append(made[k][0]())
     load1 = os.getloadavg()[0]
-    for k in keys:
+    for k in made:
         made[k][1]()
     med = {k: statistics.median(v[2:]) for k, v in times.items()}  # the first steps warm up
     print()
     print(
-        f"step-interleaved: {len(keys)} generators alive, one decode step each in turn, {steps} steps (median of the "
+        f"step-interleaved: {len(made)} generators alive, one decode step each in turn, {steps} steps (median of the "
         f"last {steps - 2}); load average {load0:.2f} -> {load1:.2f}"
     )
-    print("| variant | decode ms/step | base / this | adapter GB/s (% of read bound) |")
-    print("|---|---:|---:|---:|")
+    head = "| variant | decode ms/step | base / this | same model cleared ms/step | cleared / this | adapter GB/s (%) |"
+    print(head)
+    print("|---|---:|---:|---:|---:|---:|")
     for k in keys:
-        print(f"| {labels[k]} | {med[k]:.2f} | {med['c-ml'] / med[k]:.3f} | {rate(k, med[k] - med['c-ml'])} |")
+        own = med.get(k + "/cleared")
+        own_cols = f"{own:.2f} | {own / med[k]:.3f}" if own else "- | -"
+        extra = med[k] - (own or med["c-ml"])  # over the same model's cleared step where there is one
+        print(f"| {labels[k]} | {med[k]:.2f} | {med['c-ml'] / med[k]:.3f} | {own_cols} | {rate(k, extra)} |")
 
 
 # ---- main ------------------------------------------------------------------------------------------------------

@@ -23,6 +23,41 @@ def assert_close(actual: np.ndarray, expected: np.ndarray, rtol: float = RTOL, a
     )
 
 
+def op_probe_model(
+    path: str,
+    elem: int,
+    extra_inputs: list,
+    names: List[str],
+    nodes: list,
+    inits: list,
+    y_shape: Optional[list] = None,
+    **attrs: int,
+) -> str:
+    """Writes a hand-made graph around one ``com.multilora.LoraSlotMatMul`` node named ``probe/LoraSlotMatMul``
+    (output ``y``): inputs x, A, B (``elem``), slot, ranks plus ``extra_inputs``; ``names`` are the node's
+    inputs, ``nodes`` / ``inits`` anything before it; ``attrs`` its attributes besides ``pair=0``."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    ins = [
+        helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", "t", "in"]),
+        helper.make_tensor_value_info("A", elem, ["S", "in", "R"]),
+        helper.make_tensor_value_info("B", elem, ["S", "R", "out"]),
+        helper.make_tensor_value_info("slot", TensorProto.INT64, ["b"]),
+        helper.make_tensor_value_info("ranks", TensorProto.INT64, [1, "S"]),
+    ] + list(extra_inputs)
+    node = helper.make_node(
+        "LoraSlotMatMul", names, ["y"], name="probe/LoraSlotMatMul", domain="com.multilora", pair=0, **attrs
+    )
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, y_shape)
+    g = helper.make_graph(list(nodes) + [node], "g", ins, [y], initializer=list(inits))
+    m = helper.make_model(
+        g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.multilora", 1)], ir_version=8
+    )
+    onnx.save(m, str(path))
+    return str(path)
+
+
 class OrtBaseline:
     """onnxruntime's own session and LoRA path (LoraAdapter + RunOptions.add_active_adapter)."""
 

@@ -19,7 +19,7 @@ import multilora as ml
 from multilora import testing as T
 from multilora.prepare_batching import prepare_batching
 
-from support import OrtBaseline, assert_close, assert_error, open_with_adapters
+from support import OrtBaseline, assert_close, assert_error, op_probe_model, open_with_adapters
 
 TOL = 2e-5
 # hidden 42: rows of A and outputs are not multiples of the vector width or of the unrolling. Ranks 16 (one
@@ -461,41 +461,22 @@ def test_a_large_slot_table_is_one_huge_page_mapping_released_with_the_model(tmp
 # the graphs); here the op alone, fed directly: y = base with columns [c, c + out) += x·A·B, the other columns
 # base's bit for bit, in place (base an intermediate tensor) and copied (base a graph input) alike.
 
-PACKED_NODE = "probe/LoraSlotMatMul"
+PACKED_NODE = "probe/LoraSlotMatMul"  # op_probe_model names its node so
 
 
 def _packed_op_model(path: Path, column_offset, in_place: bool, with_base: bool = True) -> str:
-    import onnx
     from onnx import TensorProto, helper
 
-    ins = [
-        helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", "t", "in"]),
-        helper.make_tensor_value_info("A", TensorProto.FLOAT, ["S", "in", "R"]),
-        helper.make_tensor_value_info("B", TensorProto.FLOAT, ["S", "R", "out"]),
-        helper.make_tensor_value_info("slot", TensorProto.INT64, ["b"]),
-        helper.make_tensor_value_info("ranks", TensorProto.INT64, [1, "S"]),
-    ]
-    names = ["x", "A", "B", "slot", "ranks"]
-    nodes, inits = [], []
+    names, extra, nodes, inits = ["x", "A", "B", "slot", "ranks"], [], [], []
     if with_base:
-        ins.append(helper.make_tensor_value_info("base", TensorProto.FLOAT, ["b", "t", "w"]))
+        extra.append(helper.make_tensor_value_info("base", TensorProto.FLOAT, ["b", "t", "w"]))
         names.append("base")
         if in_place:  # an intermediate tensor ONNX Runtime may hand the op to write in place (x·1 is exact)
             inits.append(helper.make_tensor("one", TensorProto.FLOAT, [], [1.0]))
             nodes.append(helper.make_node("Mul", ["base", "one"], ["base1"], name="copy"))
             names[-1] = "base1"
-    attrs = {"pair": 0}
-    if column_offset is not None:
-        attrs["column_offset"] = column_offset
-    nodes.append(helper.make_node("LoraSlotMatMul", names, ["y"], name=PACKED_NODE, domain="com.multilora", **attrs))
-    g = helper.make_graph(
-        nodes, "g", ins, [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", "t", "w"])], initializer=inits
-    )
-    m = helper.make_model(
-        g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.multilora", 1)], ir_version=8
-    )
-    onnx.save(m, str(path))
-    return str(path)
+    attrs = {} if column_offset is None else {"column_offset": column_offset}
+    return op_probe_model(str(path), TensorProto.FLOAT, extra, names, nodes, inits, ["b", "t", "w"], **attrs)
 
 
 def _packed_feeds(rng, batch, tokens, n_in, out, width, ranks):

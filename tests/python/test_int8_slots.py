@@ -22,7 +22,7 @@ import multilora as ml
 from multilora import testing as T
 from multilora.prepare_batching import INT8_BLOCK, SLOT_SCALES_METADATA_KEY, prepare_batching
 
-from support import assert_close, assert_error, open_with_adapters
+from support import assert_close, assert_error, op_probe_model, open_with_adapters
 
 BLOCK = INT8_BLOCK
 # fp32 tolerance of the kernel tests (test_batching_kernel.py): the int8 kernel computes x·(q·s)·(q·s) with
@@ -257,30 +257,16 @@ def test_engine_cache_key_has_the_slot_dtype(tmp_path):
 
 
 def _op_model(path: Path, with_scales: bool = True) -> str:
-    import onnx
     from onnx import TensorProto, helper
 
-    ins = [
-        helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", "t", "in"]),
-        helper.make_tensor_value_info("A", TensorProto.INT8, ["S", "in", "R"]),
-        helper.make_tensor_value_info("B", TensorProto.INT8, ["S", "R", "out"]),
-        helper.make_tensor_value_info("slot", TensorProto.INT64, ["b"]),
-        helper.make_tensor_value_info("ranks", TensorProto.INT64, [1, "S"]),
-    ]
-    names = ["x", "A", "B", "slot", "ranks"]
+    names, extra = ["x", "A", "B", "slot", "ranks"], []
     if with_scales:
-        ins += [
+        extra = [
             helper.make_tensor_value_info("A_scales", TensorProto.FLOAT, ["S", "ab", "R"]),
             helper.make_tensor_value_info("B_scales", TensorProto.FLOAT, ["S", "bb", "out"]),
         ]
         names += ["", "A_scales", "B_scales"]
-    node = helper.make_node("LoraSlotMatMul", names, ["y"], name="probe/LoraSlotMatMul", domain="com.multilora", pair=0)
-    g = helper.make_graph([node], "g", ins, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
-    m = helper.make_model(
-        g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.multilora", 1)], ir_version=8
-    )
-    onnx.save(m, str(path))
-    return str(path)
+    return op_probe_model(str(path), TensorProto.INT8, extra, names, [], [])
 
 
 def _op_inputs(rng, batch, tokens, n_in, out, slots_ranks, R):
