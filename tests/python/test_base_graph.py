@@ -338,6 +338,81 @@ def test_packed_qkv_makes_the_builders_base_graph(gen_folders):
         np.testing.assert_array_equal(ours.run(["logits"], feeds)[0], theirs.run(["logits"], feeds)[0])
 
 
+def _without_k_lora(src: Path, dst: Path) -> Dict[str, str]:
+    """The fp32 fixture folder with the k_proj LoRA pairs taken out (LoRA on q and v only: PEFT's default
+    target modules): GroupQueryAttention reads k straight from its MatMul. Returns the adapters rewritten
+    without k's tensors."""
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("model.onnx", "adapters"))
+    m = onnx.load(str(src / "model.onnx"))
+    g = m.graph
+    drop = {n.name for n in g.node if "/attn/k_proj/lora" in n.name}
+    for n in g.node:
+        if n.op_type == "GroupQueryAttention":
+            n.input[1] = n.input[1].replace("/k_proj/lora/Add/output_0", "/k_proj/MatMul/output_0")
+    nodes = [n for n in g.node if n.name not in drop]
+    del g.node[:]
+    g.node.extend(nodes)
+    for field in (g.input, g.initializer):
+        keep = [x for x in field if ".k_proj.lora_" not in x.name]
+        del field[:]
+        field.extend(keep)
+    onnx.save(m, str(dst / "model.onnx"))
+    files = {}
+    (dst / "adapters").mkdir()
+    for name, path in ADAPTER.items():
+        params = {k: v for k, v in ml.read_adapter(path).parameters.items() if ".k_proj." not in k}
+        files[name] = str(dst / "adapters" / f"{name}.onnx_adapter")
+        T.write_ort_adapter(files[name], params)
+    return files
+
+
+def test_packed_qkv_with_lora_on_q_and_v_only(tmp_path):
+    """k has no LoRA pair: the packed projection feeds q's op (offset 0), then v's (offset 48), and k's columns
+    stay the projection's. Per-row rows equal the unprepared model with each row's adapter alone, and the base
+    graph is the builder's base (logits bit for bit)."""
+    files = _without_k_lora(LORA, tmp_path / "qv")
+    prepare_batching(tmp_path / "qv", tmp_path / "prep", kernel="fused")
+    lora = onnx.load(str(tmp_path / "prep" / "model.onnx"))
+    offsets = [
+        next(a.i for a in n.attribute if a.name == "column_offset")
+        for n in lora.graph.node
+        if n.op_type == "LoraSlotMatMul" and "layers.0" in n.name and "attn" in n.name and "o_proj" not in n.name
+    ]
+    assert offsets == [0, 48]
+    assert sum(n.op_type == "MatMul" and "qkv_proj" in n.name for n in lora.graph.node) == 2
+    rows = [["a"], [], ["b"], ["a", "b"]]
+    prompt = PROMPTS[0]
+    ids = np.asarray([prompt] * len(rows), np.int64)
+    feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+    for layer in range(2):
+        for k in ("key", "value"):
+            feeds[f"past_key_values.{layer}.{k}"] = np.zeros((len(rows), 1, 0, 16), np.float32)
+    with ml.Model(str(tmp_path / "prep")) as pm, ml.Adapters(pm) as reg:
+        for name, f in files.items():
+            reg.load(f, name)
+        opts = ml.RunOptions()
+        opts.set_active_adapters_per_row(reg, rows)
+        (got,) = pm.run(["logits"], feeds, opts)
+    with ml.Model(str(tmp_path / "qv")) as plain, ml.Adapters(plain) as reg:
+        for name, f in files.items():
+            reg.load(f, name)
+        one = {k: v[:1] for k, v in feeds.items()}
+        for i, row in enumerate(rows):
+            opts = ml.RunOptions()
+            if row:
+                opts.set_active_adapters(reg, row)
+            (want,) = plain.run(["logits"], one, opts)
+            np.testing.assert_allclose(got[i : i + 1], want, rtol=0, atol=ATOL)
+        (cleared,) = plain.run(["logits"], one)
+    assert np.abs(got[0] - cleared[0]).max() > 10 * ATOL  # the adapter matters here
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    ours = ort.InferenceSession(str(tmp_path / "prep" / "model.base.onnx"), so)
+    theirs = ort.InferenceSession(str(FX / "base" / "model.onnx"), so)
+    one = {k: v[:1] for k, v in feeds.items()}
+    np.testing.assert_array_equal(ours.run(["logits"], one)[0], theirs.run(["logits"], one)[0])
+
+
 def test_a_cleared_generator_equals_the_lora_graph_bit_for_bit(gen_folders):
     tokens, logits, runs = _generate(gen_folders["fused"], [[]], 6)
     ref_tokens, ref_logits, ref_runs = _generate(gen_folders["fused"], [[]], 6, base_graph=False)
