@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <new>
@@ -27,15 +28,27 @@ struct SlotTable::Storage {
 
 namespace {
 
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kOneMapping = false;  // AddressSanitizer: a heap block per buffer, so an overrun hits a redzone
+#else
+constexpr bool kOneMapping = true;
+#endif
+
 // Carves one zeroed mapping (io/pages.h: huge pages) into 64-byte aligned buffers that share its ownership.
+// Under AddressSanitizer each buffer is a zeroed heap block of its own instead (the mapping has no redzones).
 class Carver {
  public:
   explicit Carver(const std::vector<size_t>& sizes) {
     size_t total = 0;
     for (size_t b : sizes) total += (b + 63) / 64 * 64;
-    arena_ = zeroed_pages(total);
+    if (kOneMapping) arena_ = zeroed_pages(total);
   }
   std::shared_ptr<void> take(size_t bytes) {
+    if (!kOneMapping) {
+      void* p = std::calloc(bytes ? bytes : 1, 1);
+      if (!p) throw std::bad_alloc();
+      return std::shared_ptr<void>(p, [](void* q) { std::free(q); });
+    }
     std::shared_ptr<void> part(arena_, static_cast<uint8_t*>(arena_.get()) + used_);
     used_ += (bytes + 63) / 64 * 64;
     return part;
