@@ -84,29 +84,24 @@ struct F16 {
 #if MLORA_FMV
 // vcvtph2ps (F16C, in x86-64-v3 and v4): eight halves to eight floats in one instruction. Inline assembly, not
 // the intrinsic: an intrinsic's target("f16c") cannot be inlined through the always_inline helpers, which carry
-// no target of their own; only the x86-64-v3/v4 versions of lora_rows_f16 below use this.
-struct F16C {
-  static constexpr bool kScaled = false;
-  using T = uint16_t;
+// no target of their own; only the x86-64-v3/v4 versions of lora_rows_f16 below use this. Each fast struct is
+// its portable one (element type, scalar `one`) with another vector `load`.
+struct F16C : F16 {
   static MLORA_INLINE v8 load(const T* p) {
     v8 v;
     __asm__("vcvtph2ps %1, %0" : "=x"(v) : "m"(*reinterpret_cast<const uint8_t (*)[16]>(p)));
     return v;
   }
-  static MLORA_INLINE float one(const T* p) { return half_to_float(*p); }
 };
 // bfloat16 the same way: zero-extend eight 16-bit values to 32 bits straight from memory, shift into the top
 // half. GCC compiled BF16's vector-extension version into stores and reloads through the stack (the cached
 // bfloat16 row took 2.3x the float16 one in benchmarks/kernel_rows.cpp).
-struct BF16X {
-  static constexpr bool kScaled = false;
-  using T = uint16_t;
+struct BF16X : BF16 {
   static MLORA_INLINE v8 load(const T* p) {
     v8 v;
     __asm__("vpmovzxwd %1, %0\n\tvpslld $16, %0, %0" : "=x"(v) : "m"(*reinterpret_cast<const uint8_t (*)[16]>(p)));
     return v;
   }
-  static MLORA_INLINE float one(const T* p) { return bfloat16_to_float(*p); }
 };
 #endif
 // int8, sign-extended and converted to float in registers: exact. Portable; GCC 12 turns this
@@ -126,15 +121,12 @@ struct I8 {
 #if MLORA_FMV
 // vpmovsxbd + vcvtdq2ps (AVX2): eight int8 to eight floats in two instructions; inline assembly for the reason
 // given at F16C.
-struct I8X {
-  static constexpr bool kScaled = true;
-  using T = int8_t;
+struct I8X : I8 {
   static MLORA_INLINE v8 load(const T* p) {
     v8 v;
     __asm__("vpmovsxbd %1, %0\n\tvcvtdq2ps %0, %0" : "=x"(v) : "m"(*reinterpret_cast<const uint8_t (*)[8]>(p)));
     return v;
   }
-  static MLORA_INLINE float one(const T* p) { return static_cast<float>(*p); }
 };
 #endif
 
